@@ -1,0 +1,77 @@
+// outbox: the transactional outbox toolkit. main() wires the subcommands together and holds the
+// one catch that maps errors to exit codes (sysexits).
+#include <iostream>
+
+#include "cmd/command.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace outbox::cmd {
+
+CLI::App* Registry::add(const std::string& name, const std::string& description) {
+  CLI::App* app = root_.add_subcommand(name, description);
+  if (name.find('_') != std::string::npos) {
+    std::string alias = name;
+    for (char& c : alias)
+      if (c == '_') c = '-';
+    app->alias(alias);
+  }
+  return app;
+}
+
+config::Config load_config(const GlobalOptions& globals) {
+  config::LoadOptions options;
+  options.config_path = globals.config_path;
+  options.overrides = globals.overrides;
+  config::Config config = config::Config::load(options);
+  log::setup(config.text("log.level"), config.text("log.format"));
+  for (const std::string& warning : config.warnings()) spdlog::warn("{}", warning);
+  return config;
+}
+
+}  // namespace outbox::cmd
+
+int main(int argc, char** argv) {
+  using namespace outbox;
+  CLI::App app{"outbox: transactional outbox relay and read-model replication for PostgreSQL and RabbitMQ", "outbox"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("outbox 0.1.0"));
+  cmd::GlobalOptions globals;
+  app.add_option("-c,--config", globals.config_path, "Config file (default: $OUTBOX_CONFIG, ./outbox.toml, /etc/outbox/outbox.toml)");
+  app.add_option("--set", globals.overrides, "Override a config option: --set relay.batch_size=1000 (repeatable)")
+      ->type_name("KEY=VALUE");
+  app.fallthrough();
+
+  cmd::Registry registry(app, globals);
+  cmd::add_config_commands(registry);
+  cmd::add_migrate_commands(registry);
+  cmd::add_parking_commands(registry);
+  cmd::add_relay_command(registry);
+  cmd::add_replicate_command(registry);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& help) {
+    return app.exit(help);
+  } catch (const CLI::CallForAllHelp& help) {
+    return app.exit(help);
+  } catch (const CLI::CallForVersion& version) {
+    return app.exit(version);
+  } catch (const CLI::ParseError& error) {
+    std::cerr << "outbox: usage: " << error.what() << " (see outbox --help)\n";
+    return static_cast<int>(ExitCode::usage);
+  }
+
+  try {
+    for (const cmd::Command& command : registry.commands())
+      if (command.app->parsed()) return command.run();
+    std::cerr << "outbox: usage: no command given (see outbox --help)\n";
+    return static_cast<int>(ExitCode::usage);
+  } catch (const Error& error) {
+    std::cerr << "outbox: " << error.what() << "\n";
+    return static_cast<int>(error.code());
+  } catch (const std::exception& error) {
+    std::cerr << "outbox: internal error: " << error.what() << "\n";
+    return static_cast<int>(ExitCode::software);
+  }
+}

@@ -1,0 +1,90 @@
+#include "core/pg.hpp"
+
+#include "core/error.hpp"
+#include "core/url.hpp"
+
+namespace outbox::pg {
+namespace {
+
+std::string trim(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  // libpq sometimes reports one reason per line; keep the whole reason on one line.
+  for (char& c : text)
+    if (c == '\n') c = ' ';
+  return text;
+}
+
+std::string with_defaults(const std::string& url, std::string_view application) {
+  std::string out = url;
+  char separator = url.find('?') == std::string::npos ? '?' : '&';
+  auto add = [&](std::string_view key, const std::string& value) {
+    if (url.find(std::string(key) + "=") != std::string::npos) return;
+    out += separator + std::string(key) + "=" + value;
+    separator = '&';
+  };
+  add("connect_timeout", "5");
+  add("application_name", std::string(application));
+  // TCP keepalives let both sides notice a dead peer (a relay whose host vanished loses its locks).
+  add("keepalives_idle", "10");
+  add("keepalives_interval", "5");
+  add("keepalives_count", "3");
+  return out;
+}
+
+}  // namespace
+
+std::unique_ptr<pqxx::connection> connect(const std::string& url, std::string_view role, std::string_view application) {
+  try {
+    return std::make_unique<pqxx::connection>(with_defaults(url, application));
+  } catch (const std::exception& error) {
+    throw unavailable_error(std::string(role) + " " + mask_url(url) + ": " + mask_url(trim(error.what())));
+  }
+}
+
+std::string quote_identifier(std::string_view name) {
+  std::string out = "\"";
+  for (char c : name) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+
+bool valid_qualified_name(std::string_view name) {
+  size_t dot = name.find('.');
+  if (name.empty() || name.find('\0') != std::string_view::npos) return false;
+  if (dot == std::string_view::npos) return true;
+  return dot > 0 && dot + 1 < name.size() && name.find('.', dot + 1) == std::string_view::npos;
+}
+
+std::string quote_qualified(std::string_view name) {
+  size_t dot = name.find('.');
+  if (dot == std::string_view::npos) return quote_identifier(name);
+  return quote_identifier(name.substr(0, dot)) + "." + quote_identifier(name.substr(dot + 1));
+}
+
+std::string array_literal(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (i) out += ',';
+    out += '"';
+    for (char c : values[i]) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+bool is_connection_error(const std::exception& error) {
+  if (dynamic_cast<const pqxx::broken_connection*>(&error)) return true;
+  if (auto* sql = dynamic_cast<const pqxx::sql_error*>(&error)) {
+    const std::string& state = sql->sqlstate();
+    // 08: connection exception; 57P01..03: admin shutdown, crash shutdown, cannot connect now.
+    return state.rfind("08", 0) == 0 || state == "57P01" || state == "57P02" || state == "57P03";
+  }
+  return false;
+}
+
+}  // namespace outbox::pg

@@ -1,0 +1,13 @@
+#pragma once
+#include <string>
+#include <string_view>
+
+namespace outbox {
+
+// Replaces the password in "scheme://user:password@host/..." with "****". Also masks a
+// "password=..." keyword in libpq key/value strings. Used for every URL that reaches a log or output.
+std::string mask_url(std::string_view url);
+// True when the URL carries a password.
+bool url_has_password(std::string_view url);
+
+}  // namespace outbox

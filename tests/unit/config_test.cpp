@@ -1,0 +1,142 @@
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "core/config.hpp"
+#include "core/error.hpp"
+
+using namespace outbox;
+using namespace outbox::config;
+
+namespace {
+
+LoadOptions no_env(std::map<std::string, std::string> env = {}) {
+  LoadOptions options;
+  auto shared = std::make_shared<std::map<std::string, std::string>>(std::move(env));
+  options.getenv = [shared](const char* name) -> const char* {
+    auto found = shared->find(name);
+    return found == shared->end() ? nullptr : found->second.c_str();
+  };
+  return options;
+}
+
+std::string error_of(std::string_view toml, LoadOptions options = no_env()) {
+  try {
+    Config::parse(toml, "outbox.toml", options);
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ExitCode::config);
+    return error.what();
+  }
+  return "(no error)";
+}
+
+}  // namespace
+
+TEST(Config, DefaultsComeFromTheRegistry) {
+  Config config = Config::parse("", "", no_env());
+  EXPECT_EQ(config.integer("relay.batch_size"), 500);
+  EXPECT_EQ(config.duration("relay.poll_interval"), std::chrono::seconds(1));
+  EXPECT_EQ(config.text("broker.exchange"), "outbox");
+  EXPECT_EQ(config.text("log.format"), "text");
+  EXPECT_EQ(config.get("relay.batch_size").source, Source::default_value);
+  ASSERT_EQ(config.sections("relay.tables").size(), 1u);
+  EXPECT_EQ(config.sections("relay.tables")[0].at("name").text, "public.outbox");
+}
+
+TEST(Config, FileValuesOverrideDefaultsAndRecordTheirLine) {
+  Config config = Config::parse("[relay]\nbatch_size = 1000\npoll_interval = \"250ms\"\n", "outbox.toml", no_env());
+  EXPECT_EQ(config.integer("relay.batch_size"), 1000);
+  EXPECT_EQ(config.duration("relay.poll_interval"), std::chrono::milliseconds(250));
+  EXPECT_EQ(config.get("relay.batch_size").source, Source::file);
+  EXPECT_EQ(config.get("relay.batch_size").origin, "outbox.toml:2:14");
+}
+
+TEST(Config, AnOutOfRangeValueNamesFileLineColumnKeyAndRange) {
+  EXPECT_EQ(error_of("[relay]\n\nbatch_size = 0\n"), "config outbox.toml:3:14: relay.batch_size: must be 1..10000 (got 0)");
+}
+
+TEST(Config, AnUnknownKeyIsAnError) {
+  EXPECT_EQ(error_of("[relay]\nbatch_sise = 5\n"), "config outbox.toml:2:14: relay.batch_sise: unknown configuration option");
+  EXPECT_EQ(error_of("[nope]\nx = 1\n"), "config outbox.toml:2:5: nope.x: unknown configuration option");
+}
+
+TEST(Config, AWrongTypeIsAnError) {
+  EXPECT_EQ(error_of("[relay]\nbatch_size = \"big\"\n"),
+            "config outbox.toml:2:14: relay.batch_size: must be 1..10000 (got a string)");
+  EXPECT_EQ(error_of("[log]\nformat = \"xml\"\n"),
+            "config outbox.toml:2:10: log.format: must be one of text|json (got \"xml\")");
+}
+
+TEST(Config, ASyntaxErrorNamesTheLine) {
+  std::string error = error_of("[relay\n");
+  EXPECT_EQ(error.rfind("config outbox.toml:1:", 0), 0u) << error;
+}
+
+TEST(Config, EnvironmentOverridesTheFile) {
+  Config config = Config::parse("[primary]\nurl = \"postgresql://a/b\"\n", "outbox.toml",
+                                no_env({{"OUTBOX_PRIMARY_URL", "postgresql://env/db"},
+                                        {"OUTBOX_REPLICA_URL", "postgresql://replica/db"},
+                                        {"OUTBOX_BROKER_URL", "amqp://one/,amqp://two/"}}));
+  EXPECT_EQ(config.text("primary.url"), "postgresql://env/db");
+  EXPECT_EQ(config.get("primary.url").source, Source::env);
+  EXPECT_EQ(config.text("replicas.main.url"), "postgresql://replica/db");
+  EXPECT_EQ(config.list("broker.url"), (std::vector<std::string>{"amqp://one/", "amqp://two/"}));
+  EXPECT_EQ(config.replica_names(), std::vector<std::string>{"main"});
+}
+
+TEST(Config, SetFlagsOverrideEverything) {
+  LoadOptions options = no_env({{"OUTBOX_LOG_LEVEL", "debug"}});
+  options.overrides = {"log.level=warn", "relay.batch_size=42", "replicas.eu.url=postgresql://eu/db"};
+  Config config = Config::parse("", "", options);
+  EXPECT_EQ(config.text("log.level"), "warn");
+  EXPECT_EQ(config.get("log.level").source, Source::flag);
+  EXPECT_EQ(config.integer("relay.batch_size"), 42);
+  EXPECT_TRUE(config.has_replica("eu"));
+  EXPECT_EQ(config.list("replicas.eu.binding_keys"), std::vector<std::string>{"#"});
+}
+
+TEST(Config, ABadEnvironmentValueNamesTheVariable) {
+  EXPECT_EQ(error_of("", no_env({{"OUTBOX_PRIMARY_URL", "mysql://x"}})),
+            "config env OUTBOX_PRIMARY_URL: primary.url: must be a postgresql:// URL (got mysql://x)");
+}
+
+TEST(Config, NamedReplicasGetTheirDefaults) {
+  Config config = Config::parse(
+      "[replicas.main]\nurl = \"postgresql://r1/db\"\n[replicas.reports]\nurl = \"postgresql://r2/db\"\nqueue_type = \"quorum\"\n",
+      "outbox.toml", no_env());
+  EXPECT_EQ(config.replica_names(), (std::vector<std::string>{"main", "reports"}));
+  EXPECT_EQ(config.text("replicas.reports.queue_type"), "quorum");
+  EXPECT_EQ(config.text("replicas.main.queue_type"), "classic");
+}
+
+TEST(Config, AReplicaWithoutUrlIsAnError) {
+  EXPECT_EQ(error_of("[replicas.eu]\nqueue_type = \"quorum\"\n"),
+            "config outbox.toml: replicas.eu.url: is required for every [replicas.eu] section");
+}
+
+TEST(Config, TableArraysAreParsedWithFieldDefaults) {
+  Config config = Config::parse(
+      "[[relay.tables]]\nname = \"public.outbox\"\n[[relay.tables]]\nname = \"billing.outbox\"\nexchange = \"billing\"\n",
+      "outbox.toml", no_env());
+  const auto& tables = config.sections("relay.tables");
+  ASSERT_EQ(tables.size(), 2u);
+  EXPECT_EQ(tables[1].at("exchange").text, "billing");
+  EXPECT_EQ(tables[0].at("exchange").text, "");
+  EXPECT_EQ(error_of("[[relay.tables]]\nexchange = \"x\"\n"),
+            "config outbox.toml:1:1: relay.tables.name: is required in every [[relay.tables]] block");
+}
+
+TEST(Config, ShowMasksPasswordsAndNamesSources) {
+  Config config = Config::parse("[primary]\nurl = \"postgresql://outbox:secret@db/outbox\"\n", "outbox.toml", no_env());
+  std::string shown = show(config);
+  EXPECT_EQ(shown.find("secret"), std::string::npos);
+  EXPECT_NE(shown.find("url = \"postgresql://outbox:****@db/outbox\""), std::string::npos) << shown;
+  EXPECT_NE(shown.find("# file outbox.toml:2:7"), std::string::npos) << shown;
+  EXPECT_NE(shown.find("batch_size = 500"), std::string::npos) << shown;
+}
+
+TEST(Config, ReloadReportsRestartOnlyChanges) {
+  Config running = Config::parse("[relay]\nbatch_size = 10\npartitions = 8\n", "outbox.toml", no_env());
+  Config fresh = Config::parse("[relay]\nbatch_size = 20\npartitions = 4\n", "outbox.toml", no_env());
+  EXPECT_EQ(restart_only_changes(running, fresh), std::vector<std::string>{"relay.partitions"});
+}

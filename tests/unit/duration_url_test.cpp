@@ -1,0 +1,45 @@
+#include <gtest/gtest.h>
+
+#include "core/duration.hpp"
+#include "core/pg.hpp"
+#include "core/url.hpp"
+
+using namespace outbox;
+using namespace std::chrono_literals;
+
+TEST(Duration, ParsesUnits) {
+  EXPECT_EQ(parse_duration("250ms"), Duration(250));
+  EXPECT_EQ(parse_duration("10s"), Duration(10s));
+  EXPECT_EQ(parse_duration("2m"), Duration(2min));
+  EXPECT_EQ(parse_duration("24h"), Duration(24h));
+  EXPECT_EQ(parse_duration("30"), Duration(30s));
+  EXPECT_EQ(parse_duration("0.5s"), Duration(500));
+  EXPECT_FALSE(parse_duration("ten"));
+  EXPECT_FALSE(parse_duration("5 parsecs"));
+  EXPECT_FALSE(parse_duration(""));
+}
+
+TEST(Duration, FormatsWithTheLargestExactUnit) {
+  EXPECT_EQ(format_duration(Duration(1500)), "1500ms");
+  EXPECT_EQ(format_duration(Duration(10s)), "10s");
+  EXPECT_EQ(format_duration(Duration(24h)), "1d");
+  EXPECT_EQ(format_duration(Duration(0)), "0s");
+}
+
+TEST(Url, MasksPasswords) {
+  EXPECT_EQ(mask_url("postgresql://outbox:s3cret@db:5432/x?sslmode=require"), "postgresql://outbox:****@db:5432/x?sslmode=require");
+  EXPECT_EQ(mask_url("amqps://user:p%40ss@mq/"), "amqps://user:****@mq/");
+  EXPECT_EQ(mask_url("postgresql://db/x?password=hunter2&sslmode=require"), "postgresql://db/x?password=****&sslmode=require");
+  EXPECT_EQ(mask_url("postgresql://outbox@db/x"), "postgresql://outbox@db/x");
+  EXPECT_TRUE(url_has_password("amqp://a:b@c/"));
+  EXPECT_FALSE(url_has_password("amqp://a@c/"));
+}
+
+TEST(Identifiers, AreQuotedSoConfigCannotInjectSql) {
+  EXPECT_EQ(pg::quote_qualified("public.outbox"), "\"public\".\"outbox\"");
+  EXPECT_EQ(pg::quote_qualified("outbox"), "\"outbox\"");
+  EXPECT_EQ(pg::quote_identifier("a\"; drop table x; --"), "\"a\"\"; drop table x; --\"");
+  EXPECT_TRUE(pg::valid_qualified_name("public.outbox"));
+  EXPECT_FALSE(pg::valid_qualified_name("a.b.c"));
+  EXPECT_FALSE(pg::valid_qualified_name(".b"));
+}
