@@ -1,0 +1,140 @@
+// outbox migrate [--target primary|replica NAME|all] [--dry-run]
+// outbox migrate status [--target ...]
+// Applies the embedded schema migrations (migrate/runner.hpp) to the primary and the replicas.
+#include <iostream>
+
+#include "cmd/command.hpp"
+#include "core/error.hpp"
+#include "core/pg.hpp"
+#include "core/url.hpp"
+#include "migrate/runner.hpp"
+
+namespace outbox::cmd {
+namespace {
+
+struct Database {
+  std::string role;  // "primary", "replica main"
+  migrate::Target target;
+  std::string url;
+};
+
+// --target primary | replica NAME | replica:NAME | replica (every replica) | all (default).
+std::vector<Database> select_databases(const config::Config& config, const std::vector<std::string>& target) {
+  std::vector<std::string> words = target;
+  if (words.size() == 1 && words[0].rfind("replica:", 0) == 0) words = {"replica", words[0].substr(8)};
+  std::string what = words.empty() ? "all" : words[0];
+  bool named = words.size() == 2;
+  if ((what != "primary" && what != "replica" && what != "all") || (named && what != "replica"))
+    throw usage_error("migrate: --target must be primary, replica NAME or all (got '" + target.front() +
+                      (target.size() > 1 ? " " + target.back() : "") + "')");
+  std::vector<Database> out;
+  if (what == "primary" || what == "all") out.push_back({"primary", migrate::Target::primary, config.required("primary.url")});
+  if (what == "replica" || what == "all") {
+    std::vector<std::string> names = named ? std::vector<std::string>{words[1]} : config.replica_names();
+    for (const std::string& name : names) {
+      if (!config.has_replica(name))
+        throw config_error("migrate: no replica named '" + name + "' is configured (set replicas." + name + ".url)");
+      out.push_back({"replica " + name, migrate::Target::replica, config.required("replicas." + name + ".url")});
+    }
+    if (names.empty() && what == "replica")
+      throw config_error("migrate: no replica is configured (set [replicas.NAME] url, or OUTBOX_REPLICA_URL)");
+  }
+  return out;
+}
+
+std::string_view state_text(migrate::State state) {
+  switch (state) {
+    case migrate::State::applied: return "applied";
+    case migrate::State::pending: return "pending";
+    case migrate::State::mismatch: return "CHECKSUM MISMATCH";
+    case migrate::State::unknown: return "applied, unknown to this outbox";
+  }
+  return "?";
+}
+
+// Hook for issue 4: once the databases are migrated, `outbox migrate` will also declare the
+// RabbitMQ topology (the exchange, each replica's queue and its bindings) from the same config, so
+// that one command prepares everything. A dry run must only print what it would declare.
+void declare_broker_topology(const config::Config& /*config*/, bool /*dry_run*/) {}
+
+int run_migrate(const config::Config& config, const std::vector<std::string>& target, bool dry_run) {
+  std::vector<Database> databases = select_databases(config, target);
+  for (const Database& database : databases) {
+    auto connection = pg::connect(database.url, database.role, "outbox migrate");
+    migrate::ApplyOptions options;
+    options.dry_run = dry_run;
+    options.on_migration = [&](const migrate::Migration& migration) {
+      if (dry_run) {
+        std::cout << "-- " << database.role << ": would apply " << migration.file << " (sha256 " << migration.checksum
+                  << ")\n"
+                  << migration.sql;
+        if (!migration.sql.empty() && migration.sql.back() != '\n') std::cout << '\n';
+      } else {
+        std::cout << database.role << ": applied " << migration.file << "\n" << std::flush;
+      }
+    };
+    migrate::ApplyResult result = migrate::apply(*connection, database.target, database.role, options);
+    int latest = migrate::latest_version(database.target);
+    if (dry_run)
+      std::cout << "-- " << database.role << ": dry run, nothing changed (at version " << result.before << ", "
+                << result.applied.size() << " to apply)\n";
+    else if (result.applied.empty())
+      std::cout << database.role << ": schema is current at version " << std::max(result.after, latest) << "\n";
+    else
+      std::cout << database.role << ": schema at version " << result.after << " (" << result.applied.size()
+                << " applied)\n";
+  }
+  bool everything = target.empty() || target.front() == "all";
+  if (everything) declare_broker_topology(config, dry_run);
+  return 0;
+}
+
+int run_status(const config::Config& config, const std::vector<std::string>& target) {
+  bool mismatch = false;
+  for (const Database& database : select_databases(config, target)) {
+    auto connection = pg::connect(database.url, database.role, "outbox migrate");
+    migrate::Status state;
+    try {
+      state = migrate::status(*connection, database.target);
+    } catch (const std::exception& error) {
+      throw Error(pg::is_connection_error(error) ? ExitCode::unavailable : ExitCode::software,
+                  database.role + ": reading schema_migrations: " + error.what());
+    }
+    std::cout << database.role << " (" << mask_url(database.url) << "): version " << state.current << ", latest "
+              << state.latest << ", " << state.pending() << " pending\n";
+    for (const migrate::Entry& entry : state.entries) {
+      std::cout << "  " << entry.file() << "  " << state_text(entry.state);
+      if (!entry.applied_at.empty()) std::cout << "  " << entry.applied_at;
+      std::cout << "\n";
+    }
+    if (auto problem = migrate::checksum_problem(state, database.role)) {
+      std::cerr << "outbox: " << *problem << "\n";
+      mismatch = true;
+    }
+  }
+  return mismatch ? static_cast<int>(ExitCode::config) : 0;
+}
+
+}  // namespace
+
+void add_migrate_commands(Registry& registry) {
+  static std::vector<std::string> target;
+  static bool dry_run = false;
+  CLI::App* migrate = registry.add("migrate", "Apply the embedded schema migrations to the primary and every replica");
+  migrate->add_option("--target", target, "primary, replica NAME, or all (default: the primary and every configured replica)")
+      ->expected(1, 2)
+      ->type_name("primary|replica NAME|all");
+  migrate->add_flag("--dry-run", dry_run, "Print the SQL of the pending migrations and change nothing");
+  CLI::App* status = migrate->add_subcommand("status", "Show the applied and pending migrations of each database");
+  status->fallthrough();  // `migrate status --target primary`
+  registry.on_run(migrate, [&registry] {
+    config::Config config = load_config(registry.globals());
+    if (registry.root().get_subcommand("migrate")->get_subcommand("status")->parsed()) {
+      if (dry_run) throw usage_error("migrate status: --dry-run does not apply (status changes nothing)");
+      return run_status(config, target);
+    }
+    return run_migrate(config, target, dry_run);
+  });
+}
+
+}  // namespace outbox::cmd
