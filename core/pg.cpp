@@ -35,7 +35,11 @@ std::string with_defaults(const std::string& url, std::string_view application) 
 
 std::unique_ptr<pqxx::connection> connect(const std::string& url, std::string_view role, std::string_view application) {
   try {
-    return std::make_unique<pqxx::connection>(with_defaults(url, application));
+    auto connection = std::make_unique<pqxx::connection>(with_defaults(url, application));
+    // libpqxx 6 would silently reconnect a broken connection, losing session state such as the
+    // relay's advisory locks and LISTEN; callers must see the break and recover on purpose.
+    connection->inhibit_reactivation(true);
+    return connection;
   } catch (const std::exception& error) {
     throw unavailable_error(std::string(role) + " " + mask_url(url) + ": " + mask_url(trim(error.what())));
   }

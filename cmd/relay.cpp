@@ -1,0 +1,23 @@
+// outbox relay: the daemon that publishes the outbox to RabbitMQ (see relay/relay.hpp).
+#include "cmd/command.hpp"
+#include "core/daemon.hpp"
+#include "relay/relay.hpp"
+
+namespace outbox::cmd {
+
+void add_relay_command(Registry& registry) {
+  CLI::App* app = registry.add("relay", "Run the relay daemon: publish committed outbox rows to RabbitMQ with confirms");
+  auto instance = std::make_shared<std::string>();
+  app->add_option("--instance", *instance, "Name of this instance in logs (default host:pid; overrides relay.instance)");
+  registry.on_run(app, [&registry, instance] {
+    config::Config config = load_config(registry.globals());
+    std::string name = instance->empty() ? config.text("relay.instance") : *instance;
+    config::LoadOptions load_options{registry.globals().config_path, registry.globals().overrides};
+    daemon::Runtime runtime("relay", load_options, std::move(config));
+    relay::Relay relay(runtime, name);
+    relay.start();
+    return runtime.run();
+  });
+}
+
+}  // namespace outbox::cmd

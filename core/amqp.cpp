@@ -1,0 +1,361 @@
+#include "core/amqp.hpp"
+
+#include <amqp_ssl_socket.h>
+#include <amqp_tcp_socket.h>
+#include <sys/time.h>
+
+#include <cstring>
+
+#include "core/error.hpp"
+#include "core/url.hpp"
+
+namespace outbox::amqp {
+namespace {
+
+constexpr amqp_channel_t kChannel = 1;
+
+amqp_bytes_t bytes(const std::string& text) { return amqp_bytes_t{text.size(), const_cast<char*>(text.data())}; }
+std::string text(amqp_bytes_t value) { return std::string(static_cast<const char*>(value.bytes), value.len); }
+
+timeval to_timeval(Duration duration) {
+  return timeval{static_cast<time_t>(duration.count() / 1000), static_cast<suseconds_t>((duration.count() % 1000) * 1000)};
+}
+
+// Turns an RPC reply into a one-line reason, or "" when it succeeded.
+std::string reply_reason(const amqp_rpc_reply_t& reply, int* code = nullptr) {
+  switch (reply.reply_type) {
+    case AMQP_RESPONSE_NORMAL: return "";
+    case AMQP_RESPONSE_NONE: return "missing RPC reply";
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION: return amqp_error_string2(reply.library_error);
+    case AMQP_RESPONSE_SERVER_EXCEPTION:
+      if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+        auto* close = static_cast<amqp_connection_close_t*>(reply.reply.decoded);
+        if (code) *code = close->reply_code;
+        return text(close->reply_text);
+      }
+      if (reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
+        auto* close = static_cast<amqp_channel_close_t*>(reply.reply.decoded);
+        if (code) *code = close->reply_code;
+        return text(close->reply_text);
+      }
+      return std::string("server error in ") + amqp_method_name(reply.reply.id);
+  }
+  return "unknown reply";
+}
+
+HeaderValue header_value(const amqp_field_value_t& value) {
+  switch (value.kind) {
+    case AMQP_FIELD_KIND_UTF8:
+    case AMQP_FIELD_KIND_BYTES: return text(value.value.bytes);
+    case AMQP_FIELD_KIND_I8: return static_cast<long long>(value.value.i8);
+    case AMQP_FIELD_KIND_U8: return static_cast<long long>(value.value.u8);
+    case AMQP_FIELD_KIND_I16: return static_cast<long long>(value.value.i16);
+    case AMQP_FIELD_KIND_U16: return static_cast<long long>(value.value.u16);
+    case AMQP_FIELD_KIND_I32: return static_cast<long long>(value.value.i32);
+    case AMQP_FIELD_KIND_U32: return static_cast<long long>(value.value.u32);
+    case AMQP_FIELD_KIND_I64: return static_cast<long long>(value.value.i64);
+    case AMQP_FIELD_KIND_U64: return static_cast<long long>(value.value.u64);
+    case AMQP_FIELD_KIND_TIMESTAMP: return static_cast<long long>(value.value.u64);
+    default: return std::string();
+  }
+}
+
+void copy_properties(const amqp_basic_properties_t& props, IncomingMessage& message) {
+  if (props._flags & AMQP_BASIC_MESSAGE_ID_FLAG) message.message_id = text(props.message_id);
+  if (props._flags & AMQP_BASIC_TYPE_FLAG) message.type = text(props.type);
+  if (props._flags & AMQP_BASIC_CONTENT_TYPE_FLAG) message.content_type = text(props.content_type);
+  if (props._flags & AMQP_BASIC_APP_ID_FLAG) message.app_id = text(props.app_id);
+  if (props._flags & AMQP_BASIC_TIMESTAMP_FLAG) message.timestamp_seconds = static_cast<long long>(props.timestamp);
+  if (props._flags & AMQP_BASIC_HEADERS_FLAG)
+    for (int i = 0; i < props.headers.num_entries; ++i)
+      message.headers[text(props.headers.entries[i].key)] = header_value(props.headers.entries[i].value);
+}
+
+}  // namespace
+
+BrokerSettings broker_settings(const config::Config& config) {
+  BrokerSettings settings;
+  settings.urls = config.list("broker.url");
+  if (settings.urls.empty()) config.required("broker.url");
+  settings.exchange = config.text("broker.exchange");
+  settings.tls_ca = config.text("broker.tls_ca");
+  settings.tls_cert = config.text("broker.tls_cert");
+  settings.tls_key = config.text("broker.tls_key");
+  settings.tls_verify = config.boolean("broker.tls_verify");
+  settings.connect_timeout = config.duration("broker.connect_timeout");
+  settings.heartbeat = config.duration("broker.heartbeat");
+  return settings;
+}
+
+std::unique_ptr<Connection> Connection::open(const BrokerSettings& settings, size_t& next_node, const std::string& role) {
+  if (settings.urls.empty()) throw config_error("config: broker.url: not set (set it in the config file or OUTBOX_BROKER_URL)");
+  std::string last_error;
+  int last_code = 0;
+  for (size_t attempt = 0; attempt < settings.urls.size(); ++attempt) {
+    size_t index = (next_node + attempt) % settings.urls.size();
+    const std::string& url = settings.urls[index];
+    std::unique_ptr<Connection> connection(new Connection());  // private constructor: make_unique cannot reach it
+    connection->masked_node_ = mask_url(url);
+    connection->role_ = role;
+    std::string reason;
+    int code = 0;
+    do {
+      std::vector<char> mutable_url(url.begin(), url.end());
+      mutable_url.push_back('\0');
+      amqp_connection_info info{};
+      if (int rc = amqp_parse_url(mutable_url.data(), &info); rc != AMQP_STATUS_OK) {
+        reason = std::string("invalid URL: ") + amqp_error_string2(rc);
+        code = 530;
+        break;
+      }
+      connection->state_ = amqp_new_connection();
+      amqp_socket_t* socket = nullptr;
+      if (info.ssl) {
+        socket = amqp_ssl_socket_new(connection->state_);
+        if (!socket) {
+          reason = "cannot create a TLS socket";
+          break;
+        }
+        amqp_ssl_socket_set_verify_peer(socket, settings.tls_verify ? 1 : 0);
+        amqp_ssl_socket_set_verify_hostname(socket, settings.tls_verify ? 1 : 0);
+        if (!settings.tls_ca.empty() && amqp_ssl_socket_set_cacert(socket, settings.tls_ca.c_str()) != AMQP_STATUS_OK) {
+          reason = "broker.tls_ca " + settings.tls_ca + ": cannot load CA certificate";
+          code = 530;
+          break;
+        }
+        if (!settings.tls_cert.empty() &&
+            amqp_ssl_socket_set_key(socket, settings.tls_cert.c_str(), settings.tls_key.c_str()) != AMQP_STATUS_OK) {
+          reason = "broker.tls_cert " + settings.tls_cert + ": cannot load certificate or key";
+          code = 530;
+          break;
+        }
+      } else {
+        socket = amqp_tcp_socket_new(connection->state_);
+      }
+      timeval timeout = to_timeval(settings.connect_timeout);
+      if (int rc = amqp_socket_open_noblock(socket, info.host, info.port, &timeout); rc != AMQP_STATUS_OK) {
+        reason = amqp_error_string2(rc);
+        break;
+      }
+      amqp_set_handshake_timeout(connection->state_, &timeout);
+      amqp_set_rpc_timeout(connection->state_, &timeout);
+      int heartbeat_seconds = static_cast<int>(settings.heartbeat.count() / 1000);
+      amqp_table_entry_t client_properties[1];
+      client_properties[0].key = amqp_cstring_bytes("connection_name");
+      client_properties[0].value.kind = AMQP_FIELD_KIND_UTF8;
+      client_properties[0].value.value.bytes = bytes(role);
+      amqp_table_t properties{1, client_properties};
+      amqp_rpc_reply_t login = amqp_login_with_properties(connection->state_, info.vhost, 0, 131072, heartbeat_seconds,
+                                                          &properties, AMQP_SASL_METHOD_PLAIN, info.user, info.password);
+      if (reason = reply_reason(login, &code); !reason.empty()) break;
+      amqp_channel_open(connection->state_, kChannel);
+      if (reason = reply_reason(amqp_get_rpc_reply(connection->state_), &code); !reason.empty()) break;
+    } while (false);
+    if (reason.empty()) {
+      next_node = index + 1;
+      return connection;
+    }
+    last_error = role + " " + connection->masked_node_ + ": " + reason;
+    last_code = code;
+  }
+  next_node = next_node + 1;
+  // 403 ACCESS_REFUSED (wrong credentials) and 530 (bad URL or TLS files) are configuration mistakes.
+  if (last_code == 403 || last_code == 530) throw config_error(last_error);
+  throw unavailable_error(last_error);
+}
+
+Connection::~Connection() {
+  if (!state_) return;
+  // Best effort: a dead peer makes these fail quickly, and the socket is closed either way.
+  timeval short_wait{1, 0};
+  amqp_set_rpc_timeout(state_, &short_wait);
+  amqp_channel_close(state_, kChannel, AMQP_REPLY_SUCCESS);
+  amqp_connection_close(state_, AMQP_REPLY_SUCCESS);
+  amqp_destroy_connection(state_);
+}
+
+int Connection::fd() const { return amqp_get_sockfd(state_); }
+
+void Connection::check_reply(const std::string& what) {
+  int code = 0;
+  std::string reason = reply_reason(amqp_get_rpc_reply(state_), &code);
+  if (reason.empty()) return;
+  std::string message = role_ + " " + masked_node_ + ": " + what + ": " + reason;
+  // 406 PRECONDITION_FAILED: an existing exchange or queue was declared with other arguments.
+  if (code == 406 || code == 403) throw config_error(message);
+  if (code == 404) throw data_error(message);
+  throw unavailable_error(message);
+}
+
+void Connection::declare_exchange(const std::string& name, const std::string& type, const std::string& alternate_exchange) {
+  amqp_table_entry_t entries[1];
+  amqp_table_t arguments{0, entries};
+  if (!alternate_exchange.empty()) {
+    entries[0].key = amqp_cstring_bytes("alternate-exchange");
+    entries[0].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[0].value.value.bytes = bytes(alternate_exchange);
+    arguments.num_entries = 1;
+  }
+  amqp_exchange_declare(state_, kChannel, bytes(name), bytes(type), 0, 1, 0, 0, arguments);
+  check_reply("declare exchange " + name);
+}
+
+void Connection::declare_queue(const std::string& name, const QueueOptions& options) {
+  amqp_table_entry_t entries[2];
+  int count = 0;
+  if (options.quorum) {
+    entries[count].key = amqp_cstring_bytes("x-queue-type");
+    entries[count].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[count].value.value.bytes = amqp_cstring_bytes("quorum");
+    ++count;
+  }
+  if (!options.dead_letter_exchange.empty()) {
+    entries[count].key = amqp_cstring_bytes("x-dead-letter-exchange");
+    entries[count].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[count].value.value.bytes = bytes(options.dead_letter_exchange);
+    ++count;
+  }
+  amqp_queue_declare(state_, kChannel, bytes(name), 0, options.durable ? 1 : 0, 0, 0, amqp_table_t{count, entries});
+  check_reply("declare queue " + name);
+}
+
+void Connection::bind_queue(const std::string& queue, const std::string& exchange, const std::string& routing_key) {
+  amqp_queue_bind(state_, kChannel, bytes(queue), bytes(exchange), bytes(routing_key), amqp_empty_table);
+  check_reply("bind queue " + queue + " to " + exchange + " with " + routing_key);
+}
+
+std::pair<uint32_t, uint32_t> Connection::inspect_queue(const std::string& name) {
+  amqp_queue_declare_ok_t* ok = amqp_queue_declare(state_, kChannel, bytes(name), 1, 0, 0, 0, amqp_empty_table);
+  check_reply("inspect queue " + name);
+  return {ok->message_count, ok->consumer_count};
+}
+
+void Connection::enable_confirms() {
+  amqp_confirm_select(state_, kChannel);
+  check_reply("enable publisher confirms");
+}
+
+uint64_t Connection::publish(const OutgoingMessage& message) {
+  amqp_basic_properties_t props{};
+  props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
+                 AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_APP_ID_FLAG | AMQP_BASIC_HEADERS_FLAG;
+  props.content_type = amqp_cstring_bytes("application/json");
+  props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
+  props.message_id = bytes(message.message_id);
+  props.type = bytes(message.type);
+  props.timestamp = static_cast<uint64_t>(message.timestamp_seconds);
+  props.app_id = amqp_cstring_bytes("outbox");
+  std::vector<amqp_table_entry_t> entries(message.headers.size());
+  for (size_t i = 0; i < message.headers.size(); ++i) {
+    entries[i].key = bytes(message.headers[i].first);
+    if (const auto* number = std::get_if<long long>(&message.headers[i].second)) {
+      entries[i].value.kind = AMQP_FIELD_KIND_I64;
+      entries[i].value.value.i64 = *number;
+    } else {
+      entries[i].value.kind = AMQP_FIELD_KIND_UTF8;
+      entries[i].value.value.bytes = bytes(std::get<std::string>(message.headers[i].second));
+    }
+  }
+  props.headers = amqp_table_t{static_cast<int>(entries.size()), entries.data()};
+  int rc = amqp_basic_publish(state_, kChannel, bytes(message.exchange), bytes(message.routing_key), 1, 0, &props,
+                              bytes(message.body));
+  if (rc != AMQP_STATUS_OK)
+    throw unavailable_error(role_ + " " + masked_node_ + ": publish: " + amqp_error_string2(rc));
+  return next_tag_++;
+}
+
+void Connection::set_prefetch(uint16_t count) {
+  amqp_basic_qos(state_, kChannel, 0, count, 0);
+  check_reply("set prefetch");
+}
+
+void Connection::consume(const std::string& queue, const std::string& consumer_tag) {
+  amqp_basic_consume(state_, kChannel, bytes(queue), bytes(consumer_tag), 0, 0, 0, amqp_empty_table);
+  check_reply("consume from " + queue);
+}
+
+void Connection::ack(uint64_t delivery_tag, bool multiple) {
+  if (int rc = amqp_basic_ack(state_, kChannel, delivery_tag, multiple ? 1 : 0); rc != AMQP_STATUS_OK)
+    throw unavailable_error(role_ + " " + masked_node_ + ": ack: " + amqp_error_string2(rc));
+}
+
+void Connection::reject(uint64_t delivery_tag, bool requeue) {
+  if (int rc = amqp_basic_reject(state_, kChannel, delivery_tag, requeue ? 1 : 0); rc != AMQP_STATUS_OK)
+    throw unavailable_error(role_ + " " + masked_node_ + ": reject: " + amqp_error_string2(rc));
+}
+
+bool Connection::has_buffered_data() const { return amqp_frames_enqueued(state_) || amqp_data_in_buffer(state_); }
+
+std::optional<IncomingMessage> Connection::read_content(amqp_channel_t channel, IncomingMessage message) {
+  amqp_message_t content{};
+  amqp_rpc_reply_t reply = amqp_read_message(state_, channel, &content, 0);
+  if (reply.reply_type != AMQP_RESPONSE_NORMAL)
+    throw unavailable_error(role_ + " " + masked_node_ + ": read message: " + reply_reason(reply));
+  message.body = text(content.body);
+  copy_properties(content.properties, message);
+  amqp_destroy_message(&content);
+  return message;
+}
+
+void Connection::poll(const std::function<void(Event&)>& on_event, Duration wait) {
+  timeval first_wait = to_timeval(wait);
+  timeval no_wait{0, 0};
+  for (bool first = true;; first = false) {
+    amqp_frame_t frame{};
+    int rc = amqp_simple_wait_frame_noblock(state_, &frame, first ? &first_wait : &no_wait);
+    if (rc == AMQP_STATUS_TIMEOUT) return;
+    if (rc != AMQP_STATUS_OK) throw unavailable_error(role_ + " " + masked_node_ + ": connection lost: " + amqp_error_string2(rc));
+    if (frame.frame_type != AMQP_FRAME_METHOD) continue;
+    Event event{Event::Kind::ack};
+    switch (frame.payload.method.id) {
+      case AMQP_BASIC_ACK_METHOD: {
+        auto* ack = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
+        event = Event{Event::Kind::ack, ack->delivery_tag, ack->multiple != 0};
+        break;
+      }
+      case AMQP_BASIC_NACK_METHOD: {
+        auto* nack = static_cast<amqp_basic_nack_t*>(frame.payload.method.decoded);
+        event = Event{Event::Kind::nack, nack->delivery_tag, nack->multiple != 0};
+        break;
+      }
+      case AMQP_BASIC_RETURN_METHOD: {
+        auto* returned = static_cast<amqp_basic_return_t*>(frame.payload.method.decoded);
+        IncomingMessage message;
+        message.exchange = text(returned->exchange);
+        message.routing_key = text(returned->routing_key);
+        std::string reply_text = text(returned->reply_text);
+        event = Event{Event::Kind::returned, 0, false, reply_text, read_content(frame.channel, std::move(message))};
+        break;
+      }
+      case AMQP_BASIC_DELIVER_METHOD: {
+        auto* deliver = static_cast<amqp_basic_deliver_t*>(frame.payload.method.decoded);
+        IncomingMessage message;
+        message.delivery_tag = deliver->delivery_tag;
+        message.redelivered = deliver->redelivered != 0;
+        message.exchange = text(deliver->exchange);
+        message.routing_key = text(deliver->routing_key);
+        event = Event{Event::Kind::delivery, deliver->delivery_tag, false, "", read_content(frame.channel, std::move(message))};
+        break;
+      }
+      case AMQP_CHANNEL_CLOSE_METHOD: {
+        auto* close = static_cast<amqp_channel_close_t*>(frame.payload.method.decoded);
+        std::string reason = text(close->reply_text);
+        amqp_channel_close_ok_t close_ok{};
+        amqp_send_method(state_, frame.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok);
+        throw unavailable_error(role_ + " " + masked_node_ + ": channel closed by the broker: " + reason);
+      }
+      case AMQP_CONNECTION_CLOSE_METHOD: {
+        auto* close = static_cast<amqp_connection_close_t*>(frame.payload.method.decoded);
+        std::string reason = text(close->reply_text);
+        amqp_connection_close_ok_t close_ok{};
+        amqp_send_method(state_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &close_ok);
+        throw unavailable_error(role_ + " " + masked_node_ + ": connection closed by the broker: " + reason);
+      }
+      default: continue;
+    }
+    amqp_maybe_release_buffers(state_);
+    on_event(event);
+  }
+}
+
+}  // namespace outbox::amqp

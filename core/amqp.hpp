@@ -1,0 +1,111 @@
+#pragma once
+// RabbitMQ connections (rabbitmq-c) shared by relay and replicate: cluster node failover, TLS,
+// topology declarations, publishing with confirms, consuming, and non-blocking frame reads for
+// the libuv loop. Errors name the node (password masked) and the broker's reason.
+#include <amqp.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/duration.hpp"
+
+namespace outbox::amqp {
+
+struct BrokerSettings {
+  std::vector<std::string> urls;
+  std::string exchange;
+  std::string tls_ca, tls_cert, tls_key;
+  bool tls_verify = true;
+  Duration connect_timeout{5000};
+  Duration heartbeat{30000};
+};
+BrokerSettings broker_settings(const config::Config& config);
+
+using HeaderValue = std::variant<std::string, long long>;
+
+struct OutgoingMessage {
+  std::string exchange;
+  std::string routing_key;
+  std::string body;
+  std::string message_id;
+  std::string type;
+  long long timestamp_seconds = 0;
+  std::vector<std::pair<std::string, HeaderValue>> headers;
+};
+
+struct IncomingMessage {
+  uint64_t delivery_tag = 0;
+  bool redelivered = false;
+  std::string exchange, routing_key, body;
+  std::optional<std::string> message_id, type, content_type, app_id;
+  std::optional<long long> timestamp_seconds;
+  std::map<std::string, HeaderValue> headers;
+};
+
+// What a non-blocking read found.
+struct Event {
+  enum class Kind { ack, nack, returned, delivery } kind;
+  uint64_t delivery_tag = 0;
+  bool multiple = false;
+  std::string reply_text;             // for returned
+  std::optional<IncomingMessage> message;  // for delivery and returned
+};
+
+struct QueueOptions {
+  bool durable = true;
+  bool quorum = false;
+  std::string dead_letter_exchange;
+};
+
+class Connection {
+ public:
+  // Tries each node once, starting at `next_node` (advanced past failures so the next attempt
+  // starts at the following node). Throws Error(unavailable) naming the last node and reason.
+  static std::unique_ptr<Connection> open(const BrokerSettings& settings, size_t& next_node, const std::string& role);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  int fd() const;
+  const std::string& node() const { return masked_node_; }
+
+  void declare_exchange(const std::string& name, const std::string& type, const std::string& alternate_exchange = "");
+  void declare_queue(const std::string& name, const QueueOptions& options);
+  void bind_queue(const std::string& queue, const std::string& exchange, const std::string& routing_key);
+  // Passive declare: {messages ready, consumers}. Throws Error(data) when the queue does not exist.
+  std::pair<uint32_t, uint32_t> inspect_queue(const std::string& name);
+
+  void enable_confirms();
+  // Publishes with the mandatory flag and persistent delivery; returns the delivery tag.
+  uint64_t publish(const OutgoingMessage& message);
+  uint64_t published_count() const { return next_tag_ - 1; }
+
+  void set_prefetch(uint16_t count);
+  void consume(const std::string& queue, const std::string& consumer_tag);
+  void ack(uint64_t delivery_tag, bool multiple);
+  void reject(uint64_t delivery_tag, bool requeue);
+
+  // Reads every frame that has arrived without blocking (or waits up to `wait` for the first one)
+  // and hands acks, nacks, returns and deliveries to `on_event`. Sends heartbeats when due.
+  // Throws Error(unavailable) when the connection or channel was closed.
+  void poll(const std::function<void(Event&)>& on_event, Duration wait = Duration(0));
+  bool has_buffered_data() const;
+
+ private:
+  Connection() = default;
+  void check_reply(const std::string& what);
+  std::optional<IncomingMessage> read_content(amqp_channel_t channel, IncomingMessage message);
+
+  amqp_connection_state_t state_ = nullptr;
+  std::string masked_node_;
+  std::string role_;
+  uint64_t next_tag_ = 1;
+};
+
+}  // namespace outbox::amqp

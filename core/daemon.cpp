@@ -1,0 +1,90 @@
+#include "core/daemon.hpp"
+
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <csignal>
+
+#include "core/error.hpp"
+#include "core/log.hpp"
+
+namespace outbox::daemon {
+
+void notify_ready() { sd_notify(0, "READY=1"); }
+void notify_status(const std::string& status) { sd_notify(0, ("STATUS=" + status).c_str()); }
+void notify_reloading() { sd_notify(0, "RELOADING=1"); }
+void notify_stopping() { sd_notify(0, "STOPPING=1"); }
+
+Runtime::Runtime(std::string name, config::LoadOptions load_options, config::Config initial)
+    : name_(std::move(name)),
+      load_options_(std::move(load_options)),
+      config_(std::make_unique<config::Config>(std::move(initial))) {
+  sigterm_ = std::make_unique<loop::Signal>(loop_, SIGTERM, [this] { on_terminate(); });
+  sigint_ = std::make_unique<loop::Signal>(loop_, SIGINT, [this] { on_terminate(); });
+  sighup_ = std::make_unique<loop::Signal>(loop_, SIGHUP, [this] { on_reload(); });
+  uint64_t watchdog_usec = 0;
+  if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec > 0) {
+    // Feed the watchdog at half its period, but only while the daemon makes progress.
+    watchdog_ = std::make_unique<loop::Timer>(loop_, [this] {
+      if (!hooks_.healthy || hooks_.healthy()) sd_notify(0, "WATCHDOG=1");
+    });
+    auto period = std::chrono::milliseconds(watchdog_usec / 2000);
+    watchdog_->start(period, period);
+  }
+  status_timer_ = std::make_unique<loop::Timer>(loop_, [this] {
+    if (hooks_.status_line) notify_status(hooks_.status_line());
+  });
+  status_timer_->start(std::chrono::seconds(1), std::chrono::seconds(5));
+}
+
+Runtime::~Runtime() {
+  sigterm_.reset();
+  sigint_.reset();
+  sighup_.reset();
+  watchdog_.reset();
+  status_timer_.reset();
+}
+
+int Runtime::run() {
+  loop_.run();
+  return exit_code_;
+}
+
+void Runtime::stop(int exit_code) {
+  exit_code_ = exit_code;
+  notify_stopping();
+  loop_.stop();
+}
+
+void Runtime::on_terminate() {
+  if (shutdown_requested_) {
+    spdlog::warn("{}: second signal, exiting at once; unconfirmed work will be redone by the next run", name_);
+    std::fflush(nullptr);
+    _exit(1);
+  }
+  shutdown_requested_ = true;
+  notify_stopping();
+  spdlog::info("{}: shutdown begin (a second signal exits at once)", name_);
+  if (hooks_.on_shutdown_request) hooks_.on_shutdown_request();
+  else stop(0);
+}
+
+void Runtime::on_reload() {
+  spdlog::info("{}: reload begin", name_);
+  notify_reloading();
+  try {
+    auto fresh = std::make_unique<config::Config>(config::Config::load(load_options_));
+    for (const std::string& key : config::restart_only_changes(*config_, *fresh))
+      spdlog::warn("{}: reload: {} changed but takes effect only after a restart", name_, key);
+    for (const std::string& warning : fresh->warnings()) spdlog::warn("{}", warning);
+    log::setup(fresh->text("log.level"), fresh->text("log.format"));
+    config_ = std::move(fresh);
+    if (hooks_.on_reload) hooks_.on_reload(*config_);
+    spdlog::info("{}: reload end: new configuration in effect", name_);
+  } catch (const std::exception& error) {
+    spdlog::error("{}: reload failed, keeping the running configuration: {}", name_, error.what());
+  }
+  notify_ready();
+}
+
+}  // namespace outbox::daemon

@@ -1,0 +1,58 @@
+#pragma once
+// What both daemons share: the libuv loop, signals (handled as loop callbacks, never in async
+// signal context), systemd notifications and the watchdog, and config reload.
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "core/config.hpp"
+#include "core/loop.hpp"
+
+namespace outbox::daemon {
+
+// sd_notify wrappers; all are no-ops when not started by systemd (NOTIFY_SOCKET unset).
+void notify_ready();
+void notify_status(const std::string& status);
+void notify_reloading();
+void notify_stopping();
+
+struct Hooks {
+  // First SIGTERM or SIGINT: finish in-flight work, then call Runtime::stop().
+  std::function<void()> on_shutdown_request;
+  // SIGHUP with a valid new config (already validated and swapped in).
+  std::function<void(const config::Config& fresh)> on_reload;
+  // One-line summary for systemd's STATUS= and the logs.
+  std::function<std::string()> status_line;
+  // False while the daemon is stuck (no progress); the watchdog is then not fed, so systemd restarts it.
+  std::function<bool()> healthy;
+};
+
+class Runtime {
+ public:
+  Runtime(std::string name, config::LoadOptions load_options, config::Config initial);
+  ~Runtime();
+  loop::Loop& loop() { return loop_; }
+  const config::Config& config() const { return *config_; }
+  void set_hooks(Hooks hooks) { hooks_ = std::move(hooks); }
+  // Runs the loop until stop(); returns the exit code.
+  int run();
+  void stop(int exit_code = 0);
+  bool stopping() const { return shutdown_requested_; }
+  const std::string& name() const { return name_; }
+
+ private:
+  void on_terminate();
+  void on_reload();
+
+  std::string name_;
+  config::LoadOptions load_options_;
+  std::unique_ptr<config::Config> config_;
+  loop::Loop loop_;
+  Hooks hooks_;
+  std::unique_ptr<loop::Signal> sigterm_, sigint_, sighup_;
+  std::unique_ptr<loop::Timer> watchdog_, status_timer_;
+  bool shutdown_requested_ = false;
+  int exit_code_ = 0;
+};
+
+}  // namespace outbox::daemon

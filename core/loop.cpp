@@ -1,0 +1,83 @@
+#include "core/loop.hpp"
+
+#include "core/error.hpp"
+
+namespace outbox::loop {
+
+Loop::Loop() {
+  if (int rc = uv_loop_init(&loop_); rc != 0) throw Error(ExitCode::software, std::string("libuv: ") + uv_strerror(rc));
+}
+
+Loop::~Loop() {
+  // Let pending close callbacks run so every handle box is freed.
+  uv_run(&loop_, UV_RUN_NOWAIT);
+  uv_loop_close(&loop_);
+}
+
+Timer::Timer(Loop& loop, std::function<void()> callback) {
+  box_ = std::make_unique<HandleBox<uv_timer_t>>();
+  box_->callback = std::move(callback);
+  box_->handle.data = box_.get();
+  uv_timer_init(loop.get(), &box_->handle);
+}
+
+void Timer::start(std::chrono::milliseconds delay, std::chrono::milliseconds repeat) {
+  uv_timer_start(
+      &box_->handle,
+      [](uv_timer_t* handle) {
+        auto* box = static_cast<HandleBox<uv_timer_t>*>(handle->data);
+        if (box->callback) box->callback();
+      },
+      static_cast<uint64_t>(delay.count()), static_cast<uint64_t>(repeat.count()));
+}
+
+void Timer::stop() {
+  if (box_) uv_timer_stop(&box_->handle);
+}
+
+bool Timer::active() const { return box_ && uv_is_active(reinterpret_cast<const uv_handle_t*>(&box_->handle)); }
+
+Poll::Poll(Loop& loop, int fd, std::function<void()> on_readable) {
+  box_ = std::make_unique<HandleBox<uv_poll_t>>();
+  box_->callback = std::move(on_readable);
+  box_->handle.data = box_.get();
+  if (int rc = uv_poll_init(loop.get(), &box_->handle, fd); rc != 0)
+    throw Error(ExitCode::software, std::string("libuv poll: ") + uv_strerror(rc));
+  uv_poll_start(&box_->handle, UV_READABLE, [](uv_poll_t* handle, int, int) {
+    auto* box = static_cast<HandleBox<uv_poll_t>*>(handle->data);
+    if (box->callback) box->callback();
+  });
+}
+
+Signal::Signal(Loop& loop, int signal_number, std::function<void()> callback) {
+  box_ = std::make_unique<HandleBox<uv_signal_t>>();
+  box_->callback = std::move(callback);
+  box_->handle.data = box_.get();
+  uv_signal_init(loop.get(), &box_->handle);
+  uv_signal_start(
+      &box_->handle,
+      [](uv_signal_t* handle, int) {
+        auto* box = static_cast<HandleBox<uv_signal_t>*>(handle->data);
+        if (box->callback) box->callback();
+      },
+      signal_number);
+}
+
+Deferred::Deferred(Loop& loop, std::function<void()> callback) : user_callback_(std::move(callback)) {
+  box_ = std::make_unique<HandleBox<uv_idle_t>>();
+  box_->handle.data = box_.get();
+  box_->callback = [this] {
+    uv_idle_stop(&box_->handle);
+    user_callback_();
+  };
+  uv_idle_init(loop.get(), &box_->handle);
+}
+
+void Deferred::request() {
+  uv_idle_start(&box_->handle, [](uv_idle_t* handle) {
+    auto* box = static_cast<HandleBox<uv_idle_t>*>(handle->data);
+    if (box->callback) box->callback();
+  });
+}
+
+}  // namespace outbox::loop

@@ -1,0 +1,81 @@
+#include "core/metrics.hpp"
+
+#include <cstdio>
+
+namespace outbox::metrics {
+namespace {
+std::string number(double value) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%.17g", value);
+  return buffer;
+}
+std::string braces(const std::string& labels) { return labels.empty() ? "" : "{" + labels + "}"; }
+}  // namespace
+
+Histogram::Histogram(std::vector<double> bounds)
+    : bounds_(std::move(bounds)), buckets_(std::make_unique<std::atomic<uint64_t>[]>(bounds_.size())) {
+  for (size_t i = 0; i < bounds_.size(); ++i) buckets_[i] = 0;
+}
+
+void Histogram::observe(double value) {
+  for (size_t i = 0; i < bounds_.size(); ++i)
+    if (value <= bounds_[i]) buckets_[i].fetch_add(1, std::memory_order_relaxed);
+  count_.fetch_add(1, std::memory_order_relaxed);
+  double sum = sum_.load(std::memory_order_relaxed);
+  while (!sum_.compare_exchange_weak(sum, sum + value, std::memory_order_relaxed)) {
+  }
+}
+
+std::string Histogram::render(const std::string& name, const std::string& labels) const {
+  std::string out;
+  std::string prefix = labels.empty() ? "" : labels + ",";
+  for (size_t i = 0; i < bounds_.size(); ++i)
+    out += name + "_bucket{" + prefix + "le=\"" + number(bounds_[i]) + "\"} " + std::to_string(buckets_[i].load()) + "\n";
+  out += name + "_bucket{" + prefix + "le=\"+Inf\"} " + std::to_string(count_.load()) + "\n";
+  out += name + "_sum" + braces(labels) + " " + number(sum_.load()) + "\n";
+  out += name + "_count" + braces(labels) + " " + std::to_string(count_.load()) + "\n";
+  return out;
+}
+
+Counter& Registry::counter(const std::string& name, const std::string& help, const std::string& labels) {
+  std::lock_guard lock(mutex_);
+  Family& family = families_[name];
+  family.type = "counter";
+  family.help = help;
+  auto& slot = family.counters[labels];
+  if (!slot) slot = std::make_unique<Counter>();
+  return *slot;
+}
+
+Gauge& Registry::gauge(const std::string& name, const std::string& help, const std::string& labels) {
+  std::lock_guard lock(mutex_);
+  Family& family = families_[name];
+  family.type = "gauge";
+  family.help = help;
+  auto& slot = family.gauges[labels];
+  if (!slot) slot = std::make_unique<Gauge>();
+  return *slot;
+}
+
+Histogram& Registry::histogram(const std::string& name, const std::string& help, std::vector<double> bounds) {
+  std::lock_guard lock(mutex_);
+  Family& family = families_[name];
+  family.type = "histogram";
+  family.help = help;
+  if (!family.histogram) family.histogram = std::make_unique<Histogram>(std::move(bounds));
+  return *family.histogram;
+}
+
+std::string Registry::render() const {
+  std::lock_guard lock(mutex_);
+  std::string out;
+  for (const auto& [name, family] : families_) {
+    out += "# HELP " + name + " " + family.help + "\n# TYPE " + name + " " + family.type + "\n";
+    for (const auto& [labels, counter] : family.counters) out += name + braces(labels) + " " + std::to_string(counter->value()) + "\n";
+    for (const auto& [labels, gauge] : family.gauges) out += name + braces(labels) + " " + number(gauge->value()) + "\n";
+    if (family.histogram) out += family.histogram->render(name, "");
+  }
+  return out;
+}
+
+}  // namespace outbox::metrics

@@ -1,0 +1,24 @@
+#pragma once
+// How relay instances share the outbox: aggregate ids hash into `partitions` buckets and each
+// bucket is owned by one live instance (a PostgreSQL session advisory lock), so the events of
+// one aggregate are always published by one instance, in order.
+#include <set>
+#include <vector>
+
+namespace outbox::relay {
+
+// Advisory lock key spaces (first key of pg_advisory_lock(int, int)).
+inline constexpr int kMemberLockClass = 0x6F627831;     // one per live instance: (class, slot)
+inline constexpr int kPartitionLockClass = 0x6F627832;  // one per partition: (class, partition)
+
+// Each of `members` instances should own at most ceil(partitions / members) partitions.
+int fair_share(int partitions, int members);
+
+// The partitions to try to lock, in order: starting at this member's slot so that instances
+// reach for different partitions first, and skipping the ones already owned.
+std::vector<int> acquisition_order(int partitions, int member_slot, int members, const std::set<int>& owned);
+
+// The partitions to give back when owning more than the fair share (the highest ones).
+std::vector<int> release_choice(const std::set<int>& owned, int share);
+
+}  // namespace outbox::relay

@@ -1,0 +1,561 @@
+#include "relay/relay.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "core/error.hpp"
+#include "core/failpoint.hpp"
+#include "core/log.hpp"
+#include "core/pg.hpp"
+#include "core/url.hpp"
+#include "relay/partitions.hpp"
+
+namespace outbox::relay {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr const char* kUnroutable = "outbox.unroutable";
+constexpr int kRetentionBatch = 1000;
+constexpr int kRetentionBatchesPerTick = 20;
+
+std::string join_positions(const std::set<long long>& positions) {
+  std::string out = "{";
+  for (long long position : positions) {
+    if (out.size() > 1) out += ',';
+    out += std::to_string(position);
+  }
+  return out + "}";
+}
+
+std::string join_positions(const std::vector<long long>& positions) {
+  return join_positions(std::set<long long>(positions.begin(), positions.end()));
+}
+
+std::string join_ints(const std::set<int>& values) {
+  std::string out = "{";
+  for (int value : values) {
+    if (out.size() > 1) out += ',';
+    out += std::to_string(value);
+  }
+  return out + "}";
+}
+
+std::string interval(milliseconds duration) { return std::to_string(duration.count()) + " milliseconds"; }
+
+std::string default_instance() {
+  char host[256] = "localhost";
+  gethostname(host, sizeof host - 1);
+  return std::string(host) + ":" + std::to_string(getpid());
+}
+
+}  // namespace
+
+// Wakes the relay when the outbox trigger sends NOTIFY.
+class Relay::Listener : public pqxx::notification_receiver {
+ public:
+  Listener(pqxx::connection_base& connection, const std::string& channel, loop::Deferred& wake)
+      : pqxx::notification_receiver(connection, channel), wake_(wake) {}
+  void operator()(const std::string&, int) override { wake_.request(); }
+
+ private:
+  loop::Deferred& wake_;
+};
+
+Relay::Relay(daemon::Runtime& runtime, std::string instance)
+    : runtime_(runtime),
+      instance_(instance.empty() ? default_instance() : std::move(instance)),
+      log_(log::get("relay " + instance_)),
+      backoff_(milliseconds(30000)) {
+  const config::Config& config = runtime_.config();
+  broker_settings_ = amqp::broker_settings(config);
+  primary_url_ = config.required("primary.url");
+  notify_channel_ = config.text("relay.notify_channel");
+  partitions_ = static_cast<int>(config.integer("relay.partitions"));
+  for (const config::Section& section : config.sections("relay.tables")) {
+    TableSpec table;
+    table.name = section.at("name").text;
+    if (!pg::valid_qualified_name(table.name))
+      throw config_error("config " + section.at("name").origin + ": relay.tables.name: must be a table name, optionally schema-qualified (got \"" + table.name + "\")");
+    table.quoted = pg::quote_qualified(table.name);
+    table.exchange = section.at("exchange").text.empty() ? broker_settings_.exchange : section.at("exchange").text;
+    table.routing_key = section.at("routing_key").text;
+    tables_.push_back(table);
+  }
+  if (tables_.empty()) throw config_error("config: relay.tables: at least one outbox table is needed");
+  in_flight_positions_.resize(tables_.size());
+  apply_tunables(config);
+
+  metrics_.counter("outbox_relay_published_total", "Messages published to the broker");
+  metrics_.counter("outbox_relay_confirmed_total", "Messages confirmed by the broker and marked in the outbox");
+  metrics_.counter("outbox_relay_nacked_total", "Messages the broker refused (nack); they are published again");
+  metrics_.counter("outbox_relay_returned_total", "Messages returned as unroutable by the broker");
+  metrics_.counter("outbox_relay_reconnects_total", "Reconnections to the database or the broker");
+  metrics_.histogram("outbox_relay_batch_seconds", "Time from publishing a batch to marking it confirmed",
+                     {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+
+  drain_soon_ = std::make_unique<loop::Deferred>(runtime_.loop(), [this] { drain(); });
+  poll_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { drain_soon_->request(); });
+  reconnect_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { connect(); });
+  confirm_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { check_confirm_timeout(); });
+  rebalance_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { rebalance(); });
+  retention_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { run_retention(); });
+  heartbeat_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { write_heartbeat(); });
+  shutdown_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] {
+    log_->warn("shutdown timeout ({}s) reached with {} messages unconfirmed; they will be published again by the next run",
+               shutdown_timeout_.count() / 1000.0, unconfirmed_);
+    runtime_.stop(0);
+  });
+
+  daemon::Hooks hooks;
+  hooks.on_shutdown_request = [this] { shutdown_requested(); };
+  hooks.on_reload = [this](const config::Config& fresh) {
+    apply_tunables(fresh);
+    poll_timer_->start(poll_interval_, poll_interval_);
+    log_->info("reloaded: batch_size={} poll_interval={}ms confirm_timeout={}ms on_publish={}", batch_size_,
+               poll_interval_.count(), confirm_timeout_.count(), delete_on_publish_ ? "delete" : "mark");
+  };
+  hooks.status_line = [this] { return status_line(); };
+  hooks.healthy = [this] {
+    // Stuck means: work is in flight but nothing has been confirmed for two confirm timeouts.
+    return in_flight_.empty() || Clock::now() - last_progress_ < 2 * confirm_timeout_;
+  };
+  runtime_.set_hooks(std::move(hooks));
+}
+
+Relay::~Relay() {
+  db_poll_.reset();
+  listener_.reset();
+  db_.reset();
+  broker_poll_.reset();
+  broker_.reset();
+}
+
+void Relay::apply_tunables(const config::Config& config) {
+  batch_size_ = static_cast<int>(config.integer("relay.batch_size"));
+  max_unconfirmed_ = std::max(static_cast<int>(config.integer("relay.max_unconfirmed")), batch_size_);
+  poll_interval_ = config.duration("relay.poll_interval");
+  confirm_timeout_ = config.duration("relay.confirm_timeout");
+  takeover_timeout_ = config.duration("relay.takeover_timeout");
+  retention_ = config.duration("relay.retention");
+  shutdown_timeout_ = config.duration("relay.shutdown_timeout");
+  heartbeat_interval_ = config.duration("relay.heartbeat_interval");
+  // Retention 0 means "delete at once", which is what on_publish = delete does.
+  delete_on_publish_ = config.text("relay.on_publish") == "delete" || retention_.count() == 0;
+  backoff_.set_cap(config.duration("relay.max_backoff"));
+}
+
+void Relay::start() {
+  log_->info("starting: {} table(s), {} partitions, primary {}, broker {}", tables_.size(), partitions_,
+             mask_url(primary_url_), mask_url(broker_settings_.urls.front()));
+  poll_timer_->start(poll_interval_, poll_interval_);
+  retention_timer_->start(milliseconds(1000), milliseconds(10000));
+  connect();
+}
+
+void Relay::connect() {
+  if (runtime_.stopping()) {
+    maybe_finish_shutdown();
+    return;
+  }
+  if (!db_) connect_database();
+  if (db_ && !broker_) connect_broker();
+  if (!ready()) {
+    schedule_reconnect();
+    return;
+  }
+  backoff_.reset();
+  if (!announced_ready_) {
+    announced_ready_ = true;
+    daemon::notify_ready();
+  }
+  rebalance();
+  drain_soon_->request();
+}
+
+void Relay::schedule_reconnect() {
+  if (reconnect_timer_->active()) return;
+  reconnect_timer_->start(backoff_.next());
+}
+
+void Relay::connect_database() {
+  try {
+    auto connection = pg::connect(primary_url_, "primary", "outbox-relay");
+    for (size_t i = 0; i < tables_.size(); ++i) {
+      const std::string& table = tables_[i].quoted;
+      std::string columns =
+          "SELECT position, event_id::text, aggregate_type, aggregate_id, aggregate_version, event_type, payload::text, "
+          "(extract(epoch FROM created_at) * 1000000)::bigint FROM " + table +
+          " WHERE published_at IS NULL AND NOT (position = ANY($1::bigint[]))";
+      connection->prepare("read_all_" + std::to_string(i), columns + " ORDER BY position LIMIT $2");
+      connection->prepare("read_owned_" + std::to_string(i),
+                          columns + " AND (hashtext(aggregate_id) & 2147483647) % $3 = ANY($4::int[]) ORDER BY position LIMIT $2");
+      connection->prepare("mark_" + std::to_string(i), "UPDATE " + table +
+                                                           " SET published_at = clock_timestamp() WHERE position = ANY($1::bigint[]) AND published_at IS NULL");
+      connection->prepare("delete_" + std::to_string(i), "DELETE FROM " + table + " WHERE position = ANY($1::bigint[])");
+      connection->prepare("retention_" + std::to_string(i),
+                          "DELETE FROM " + table + " WHERE position IN (SELECT position FROM " + table +
+                              " WHERE published_at < clock_timestamp() - $1::interval ORDER BY published_at LIMIT $2 FOR UPDATE SKIP LOCKED)");
+      connection->prepare("heartbeat_" + std::to_string(i),
+                          "INSERT INTO " + table +
+                              " (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+                              "VALUES (gen_random_uuid(), 'outbox.heartbeat', 'heartbeat', "
+                              "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint, 'outbox.heartbeat', "
+                              "json_build_object('relay', $1::text, 'at', clock_timestamp()))");
+      // Fails early, with the table's name, when the table is missing or lacks outbox columns.
+      pqxx::nontransaction check(*connection);
+      check.exec_prepared("read_all_" + std::to_string(i), "{}", 0);
+    }
+    {
+      pqxx::nontransaction tx(*connection);
+      heartbeat_partition_ = tx.exec_params1("SELECT (hashtext('heartbeat') & 2147483647) % $1", partitions_)[0].as<int>();
+    }
+    listener_ = std::make_unique<Listener>(*connection, notify_channel_, *drain_soon_);
+    db_ = std::move(connection);
+    db_poll_ = std::make_unique<loop::Poll>(runtime_.loop(), db_->sock(), [this] {
+      try {
+        db_->get_notifs();
+      } catch (const std::exception& error) {
+        database_lost(error.what());
+      }
+    });
+    if (!database_problem_.empty()) {
+      metrics_.counter("outbox_relay_reconnects_total", "").add();
+      log_->info("primary connected again ({})", mask_url(primary_url_));
+    } else {
+      log_->info("primary connected ({})", mask_url(primary_url_));
+    }
+    database_problem_.clear();
+  } catch (const std::exception& error) {
+    std::string reason = error.what();
+    if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&error); sql && sql->sqlstate() == "42P01")
+      reason = "outbox table missing (run 'outbox migrate'): " + reason;
+    if (reason != database_problem_)
+      log_->error("primary unavailable, retrying with backoff: {}", mask_url(reason));
+    database_problem_ = reason;
+    listener_.reset();
+    db_.reset();
+  }
+}
+
+void Relay::connect_broker() {
+  try {
+    auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, "outbox-relay " + instance_);
+    // Unroutable messages go to the alternate exchange and its durable queue instead of being dropped.
+    connection->declare_exchange(kUnroutable, "fanout");
+    connection->declare_queue(kUnroutable, amqp::QueueOptions{});
+    connection->bind_queue(kUnroutable, kUnroutable, "");
+    std::set<std::string> exchanges;
+    for (const TableSpec& table : tables_) exchanges.insert(table.exchange);
+    for (const std::string& exchange : exchanges) connection->declare_exchange(exchange, "topic", kUnroutable);
+    connection->enable_confirms();
+    broker_ = std::move(connection);
+    broker_poll_ = std::make_unique<loop::Poll>(runtime_.loop(), broker_->fd(), [this] { on_broker_readable(); });
+    confirmed_through_ = 0;
+    confirmed_ahead_.clear();
+    if (!broker_problem_.empty()) {
+      metrics_.counter("outbox_relay_reconnects_total", "").add();
+      log_->info("broker connected again ({})", broker_->node());
+    } else {
+      log_->info("broker connected ({})", broker_->node());
+    }
+    broker_problem_.clear();
+  } catch (const std::exception& error) {
+    std::string reason = error.what();
+    if (reason != broker_problem_) log_->error("broker unavailable, retrying with backoff: {}", reason);
+    broker_problem_ = reason;
+    broker_poll_.reset();
+    broker_.reset();
+  }
+}
+
+void Relay::database_lost(const std::string& reason) {
+  std::string masked = mask_url(reason);
+  if (database_problem_.empty())
+    log_->error("primary connection lost, {} unconfirmed message(s) will be published again: {}", unconfirmed_, masked);
+  database_problem_ = masked.empty() ? "connection lost" : masked;
+  db_poll_.reset();
+  listener_.reset();
+  db_.reset();
+  // The advisory locks died with the session: another instance may own these partitions now.
+  owned_.clear();
+  member_slot_ = -1;
+  in_flight_.clear();
+  for (auto& positions : in_flight_positions_) positions.clear();
+  unconfirmed_ = 0;
+  confirm_timer_->stop();
+  if (runtime_.stopping()) {
+    maybe_finish_shutdown();
+    return;
+  }
+  schedule_reconnect();
+}
+
+void Relay::broker_lost(const std::string& reason) {
+  if (broker_problem_.empty())
+    log_->error("broker connection lost, {} unconfirmed message(s) will be published again: {}", unconfirmed_, reason);
+  broker_problem_ = reason.empty() ? "connection lost" : reason;
+  broker_poll_.reset();
+  broker_.reset();
+  in_flight_.clear();
+  for (auto& positions : in_flight_positions_) positions.clear();
+  unconfirmed_ = 0;
+  confirm_timer_->stop();
+  if (runtime_.stopping()) {
+    maybe_finish_shutdown();
+    return;
+  }
+  schedule_reconnect();
+}
+
+void Relay::drain() {
+  if (!ready() || runtime_.stopping() || owned_.empty()) return;
+  try {
+    // Round-robin over the tables until the window of unconfirmed messages is full or all are caught up.
+    bool progress = true;
+    while (progress && static_cast<int>(unconfirmed_) < max_unconfirmed_) {
+      progress = false;
+      for (size_t table = 0; table < tables_.size() && static_cast<int>(unconfirmed_) < max_unconfirmed_; ++table)
+        if (read_and_publish(table) == static_cast<size_t>(batch_size_)) progress = true;
+    }
+  } catch (const pqxx::sql_error& error) {
+    if (pg::is_connection_error(error)) return database_lost(error.what());
+    log_->error("reading the outbox failed: {}", error.what());
+    database_lost(error.what());
+    return;
+  } catch (const pqxx::broken_connection& error) {
+    return database_lost(error.what());
+  } catch (const Error& error) {
+    // Publishing failed: the connection to the broker is gone.
+    return broker_lost(error.what());
+  }
+  // Confirms may already be waiting in rabbitmq-c's buffer, where the socket poll cannot see them.
+  if (broker_ && broker_->has_buffered_data()) on_broker_readable();
+}
+
+size_t Relay::read_and_publish(size_t table_index) {
+  const TableSpec& table = tables_[table_index];
+  int room = std::min(batch_size_, max_unconfirmed_ - static_cast<int>(unconfirmed_));
+  if (room <= 0) return 0;
+  pqxx::result rows;
+  {
+    pqxx::nontransaction tx(*db_);
+    std::string excluded = join_positions(in_flight_positions_[table_index]);
+    rows = owns_all() ? tx.exec_prepared("read_all_" + std::to_string(table_index), excluded, room)
+                      : tx.exec_prepared("read_owned_" + std::to_string(table_index), excluded, room, partitions_,
+                                         join_ints(owned_));
+  }
+  if (rows.empty()) return 0;
+  Batch batch{table_index, {}, 0, Clock::now()};
+  batch.positions.reserve(rows.size());
+  auto& published = metrics_.counter("outbox_relay_published_total", "");
+  for (const pqxx::row& row : rows) {
+    amqp::OutgoingMessage message;
+    long long position = row[0].as<long long>();
+    message.message_id = row[1].c_str();
+    std::string aggregate_type = row[2].c_str(), aggregate_id = row[3].c_str();
+    long long aggregate_version = row[4].as<long long>();
+    message.type = row[5].c_str();
+    message.body.assign(row[6].c_str(), row[6].size());
+    long long created_us = row[7].as<long long>();
+    message.exchange = table.exchange;
+    message.routing_key = table.routing_key.empty() ? message.type : table.routing_key;
+    message.timestamp_seconds = created_us / 1000000;
+    message.headers = {{"aggregate_type", aggregate_type},
+                       {"aggregate_id", aggregate_id},
+                       {"aggregate_version", aggregate_version},
+                       {"created_at", created_us},
+                       {"outbox_position", position},
+                       {"outbox_table", table.name}};
+    batch.last_tag = broker_->publish(message);
+    batch.positions.push_back(position);
+    in_flight_positions_[table_index].insert(position);
+    published.add();
+  }
+  unconfirmed_ += batch.positions.size();
+  size_t count = batch.positions.size();
+  in_flight_.push_back(std::move(batch));
+  if (!confirm_timer_->active()) confirm_timer_->start(milliseconds(250), milliseconds(250));
+  return count;
+}
+
+void Relay::on_broker_readable() {
+  if (!broker_) return;
+  try {
+    broker_->poll([this](amqp::Event& event) {
+      switch (event.kind) {
+        case amqp::Event::Kind::ack: on_confirm(event.delivery_tag, event.multiple); break;
+        case amqp::Event::Kind::nack:
+          metrics_.counter("outbox_relay_nacked_total", "").add();
+          throw unavailable_error("broker refused a message (nack, delivery tag " + std::to_string(event.delivery_tag) + ")");
+        case amqp::Event::Kind::returned:
+          metrics_.counter("outbox_relay_returned_total", "").add();
+          throw unavailable_error("message " + event.message->message_id.value_or("?") + " returned as unroutable (" +
+                                  event.reply_text + "); is the alternate exchange " + kUnroutable + " bound?");
+        case amqp::Event::Kind::delivery: break;
+      }
+    });
+  } catch (const Error& error) {
+    return broker_lost(error.what());
+  }
+  complete_batches();
+}
+
+void Relay::on_confirm(uint64_t tag, bool multiple) {
+  if (multiple) {
+    confirmed_through_ = std::max(confirmed_through_, tag);
+  } else if (tag == confirmed_through_ + 1) {
+    confirmed_through_ = tag;
+  } else if (tag > confirmed_through_) {
+    confirmed_ahead_.insert(tag);
+  }
+  while (!confirmed_ahead_.empty() && *confirmed_ahead_.begin() <= confirmed_through_ + 1) {
+    confirmed_through_ = std::max(confirmed_through_, *confirmed_ahead_.begin());
+    confirmed_ahead_.erase(confirmed_ahead_.begin());
+  }
+}
+
+void Relay::complete_batches() {
+  if (in_flight_.empty() || in_flight_.front().last_tag > confirmed_through_ || !db_) return;
+  // Mark every fully confirmed batch of a table in one statement.
+  std::vector<std::vector<long long>> confirmed(tables_.size());
+  std::vector<Clock::time_point> started;
+  size_t batches = 0;
+  for (const Batch& batch : in_flight_) {
+    if (batch.last_tag > confirmed_through_) break;
+    confirmed[batch.table].insert(confirmed[batch.table].end(), batch.positions.begin(), batch.positions.end());
+    started.push_back(batch.published);
+    ++batches;
+  }
+  try {
+    failpoint("relay.after_confirm");
+    pqxx::work tx(*db_);
+    for (size_t table = 0; table < tables_.size(); ++table)
+      if (!confirmed[table].empty())
+        tx.exec_prepared((delete_on_publish_ ? "delete_" : "mark_") + std::to_string(table), join_positions(confirmed[table]));
+    tx.commit();
+  } catch (const std::exception& error) {
+    return database_lost(error.what());
+  }
+  auto now = Clock::now();
+  auto& latency = metrics_.histogram("outbox_relay_batch_seconds", "", {});
+  for (Clock::time_point start : started) latency.observe(std::chrono::duration<double>(now - start).count());
+  size_t marked = 0;
+  for (size_t i = 0; i < batches; ++i) {
+    const Batch& batch = in_flight_.front();
+    for (long long position : batch.positions) in_flight_positions_[batch.table].erase(position);
+    marked += batch.positions.size();
+    in_flight_.pop_front();
+  }
+  unconfirmed_ -= marked;
+  metrics_.counter("outbox_relay_confirmed_total", "").add(marked);
+  last_progress_ = now;
+  if (in_flight_.empty()) confirm_timer_->stop();
+  if (runtime_.stopping()) return maybe_finish_shutdown();
+  drain_soon_->request();
+}
+
+void Relay::check_confirm_timeout() {
+  if (broker_ && broker_->has_buffered_data()) on_broker_readable();
+  if (in_flight_.empty()) {
+    confirm_timer_->stop();
+    return;
+  }
+  if (Clock::now() - in_flight_.front().published > confirm_timeout_)
+    broker_lost("publisher confirms timed out after " + std::to_string(confirm_timeout_.count()) + "ms");
+}
+
+void Relay::rebalance() {
+  if (!db_) return;
+  try {
+    pqxx::nontransaction tx(*db_);
+    if (member_slot_ < 0)
+      for (int slot = 0; slot < 4096 && member_slot_ < 0; ++slot)
+        if (tx.exec_params1("SELECT pg_try_advisory_lock($1, $2)", kMemberLockClass, slot)[0].as<bool>()) member_slot_ = slot;
+    int members = tx.exec_params1(
+                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::bigint::oid "
+                        "AND objsubid = 2 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+                        kMemberLockClass)[0]
+                      .as<int>();
+    int share = fair_share(partitions_, members);
+    std::set<int> before = owned_;
+    // Give back partitions only when nothing is in flight, so the next owner starts after us.
+    if (static_cast<int>(owned_.size()) > share && in_flight_.empty())
+      for (int partition : release_choice(owned_, share)) {
+        tx.exec_params("SELECT pg_advisory_unlock($1, $2)", kPartitionLockClass, partition);
+        owned_.erase(partition);
+      }
+    if (static_cast<int>(owned_.size()) < share)
+      for (int partition : acquisition_order(partitions_, member_slot_, members, owned_)) {
+        if (static_cast<int>(owned_.size()) >= share) break;
+        if (tx.exec_params1("SELECT pg_try_advisory_lock($1, $2)", kPartitionLockClass, partition)[0].as<bool>())
+          owned_.insert(partition);
+      }
+    if (owned_ != before)
+      log_->info("owning {} of {} partitions ({} live instance(s)): {}", owned_.size(), partitions_, members, join_ints(owned_));
+    if (!owned_.empty() && before.empty()) drain_soon_->request();
+    if (owned_.count(heartbeat_partition_) && heartbeat_interval_.count() > 0) {
+      if (!heartbeat_timer_->active()) heartbeat_timer_->start(milliseconds(0), heartbeat_interval_);
+    } else {
+      heartbeat_timer_->stop();
+    }
+  } catch (const std::exception& error) {
+    return database_lost(error.what());
+  }
+  // A dead instance's partitions are free as soon as its session ends; look often enough to take
+  // them over within relay.takeover_timeout.
+  rebalance_timer_->start(takeover_timeout_ / 3);
+}
+
+void Relay::run_retention() {
+  if (!db_ || delete_on_publish_) return;
+  try {
+    for (size_t table = 0; table < tables_.size(); ++table)
+      for (int round = 0; round < kRetentionBatchesPerTick; ++round) {
+        pqxx::work tx(*db_);
+        pqxx::result removed = tx.exec_prepared("retention_" + std::to_string(table), interval(retention_), kRetentionBatch);
+        tx.commit();
+        if (removed.affected_rows() < kRetentionBatch) break;
+      }
+  } catch (const std::exception& error) {
+    database_lost(error.what());
+  }
+}
+
+void Relay::write_heartbeat() {
+  if (!db_ || runtime_.stopping()) return;
+  try {
+    pqxx::nontransaction tx(*db_);
+    tx.exec_prepared("heartbeat_0", instance_);
+  } catch (const std::exception& error) {
+    database_lost(error.what());
+  }
+}
+
+void Relay::shutdown_requested() {
+  poll_timer_->stop();
+  heartbeat_timer_->stop();
+  retention_timer_->stop();
+  rebalance_timer_->stop();
+  reconnect_timer_->stop();
+  shutdown_timer_->start(shutdown_timeout_);
+  log_->info("draining: waiting for {} unconfirmed message(s)", unconfirmed_);
+  maybe_finish_shutdown();
+}
+
+void Relay::maybe_finish_shutdown() {
+  if (!in_flight_.empty() && ready()) return;
+  log_->info("shutdown end: {} message(s) confirmed in total", metrics_.counter("outbox_relay_confirmed_total", "").value());
+  runtime_.stop(0);
+}
+
+std::string Relay::status_line() const {
+  std::string state = ready() ? "relaying" : (!db_ ? "waiting for the primary" : "waiting for the broker");
+  return state + "; partitions " + std::to_string(owned_.size()) + "/" + std::to_string(partitions_) + "; unconfirmed " +
+         std::to_string(unconfirmed_) + "; confirmed " +
+         std::to_string(const_cast<metrics::Registry&>(metrics_).counter("outbox_relay_confirmed_total", "").value());
+}
+
+}  // namespace outbox::relay

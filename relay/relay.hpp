@@ -1,0 +1,125 @@
+#pragma once
+// The relay daemon: publishes committed outbox rows to RabbitMQ with publisher confirms, in commit
+// order per aggregate, and marks (or deletes) a row only after the broker confirmed it.
+//
+// Why no committed row is ever skipped: a row is selected by its own marker (published_at IS
+// NULL), never by a "last position" cursor. A transaction that took a low position and commits
+// minutes later leaves a NULL row that the next read finds, whatever was published meanwhile.
+// Reads that run while earlier batches wait for confirms exclude exactly the positions in flight,
+// so they too see every unpublished row in position order.
+//
+// Why per-aggregate order holds: an aggregate's rows hash to one partition, owned by one instance
+// (advisory lock). Writers lock the aggregate (its row) before inserting its event, so positions of
+// one aggregate increase in commit order; the owner publishes them in position order. A partition
+// changes hands only when its old owner has nothing in flight, or has died (its locks vanish with
+// its session).
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <pqxx/pqxx>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/amqp.hpp"
+#include "core/backoff.hpp"
+#include "core/daemon.hpp"
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+
+namespace outbox::relay {
+
+struct TableSpec {
+  std::string name;         // as configured: "public.outbox"
+  std::string quoted;       // "\"public\".\"outbox\""
+  std::string exchange;     // target exchange
+  std::string routing_key;  // fixed routing key, or "" for the event type
+};
+
+class Relay {
+ public:
+  Relay(daemon::Runtime& runtime, std::string instance);
+  ~Relay();
+  // Connects (retrying in the background) and starts relaying; returns at once.
+  void start();
+  metrics::Registry& metrics() { return metrics_; }
+
+ private:
+  struct Batch {
+    size_t table;
+    std::vector<long long> positions;
+    uint64_t last_tag;
+    std::chrono::steady_clock::time_point published;
+  };
+  class Listener;
+
+  void apply_tunables(const config::Config& config);
+  void connect();
+  void connect_database();
+  void connect_broker();
+  void database_lost(const std::string& reason);
+  void broker_lost(const std::string& reason);
+  void schedule_reconnect();
+  bool ready() const { return db_ && broker_; }
+
+  void drain();
+  size_t read_and_publish(size_t table);
+  void on_broker_readable();
+  void on_confirm(uint64_t tag, bool multiple);
+  void complete_batches();
+  void check_confirm_timeout();
+  void rebalance();
+  void run_retention();
+  void write_heartbeat();
+  void shutdown_requested();
+  void maybe_finish_shutdown();
+  std::string status_line() const;
+  bool owns_all() const { return static_cast<int>(owned_.size()) == partitions_; }
+
+  daemon::Runtime& runtime_;
+  std::string instance_;
+  std::shared_ptr<spdlog::logger> log_;
+  metrics::Registry metrics_;
+
+  // Restart-only settings, read once.
+  amqp::BrokerSettings broker_settings_;
+  std::string primary_url_;
+  std::string notify_channel_;
+  std::vector<TableSpec> tables_;
+  int partitions_;
+
+  // Reloadable settings.
+  int batch_size_ = 500;
+  int max_unconfirmed_ = 2000;
+  std::chrono::milliseconds poll_interval_{1000}, confirm_timeout_{10000}, takeover_timeout_{10000};
+  std::chrono::milliseconds retention_{0}, shutdown_timeout_{30000}, heartbeat_interval_{10000};
+  bool delete_on_publish_ = false;
+
+  std::unique_ptr<pqxx::connection> db_;
+  std::unique_ptr<Listener> listener_;
+  std::unique_ptr<loop::Poll> db_poll_;
+  std::unique_ptr<amqp::Connection> broker_;
+  std::unique_ptr<loop::Poll> broker_poll_;
+  size_t next_broker_node_ = 0;
+
+  std::unique_ptr<loop::Deferred> drain_soon_;
+  std::unique_ptr<loop::Timer> poll_timer_, reconnect_timer_, confirm_timer_, rebalance_timer_, retention_timer_,
+      heartbeat_timer_, shutdown_timer_;
+  Backoff backoff_;
+  std::string database_problem_, broker_problem_;  // "" while fine; logged once per change
+  bool announced_ready_ = false;
+
+  std::set<int> owned_;
+  int member_slot_ = -1;
+  int heartbeat_partition_ = -1;
+
+  std::deque<Batch> in_flight_;
+  std::vector<std::set<long long>> in_flight_positions_;  // per table
+  size_t unconfirmed_ = 0;
+  uint64_t confirmed_through_ = 0;        // every tag <= this is confirmed
+  std::set<uint64_t> confirmed_ahead_;    // single acks beyond confirmed_through_
+  std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace outbox::relay
