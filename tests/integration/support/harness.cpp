@@ -1,0 +1,432 @@
+#include "tests/integration/support/harness.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <fstream>
+#include <gtest/gtest.h>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+namespace outbox::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+Servers g_servers;
+
+const std::string kServersScript = std::string(OUTBOX_SOURCE_DIR) + "/scripts/servers";
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+std::string tail(const std::string& path, size_t lines) {
+  std::deque<std::string> last;
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    last.push_back(line);
+    if (last.size() > lines) last.pop_front();
+  }
+  std::string out;
+  for (const std::string& line : last) out += line + "\n";
+  return out;
+}
+
+int decode_status(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+// argv and envp for posix_spawn, owning their strings.
+struct ExecArgs {
+  std::vector<std::string> strings_argv, strings_env;
+  std::vector<char*> argv, envp;
+  ExecArgs(const std::vector<std::string>& args, const std::map<std::string, std::string>& env)
+      : strings_argv(args) {
+    for (const auto& [key, value] : env) strings_env.push_back(key + "=" + value);
+    for (std::string& arg : strings_argv) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    for (std::string& entry : strings_env) envp.push_back(entry.data());
+    envp.push_back(nullptr);
+  }
+};
+
+// Spawns args[0] (a path) with stdin from /dev/null and stdout/stderr onto the given fds, in `cwd`.
+pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, int out_fd,
+            int err_fd, const std::string& cwd) {
+  ExecArgs exec(args, env);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, out_fd, 1);
+  posix_spawn_file_actions_adddup2(&actions, err_fd, 2);
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&actions, cwd.c_str());
+  pid_t pid = -1;
+  int error = posix_spawn(&pid, exec.argv[0], &actions, nullptr, exec.argv.data(), exec.envp.data());
+  posix_spawn_file_actions_destroy(&actions);
+  if (error != 0) {
+    ADD_FAILURE() << "cannot run " << args[0] << ": " << std::strerror(error);
+    return -1;
+  }
+  return pid;
+}
+
+std::map<std::string, std::string> current_env() {
+  std::map<std::string, std::string> env;
+  for (char** entry = environ; *entry; ++entry) {
+    std::string text = *entry;
+    size_t equals = text.find('=');
+    if (equals != std::string::npos) env[text.substr(0, equals)] = text.substr(equals + 1);
+  }
+  return env;
+}
+
+// Runs a command to completion, capturing stdout and stderr.
+RunResult run_command(const std::vector<std::string>& args, const std::map<std::string, std::string>& env,
+                      std::chrono::milliseconds timeout, const std::string& cwd = "") {
+  RunResult result;
+  int out_pipe[2], err_pipe[2];
+  // O_CLOEXEC: a process spawned concurrently from another thread must not inherit these.
+  if (pipe2(out_pipe, O_CLOEXEC) != 0) return result;
+  if (pipe2(err_pipe, O_CLOEXEC) != 0) {
+    close(out_pipe[0]);
+    close(out_pipe[1]);
+    return result;
+  }
+  pid_t pid = spawn(args, env, out_pipe[1], err_pipe[1], cwd);
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  if (pid < 0) {
+    close(out_pipe[0]);
+    close(err_pipe[0]);
+    return result;
+  }
+  auto deadline = Clock::now() + timeout;
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* sinks[2] = {&result.out, &result.err};
+  int open_fds = 2;
+  while (open_fds > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    if (left <= 0) {
+      result.timed_out = true;
+      kill(pid, SIGKILL);
+      break;
+    }
+    int ready = poll(fds, 2, static_cast<int>(std::min<long long>(left, 1000)));
+    if (ready < 0 && errno != EINTR) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char buffer[8192];
+      ssize_t n = read(fds[i].fd, buffer, sizeof buffer);
+      if (n > 0) {
+        sinks[i]->append(buffer, static_cast<size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  for (pollfd& fd : fds)
+    if (fd.fd >= 0) close(fd.fd);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  result.exit_code = decode_status(status);
+  return result;
+}
+
+// Parses `export NAME='value'` lines (values quoted for the shell with single quotes).
+std::map<std::string, std::string> parse_exports(const std::string& text) {
+  std::map<std::string, std::string> out;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("export ", 0) != 0) continue;
+    line = line.substr(7);
+    size_t equals = line.find('=');
+    if (equals == std::string::npos) continue;
+    std::string name = line.substr(0, equals), raw = line.substr(equals + 1), value;
+    bool quoted = false;
+    for (size_t i = 0; i < raw.size(); ++i) {
+      char c = raw[i];
+      if (c == '\'') {
+        quoted = !quoted;
+      } else if (c == '\\' && !quoted && i + 1 < raw.size()) {
+        value += raw[++i];
+      } else {
+        value += c;
+      }
+    }
+    out[name] = value;
+  }
+  return out;
+}
+
+RunResult servers_command(const std::vector<std::string>& words, std::chrono::milliseconds timeout = 300s) {
+  std::vector<std::string> args = {kServersScript, "--dir", g_servers.dir};
+  args.insert(args.end(), words.begin(), words.end());
+  std::map<std::string, std::string> env = current_env();
+  env.erase("OUTBOX_SERVERS_DIR");
+  return run_command(args, env, timeout);
+}
+
+void print_server_logs() {
+  for (const char* name : {"primary.log", "replica.log", "rabbitmq.log", "rabbitmq.out"}) {
+    std::string path = g_servers.dir + "/" + name;
+    if (!fs::exists(path)) continue;
+    std::cerr << "----- last 50 lines of " << path << " -----\n" << tail(path, 50);
+  }
+}
+
+// Starts the servers once per test binary; stops them and removes their dir at the end.
+class ServersEnvironment : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    std::string base = std::getenv("TMPDIR") && *std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
+    std::string pattern = base + "/outbox-test.XXXXXX";
+    if (!mkdtemp(pattern.data())) FAIL() << "mkdtemp " << pattern << ": " << std::strerror(errno);
+    g_servers.dir = pattern;
+    started_ = true;
+    auto begin = Clock::now();
+    RunResult start = servers_command({"start"});
+    if (start.exit_code != 0) {
+      print_server_logs();
+      FAIL() << "scripts/servers --dir " << g_servers.dir << " start failed:\n" << start;
+    }
+    RunResult env = servers_command({"env"});
+    if (env.exit_code != 0) FAIL() << "scripts/servers env failed:\n" << env;
+    auto values = parse_exports(env.out);
+    g_servers.primary_url = values["OUTBOX_PRIMARY_URL"];
+    g_servers.replica_url = values["OUTBOX_REPLICA_URL"];
+    g_servers.replica2_url = values["OUTBOX_REPLICA2_URL"];
+    g_servers.broker_url = values["OUTBOX_BROKER_URL"];
+    g_servers.rabbitmqctl = values["OUTBOX_RABBITMQCTL"];
+    if (!values["OUTBOX_SERVERS_DIR"].empty()) g_servers.dir = values["OUTBOX_SERVERS_DIR"];
+    if (g_servers.primary_url.empty() || g_servers.replica_url.empty() || g_servers.broker_url.empty())
+      FAIL() << "scripts/servers env printed no URLs:\n" << env;
+    write_file("empty.toml", "");
+    std::cerr << "[harness] servers up in "
+              << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - begin).count() << " ms in "
+              << g_servers.dir << "\n";
+  }
+
+  void TearDown() override {
+    if (!started_) return;
+    if (::testing::UnitTest::GetInstance()->Failed()) print_server_logs();
+    RunResult stop = servers_command({"stop"});
+    if (stop.exit_code != 0) std::cerr << "[harness] scripts/servers stop failed:\n" << stop;
+    const char* keep = std::getenv("OUTBOX_KEEP_SERVERS");
+    if (keep && *keep && std::string(keep) != "0") {
+      std::cerr << "[harness] kept " << g_servers.dir << " (OUTBOX_KEEP_SERVERS)\n";
+    } else {
+      std::error_code ignored;
+      fs::remove_all(g_servers.dir, ignored);
+    }
+  }
+
+ private:
+  bool started_ = false;
+};
+
+// GoogleTest owns registered environments (hence the bare new). Every test binary calls into this
+// file, so the linker always keeps this registration.
+[[maybe_unused]] ::testing::Environment* const g_environment =
+    ::testing::AddGlobalTestEnvironment(new ServersEnvironment);
+
+std::atomic<int> g_daemon_counter{0};
+
+}  // namespace
+
+const Servers& servers() { return g_servers; }
+
+bool stop_server(const std::string& name) {
+  RunResult result = servers_command({"stop", name});
+  if (result.exit_code != 0) ADD_FAILURE() << "scripts/servers stop " << name << " failed:\n" << result;
+  return result.exit_code == 0;
+}
+
+bool start_server(const std::string& name) {
+  RunResult result = servers_command({"start", name});
+  if (result.exit_code != 0) ADD_FAILURE() << "scripts/servers start " << name << " failed:\n" << result;
+  return result.exit_code == 0;
+}
+
+std::ostream& operator<<(std::ostream& stream, const RunResult& result) {
+  stream << "exit code " << result.exit_code << (result.timed_out ? " (timed out, killed)" : "") << "\n";
+  stream << "--- stdout ---\n" << result.out << (result.out.empty() || result.out.back() == '\n' ? "" : "\n");
+  stream << "--- stderr ---\n" << result.err << (result.err.empty() || result.err.back() == '\n' ? "" : "\n");
+  return stream;
+}
+
+std::map<std::string, std::string> outbox_env(const std::map<std::string, std::string>& extra_env) {
+  std::map<std::string, std::string> env;
+  for (auto& [key, value] : current_env())
+    if (key.rfind("OUTBOX_", 0) != 0) env[key] = value;
+  env["OUTBOX_PRIMARY_URL"] = g_servers.primary_url;
+  env["OUTBOX_REPLICA_URL"] = g_servers.replica_url;
+  env["OUTBOX_BROKER_URL"] = g_servers.broker_url;
+  env["OUTBOX_CONFIG"] = g_servers.dir + "/empty.toml";
+  for (const auto& [key, value] : extra_env) {
+    if (value == kUnset)
+      env.erase(key);
+    else
+      env[key] = value;
+  }
+  return env;
+}
+
+RunResult run_outbox(const std::vector<std::string>& args, const std::map<std::string, std::string>& extra_env,
+                     std::chrono::milliseconds timeout) {
+  std::vector<std::string> argv = {OUTBOX_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, outbox_env(extra_env), timeout, g_servers.dir);
+}
+
+std::string write_file(const std::string& name, const std::string& content) {
+  std::string path = g_servers.dir + "/" + name;
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << content;
+    if (!out) ADD_FAILURE() << "cannot write " << path;
+  }
+  fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write, fs::perm_options::replace);
+  return path;
+}
+
+Daemon::Daemon(std::vector<std::string> args, std::map<std::string, std::string> extra_env) : args_(std::move(args)) {
+  int number = ++g_daemon_counter;
+  std::string label = args_.empty() ? "outbox" : args_.front();
+  for (char& c : label)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') c = '_';
+  log_path_ = g_servers.dir + "/daemon-" + std::to_string(number) + "-" + label + ".log";
+  int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    ADD_FAILURE() << "cannot open " << log_path_ << ": " << std::strerror(errno);
+    return;
+  }
+  std::vector<std::string> argv = {OUTBOX_BINARY};
+  argv.insert(argv.end(), args_.begin(), args_.end());
+  pid_ = spawn(argv, outbox_env(extra_env), fd, fd, g_servers.dir);
+  close(fd);
+}
+
+Daemon::~Daemon() {
+  if (pid_ > 0 && running()) {
+    kill(pid_, SIGKILL);
+    reap(true);
+  }
+  if (::testing::Test::HasFailure()) {
+    std::string joined;
+    for (const std::string& arg : args_) joined += " " + arg;
+    std::cerr << "----- log of outbox" << joined << " (" << log_path_ << ") -----\n" << log() << "----- end of log -----\n";
+  }
+}
+
+void Daemon::reap(bool block) {
+  if (pid_ <= 0 || status_) return;
+  int status = 0;
+  pid_t done;
+  do {
+    done = waitpid(pid_, &status, block ? 0 : WNOHANG);
+  } while (done < 0 && errno == EINTR);
+  if (done == pid_) status_ = decode_status(status);
+}
+
+void Daemon::signal(int signal_number) {
+  if (pid_ > 0 && running()) kill(pid_, signal_number);
+}
+
+std::optional<int> Daemon::wait_exit(std::chrono::milliseconds timeout) {
+  auto deadline = Clock::now() + timeout;
+  while (running() && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
+  return status_;
+}
+
+bool Daemon::running() {
+  reap(false);
+  return pid_ > 0 && !status_;
+}
+
+std::string Daemon::log() const { return read_file(log_path_); }
+
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds deadline) {
+  auto until = Clock::now() + deadline;
+  auto pause = 10ms;
+  while (true) {
+    try {
+      if (condition()) return true;
+    } catch (const std::exception&) {
+      // Not yet: e.g. a server that is still starting.
+    }
+    if (Clock::now() >= until) return false;
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::milliseconds>(pause * 2, 200ms);
+  }
+}
+
+pqxx::connection connect(const std::string& url) { return pqxx::connection(url); }
+
+std::string scalar(const std::string& url, const std::string& sql) {
+  auto connection = connect(url);
+  pqxx::nontransaction tx(connection);
+  pqxx::result result = tx.exec(sql);
+  if (result.empty() || result.columns() == 0) throw std::runtime_error("scalar: no row from: " + sql);
+  return result[0][0].is_null() ? "" : result[0][0].as<std::string>();
+}
+
+std::vector<std::vector<std::string>> rows(const std::string& url, const std::string& sql) {
+  auto connection = connect(url);
+  pqxx::nontransaction tx(connection);
+  std::vector<std::vector<std::string>> out;
+  for (const auto& row : tx.exec(sql)) {
+    std::vector<std::string> values;
+    for (const auto& field : row) values.push_back(field.is_null() ? "" : field.as<std::string>());
+    out.push_back(std::move(values));
+  }
+  return out;
+}
+
+void exec(const std::string& url, const std::string& sql) {
+  auto connection = connect(url);
+  pqxx::work tx(connection);
+  tx.exec(sql);
+  tx.commit();
+}
+
+void reset_databases() {
+  for (const std::string* url : {&g_servers.primary_url, &g_servers.replica_url, &g_servers.replica2_url}) {
+    if (url->empty()) continue;
+    auto connection = connect(*url);
+    pqxx::nontransaction tx(connection);
+    tx.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+    tx.exec("DROP SCHEMA IF EXISTS public CASCADE");
+    tx.exec("CREATE SCHEMA public");
+  }
+}
+
+bool migrate_all() {
+  std::string config = write_file("migrate-all.toml", "[replicas.replica2]\nurl = \"" + g_servers.replica2_url + "\"\n");
+  RunResult result = run_outbox({"migrate"}, {{"OUTBOX_CONFIG", config}});
+  if (result.exit_code != 0) ADD_FAILURE() << "outbox migrate failed:\n" << result;
+  return result.exit_code == 0;
+}
+
+}  // namespace outbox::testing

@@ -1,0 +1,119 @@
+#pragma once
+// The integration test harness: every tests/integration/*_test.cpp binary links it.
+//
+// Linking it registers a GoogleTest environment that, once per binary, starts throwaway servers
+// (scripts/servers --dir <fresh temp dir> start: a primary and a replica PostgreSQL cluster and a
+// RabbitMQ node), and at the end stops them and removes the dir. When a test failed, the tails of
+// the server logs go to stderr, and each Daemon prints its log when the test that owns it fails.
+// Set OUTBOX_KEEP_SERVERS=1 to keep the dir (and its logs) after the run.
+//
+// Typical test:
+//   TEST(Parking, CreateThenListFromThePrimaryShowsTheSlot) {
+//     reset_databases();
+//     migrate_all();
+//     RunResult created = run_outbox({"create_parking_slot", "--name", "A"});
+//     ASSERT_EQ(created.exit_code, 0) << created;
+//   }
+#include <chrono>
+#include <csignal>
+#include <functional>
+#include <map>
+#include <optional>
+#include <ostream>
+#include <pqxx/pqxx>
+#include <string>
+#include <vector>
+
+namespace outbox::testing {
+
+using namespace std::chrono_literals;
+
+struct Servers {
+  std::string dir;           // the servers dir (logs, daemon logs, config files)
+  std::string primary_url;   // postgresql://...: database outbox_primary on the primary cluster
+  std::string replica_url;   // database outbox_replica on the replica cluster (replica "main")
+  std::string replica2_url;  // database outbox_replica2 on the same replica cluster
+  std::string broker_url;    // amqp://...
+  std::string rabbitmqctl;   // a script: rabbitmqctl bound to the test node
+};
+// The running servers; valid during tests (the environment's SetUp filled it).
+const Servers& servers();
+
+// scripts/servers --dir DIR stop|start primary|replica|rabbitmq (a stopped server keeps its port
+// and data). A failure is a test failure (ADD_FAILURE) and returns false.
+bool stop_server(const std::string& name);
+bool start_server(const std::string& name);
+
+struct RunResult {
+  int exit_code = -1;  // the exit status; 128 + N when killed by signal N; -1 if it could not run
+  std::string out;     // stdout
+  std::string err;     // stderr
+  bool timed_out = false;
+};
+// Prints the command's exit code, stdout and stderr (for assertion messages: `<< result`).
+std::ostream& operator<<(std::ostream& stream, const RunResult& result);
+
+// The environment of every outbox process the harness starts: the current environment without
+// any OUTBOX_* variable, then OUTBOX_PRIMARY_URL, OUTBOX_REPLICA_URL and OUTBOX_BROKER_URL of the
+// servers and OUTBOX_CONFIG = an empty file, then `extra_env` (which overrides; a value of
+// kUnset removes the variable).
+inline const std::string kUnset = "\x01unset";
+std::map<std::string, std::string> outbox_env(const std::map<std::string, std::string>& extra_env = {});
+
+// Runs the built binary (build/outbox) with `args`, stdin from /dev/null, in the servers dir, and
+// waits for it (killed after `timeout`, then timed_out is set).
+RunResult run_outbox(const std::vector<std::string>& args, const std::map<std::string, std::string>& extra_env = {},
+                     std::chrono::milliseconds timeout = 120s);
+
+// Writes a file into the servers dir (e.g. a config) and returns its path. Mode 0600.
+std::string write_file(const std::string& name, const std::string& content);
+
+// `outbox <args>` in the background, with the environment of run_outbox; stdout and stderr go to
+// <servers dir>/daemon-<N>-<first arg>.log. The destructor SIGKILLs it if it still runs, and prints
+// its log when the current test has failed.
+class Daemon {
+ public:
+  explicit Daemon(std::vector<std::string> args, std::map<std::string, std::string> extra_env = {});
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+
+  pid_t pid() const { return pid_; }
+  void signal(int signal_number);  // no-op once it has exited
+  void kill9() { signal(SIGKILL); }
+  // The exit status (128 + N for signal N), or nullopt if it still runs after `timeout`.
+  std::optional<int> wait_exit(std::chrono::milliseconds timeout = 30s);
+  bool running();
+  std::string log() const;  // the log file's contents so far
+  const std::string& log_path() const { return log_path_; }
+
+ private:
+  void reap(bool block);
+  std::vector<std::string> args_;
+  std::string log_path_;
+  pid_t pid_ = -1;
+  std::optional<int> status_;
+};
+
+// Polls `condition` (every 10..200 ms) until it returns true or `deadline` passes; returns whether
+// it became true. Exceptions from the condition count as false. Use it instead of sleeps.
+bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds deadline = 30s);
+
+// SQL helpers (each call opens its own connection).
+pqxx::connection connect(const std::string& url);
+// First column of the first row as text; "" for NULL; throws if there is no row.
+std::string scalar(const std::string& url, const std::string& sql);
+// Every row, every column as text ("" for NULL).
+std::vector<std::vector<std::string>> rows(const std::string& url, const std::string& sql);
+// Runs statements (no result), in one transaction.
+void exec(const std::string& url, const std::string& sql);
+
+// Drops and recreates the public schema of the primary, the replica and replica2, so that each test
+// starts from empty databases. Terminates other sessions of those databases first (a test must stop
+// its daemons before, or they will see their connections die).
+void reset_databases();
+// `outbox migrate` of the primary, the replica (main) and replica2 (configured as replica
+// "replica2"); a failure is a test failure. Returns whether it succeeded.
+bool migrate_all();
+
+}  // namespace outbox::testing
