@@ -33,14 +33,6 @@ class Migrate : public ::testing::Test {
   static std::string first_file(Target target) { return migrate::migrations(target).front().file; }
 };
 
-TEST(MigrationFiles, EveryTargetHasMigrationsNumberedFromOneWithoutGaps) {
-  for (Target target : {Target::primary, Target::replica}) {
-    const auto& all = migrate::migrations(target);
-    ASSERT_FALSE(all.empty());
-    for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].version, static_cast<int>(i + 1)) << all[i].file;
-  }
-}
-
 TEST_F(Migrate, AppliesEveryMigrationToThePrimaryAndEveryConfiguredReplica) {
   RunResult result = migrate();
   ASSERT_EQ(result.exit_code, 0) << result;
