@@ -108,6 +108,8 @@ std::unique_ptr<Connection> Connection::open(const BrokerSettings& settings, siz
         code = 530;
         break;
       }
+      // "amqp://host/" names the empty vhost in the AMQP URI spec, but everyone means the default "/".
+      if (info.vhost == nullptr || *info.vhost == '\0') info.vhost = const_cast<char*>("/");
       connection->state_ = amqp_new_connection();
       amqp_socket_t* socket = nullptr;
       if (info.ssl) {

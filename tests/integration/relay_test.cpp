@@ -1,0 +1,284 @@
+// The relay against a real PostgreSQL and RabbitMQ: every committed row arrives, with the right
+// properties, in per-aggregate order, at least once through crashes and broker restarts.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <set>
+#include <thread>
+
+#include "tests/integration/support/broker.hpp"
+#include "tests/integration/support/harness.hpp"
+
+using namespace outbox::testing;
+using outbox::amqp::IncomingMessage;
+
+namespace {
+
+const std::vector<std::string> kQuietRelay = {"relay", "--set", "relay.heartbeat_interval=0", "--set",
+                                              "relay.poll_interval=200ms", "--set", "relay.takeover_timeout=3s"};
+
+std::vector<std::string> relay_args(std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = kQuietRelay;
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+void fresh_schema() {
+  reset_databases();
+  ASSERT_TRUE(migrate_all());
+}
+
+// Inserts `count` events of `aggregates` aggregates (versions increase per aggregate) in one transaction.
+void insert_events(const std::string& event_type, int count, int aggregates, int first = 1) {
+  exec(servers().primary_url,
+       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+       "SELECT gen_random_uuid(), 'test', 'agg-' || (g % " + std::to_string(aggregates) + "), g, '" + event_type +
+           "', json_build_object('n', g) FROM generate_series(" + std::to_string(first) + ", " +
+           std::to_string(first + count - 1) + ") g");
+}
+
+int unpublished() { return std::stoi(scalar(servers().primary_url, "SELECT count(*) FROM outbox WHERE published_at IS NULL")); }
+
+std::set<std::string> ids_of(const std::vector<IncomingMessage>& messages) {
+  std::set<std::string> ids;
+  for (const auto& message : messages) ids.insert(message.message_id.value_or(""));
+  return ids;
+}
+
+std::set<std::string> event_ids_in_outbox(const std::string& event_type) {
+  std::set<std::string> ids;
+  for (const auto& row : rows(servers().primary_url, "SELECT event_id FROM outbox WHERE event_type = '" + event_type + "'"))
+    ids.insert(row[0]);
+  return ids;
+}
+
+// Per aggregate, the versions in the order they first arrived must increase.
+void expect_per_aggregate_order(const std::vector<IncomingMessage>& messages) {
+  std::map<std::string, long long> last_version;
+  std::set<std::string> seen;
+  for (const auto& message : messages) {
+    if (!seen.insert(*message.message_id).second) continue;  // a duplicate of an earlier delivery
+    std::string aggregate = header_text(message, "aggregate_id");
+    long long version = header_number(message, "aggregate_version");
+    auto found = last_version.find(aggregate);
+    if (found != last_version.end())
+      ASSERT_GT(version, found->second) << "aggregate " << aggregate << " went from version " << found->second << " to " << version;
+    last_version[aggregate] = version;
+  }
+}
+
+}  // namespace
+
+TEST(Relay, EveryCommittedRowReachesTheQueueWithItsPropertiesAndBody) {
+  fresh_schema();
+  TestQueue queue("test.properties", "props.#");
+  std::string payload = R"({"b": 1,   "a" : "x \u00e9 ü", "nested": {"k": [1, 2]}})";
+  exec(servers().primary_url,
+       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, created_at) "
+       "VALUES ('11111111-2222-3333-4444-555555555555', 'parking_slot', 'agg-1', 7, 'props.created', '" + payload +
+           "', '2026-01-02 03:04:05.123456+00')");
+  Daemon relay(relay_args());
+  const auto& messages = queue.collect(1);
+  ASSERT_EQ(messages.size(), 1u) << relay.log();
+  const IncomingMessage& message = messages[0];
+  EXPECT_EQ(message.body, payload);
+  EXPECT_EQ(message.routing_key, "props.created");
+  EXPECT_EQ(message.exchange, "outbox");
+  EXPECT_EQ(message.message_id, "11111111-2222-3333-4444-555555555555");
+  EXPECT_EQ(message.type, "props.created");
+  EXPECT_EQ(message.content_type, "application/json");
+  EXPECT_EQ(message.app_id, "outbox");
+  EXPECT_EQ(message.timestamp_seconds, 1767323045);
+  EXPECT_EQ(header_text(message, "aggregate_type"), "parking_slot");
+  EXPECT_EQ(header_text(message, "aggregate_id"), "agg-1");
+  EXPECT_EQ(header_number(message, "aggregate_version"), 7);
+  EXPECT_EQ(header_number(message, "created_at"), 1767323045123456);
+  EXPECT_EQ(header_number(message, "outbox_position"),
+            std::stoll(scalar(servers().primary_url, "SELECT position FROM outbox")));
+  EXPECT_TRUE(eventually([] { return unpublished() == 0; })) << relay.log();
+}
+
+TEST(Relay, ARowWhoseTransactionCommitsLateWithALowerPositionIsStillPublished) {
+  fresh_schema();
+  TestQueue queue("test.late", "late.#");
+  Daemon relay(relay_args());
+  pqxx::connection slow = connect(servers().primary_url);
+  pqxx::work open_transaction(slow);
+  open_transaction.exec(
+      "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+      "VALUES (gen_random_uuid(), 'test', 'slow', 1, 'late.slow', '{}')");
+  long long slow_position = open_transaction.exec1("SELECT max(position) FROM outbox")[0].as<long long>();
+  insert_events("late.fast", 50, 10);
+  ASSERT_EQ(queue.collect(50).size(), 50u) << relay.log();
+  ASSERT_TRUE(eventually([] { return unpublished() == 0; })) << relay.log();
+  open_transaction.commit();
+  const auto& messages = queue.collect(51);
+  ASSERT_EQ(messages.size(), 51u) << relay.log();
+  EXPECT_EQ(messages.back().routing_key, "late.slow");
+  EXPECT_EQ(header_number(messages.back(), "outbox_position"), slow_position);
+  for (size_t i = 0; i < 50; ++i) EXPECT_GT(header_number(messages[i], "outbox_position"), slow_position);
+  EXPECT_TRUE(eventually([] { return unpublished() == 0; })) << relay.log();
+}
+
+TEST(Relay, TwoInstancesShareTheWorkAndKeepPerAggregateOrderAndOneTakesOverWhenTheOtherDies) {
+  fresh_schema();
+  TestQueue queue("test.order", "order.#");
+  Daemon first(relay_args({"--instance", "first"}));
+  Daemon second(relay_args({"--instance", "second"}));
+  ASSERT_TRUE(eventually([&] { return first.log().find("owning 8 of 16") != std::string::npos &&
+                                      second.log().find("owning 8 of 16") != std::string::npos; }))
+      << first.log() << second.log();
+  // Concurrent writers, each committing many small transactions over 300 aggregates.
+  std::vector<std::thread> writers;
+  constexpr int kWriters = 4, kTransactions = 50, kPerTransaction = 20;
+  for (int writer = 0; writer < kWriters; ++writer)
+    writers.emplace_back([writer] {
+      pqxx::connection connection = connect(servers().primary_url);
+      for (int t = 0; t < kTransactions; ++t) {
+        pqxx::work tx(connection);
+        // Each writer owns its own aggregates and numbers their versions itself.
+        int base = (writer * kTransactions + t) * kPerTransaction;
+        tx.exec("INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+                "SELECT gen_random_uuid(), 'test', 'w" + std::to_string(writer) + "-' || (g % 75), " + std::to_string(base) +
+                " + g, 'order.evt', '{}' FROM generate_series(1, " + std::to_string(kPerTransaction) + ") g");
+        tx.commit();
+      }
+    });
+  for (auto& writer : writers) writer.join();
+  constexpr size_t kTotal = kWriters * kTransactions * kPerTransaction;
+  const auto& messages = queue.collect(kTotal);
+  ASSERT_GE(messages.size(), kTotal) << first.log() << second.log();
+  EXPECT_EQ(ids_of(messages), event_ids_in_outbox("order.evt"));
+  expect_per_aggregate_order(messages);
+
+  // Kill one: the survivor owns every partition within relay.takeover_timeout (3s here).
+  first.kill9();
+  ASSERT_TRUE(eventually([&] { return second.log().find("owning 16 of 16") != std::string::npos; }, std::chrono::seconds(10)))
+      << second.log();
+  insert_events("order.evt", 500, 50, 100000);
+  const auto& after = queue.collect(kTotal + 500);
+  ASSERT_GE(after.size(), kTotal + 500) << second.log();
+  EXPECT_EQ(ids_of(after), event_ids_in_outbox("order.evt"));
+  expect_per_aggregate_order(after);
+}
+
+TEST(Relay, AKillBetweenConfirmAndCommitRepublishesEveryEventWithTheSameMessageId) {
+  fresh_schema();
+  TestQueue queue("test.crash", "crash.#");
+  insert_events("crash.evt", 2000, 100);
+  Daemon crashing(relay_args(), {{"OUTBOX_FAILPOINTS", "relay.after_confirm=crash"}});
+  auto status = crashing.wait_exit(std::chrono::seconds(60));
+  ASSERT_TRUE(status.has_value()) << crashing.log();
+  EXPECT_EQ(*status, 128 + SIGKILL);
+  EXPECT_EQ(unpublished(), 2000) << "nothing may be marked when the relay dies before its commit";
+  queue.collect(1);  // the broker had confirmed at least the first batch before the crash
+
+  Daemon relay(relay_args());
+  ASSERT_TRUE(eventually([] { return unpublished() == 0; }, std::chrono::seconds(60))) << relay.log();
+  const auto& messages = queue.collect(2000);
+  EXPECT_EQ(ids_of(messages), event_ids_in_outbox("crash.evt"));
+  EXPECT_GT(messages.size(), 2000u) << "the confirmed but unmarked batch is published again";
+  std::map<std::string, std::string> body_of;
+  for (const auto& message : messages) {
+    auto [it, inserted] = body_of.emplace(*message.message_id, message.body);
+    if (!inserted) EXPECT_EQ(it->second, message.body) << "a duplicate must be the same event";
+  }
+  expect_per_aggregate_order(messages);
+}
+
+TEST(Relay, ARabbitMQRestartInTheMiddleOfADrainLosesNothing) {
+  fresh_schema();
+  TestQueue queue("test.restart", "restart.#");
+  insert_events("restart.evt", 30000, 500);
+  Daemon relay(relay_args());
+  ASSERT_TRUE(eventually([] { return unpublished() < 30000; })) << relay.log();
+  ASSERT_TRUE(stop_server("rabbitmq"));
+  ASSERT_TRUE(start_server("rabbitmq"));
+  ASSERT_TRUE(eventually([] { return unpublished() == 0; }, std::chrono::seconds(120))) << relay.log();
+  const auto& messages = queue.collect(30000, std::chrono::seconds(120));
+  EXPECT_EQ(ids_of(messages), event_ids_in_outbox("restart.evt")) << relay.log();
+  expect_per_aggregate_order(messages);
+  EXPECT_NE(relay.log().find("broker connected again"), std::string::npos) << relay.log();
+}
+
+TEST(Relay, AnEventThatNoQueueWantsIsStoredInTheUnroutableQueue) {
+  fresh_schema();
+  TestQueue queue("test.routable", "routable.#");  // declares the exchanges; nothing binds "nobody.*"
+  uint32_t before = TestQueue::depth("outbox.unroutable");
+  insert_events("nobody.listens", 3, 3);
+  Daemon relay(relay_args());
+  ASSERT_TRUE(eventually([] { return unpublished() == 0; })) << relay.log();
+  EXPECT_TRUE(eventually([&] { return TestQueue::depth("outbox.unroutable") == before + 3; })) << relay.log();
+}
+
+TEST(Relay, SigtermFinishesTheInFlightBatchAndExitsZero) {
+  fresh_schema();
+  TestQueue queue("test.sigterm", "sigterm.#");
+  insert_events("sigterm.evt", 20000, 100);
+  Daemon relay(relay_args());
+  ASSERT_TRUE(eventually([] { return unpublished() < 20000; })) << relay.log();
+  relay.signal(SIGTERM);
+  auto status = relay.wait_exit(std::chrono::seconds(30));
+  ASSERT_TRUE(status.has_value()) << relay.log();
+  EXPECT_EQ(*status, 0) << relay.log();
+  EXPECT_NE(relay.log().find("shutdown end"), std::string::npos) << relay.log();
+  // Everything marked as published is in the queue.
+  int published = std::stoi(scalar(servers().primary_url, "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL"));
+  EXPECT_GT(published, 0);
+  EXPECT_GE(queue.collect(published).size(), static_cast<size_t>(published));
+}
+
+TEST(Relay, ABadConfigOnSighupKeepsTheRunningOne) {
+  fresh_schema();
+  TestQueue queue("test.reload", "reload.#");
+  std::string config = write_file("reload.toml", "[relay]\nheartbeat_interval = \"0s\"\npoll_interval = \"200ms\"\n");
+  Daemon relay({"relay"}, {{"OUTBOX_CONFIG", config}});
+  insert_events("reload.evt", 5, 5);
+  ASSERT_EQ(queue.collect(5).size(), 5u) << relay.log();
+  write_file("reload.toml", "[relay]\nbatch_size = 0\n");
+  relay.signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return relay.log().find("reload failed, keeping the running configuration") != std::string::npos; }))
+      << relay.log();
+  EXPECT_NE(relay.log().find("relay.batch_size: must be 1..10000 (got 0)"), std::string::npos) << relay.log();
+  EXPECT_TRUE(relay.running());
+  insert_events("reload.evt", 5, 5, 100);
+  EXPECT_EQ(queue.collect(10).size(), 10u) << relay.log();
+  write_file("reload.toml", "[relay]\nheartbeat_interval = \"0s\"\nbatch_size = 7\n");
+  relay.signal(SIGHUP);
+  EXPECT_TRUE(eventually([&] { return relay.log().find("reloaded: batch_size=7") != std::string::npos; })) << relay.log();
+}
+
+TEST(Relay, DeleteModeRemovesConfirmedRowsAndRetentionRemovesOldPublishedRows) {
+  fresh_schema();
+  TestQueue queue("test.delete", "delete.#");
+  insert_events("delete.evt", 100, 10);
+  {
+    Daemon relay(relay_args({"--set", "relay.on_publish=delete"}));
+    ASSERT_EQ(queue.collect(100).size(), 100u) << relay.log();
+    EXPECT_TRUE(eventually([] { return scalar(servers().primary_url, "SELECT count(*) FROM outbox") == "0"; })) << relay.log();
+  }
+  insert_events("delete.evt", 100, 10, 1000);
+  Daemon relay(relay_args({"--set", "relay.retention=1s"}));
+  ASSERT_EQ(queue.collect(200).size(), 200u) << relay.log();
+  EXPECT_TRUE(eventually([] { return scalar(servers().primary_url, "SELECT count(*) FROM outbox") == "0"; }, std::chrono::seconds(30)))
+      << relay.log();
+}
+
+TEST(Relay, AMissingOutboxTableIsReportedAndTheRelayWaitsForIt) {
+  reset_databases();
+  Daemon relay(relay_args());
+  EXPECT_TRUE(eventually([&] { return relay.log().find("outbox table missing (run 'outbox migrate')") != std::string::npos; }))
+      << relay.log();
+  EXPECT_TRUE(relay.running());
+  ASSERT_TRUE(migrate_all());
+  TestQueue queue("test.missing", "missing.#");
+  insert_events("missing.evt", 3, 3);
+  EXPECT_EQ(queue.collect(3, std::chrono::seconds(60)).size(), 3u) << relay.log();
+}
+
+TEST(Relay, ABadConfigValueStopsTheRelayWithExitCode78) {
+  RunResult result = run_outbox({"relay", "--set", "relay.batch_size=0"});
+  EXPECT_EQ(result.exit_code, 78) << result;
+  EXPECT_EQ(result.err, "outbox: config --set relay.batch_size: relay.batch_size: must be 1..10000 (got 0)\n") << result;
+}

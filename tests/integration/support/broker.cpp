@@ -1,0 +1,83 @@
+#include "tests/integration/support/broker.hpp"
+
+#include <set>
+#include <thread>
+
+#include "tests/integration/support/harness.hpp"
+
+namespace outbox::testing {
+
+std::unique_ptr<amqp::Connection> broker_connection() {
+  amqp::BrokerSettings settings;
+  settings.urls = {servers().broker_url};
+  settings.heartbeat = std::chrono::seconds(0);
+  size_t node = 0;
+  return amqp::Connection::open(settings, node, "outbox-test");
+}
+
+void declare_outbox_exchange(amqp::Connection& connection, const std::string& exchange) {
+  connection.declare_exchange("outbox.unroutable", "fanout");
+  connection.declare_queue("outbox.unroutable", amqp::QueueOptions{});
+  connection.bind_queue("outbox.unroutable", "outbox.unroutable", "");
+  connection.declare_exchange(exchange, "topic", "outbox.unroutable");
+}
+
+TestQueue::TestQueue(std::string name, std::string binding_key, std::string exchange)
+    : name_(std::move(name)), binding_key_(std::move(binding_key)), exchange_(std::move(exchange)) {
+  auto connection = broker_connection();
+  declare_outbox_exchange(*connection, exchange_);
+  connection->declare_queue(name_, amqp::QueueOptions{});
+  connection->bind_queue(name_, exchange_, binding_key_);
+}
+
+TestQueue::~TestQueue() = default;
+
+void TestQueue::connect() {
+  connection_ = broker_connection();
+  connection_->set_prefetch(1000);
+  connection_->consume(name_, "test-" + name_);
+}
+
+const std::vector<amqp::IncomingMessage>& TestQueue::collect(size_t count, std::chrono::milliseconds deadline) {
+  auto until = std::chrono::steady_clock::now() + deadline;
+  std::set<std::string> distinct;
+  for (const auto& message : messages_) distinct.insert(message.message_id.value_or(""));
+  while (distinct.size() < count && std::chrono::steady_clock::now() < until) {
+    try {
+      if (!connection_) connect();
+      uint64_t last_tag = 0;
+      connection_->poll(
+          [&](amqp::Event& event) {
+            if (event.kind != amqp::Event::Kind::delivery) return;
+            last_tag = event.delivery_tag;
+            distinct.insert(event.message->message_id.value_or(""));
+            messages_.push_back(*event.message);
+          },
+          std::chrono::milliseconds(200));
+      if (last_tag) connection_->ack(last_tag, true);
+    } catch (const std::exception&) {
+      // The broker restarted (or is down): unacked messages come again after reconnecting.
+      connection_.reset();
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  return messages_;
+}
+
+uint32_t TestQueue::depth(const std::string& queue) { return broker_connection()->inspect_queue(queue).first; }
+
+std::string header_text(const amqp::IncomingMessage& message, const std::string& key) {
+  auto found = message.headers.find(key);
+  if (found == message.headers.end()) return "";
+  if (const auto* text = std::get_if<std::string>(&found->second)) return *text;
+  return std::to_string(std::get<long long>(found->second));
+}
+
+long long header_number(const amqp::IncomingMessage& message, const std::string& key) {
+  auto found = message.headers.find(key);
+  if (found == message.headers.end()) return -1;
+  if (const auto* number = std::get_if<long long>(&found->second)) return *number;
+  return std::stoll(std::get<std::string>(found->second));
+}
+
+}  // namespace outbox::testing

@@ -1,0 +1,37 @@
+#pragma once
+// Test-side RabbitMQ helpers: a queue bound to the outbox exchange that a test reads from.
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/amqp.hpp"
+
+namespace outbox::testing {
+
+// A durable queue bound to `exchange` with `binding_key`, declared at construction. collect()
+// consumes from it, reconnecting after a broker restart; messages are acked once collected.
+class TestQueue {
+ public:
+  TestQueue(std::string name, std::string binding_key, std::string exchange = "outbox");
+  ~TestQueue();
+  // Reads until messages with `count` distinct message ids have been collected in total (or `deadline` passes); returns all collected.
+  const std::vector<amqp::IncomingMessage>& collect(size_t count, std::chrono::milliseconds deadline = std::chrono::seconds(60));
+  const std::vector<amqp::IncomingMessage>& messages() const { return messages_; }
+  // Messages ready in a queue (passive declare).
+  static uint32_t depth(const std::string& queue);
+
+ private:
+  void connect();
+  std::string name_, binding_key_, exchange_;
+  std::unique_ptr<amqp::Connection> connection_;
+  std::vector<amqp::IncomingMessage> messages_;
+};
+
+// Declares the exchange as the relay does (topic, durable, alternate exchange outbox.unroutable).
+void declare_outbox_exchange(amqp::Connection& connection, const std::string& exchange = "outbox");
+std::unique_ptr<amqp::Connection> broker_connection();
+std::string header_text(const amqp::IncomingMessage& message, const std::string& key);
+long long header_number(const amqp::IncomingMessage& message, const std::string& key);
+
+}  // namespace outbox::testing
