@@ -48,6 +48,8 @@ int main(int argc, char** argv) {
   cmd::add_parking_commands(registry);
   cmd::add_relay_command(registry);
   cmd::add_replicate_command(registry);
+  cmd::add_lag_commands(registry);
+  cmd::add_failed_commands(registry);
 
   try {
     app.parse(argc, argv);

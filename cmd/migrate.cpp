@@ -4,8 +4,10 @@
 #include <iostream>
 
 #include "cmd/command.hpp"
+#include "core/amqp.hpp"
 #include "core/error.hpp"
 #include "core/pg.hpp"
+#include "core/topology.hpp"
 #include "core/url.hpp"
 #include "migrate/runner.hpp"
 
@@ -52,10 +54,32 @@ std::string_view state_text(migrate::State state) {
   return "?";
 }
 
-// Hook for issue 4: once the databases are migrated, `outbox migrate` will also declare the
-// RabbitMQ topology (the exchange, each replica's queue and its bindings) from the same config, so
-// that one command prepares everything. A dry run must only print what it would declare.
-void declare_broker_topology(const config::Config& /*config*/, bool /*dry_run*/) {}
+// Once the databases are migrated, `outbox migrate` also declares the RabbitMQ topology (the
+// exchange, each replica's durable queue and its bindings; core/topology.hpp) from the same config,
+// so events published before the first `outbox replicate` run are kept. A dry run only prints it.
+void declare_broker_topology(const config::Config& config, bool dry_run) {
+  if (config.list("broker.url").empty()) {
+    std::cout << "broker: broker.url is not set; skipping the RabbitMQ topology (outbox replicate declares it at start)\n";
+    return;
+  }
+  amqp::BrokerSettings settings = amqp::broker_settings(config);
+  std::vector<topology::ReplicaQueue> replicas;
+  for (const std::string& name : config.replica_names()) replicas.push_back(topology::replica_queue(config, name));
+  if (dry_run) {
+    for (const std::string& line : topology::describe(settings.exchange, replicas))
+      std::cout << "-- broker: would declare " << line << "\n";
+    return;
+  }
+  size_t node = 0;
+  try {
+    auto connection = amqp::Connection::open(settings, node, "outbox migrate");
+    topology::declare_exchange(*connection, settings.exchange);
+    for (const topology::ReplicaQueue& replica : replicas) topology::declare_replica(*connection, settings.exchange, replica);
+  } catch (const Error& error) {
+    throw error.with_context("broker (the databases are migrated; run 'outbox migrate' again once the broker is reachable)");
+  }
+  for (const std::string& line : topology::describe(settings.exchange, replicas)) std::cout << "broker: declared " << line << "\n";
+}
 
 int run_migrate(const config::Config& config, const std::vector<std::string>& target, bool dry_run) {
   std::vector<Database> databases = select_databases(config, target);

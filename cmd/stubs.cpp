@@ -1,4 +1,3 @@
 #include "cmd/command.hpp"
 namespace outbox::cmd {
-void add_replicate_command(Registry&) {}
 }

@@ -232,6 +232,12 @@ std::pair<uint32_t, uint32_t> Connection::inspect_queue(const std::string& name)
   return {ok->message_count, ok->consumer_count};
 }
 
+uint32_t Connection::purge_queue(const std::string& name) {
+  amqp_queue_purge_ok_t* ok = amqp_queue_purge(state_, kChannel, bytes(name));
+  check_reply("purge queue " + name);
+  return ok->message_count;
+}
+
 void Connection::enable_confirms() {
   amqp_confirm_select(state_, kChannel);
   check_reply("enable publisher confirms");

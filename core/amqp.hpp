@@ -80,6 +80,8 @@ class Connection {
   void bind_queue(const std::string& queue, const std::string& exchange, const std::string& routing_key);
   // Passive declare: {messages ready, consumers}. Throws Error(data) when the queue does not exist.
   std::pair<uint32_t, uint32_t> inspect_queue(const std::string& name);
+  // Removes every ready message of the queue; returns how many (tests and benchmarks).
+  uint32_t purge_queue(const std::string& name);
 
   void enable_confirms();
   // Publishes with the mandatory flag and persistent delivery; returns the delivery tag.

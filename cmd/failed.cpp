@@ -1,0 +1,140 @@
+// outbox failed list [--replica NAME]
+// outbox failed show ID [--replica NAME]
+// outbox failed retry (ID | --all) [--replica NAME]
+// outbox failed discard ID [--replica NAME]
+// Inspect and redrive the events replicate parked (replicate/failed.hpp has the semantics).
+#include <iostream>
+
+#include "cmd/command.hpp"
+#include "core/error.hpp"
+#include "core/log.hpp"
+#include "core/pg.hpp"
+#include "replicate/failed.hpp"
+
+namespace outbox::cmd {
+namespace {
+
+struct Options {
+  std::vector<std::string> replicas;
+  long long id = 0;
+  bool all = false;
+};
+
+std::string json_string(const std::string& text) { return "\"" + log::json_escape(text) + "\""; }
+
+std::string describe(const replicate::FailedEvent& event) {
+  std::string out = "#" + std::to_string(event.id) + " (" + (event.event_type.empty() ? "?" : event.event_type);
+  if (!event.aggregate_id.empty()) out += " " + event.aggregate_type + " " + event.aggregate_id;
+  if (event.version) out += " v" + std::to_string(*event.version);
+  return out + ")";
+}
+
+std::string ids(const std::vector<long long>& values) {
+  std::string out;
+  for (long long value : values) out += (out.empty() ? "#" : ", #") + std::to_string(value);
+  return out;
+}
+
+// Prints one chain's outcome; returns whether it ended without a failure.
+bool report(const std::string& role, const std::string& verb, const replicate::ChainResult& result) {
+  std::cout << role << ": " << verb << " #" << result.head << ": " << result.applied.size() << " event(s) applied";
+  if (!result.applied.empty()) std::cout << " (" << ids(result.applied) << ")";
+  if (result.failed) {
+    std::cout << "; #" << result.failed << " failed again and stays parked with " << (result.remaining - 1)
+              << " event(s) waiting behind it: " << result.error;
+  }
+  std::cout << "\n";
+  return result.failed == 0;
+}
+
+}  // namespace
+
+void add_failed_commands(Registry& registry) {
+  static Options o;
+  CLI::App* failed = registry.add("failed", "Inspect and redrive events that replicate parked (poison events)");
+  failed->require_subcommand(1);
+  auto replica_option = [](CLI::App* app, const std::string& help) {
+    app->add_option("--replica", o.replicas, help)->type_name("NAME");
+  };
+  CLI::App* list = failed->add_subcommand("list", "List parked and waiting events, one JSON object per line");
+  replica_option(list, "Only this replica (repeatable; default: every configured replica)");
+  CLI::App* show = failed->add_subcommand("show", "Show one failed event: its message, error and what waits behind it");
+  show->add_option("ID", o.id, "Failed event id (from list)")->required();
+  replica_option(show, "Replica (default: main)");
+  CLI::App* retry = failed->add_subcommand(
+      "retry", "Apply a parked event again, then the events waiting behind it, in order; each success is removed");
+  retry->add_option("ID", o.id, "Failed event id (the first of its aggregate)");
+  retry->add_flag("--all", o.all, "Retry every parked event, oldest first");
+  replica_option(retry, "Replica (default: main; with --all: every configured replica)");
+  CLI::App* discard = failed->add_subcommand(
+      "discard", "Drop a parked event; the events waiting behind it are then applied in order (as retry does)");
+  discard->add_option("ID", o.id, "Failed event id (the first of its aggregate)")->required();
+  replica_option(discard, "Replica (default: main)");
+
+  registry.on_run(failed, [&registry, list, show, retry, discard] {
+    config::Config config = load_config(registry.globals());
+    bool many = list->parsed() || (retry->parsed() && o.all);
+    std::vector<std::string> names = o.replicas;
+    if (names.empty()) names = many ? config.replica_names() : std::vector<std::string>{"main"};
+    if (names.empty()) throw config_error("failed: no replica is configured (set [replicas.NAME] url, or OUTBOX_REPLICA_URL)");
+    if (!many && names.size() > 1) throw usage_error("failed: give one --replica for show, retry ID and discard");
+    if (retry->parsed() && o.all == (o.id != 0)) throw usage_error("failed retry: give either an ID or --all");
+    std::vector<replicate::Mapping> mappings = replicate::mappings_from_config(config);
+    int exit_code = 0;
+    for (const std::string& name : names) {
+      if (!config.has_replica(name))
+        throw config_error("failed: no replica named '" + name + "' is configured (set replicas." + name + ".url" +
+                           (name == "main" ? " or OUTBOX_REPLICA_URL)" : ")"));
+      std::string role = "replica " + name;
+      auto connection = pg::connect(config.required("replicas." + name + ".url"), role, "outbox failed");
+      try {
+        replicate::FailedEvents events(*connection, name, role, mappings);
+        if (list->parsed()) {
+          for (const replicate::FailedEvent& event : events.list()) {
+            std::cout << "{\"replica\": " << json_string(name) << ", \"id\": " << event.id
+                      << ", \"state\": " << json_string(event.state) << ", \"event_id\": " << json_string(event.event_id)
+                      << ", \"event_type\": " << json_string(event.event_type)
+                      << ", \"aggregate_type\": " << json_string(event.aggregate_type)
+                      << ", \"aggregate_id\": " << json_string(event.aggregate_id) << ", \"aggregate_version\": "
+                      << (event.version ? std::to_string(*event.version) : "null") << ", \"attempts\": " << event.attempts
+                      << ", \"failed_at\": " << json_string(event.failed_at) << ", \"error\": " << json_string(event.error)
+                      << "}\n";
+          }
+        } else if (show->parsed()) {
+          replicate::FailedEvent event = events.find(o.id);
+          std::cout << "id:          " << event.id << "\nreplica:     " << name << "\nstate:       " << event.state
+                    << "\nevent_id:    " << event.event_id << "\nevent_type:  " << event.event_type
+                    << "\nrouting_key: " << event.routing_key << "\naggregate:   "
+                    << (event.aggregate_id.empty() ? "(none)" : event.aggregate_type + " " + event.aggregate_id)
+                    << "\nversion:     " << (event.version ? std::to_string(*event.version) : "(none)")
+                    << "\nattempts:    " << event.attempts << "\nfailed_at:   " << event.failed_at
+                    << "\nerror:       " << event.error << "\nproperties:  " << event.properties
+                    << "\nbody:        " << json_string(event.body) << "\nwaiting:     "
+                    << (event.waiting.empty() ? "none" : std::to_string(event.waiting.size()) + " (" + ids(event.waiting) + ")")
+                    << "\n";
+        } else if (retry->parsed() && o.all) {
+          std::vector<replicate::ChainResult> results = events.retry_all();
+          if (results.empty()) std::cout << role << ": nothing to retry\n";
+          for (const auto& result : results)
+            if (!report(role, "retried", result)) exit_code = static_cast<int>(ExitCode::data);
+        } else if (retry->parsed()) {
+          if (!report(role, "retried", events.retry(o.id))) exit_code = static_cast<int>(ExitCode::data);
+        } else if (discard->parsed()) {
+          replicate::FailedEvent dropped;
+          replicate::ChainResult result = events.discard(o.id, dropped);
+          std::cout << role << ": discarded " << describe(dropped) << "\n";
+          if (result.applied.size() + (result.failed ? 1 : 0) > 0)
+            if (!report(role, "released the events waiting behind", result)) exit_code = static_cast<int>(ExitCode::data);
+        }
+      } catch (const Error&) {
+        throw;
+      } catch (const std::exception& error) {
+        throw Error(pg::is_connection_error(error) ? ExitCode::unavailable : ExitCode::software,
+                    role + ": " + replicate::one_line(error.what()));
+      }
+    }
+    return exit_code;
+  });
+}
+
+}  // namespace outbox::cmd

@@ -1,0 +1,27 @@
+// outbox replicate [--replica NAME]: the daemon that applies the relay's events to the replica
+// databases (see replicate/replicator.hpp).
+#include "cmd/command.hpp"
+#include "core/daemon.hpp"
+#include "core/error.hpp"
+#include "replicate/replicator.hpp"
+
+namespace outbox::cmd {
+
+void add_replicate_command(Registry& registry) {
+  CLI::App* app = registry.add("replicate", "Run the replicate daemon: apply events from RabbitMQ to the replica databases");
+  auto replicas = std::make_shared<std::vector<std::string>>();
+  app->add_option("--replica", *replicas, "Serve only this replica (repeatable; default: every configured replica)")
+      ->type_name("NAME");
+  registry.on_run(app, [&registry, replicas] {
+    config::Config config = load_config(registry.globals());
+    config::LoadOptions load_options{registry.globals().config_path, registry.globals().overrides};
+    daemon::Runtime runtime("replicate", load_options, std::move(config));
+    replicate::Service service(runtime, *replicas);
+    service.start();
+    int code = runtime.run();
+    if (!service.fatal_error().empty()) throw config_error(service.fatal_error());
+    return code;
+  });
+}
+
+}  // namespace outbox::cmd

@@ -1,0 +1,40 @@
+#pragma once
+// The RabbitMQ topology of outbox, declared by `outbox migrate`, the relay and `outbox replicate`
+// alike, with the same arguments (RabbitMQ refuses a redeclaration with other arguments: 406).
+//
+//   exchange broker.exchange   topic, durable, alternate-exchange outbox.unroutable
+//   exchange outbox.unroutable fanout, durable -> queue outbox.unroutable (unroutable events are kept)
+//   exchange outbox.dead-letter fanout, durable -> queue outbox.dead-letter (messages a replica
+//            queue dead-letters: rejected without requeue, or past a quorum queue's delivery limit)
+//   queue outbox.replica.NAME  durable (quorum when replicas.NAME.queue_type = "quorum"),
+//            x-dead-letter-exchange outbox.dead-letter, bound to broker.exchange with each of
+//            replicas.NAME.binding_keys
+#include <string>
+#include <vector>
+
+#include "core/amqp.hpp"
+#include "core/config.hpp"
+
+namespace outbox::topology {
+
+inline constexpr const char* kUnroutable = "outbox.unroutable";
+inline constexpr const char* kDeadLetter = "outbox.dead-letter";
+
+struct ReplicaQueue {
+  std::string replica;  // "main"
+  std::string queue;    // "outbox.replica.main"
+  bool quorum = false;
+  std::vector<std::string> binding_keys;
+};
+
+std::string replica_queue_name(const std::string& replica);
+ReplicaQueue replica_queue(const config::Config& config, const std::string& replica);
+
+// The exchange events are published to, with its alternate exchange and queue.
+void declare_exchange(amqp::Connection& connection, const std::string& exchange);
+// The dead-letter exchange and queue, then the replica's queue and its bindings.
+void declare_replica(amqp::Connection& connection, const std::string& exchange, const ReplicaQueue& replica);
+// One line per object, for `outbox migrate` (and its dry run).
+std::vector<std::string> describe(const std::string& exchange, const std::vector<ReplicaQueue>& replicas);
+
+}  // namespace outbox::topology

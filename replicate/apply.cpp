@@ -1,0 +1,450 @@
+#include "replicate/apply.hpp"
+
+#include <algorithm>
+
+#include "core/error.hpp"
+#include "core/failpoint.hpp"
+#include "core/pg.hpp"
+
+namespace outbox::replicate {
+namespace {
+
+constexpr const char* kApplyStatement = "replicate_apply";
+constexpr const char* kFailedStatement = "replicate_record_failed";
+constexpr const char* kLockStatement = "replicate_lock";
+
+std::string literal(std::string_view text) {
+  std::string out = "'";
+  for (char c : text) {
+    if (c == '\'') out += '\'';
+    out += c;
+  }
+  return out + "'";
+}
+
+std::string int_array(const std::vector<int>& values) {
+  std::string out = "'{";
+  for (size_t i = 0; i < values.size(); ++i) out += (i ? "," : "") + std::to_string(values[i]);
+  return out + "}'::int[]";
+}
+
+void append_json_string(std::string& out, std::string_view text) {
+  out += '"';
+  out += log::json_escape(text);
+  out += '"';
+}
+
+void append_optional(std::string& out, const std::optional<long long>& value) {
+  out += value ? std::to_string(*value) : "null";
+}
+
+std::string hex(std::string_view bytes) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+std::vector<int> parse_int_array(const std::string& text) {
+  std::vector<int> out;
+  size_t at = 0;
+  while (at < text.size()) {
+    if (std::isdigit(static_cast<unsigned char>(text[at]))) {
+      size_t used = 0;
+      out.push_back(std::stoi(text.substr(at), &used));
+      at += used;
+    } else {
+      ++at;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+Counts& Counts::operator+=(const Counts& other) {
+  applied += other.applied;
+  stale += other.stale;
+  duplicate += other.duplicate;
+  parked += other.parked;
+  waiting += other.waiting;
+  heartbeats += other.heartbeats;
+  skipped += other.skipped;
+  return *this;
+}
+
+Failure classify(const std::exception& error) {
+  if (pg::is_connection_error(error)) return Failure::connection;
+  if (dynamic_cast<const pqxx::in_doubt_error*>(&error)) return Failure::connection;
+  const auto* sql = dynamic_cast<const pqxx::sql_error*>(&error);
+  if (!sql) return Failure::replica;
+  const std::string& state = sql->sqlstate();
+  if (state.size() != 5) return Failure::replica;
+  std::string cls = state.substr(0, 2);
+  if (cls == "40" || state == "55P03" || state == "57014") return Failure::transient;
+  // Not the event's fault: a read-only replica, missing privileges, a table or column that vanished.
+  if (state == "25006" || state == "42501" || state == "42P01" || state == "42703" || state == "42883" || state == "42P10")
+    return Failure::replica;
+  for (const char* event_class : {"21", "22", "23", "42", "44", "P0", "2F", "38", "39", "0A"})
+    if (cls == event_class) return Failure::event;
+  return Failure::replica;
+}
+
+std::string one_line(const std::string& message) {
+  std::string out;
+  for (char c : message) out += (c == '\n' || c == '\r') ? ' ' : c;
+  if (out.rfind("ERROR:  ", 0) == 0) out = out.substr(8);
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  std::string squeezed;
+  for (char c : out)
+    if (!(c == ' ' && !squeezed.empty() && squeezed.back() == ' ')) squeezed += c;
+  return squeezed;
+}
+
+struct Applier::Table {
+  std::string name;    // as configured
+  std::string quoted;  // "\"public\".\"parking_slots\""
+  std::string key;     // key column
+  std::vector<std::string> columns;
+  std::vector<int> upserts, deletes;  // mapping indexes
+};
+
+Applier::Applier(pqxx::connection& connection, std::string replica, std::string role, std::vector<Mapping> mappings,
+                 std::shared_ptr<spdlog::logger> log)
+    : connection_(connection),
+      replica_(std::move(replica)),
+      role_(std::move(role)),
+      mappings_(std::move(mappings)),
+      log_(std::move(log)) {}
+
+Applier::~Applier() = default;
+
+void Applier::prepare() {
+  tables_.clear();
+  for (size_t m = 0; m < mappings_.size(); ++m) {
+    const Mapping& mapping = mappings_[m];
+    std::string quoted = pg::quote_qualified(mapping.table);
+    auto found = std::find_if(tables_.begin(), tables_.end(),
+                              [&](const auto& table) { return table->quoted == quoted && table->key == mapping.key_column; });
+    if (found == tables_.end()) {
+      auto table = std::make_unique<Table>();
+      table->name = mapping.table;
+      table->quoted = quoted;
+      table->key = mapping.key_column;
+      tables_.push_back(std::move(table));
+      found = tables_.end() - 1;
+    }
+    (mapping.operation == Operation::upsert ? (*found)->upserts : (*found)->deletes).push_back(static_cast<int>(m));
+  }
+  pqxx::nontransaction tx(connection_);
+  for (auto& table : tables_) {
+    std::string what = role_ + ": replicate.mappings table " + table->name;
+    pqxx::result columns = tx.exec_params(
+        "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 "
+        "AND NOT a.attisdropped AND a.attgenerated = '' AND a.attidentity <> 'a' ORDER BY a.attnum",
+        table->quoted);
+    if (columns.empty()) throw config_error(what + " does not exist (run 'outbox migrate', or fix the mapping)");
+    for (const auto& row : columns) table->columns.push_back(row[0].as<std::string>());
+    if (std::find(table->columns.begin(), table->columns.end(), table->key) == table->columns.end())
+      throw config_error(what + " has no column \"" + table->key + "\" (replicate.mappings.key_column)");
+    if (!table->upserts.empty()) {
+      bool unique = tx.exec_params1(
+                          "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                          "AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass($1) AND i.indisunique "
+                          "AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = $2)",
+                          table->quoted, table->key)[0]
+                          .as<bool>();
+      if (!unique)
+        throw config_error(what + ": upserts need a primary key or unique index on exactly \"" + table->key + "\"");
+    }
+  }
+  connection_.prepare(kApplyStatement, build_sql());
+  connection_.prepare(kLockStatement, "SELECT pg_advisory_xact_lock($1, hashtext($2))");
+  connection_.prepare(
+      kFailedStatement,
+      "INSERT INTO outbox_failed_events (replica, event_id, aggregate_type, aggregate_id, aggregate_version, "
+      "event_type, routing_key, properties, body, error, attempts, state) "
+      "SELECT $1, x.event_id, x.aggregate_type, x.aggregate_id, x.aggregate_version, x.event_type, x.routing_key, "
+      "x.properties, decode(x.body, 'hex'), x.error, x.attempts, "
+      "CASE WHEN x.aggregate_id IS NOT NULL AND EXISTS (SELECT 1 FROM outbox_failed_events f WHERE f.replica = $1 "
+      "AND f.aggregate_type = x.aggregate_type AND f.aggregate_id = x.aggregate_id) THEN 'waiting' ELSE x.state END "
+      "FROM jsonb_to_recordset($2::jsonb) AS x(o int, event_id text, aggregate_type text, aggregate_id text, "
+      "aggregate_version bigint, event_type text, routing_key text, properties jsonb, body text, error text, "
+      "attempts int, state text) "
+      "WHERE x.event_id IS NULL OR NOT EXISTS (SELECT 1 FROM outbox_failed_events f WHERE f.replica = $1 "
+      "AND f.event_id = x.event_id) "
+      "ORDER BY x.o RETURNING state");
+}
+
+std::string Applier::build_sql() const {
+  std::vector<int> deletes;
+  for (size_t m = 0; m < mappings_.size(); ++m)
+    if (mappings_[m].operation == Operation::remove) deletes.push_back(static_cast<int>(m));
+  // $1: the batch as a jsonb array; $2: the replica name; $3: ignore the aggregates' failed events.
+  std::string sql =
+      "WITH input AS (\n"
+      "  SELECT x.i, x.id, x.at, x.ag, x.v, x.m, x.pos, x.p,\n"
+      "         timestamptz 'epoch' + x.ts * interval '1 microsecond' AS ts\n"
+      "  FROM jsonb_to_recordset($1::jsonb) AS x(i int, id uuid, at text, ag text, v bigint, m int, pos bigint,\n"
+      "                                         ts bigint, p jsonb)\n"
+      "), events AS (SELECT * FROM input WHERE m >= 0\n"
+      "), blocked AS (\n"
+      "  SELECT e.i FROM events e WHERE NOT $3::boolean AND EXISTS (SELECT 1 FROM outbox_failed_events f\n"
+      "    WHERE f.replica = $2 AND f.aggregate_type = e.at AND f.aggregate_id = e.ag)\n"
+      "), fresh AS (\n"
+      "  SELECT DISTINCT ON (e.id) e.* FROM events e\n"
+      "  WHERE e.i NOT IN (SELECT i FROM blocked)\n"
+      "    AND NOT EXISTS (SELECT 1 FROM outbox_applied_events a WHERE a.event_id = e.id)\n"
+      "  ORDER BY e.id, e.i\n"
+      "), guarded AS (\n"
+      "  SELECT f.*, s.version AS stored FROM fresh f\n"
+      "  LEFT JOIN outbox_aggregate_versions s ON s.aggregate_type = f.at AND s.aggregate_id = f.ag\n"
+      "), effective AS (SELECT * FROM guarded WHERE stored IS NULL OR v > stored\n"
+      "), winners AS (SELECT DISTINCT ON (at, ag) * FROM effective ORDER BY at, ag, v DESC, i DESC\n"
+      "), w_versions AS (\n"
+      "  INSERT INTO outbox_aggregate_versions AS s (aggregate_type, aggregate_id, version, deleted, updated_at)\n"
+      "  SELECT at, ag, v, m = ANY(" + int_array(deletes) + "), clock_timestamp() FROM winners\n"
+      "  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version,\n"
+      "    deleted = EXCLUDED.deleted, updated_at = EXCLUDED.updated_at WHERE s.version < EXCLUDED.version\n"
+      "  RETURNING 1\n";
+  for (size_t t = 0; t < tables_.size(); ++t) {
+    const Table& table = *tables_[t];
+    std::string n = std::to_string(t);
+    std::string key = pg::quote_identifier(table.key);
+    if (!table.upserts.empty()) {
+      std::string columns, values, updates;
+      for (const std::string& column : table.columns) {
+        std::string quoted = pg::quote_identifier(column);
+        columns += (columns.empty() ? "" : ", ") + quoted;
+        values += (values.empty() ? "r." : ", r.") + quoted;
+        if (column != table.key) updates += (updates.empty() ? "" : ", ") + quoted + " = EXCLUDED." + quoted;
+      }
+      sql += "), w_upsert_" + n + " AS (\n"
+             "  INSERT INTO " + table.quoted + " AS t (" + columns + ")\n"
+             "  SELECT " + values + " FROM winners w\n"
+             "  CROSS JOIN LATERAL jsonb_populate_record(NULL::" + table.quoted + ", w.p) r\n"
+             "  WHERE w.m = ANY(" + int_array(table.upserts) + ")\n"
+             "  ON CONFLICT (" + key + ") DO " + (updates.empty() ? "NOTHING" : "UPDATE SET " + updates) + "\n"
+             "  RETURNING 1\n";
+    }
+    if (!table.deletes.empty()) {
+      // The key comes from the payload, else from the aggregate id.
+      sql += "), w_delete_" + n + " AS (\n"
+             "  DELETE FROM " + table.quoted + " t USING winners w\n"
+             "  WHERE w.m = ANY(" + int_array(table.deletes) + ") AND t." + key + " = (jsonb_populate_record(NULL::" +
+             table.quoted + ", jsonb_build_object(" + literal(table.key) + ", w.ag) || w.p))." + key + "\n"
+             "  RETURNING 1\n";
+    }
+  }
+  sql +=
+      "), w_applied AS (\n"
+      "  INSERT INTO outbox_applied_events (event_id, aggregate_type, aggregate_id, aggregate_version,\n"
+      "    outbox_position, created_at, effective)\n"
+      "  SELECT id, at, ag, v, pos, ts, stored IS NULL OR v > stored FROM guarded\n"
+      "  ON CONFLICT (event_id) DO NOTHING\n"
+      "  RETURNING 1\n"
+      "), w_position AS (\n"
+      "  INSERT INTO outbox_applied_position AS o (replica, last_event_id, last_position, last_created_at, applied_at)\n"
+      "  SELECT $2, id, pos, ts, clock_timestamp() FROM input ORDER BY i DESC LIMIT 1\n"
+      "  ON CONFLICT (replica) DO UPDATE SET last_event_id = EXCLUDED.last_event_id,\n"
+      "    last_position = EXCLUDED.last_position, last_created_at = EXCLUDED.last_created_at,\n"
+      "    applied_at = EXCLUDED.applied_at\n"
+      "  WHERE o.last_created_at IS NULL OR EXCLUDED.last_created_at IS NULL\n"
+      "    OR o.last_created_at <= EXCLUDED.last_created_at\n"
+      "  RETURNING 1\n"
+      "), w_heartbeat AS (\n"
+      "  INSERT INTO outbox_heartbeat AS h (replica, relay, created_at, applied_at)\n"
+      "  SELECT $2, p->>'relay', ts, clock_timestamp() FROM input WHERE m = -1 ORDER BY ts DESC LIMIT 1\n"
+      "  ON CONFLICT (replica) DO UPDATE SET relay = EXCLUDED.relay, created_at = EXCLUDED.created_at,\n"
+      "    applied_at = EXCLUDED.applied_at WHERE h.created_at < EXCLUDED.created_at\n"
+      "  RETURNING 1\n"
+      ")\n"
+      "SELECT (SELECT count(*) FROM effective),\n"
+      "       (SELECT count(*) FROM guarded) - (SELECT count(*) FROM effective),\n"
+      "       (SELECT count(*) FROM events) - (SELECT count(*) FROM blocked) - (SELECT count(*) FROM guarded),\n"
+      "       (SELECT count(*) FROM input WHERE m = -1),\n"
+      "       (SELECT coalesce(array_agg(i ORDER BY i), '{}')::text FROM blocked)";
+  return sql;
+}
+
+void Applier::lock(pqxx::transaction_base& tx) { tx.exec_prepared(kLockStatement, kApplyLockClass, replica_); }
+
+Counts Applier::run(pqxx::transaction_base& tx, const std::vector<Item*>& items, bool ignore_blocked) {
+  Counts counts;
+  if (items.empty()) return counts;
+  std::string batch = "[";
+  batch.reserve(items.size() * 320);
+  for (size_t i = 0; i < items.size(); ++i) {
+    const Event& event = *items[i]->checked.event;
+    if (i) batch += ',';
+    batch += "{\"i\":" + std::to_string(i) + ",\"id\":\"" + event.event_id + "\",\"at\":";
+    append_json_string(batch, event.aggregate_type);
+    batch += ",\"ag\":";
+    append_json_string(batch, event.aggregate_id);
+    batch += ",\"v\":" + std::to_string(event.version) + ",\"m\":" + std::to_string(event.heartbeat ? -1 : event.mapping);
+    batch += ",\"pos\":";
+    append_optional(batch, event.position);
+    batch += ",\"ts\":";
+    append_optional(batch, event.created_at_us);
+    batch += ",\"p\":";
+    batch += items[i]->message->body;
+    batch += '}';
+  }
+  batch += ']';
+  pqxx::row row = tx.exec_prepared1(kApplyStatement, batch, replica_, ignore_blocked);
+  counts.applied = row[0].as<long long>();
+  counts.stale = row[1].as<long long>();
+  counts.duplicate = row[2].as<long long>();
+  counts.heartbeats = row[3].as<long long>();
+  std::vector<int> blocked = parse_int_array(row[4].as<std::string>());
+  if (!blocked.empty()) {
+    std::vector<const Item*> waiting;
+    for (int index : blocked) waiting.push_back(items.at(static_cast<size_t>(index)));
+    auto [parked, waited] = record_failed(tx, waiting, "waiting",
+                                          std::vector<std::string>(waiting.size(), "waiting behind a parked event of its aggregate"), 0);
+    counts.parked += parked;
+    counts.waiting += waited;
+  }
+  return counts;
+}
+
+std::pair<long long, long long> Applier::record_failed(pqxx::transaction_base& tx, const std::vector<const Item*>& items,
+                                                       const std::string& state, const std::vector<std::string>& errors,
+                                                       int attempts) {
+  std::string rows = "[";
+  for (size_t i = 0; i < items.size(); ++i) {
+    const Item& item = *items[i];
+    const amqp::IncomingMessage& message = *item.message;
+    const Checked& checked = item.checked;
+    if (i) rows += ',';
+    rows += "{\"o\":" + std::to_string(i) + ",\"event_id\":";
+    if (message.message_id && !message.message_id->empty()) append_json_string(rows, *message.message_id);
+    else rows += "null";
+    auto text_or_null = [&](const char* key, const std::string& value) {
+      rows += std::string(",\"") + key + "\":";
+      if (value.empty()) rows += "null";
+      else append_json_string(rows, value);
+    };
+    text_or_null("aggregate_type", checked.aggregate_type);
+    text_or_null("aggregate_id", checked.aggregate_id);
+    rows += ",\"aggregate_version\":";
+    append_optional(rows, checked.version);
+    text_or_null("event_type", message.type.value_or(message.routing_key));
+    text_or_null("routing_key", message.routing_key);
+    rows += ",\"properties\":" + properties_json(message);
+    rows += ",\"body\":\"" + hex(message.body) + "\"";
+    text_or_null("error", errors[i]);
+    rows += ",\"attempts\":" + std::to_string(attempts) + ",\"state\":\"" + state + "\"}";
+  }
+  rows += ']';
+  long long parked = 0, waiting = 0;
+  for (const auto& row : tx.exec_prepared(kFailedStatement, replica_, rows))
+    (row[0].as<std::string>() == "parked" ? parked : waiting)++;
+  return {parked, waiting};
+}
+
+Counts Applier::apply(std::vector<Item>& items) {
+  bool all_valid = std::all_of(items.begin(), items.end(), [](const Item& item) { return item.checked.event.has_value(); });
+  if (all_valid) {
+    try {
+      pqxx::work tx(connection_, "replicate");
+      lock(tx);
+      std::vector<Item*> pointers;
+      pointers.reserve(items.size());
+      for (Item& item : items) pointers.push_back(&item);
+      Counts counts = run(tx, pointers, false);
+      failpoint("replicate.before_commit");
+      tx.commit();
+      return counts;
+    } catch (const pqxx::sql_error& error) {
+      if (classify(error) != Failure::event) throw;
+      log_->debug("batch of {} failed ({}); isolating the failing event(s)", items.size(), one_line(error.what()));
+    }
+  }
+  pqxx::work tx(connection_, "replicate");
+  lock(tx);
+  Counts counts = isolate(tx, items);
+  failpoint("replicate.before_commit");
+  tx.commit();
+  return counts;
+}
+
+Counts Applier::isolate(pqxx::dbtransaction& tx, std::vector<Item>& items) {
+  Counts counts;
+  std::vector<Item*> run_of_valid;
+  for (Item& item : items) {
+    if (item.checked.event) {
+      run_of_valid.push_back(&item);
+      continue;
+    }
+    bisect(tx, run_of_valid, counts);
+    run_of_valid.clear();
+    if (item.checked.skip) {
+      ++counts.skipped;
+      log_->warn("skipped a broken heartbeat: {}", item.checked.error);
+      continue;
+    }
+    // Invalid as a message: trying again cannot help, so it is parked after one attempt.
+    auto [parked, waiting] = record_failed(tx, {&item}, "parked", {item.checked.error}, 1);
+    counts.parked += parked;
+    counts.waiting += waiting;
+    if (parked)
+      log_->warn("parked event {} ({}): {}", item.message->message_id.value_or("without message_id"),
+                 item.message->type.value_or(item.message->routing_key), item.checked.error);
+  }
+  bisect(tx, run_of_valid, counts);
+  return counts;
+}
+
+void Applier::bisect(pqxx::dbtransaction& tx, const std::vector<Item*>& items, Counts& counts) {
+  if (items.empty()) return;
+  int attempts = items.size() == 1 ? max_attempts_ : 1;
+  std::string last_error;
+  for (int attempt = 1; attempt <= attempts; ++attempt) {
+    try {
+      pqxx::subtransaction savepoint(tx, "apply");
+      Counts done = run(savepoint, items, false);
+      savepoint.commit();
+      counts += done;
+      return;
+    } catch (const pqxx::sql_error& error) {
+      if (classify(error) != Failure::event) throw;
+      last_error = one_line(error.what());
+    }
+  }
+  if (items.size() > 1) {
+    size_t half = items.size() / 2;
+    bisect(tx, std::vector<Item*>(items.begin(), items.begin() + static_cast<long>(half)), counts);
+    bisect(tx, std::vector<Item*>(items.begin() + static_cast<long>(half), items.end()), counts);
+    return;
+  }
+  const Item& item = *items.front();
+  auto [parked, waiting] = record_failed(tx, {&item}, "parked", {last_error}, attempts);
+  counts.parked += parked;
+  counts.waiting += waiting;
+  if (parked)
+    log_->warn("parked event {} ({} {} {} v{}) after {} attempt(s): {}", item.checked.event->event_id,
+               item.checked.event->event_type, item.checked.event->aggregate_type, item.checked.event->aggregate_id,
+               item.checked.event->version, attempts, last_error);
+}
+
+std::string Applier::apply_one(pqxx::dbtransaction& tx, const amqp::IncomingMessage& message, Counts& counts) {
+  Item item{&message, check_message(message, mappings_)};
+  if (!item.checked.event) return item.checked.error;
+  try {
+    pqxx::subtransaction savepoint(tx, "retry");
+    Counts done = run(savepoint, {&item}, true);
+    savepoint.commit();
+    counts += done;
+    return "";
+  } catch (const pqxx::sql_error& error) {
+    if (classify(error) != Failure::event) throw;
+    return one_line(error.what());
+  }
+}
+
+}  // namespace outbox::replicate

@@ -1,0 +1,108 @@
+#pragma once
+// Applies events to one replica database: set-based, version-guarded, idempotent, with poison
+// events isolated and parked. Used by the replicate daemon for every batch and by
+// `outbox failed retry|discard` for parked events, so both go through the same code.
+//
+// One batch = one transaction:
+//   1. pg_advisory_xact_lock(kApplyLockClass, hashtext(replica)): batches and `outbox failed`
+//      commands of one replica take turns (so a retry never races a batch over an aggregate).
+//   2. One statement (prepared at start) takes the whole batch as a single jsonb array and lets
+//      PostgreSQL expand it (jsonb_to_recordset, jsonb_populate_record):
+//        - events of an aggregate that has failed events are left out and returned ("blocked");
+//        - event ids already in outbox_applied_events are duplicates: no-ops;
+//        - the version guard: an event is effective only when its aggregate_version is newer than
+//          outbox_aggregate_versions has; for each aggregate the newest effective event of the batch
+//          writes the row (upsert from the payload, or delete) and the new version (a delete keeps
+//          a tombstone version, so a late older create stays a no-op);
+//        - every new event id goes into outbox_applied_events (effective or stale);
+//        - outbox_applied_position and, for relay heartbeats, outbox_heartbeat are updated.
+//   3. The blocked events are recorded in outbox_failed_events with state 'waiting'.
+//   4. Commit. The caller acks the broker only after this returned.
+// When the statement fails because of an event (bad data, a constraint), the transaction is
+// redone in isolation mode: invalid messages are parked where they are, and runs of valid events
+// are applied under savepoints, halving a failing run until the failing event is alone; it is
+// tried up to max_attempts times and then parked. Events before it apply; later events of its
+// aggregate wait behind it; every other aggregate continues.
+#include <memory>
+#include <pqxx/pqxx>
+#include <string>
+#include <vector>
+
+#include "core/amqp.hpp"
+#include "core/log.hpp"
+#include "replicate/event.hpp"
+
+namespace outbox::replicate {
+
+inline constexpr int kApplyLockClass = 0x6F627833;
+
+struct Item {
+  const amqp::IncomingMessage* message = nullptr;
+  Checked checked;
+};
+
+struct Counts {
+  long long applied = 0;     // effective: the row changed
+  long long stale = 0;       // version not newer than the replica's: no-op
+  long long duplicate = 0;   // event id applied before (or twice in the batch): no-op
+  long long parked = 0;      // poison: recorded as 'parked'
+  long long waiting = 0;     // behind a parked event of its aggregate: recorded as 'waiting'
+  long long heartbeats = 0;  // relay heartbeats applied
+  long long skipped = 0;     // broken heartbeats, acked and dropped
+  Counts& operator+=(const Counts& other);
+};
+
+// How a failed statement is handled.
+enum class Failure {
+  event,       // the event's fault (bad data, a constraint): isolate and park it
+  transient,   // serialization failure, deadlock, lock or statement timeout: redo the batch
+  replica,     // the replica is unusable (read-only, no privilege, missing table): stop and retry later
+  connection,  // the connection is gone: reconnect
+};
+Failure classify(const std::exception& error);
+// The server's message on one line ("ERROR:  " and newlines removed).
+std::string one_line(const std::string& message);
+
+class Applier {
+ public:
+  // `role` names the database in errors ("replica main").
+  Applier(pqxx::connection& connection, std::string replica, std::string role, std::vector<Mapping> mappings,
+          std::shared_ptr<spdlog::logger> log);
+  ~Applier();
+  // Reads the mapped tables' columns from the catalog and prepares the statement. Throws
+  // Error(config) for a missing table, key column or unique key on it.
+  void prepare();
+  void set_max_attempts(int attempts) { max_attempts_ = attempts; }
+  const std::vector<Mapping>& mappings() const { return mappings_; }
+
+  // Applies the items (in delivery order) in one transaction and commits. Throws (nothing
+  // committed) on transient, replica and connection failures; classify() tells which.
+  Counts apply(std::vector<Item>& items);
+
+  // For `outbox failed`: applies one stored message inside the caller's transaction (which holds
+  // the lock), ignoring the aggregate's failed events. Returns "" or why it failed; a failure is
+  // rolled back to a savepoint, so the transaction stays usable.
+  std::string apply_one(pqxx::dbtransaction& tx, const amqp::IncomingMessage& message, Counts& counts);
+  void lock(pqxx::transaction_base& tx);
+
+ private:
+  struct Table;
+  Counts run(pqxx::transaction_base& tx, const std::vector<Item*>& items, bool ignore_blocked);
+  Counts isolate(pqxx::dbtransaction& tx, std::vector<Item>& items);
+  void bisect(pqxx::dbtransaction& tx, const std::vector<Item*>& items, Counts& counts);
+  // Records items in outbox_failed_events ('parked', or 'waiting' when the aggregate already has
+  // failed events); returns {parked, waiting} counts.
+  std::pair<long long, long long> record_failed(pqxx::transaction_base& tx, const std::vector<const Item*>& items,
+                                                const std::string& state, const std::vector<std::string>& errors,
+                                                int attempts);
+  std::string build_sql() const;
+
+  pqxx::connection& connection_;
+  std::string replica_, role_;
+  std::vector<Mapping> mappings_;
+  std::shared_ptr<spdlog::logger> log_;
+  std::vector<std::unique_ptr<Table>> tables_;
+  int max_attempts_ = 3;
+};
+
+}  // namespace outbox::replicate

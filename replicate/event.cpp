@@ -1,0 +1,215 @@
+#include "replicate/event.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cctype>
+
+#include "core/error.hpp"
+#include "core/pg.hpp"
+
+namespace outbox::replicate {
+namespace {
+
+using json = nlohmann::json;
+
+std::optional<std::string> header_text(const amqp::IncomingMessage& message, const std::string& key) {
+  auto found = message.headers.find(key);
+  if (found == message.headers.end()) return std::nullopt;
+  if (const auto* text = std::get_if<std::string>(&found->second)) return *text;
+  return std::to_string(std::get<long long>(found->second));
+}
+
+// An integer header; a decimal string is accepted too. nullopt when absent; throws when not a number.
+std::optional<long long> header_number(const amqp::IncomingMessage& message, const std::string& key) {
+  auto found = message.headers.find(key);
+  if (found == message.headers.end()) return std::nullopt;
+  if (const auto* number = std::get_if<long long>(&found->second)) return *number;
+  const std::string& text = std::get<std::string>(found->second);
+  size_t used = 0;
+  long long value = 0;
+  try {
+    value = std::stoll(text, &used);
+  } catch (const std::exception&) {
+    used = 0;
+  }
+  if (text.empty() || used != text.size()) throw std::invalid_argument("header " + key + " is not an integer: \"" + text + "\"");
+  return value;
+}
+
+std::string lowercase(std::string text) {
+  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+
+// Whether the body is one JSON object (whitespace around it allowed), without building a DOM.
+std::string json_object_problem(std::string_view body) {
+  size_t start = body.find_first_not_of(" \t\r\n");
+  if (start == std::string_view::npos) return "empty body, expected a JSON object";
+  if (!json::accept(body.begin(), body.end())) {
+    try {
+      json parsed = json::parse(body.begin(), body.end());
+      (void)parsed;
+    } catch (const json::parse_error& error) {
+      std::string what = error.what();
+      return "malformed JSON body: " + what.substr(what.find(':') == std::string::npos ? 0 : what.rfind(": ") + 2);
+    }
+    return "malformed JSON body";
+  }
+  if (body[start] != '{') return "body is JSON but not an object";
+  return "";
+}
+
+}  // namespace
+
+std::vector<Mapping> default_mappings() {
+  return {{"parking.create", "parking_slots", Operation::upsert, "uuid"},
+          {"parking.update", "parking_slots", Operation::upsert, "uuid"},
+          {"parking.delete", "parking_slots", Operation::remove, "uuid"}};
+}
+
+std::vector<Mapping> mappings_from_config(const config::Config& config) {
+  const auto& sections = config.sections("replicate.mappings");
+  if (sections.empty()) return default_mappings();
+  std::vector<Mapping> out;
+  for (const config::Section& section : sections) {
+    Mapping mapping;
+    mapping.event_type = section.at("event_type").text;
+    mapping.table = section.at("table").text;
+    mapping.operation = section.at("operation").text == "delete" ? Operation::remove : Operation::upsert;
+    mapping.key_column = section.at("key_column").text;
+    const std::string& origin = section.at("table").origin;
+    if (!pg::valid_qualified_name(mapping.table))
+      throw config_error("config " + origin + ": replicate.mappings.table: must be a table name, optionally schema-qualified (got \"" + mapping.table + "\")");
+    if (mapping.event_type.empty())
+      throw config_error("config " + section.at("event_type").origin + ": replicate.mappings.event_type: must not be empty");
+    if (mapping.event_type == kHeartbeatType)
+      throw config_error("config " + section.at("event_type").origin + ": replicate.mappings.event_type: " +
+                         std::string(kHeartbeatType) + " is reserved for relay heartbeats");
+    if (mapping.key_column.empty())
+      throw config_error("config " + section.at("key_column").origin + ": replicate.mappings.key_column: must not be empty");
+    if (find_mapping(out, mapping.event_type) >= 0)
+      throw config_error("config " + section.at("event_type").origin + ": replicate.mappings.event_type: \"" +
+                         mapping.event_type + "\" is mapped twice");
+    out.push_back(mapping);
+  }
+  return out;
+}
+
+int find_mapping(const std::vector<Mapping>& mappings, std::string_view event_type) {
+  for (size_t i = 0; i < mappings.size(); ++i)
+    if (mappings[i].event_type == event_type) return static_cast<int>(i);
+  return -1;
+}
+
+bool is_uuid(std::string_view text) {
+  if (text.size() != 36) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash != (text[i] == '-')) return false;
+    if (!dash && !std::isxdigit(static_cast<unsigned char>(text[i]))) return false;
+  }
+  return true;
+}
+
+Checked check_message(const amqp::IncomingMessage& message, const std::vector<Mapping>& mappings) {
+  Checked out;
+  std::string type = message.type && !message.type->empty() ? *message.type : message.routing_key;
+  bool heartbeat = type == kHeartbeatType;
+  auto fail = [&](std::string reason) {
+    out.error = std::move(reason);
+    out.skip = heartbeat;
+    out.event.reset();
+    return out;
+  };
+  try {
+    out.aggregate_type = header_text(message, "aggregate_type").value_or("");
+    out.aggregate_id = header_text(message, "aggregate_id").value_or("");
+    out.version = header_number(message, "aggregate_version");
+  } catch (const std::exception& error) {
+    return fail(error.what());
+  }
+  if (out.aggregate_type.empty() || out.aggregate_id.empty()) {
+    // Without both, the message names no aggregate: it blocks nothing.
+    std::string missing = out.aggregate_type.empty() ? "aggregate_type" : "aggregate_id";
+    out.aggregate_type.clear();
+    out.aggregate_id.clear();
+    return fail("missing header " + missing);
+  }
+  if (!out.version) return fail("missing header aggregate_version");
+  if (!message.message_id || message.message_id->empty()) return fail("missing message_id (the event id)");
+  if (!is_uuid(*message.message_id)) return fail("message_id is not a uuid: \"" + *message.message_id + "\"");
+  if (type.empty()) return fail("missing type (the event type)");
+  Event event;
+  event.event_id = lowercase(*message.message_id);
+  event.event_type = type;
+  event.aggregate_type = out.aggregate_type;
+  event.aggregate_id = out.aggregate_id;
+  event.version = *out.version;
+  try {
+    event.created_at_us = header_number(message, "created_at");
+    event.position = header_number(message, "outbox_position");
+  } catch (const std::exception& error) {
+    return fail(error.what());
+  }
+  if (std::string problem = json_object_problem(message.body); !problem.empty()) return fail(problem);
+  if (heartbeat) {
+    if (!event.created_at_us) return fail("heartbeat without header created_at");
+    event.heartbeat = true;
+  } else {
+    event.mapping = find_mapping(mappings, type);
+    if (event.mapping < 0) return fail("unknown event type \"" + type + "\" (no replicate.mappings entry)");
+  }
+  out.event = std::move(event);
+  return out;
+}
+
+std::string properties_json(const amqp::IncomingMessage& message) {
+  json out = json::object();
+  auto put = [&](const char* key, const std::optional<std::string>& value) {
+    if (value) out[key] = *value;
+  };
+  put("message_id", message.message_id);
+  put("type", message.type);
+  put("content_type", message.content_type);
+  put("app_id", message.app_id);
+  if (message.timestamp_seconds) out["timestamp"] = *message.timestamp_seconds;
+  out["exchange"] = message.exchange;
+  out["routing_key"] = message.routing_key;
+  out["redelivered"] = message.redelivered;
+  json headers = json::object();
+  for (const auto& [key, value] : message.headers) {
+    if (const auto* number = std::get_if<long long>(&value)) headers[key] = *number;
+    else headers[key] = std::get<std::string>(value);
+  }
+  out["headers"] = headers;
+  // Broker data may be any bytes: keep what is valid UTF-8 and replace the rest.
+  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+amqp::IncomingMessage message_from_stored(const std::string& properties, std::string body) {
+  amqp::IncomingMessage message;
+  message.body = std::move(body);
+  json stored = json::parse(properties, nullptr, false);
+  if (!stored.is_object()) return message;
+  auto get = [&](const char* key) -> std::optional<std::string> {
+    auto found = stored.find(key);
+    if (found == stored.end() || !found->is_string()) return std::nullopt;
+    return found->get<std::string>();
+  };
+  message.message_id = get("message_id");
+  message.type = get("type");
+  message.content_type = get("content_type");
+  message.app_id = get("app_id");
+  if (auto found = stored.find("timestamp"); found != stored.end() && found->is_number_integer())
+    message.timestamp_seconds = found->get<long long>();
+  message.exchange = get("exchange").value_or("");
+  message.routing_key = get("routing_key").value_or("");
+  if (auto headers = stored.find("headers"); headers != stored.end() && headers->is_object())
+    for (auto& [key, value] : headers->items()) {
+      if (value.is_number_integer()) message.headers[key] = value.get<long long>();
+      else if (value.is_string()) message.headers[key] = value.get<std::string>();
+    }
+  return message;
+}
+
+}  // namespace outbox::replicate

@@ -1,0 +1,71 @@
+#pragma once
+// What replicate needs from a RabbitMQ message, checked before anything touches a database, and
+// the mapping of event types to replica tables. Pure logic, no I/O (unit-tested).
+//
+// A message is valid when it has
+//   message_id                 a uuid (the event id)
+//   type (or the routing key)  the event type, mapped by a Mapping (or outbox.heartbeat)
+//   headers aggregate_type, aggregate_id (text) and aggregate_version (an integer)
+//   body                       a JSON object
+// and optionally headers created_at (µs since the epoch) and outbox_position. Anything else is a
+// poison event with a one-line reason ("missing header aggregate_version", "malformed JSON body: ...").
+// A heartbeat (type outbox.heartbeat) is never poison: a broken one is skipped.
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/amqp.hpp"
+#include "core/config.hpp"
+
+namespace outbox::replicate {
+
+inline constexpr std::string_view kHeartbeatType = "outbox.heartbeat";
+
+enum class Operation { upsert, remove };
+
+struct Mapping {
+  std::string event_type;  // "parking.create"
+  std::string table;       // "public.parking_slots" or "parking_slots"
+  Operation operation = Operation::upsert;
+  std::string key_column;  // "uuid"
+};
+
+// The [[replicate.mappings]] blocks, or the built-in parking mapping when there are none.
+// Throws Error(config) for an invalid table name or an event type mapped twice.
+std::vector<Mapping> mappings_from_config(const config::Config& config);
+std::vector<Mapping> default_mappings();
+// Index of the event type's mapping, or -1.
+int find_mapping(const std::vector<Mapping>& mappings, std::string_view event_type);
+
+struct Event {
+  std::string event_id;  // canonical lowercase uuid
+  std::string event_type;
+  std::string aggregate_type, aggregate_id;
+  long long version = 0;
+  std::optional<long long> position, created_at_us;
+  int mapping = -1;  // into the mappings; -1 for a heartbeat
+  bool heartbeat = false;
+};
+
+// A message checked: either an event, or the reason it is poison. When a poison message still
+// names its aggregate (headers present), `aggregate_type`/`aggregate_id` are set so that the
+// aggregate's later events can wait behind it.
+struct Checked {
+  std::optional<Event> event;
+  std::string error;       // "" when valid
+  bool skip = false;       // a broken heartbeat: ack it, count it, never park it
+  std::string aggregate_type, aggregate_id;
+  std::optional<long long> version;
+};
+
+Checked check_message(const amqp::IncomingMessage& message, const std::vector<Mapping>& mappings);
+
+// The message's properties and headers as one JSON object (stored with a parked event), and back.
+std::string properties_json(const amqp::IncomingMessage& message);
+amqp::IncomingMessage message_from_stored(const std::string& properties_json, std::string body);
+
+// True for a canonical uuid (8-4-4-4-12 hex digits, either case).
+bool is_uuid(std::string_view text);
+
+}  // namespace outbox::replicate

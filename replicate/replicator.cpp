@@ -1,0 +1,394 @@
+#include "replicate/replicator.hpp"
+
+#include <algorithm>
+
+#include "core/error.hpp"
+#include "core/failpoint.hpp"
+#include "core/pg.hpp"
+#include "core/url.hpp"
+#include "migrate/runner.hpp"
+
+namespace outbox::replicate {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+constexpr auto kTick = milliseconds(1000);
+// Without progress for this long while events wait, the watchdog is no longer fed.
+constexpr auto kStuckAfter = std::chrono::minutes(2);
+
+}  // namespace
+
+Replicator::Replicator(loop::Loop& loop, metrics::Registry& metrics, const config::Config& config, std::string replica,
+                       Callbacks callbacks)
+    : loop_(loop),
+      metrics_(metrics),
+      replica_(std::move(replica)),
+      role_("replica " + replica_),
+      labels_("replica=\"" + replica_ + "\""),
+      log_(log::get("replicate " + replica_)),
+      callbacks_(std::move(callbacks)),
+      backoff_(milliseconds(30000)) {
+  url_ = config.required("replicas." + replica_ + ".url");
+  broker_settings_ = amqp::broker_settings(config);
+  queue_ = topology::replica_queue(config, replica_);
+  mappings_ = mappings_from_config(config);
+  prefetch_ = static_cast<int>(config.integer("replicate.prefetch"));
+  apply_tunables(config);
+
+  counter("outbox_replicate_applied_total");
+  counter("outbox_replicate_skipped_total", "reason=\"stale\"");
+  counter("outbox_replicate_skipped_total", "reason=\"duplicate\"");
+  counter("outbox_replicate_parked_total");
+  counter("outbox_replicate_waiting_total");
+  counter("outbox_replicate_heartbeats_total");
+  counter("outbox_replicate_reconnects_total");
+  metrics_.histogram("outbox_replicate_batch_seconds", "Time to apply and commit one batch on a replica",
+                     {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+
+  apply_soon_ = std::make_unique<loop::Deferred>(loop_, [this] { apply_pending(); });
+  batch_timer_ = std::make_unique<loop::Timer>(loop_, [this] {
+    batch_due_ = true;
+    apply_pending();
+  });
+  reconnect_timer_ = std::make_unique<loop::Timer>(loop_, [this] { connect(); });
+  // Reads frames the socket poll has not signalled (buffered in rabbitmq-c) and keeps AMQP
+  // heartbeats flowing while the replica is down and nothing is acked.
+  tick_timer_ = std::make_unique<loop::Timer>(loop_, [this] {
+    if (broker_) on_broker_readable();
+  });
+}
+
+Replicator::~Replicator() {
+  broker_poll_.reset();
+  broker_.reset();
+  applier_.reset();
+  db_.reset();
+}
+
+metrics::Counter& Replicator::counter(const std::string& name, const std::string& extra_label) {
+  static const std::map<std::string, std::string> help = {
+      {"outbox_replicate_applied_total", "Events applied to a replica (the row changed)"},
+      {"outbox_replicate_skipped_total", "Events that were no-ops: stale (version not newer) or duplicate (applied before)"},
+      {"outbox_replicate_parked_total", "Poison events parked in outbox_failed_events"},
+      {"outbox_replicate_waiting_total", "Events recorded as waiting behind a parked event of their aggregate"},
+      {"outbox_replicate_heartbeats_total", "Relay heartbeats applied"},
+      {"outbox_replicate_reconnects_total", "Reconnections to the replica database or the broker"},
+  };
+  return metrics_.counter(name, help.at(name), extra_label.empty() ? labels_ : labels_ + "," + extra_label);
+}
+
+void Replicator::apply_tunables(const config::Config& config) {
+  batch_size_ = static_cast<size_t>(config.integer("replicate.batch_size"));
+  batch_wait_ = config.duration("replicate.batch_wait");
+  max_attempts_ = static_cast<int>(config.integer("replicate.max_attempts"));
+  backoff_.set_cap(config.duration("replicate.max_backoff"));
+  if (applier_) applier_->set_max_attempts(max_attempts_);
+}
+
+void Replicator::start() {
+  std::string keys;
+  for (const std::string& key : queue_.binding_keys) keys += (keys.empty() ? "" : ",") + key;
+  log_->info("starting: {} {}, queue {} ({}, bound with {}), broker {}, {} mapping(s)", role_, mask_url(url_), queue_.queue,
+             queue_.quorum ? "quorum" : "classic", keys, mask_url(broker_settings_.urls.front()), mappings_.size());
+  tick_timer_->start(kTick, kTick);
+  connect();
+}
+
+void Replicator::connect() {
+  if (fatal_ || drained_) return;
+  if (!db_) connect_database();
+  if (fatal_) return;
+  if (db_ && !broker_ && !stopping_) connect_broker();
+  if (fatal_) return;
+  if (!db_ || (!broker_ && !stopping_)) {
+    schedule_reconnect();
+    return;
+  }
+  if (apply_problem_.empty()) backoff_.reset();
+  if (!ever_ready_) {
+    ever_ready_ = true;
+    if (callbacks_.on_ready) callbacks_.on_ready();
+  }
+  if (!pending_.empty()) apply_soon_->request();
+  finish_if_drained();
+}
+
+void Replicator::schedule_reconnect() {
+  if (reconnect_timer_->active() || fatal_ || drained_) return;
+  reconnect_timer_->start(backoff_.next());
+}
+
+void Replicator::connect_database() {
+  try {
+    auto connection = pg::connect(url_, role_, "outbox-replicate");
+    migrate::require_current(*connection, migrate::Target::replica, role_);
+    auto applier = std::make_unique<Applier>(*connection, replica_, role_, mappings_, log_);
+    applier->prepare();
+    applier->set_max_attempts(max_attempts_);
+    db_ = std::move(connection);
+    applier_ = std::move(applier);
+    if (!database_problem_.empty()) {
+      counter("outbox_replicate_reconnects_total").add();
+      log_->info("{} connected again; {} received event(s) will be applied", role_, pending_.size());
+    } else {
+      log_->info("{} connected ({})", role_, mask_url(url_));
+    }
+    database_problem_.clear();
+  } catch (const Error& error) {
+    applier_.reset();
+    db_.reset();
+    if (error.code() == ExitCode::config) {
+      fatal_ = true;
+      if (callbacks_.on_fatal) callbacks_.on_fatal(error.what());
+      return;
+    }
+    std::string reason = mask_url(error.what());
+    if (reason != database_problem_) log_->error("{} unavailable, retrying with backoff: {}", role_, reason);
+    database_problem_ = reason;
+  } catch (const std::exception& error) {
+    applier_.reset();
+    db_.reset();
+    std::string reason = mask_url(one_line(error.what()));
+    if (reason != database_problem_) log_->error("{} unavailable, retrying with backoff: {}", role_, reason);
+    database_problem_ = reason;
+  }
+}
+
+void Replicator::connect_broker() {
+  try {
+    auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, "outbox-replicate " + replica_);
+    topology::declare_exchange(*connection, broker_settings_.exchange);
+    topology::declare_replica(*connection, broker_settings_.exchange, queue_);
+    connection->set_prefetch(static_cast<uint16_t>(prefetch_));
+    connection->consume(queue_.queue, "outbox-replicate-" + replica_);
+    broker_ = std::move(connection);
+    broker_poll_ = std::make_unique<loop::Poll>(loop_, broker_->fd(), [this] { on_broker_readable(); });
+    if (!broker_problem_.empty()) {
+      counter("outbox_replicate_reconnects_total").add();
+      log_->info("broker connected again ({}); consuming {}", broker_->node(), queue_.queue);
+    } else {
+      log_->info("broker connected ({}); consuming {} with prefetch {}", broker_->node(), queue_.queue, prefetch_);
+    }
+    broker_problem_.clear();
+  } catch (const Error& error) {
+    broker_poll_.reset();
+    broker_.reset();
+    if (error.code() == ExitCode::config) {
+      fatal_ = true;
+      if (callbacks_.on_fatal) callbacks_.on_fatal(error.what());
+      return;
+    }
+    std::string reason = error.what();
+    if (reason != broker_problem_) log_->error("broker unavailable, retrying with backoff: {}", reason);
+    broker_problem_ = reason;
+  }
+}
+
+void Replicator::database_lost(const std::string& reason) {
+  std::string masked = mask_url(one_line(reason));
+  if (database_problem_.empty())
+    log_->error("{} connection lost; {} received event(s) are kept unacked until it is back: {}", role_, pending_.size(),
+                masked);
+  database_problem_ = masked.empty() ? "connection lost" : masked;
+  applier_.reset();
+  db_.reset();
+  schedule_reconnect();
+}
+
+void Replicator::broker_lost(const std::string& reason) {
+  if (broker_problem_.empty())
+    log_->error("broker connection lost; {} unacked event(s) will be redelivered: {}", pending_.size(), reason);
+  broker_problem_ = reason.empty() ? "connection lost" : reason;
+  broker_poll_.reset();
+  broker_.reset();
+  // Delivery tags belong to the channel that just died; the broker redelivers these messages.
+  pending_.clear();
+  batch_due_ = false;
+  batch_timer_->stop();
+  if (stopping_) return finish_if_drained();
+  schedule_reconnect();
+}
+
+void Replicator::on_broker_readable() {
+  if (!broker_) return;
+  try {
+    broker_->poll([this](amqp::Event& event) {
+      if (event.kind != amqp::Event::Kind::delivery || !event.message) return;
+      // While shutting down, new deliveries stay unacked: the broker gives them to the next run.
+      if (stopping_) return;
+      pending_.push_back(std::move(*event.message));
+    });
+  } catch (const Error& error) {
+    return broker_lost(error.what());
+  }
+  schedule_batch();
+}
+
+void Replicator::schedule_batch() {
+  if (pending_.empty()) return;
+  if (pending_.size() >= batch_size_ || batch_due_ || stopping_) {
+    apply_soon_->request();
+  } else if (!batch_timer_->active()) {
+    batch_timer_->start(batch_wait_);
+  }
+}
+
+void Replicator::apply_pending() {
+  if (!db_ || !broker_ || pending_.empty() || reconnect_timer_->active()) return;
+  if (pending_.size() < batch_size_ && !batch_due_ && !stopping_) return;
+  size_t count = std::min(batch_size_, pending_.size());
+  std::vector<Item> items;
+  items.reserve(count);
+  for (size_t i = 0; i < count; ++i) items.push_back(Item{&pending_[i], check_message(pending_[i], mappings_)});
+  auto started = Clock::now();
+  Counts counts;
+  try {
+    counts = applier_->apply(items);
+  } catch (const std::exception& error) {
+    Failure kind = classify(error);
+    if (kind == Failure::connection) return database_lost(error.what());
+    std::string reason = one_line(error.what());
+    if (reason != apply_problem_)
+      log_->error("{} cannot apply a batch of {} event(s), retrying with backoff ({}): {}", role_, count,
+                  kind == Failure::transient ? "transient" : "replica problem", reason);
+    apply_problem_ = reason;
+    reconnect_timer_->start(backoff_.next());
+    return;
+  }
+  failpoint("replicate.after_commit");
+  uint64_t last_tag = pending_[count - 1].delivery_tag;
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<long>(count));
+  if (!apply_problem_.empty()) {
+    log_->info("{} applies events again", role_);
+    apply_problem_.clear();
+    backoff_.reset();
+  }
+  record(counts, Clock::now() - started);
+  batch_due_ = false;
+  batch_timer_->stop();
+  try {
+    failpoint("replicate.before_ack");
+    broker_->ack(last_tag, true);
+  } catch (const Error& error) {
+    return broker_lost(error.what());
+  }
+  if (stopping_) {
+    if (!pending_.empty()) apply_soon_->request();
+    return finish_if_drained();
+  }
+  schedule_batch();
+}
+
+void Replicator::record(const Counts& counts, Clock::duration took) {
+  last_progress_ = Clock::now();
+  counter("outbox_replicate_applied_total").add(static_cast<uint64_t>(counts.applied));
+  counter("outbox_replicate_skipped_total", "reason=\"stale\"").add(static_cast<uint64_t>(counts.stale));
+  counter("outbox_replicate_skipped_total", "reason=\"duplicate\"").add(static_cast<uint64_t>(counts.duplicate + counts.skipped));
+  counter("outbox_replicate_parked_total").add(static_cast<uint64_t>(counts.parked));
+  counter("outbox_replicate_waiting_total").add(static_cast<uint64_t>(counts.waiting));
+  counter("outbox_replicate_heartbeats_total").add(static_cast<uint64_t>(counts.heartbeats));
+  metrics_.histogram("outbox_replicate_batch_seconds", "", {}).observe(std::chrono::duration<double>(took).count());
+  if (counts.waiting)
+    log_->warn("{} event(s) wait behind parked events of their aggregate (see 'outbox failed list --replica {}')",
+               counts.waiting, replica_);
+  log_->debug("batch: {} applied, {} stale, {} duplicate, {} parked, {} waiting, {} heartbeat(s) in {:.1f} ms",
+              counts.applied, counts.stale, counts.duplicate, counts.parked, counts.waiting, counts.heartbeats,
+              std::chrono::duration<double, std::milli>(took).count());
+}
+
+void Replicator::begin_shutdown() {
+  if (stopping_) return;
+  stopping_ = true;
+  log_->info("draining: {} received event(s) to apply", pending_.size());
+  if (!pending_.empty()) apply_soon_->request();
+  finish_if_drained();
+}
+
+void Replicator::finish_if_drained() {
+  if (!stopping_ || drained_) return;
+  if (!pending_.empty() && broker_) return;
+  drained_ = true;
+  reconnect_timer_->stop();
+  tick_timer_->stop();
+  batch_timer_->stop();
+  if (callbacks_.on_drained) callbacks_.on_drained();
+}
+
+bool Replicator::healthy() const {
+  return pending_.empty() || Clock::now() - last_progress_ < kStuckAfter;
+}
+
+std::string Replicator::status_line() const {
+  std::string state = ready() ? "replicating" : (!db_ ? "waiting for the replica" : "waiting for the broker");
+  auto& self = const_cast<Replicator&>(*this);
+  return replica_ + ": " + state + ", " + std::to_string(pending_.size()) + " received, " +
+         std::to_string(self.counter("outbox_replicate_applied_total").value()) + " applied, " +
+         std::to_string(self.counter("outbox_replicate_parked_total").value()) + " parked";
+}
+
+Service::Service(daemon::Runtime& runtime, std::vector<std::string> replicas) : runtime_(runtime) {
+  const config::Config& config = runtime_.config();
+  if (replicas.empty()) replicas = config.replica_names();
+  if (replicas.empty())
+    throw config_error("replicate: no replica is configured (set [replicas.NAME] url, or OUTBOX_REPLICA_URL)");
+  for (const std::string& name : replicas) {
+    if (!config.has_replica(name))
+      throw config_error("replicate: no replica named '" + name + "' is configured (set replicas." + name + ".url)");
+    Replicator::Callbacks callbacks;
+    callbacks.on_ready = [this] {
+      if (announced_ready_) return;
+      for (const auto& replicator : replicators_)
+        if (!replicator->ever_ready()) return;
+      announced_ready_ = true;
+      daemon::notify_ready();
+      spdlog::info("replicate: ready ({} replica(s))", replicators_.size());
+    };
+    callbacks.on_fatal = [this](const std::string& message) {
+      if (!fatal_error_.empty()) return;
+      fatal_error_ = message;
+      runtime_.stop(static_cast<int>(ExitCode::config));
+    };
+    callbacks.on_drained = [this] {
+      if (++drained_ < replicators_.size()) return;
+      spdlog::info("replicate: shutdown end");
+      runtime_.stop(0);
+    };
+    replicators_.push_back(std::make_unique<Replicator>(runtime_.loop(), metrics_, config, name, std::move(callbacks)));
+  }
+  shutdown_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] {
+    spdlog::warn("replicate: shutdown timeout ({}s) reached; unacked events will be redelivered to the next run",
+                 runtime_.config().duration("replicate.shutdown_timeout").count() / 1000.0);
+    runtime_.stop(0);
+  });
+  daemon::Hooks hooks;
+  hooks.on_shutdown_request = [this] { shutdown_requested(); };
+  hooks.on_reload = [this](const config::Config& fresh) {
+    for (auto& replicator : replicators_) replicator->apply_tunables(fresh);
+    spdlog::info("replicate: reloaded: batch_size={} batch_wait={}ms max_attempts={}", fresh.integer("replicate.batch_size"),
+                 fresh.duration("replicate.batch_wait").count(), fresh.integer("replicate.max_attempts"));
+  };
+  hooks.status_line = [this] {
+    std::string out;
+    for (const auto& replicator : replicators_) out += (out.empty() ? "" : "; ") + replicator->status_line();
+    return out;
+  };
+  hooks.healthy = [this] {
+    return std::all_of(replicators_.begin(), replicators_.end(), [](const auto& r) { return r->healthy(); });
+  };
+  runtime_.set_hooks(std::move(hooks));
+}
+
+Service::~Service() { replicators_.clear(); }
+
+void Service::start() {
+  for (auto& replicator : replicators_) replicator->start();
+}
+
+void Service::shutdown_requested() {
+  shutdown_timer_->start(runtime_.config().duration("replicate.shutdown_timeout"));
+  for (auto& replicator : replicators_) replicator->begin_shutdown();
+}
+
+}  // namespace outbox::replicate

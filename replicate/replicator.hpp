@@ -1,0 +1,128 @@
+#pragma once
+// The replicate daemon: one Replicator per replica on the daemon's libuv loop, each with its own
+// broker connection (consuming the durable queue outbox.replica.NAME) and replica connection.
+//
+// Flow: deliveries collect in `pending_` (at most replicate.prefetch, the basic.qos window). A
+// batch is taken when replicate.batch_size messages are there or replicate.batch_wait has passed
+// since the first one arrived. The Applier commits it as one transaction; only then is the broker
+// acked, once, with multiple = true up to the batch's last delivery tag. A crash anywhere before
+// the ack leads to a redelivery that the version guard and outbox_applied_events turn into no-ops.
+//
+// Outages: replica down -> the batch stays in `pending_` unacked, the replica is reconnected with
+// backoff, and the same batch is applied. Broker down -> `pending_` is dropped (the broker
+// redelivers every unacked message), the broker is reconnected (the next cluster node first) and
+// consumption resumes. Each state change is logged once.
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <pqxx/pqxx>
+#include <string>
+#include <vector>
+
+#include "core/amqp.hpp"
+#include "core/backoff.hpp"
+#include "core/daemon.hpp"
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+#include "core/topology.hpp"
+#include "replicate/apply.hpp"
+
+namespace outbox::replicate {
+
+class Replicator {
+ public:
+  struct Callbacks {
+    std::function<void()> on_ready;                          // first connected to both servers
+    std::function<void(const std::string&)> on_fatal;        // a config error: the daemon exits 78
+    std::function<void()> on_drained;                        // shutdown finished for this replica
+  };
+  Replicator(loop::Loop& loop, metrics::Registry& metrics, const config::Config& config, std::string replica,
+             Callbacks callbacks);
+  ~Replicator();
+  void start();
+  void apply_tunables(const config::Config& config);
+  // Applies what has been received, acks it, and then calls on_drained.
+  void begin_shutdown();
+  bool ready() const { return db_ && broker_; }
+  bool ever_ready() const { return ever_ready_; }
+  bool healthy() const;
+  std::string status_line() const;
+  const std::string& replica() const { return replica_; }
+
+ private:
+  void connect();
+  void connect_database();
+  void connect_broker();
+  void database_lost(const std::string& reason);
+  void broker_lost(const std::string& reason);
+  void schedule_reconnect();
+  void on_broker_readable();
+  void schedule_batch();
+  void apply_pending();
+  void record(const Counts& counts, std::chrono::steady_clock::duration took);
+  void finish_if_drained();
+  metrics::Counter& counter(const std::string& name, const std::string& extra_label = "");
+
+  loop::Loop& loop_;
+  metrics::Registry& metrics_;
+  std::string replica_, role_, labels_;
+  std::shared_ptr<spdlog::logger> log_;
+  Callbacks callbacks_;
+
+  // Restart-only settings.
+  std::string url_;
+  amqp::BrokerSettings broker_settings_;
+  topology::ReplicaQueue queue_;
+  std::vector<Mapping> mappings_;
+  int prefetch_ = 1000;
+
+  // Reloadable settings.
+  size_t batch_size_ = 500;
+  std::chrono::milliseconds batch_wait_{20};
+  int max_attempts_ = 3;
+
+  std::unique_ptr<pqxx::connection> db_;
+  std::unique_ptr<Applier> applier_;
+  std::unique_ptr<amqp::Connection> broker_;
+  std::unique_ptr<loop::Poll> broker_poll_;
+  size_t next_broker_node_ = 0;
+
+  std::unique_ptr<loop::Deferred> apply_soon_;
+  std::unique_ptr<loop::Timer> batch_timer_, reconnect_timer_, tick_timer_;
+  Backoff backoff_;
+  std::string database_problem_, broker_problem_, apply_problem_;  // "" while fine; logged once per change
+
+  std::deque<amqp::IncomingMessage> pending_;
+  bool batch_due_ = false;
+  bool ever_ready_ = false;
+  bool stopping_ = false, drained_ = false, fatal_ = false;
+  std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
+};
+
+// The daemon: the replicators of the chosen replicas on one Runtime, with shutdown, reload,
+// sd_notify and the metrics registry.
+class Service {
+ public:
+  // `replicas` empty: every configured replica. Throws Error(config) for an unknown name or when
+  // no replica is configured.
+  Service(daemon::Runtime& runtime, std::vector<std::string> replicas);
+  ~Service();
+  void start();
+  metrics::Registry& metrics() { return metrics_; }
+  // Set when the daemon stopped because of a configuration problem (exit 78).
+  const std::string& fatal_error() const { return fatal_error_; }
+
+ private:
+  void shutdown_requested();
+  daemon::Runtime& runtime_;
+  metrics::Registry metrics_;
+  std::vector<std::unique_ptr<Replicator>> replicators_;
+  std::unique_ptr<loop::Timer> shutdown_timer_;
+  std::string fatal_error_;
+  size_t drained_ = 0;
+  bool announced_ready_ = false;
+};
+
+}  // namespace outbox::replicate
