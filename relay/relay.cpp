@@ -6,6 +6,7 @@
 
 #include "core/error.hpp"
 #include "core/failpoint.hpp"
+#include "core/lag.hpp"
 #include "core/log.hpp"
 #include "core/pg.hpp"
 #include "core/url.hpp"
@@ -118,6 +119,7 @@ Relay::Relay(daemon::Runtime& runtime, std::string instance)
                poll_interval_.count(), confirm_timeout_.count(), delete_on_publish_ ? "delete" : "mark");
   };
   hooks.status_line = [this] { return status_line(); };
+  hooks.connected = [this] { return ready(); };
   hooks.healthy = [this] {
     // Stuck means: work is in flight but nothing has been confirmed for two confirm timeouts.
     return in_flight_.empty() || Clock::now() - last_progress_ < 2 * confirm_timeout_;
@@ -197,7 +199,7 @@ void Relay::connect_database() {
       connection->prepare("delete_" + std::to_string(i), "DELETE FROM " + table + " WHERE position = ANY($1::bigint[])");
       connection->prepare("retention_" + std::to_string(i),
                           "DELETE FROM " + table + " WHERE position IN (SELECT position FROM " + table +
-                              " WHERE published_at < clock_timestamp() - $1::interval ORDER BY published_at LIMIT $2 FOR UPDATE SKIP LOCKED)");
+                              " WHERE published_at < clock_timestamp() - $1::interval ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED)");
       connection->prepare("heartbeat_" + std::to_string(i),
                           "INSERT INTO " + table +
                               " (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
@@ -210,6 +212,9 @@ void Relay::connect_database() {
     }
     {
       pqxx::nontransaction tx(*connection);
+      // A mark lost in a crash only means the row is published again (at least once, same
+      // message_id), so marks need not wait for the WAL flush; this halves the drain time.
+      tx.exec("SET synchronous_commit = off");
       heartbeat_partition_ = tx.exec_params1("SELECT (hashtext('heartbeat') & 2147483647) % $1", partitions_)[0].as<int>();
     }
     listener_ = std::make_unique<Listener>(*connection, notify_channel_, *drain_soon_);
@@ -340,6 +345,7 @@ size_t Relay::read_and_publish(size_t table_index) {
   int room = std::min(batch_size_, max_unconfirmed_ - static_cast<int>(unconfirmed_));
   if (room <= 0) return 0;
   pqxx::result rows;
+  auto read_started = Clock::now();
   {
     pqxx::nontransaction tx(*db_);
     std::string excluded = join_positions(in_flight_positions_[table_index]);
@@ -347,6 +353,7 @@ size_t Relay::read_and_publish(size_t table_index) {
                       : tx.exec_prepared("read_owned_" + std::to_string(table_index), excluded, room, partitions_,
                                          join_ints(owned_));
   }
+  auto read_done = Clock::now();
   if (rows.empty()) return 0;
   Batch batch{table_index, {}, 0, Clock::now()};
   batch.positions.reserve(rows.size());
@@ -375,6 +382,9 @@ size_t Relay::read_and_publish(size_t table_index) {
     published.add();
   }
   unconfirmed_ += batch.positions.size();
+  log_->debug("read {} rows in {}us, published in {}us", rows.size(),
+              std::chrono::duration_cast<std::chrono::microseconds>(read_done - read_started).count(),
+              std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - read_done).count());
   size_t count = batch.positions.size();
   in_flight_.push_back(std::move(batch));
   if (!confirm_timer_->active()) confirm_timer_->start(milliseconds(250), milliseconds(250));
@@ -429,6 +439,7 @@ void Relay::complete_batches() {
     started.push_back(batch.published);
     ++batches;
   }
+  auto mark_started = Clock::now();
   try {
     failpoint("relay.after_confirm");
     pqxx::work tx(*db_);
@@ -440,6 +451,9 @@ void Relay::complete_batches() {
     return database_lost(error.what());
   }
   auto now = Clock::now();
+  log_->debug("marked {} batch(es) in {}us; oldest confirmed after {}us", batches,
+              std::chrono::duration_cast<std::chrono::microseconds>(now - mark_started).count(),
+              std::chrono::duration_cast<std::chrono::microseconds>(mark_started - started.front()).count());
   auto& latency = metrics_.histogram("outbox_relay_batch_seconds", "", {});
   for (Clock::time_point start : started) latency.observe(std::chrono::duration<double>(now - start).count());
   size_t marked = 0;
@@ -496,6 +510,8 @@ void Relay::rebalance() {
     if (owned_ != before)
       log_->info("owning {} of {} partitions ({} live instance(s)): {}", owned_.size(), partitions_, members, join_ints(owned_));
     if (!owned_.empty() && before.empty()) drain_soon_->request();
+    // Gauges for /metrics: each table's backlog and the age of its oldest unpublished row.
+    for (const TableSpec& table : tables_) lag::set_table_gauges(metrics_, lag::read_table(tx, table.name));
     if (owned_.count(heartbeat_partition_) && heartbeat_interval_.count() > 0) {
       if (!heartbeat_timer_->active()) heartbeat_timer_->start(milliseconds(0), heartbeat_interval_);
     } else {

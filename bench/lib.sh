@@ -1,0 +1,30 @@
+# Shared by the bench/* scripts: build, throwaway servers, process measurements.
+set -euo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=${OUTBOX_BUILD_DIR:-$repo/build}
+
+bench_setup() {
+  cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$build" -j2 --target outbox relay_bench >/dev/null
+  bench_dir=$(mktemp -d /tmp/outbox-bench.XXXXXX)
+  trap bench_teardown EXIT
+  "$repo/scripts/servers" --dir "$bench_dir" start >/dev/null 2>&1
+  eval "$("$repo/scripts/servers" --dir "$bench_dir" env)"
+  export OUTBOX_CONFIG=/dev/null
+  outbox=$build/outbox
+  "$outbox" migrate >/dev/null
+}
+
+bench_teardown() {
+  [ -n "${daemon_pid:-}" ] && kill -9 "$daemon_pid" 2>/dev/null || true
+  "$repo/scripts/servers" --dir "$bench_dir" stop >/dev/null 2>&1 || true
+  rm -rf "$bench_dir"
+}
+
+sql() { psql "$OUTBOX_PRIMARY_URL" -qtAX -c "$1"; }
+
+# CPU seconds (user + system) of a process.
+cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# Peak resident set size in MB.
+peak_rss_mb() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+now() { date +%s.%N; }

@@ -1,0 +1,154 @@
+// Load generator and probes for the relay benchmarks (bench/relay-drain, bench/relay-latency).
+//   relay_bench ceiling BROKER_URL QUEUE COUNT SIZE   plain rabbitmq-c publisher with batched confirms:
+//                                                     the broker's ceiling for the same messages
+//   relay_bench queue BROKER_URL QUEUE KEY            a durable queue bound to the outbox exchange
+//   relay_bench depth BROKER_URL QUEUE                messages ready in a queue
+//   relay_bench latency PRIMARY_URL BROKER_URL RATE SECONDS
+//                                                     inserts RATE events/s for SECONDS and prints the
+//                                                     commit-to-queue latency p50, p99 and max
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <pqxx/pqxx>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/amqp.hpp"
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+long long now_us() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::unique_ptr<outbox::amqp::Connection> open(const std::string& url) {
+  outbox::amqp::BrokerSettings settings;
+  settings.urls = {url};
+  settings.heartbeat = std::chrono::seconds(0);
+  size_t node = 0;
+  return outbox::amqp::Connection::open(settings, node, "outbox-bench");
+}
+
+// The exchanges exactly as the relay declares them (see relay/relay.cpp).
+void declare_outbox_exchange(outbox::amqp::Connection& connection) {
+  connection.declare_exchange("outbox.unroutable", "fanout");
+  connection.declare_queue("outbox.unroutable", outbox::amqp::QueueOptions{});
+  connection.bind_queue("outbox.unroutable", "outbox.unroutable", "");
+  connection.declare_exchange("outbox", "topic", "outbox.unroutable");
+}
+
+int ceiling(const std::string& url, const std::string& queue, long count, size_t size) {
+  // The same messages the relay sends: same exchange (topic, alternate exchange), properties,
+  // headers, mandatory flag and persistence, so the only difference is the relay's own work.
+  auto connection = open(url);
+  declare_outbox_exchange(*connection);
+  connection->declare_queue(queue, outbox::amqp::QueueOptions{});
+  connection->bind_queue(queue, "outbox", "ceiling.#");
+  connection->enable_confirms();
+  outbox::amqp::OutgoingMessage message;
+  message.exchange = "outbox";
+  message.routing_key = "ceiling.created";
+  message.type = "ceiling.created";
+  message.body = std::string(size, 'x');
+  message.timestamp_seconds = now_us() / 1000000;
+  uint64_t confirmed = 0;
+  constexpr long kWindow = 2000;
+  auto start = Clock::now();
+  for (long sent = 0; sent < count;) {
+    long batch = std::min(kWindow / 4, count - sent);
+    for (long i = 0; i < batch; ++i) {
+      message.message_id = std::to_string(sent + i);
+      message.headers = {{"aggregate_type", std::string("bench")},
+                         {"aggregate_id", "agg-" + std::to_string((sent + i) % 1000)},
+                         {"aggregate_version", sent + i},
+                         {"created_at", now_us()},
+                         {"outbox_position", sent + i},
+                         {"outbox_table", std::string("public.outbox")}};
+      connection->publish(message);
+    }
+    sent += batch;
+    // Keep at most kWindow unconfirmed, like a pipelined publisher.
+    while (static_cast<long>(connection->published_count() - confirmed) > (sent == count ? 0 : kWindow))
+      connection->poll([&](outbox::amqp::Event& event) {
+        if (event.kind == outbox::amqp::Event::Kind::ack) confirmed = std::max(confirmed, event.delivery_tag);
+      }, std::chrono::milliseconds(100));
+  }
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  std::printf("%.0f\n", count / seconds);
+  return 0;
+}
+
+int latency(const std::string& primary, const std::string& broker, int rate, int seconds) {
+  auto consumer = open(broker);
+  declare_outbox_exchange(*consumer);
+  consumer->declare_queue("bench.latency", outbox::amqp::QueueOptions{});
+  consumer->bind_queue("bench.latency", "outbox", "bench.latency");
+  consumer->set_prefetch(1000);
+  consumer->consume("bench.latency", "bench");
+  long total = static_cast<long>(rate) * seconds;
+  std::vector<double> latencies_ms;
+  latencies_ms.reserve(total);
+  std::thread writer([&] {
+    pqxx::connection connection(primary);
+    connection.prepare("insert",
+                       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+                       "VALUES (gen_random_uuid(), 'bench', $1, $2, 'bench.latency', json_build_object('i', $2::bigint, 'pad', repeat('x', 100)))");
+    auto start = Clock::now();
+    for (long i = 0; i < total; ++i) {
+      std::this_thread::sleep_until(start + std::chrono::microseconds(i * 1000000 / rate));
+      pqxx::work tx(connection);
+      tx.exec_prepared("insert", "agg-" + std::to_string(i % 100), i + 1);
+      tx.commit();
+    }
+  });
+  auto deadline = Clock::now() + std::chrono::seconds(seconds + 60);
+  while (static_cast<long>(latencies_ms.size()) < total && Clock::now() < deadline) {
+    uint64_t last = 0;
+    consumer->poll([&](outbox::amqp::Event& event) {
+      if (event.kind != outbox::amqp::Event::Kind::delivery) return;
+      long long created = std::get<long long>(event.message->headers.at("created_at"));
+      latencies_ms.push_back((now_us() - created) / 1000.0);
+      last = event.delivery_tag;
+    }, std::chrono::milliseconds(100));
+    if (last) consumer->ack(last, true);
+  }
+  writer.join();
+  std::sort(latencies_ms.begin(), latencies_ms.end());
+  auto at = [&](double q) { return latencies_ms.empty() ? 0.0 : latencies_ms[std::min(latencies_ms.size() - 1, static_cast<size_t>(q * latencies_ms.size()))]; };
+  std::printf("events %zu/%ld p50 %.2f ms p99 %.2f ms max %.2f ms\n", latencies_ms.size(), total, at(0.5), at(0.99),
+              latencies_ms.empty() ? 0.0 : latencies_ms.back());
+  return static_cast<long>(latencies_ms.size()) == total ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  try {
+    if (args.size() == 5 && args[0] == "ceiling") return ceiling(args[1], args[2], std::stol(args[3]), std::stoul(args[4]));
+    if (args.size() == 4 && args[0] == "queue") {
+      auto connection = open(args[1]);
+      declare_outbox_exchange(*connection);
+      connection->declare_queue(args[2], outbox::amqp::QueueOptions{});
+      connection->bind_queue(args[2], "outbox", args[3]);
+      return 0;
+    }
+    if (args.size() == 3 && args[0] == "depth") {
+      std::printf("%u\n", open(args[1])->inspect_queue(args[2]).first);
+      return 0;
+    }
+    if (args.size() == 5 && args[0] == "latency") return latency(args[1], args[2], std::stoi(args[3]), std::stoi(args[4]));
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "relay_bench: %s\n", error.what());
+    return 1;
+  }
+  std::fprintf(stderr, "usage: relay_bench ceiling BROKER_URL QUEUE COUNT SIZE | latency PRIMARY_URL BROKER_URL RATE SECONDS\n");
+  return 64;
+}
