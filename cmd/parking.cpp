@@ -1,7 +1,7 @@
 // The parking-slot commands of the example (the seed's `python -m app.cli`, with its dual-write bug
 // fixed): each write commits its row and its outbox event in one transaction on the primary.
 //   create_parking_slot --name NAME [--status STATUS]
-//   parking_slot_list [--from primary|replica[:NAME]]          (default: replica main)
+//   parking_slot_list [--from primary|replica[:NAME]] [--max-staleness DURATION]   (default: replica main)
 //   parking_slot_details --uuid UUID [--from primary|replica[:NAME]]
 //   update_parking_slot --uuid UUID [--name NAME] [--status STATUS]
 //   delete_parking_slot --uuid UUID
@@ -10,6 +10,7 @@
 
 #include "cmd/command.hpp"
 #include "core/error.hpp"
+#include "core/lag.hpp"
 #include "core/parking.hpp"
 #include "core/pg.hpp"
 
@@ -60,8 +61,30 @@ auto with_transaction(const Source& source, Body body) {
   }
 }
 
+// --max-staleness: refuses (exit 75, one line) to answer from a replica that is further behind
+// than `limit` by the measure of `outbox lag` (core/lag.hpp). The primary is never stale.
+void require_fresh(const config::Config& config, const std::string& from, const std::string& limit) {
+  std::optional<Duration> max = parse_duration(limit);
+  if (!max) throw usage_error("--max-staleness: not a duration (got '" + limit + "'; e.g. 500ms, 30s, 2m)");
+  Source source = resolve_source(config, from);
+  if (source.role == "primary") return;
+  std::string name = source.role.substr(std::string("replica ").size());
+  lag::Scope scope;
+  scope.broker = false;
+  scope.replicas = {name};
+  lag::ReplicaStage replica = lag::collect(config, scope).replicas.front();
+  if (!replica.error.empty()) throw unavailable_error(replica.error);
+  double seconds = static_cast<double>(max->count()) / 1000.0;
+  if (!replica.seconds_behind)
+    throw Error(ExitCode::tempfail, "replica " + name + ": staleness unknown (" + replica.behind_source +
+                                        "), so it cannot promise --max-staleness " + limit + "; read --from primary or retry later");
+  if (*replica.seconds_behind > seconds)
+    throw Error(ExitCode::tempfail, "replica " + name + " is " + format_seconds(*replica.seconds_behind) +
+                                        " behind, more than --max-staleness " + limit + "; read --from primary or retry later");
+}
+
 struct Options {
-  std::string name, status, uuid, from = "replica";
+  std::string name, status, uuid, from = "replica", max_staleness;
   std::optional<std::string> new_name, new_status;
 };
 
@@ -89,7 +112,11 @@ void add_parking_commands(Registry& registry) {
 
   CLI::App* list = registry.add("parking_slot_list", "List parking slots, one JSON object per line");
   list->add_option("--from", o.from, from_help);
-  registry.on_run(list, [from] {
+  list->add_option("--max-staleness", o.max_staleness,
+                   "Refuse (exit 75) when the replica is further behind than this, e.g. 5s (see outbox lag)")
+      ->type_name("DURATION");
+  registry.on_run(list, [&registry, from] {
+    if (!o.max_staleness.empty()) require_fresh(load_config(registry.globals()), o.from, o.max_staleness);
     auto slots = with_transaction<pqxx::read_transaction>(from(), [](auto& tx) { return parking::list(tx); });
     for (const parking::Slot& slot : slots) std::cout << parking::json_line(slot) << "\n";
     return 0;

@@ -15,6 +15,7 @@ void add_relay_command(Registry& registry) {
     config::LoadOptions load_options{registry.globals().config_path, registry.globals().overrides};
     daemon::Runtime runtime("relay", load_options, std::move(config));
     relay::Relay relay(runtime, name);
+    runtime.serve_metrics(relay.metrics());  // /metrics and /healthz when metrics.listen is set
     relay.start();
     return runtime.run();
   });

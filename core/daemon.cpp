@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "core/log.hpp"
+#include "core/metrics_server.hpp"
 
 namespace outbox::daemon {
 
@@ -38,6 +39,8 @@ Runtime::Runtime(std::string name, config::LoadOptions load_options, config::Con
 }
 
 Runtime::~Runtime() {
+  metrics_server_.reset();
+  health_timer_.reset();
   sigterm_.reset();
   sigint_.reset();
   sighup_.reset();
@@ -47,6 +50,8 @@ Runtime::~Runtime() {
 
 int Runtime::run() {
   loop_.run();
+  // The daemon's objects (and their metrics) go away after this; stop serving them first.
+  metrics_server_.reset();
   return exit_code_;
 }
 
@@ -54,6 +59,24 @@ void Runtime::stop(int exit_code) {
   exit_code_ = exit_code;
   notify_stopping();
   loop_.stop();
+}
+
+void Runtime::serve_metrics(metrics::Registry& registry) {
+  const std::string& listen = config_->text("metrics.listen");
+  if (listen.empty()) return;
+  metrics_server_ = std::make_unique<metrics::Server>(listen, registry);
+  health_timer_ = std::make_unique<loop::Timer>(loop_, [this] { update_health(); });
+  health_timer_->start(std::chrono::milliseconds(0), std::chrono::seconds(1));
+  spdlog::info("{}: serving /metrics and /healthz on {}", name_, listen);
+}
+
+void Runtime::update_health() {
+  if (!metrics_server_) return;
+  std::string status = hooks_.status_line ? hooks_.status_line() : name_;
+  if (shutdown_requested_) metrics_server_->set_health(false, "stopping: " + status);
+  else if (hooks_.connected && !hooks_.connected()) metrics_server_->set_health(false, "not connected: " + status);
+  else if (hooks_.healthy && !hooks_.healthy()) metrics_server_->set_health(false, "no progress: " + status);
+  else metrics_server_->set_health(true, status);
 }
 
 void Runtime::on_terminate() {

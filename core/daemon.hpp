@@ -7,6 +7,11 @@
 
 #include "core/config.hpp"
 #include "core/loop.hpp"
+#include "core/metrics.hpp"
+
+namespace outbox::metrics {
+class Server;
+}
 
 namespace outbox::daemon {
 
@@ -25,6 +30,8 @@ struct Hooks {
   std::function<std::string()> status_line;
   // False while the daemon is stuck (no progress); the watchdog is then not fed, so systemd restarts it.
   std::function<bool()> healthy;
+  // True while connected to every server the daemon needs (for /healthz); unset means connected.
+  std::function<bool()> connected;
 };
 
 class Runtime {
@@ -39,10 +46,16 @@ class Runtime {
   void stop(int exit_code = 0);
   bool stopping() const { return shutdown_requested_; }
   const std::string& name() const { return name_; }
+  // Serves /metrics (the registry) and /healthz on metrics.listen from its own thread, when that
+  // option is set; /healthz answers 200 only while Hooks::connected and Hooks::healthy hold (the
+  // loop checks them every second). Call it after set_hooks() and before run(); the registry
+  // must outlive run(). Throws Error(config) for a bad address or one that cannot be bound.
+  void serve_metrics(metrics::Registry& registry);
 
  private:
   void on_terminate();
   void on_reload();
+  void update_health();
 
   std::string name_;
   config::LoadOptions load_options_;
@@ -50,7 +63,8 @@ class Runtime {
   loop::Loop loop_;
   Hooks hooks_;
   std::unique_ptr<loop::Signal> sigterm_, sigint_, sighup_;
-  std::unique_ptr<loop::Timer> watchdog_, status_timer_;
+  std::unique_ptr<loop::Timer> watchdog_, status_timer_, health_timer_;
+  std::unique_ptr<metrics::Server> metrics_server_;
   bool shutdown_requested_ = false;
   int exit_code_ = 0;
 };

@@ -1,0 +1,370 @@
+#include "core/lag.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+
+#include "core/amqp.hpp"
+#include "core/error.hpp"
+#include "core/pg.hpp"
+#include "core/topology.hpp"
+
+namespace outbox::lag {
+namespace {
+
+// An ISO 8601 UTC timestamp with milliseconds, as text from the server.
+std::string iso(const std::string& column) {
+  return "to_char(" + column + " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
+}
+
+template <typename T>
+std::optional<T> optional_field(const pqxx::field& field) {
+  if (field.is_null()) return std::nullopt;
+  return field.as<T>();
+}
+
+std::string now_iso() {
+  auto now = std::chrono::system_clock::now();
+  std::time_t seconds = std::chrono::system_clock::to_time_t(now);
+  long long ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ", utc.tm_year + 1900, utc.tm_mon + 1,
+                utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, ms);
+  return buffer;
+}
+
+// The reason of a database error on one line, with a hint when the schema is missing.
+std::string database_problem(const std::exception& error, const std::string& role) {
+  if (dynamic_cast<const pqxx::undefined_table*>(&error))
+    return role + ": schema not migrated (run 'outbox migrate'): " + std::string(error.what()).substr(0, std::string(error.what()).find('\n'));
+  std::string reason = error.what();
+  reason = reason.substr(0, reason.find('\n'));
+  if (dynamic_cast<const Error*>(&error)) return reason;  // already names the database
+  return role + ": " + reason;
+}
+
+void read_primary(const config::Config& config, PrimaryStage& stage) {
+  try {
+    auto connection = pg::connect(config.required("primary.url"), "primary", "outbox lag");
+    pqxx::read_transaction tx(*connection);
+    for (const config::Section& section : config.sections("relay.tables"))
+      stage.tables.push_back(read_table(tx, section.at("name").text));
+  } catch (const std::exception& error) {
+    stage.error = database_problem(error, "primary");
+  }
+}
+
+void read_broker(const config::Config& config, const std::vector<std::string>& replicas, BrokerStage& stage) {
+  std::vector<QueueStage> queues;
+  for (const std::string& replica : replicas) queues.push_back({topology::replica_queue_name(replica), replica});
+  queues.push_back({topology::kUnroutable, ""});
+  queues.push_back({topology::kDeadLetter, ""});
+  try {
+    amqp::BrokerSettings settings = amqp::broker_settings(config);
+    size_t node = 0;
+    std::unique_ptr<amqp::Connection> connection;
+    for (QueueStage& queue : queues) {
+      // A passive declare of a missing queue closes the channel (404): open a new connection then.
+      if (!connection) connection = amqp::Connection::open(settings, node, "outbox lag");
+      try {
+        auto [ready, consumers] = connection->inspect_queue(queue.queue);
+        queue.exists = true;
+        queue.ready = ready;
+        queue.consumers = consumers;
+      } catch (const Error& error) {
+        if (error.code() != ExitCode::data) throw;
+        connection.reset();
+      }
+    }
+    stage.queues = std::move(queues);
+  } catch (const std::exception& error) {
+    std::string reason = error.what();
+    stage.error = reason.substr(0, reason.find('\n'));
+  }
+}
+
+std::string pad(const std::string& text, size_t width, bool right = false) {
+  if (text.size() >= width) return text;
+  std::string fill(width - text.size(), ' ');
+  return right ? fill + text : text + fill;
+}
+
+// Rows of cells as aligned columns; a column is right-aligned when `right[i]`.
+std::string columns(const std::vector<std::vector<std::string>>& rows, const std::vector<bool>& right) {
+  std::vector<size_t> widths;
+  for (const auto& row : rows)
+    for (size_t i = 0; i < row.size(); ++i) {
+      if (widths.size() <= i) widths.push_back(0);
+      widths[i] = std::max(widths[i], row[i].size());
+    }
+  std::string out;
+  for (const auto& row : rows) {
+    std::string line;
+    for (size_t i = 0; i < row.size(); ++i) {
+      bool last = i + 1 == row.size();
+      line += last && !right[i] ? row[i] : pad(row[i], widths[i], right[i]);
+      if (!last) line += "  ";
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  }
+  return out;
+}
+
+std::string age_text(std::optional<double> seconds) {
+  if (!seconds) return "-";
+  double s = std::max(0.0, *seconds);
+  char buffer[64];
+  if (s < 120) return format_seconds(s);
+  long long whole = static_cast<long long>(s);
+  if (whole < 3600) std::snprintf(buffer, sizeof buffer, "%lldm%02llds", whole / 60, whole % 60);
+  else if (whole < 86400) std::snprintf(buffer, sizeof buffer, "%lldh%02lldm", whole / 3600, whole % 3600 / 60);
+  else std::snprintf(buffer, sizeof buffer, "%lldd%02lldh", whole / 86400, whole % 86400 / 3600);
+  return buffer;
+}
+
+std::string ago(std::optional<double> seconds) { return seconds ? age_text(seconds) + " ago" : "-"; }
+
+template <typename T>
+nlohmann::ordered_json optional_json(const std::optional<T>& value) {
+  return value ? nlohmann::ordered_json(*value) : nlohmann::ordered_json(nullptr);
+}
+
+nlohmann::ordered_json error_json(const std::string& error) { return error.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(error); }
+
+}  // namespace
+
+long long PrimaryStage::unpublished() const {
+  long long total = 0;
+  for (const TableStage& table : tables) total += table.unpublished;
+  return total;
+}
+
+std::optional<double> PrimaryStage::oldest_unpublished_age() const {
+  std::optional<double> oldest;
+  for (const TableStage& table : tables)
+    if (table.oldest_unpublished_age && (!oldest || *table.oldest_unpublished_age > *oldest))
+      oldest = table.oldest_unpublished_age;
+  return oldest;
+}
+
+const QueueStage* BrokerStage::find(const std::string& queue) const {
+  for (const QueueStage& stage : queues)
+    if (stage.queue == queue) return &stage;
+  return nullptr;
+}
+
+TableStage read_table(pqxx::transaction_base& tx, const std::string& table) {
+  TableStage stage;
+  stage.table = table;
+  std::string quoted = pg::quote_qualified(table);
+  // Both use the outbox's indexes: the partial index of unpublished rows, and the primary key
+  // walked backwards from the newest position (unpublished rows are few and at the end).
+  pqxx::row backlog = tx.exec1(
+      "SELECT count(*), extract(epoch FROM clock_timestamp() - (SELECT created_at FROM " + quoted +
+      " WHERE published_at IS NULL ORDER BY position LIMIT 1))::float8 FROM " + quoted + " WHERE published_at IS NULL");
+  stage.unpublished = backlog[0].as<long long>();
+  stage.oldest_unpublished_age = optional_field<double>(backlog[1]);
+  pqxx::result last = tx.exec("SELECT " + iso("published_at") +
+                              ", extract(epoch FROM clock_timestamp() - published_at)::float8 FROM " + quoted +
+                              " WHERE published_at IS NOT NULL ORDER BY position DESC LIMIT 1");
+  if (!last.empty()) {
+    stage.last_published_at = optional_field<std::string>(last[0][0]);
+    stage.last_published_age = optional_field<double>(last[0][1]);
+  }
+  return stage;
+}
+
+ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica) {
+  ReplicaStage stage;
+  stage.name = replica;
+  std::string name = tx.quote(replica);
+  pqxx::result position = tx.exec("SELECT last_event_id::text, last_position, " + iso("last_created_at") + ", " +
+                                  iso("applied_at") +
+                                  ", extract(epoch FROM clock_timestamp() - applied_at)::float8 "
+                                  "FROM outbox_applied_position WHERE replica = " + name);
+  if (!position.empty()) {
+    stage.last_event_id = optional_field<std::string>(position[0][0]);
+    stage.last_position = optional_field<long long>(position[0][1]);
+    stage.last_created_at = optional_field<std::string>(position[0][2]);
+    stage.last_applied_at = optional_field<std::string>(position[0][3]);
+    stage.last_applied_age = optional_field<double>(position[0][4]);
+  }
+  pqxx::result heartbeat = tx.exec("SELECT relay, " + iso("created_at") + ", " + iso("applied_at") +
+                                   ", extract(epoch FROM clock_timestamp() - created_at)::float8"
+                                   ", extract(epoch FROM applied_at - created_at)::float8 "
+                                   "FROM outbox_heartbeat WHERE replica = " + name);
+  if (!heartbeat.empty()) {
+    stage.heartbeat_relay = optional_field<std::string>(heartbeat[0][0]);
+    stage.heartbeat_created_at = optional_field<std::string>(heartbeat[0][1]);
+    stage.heartbeat_applied_at = optional_field<std::string>(heartbeat[0][2]);
+    stage.heartbeat_age = optional_field<double>(heartbeat[0][3]);
+    stage.heartbeat_transit = optional_field<double>(heartbeat[0][4]);
+  }
+  pqxx::row failed = tx.exec1(
+      "SELECT count(*) FILTER (WHERE state = 'parked'), count(*) FILTER (WHERE state = 'waiting') "
+      "FROM outbox_failed_events WHERE replica = " + name);
+  stage.parked = failed[0].as<long long>();
+  stage.waiting = failed[1].as<long long>();
+  return stage;
+}
+
+void compute_behind(ReplicaStage& replica, const PrimaryStage* primary, double heartbeat_interval) {
+  replica.seconds_behind.reset();
+  if (!replica.error.empty()) {
+    replica.behind_source = "replica unreadable";
+    return;
+  }
+  if (!replica.heartbeat_age) {
+    replica.behind_source = "no relay heartbeat applied yet";
+    return;
+  }
+  double behind = std::max(replica.heartbeat_transit.value_or(0), *replica.heartbeat_age - heartbeat_interval);
+  replica.behind_source = "heartbeat";
+  if (primary && primary->error.empty())
+    if (auto oldest = primary->oldest_unpublished_age(); oldest && *oldest > behind) {
+      behind = *oldest;
+      replica.behind_source = "backlog";
+    }
+  replica.seconds_behind = std::max(0.0, behind);
+}
+
+Report collect(const config::Config& config, const Scope& scope) {
+  Report report;
+  report.at = now_iso();
+  report.heartbeat_interval = static_cast<double>(config.duration("relay.heartbeat_interval").count()) / 1000.0;
+  std::vector<std::string> names = scope.replicas.empty() ? config.replica_names() : scope.replicas;
+  for (const std::string& name : names)
+    if (!config.has_replica(name))
+      throw config_error("no replica named '" + name + "' is configured (set replicas." + name + ".url" +
+                         (name == "main" ? " or OUTBOX_REPLICA_URL)" : ")"));
+  if (scope.primary) read_primary(config, report.primary);
+  else report.primary.error = "not read";
+  if (scope.broker) read_broker(config, names, report.broker);
+  else report.broker.error = "not read";
+  for (const std::string& name : names) {
+    ReplicaStage stage;
+    std::string role = "replica " + name;
+    try {
+      auto connection = pg::connect(config.required("replicas." + name + ".url"), role, "outbox lag");
+      pqxx::read_transaction tx(*connection);
+      stage = read_replica(tx, name);
+    } catch (const std::exception& error) {
+      stage = ReplicaStage{};
+      stage.name = name;
+      stage.error = database_problem(error, role);
+    }
+    compute_behind(stage, scope.primary ? &report.primary : nullptr, report.heartbeat_interval);
+    report.replicas.push_back(std::move(stage));
+  }
+  return report;
+}
+
+std::string render_text(const Report& report) {
+  std::string out = "outbox lag at " + report.at + " (relay heartbeat every " +
+                    format_duration(Duration(static_cast<long long>(report.heartbeat_interval * 1000))) + ")\n\n";
+
+  std::vector<std::vector<std::string>> rows = {{"OUTBOX TABLE", "UNPUBLISHED", "OLDEST", "LAST PUBLISH"}};
+  for (const TableStage& table : report.primary.tables)
+    rows.push_back({table.table, std::to_string(table.unpublished), age_text(table.oldest_unpublished_age),
+                    ago(table.last_published_age)});
+  out += columns(rows, {false, true, true, false});
+  if (!report.primary.error.empty()) out += "  primary unreachable: " + report.primary.error + "\n";
+
+  out += "\n";
+  rows = {{"BROKER QUEUE", "READY", "CONSUMERS"}};
+  for (const QueueStage& queue : report.broker.queues)
+    rows.push_back({queue.queue, queue.exists ? std::to_string(queue.ready) : "missing",
+                    queue.exists ? std::to_string(queue.consumers) : "-"});
+  out += columns(rows, {false, true, true});
+  if (!report.broker.error.empty()) out += "  broker unreachable: " + report.broker.error + "\n";
+
+  out += "\n";
+  rows = {{"REPLICA", "BEHIND", "HEARTBEAT", "LAST APPLIED", "PARKED", "WAITING"}};
+  for (const ReplicaStage& replica : report.replicas) {
+    if (!replica.error.empty()) {
+      rows.push_back({replica.name, "?", "-", "-", "-", "-"});
+      continue;
+    }
+    std::string heartbeat = ago(replica.heartbeat_age);
+    if (replica.heartbeat_transit) heartbeat += " (took " + age_text(replica.heartbeat_transit) + ")";
+    std::string applied = replica.last_event_id ? *replica.last_event_id + " " + ago(replica.last_applied_age) : "-";
+    rows.push_back({replica.name, replica.seconds_behind ? age_text(replica.seconds_behind) : "?", heartbeat, applied,
+                    std::to_string(replica.parked), std::to_string(replica.waiting)});
+  }
+  out += columns(rows, {false, true, false, false, true, true});
+  for (const ReplicaStage& replica : report.replicas) {
+    if (!replica.error.empty()) out += "  replica " + replica.name + " unreachable: " + replica.error + "\n";
+    else if (!replica.seconds_behind) out += "  replica " + replica.name + ": " + replica.behind_source + "\n";
+  }
+  return out;
+}
+
+nlohmann::ordered_json to_json(const Report& report) {
+  nlohmann::ordered_json tables = nlohmann::ordered_json::array();
+  for (const TableStage& table : report.primary.tables)
+    tables.push_back({{"table", table.table},
+                      {"unpublished", table.unpublished},
+                      {"oldest_unpublished_age_seconds", optional_json(table.oldest_unpublished_age)},
+                      {"last_published_at", optional_json(table.last_published_at)},
+                      {"last_published_age_seconds", optional_json(table.last_published_age)}});
+  nlohmann::ordered_json queues = nlohmann::ordered_json::array();
+  for (const QueueStage& queue : report.broker.queues)
+    queues.push_back({{"queue", queue.queue},
+                      {"replica", queue.replica.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(queue.replica)},
+                      {"exists", queue.exists},
+                      {"ready", queue.exists ? nlohmann::ordered_json(queue.ready) : nlohmann::ordered_json(nullptr)},
+                      {"consumers", queue.exists ? nlohmann::ordered_json(queue.consumers) : nlohmann::ordered_json(nullptr)}});
+  auto depth = [&](const char* name) {
+    const QueueStage* queue = report.broker.find(name);
+    return queue && queue->exists ? nlohmann::ordered_json(queue->ready) : nlohmann::ordered_json(nullptr);
+  };
+  nlohmann::ordered_json replicas = nlohmann::ordered_json::array();
+  for (const ReplicaStage& replica : report.replicas)
+    replicas.push_back({{"name", replica.name},
+                        {"error", error_json(replica.error)},
+                        {"seconds_behind", optional_json(replica.seconds_behind)},
+                        {"behind_source", replica.behind_source},
+                        {"last_applied",
+                         {{"event_id", optional_json(replica.last_event_id)},
+                          {"position", optional_json(replica.last_position)},
+                          {"created_at", optional_json(replica.last_created_at)},
+                          {"applied_at", optional_json(replica.last_applied_at)},
+                          {"age_seconds", optional_json(replica.last_applied_age)}}},
+                        {"heartbeat",
+                         {{"relay", optional_json(replica.heartbeat_relay)},
+                          {"created_at", optional_json(replica.heartbeat_created_at)},
+                          {"applied_at", optional_json(replica.heartbeat_applied_at)},
+                          {"age_seconds", optional_json(replica.heartbeat_age)},
+                          {"transit_seconds", optional_json(replica.heartbeat_transit)}}},
+                        {"failed", {{"parked", replica.parked}, {"waiting", replica.waiting}}}});
+  return {{"at", report.at},
+          {"heartbeat_interval_seconds", report.heartbeat_interval},
+          {"outbox", {{"error", error_json(report.primary.error)}, {"tables", tables}}},
+          {"broker",
+           {{"error", error_json(report.broker.error)},
+            {"queues", queues},
+            {"unroutable", depth(topology::kUnroutable)},
+            {"dead_letter", depth(topology::kDeadLetter)}}},
+          {"replicas", replicas}};
+}
+
+void set_table_gauges(metrics::Registry& registry, const TableStage& table) {
+  std::string labels = "table=\"" + table.table + "\"";
+  registry.gauge("outbox_relay_backlog", "Unpublished rows in the outbox table", labels).set(static_cast<double>(table.unpublished));
+  registry.gauge("outbox_relay_oldest_unpublished_seconds", "Age of the oldest unpublished row (0 when none)", labels)
+      .set(table.oldest_unpublished_age.value_or(0));
+}
+
+void set_replica_gauges(metrics::Registry& registry, const ReplicaStage& replica) {
+  registry
+      .gauge("outbox_replicate_lag_seconds",
+             "Seconds the replica is behind the primary, from the relay heartbeats (-1 while unknown)",
+             "replica=\"" + replica.name + "\"")
+      .set(replica.seconds_behind.value_or(-1));
+}
+
+}  // namespace outbox::lag

@@ -1,0 +1,114 @@
+#pragma once
+// How far behind the pipeline is, stage by stage, in seconds: read by `outbox lag`, `outbox check`,
+// `parking_slot_list --max-staleness` and the daemons' gauges, so they all agree.
+//
+//   outbox   per relay table: unpublished rows, age of the oldest, time of the last publish
+//   broker   per replica queue: messages ready and consumers (a passive queue.declare; AMQP does
+//            not tell unacked messages, see rabbitmqctl list_queues messages_unacknowledged),
+//            and the depth of outbox.unroutable and outbox.dead-letter
+//   replica  the last applied event and its age, the newest applied relay heartbeat, the parked
+//            (and waiting) failed events, and the seconds behind.
+//
+// Seconds behind. Every relay.heartbeat_interval the relay writes a heartbeat into the outbox, and
+// replicate records the newest one it applied (outbox_heartbeat: created_at on the primary,
+// applied_at on the replica). Then:
+//   - transit = applied_at - created_at: how long the newest heartbeat took end to end;
+//   - the next heartbeat was due at created_at + interval and has not been applied, so the replica
+//     misses changes at least heartbeat_age - interval old;
+//   - an unpublished outbox row is certainly not applied, so the replica misses changes at least
+//     as old as the oldest one (the backlog, when the primary was read).
+// seconds_behind is the largest of the three: the heartbeat transit (about 0.0-0.5s) while the
+// pipeline keeps up, a growing number as soon as any stage stalls (the relay, the broker or
+// replicate), even when no other event flows. It needs the relay's heartbeats: without a heartbeat
+// applied yet, it is unknown. Clocks of the servers are assumed to be in sync (NTP).
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <pqxx/pqxx>
+#include <string>
+#include <vector>
+
+#include "core/config.hpp"
+#include "core/duration.hpp"
+#include "core/metrics.hpp"
+
+namespace outbox::lag {
+
+struct TableStage {
+  std::string table;  // "public.outbox"
+  long long unpublished = 0;
+  std::optional<double> oldest_unpublished_age;  // seconds; none when nothing is unpublished
+  std::optional<std::string> last_published_at;  // ISO 8601 UTC; none in on_publish = delete mode
+  std::optional<double> last_published_age;
+};
+
+struct PrimaryStage {
+  std::string error;  // "" when it was read; else why not (unreachable, not migrated)
+  std::vector<TableStage> tables;
+  long long unpublished() const;
+  std::optional<double> oldest_unpublished_age() const;
+};
+
+struct QueueStage {
+  std::string queue;    // "outbox.replica.main"
+  std::string replica;  // "main"; "" for outbox.unroutable and outbox.dead-letter
+  bool exists = false;
+  uint32_t ready = 0;
+  uint32_t consumers = 0;
+};
+
+struct BrokerStage {
+  std::string error;               // "" when it was read
+  std::vector<QueueStage> queues;  // replica queues, then outbox.unroutable, outbox.dead-letter
+  const QueueStage* find(const std::string& queue) const;
+};
+
+struct ReplicaStage {
+  std::string name;
+  std::string error;  // "" when it was read
+  std::optional<std::string> last_event_id, last_created_at, last_applied_at;
+  std::optional<long long> last_position;
+  std::optional<double> last_applied_age;
+  std::optional<std::string> heartbeat_relay, heartbeat_created_at, heartbeat_applied_at;
+  std::optional<double> heartbeat_age, heartbeat_transit;
+  long long parked = 0;   // failed events parked (poison)
+  long long waiting = 0;  // events waiting behind a parked event of their aggregate
+  std::optional<double> seconds_behind;
+  std::string behind_source;  // "heartbeat", "backlog", or why it is unknown
+};
+
+struct Report {
+  std::string at;  // when it was taken, ISO 8601 UTC
+  double heartbeat_interval = 10;
+  PrimaryStage primary;
+  BrokerStage broker;
+  std::vector<ReplicaStage> replicas;
+};
+
+// What to read; an empty `replicas` means every configured replica.
+struct Scope {
+  bool primary = true;
+  bool broker = true;
+  std::vector<std::string> replicas;
+};
+
+// Reads every stage; a server that cannot be reached leaves its stage's `error` set (never throws
+// for that). Throws Error(config) for a replica name that is not configured.
+Report collect(const config::Config& config, const Scope& scope = {});
+
+// The pieces, for the daemons: each runs in the caller's transaction.
+TableStage read_table(pqxx::transaction_base& tx, const std::string& table);
+ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica);
+// Fills seconds_behind and behind_source from the replica's heartbeat and, when given, the
+// primary's backlog (see the comment at the top).
+void compute_behind(ReplicaStage& replica, const PrimaryStage* primary, double heartbeat_interval);
+
+// `outbox lag` as text (aligned columns, one section per stage) and as one JSON document.
+std::string render_text(const Report& report);
+nlohmann::ordered_json to_json(const Report& report);
+
+// Gauges for /metrics: outbox_relay_backlog and outbox_relay_oldest_unpublished_seconds{table},
+// outbox_replicate_lag_seconds{replica} (-1 while unknown).
+void set_table_gauges(metrics::Registry& registry, const TableStage& table);
+void set_replica_gauges(metrics::Registry& registry, const ReplicaStage& replica);
+
+}  // namespace outbox::lag

@@ -1,0 +1,50 @@
+#pragma once
+// The daemons' HTTP endpoint on [metrics] listen (cpp-httplib, on its own threads):
+//   GET /metrics  the registry in the Prometheus text format (version 0.0.4)
+//   GET /healthz  200 "ok: <status>" while the daemon is connected and making progress, else 503
+//                 "unhealthy: <why>: <status>"
+// The daemon's loop decides the health (set_health); the HTTP threads only read it, so they never
+// touch the daemon's state.
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core/metrics.hpp"
+
+namespace httplib {
+class Server;
+}
+
+namespace outbox::metrics {
+
+struct ListenAddress {
+  std::string host;  // "127.0.0.1", "::1", "0.0.0.0"
+  int port = 0;
+};
+// Parses "host:port", "[v6]:port" or ":port" (every address). Throws Error(config) naming
+// metrics.listen and what is allowed.
+ListenAddress parse_listen(const std::string& listen);
+
+class Server {
+ public:
+  // Binds at once (a port in use is an Error(config)) and serves from a background thread.
+  // `registry` must outlive the server.
+  Server(const std::string& listen, Registry& registry);
+  ~Server();  // stops serving and joins the thread
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  void set_health(bool healthy, std::string detail);
+  int port() const { return port_; }
+
+ private:
+  std::unique_ptr<httplib::Server> http_;
+  std::thread thread_;
+  int port_ = 0;
+  std::mutex mutex_;
+  bool healthy_ = false;
+  std::string detail_ = "starting";
+};
+
+}  // namespace outbox::metrics
