@@ -3,7 +3,12 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <map>
+#include <sstream>
 #include <set>
 #include <thread>
 
@@ -281,4 +286,74 @@ TEST(Relay, ABadConfigValueStopsTheRelayWithExitCode78) {
   RunResult result = run_outbox({"relay", "--set", "relay.batch_size=0"});
   EXPECT_EQ(result.exit_code, 78) << result;
   EXPECT_EQ(result.err, "outbox: config --set relay.batch_size: relay.batch_size: must be 1..10000 (got 0)\n") << result;
+}
+
+TEST(Relay, ABrokerListMovesToTheNextNodeWhenOneIsDown) {
+  fresh_schema();
+  TestQueue queue("test.cluster", "cluster.#");
+  insert_events("cluster.evt", 10, 10);
+  std::string nodes = "[\"amqp://outbox:outbox@127.0.0.1:1/\", \"" + servers().broker_url + "\"]";
+  Daemon relay(relay_args({"--set", "broker.url=" + nodes}));
+  EXPECT_EQ(queue.collect(10).size(), 10u) << relay.log();
+  EXPECT_TRUE(eventually([] { return unpublished() == 0; })) << relay.log();
+}
+
+TEST(Relay, APrimaryRestartIsSurvivedAndTheRelayCarriesOn) {
+  fresh_schema();
+  TestQueue queue("test.pgrestart", "pgrestart.#");
+  Daemon relay(relay_args());
+  insert_events("pgrestart.evt", 10, 10);
+  ASSERT_EQ(queue.collect(10).size(), 10u) << relay.log();
+  ASSERT_TRUE(stop_server("primary"));
+  ASSERT_TRUE(eventually([&] { return relay.log().find("primary connection lost") != std::string::npos; })) << relay.log();
+  ASSERT_TRUE(start_server("primary"));
+  insert_events("pgrestart.evt", 10, 10, 100);
+  EXPECT_EQ(queue.collect(20, std::chrono::seconds(60)).size(), 20u) << relay.log();
+  EXPECT_TRUE(relay.running());
+  EXPECT_NE(relay.log().find("primary connected again"), std::string::npos) << relay.log();
+}
+
+TEST(Relay, ItTellsSystemdWhenItIsReadyStoppingAndAlive) {
+  fresh_schema();
+  std::string socket_path = servers().dir + "/notify.sock";
+  ::unlink(socket_path.c_str());
+  int notify = ::socket(AF_UNIX, SOCK_DGRAM, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::snprintf(address.sun_path, sizeof address.sun_path, "%s", socket_path.c_str());
+  ASSERT_EQ(::bind(notify, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  std::string received;
+  auto read_notifications = [&] {
+    char buffer[4096];
+    for (ssize_t n; (n = ::recv(notify, buffer, sizeof buffer, MSG_DONTWAIT)) > 0;) received += std::string(buffer, n) + "\n";
+    return received;
+  };
+  Daemon relay(relay_args(), {{"NOTIFY_SOCKET", socket_path}, {"WATCHDOG_USEC", "400000"}});
+  EXPECT_TRUE(eventually([&] { return read_notifications().find("READY=1") != std::string::npos; })) << relay.log();
+  EXPECT_TRUE(eventually([&] { return read_notifications().find("WATCHDOG=1") != std::string::npos; })) << received;
+  EXPECT_TRUE(eventually([&] { return read_notifications().find("STATUS=relaying; partitions 16/16") != std::string::npos; }))
+      << received;
+  relay.signal(SIGTERM);
+  EXPECT_EQ(relay.wait_exit(), 0) << relay.log();
+  EXPECT_NE(read_notifications().find("STOPPING=1"), std::string::npos) << received;
+  ::close(notify);
+}
+
+TEST(Relay, JsonLogsAreOneObjectPerLineAndNeverShowThePassword) {
+  fresh_schema();
+  Daemon relay(relay_args({"--set", "log.format=json"}));
+  ASSERT_TRUE(eventually([&] { return relay.log().find("owning 16 of 16") != std::string::npos; })) << relay.log();
+  relay.signal(SIGTERM);
+  ASSERT_EQ(relay.wait_exit(), 0) << relay.log();
+  std::istringstream lines(relay.log());
+  int parsed = 0;
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty()) continue;
+    auto document = nlohmann::json::parse(line);  // throws (fails the test) when a line is not JSON
+    EXPECT_TRUE(document.contains("msg") && document.contains("level") && document.contains("ts")) << line;
+    ++parsed;
+  }
+  EXPECT_GE(parsed, 3);
+  EXPECT_EQ(relay.log().find(":outbox@"), std::string::npos) << "a password reached the log: " << relay.log();
+  EXPECT_NE(relay.log().find(":****@"), std::string::npos) << relay.log();
 }
