@@ -17,6 +17,7 @@ void add_replicate_command(Registry& registry) {
     config::LoadOptions load_options{registry.globals().config_path, registry.globals().overrides};
     daemon::Runtime runtime("replicate", load_options, std::move(config));
     replicate::Service service(runtime, *replicas);
+    runtime.serve_metrics(service.metrics());  // /metrics and /healthz when metrics.listen is set
     service.start();
     int code = runtime.run();
     if (!service.fatal_error().empty()) throw config_error(service.fatal_error());

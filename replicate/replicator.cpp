@@ -4,6 +4,7 @@
 
 #include "core/error.hpp"
 #include "core/failpoint.hpp"
+#include "core/lag.hpp"
 #include "core/pg.hpp"
 #include "core/url.hpp"
 #include "migrate/runner.hpp"
@@ -57,6 +58,7 @@ Replicator::Replicator(loop::Loop& loop, metrics::Registry& metrics, const confi
   // heartbeats flowing while the replica is down and nothing is acked.
   tick_timer_ = std::make_unique<loop::Timer>(loop_, [this] {
     if (broker_) on_broker_readable();
+    update_lag_gauge();
   });
 }
 
@@ -85,6 +87,27 @@ void Replicator::apply_tunables(const config::Config& config) {
   max_attempts_ = static_cast<int>(config.integer("replicate.max_attempts"));
   backoff_.set_cap(config.duration("replicate.max_backoff"));
   if (applier_) applier_->set_max_attempts(max_attempts_);
+  heartbeat_interval_ = static_cast<double>(config.duration("relay.heartbeat_interval").count()) / 1000.0;
+}
+
+// outbox_replicate_lag_seconds{replica}: the heartbeat measure of core/lag.hpp (this daemon does
+// not read the primary's backlog; `outbox lag` does). Runs between batches, so no transaction is open.
+void Replicator::update_lag_gauge() {
+  lag::ReplicaStage stage;
+  stage.name = replica_;
+  if (db_) {
+    try {
+      pqxx::nontransaction tx(*db_);
+      stage = lag::read_replica(tx, replica_);
+    } catch (const std::exception& error) {
+      if (pg::is_connection_error(error)) return database_lost(error.what());
+      stage.error = error.what();
+    }
+  } else {
+    stage.error = "not connected";
+  }
+  lag::compute_behind(stage, nullptr, heartbeat_interval_);
+  lag::set_replica_gauges(metrics_, stage);
 }
 
 void Replicator::start() {
@@ -376,6 +399,9 @@ Service::Service(daemon::Runtime& runtime, std::vector<std::string> replicas) : 
   };
   hooks.healthy = [this] {
     return std::all_of(replicators_.begin(), replicators_.end(), [](const auto& r) { return r->healthy(); });
+  };
+  hooks.connected = [this] {  // for /healthz
+    return std::all_of(replicators_.begin(), replicators_.end(), [](const auto& r) { return r->ready(); });
   };
   runtime_.set_hooks(std::move(hooks));
 }

@@ -63,6 +63,7 @@ class Replicator {
   void apply_pending();
   void record(const Counts& counts, std::chrono::steady_clock::duration took);
   void finish_if_drained();
+  void update_lag_gauge();
   metrics::Counter& counter(const std::string& name, const std::string& extra_label = "");
 
   loop::Loop& loop_;
@@ -82,6 +83,7 @@ class Replicator {
   size_t batch_size_ = 500;
   std::chrono::milliseconds batch_wait_{20};
   int max_attempts_ = 3;
+  double heartbeat_interval_ = 10;  // relay.heartbeat_interval in seconds, for the lag gauge
 
   std::unique_ptr<pqxx::connection> db_;
   std::unique_ptr<Applier> applier_;
