@@ -357,3 +357,24 @@ TEST(Relay, JsonLogsAreOneObjectPerLineAndNeverShowThePassword) {
   EXPECT_EQ(relay.log().find(":outbox@"), std::string::npos) << "a password reached the log: " << relay.log();
   EXPECT_NE(relay.log().find(":****@"), std::string::npos) << relay.log();
 }
+
+TEST(Relay, ItPublishesOverTlsToBothPostgresqlAndRabbitMQ) {
+  fresh_schema();
+  TestQueue queue("test.tls", "tls.#");
+  insert_events("tls.evt", 10, 10);
+  std::string primary_tls = servers().primary_url + "?sslmode=verify-full&sslrootcert=" + servers().tls_ca;
+  Daemon relay(relay_args({"--set", "broker.tls_ca=" + servers().tls_ca}),
+               {{"OUTBOX_BROKER_URL", servers().broker_tls_url}, {"OUTBOX_PRIMARY_URL", primary_tls}});
+  EXPECT_EQ(queue.collect(10).size(), 10u) << relay.log();
+  EXPECT_NE(relay.log().find("broker connected (amqps://outbox:****@localhost:"), std::string::npos) << relay.log();
+  EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) "
+                                          "WHERE ssl AND application_name = 'outbox-relay'"),
+            "1");
+}
+
+TEST(Relay, AnUntrustedBrokerCertificateIsRefused) {
+  fresh_schema();
+  Daemon relay(relay_args(), {{"OUTBOX_BROKER_URL", servers().broker_tls_url}});
+  EXPECT_TRUE(eventually([&] { return relay.log().find("broker unavailable") != std::string::npos; })) << relay.log();
+  EXPECT_EQ(relay.log().find("broker connected"), std::string::npos) << relay.log();
+}

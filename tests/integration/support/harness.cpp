@@ -218,6 +218,8 @@ class ServersEnvironment : public ::testing::Environment {
     g_servers.replica2_url = values["OUTBOX_REPLICA2_URL"];
     g_servers.broker_url = values["OUTBOX_BROKER_URL"];
     g_servers.rabbitmqctl = values["OUTBOX_RABBITMQCTL"];
+    g_servers.broker_tls_url = values["OUTBOX_BROKER_TLS_URL"];
+    g_servers.tls_ca = values["OUTBOX_TLS_CA"];
     if (!values["OUTBOX_SERVERS_DIR"].empty()) g_servers.dir = values["OUTBOX_SERVERS_DIR"];
     if (g_servers.primary_url.empty() || g_servers.replica_url.empty() || g_servers.broker_url.empty())
       FAIL() << "scripts/servers env printed no URLs:\n" << env;

@@ -35,6 +35,8 @@ struct Servers {
   std::string replica2_url;  // database outbox_replica2 on the same replica cluster
   std::string broker_url;    // amqp://...
   std::string rabbitmqctl;   // a script: rabbitmqctl bound to the test node
+  std::string broker_tls_url;  // amqps://...@localhost:PORT/ (TLS listener of the same node)
+  std::string tls_ca;          // CA that signed both servers' certificates (localhost, 127.0.0.1)
 };
 // The running servers; valid during tests (the environment's SetUp filled it).
 const Servers& servers();
