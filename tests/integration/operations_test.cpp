@@ -1,0 +1,323 @@
+// Operations against real servers: `outbox lag`, `outbox check` (Nagios), parking_slot_list
+// --max-staleness, and the daemons' /metrics and /healthz.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+
+#include "tests/integration/support/broker.hpp"
+#include "tests/integration/support/harness.hpp"
+
+using namespace outbox::testing;
+
+namespace {
+
+// Heartbeats every second, so that lag moves within a test; every command that judges lag must
+// know the interval too (it is part of the measure, see core/lag.hpp).
+const std::vector<std::string> kFast = {"--set", "relay.heartbeat_interval=1s"};
+
+std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& extra = kFast) {
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
+// Empty databases and empty queues (migrate declares the queues; earlier tests may have left
+// heartbeats in them).
+void fresh_schema() {
+  reset_databases();
+  ASSERT_TRUE(migrate_all());
+  auto broker = broker_connection();
+  for (const char* queue : {"outbox.replica.main", "outbox.replica.replica2", "outbox.unroutable", "outbox.dead-letter"})
+    broker->purge_queue(queue);
+}
+
+int free_port() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
+  socklen_t length = sizeof address;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+struct Http {
+  int status = 0;
+  std::string body;
+};
+Http get(int port, const std::string& path) {
+  httplib::Client client("127.0.0.1", port);
+  client.set_connection_timeout(2, 0);
+  client.set_read_timeout(5, 0);
+  auto response = client.Get(path.c_str());
+  if (!response) return {};
+  return {response->status, response->body};
+}
+
+// The value of the sample `name` (with its labels, as rendered) in Prometheus text; -1 if absent.
+double sample(const std::string& metrics, const std::string& name) {
+  std::istringstream lines(metrics);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind(name + " ", 0) == 0) return std::stod(line.substr(name.size() + 1));
+  return -1;
+}
+
+// A replica that applied a heartbeat created `age` ago, which took `transit` end to end.
+void set_heartbeat(const std::string& age, const std::string& transit) {
+  exec(servers().replica_url,
+       "INSERT INTO outbox_heartbeat (replica, relay, created_at, applied_at) "
+       "VALUES ('main', 'test', clock_timestamp() - interval '" + age + "', clock_timestamp() - interval '" + age +
+           "' + interval '" + transit + "') "
+           "ON CONFLICT (replica) DO UPDATE SET created_at = EXCLUDED.created_at, applied_at = EXCLUDED.applied_at");
+}
+
+void park_an_event() {
+  exec(servers().replica_url,
+       "INSERT INTO outbox_failed_events (replica, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, "
+       "routing_key, body, error, attempts, state) VALUES ('main', gen_random_uuid()::text, 'parking_slot', 'poison', 1, "
+       "'parking.create', 'parking.create', 'not json', 'malformed JSON body', 3, 'parked')");
+}
+
+// The relay and replicate, both with one-second heartbeats (and /metrics when ports are given).
+struct Pipeline {
+  explicit Pipeline(int relay_port = 0, int replicate_port = 0)
+      : relay(with({"relay", "--set", "relay.poll_interval=200ms"},
+                   with(kFast, relay_port ? std::vector<std::string>{"--set", "metrics.listen=127.0.0.1:" + std::to_string(relay_port)}
+                                          : std::vector<std::string>{}))),
+        replicate(with({"replicate"},
+                       with(kFast, replicate_port ? std::vector<std::string>{"--set", "metrics.listen=127.0.0.1:" + std::to_string(replicate_port)}
+                                                  : std::vector<std::string>{}))) {}
+  Daemon relay;
+  Daemon replicate;
+};
+
+}  // namespace
+
+TEST(Operations, CheckPrintsTheExactNagiosLineAndExitsZeroWhenTheReplicaIsFresh) {
+  fresh_schema();
+  set_heartbeat("0.5 seconds", "0.2 seconds");
+  RunResult result = run_outbox({"check"});
+  EXPECT_EQ(result.exit_code, 0) << result;
+  EXPECT_EQ(result.out, "OUTBOX OK - replica main 0.2s behind, backlog 0 | lag_main=0.2s;30;120;0 backlog=0;;;0 failed=0;;;0\n")
+      << result;
+
+  RunResult quiet = run_outbox({"check", "--quiet"});
+  EXPECT_EQ(quiet.exit_code, 0) << quiet;
+  EXPECT_EQ(quiet.out, "") << "--quiet prints nothing when OK, so cron mails only problems";
+}
+
+TEST(Operations, CheckWarnsWhenAnEventIsParkedEvenWhileTheReplicaIsFresh) {
+  fresh_schema();
+  set_heartbeat("0.5 seconds", "0.2 seconds");
+  park_an_event();
+  RunResult result = run_outbox({"check", "--quiet"});
+  EXPECT_EQ(result.exit_code, 1) << result;
+  EXPECT_NE(result.out.find("OUTBOX WARNING - "), std::string::npos) << result;
+  EXPECT_NE(result.out.find("replica main has 1 failed event parked"), std::string::npos) << result;
+  EXPECT_NE(result.out.find("failed=1;;;0"), std::string::npos) << result;
+}
+
+TEST(Operations, CheckWarnsWhenNoHeartbeatWasAppliedYet) {
+  fresh_schema();
+  RunResult result = run_outbox({"check"});
+  EXPECT_EQ(result.exit_code, 1) << result;
+  EXPECT_NE(result.out.find("replica main lag unknown (no relay heartbeat applied yet)"), std::string::npos) << result;
+  EXPECT_NE(result.out.find("lag_main=U;30;120;0"), std::string::npos) << result;
+}
+
+TEST(Operations, CheckIsCriticalOrWarningByTheThresholdsOnAStaleHeartbeat) {
+  fresh_schema();
+  set_heartbeat("5 minutes", "0.1 seconds");  // behind = 300s - 10s (the default interval) = 290s
+  RunResult critical = run_outbox({"check"});
+  EXPECT_EQ(critical.exit_code, 2) << critical;
+  EXPECT_NE(critical.out.find("OUTBOX CRITICAL - replica main 290."), std::string::npos) << critical;
+  EXPECT_NE(critical.out.find("(critical at 2m)"), std::string::npos) << critical;
+
+  RunResult warning = run_outbox({"check", "--warning", "1m", "--critical", "10m"});
+  EXPECT_EQ(warning.exit_code, 1) << warning;
+  EXPECT_NE(warning.out.find("(warning at 1m)"), std::string::npos) << warning;
+  EXPECT_NE(warning.out.find(";60;600;0"), std::string::npos) << warning;
+
+  RunResult bad = run_outbox({"check", "--warning", "soon"});
+  EXPECT_EQ(bad.exit_code, 3) << bad;
+  EXPECT_NE(bad.out.find("OUTBOX UNKNOWN - --warning: not a duration"), std::string::npos) << bad;
+}
+
+TEST(Operations, CheckIsUnknownAndNamesTheDatabaseThatCannotBeReached) {
+  fresh_schema();
+  set_heartbeat("0.5 seconds", "0.2 seconds");
+  RunResult result = run_outbox({"check"}, {{"OUTBOX_REPLICA_URL", "postgresql://outbox:secret@127.0.0.1:1/nowhere"}});
+  EXPECT_EQ(result.exit_code, 3) << result;
+  EXPECT_NE(result.out.find("OUTBOX UNKNOWN - database replica main unreachable"), std::string::npos) << result;
+  EXPECT_EQ(result.out.find("secret"), std::string::npos) << "passwords are masked: " << result;
+}
+
+TEST(Operations, CheckIsUnknownAndNamesTheBrokerWhenTheBrokerIsDown) {
+  fresh_schema();
+  set_heartbeat("0.5 seconds", "0.2 seconds");
+  ASSERT_TRUE(stop_server("rabbitmq"));
+  RunResult check = run_outbox({"check"});
+  RunResult lag = run_outbox({"lag"});
+  ASSERT_TRUE(start_server("rabbitmq"));
+  EXPECT_EQ(check.exit_code, 3) << check;
+  EXPECT_NE(check.out.find("OUTBOX UNKNOWN - broker unreachable: "), std::string::npos) << check;
+  EXPECT_EQ(check.out.find("database"), std::string::npos) << "only the broker is down: " << check;
+  EXPECT_EQ(lag.exit_code, 69) << "lag prints what it can read and exits 69: " << lag;
+  EXPECT_NE(lag.out.find("broker unreachable: "), std::string::npos) << lag;
+  EXPECT_NE(lag.out.find("public.outbox"), std::string::npos) << lag;
+}
+
+TEST(Operations, ParkingSlotListRefusesWithExit75WhenTheReplicaIsStalerThanMaxStaleness) {
+  fresh_schema();
+  RunResult unknown = run_outbox({"parking_slot_list", "--max-staleness", "30s"});
+  EXPECT_EQ(unknown.exit_code, 75) << unknown;
+  EXPECT_NE(unknown.err.find("staleness unknown"), std::string::npos) << unknown;
+
+  set_heartbeat("1 hour", "0.1 seconds");
+  RunResult stale = run_outbox({"parking_slot_list", "--max-staleness", "30s"});
+  EXPECT_EQ(stale.exit_code, 75) << stale;
+  EXPECT_EQ(stale.out, "") << "nothing is listed from a stale replica";
+  EXPECT_NE(stale.err.find("replica main is 3590."), std::string::npos) << stale;
+  EXPECT_NE(stale.err.find("behind, more than --max-staleness 30s"), std::string::npos) << stale;
+  EXPECT_EQ(std::count(stale.err.begin(), stale.err.end(), '\n'), 1) << "one line: " << stale;
+
+  EXPECT_EQ(run_outbox({"parking_slot_list", "--max-staleness", "30s", "--from", "primary"}).exit_code, 0)
+      << "the primary is never stale";
+
+  exec(servers().replica_url, "INSERT INTO parking_slots VALUES (gen_random_uuid(), 'A', 'available', 1)");
+  set_heartbeat("0.5 seconds", "0.2 seconds");
+  RunResult fresh = run_outbox({"parking_slot_list", "--max-staleness", "30s"});
+  EXPECT_EQ(fresh.exit_code, 0) << fresh;
+  EXPECT_NE(fresh.out.find("\"name\": \"A\""), std::string::npos) << fresh;
+}
+
+TEST(Operations, LagAndCheckAreOkWhenThePipelineIsIdleAfterHeartbeats) {
+  fresh_schema();
+  Pipeline pipeline;
+  ASSERT_EQ(run_outbox({"create_parking_slot", "--name", "A"}).exit_code, 0);
+  RunResult check;
+  EXPECT_TRUE(eventually([&] {
+    check = run_outbox(with({"check", "--warning", "5s", "--critical", "10s"}));
+    return check.exit_code == 0;
+  }, 30s)) << check;
+  EXPECT_TRUE(std::regex_search(check.out, std::regex(R"(^OUTBOX OK - replica main \d+\.\ds behind, backlog \d+ \| lag_main=\d+\.\ds;5;10;0 backlog=\d+;;;0 failed=0;;;0\n$)")))
+      << check;
+
+  RunResult text = run_outbox(with({"lag"}));
+  EXPECT_EQ(text.exit_code, 0) << text;
+  for (const char* expected : {"OUTBOX TABLE", "public.outbox", "BROKER QUEUE", "outbox.replica.main", "outbox.unroutable",
+                               "outbox.dead-letter", "REPLICA", "main"})
+    EXPECT_NE(text.out.find(expected), std::string::npos) << expected << "\n" << text;
+
+  RunResult json = run_outbox(with({"lag", "--json"}));
+  ASSERT_EQ(json.exit_code, 0) << json;
+  nlohmann::json report = nlohmann::json::parse(json.out);  // throws (fails the test) if it does not parse
+  EXPECT_EQ(report["outbox"]["tables"][0]["table"], "public.outbox");
+  EXPECT_TRUE(report["outbox"]["error"].is_null());
+  EXPECT_EQ(report["broker"]["queues"][0]["queue"], "outbox.replica.main");
+  EXPECT_EQ(report["broker"]["queues"][0]["consumers"], 1) << "replicate consumes the queue";
+  EXPECT_EQ(report["broker"]["unroutable"], 0);
+  EXPECT_EQ(report["broker"]["dead_letter"], 0);
+  const auto& replica = report["replicas"][0];
+  EXPECT_EQ(replica["name"], "main");
+  EXPECT_LT(replica["seconds_behind"].get<double>(), 5.0) << json.out;
+  EXPECT_EQ(replica["behind_source"], "heartbeat");
+  EXPECT_FALSE(replica["heartbeat"]["created_at"].is_null());
+  EXPECT_FALSE(replica["last_applied"]["event_id"].is_null());
+  EXPECT_EQ(replica["failed"]["parked"], 0);
+}
+
+TEST(Operations, CheckWarnsThenGoesCriticalWhenReplicateIsStoppedAndTheHeartbeatAges) {
+  fresh_schema();
+  Pipeline pipeline;
+  RunResult check;
+  ASSERT_TRUE(eventually([&] { return run_outbox(with({"check", "--warning", "3s", "--critical", "6s"})).exit_code == 0; }, 30s));
+  pipeline.replicate.signal(SIGTERM);
+  ASSERT_EQ(pipeline.replicate.wait_exit(), 0);
+
+  // Heartbeats keep going into the queue, none is applied: the measure grows by the second.
+  EXPECT_TRUE(eventually([&] {
+    check = run_outbox(with({"check", "--warning", "3s", "--critical", "1h"}));
+    return check.exit_code == 1;
+  }, 30s)) << check;
+  EXPECT_NE(check.out.find("OUTBOX WARNING - replica main "), std::string::npos) << check;
+  EXPECT_NE(check.out.find("(warning at 3s)"), std::string::npos) << check;
+  EXPECT_TRUE(eventually([&] {
+    check = run_outbox(with({"check", "--warning", "3s", "--critical", "6s"}));
+    return check.exit_code == 2;
+  }, 30s)) << check;
+  EXPECT_NE(check.out.find("OUTBOX CRITICAL - replica main "), std::string::npos) << check;
+  EXPECT_TRUE(std::regex_search(check.out, std::regex(R"(backlog [1-9]\d*)"))) << "the queued heartbeats: " << check;
+
+  nlohmann::json report = nlohmann::json::parse(run_outbox(with({"lag", "--json"})).out);
+  EXPECT_GE(report["replicas"][0]["seconds_behind"].get<double>(), 6.0);
+  EXPECT_GE(report["broker"]["queues"][0]["ready"].get<int>(), 1);
+  EXPECT_EQ(report["broker"]["queues"][0]["consumers"], 0);
+}
+
+TEST(Operations, MetricsServeTheNamedCountersAndTheyMove) {
+  fresh_schema();
+  int relay_port = free_port(), replicate_port = free_port();
+  Pipeline pipeline(relay_port, replicate_port);
+  Http relay_health, replicate_health;
+  EXPECT_TRUE(eventually([&] {
+    relay_health = get(relay_port, "/healthz");
+    replicate_health = get(replicate_port, "/healthz");
+    return relay_health.status == 200 && replicate_health.status == 200;
+  }, 30s)) << relay_health.status << " " << relay_health.body << "; " << replicate_health.status << " " << replicate_health.body;
+  EXPECT_EQ(relay_health.body.rfind("ok: relaying", 0), 0) << relay_health.body;
+
+  std::string relay = get(relay_port, "/metrics").body;
+  std::string replicate = get(replicate_port, "/metrics").body;
+  for (const char* name : {"outbox_relay_published_total", "outbox_relay_confirmed_total", "outbox_relay_nacked_total",
+                           "outbox_relay_returned_total", "outbox_relay_reconnects_total", "outbox_relay_batch_seconds_count"})
+    EXPECT_GE(sample(relay, name), 0) << name << " missing:\n" << relay;
+  for (const char* name : {"outbox_replicate_applied_total{replica=\"main\"}", "outbox_replicate_skipped_total{replica=\"main\",reason=\"stale\"}",
+                           "outbox_replicate_parked_total{replica=\"main\"}", "outbox_replicate_reconnects_total{replica=\"main\"}",
+                           "outbox_replicate_batch_seconds_count"})
+    EXPECT_GE(sample(replicate, name), 0) << name << " missing:\n" << replicate;
+  EXPECT_NE(relay.find("# TYPE outbox_relay_batch_seconds histogram"), std::string::npos);
+
+  double published = sample(relay, "outbox_relay_published_total");
+  double applied = sample(replicate, "outbox_replicate_applied_total{replica=\"main\"}");
+  for (const char* name : {"A", "B", "C"}) ASSERT_EQ(run_outbox({"create_parking_slot", "--name", name}).exit_code, 0);
+  EXPECT_TRUE(eventually([&] {
+    relay = get(relay_port, "/metrics").body;
+    replicate = get(replicate_port, "/metrics").body;
+    return sample(relay, "outbox_relay_confirmed_total") >= published + 3 &&
+           sample(replicate, "outbox_replicate_applied_total{replica=\"main\"}") >= applied + 3 &&
+           sample(replicate, "outbox_replicate_lag_seconds{replica=\"main\"}") >= 0;
+  }, 30s)) << relay << replicate;
+  EXPECT_GE(sample(relay, "outbox_relay_published_total"), published + 3);
+  EXPECT_GE(sample(relay, "outbox_relay_backlog{table=\"public.outbox\"}"), 0) << relay;
+  EXPECT_GE(sample(relay, "outbox_relay_oldest_unpublished_seconds{table=\"public.outbox\"}"), 0) << relay;
+  EXPECT_LT(sample(replicate, "outbox_replicate_lag_seconds{replica=\"main\"}"), 5) << replicate;
+}
+
+TEST(Operations, HealthzIsNotOkWhileTheRelayCannotReachTheBroker) {
+  fresh_schema();
+  int port = free_port();
+  Daemon relay({"relay", "--set", "metrics.listen=127.0.0.1:" + std::to_string(port)},
+               {{"OUTBOX_BROKER_URL", "amqp://outbox:outbox@127.0.0.1:1/"}});
+  Http health;
+  EXPECT_TRUE(eventually([&] {
+    health = get(port, "/healthz");
+    return health.body.rfind("unhealthy: not connected: waiting for the broker", 0) == 0;
+  }, 20s)) << health.status << " " << health.body;
+  EXPECT_EQ(health.status, 503) << health.body;
+  EXPECT_EQ(get(port, "/metrics").status, 200) << "metrics are served while disconnected";
+}
+
+TEST(Operations, AMetricsListenAddressThatIsNotHostAndPortIsAConfigError) {
+  RunResult result = run_outbox({"relay", "--set", "metrics.listen=localhost"}, {}, 20s);
+  EXPECT_EQ(result.exit_code, 78) << result;
+  EXPECT_NE(result.err.find("metrics.listen"), std::string::npos) << result;
+}
