@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "core/verify.hpp"
 
 namespace outbox::cmd {
 
@@ -47,5 +48,18 @@ void add_relay_command(Registry& registry);
 void add_replicate_command(Registry& registry);
 void add_lag_commands(Registry& registry);
 void add_failed_commands(Registry& registry);
+void add_verify_command(Registry& registry);
+void add_resync_command(Registry& registry);
+
+// What verify and resync --all share: both connections (schemas checked to be current), the
+// mapped tables and the options. Error(config) for an unknown replica, Error(unavailable) when a
+// database cannot be reached.
+struct VerifySetup {
+  std::unique_ptr<pqxx::connection> primary, replica;
+  std::vector<verify::TableSpec> tables;
+  verify::Options options;
+};
+VerifySetup verify_setup(const config::Config& config, const std::string& replica, const std::string& timeout,
+                         const std::string& application);
 
 }  // namespace outbox::cmd

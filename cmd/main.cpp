@@ -50,6 +50,8 @@ int main(int argc, char** argv) {
   cmd::add_replicate_command(registry);
   cmd::add_lag_commands(registry);
   cmd::add_failed_commands(registry);
+  cmd::add_verify_command(registry);
+  cmd::add_resync_command(registry);
 
   try {
     app.parse(argc, argv);

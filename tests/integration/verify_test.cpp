@@ -1,0 +1,249 @@
+// outbox verify and outbox resync against a real pipeline: equal, drift of each kind (missing,
+// extra, different), chunking, the recheck under concurrent writes, unreachable databases, the
+// consistent-point deadline, and resync repairing drift through the outbox.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <thread>
+
+#include "core/parking.hpp"
+#include "tests/integration/support/broker.hpp"
+#include "tests/integration/support/harness.hpp"
+
+using namespace outbox::testing;
+namespace parking = outbox::parking;
+
+namespace {
+
+const std::vector<std::string> kRelay = {"relay", "--set", "relay.heartbeat_interval=1s", "--set", "relay.poll_interval=200ms"};
+const std::vector<std::string> kReplicate = {"replicate", "--set", "replicate.max_backoff=1s"};
+
+void fresh_start() {
+  reset_databases();
+  ASSERT_TRUE(migrate_all());
+  auto connection = broker_connection();
+  for (const char* queue : {"outbox.replica.main", "outbox.replica.replica2", "outbox.dead-letter"})
+    connection->purge_queue(queue);
+}
+
+std::vector<std::string> create_slots(int n, const std::string& prefix = "slot") {
+  auto connection = connect(servers().primary_url);
+  std::vector<std::string> uuids;
+  for (int i = 0; i < n; ++i) {
+    pqxx::work tx(connection);
+    uuids.push_back(parking::create(tx, prefix + "-" + std::to_string(i)).uuid);
+    tx.commit();
+  }
+  return uuids;
+}
+
+std::vector<std::vector<std::string>> slots(const std::string& url) {
+  return rows(url, "SELECT uuid::text, name, status, version::text FROM parking_slots ORDER BY uuid");
+}
+
+bool converged() { return slots(servers().replica_url) == slots(servers().primary_url); }
+
+size_t count_lines(const std::string& text, const std::string& prefix) {
+  size_t n = 0, at = 0;
+  while (at < text.size()) {
+    size_t end = text.find('\n', at);
+    if (end == std::string::npos) end = text.size();
+    if (text.compare(at, prefix.size(), prefix) == 0) ++n;
+    at = end + 1;
+  }
+  return n;
+}
+
+}  // namespace
+
+TEST(Verify, AnEqualReplicaExitsZeroWithOneSummaryLine) {
+  fresh_start();
+  Daemon relay(kRelay);
+  Daemon replicate(kReplicate);
+  create_slots(40);
+  RunResult verify = run_outbox({"verify"});
+  EXPECT_EQ(verify.exit_code, 0) << verify;
+  EXPECT_NE(verify.out.find("verify: replica main equals the primary: parking_slots 40 rows on the primary, 40 on the replica"),
+            std::string::npos)
+      << verify;
+  EXPECT_EQ(count_lines(verify.out, ""), 1u) << verify;
+  // It waited for the replica, so the replica has everything without any other wait.
+  EXPECT_TRUE(converged());
+}
+
+TEST(Verify, DriftOfEachKindIsOneLineAndExitOneAndResyncAllRepairsIt) {
+  fresh_start();
+  Daemon relay(kRelay);
+  Daemon replicate(kReplicate);
+  std::vector<std::string> uuids = create_slots(30);
+  ASSERT_TRUE(eventually(converged));
+  // Drift made behind the pipeline's back: a changed row, a lost row, a row the primary never had,
+  // and a row deleted on the primary without an event.
+  exec(servers().replica_url, "UPDATE parking_slots SET status = 'blocked' WHERE uuid = '" + uuids[3] + "'");
+  exec(servers().replica_url, "DELETE FROM parking_slots WHERE uuid = '" + uuids[7] + "'");
+  std::string stranger = "0badf00d-0000-4000-8000-000000000001";
+  exec(servers().replica_url, "INSERT INTO parking_slots VALUES ('" + stranger + "', 'stranger', 'available', 1)");
+  exec(servers().primary_url, "DELETE FROM parking_slots WHERE uuid = '" + uuids[9] + "'");
+
+  RunResult verify = run_outbox({"verify", "--chunk-rows", "7"});
+  EXPECT_EQ(verify.exit_code, 1) << verify;
+  EXPECT_NE(verify.out.find("different parking_slots uuid=" + uuids[3] +
+                            ": primary {\"name\": \"slot-3\", \"status\": \"available\", \"version\": 1}, replica main "
+                            "{\"name\": \"slot-3\", \"status\": \"blocked\", \"version\": 1}"),
+            std::string::npos)
+      << verify;
+  EXPECT_NE(verify.out.find("missing parking_slots uuid=" + uuids[7] + ": primary {\"name\": \"slot-7\""), std::string::npos) << verify;
+  EXPECT_NE(verify.out.find("extra parking_slots uuid=" + stranger + ": primary (none), replica main {\"name\": \"stranger\""),
+            std::string::npos)
+      << verify;
+  EXPECT_NE(verify.out.find("extra parking_slots uuid=" + uuids[9]), std::string::npos) << verify;
+  EXPECT_NE(verify.out.find("differs from the primary in 4 row(s) (1 missing, 2 extra, 1 different)"), std::string::npos) << verify;
+  EXPECT_NE(verify.out.find("5 chunk(s)"), std::string::npos) << verify;
+
+  RunResult json = run_outbox({"verify", "--json"});
+  EXPECT_EQ(json.exit_code, 1) << json;
+  nlohmann::json document = nlohmann::json::parse(json.out);
+  EXPECT_EQ(document["equal"], false);
+  EXPECT_EQ(document["differences"].size(), 4u);
+  EXPECT_EQ(document["tables"][0]["primary_rows"], 29);
+  EXPECT_EQ(document["tables"][0]["replica_rows"], 30);
+
+  RunResult resync = run_outbox({"resync", "--all"});
+  EXPECT_EQ(resync.exit_code, 0) << resync;
+  EXPECT_NE(resync.out.find("resynced " + uuids[3] + ": parking.update v2"), std::string::npos) << resync;
+  EXPECT_NE(resync.out.find("resynced " + stranger + ": parking.delete v2"), std::string::npos) << resync;
+  EXPECT_NE(resync.out.find("resynced " + uuids[9] + ": parking.delete v2"), std::string::npos) << resync;
+  EXPECT_NE(resync.out.find("resync: 4 row(s) resynced (2 parking.update, 2 parking.delete)"), std::string::npos) << resync;
+
+  RunResult again = run_outbox({"verify"});
+  EXPECT_EQ(again.exit_code, 0) << again;
+  EXPECT_TRUE(converged());
+  // Through the normal path: four more events in the outbox, nothing truncated on the replica.
+  EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM outbox WHERE aggregate_type = 'parking_slot'"), "34");
+  EXPECT_EQ(scalar(servers().primary_url, "SELECT version FROM parking_slots WHERE uuid = '" + uuids[7] + "'"), "2");
+}
+
+TEST(Verify, ResyncOfChosenUuidsBeatsAReplicaVersionThatIsAheadOfThePrimary) {
+  fresh_start();
+  Daemon relay(kRelay);
+  Daemon replicate(kReplicate);
+  std::vector<std::string> uuids = create_slots(3);
+  ASSERT_TRUE(eventually(converged));
+  // The replica is ahead (say the primary was restored from a backup): version 9 with other data.
+  exec(servers().replica_url, "UPDATE parking_slots SET name = 'future', version = 9 WHERE uuid = '" + uuids[0] + "'");
+  exec(servers().replica_url, "UPDATE outbox_aggregate_versions SET version = 9 WHERE aggregate_id = '" + uuids[0] + "'");
+  RunResult resync = run_outbox({"resync", "--uuid", uuids[0], "--uuid", parking::normalize_uuid(uuids[0])});
+  EXPECT_EQ(resync.exit_code, 0) << resync;
+  EXPECT_EQ(resync.out, "resynced " + uuids[0] + ": parking.update v10\nresync: 1 row(s) resynced (1 parking.update, 0 parking.delete) "
+                        "through public.outbox; every replica applies them\n");
+  EXPECT_TRUE(eventually(converged)) << replicate.log();
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT name FROM parking_slots WHERE uuid = '" + uuids[0] + "'"), "slot-0");
+}
+
+TEST(Verify, ResyncRejectsBadUuidsAndReportsUnknownOnesWithoutWriting) {
+  fresh_start();
+  std::string before = scalar(servers().primary_url, "SELECT count(*) FROM outbox");
+  RunResult bad = run_outbox({"resync", "--uuid", "42"});
+  EXPECT_EQ(bad.exit_code, 65) << bad;
+  EXPECT_EQ(bad.err, "outbox: invalid uuid \"42\": must look like 3f0c1d2e-4b5a-6978-8a9b-0c1d2e3f4a5b\n");
+  RunResult none = run_outbox({"resync"});
+  EXPECT_EQ(none.exit_code, 64) << none;
+  RunResult both = run_outbox({"resync", "--all", "--uuid", "0badf00d-0000-4000-8000-000000000001"});
+  EXPECT_EQ(both.exit_code, 64) << both;
+  RunResult unknown = run_outbox({"resync", "--uuid", "0badf00d-0000-4000-8000-000000000001"});
+  EXPECT_EQ(unknown.exit_code, 65) << unknown;
+  EXPECT_EQ(unknown.err, "outbox: resync: parking slot 0badf00d-0000-4000-8000-000000000001 is on neither the primary nor any "
+                         "replica; nothing to resync\n");
+  EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM outbox"), before);
+}
+
+TEST(Verify, ResyncRefusesToWriteWhenAReplicaCannotBeRead) {
+  fresh_start();
+  std::vector<std::string> uuids = create_slots(1);
+  std::string before = scalar(servers().primary_url, "SELECT count(*) FROM outbox");
+  RunResult resync = run_outbox({"resync", "--uuid", uuids[0]}, {{"OUTBOX_REPLICA_URL", "postgresql://outbox@127.0.0.1:1/nowhere"}});
+  EXPECT_EQ(resync.exit_code, 69) << resync;
+  EXPECT_EQ(resync.err.rfind("outbox: replica main postgresql://outbox@127.0.0.1:1/nowhere: ", 0), 0u) << resync;
+  EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM outbox"), before);
+}
+
+TEST(Verify, AnUnreachableDatabaseIsExitThreeWithOneLineNamingIt) {
+  fresh_start();
+  RunResult replica = run_outbox({"verify"}, {{"OUTBOX_REPLICA_URL", "postgresql://outbox@127.0.0.1:1/nowhere"}});
+  EXPECT_EQ(replica.exit_code, 3) << replica;
+  EXPECT_EQ(replica.err.rfind("outbox: verify: replica main postgresql://outbox@127.0.0.1:1/nowhere: ", 0), 0u) << replica;
+  EXPECT_EQ(count_lines(replica.err, ""), 1u) << replica;
+  RunResult primary = run_outbox({"verify"}, {{"OUTBOX_PRIMARY_URL", "postgresql://outbox:secret@127.0.0.1:1/nowhere"}});
+  EXPECT_EQ(primary.exit_code, 3) << primary;
+  EXPECT_EQ(primary.err.rfind("outbox: verify: primary postgresql://outbox:****@127.0.0.1:1/nowhere: ", 0), 0u) << primary;
+  EXPECT_EQ(primary.err.find("secret"), std::string::npos) << primary;
+}
+
+TEST(Verify, WithoutARelayThereIsNoConsistentPointAndVerifyExits75NamingTheRelay) {
+  fresh_start();
+  create_slots(2);
+  RunResult verify = run_outbox({"verify", "--timeout", "1s"});
+  EXPECT_EQ(verify.exit_code, 75) << verify;
+  EXPECT_EQ(verify.err, "outbox: verify: the relay has not published public.outbox up to position 2 within 1s (2 rows still "
+                        "unpublished); is outbox relay running? (see outbox lag)\n");
+  // The relay is there, replicate is not.
+  Daemon relay(kRelay);
+  RunResult stuck = run_outbox({"verify", "--timeout", "3s"});
+  EXPECT_EQ(stuck.exit_code, 75) << stuck;
+  EXPECT_NE(stuck.err.find("replica main has not applied an event created after"), std::string::npos) << stuck;
+}
+
+TEST(Verify, ConcurrentWritesDuringTheCompareAreRecheckedAndNotReportedAsDrift) {
+  fresh_start();
+  Daemon relay(kRelay);
+  Daemon replicate(kReplicate);
+  std::vector<std::string> uuids = create_slots(400);
+  ASSERT_TRUE(eventually(converged, 60s));
+  std::atomic<bool> stop{false};
+  std::atomic<int> writes{0};
+  std::thread writer([&] {
+    auto connection = connect(servers().primary_url);
+    const char* statuses[] = {"available", "blocked", "reserved"};
+    for (size_t i = 0; !stop; ++i) {
+      pqxx::work tx(connection);
+      parking::update(tx, uuids[(i * 37) % uuids.size()], std::nullopt, std::string(statuses[i % 3]));
+      tx.commit();
+      ++writes;
+    }
+  });
+  // Small chunks: the compare takes long enough to see many writes in flight.
+  RunResult verify = run_outbox({"verify", "--chunk-rows", "10", "--json"});
+  stop = true;
+  writer.join();
+  EXPECT_GT(writes.load(), 0);
+  EXPECT_EQ(verify.exit_code, 0) << verify;
+  nlohmann::json document = nlohmann::json::parse(verify.out);
+  EXPECT_EQ(document["tables"][0]["chunks"], 41);
+  EXPECT_EQ(document["tables"][0]["rechecked"], document["tables"][0]["settled"]);
+  std::cerr << "[verify] " << writes << " concurrent writes, " << document["tables"][0]["rechecked"] << " rows rechecked\n";
+}
+
+TEST(Verify, AnotherMappedTableIsComparedByItsOwnKeyAndColumns) {
+  fresh_start();
+  for (const std::string* url : {&servers().primary_url, &servers().replica_url})
+    exec(*url, "CREATE TABLE \"Odd; Table\" (id bigint PRIMARY KEY, \"weird \"\"col\" text, payload jsonb, at timestamptz)");
+  exec(servers().primary_url, "INSERT INTO \"Odd; Table\" SELECT g, 'v' || g, jsonb_build_object('g', g), '2024-01-01T00:00:00Z' "
+                              "FROM generate_series(1, 50) g");
+  exec(servers().replica_url, "SET TimeZone = 'Asia/Tokyo'; INSERT INTO \"Odd; Table\" SELECT g, 'v' || g, "
+                              "jsonb_build_object('g', g), '2024-01-01T09:00:00+09' FROM generate_series(1, 50) g WHERE g <> 17");
+  exec(servers().replica_url, "UPDATE \"Odd; Table\" SET payload = '{\"g\": 0}' WHERE id = 33");
+  Daemon relay(kRelay);
+  Daemon replicate(kReplicate);
+  RunResult verify = run_outbox({"verify", "--table", "Odd; Table", "--key", "id", "--chunk-rows", "8"});
+  EXPECT_EQ(verify.exit_code, 1) << verify;
+  EXPECT_NE(verify.out.find("missing Odd; Table id=17: primary {\"weird \\\"col\": \"v17\", \"payload\": {\"g\": 17}, "
+                            "\"at\": \"2024-01-01T00:00:00+00:00\"}, replica main (none)"),
+            std::string::npos)
+      << verify;
+  EXPECT_NE(verify.out.find("different Odd; Table id=33"), std::string::npos) << verify;
+  EXPECT_NE(verify.out.find("in 2 row(s)"), std::string::npos) << verify;
+  RunResult missing = run_outbox({"verify", "--table", "no_such_table"});
+  EXPECT_EQ(missing.exit_code, 78) << missing;
+  EXPECT_EQ(missing.err, "outbox: primary: table no_such_table does not exist (run 'outbox migrate', or fix the table name)\n");
+}
