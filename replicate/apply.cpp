@@ -12,6 +12,9 @@ namespace {
 constexpr const char* kApplyStatement = "replicate_apply";
 constexpr const char* kFailedStatement = "replicate_record_failed";
 constexpr const char* kLockStatement = "replicate_lock";
+// Savepoints are plain SQL: libpqxx 6's subtransaction does not send its SAVEPOINT before an
+// exec_prepared, so a failing prepared statement would abort the whole transaction.
+constexpr const char* kSavepoint = "replicate_event";
 
 std::string literal(std::string_view text) {
   std::string out = "'";
@@ -393,7 +396,8 @@ Counts Applier::isolate(pqxx::dbtransaction& tx, std::vector<Item>& items) {
     counts.parked += parked;
     counts.waiting += waiting;
     if (parked)
-      log_->warn("parked event {} ({}): {}", item.message->message_id.value_or("without message_id"),
+      log_->warn("parked event {} ({}): {}",
+                 item.message->message_id && !item.message->message_id->empty() ? *item.message->message_id : "without message_id",
                  item.message->type.value_or(item.message->routing_key), item.checked.error);
   }
   bisect(tx, run_of_valid, counts);
@@ -405,15 +409,16 @@ void Applier::bisect(pqxx::dbtransaction& tx, const std::vector<Item*>& items, C
   int attempts = items.size() == 1 ? max_attempts_ : 1;
   std::string last_error;
   for (int attempt = 1; attempt <= attempts; ++attempt) {
+    tx.exec(std::string("SAVEPOINT ") + kSavepoint);
     try {
-      pqxx::subtransaction savepoint(tx, "apply");
-      Counts done = run(savepoint, items, false);
-      savepoint.commit();
+      Counts done = run(tx, items, false);
+      tx.exec(std::string("RELEASE SAVEPOINT ") + kSavepoint);
       counts += done;
       return;
     } catch (const pqxx::sql_error& error) {
       if (classify(error) != Failure::event) throw;
       last_error = one_line(error.what());
+      tx.exec(std::string("ROLLBACK TO SAVEPOINT ") + kSavepoint);
     }
   }
   if (items.size() > 1) {
@@ -435,14 +440,15 @@ void Applier::bisect(pqxx::dbtransaction& tx, const std::vector<Item*>& items, C
 std::string Applier::apply_one(pqxx::dbtransaction& tx, const amqp::IncomingMessage& message, Counts& counts) {
   Item item{&message, check_message(message, mappings_)};
   if (!item.checked.event) return item.checked.error;
+  tx.exec(std::string("SAVEPOINT ") + kSavepoint);
   try {
-    pqxx::subtransaction savepoint(tx, "retry");
-    Counts done = run(savepoint, {&item}, true);
-    savepoint.commit();
+    Counts done = run(tx, {&item}, true);
+    tx.exec(std::string("RELEASE SAVEPOINT ") + kSavepoint);
     counts += done;
     return "";
   } catch (const pqxx::sql_error& error) {
     if (classify(error) != Failure::event) throw;
+    tx.exec(std::string("ROLLBACK TO SAVEPOINT ") + kSavepoint);
     return one_line(error.what());
   }
 }

@@ -195,6 +195,8 @@ void Replicator::connect_broker() {
       log_->info("broker connected ({}); consuming {} with prefetch {}", broker_->node(), queue_.queue, prefetch_);
     }
     broker_problem_.clear();
+    // Deliveries that arrived with the consume-ok sit in rabbitmq-c's buffer, unseen by the socket poll.
+    if (broker_->has_buffered_data()) on_broker_readable();
   } catch (const Error& error) {
     broker_poll_.reset();
     broker_.reset();
@@ -323,6 +325,8 @@ void Replicator::record(const Counts& counts, Clock::duration took) {
 
 void Replicator::begin_shutdown() {
   if (stopping_) return;
+  // Take in what the broker has already sent, so the in-flight events are applied, not redelivered.
+  on_broker_readable();
   stopping_ = true;
   log_->info("draining: {} received event(s) to apply", pending_.size());
   if (!pending_.empty()) apply_soon_->request();

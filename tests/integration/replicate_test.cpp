@@ -1,0 +1,460 @@
+// outbox replicate against a real PostgreSQL and RabbitMQ: events reach the replicas exactly once
+// in effect, whatever the broker redelivers or reorders, through poison events, outages and crashes.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <random>
+#include <thread>
+
+#include "core/parking.hpp"
+#include "tests/integration/support/broker.hpp"
+#include "tests/integration/support/harness.hpp"
+
+using namespace outbox::testing;
+namespace amqp = outbox::amqp;
+namespace parking = outbox::parking;
+
+namespace {
+
+const std::vector<std::string> kRelay = {"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms"};
+const std::vector<std::string> kReplicate = {"replicate", "--set", "replicate.max_backoff=1s"};
+
+std::vector<std::string> with(std::vector<std::string> base, const std::vector<std::string>& extra) {
+  base.insert(base.end(), extra.begin(), extra.end());
+  return base;
+}
+
+// Empty databases at the current schema, and empty replica queues (they outlive a test).
+void fresh_start() {
+  reset_databases();
+  ASSERT_TRUE(migrate_all());
+  auto connection = broker_connection();
+  for (const char* queue : {"outbox.replica.main", "outbox.replica.replica2", "outbox.dead-letter"})
+    connection->purge_queue(queue);
+}
+
+std::string random_uuid() {
+  static std::mt19937_64 random(std::random_device{}());
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (int i = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) out += '-';
+    out += hex[random() % 16];
+  }
+  out[14] = '4';
+  return out;
+}
+
+std::vector<std::vector<std::string>> slots(const std::string& url) {
+  return rows(url, "SELECT uuid::text, name, status, version::text FROM parking_slots ORDER BY uuid");
+}
+
+bool replica_equals_primary(const std::string& replica_url = servers().replica_url) {
+  return slots(replica_url) == slots(servers().primary_url);
+}
+
+std::string count(const std::string& url, const std::string& sql) { return scalar(url, "SELECT count(*) FROM " + sql); }
+
+// Writes parking-slot changes on the primary the way the CLI does (row and event in one transaction).
+class Writer {
+ public:
+  std::vector<std::string> uuids;
+  void create(int n, const std::string& prefix = "slot") {
+    auto connection = connect(servers().primary_url);
+    for (int i = 0; i < n; ++i) {
+      pqxx::work tx(connection);
+      uuids.push_back(parking::create(tx, prefix + "-" + std::to_string(uuids.size())).uuid);
+      tx.commit();
+    }
+  }
+  void update_each(const std::string& status) {
+    auto connection = connect(servers().primary_url);
+    for (const std::string& uuid : uuids) {
+      pqxx::work tx(connection);
+      parking::update(tx, uuid, std::nullopt, status);
+      tx.commit();
+    }
+  }
+  void remove_every(int nth) {
+    auto connection = connect(servers().primary_url);
+    for (size_t i = 0; i < uuids.size(); i += static_cast<size_t>(nth)) {
+      pqxx::work tx(connection);
+      parking::remove(tx, uuids[i]);
+      tx.commit();
+    }
+  }
+};
+
+// The primary's outbox as the messages the relay publishes.
+std::vector<amqp::OutgoingMessage> outbox_as_messages() {
+  std::vector<amqp::OutgoingMessage> out;
+  for (const auto& row :
+       rows(servers().primary_url,
+            "SELECT event_id::text, aggregate_type, aggregate_id, aggregate_version::text, event_type, payload::text, "
+            "((extract(epoch FROM created_at) * 1000000)::bigint)::text, position::text FROM outbox ORDER BY position")) {
+    amqp::OutgoingMessage message;
+    message.exchange = "outbox";
+    message.message_id = row[0];
+    message.type = row[4];
+    message.routing_key = row[4];
+    message.body = row[5];
+    message.timestamp_seconds = std::stoll(row[6]) / 1000000;
+    message.headers = {{"aggregate_type", row[1]},
+                       {"aggregate_id", row[2]},
+                       {"aggregate_version", std::stoll(row[3])},
+                       {"created_at", std::stoll(row[6])},
+                       {"outbox_position", std::stoll(row[7])},
+                       {"outbox_table", std::string("public.outbox")}};
+    out.push_back(message);
+  }
+  return out;
+}
+
+amqp::OutgoingMessage parking_message(const std::string& type, const std::string& uuid, long long version,
+                                      const std::string& body) {
+  amqp::OutgoingMessage message;
+  message.exchange = "outbox";
+  message.message_id = random_uuid();
+  message.type = type;
+  message.routing_key = type;
+  message.body = body;
+  message.headers = {{"aggregate_type", std::string("parking_slot")},
+                     {"aggregate_id", uuid},
+                     {"aggregate_version", version},
+                     {"created_at", 1700000000000000LL + version}};
+  return message;
+}
+
+std::string slot_json(const std::string& uuid, const std::string& name, const std::string& status, long long version) {
+  return nlohmann::json{{"uuid", uuid}, {"name", name}, {"status", status}, {"version", version}}.dump();
+}
+
+void publish(const std::vector<amqp::OutgoingMessage>& messages) {
+  auto connection = broker_connection();
+  for (const auto& message : messages) connection->publish(message);
+  // A passive declare is a round trip: everything published before it has reached the broker.
+  connection->inspect_queue("outbox.replica.main");
+}
+
+void expect_drained(const std::string& queue = "outbox.replica.main") {
+  EXPECT_TRUE(eventually([&] { return broker_connection()->inspect_queue(queue).first == 0; }, 30s))
+      << queue << " still holds messages";
+}
+
+// Replays the primary's outbox in the given arrangement and checks the replica ends equal.
+void replay_and_compare(const std::function<std::vector<amqp::OutgoingMessage>(std::vector<amqp::OutgoingMessage>)>& arrange) {
+  fresh_start();
+  Writer writer;
+  writer.create(60);
+  writer.update_each("reserved");
+  writer.update_each("blocked");
+  writer.remove_every(4);
+  std::vector<amqp::OutgoingMessage> events = outbox_as_messages();
+  ASSERT_EQ(events.size(), 60u * 3 + 15);
+  publish(arrange(events));
+  Daemon replicate(with(kReplicate, {"--set", "replicate.batch_size=37"}));
+  ASSERT_TRUE(eventually([] { return replica_equals_primary(); }, 60s));
+  expect_drained();
+  // Each distinct event id is recorded once, however often it arrived.
+  EXPECT_EQ(count(servers().replica_url, "outbox_applied_events"), std::to_string(events.size()));
+  EXPECT_EQ(count(servers().replica_url, "outbox_failed_events"), "0");
+  EXPECT_EQ(count(servers().replica_url, "outbox_aggregate_versions WHERE deleted"), "15");
+}
+
+}  // namespace
+
+TEST(Replicate, CreateUpdateAndDeleteReachTheReplicaAndParkingSlotListShowsThem) {
+  fresh_start();
+  Daemon relay(kRelay);
+  Daemon replicate(kReplicate);
+  RunResult a = run_outbox({"create_parking_slot", "--name", "A"});
+  RunResult b = run_outbox({"create_parking_slot", "--name", "B", "--status", "blocked"});
+  ASSERT_EQ(a.exit_code, 0) << a;
+  ASSERT_EQ(b.exit_code, 0) << b;
+  std::string uuid_a = a.out.substr(8, 36), uuid_b = b.out.substr(8, 36);
+  ASSERT_EQ(run_outbox({"update_parking_slot", "--uuid", uuid_a, "--name", "A2", "--status", "reserved"}).exit_code, 0);
+  ASSERT_EQ(run_outbox({"delete_parking_slot", "--uuid", uuid_b}).exit_code, 0);
+  std::string expected = "{\"uuid\": \"" + uuid_a + "\", \"name\": \"A2\", \"status\": \"reserved\"}\n";
+  RunResult list;
+  EXPECT_TRUE(eventually([&] {
+    list = run_outbox({"parking_slot_list"});
+    return list.out == expected;
+  })) << list;
+  EXPECT_TRUE(replica_equals_primary());
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT version FROM outbox_aggregate_versions WHERE aggregate_id = '" + uuid_b + "' AND deleted"), "2");
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT last_position FROM outbox_applied_position WHERE replica = 'main'"), "4");
+  replicate.signal(SIGTERM);
+  EXPECT_EQ(replicate.wait_exit(20s), 0) << replicate.log();
+}
+
+TEST(Replicate, TheSameEventsDeliveredTwiceLeaveTheReplicaEqualToThePrimary) {
+  replay_and_compare([](std::vector<amqp::OutgoingMessage> events) {
+    std::vector<amqp::OutgoingMessage> twice = events;
+    twice.insert(twice.end(), events.begin(), events.end());
+    return twice;
+  });
+}
+
+TEST(Replicate, EventsDeliveredInReverseOrderLeaveTheReplicaEqualToThePrimary) {
+  replay_and_compare([](std::vector<amqp::OutgoingMessage> events) {
+    std::reverse(events.begin(), events.end());
+    return events;
+  });
+}
+
+TEST(Replicate, InterleavedAndRepeatedEventsLeaveTheReplicaEqualToThePrimary) {
+  replay_and_compare([](std::vector<amqp::OutgoingMessage> events) {
+    std::vector<amqp::OutgoingMessage> mixed = events;
+    mixed.insert(mixed.end(), events.begin(), events.begin() + static_cast<long>(events.size() / 2));
+    std::shuffle(mixed.begin(), mixed.end(), std::mt19937(42));
+    return mixed;
+  });
+}
+
+TEST(Replicate, ADeleteFollowedByALateCreateLeavesTheRowDeleted) {
+  fresh_start();
+  std::string uuid = random_uuid(), other = random_uuid();
+  publish({parking_message("parking.delete", uuid, 2, "{\"uuid\": \"" + uuid + "\", \"version\": 2}"),
+           parking_message("parking.create", other, 1, slot_json(other, "other", "available", 1))});
+  Daemon replicate(kReplicate);
+  ASSERT_TRUE(eventually([&] { return count(servers().replica_url, "parking_slots") == "1"; }));
+  publish({parking_message("parking.create", uuid, 1, slot_json(uuid, "late", "available", 1))});
+  ASSERT_TRUE(eventually([] { return count(servers().replica_url, "outbox_applied_events") == "3"; }));
+  EXPECT_EQ(count(servers().replica_url, "parking_slots WHERE uuid = '" + uuid + "'"), "0");
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT version || ' ' || deleted FROM outbox_aggregate_versions WHERE aggregate_id = '" + uuid + "'"),
+            "2 true");
+  EXPECT_EQ(count(servers().replica_url, "outbox_applied_events WHERE NOT effective"), "1");
+}
+
+TEST(Replicate, OnePoisonEventIsParkedWhileAThousandOthersApplyAndItsAggregateWaitsUntilRetried) {
+  fresh_start();
+  // The replica refuses this name: a constraint violation that an operator can fix.
+  exec(servers().replica_url, "ALTER TABLE parking_slots ADD CONSTRAINT no_poison CHECK (name <> 'poison')");
+  std::string poisoned = random_uuid(), broken = random_uuid();
+  std::vector<amqp::OutgoingMessage> messages;
+  for (int i = 0; i < 1000; ++i) {
+    std::string uuid = random_uuid();
+    messages.push_back(parking_message("parking.create", uuid, 1, slot_json(uuid, "ok-" + std::to_string(i), "available", 1)));
+    if (i == 300) messages.push_back(parking_message("parking.create", poisoned, 1, slot_json(poisoned, "poison", "available", 1)));
+    if (i == 500) messages.push_back(parking_message("parking.update", poisoned, 2, slot_json(poisoned, "poison", "reserved", 2)));
+    if (i == 700) messages.push_back(parking_message("parking.update", poisoned, 3, slot_json(poisoned, "fixed", "blocked", 3)));
+    if (i == 400) messages.push_back(parking_message("parking.create", broken, 1, "{\"uuid\": \"" + broken + "\", "));
+  }
+  amqp::OutgoingMessage anonymous = parking_message("parking.create", random_uuid(), 1, "{}");
+  anonymous.message_id = "";
+  messages.push_back(anonymous);
+  publish(messages);
+  Daemon replicate(with(kReplicate, {"--set", "replicate.batch_size=200"}));
+  ASSERT_TRUE(eventually([] { return count(servers().replica_url, "parking_slots") == "1000"; }, 60s)) << replicate.log();
+  expect_drained();
+  EXPECT_EQ(count(servers().replica_url, "parking_slots WHERE uuid = '" + poisoned + "'"), "0");
+
+  RunResult list = run_outbox({"failed", "list"});
+  ASSERT_EQ(list.exit_code, 0) << list;
+  std::vector<nlohmann::json> failed;
+  for (size_t at = 0, end; (end = list.out.find('\n', at)) != std::string::npos; at = end + 1)
+    failed.push_back(nlohmann::json::parse(list.out.substr(at, end - at)));
+  ASSERT_EQ(failed.size(), 5u) << list;
+  // In arrival order: the poison create, the broken body, the update waiting behind the create, ...
+  EXPECT_EQ(failed[0]["aggregate_id"], poisoned);
+  EXPECT_EQ(failed[0]["state"], "parked");
+  EXPECT_EQ(failed[0]["attempts"], 3);
+  EXPECT_NE(failed[0]["error"].get<std::string>().find("no_poison"), std::string::npos) << list;
+  EXPECT_EQ(failed[1]["aggregate_id"], broken);
+  EXPECT_EQ(failed[1]["state"], "parked");
+  EXPECT_NE(failed[1]["error"].get<std::string>().find("malformed JSON"), std::string::npos) << list;
+  EXPECT_EQ(failed[2]["aggregate_version"], 2);
+  EXPECT_EQ(failed[2]["state"], "waiting");
+  EXPECT_EQ(failed[3]["aggregate_version"], 3);
+  EXPECT_EQ(failed[3]["state"], "waiting");
+  EXPECT_EQ(failed[4]["state"], "parked");
+  EXPECT_NE(failed[4]["error"].get<std::string>().find("message_id"), std::string::npos) << list;
+  std::string head = std::to_string(failed[0]["id"].get<long long>());
+
+  RunResult show = run_outbox({"failed", "show", head});
+  EXPECT_EQ(show.exit_code, 0) << show;
+  EXPECT_NE(show.out.find("waiting:     2"), std::string::npos) << show;
+  RunResult behind = run_outbox({"failed", "retry", std::to_string(failed[2]["id"].get<long long>())});
+  EXPECT_EQ(behind.exit_code, 65) << behind;
+  EXPECT_NE(behind.err.find("waits behind #" + head), std::string::npos) << behind;
+
+  // Still poisoned: the retry fails, nothing moves, the attempt is counted.
+  RunResult again = run_outbox({"failed", "retry", head});
+  EXPECT_EQ(again.exit_code, 65) << again;
+  EXPECT_NE(again.out.find("failed again"), std::string::npos) << again;
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT attempts FROM outbox_failed_events WHERE id = " + head), "4");
+
+  // The fix; then the parked create and its two followers apply in order.
+  exec(servers().replica_url, "ALTER TABLE parking_slots DROP CONSTRAINT no_poison");
+  RunResult retried = run_outbox({"failed", "retry", head});
+  EXPECT_EQ(retried.exit_code, 0) << retried;
+  EXPECT_NE(retried.out.find("3 event(s) applied"), std::string::npos) << retried;
+  EXPECT_EQ(rows(servers().replica_url, "SELECT name, status, version::text FROM parking_slots WHERE uuid = '" + poisoned + "'"),
+            (std::vector<std::vector<std::string>>{{"fixed", "blocked", "3"}}));
+
+  // Events of that aggregate flow again at once.
+  publish({parking_message("parking.update", poisoned, 4, slot_json(poisoned, "after", "available", 4))});
+  EXPECT_TRUE(eventually([&] {
+    return scalar(servers().replica_url, "SELECT version FROM parking_slots WHERE uuid = '" + poisoned + "'") == "4";
+  }));
+  RunResult discard = run_outbox({"failed", "discard", std::to_string(failed[1]["id"].get<long long>())});
+  EXPECT_EQ(discard.exit_code, 0) << discard;
+  EXPECT_NE(discard.out.find("discarded #"), std::string::npos) << discard;
+  EXPECT_EQ(count(servers().replica_url, "outbox_failed_events"), "1");
+  EXPECT_EQ(count(servers().replica_url, "parking_slots"), "1001");
+}
+
+TEST(Replicate, TheReplicaDatabaseStoppedForAFewSecondsMidStreamLosesNothingAndConverges) {
+  fresh_start();
+  Daemon relay(kRelay);
+  Daemon replicate(kReplicate);
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};
+  std::thread writer([&] {
+    Writer w;
+    while (!stop) {
+      w.create(10, "outage");
+      written += 10;
+    }
+  });
+  ASSERT_TRUE(eventually([] { return count(servers().replica_url, "parking_slots") != "0"; }));
+  ASSERT_TRUE(stop_server("replica"));
+  int at_stop = written;
+  // Down until replicate noticed and the writer moved on by a few hundred events.
+  EXPECT_TRUE(eventually([&] { return replicate.log().find("connection lost") != std::string::npos && written > at_stop + 300; }, 60s))
+      << replicate.log();
+  ASSERT_TRUE(start_server("replica"));
+  stop = true;
+  writer.join();
+  EXPECT_TRUE(eventually([] { return replica_equals_primary(); }, 60s)) << replicate.log();
+  EXPECT_NE(replicate.log().find("connected again"), std::string::npos) << replicate.log();
+  EXPECT_TRUE(replicate.running());
+}
+
+TEST(Replicate, KillNineOfReplicateMidBatchThenARestartLeavesTheReplicaEqualToThePrimary) {
+  for (const char* failpoint : {"replicate.after_commit=crash", "replicate.before_commit=crash"}) {
+    SCOPED_TRACE(failpoint);
+    fresh_start();
+    Writer writer;
+    writer.create(300);
+    writer.update_each("reserved");
+    writer.remove_every(3);
+    Daemon relay(kRelay);
+    EXPECT_TRUE(eventually([] { return count(servers().primary_url, "outbox WHERE published_at IS NULL") == "0"; }));
+    Daemon crashing(with(kReplicate, {"--set", "replicate.batch_size=100"}), {{"OUTBOX_FAILPOINTS", failpoint}});
+    EXPECT_EQ(crashing.wait_exit(30s), 128 + SIGKILL) << crashing.log();
+    Daemon replicate(with(kReplicate, {"--set", "replicate.batch_size=100"}));
+    EXPECT_TRUE(eventually([] { return replica_equals_primary(); }, 60s)) << replicate.log();
+    expect_drained();
+    EXPECT_EQ(count(servers().replica_url, "outbox_applied_events"), count(servers().primary_url, "outbox"));
+  }
+}
+
+TEST(Replicate, TwoReplicasBothConverge) {
+  fresh_start();
+  std::string config = write_file("two-replicas.toml", "[replicas.replica2]\nurl = \"" + servers().replica2_url + "\"\n");
+  Daemon relay(kRelay);
+  Daemon replicate(kReplicate, {{"OUTBOX_CONFIG", config}});
+  Writer writer;
+  writer.create(200);
+  writer.update_each("blocked");
+  writer.remove_every(5);
+  EXPECT_TRUE(eventually([] { return replica_equals_primary() && replica_equals_primary(servers().replica2_url); }, 60s))
+      << replicate.log();
+  EXPECT_EQ(count(servers().replica2_url, "outbox_applied_position WHERE replica = 'replica2'"), "1");
+  RunResult second = run_outbox({"parking_slot_list", "--from", "replica:replica2"}, {{"OUTBOX_CONFIG", config}});
+  EXPECT_EQ(second.exit_code, 0) << second;
+  EXPECT_EQ(std::count(second.out.begin(), second.out.end(), '\n'), 160) << second;
+}
+
+TEST(Replicate, ServingOneReplicaWithReplicaLeavesTheOtherQueueAlone) {
+  fresh_start();
+  std::string config = write_file("two-replicas.toml", "[replicas.replica2]\nurl = \"" + servers().replica2_url + "\"\n");
+  std::string uuid = random_uuid();
+  publish({parking_message("parking.create", uuid, 1, slot_json(uuid, "one", "available", 1))});
+  Daemon replicate(with(kReplicate, {"--replica", "replica2"}), {{"OUTBOX_CONFIG", config}});
+  EXPECT_TRUE(eventually([] { return count(servers().replica2_url, "parking_slots") == "1"; })) << replicate.log();
+  EXPECT_EQ(count(servers().replica_url, "parking_slots"), "0");
+  EXPECT_EQ(broker_connection()->inspect_queue("outbox.replica.main").first, 1u);
+}
+
+TEST(Replicate, EventsPublishedBeforeTheFirstRunAreKeptBecauseMigrateDeclaredTheQueue) {
+  fresh_start();
+  Daemon relay(kRelay);
+  ASSERT_EQ(run_outbox({"create_parking_slot", "--name", "early"}).exit_code, 0);
+  EXPECT_TRUE(eventually([] { return broker_connection()->inspect_queue("outbox.replica.main").first == 1; }));
+  Daemon replicate(kReplicate);
+  EXPECT_TRUE(eventually([] { return replica_equals_primary() && count(servers().replica_url, "parking_slots") == "1"; }));
+}
+
+TEST(Replicate, RelayHeartbeatsUpdateTheHeartbeatRowAndAreNeverParked) {
+  fresh_start();
+  Daemon relay({"relay", "--set", "relay.heartbeat_interval=200ms", "--set", "relay.poll_interval=100ms"});
+  amqp::OutgoingMessage broken = parking_message("outbox.heartbeat", "heartbeat", 1, "not json");
+  publish({broken});
+  Daemon replicate(kReplicate);
+  std::string first;
+  ASSERT_TRUE(eventually([&] {
+    first = scalar(servers().replica_url, "SELECT created_at FROM outbox_heartbeat WHERE replica = 'main'");
+    return !first.empty();
+  }));
+  EXPECT_TRUE(eventually([&] {
+    return scalar(servers().replica_url, "SELECT created_at FROM outbox_heartbeat WHERE replica = 'main'") != first;
+  }));
+  EXPECT_EQ(count(servers().replica_url, "outbox_failed_events"), "0");
+  EXPECT_EQ(count(servers().replica_url, "outbox_applied_events"), "0");
+}
+
+TEST(Replicate, SigtermAppliesTheReceivedEventsAcksThemAndExitsZero) {
+  fresh_start();
+  std::vector<amqp::OutgoingMessage> messages;
+  for (int i = 0; i < 50; ++i) {
+    std::string uuid = random_uuid();
+    messages.push_back(parking_message("parking.create", uuid, 1, slot_json(uuid, "s" + std::to_string(i), "available", 1)));
+  }
+  publish(messages);
+  // A batch that waits long for more events: SIGTERM must not leave it behind.
+  Daemon replicate(with(kReplicate, {"--set", "replicate.batch_wait=60s"}));
+  ASSERT_TRUE(eventually([&] { return replicate.log().find("ready") != std::string::npos; }));
+  ASSERT_TRUE(eventually([] { return broker_connection()->inspect_queue("outbox.replica.main").first == 0; }));
+  EXPECT_EQ(count(servers().replica_url, "parking_slots"), "0");
+  replicate.signal(SIGTERM);
+  EXPECT_EQ(replicate.wait_exit(20s), 0) << replicate.log();
+  EXPECT_EQ(count(servers().replica_url, "parking_slots"), "50");
+  EXPECT_EQ(broker_connection()->inspect_queue("outbox.replica.main").first, 0u);
+}
+
+TEST(Replicate, ASighupReloadChangesTheBatchSizeAndABadConfigKeepsTheRunningOne) {
+  fresh_start();
+  std::string path = write_file("reload.toml", "[replicate]\nbatch_size = 10\n");
+  Daemon replicate({"replicate"}, {{"OUTBOX_CONFIG", path}});
+  ASSERT_TRUE(eventually([&] { return replicate.log().find("ready") != std::string::npos; }));
+  write_file("reload.toml", "[replicate]\nbatch_size = 20\n");
+  replicate.signal(SIGHUP);
+  EXPECT_TRUE(eventually([&] { return replicate.log().find("batch_size=20") != std::string::npos; })) << replicate.log();
+  write_file("reload.toml", "[replicate]\nbatch_size = 0\n");
+  replicate.signal(SIGHUP);
+  EXPECT_TRUE(eventually([&] { return replicate.log().find("keeping the running configuration") != std::string::npos; }))
+      << replicate.log();
+  EXPECT_TRUE(replicate.running());
+}
+
+TEST(Replicate, AReplicaSchemaThatIsNotCurrentStopsReplicateWithExitCode78AndOneLine) {
+  fresh_start();
+  exec(servers().replica_url, "DELETE FROM schema_migrations WHERE version = 2");
+  RunResult result = run_outbox({"replicate"}, {}, 30s);
+  EXPECT_EQ(result.exit_code, 78) << result;
+  EXPECT_NE(result.err.find("outbox: replica main: schema is at version 1"), std::string::npos) << result;
+}
+
+TEST(Replicate, MigrateDryRunPrintsTheTopologyAndWithoutABrokerSkipsIt) {
+  fresh_start();
+  RunResult dry = run_outbox({"migrate", "--dry-run"});
+  EXPECT_EQ(dry.exit_code, 0) << dry;
+  EXPECT_NE(dry.out.find("-- broker: would declare queue outbox.replica.main"), std::string::npos) << dry;
+  RunResult without = run_outbox({"migrate"}, {{"OUTBOX_BROKER_URL", kUnset}});
+  EXPECT_EQ(without.exit_code, 0) << without;
+  EXPECT_NE(without.out.find("broker.url is not set; skipping"), std::string::npos) << without;
+}

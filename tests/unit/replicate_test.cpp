@@ -1,0 +1,232 @@
+// Pure logic of replicate: message validation, the event-type mappings, stored messages, error
+// classification, and the replica queue topology taken from config.
+#include <gtest/gtest.h>
+
+#include <pqxx/pqxx>
+
+#include "core/error.hpp"
+#include "core/topology.hpp"
+#include "replicate/apply.hpp"
+#include "replicate/event.hpp"
+
+using namespace outbox;
+using namespace outbox::replicate;
+
+namespace {
+
+config::LoadOptions no_env() {
+  config::LoadOptions options;
+  options.getenv = [](const char*) -> const char* { return nullptr; };
+  return options;
+}
+
+config::Config parse(std::string_view toml) { return config::Config::parse(toml, "outbox.toml", no_env()); }
+
+amqp::IncomingMessage valid_message() {
+  amqp::IncomingMessage message;
+  message.delivery_tag = 7;
+  message.routing_key = "parking.update";
+  message.type = "parking.update";
+  message.message_id = "3F0C1D2E-4B5A-4978-8A9B-0C1D2E3F4A5B";
+  message.headers["aggregate_type"] = std::string("parking_slot");
+  message.headers["aggregate_id"] = std::string("3f0c1d2e-4b5a-4978-8a9b-0c1d2e3f4a5b");
+  message.headers["aggregate_version"] = 3LL;
+  message.headers["created_at"] = 1700000000123456LL;
+  message.headers["outbox_position"] = 42LL;
+  message.body = R"({"uuid": "3f0c1d2e-4b5a-4978-8a9b-0c1d2e3f4a5b", "name": "A", "status": "blocked", "version": 3})";
+  return message;
+}
+
+const std::vector<Mapping> kParking = default_mappings();
+
+}  // namespace
+
+TEST(ReplicateMessage, AValidRelayMessageBecomesAnEventWithItsMappingAndLowercaseId) {
+  Checked checked = check_message(valid_message(), kParking);
+  ASSERT_TRUE(checked.event) << checked.error;
+  EXPECT_EQ(checked.event->event_id, "3f0c1d2e-4b5a-4978-8a9b-0c1d2e3f4a5b");
+  EXPECT_EQ(checked.event->event_type, "parking.update");
+  EXPECT_EQ(checked.event->version, 3);
+  EXPECT_EQ(checked.event->created_at_us, 1700000000123456LL);
+  EXPECT_EQ(checked.event->position, 42);
+  EXPECT_EQ(kParking[static_cast<size_t>(checked.event->mapping)].operation, Operation::upsert);
+  EXPECT_FALSE(checked.event->heartbeat);
+}
+
+TEST(ReplicateMessage, TheRoutingKeyStandsInForAMissingTypeAndAVersionMayBeADecimalString) {
+  amqp::IncomingMessage message = valid_message();
+  message.type.reset();
+  message.routing_key = "parking.delete";
+  message.headers["aggregate_version"] = std::string("12");
+  Checked checked = check_message(message, kParking);
+  ASSERT_TRUE(checked.event) << checked.error;
+  EXPECT_EQ(kParking[static_cast<size_t>(checked.event->mapping)].operation, Operation::remove);
+  EXPECT_EQ(checked.event->version, 12);
+}
+
+TEST(ReplicateMessage, EachKindOfPoisonHasAOneLineReason) {
+  struct Case {
+    std::function<void(amqp::IncomingMessage&)> spoil;
+    std::string reason;
+    bool names_aggregate;
+  };
+  std::vector<Case> cases = {
+      {[](auto& m) { m.message_id.reset(); }, "missing message_id", true},
+      {[](auto& m) { m.message_id = "42"; }, "message_id is not a uuid", true},
+      {[](auto& m) { m.headers.erase("aggregate_id"); }, "missing header aggregate_id", false},
+      {[](auto& m) { m.headers.erase("aggregate_type"); }, "missing header aggregate_type", false},
+      {[](auto& m) { m.headers.erase("aggregate_version"); }, "missing header aggregate_version", true},
+      {[](auto& m) { m.headers["aggregate_version"] = std::string("v3"); }, "aggregate_version is not an integer", true},
+      {[](auto& m) { m.body = "{\"uuid\": "; }, "malformed JSON body", true},
+      {[](auto& m) { m.body = "[1, 2]"; }, "not an object", true},
+      {[](auto& m) { m.body = ""; }, "empty body", true},
+      {[](auto& m) { m.type = "invoice.paid"; }, "unknown event type \"invoice.paid\"", true},
+  };
+  for (const Case& c : cases) {
+    amqp::IncomingMessage message = valid_message();
+    c.spoil(message);
+    Checked checked = check_message(message, kParking);
+    EXPECT_FALSE(checked.event);
+    EXPECT_FALSE(checked.skip);
+    EXPECT_NE(checked.error.find(c.reason), std::string::npos) << checked.error << " (expected " << c.reason << ")";
+    EXPECT_EQ(checked.error.find('\n'), std::string::npos) << checked.error;
+    EXPECT_EQ(!checked.aggregate_id.empty(), c.names_aggregate) << c.reason;
+  }
+}
+
+TEST(ReplicateMessage, AHeartbeatIsNeverPoisonABrokenOneIsSkipped) {
+  amqp::IncomingMessage heartbeat = valid_message();
+  heartbeat.type = "outbox.heartbeat";
+  heartbeat.headers["aggregate_type"] = std::string("outbox.heartbeat");
+  heartbeat.headers["aggregate_id"] = std::string("heartbeat");
+  heartbeat.body = R"({"relay": "host:1", "at": "2026-01-01T00:00:00Z"})";
+  Checked ok = check_message(heartbeat, kParking);
+  ASSERT_TRUE(ok.event) << ok.error;
+  EXPECT_TRUE(ok.event->heartbeat);
+  heartbeat.body = "not json";
+  Checked broken = check_message(heartbeat, kParking);
+  EXPECT_FALSE(broken.event);
+  EXPECT_TRUE(broken.skip);
+}
+
+TEST(ReplicateMessage, StoredPropertiesRoundTripToTheSameEvent) {
+  amqp::IncomingMessage message = valid_message();
+  message.app_id = "outbox";
+  message.content_type = "application/json";
+  message.timestamp_seconds = 1700000000;
+  amqp::IncomingMessage back = message_from_stored(properties_json(message), message.body);
+  EXPECT_EQ(back.message_id, message.message_id);
+  EXPECT_EQ(back.type, message.type);
+  EXPECT_EQ(back.routing_key, message.routing_key);
+  EXPECT_EQ(back.app_id, message.app_id);
+  EXPECT_EQ(back.timestamp_seconds, message.timestamp_seconds);
+  EXPECT_EQ(back.headers, message.headers);
+  Checked a = check_message(message, kParking), b = check_message(back, kParking);
+  ASSERT_TRUE(a.event && b.event);
+  EXPECT_EQ(a.event->event_id, b.event->event_id);
+  EXPECT_EQ(a.event->version, b.event->version);
+}
+
+TEST(ReplicateMessage, PropertiesWithInvalidUtf8AreStillStoredAsJson) {
+  amqp::IncomingMessage message = valid_message();
+  message.headers["aggregate_id"] = std::string("bad\xff\xfe");
+  std::string json = properties_json(message);
+  EXPECT_NE(json.find("aggregate_id"), std::string::npos);
+}
+
+TEST(ReplicateMessage, UuidsAreRecognized) {
+  EXPECT_TRUE(is_uuid("3f0c1d2e-4b5a-4978-8a9b-0c1d2e3f4a5b"));
+  EXPECT_TRUE(is_uuid("3F0C1D2E-4B5A-4978-8A9B-0C1D2E3F4A5B"));
+  EXPECT_FALSE(is_uuid("3f0c1d2e4b5a49788a9b0c1d2e3f4a5b"));
+  EXPECT_FALSE(is_uuid("3f0c1d2e-4b5a-4978-8a9b-0c1d2e3f4a5g"));
+  EXPECT_FALSE(is_uuid(""));
+}
+
+TEST(ReplicateMapping, TheParkingMappingIsTheDefault) {
+  std::vector<Mapping> mappings = mappings_from_config(parse(""));
+  ASSERT_EQ(mappings.size(), 3u);
+  EXPECT_EQ(mappings[find_mapping(mappings, "parking.create")].table, "parking_slots");
+  EXPECT_EQ(mappings[find_mapping(mappings, "parking.delete")].operation, Operation::remove);
+  EXPECT_EQ(find_mapping(mappings, "parking.other"), -1);
+}
+
+TEST(ReplicateMapping, ConfiguredMappingsReplaceTheDefault) {
+  std::vector<Mapping> mappings = mappings_from_config(parse(R"(
+[[replicate.mappings]]
+event_type = "invoice.created"
+table = "billing.invoices"
+key_column = "id"
+
+[[replicate.mappings]]
+event_type = "invoice.voided"
+table = "billing.invoices"
+operation = "delete"
+key_column = "id"
+)"));
+  ASSERT_EQ(mappings.size(), 2u);
+  EXPECT_EQ(mappings[0].operation, Operation::upsert);
+  EXPECT_EQ(mappings[1].operation, Operation::remove);
+  EXPECT_EQ(mappings[1].key_column, "id");
+  EXPECT_EQ(find_mapping(mappings, "parking.create"), -1);
+}
+
+TEST(ReplicateMapping, BadMappingsAreConfigErrorsNamingTheKey) {
+  auto error_of = [](std::string_view toml) -> std::string {
+    try {
+      mappings_from_config(parse(toml));
+    } catch (const Error& error) {
+      EXPECT_EQ(error.code(), ExitCode::config);
+      return error.what();
+    }
+    return "(no error)";
+  };
+  EXPECT_NE(error_of("[[replicate.mappings]]\nevent_type = \"a\"\ntable = \"x.y.z\"\n").find("replicate.mappings.table"),
+            std::string::npos);
+  EXPECT_NE(error_of("[[replicate.mappings]]\nevent_type = \"a\"\ntable = \"t\"\n[[replicate.mappings]]\nevent_type = \"a\"\ntable = \"u\"\n")
+                .find("mapped twice"),
+            std::string::npos);
+  EXPECT_NE(error_of("[[replicate.mappings]]\nevent_type = \"outbox.heartbeat\"\ntable = \"t\"\n").find("reserved"),
+            std::string::npos);
+  EXPECT_NE(error_of("[[replicate.mappings]]\nevent_type = \"a\"\ntable = \"t\"\noperation = \"merge\"\n").find("upsert|delete"),
+            std::string::npos);
+}
+
+TEST(ReplicateApply, ServerErrorsAreClassifiedAsTheEventsFaultTransientOrTheReplicas) {
+  auto sql = [](const char* state) { return pqxx::sql_error("boom", "SELECT 1", state); };
+  EXPECT_EQ(classify(sql("23514")), Failure::event);      // check_violation
+  EXPECT_EQ(classify(sql("22P02")), Failure::event);      // invalid_text_representation
+  EXPECT_EQ(classify(sql("23502")), Failure::event);      // not_null_violation
+  EXPECT_EQ(classify(sql("40001")), Failure::transient);  // serialization_failure
+  EXPECT_EQ(classify(sql("40P01")), Failure::transient);  // deadlock_detected
+  EXPECT_EQ(classify(sql("25006")), Failure::replica);    // read_only_sql_transaction
+  EXPECT_EQ(classify(sql("42501")), Failure::replica);    // insufficient_privilege
+  EXPECT_EQ(classify(sql("42P01")), Failure::replica);    // undefined_table
+  EXPECT_EQ(classify(sql("53100")), Failure::replica);    // disk_full
+  EXPECT_EQ(classify(sql("57P01")), Failure::connection); // admin_shutdown
+  EXPECT_EQ(classify(pqxx::broken_connection("gone")), Failure::connection);
+  EXPECT_EQ(one_line("ERROR:  new row violates\nDETAIL:  Failing row contains (x).\n"),
+            "new row violates DETAIL: Failing row contains (x).");
+}
+
+TEST(ReplicateTopology, ReplicaQueuesComeFromTheReplicaSections) {
+  config::Config config = parse(R"(
+[replicas.main]
+url = "postgresql://localhost/a"
+
+[replicas.eu]
+url = "postgresql://localhost/b"
+queue_type = "quorum"
+binding_keys = ["parking.*", "invoice.#"]
+)");
+  topology::ReplicaQueue main = topology::replica_queue(config, "main");
+  EXPECT_EQ(main.queue, "outbox.replica.main");
+  EXPECT_FALSE(main.quorum);
+  EXPECT_EQ(main.binding_keys, std::vector<std::string>{"#"});
+  topology::ReplicaQueue eu = topology::replica_queue(config, "eu");
+  EXPECT_TRUE(eu.quorum);
+  EXPECT_EQ(eu.binding_keys, (std::vector<std::string>{"parking.*", "invoice.#"}));
+  std::vector<std::string> lines = topology::describe("outbox", {main, eu});
+  EXPECT_NE(lines.back().find("outbox.replica.eu (quorum, dead-letter exchange outbox.dead-letter) bound to outbox with parking.*, invoice.#"),
+            std::string::npos)
+      << lines.back();
+}
