@@ -51,7 +51,8 @@ TEST_F(Harness, ExtraEnvironmentOverridesAndRemovesVariables) {
 
 TEST_F(Harness, ResetDatabasesLeavesEmptyPublicSchemas) {
   ASSERT_TRUE(migrate_all());
-  EXPECT_EQ(scalar(servers().replica2_url, "SELECT count(*) FROM schema_migrations"), "1");
+  EXPECT_EQ(scalar(servers().replica2_url, "SELECT count(*) FROM schema_migrations"),
+            std::to_string(outbox::migrate::migrations(outbox::migrate::Target::replica).size()));
   reset_databases();
   for (const std::string& url : {servers().primary_url, servers().replica_url, servers().replica2_url})
     EXPECT_EQ(scalar(url, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"), "0") << url;

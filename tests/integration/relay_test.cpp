@@ -209,10 +209,12 @@ TEST(Relay, ARabbitMQRestartInTheMiddleOfADrainLosesNothing) {
 
 TEST(Relay, AnEventThatNoQueueWantsIsStoredInTheUnroutableQueue) {
   fresh_schema();
-  TestQueue queue("test.routable", "routable.#");  // declares the exchanges; nothing binds "nobody.*"
+  TestQueue queue("test.routable", "routable.#");  // declares outbox.unroutable
   uint32_t before = TestQueue::depth("outbox.unroutable");
   insert_events("nobody.listens", 3, 3);
-  Daemon relay(relay_args());
+  // An exchange that no queue is bound to (the replica queues are bound to "outbox").
+  std::string config = write_file("lonely.toml", "[[relay.tables]]\nname = \"public.outbox\"\nexchange = \"lonely\"\n");
+  Daemon relay(relay_args({"--config", config}));
   ASSERT_TRUE(eventually([] { return unpublished() == 0; })) << relay.log();
   EXPECT_TRUE(eventually([&] { return TestQueue::depth("outbox.unroutable") == before + 3; })) << relay.log();
 }
