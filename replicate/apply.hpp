@@ -9,7 +9,8 @@
 //   2. One statement (prepared at start) takes the whole batch as a single jsonb array and lets
 //      PostgreSQL expand it (jsonb_to_recordset, jsonb_populate_record):
 //        - events of an aggregate that has failed events are left out and returned ("blocked");
-//        - event ids already in outbox_applied_events are duplicates: no-ops;
+//        - event ids already in outbox_applied_events are duplicates: no-ops (the version guard
+//          already stops them; the conflict on the event id counts them);
 //        - the version guard: an event is effective only when its aggregate_version is newer than
 //          outbox_aggregate_versions has; for each aggregate the newest effective event of the batch
 //          writes the row (upsert from the payload, or delete) and the new version (a delete keeps

@@ -1,0 +1,231 @@
+// Load generator and probes for the replicate benchmarks (bench/replicate-apply, bench/end-to-end).
+//   replicate_bench fill BROKER_URL N QUEUE...      publishes N parking events (70% create, 30% update)
+//                                                    with pipelined confirms into the outbox exchange and
+//                                                    waits until each QUEUE holds N
+//   replicate_bench plain BROKER_URL QUEUE N        the ceiling: a plain rabbitmq-c consumer (prefetch
+//                                                    1,000, one multiple ack per 500) drains N; prints msg/s
+//   replicate_bench write PRIMARY_URL RATE SECONDS  parking writes (70% create, 30% update), each in its
+//                                                    own transaction with its outbox event, at RATE/s
+//   replicate_bench latency PRIMARY_URL REPLICA_URL commit-on-primary to visible-on-replica latency:
+//                                                    replica applied_at - outbox created_at, p50 p99 max
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "core/amqp.hpp"
+#include "core/parking.hpp"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string random_uuid(std::mt19937_64& random) {
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (int i = 0; i < 32; ++i) {
+    if (i == 8 || i == 12 || i == 16 || i == 20) out += '-';
+    out += hex[random() % 16];
+  }
+  out[14] = '4';
+  return out;
+}
+
+std::unique_ptr<outbox::amqp::Connection> open(const std::string& url) {
+  outbox::amqp::BrokerSettings settings;
+  settings.urls = {url};
+  settings.heartbeat = std::chrono::seconds(0);
+  size_t node = 0;
+  return outbox::amqp::Connection::open(settings, node, "replicate-bench");
+}
+
+int fill(const std::string& url, long long count, const std::vector<std::string>& queues) {
+  auto connection = open(url);
+  for (const std::string& queue : queues)
+    if (queue.rfind("outbox.replica.", 0) != 0) {
+      connection->declare_queue(queue, outbox::amqp::QueueOptions{});
+      connection->bind_queue(queue, "outbox", "#");
+    }
+  connection->enable_confirms();
+  std::mt19937_64 random(42);
+  std::vector<std::pair<std::string, long long>> slots;  // uuid, version
+  uint64_t confirmed = 0;
+  auto drain_confirms = [&](uint64_t until) {
+    while (confirmed < until)
+      connection->poll(
+          [&](outbox::amqp::Event& event) {
+            if (event.kind == outbox::amqp::Event::Kind::ack)
+              confirmed = event.multiple ? std::max<uint64_t>(confirmed, event.delivery_tag) : std::max<uint64_t>(confirmed, event.delivery_tag);
+          },
+          std::chrono::milliseconds(100));
+  };
+  for (long long i = 0; i < count; ++i) {
+    bool create = slots.empty() || random() % 10 < 7;
+    if (create) slots.emplace_back(random_uuid(random), 1);
+    auto& [uuid, version] = create ? slots.back() : slots[random() % slots.size()];
+    if (!create) ++version;
+    outbox::amqp::OutgoingMessage message;
+    message.exchange = "outbox";
+    message.type = create ? "parking.create" : "parking.update";
+    message.routing_key = message.type;
+    message.message_id = random_uuid(random);
+    long long now_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    message.timestamp_seconds = now_us / 1000000;
+    message.body = nlohmann::json{{"uuid", uuid}, {"name", "slot " + std::to_string(i)},
+                                  {"status", create ? "available" : "reserved"}, {"version", version}}
+                       .dump();
+    message.headers = {{"aggregate_type", std::string("parking_slot")},
+                       {"aggregate_id", uuid},
+                       {"aggregate_version", version},
+                       {"created_at", now_us},
+                       {"outbox_position", i + 1},
+                       {"outbox_table", std::string("public.outbox")}};
+    uint64_t tag = connection->publish(message);
+    if (tag > confirmed + 2000) drain_confirms(tag - 1000);
+  }
+  drain_confirms(connection->published_count());
+  for (const std::string& queue : queues)
+    while (connection->inspect_queue(queue).first < count) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::cout << slots.size() << "\n";
+  return 0;
+}
+
+int plain(const std::string& url, const std::string& queue, long long count) {
+  std::vector<char> mutable_url(url.begin(), url.end());
+  mutable_url.push_back('\0');
+  amqp_connection_info info{};
+  if (amqp_parse_url(mutable_url.data(), &info) != AMQP_STATUS_OK) return 2;
+  if (!info.vhost || !*info.vhost) info.vhost = const_cast<char*>("/");  // "amqp://host/" means vhost "/"
+  amqp_connection_state_t conn = amqp_new_connection();
+  amqp_socket_t* socket = amqp_tcp_socket_new(conn);
+  if (amqp_socket_open(socket, info.host, info.port) != AMQP_STATUS_OK) return 3;
+  if (amqp_login(conn, info.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, info.user, info.password).reply_type !=
+      AMQP_RESPONSE_NORMAL)
+  {
+    std::cerr << "replicate_bench plain: login failed\n";
+    return 4;
+  }
+  amqp_channel_open(conn, 1);
+  amqp_basic_qos(conn, 1, 0, 1000, 0);
+  amqp_basic_consume(conn, 1, amqp_cstring_bytes(queue.c_str()), amqp_empty_bytes, 0, 0, 0, amqp_empty_table);
+  if (amqp_get_rpc_reply(conn).reply_type != AMQP_RESPONSE_NORMAL) return 5;
+  auto start = Clock::now();
+  long long received = 0;
+  uint64_t last_tag = 0;
+  while (received < count) {
+    amqp_envelope_t envelope;
+    amqp_maybe_release_buffers(conn);
+    amqp_rpc_reply_t reply = amqp_consume_message(conn, &envelope, nullptr, 0);
+    if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
+      std::cerr << "replicate_bench plain: consume failed after " << received << " messages\n";
+      return 6;
+    }
+    last_tag = envelope.delivery_tag;
+    amqp_destroy_envelope(&envelope);
+    if (++received % 500 == 0) amqp_basic_ack(conn, 1, last_tag, 1);
+  }
+  amqp_basic_ack(conn, 1, last_tag, 1);
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  amqp_channel_close(conn, 1, AMQP_REPLY_SUCCESS);
+  amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+  amqp_destroy_connection(conn);
+  std::printf("%.0f\n", static_cast<double>(count) / seconds);
+  return 0;
+}
+
+int write(const std::string& primary, int rate, int seconds) {
+  constexpr int kWriters = 4;  // each commit waits for its WAL flush; several connections keep the pace
+  std::atomic<long long> next{0}, done{0}, late{0};
+  long long total = static_cast<long long>(rate) * seconds;
+  auto start = Clock::now() + std::chrono::milliseconds(200);
+  std::vector<std::thread> threads;
+  std::mutex slots_mutex;
+  std::vector<std::string> slots;
+  for (int w = 0; w < kWriters; ++w)
+    threads.emplace_back([&, w] {
+      pqxx::connection connection(primary);
+      std::mt19937_64 random(static_cast<unsigned long>(w) + 7);
+      for (long long i; (i = next++) < total;) {
+        auto due = start + std::chrono::microseconds(i * 1000000 / rate);
+        if (Clock::now() > due + std::chrono::milliseconds(5)) ++late;
+        std::this_thread::sleep_until(due);
+        std::string uuid;
+        {
+          std::lock_guard<std::mutex> lock(slots_mutex);
+          if (!slots.empty() && random() % 10 >= 7) uuid = slots[random() % slots.size()];
+        }
+        pqxx::work tx(connection);
+        if (uuid.empty()) {
+          std::string created = outbox::parking::create(tx, "slot " + std::to_string(i)).uuid;
+          tx.commit();
+          std::lock_guard<std::mutex> lock(slots_mutex);
+          slots.push_back(created);
+        } else {
+          outbox::parking::update(tx, uuid, std::nullopt, random() % 2 ? "reserved" : "available");
+          tx.commit();
+        }
+        ++done;
+      }
+    });
+  for (auto& thread : threads) thread.join();
+  double took = std::chrono::duration<double>(Clock::now() - start).count();
+  std::printf("%lld writes in %.1f s (%lld started more than 5 ms late)\n", done.load(), took, late.load());
+  return 0;
+}
+
+int latency(const std::string& primary, const std::string& replica) {
+  std::map<std::string, long long> created;
+  {
+    pqxx::connection connection(primary);
+    pqxx::nontransaction tx(connection);
+    for (const auto& row : tx.exec("SELECT event_id::text, (extract(epoch FROM created_at) * 1000000)::bigint FROM outbox "
+                                   "WHERE event_type LIKE 'parking.%'"))
+      created[row[0].as<std::string>()] = row[1].as<long long>();
+  }
+  std::vector<double> ms;
+  {
+    pqxx::connection connection(replica);
+    pqxx::nontransaction tx(connection);
+    for (const auto& row : tx.exec("SELECT event_id::text, (extract(epoch FROM applied_at) * 1000000)::bigint FROM outbox_applied_events")) {
+      auto found = created.find(row[0].as<std::string>());
+      if (found != created.end()) ms.push_back(static_cast<double>(row[1].as<long long>() - found->second) / 1000.0);
+    }
+  }
+  if (ms.empty() || ms.size() != created.size()) {
+    std::fprintf(stderr, "latency: %zu of %zu events applied\n", ms.size(), created.size());
+    return 1;
+  }
+  std::sort(ms.begin(), ms.end());
+  auto at = [&](double q) { return ms[std::min(ms.size() - 1, static_cast<size_t>(q * static_cast<double>(ms.size())))]; };
+  std::printf("%zu events: p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", ms.size(), at(0.5), at(0.99), ms.back());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  try {
+    if (args.size() >= 4 && args[0] == "fill")
+      return fill(args[1], std::stoll(args[2]), std::vector<std::string>(args.begin() + 3, args.end()));
+    if (args.size() == 4 && args[0] == "plain") return plain(args[1], args[2], std::stoll(args[3]));
+    if (args.size() == 4 && args[0] == "write") return write(args[1], std::stoi(args[2]), std::stoi(args[3]));
+    if (args.size() == 3 && args[0] == "latency") return latency(args[1], args[2]);
+  } catch (const std::exception& error) {
+    std::cerr << "replicate_bench: " << error.what() << "\n";
+    return 1;
+  }
+  std::cerr << "usage: see the comment at the top of bench/replicate_bench.cpp\n";
+  return 64;
+}
