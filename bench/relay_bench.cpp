@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/amqp.hpp"
+#include "core/topology.hpp"
 
 using Clock = std::chrono::steady_clock;
 
@@ -36,13 +37,8 @@ std::unique_ptr<outbox::amqp::Connection> open(const std::string& url) {
   return outbox::amqp::Connection::open(settings, node, "outbox-bench");
 }
 
-// The exchanges exactly as the relay declares them (see relay/relay.cpp).
-void declare_outbox_exchange(outbox::amqp::Connection& connection) {
-  connection.declare_exchange("outbox.unroutable", "fanout");
-  connection.declare_queue("outbox.unroutable", outbox::amqp::QueueOptions{});
-  connection.bind_queue("outbox.unroutable", "outbox.unroutable", "");
-  connection.declare_exchange("outbox", "topic", "outbox.unroutable");
-}
+// The exchanges exactly as the relay declares them.
+void declare_outbox_exchange(outbox::amqp::Connection& connection) { outbox::topology::declare_exchange(connection, "outbox"); }
 
 int ceiling(const std::string& url, const std::string& queue, long count, size_t size) {
   // The same messages the relay sends: same exchange (topic, alternate exchange), properties,

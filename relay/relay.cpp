@@ -9,6 +9,7 @@
 #include "core/lag.hpp"
 #include "core/log.hpp"
 #include "core/pg.hpp"
+#include "core/topology.hpp"
 #include "core/url.hpp"
 #include "relay/partitions.hpp"
 
@@ -18,7 +19,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr const char* kUnroutable = "outbox.unroutable";
 constexpr int kRetentionBatch = 1000;
 constexpr int kRetentionBatchesPerTick = 20;
 
@@ -249,12 +249,9 @@ void Relay::connect_broker() {
   try {
     auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, "outbox-relay " + instance_);
     // Unroutable messages go to the alternate exchange and its durable queue instead of being dropped.
-    connection->declare_exchange(kUnroutable, "fanout");
-    connection->declare_queue(kUnroutable, amqp::QueueOptions{});
-    connection->bind_queue(kUnroutable, kUnroutable, "");
     std::set<std::string> exchanges;
     for (const TableSpec& table : tables_) exchanges.insert(table.exchange);
-    for (const std::string& exchange : exchanges) connection->declare_exchange(exchange, "topic", kUnroutable);
+    for (const std::string& exchange : exchanges) topology::declare_exchange(*connection, exchange);
     connection->enable_confirms();
     broker_ = std::move(connection);
     broker_poll_ = std::make_unique<loop::Poll>(runtime_.loop(), broker_->fd(), [this] { on_broker_readable(); });
@@ -403,7 +400,7 @@ void Relay::on_broker_readable() {
         case amqp::Event::Kind::returned:
           metrics_.counter("outbox_relay_returned_total", "").add();
           throw unavailable_error("message " + event.message->message_id.value_or("?") + " returned as unroutable (" +
-                                  event.reply_text + "); is the alternate exchange " + kUnroutable + " bound?");
+                                  event.reply_text + "); is the alternate exchange " + topology::kUnroutable + " bound?");
         case amqp::Event::Kind::delivery: break;
       }
     });

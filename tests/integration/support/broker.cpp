@@ -3,6 +3,7 @@
 #include <set>
 #include <thread>
 
+#include "core/topology.hpp"
 #include "tests/integration/support/harness.hpp"
 
 namespace outbox::testing {
@@ -16,10 +17,7 @@ std::unique_ptr<amqp::Connection> broker_connection() {
 }
 
 void declare_outbox_exchange(amqp::Connection& connection, const std::string& exchange) {
-  connection.declare_exchange("outbox.unroutable", "fanout");
-  connection.declare_queue("outbox.unroutable", amqp::QueueOptions{});
-  connection.bind_queue("outbox.unroutable", "outbox.unroutable", "");
-  connection.declare_exchange(exchange, "topic", "outbox.unroutable");
+  topology::declare_exchange(connection, exchange);
 }
 
 TestQueue::TestQueue(std::string name, std::string binding_key, std::string exchange)
