@@ -1,5 +1,9 @@
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
 #include <map>
 
 #include "core/config.hpp"
@@ -139,4 +143,34 @@ TEST(Config, ReloadReportsRestartOnlyChanges) {
   Config running = Config::parse("[relay]\nbatch_size = 10\npartitions = 8\n", "outbox.toml", no_env());
   Config fresh = Config::parse("[relay]\nbatch_size = 20\npartitions = 4\n", "outbox.toml", no_env());
   EXPECT_EQ(restart_only_changes(running, fresh), std::vector<std::string>{"relay.partitions"});
+}
+
+TEST(Config, AFileWithAPasswordThatOthersCanReadDrawsAWarning) {
+  std::string path = ::testing::TempDir() + "outbox-password.toml";
+  {
+    std::ofstream file(path);
+    file << "[primary]\nurl = \"postgresql://outbox:secret@db/outbox\"\n";
+  }
+  LoadOptions options = no_env();
+  options.config_path = path;
+  ::chmod(path.c_str(), 0644);
+  Config readable = Config::load(options);
+  ASSERT_EQ(readable.warnings().size(), 1u);
+  EXPECT_EQ(readable.warnings()[0], "config " + path + ": contains a password but is readable by other users (mode 0644); run chmod 600 " + path);
+  EXPECT_EQ(readable.warnings()[0].find("secret"), std::string::npos);
+  ::chmod(path.c_str(), 0600);
+  EXPECT_TRUE(Config::load(options).warnings().empty());
+  std::remove(path.c_str());
+}
+
+TEST(Config, AMissingConfigFileNamedOnTheCommandLineIsAnError) {
+  LoadOptions options = no_env();
+  options.config_path = "/nonexistent/outbox.toml";
+  try {
+    Config::load(options);
+    FAIL() << "no error";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ExitCode::config);
+    EXPECT_STREQ(error.what(), "config /nonexistent/outbox.toml: cannot open: No such file or directory");
+  }
 }
