@@ -1,5 +1,8 @@
 #include "core/pg.hpp"
 
+#include <algorithm>
+#include <vector>
+
 #include "core/error.hpp"
 #include "core/url.hpp"
 
@@ -8,10 +11,18 @@ namespace {
 
 std::string trim(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-  // libpq sometimes reports one reason per line; keep the whole reason on one line.
-  for (char& c : text)
-    if (c == '\n') c = ' ';
-  return text;
+  // libpq sometimes reports one reason per line; keep the whole reason on one line. With
+  // sslmode=prefer it tries twice (TLS, then plain) and reports the same failure twice: keep one.
+  std::vector<std::string> lines;
+  for (size_t at = 0; at <= text.size();) {
+    size_t end = std::min(text.find('\n', at), text.size());
+    std::string line = text.substr(at, end - at);
+    if (std::find(lines.begin(), lines.end(), line) == lines.end()) lines.push_back(line);
+    at = end + 1;
+  }
+  std::string out;
+  for (const std::string& line : lines) out += (out.empty() ? "" : " ") + line;
+  return out;
 }
 
 std::string with_defaults(const std::string& url, std::string_view application) {

@@ -245,9 +245,17 @@ void require_current(pqxx::connection& connection, Target target, std::string_vi
     throw server_error(error, std::string(role) + ": reading schema_migrations");
   }
   if (auto problem = checksum_problem(state, role)) throw config_error(*problem);
-  if (state.pending() > 0)
-    throw config_error(std::string(role) + ": schema is at version " + std::to_string(state.current) +
+  if (state.pending() > 0) {
+    // Complete up to the version before the first pending one (a later one may be applied).
+    int complete = state.current;
+    for (const Entry& entry : state.entries)
+      if (entry.state == State::pending) {
+        complete = std::min(complete, entry.version - 1);
+        break;
+      }
+    throw config_error(std::string(role) + ": schema is at version " + std::to_string(complete) +
                        " but this outbox needs " + std::to_string(state.latest) + "; run 'outbox migrate'");
+  }
 }
 
 }  // namespace outbox::migrate
