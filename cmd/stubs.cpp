@@ -1,3 +1,0 @@
-#include "cmd/command.hpp"
-namespace outbox::cmd {
-}
