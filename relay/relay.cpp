@@ -284,6 +284,11 @@ void Relay::database_lost(const std::string& reason) {
   // The advisory locks died with the session: another instance may own these partitions now.
   owned_.clear();
   member_slot_ = -1;
+  forget_in_flight_and_reconnect();
+}
+
+void Relay::forget_in_flight_and_reconnect() {
+  // Nothing in flight is marked: those rows stay unpublished and are read and published again.
   in_flight_.clear();
   for (auto& positions : in_flight_positions_) positions.clear();
   unconfirmed_ = 0;
@@ -301,15 +306,7 @@ void Relay::broker_lost(const std::string& reason) {
   broker_problem_ = reason.empty() ? "connection lost" : reason;
   broker_poll_.reset();
   broker_.reset();
-  in_flight_.clear();
-  for (auto& positions : in_flight_positions_) positions.clear();
-  unconfirmed_ = 0;
-  confirm_timer_->stop();
-  if (runtime_.stopping()) {
-    maybe_finish_shutdown();
-    return;
-  }
-  schedule_reconnect();
+  forget_in_flight_and_reconnect();
 }
 
 void Relay::drain() {

@@ -60,6 +60,7 @@ class Relay {
   void connect_broker();
   void database_lost(const std::string& reason);
   void broker_lost(const std::string& reason);
+  void forget_in_flight_and_reconnect();
   void schedule_reconnect();
   bool ready() const { return db_ && broker_; }
 
