@@ -92,6 +92,12 @@ std::string array_literal(const std::vector<std::string>& values) {
   return out + "}";
 }
 
+std::string first_error_line(const std::string& text) {
+  std::string line = text.substr(0, text.find('\n'));
+  if (line.rfind("ERROR:  ", 0) == 0) line = line.substr(8);
+  return line;
+}
+
 bool is_connection_error(const std::exception& error) {
   if (dynamic_cast<const pqxx::broken_connection*>(&error)) return true;
   if (auto* sql = dynamic_cast<const pqxx::sql_error*>(&error)) {

@@ -4,6 +4,9 @@
 #include <pqxx/pqxx>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "core/error.hpp"
 
 namespace outbox::pg {
 
@@ -23,5 +26,23 @@ std::string array_literal(const std::vector<std::string>& values);
 
 // True for errors that mean the server went away (connection lost, server shutting down).
 bool is_connection_error(const std::exception& error);
+
+// The first line of a libpq/libpqxx error, without its "ERROR:  " prefix.
+std::string first_error_line(const std::string& text);
+
+// Runs `body`; a lost connection becomes Error(unavailable) and any other server error
+// Error(software), both prefixed with `role` ("replica main"). Errors of our own pass through.
+template <typename Body>
+auto with_context(const std::string& role, Body body) {
+  try {
+    return body();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& error) {
+    if (is_connection_error(error) || dynamic_cast<const pqxx::in_doubt_error*>(&error))
+      throw unavailable_error(role + ": connection lost: " + first_error_line(error.what()));
+    throw Error(ExitCode::software, role + ": " + first_error_line(error.what()));
+  }
+}
 
 }  // namespace outbox::pg

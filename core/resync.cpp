@@ -12,25 +12,15 @@
 namespace outbox::resync {
 namespace {
 
-std::string first_line(const std::string& text) {
-  std::string out = text.substr(0, text.find('\n'));
-  if (out.rfind("ERROR:  ", 0) == 0) out = out.substr(8);
-  return out;
-}
-
 template <typename Body>
 auto on(const std::string& role, Body body) {
-  try {
-    return body();
-  } catch (const Error&) {
-    throw;
-  } catch (const pqxx::undefined_table&) {
-    throw config_error(role + ": parking_slots, the outbox or outbox_aggregate_versions does not exist; run 'outbox migrate'");
-  } catch (const std::exception& error) {
-    if (pg::is_connection_error(error) || dynamic_cast<const pqxx::in_doubt_error*>(&error))
-      throw unavailable_error(role + ": connection lost: " + first_line(error.what()));
-    throw Error(ExitCode::software, role + ": " + first_line(error.what()));
-  }
+  return pg::with_context(role, [&] {
+    try {
+      return body();
+    } catch (const pqxx::undefined_table&) {
+      throw config_error(role + ": parking_slots, the outbox or outbox_aggregate_versions does not exist; run 'outbox migrate'");
+    }
+  });
 }
 
 // The highest version each replica records per uuid: its aggregate version (a tombstone counts)

@@ -14,25 +14,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string first_line(const std::string& text) {
-  std::string out = text.substr(0, text.find('\n'));
-  if (out.rfind("ERROR:  ", 0) == 0) out = out.substr(8);
-  return out;
-}
-
-// Runs `body`; a lost connection becomes Error(unavailable) naming the database, any other server
-// error Error(software) with the same context. Errors of our own pass through.
 template <typename Body>
 auto on(const std::string& role, Body body) {
-  try {
-    return body();
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& error) {
-    if (pg::is_connection_error(error) || dynamic_cast<const pqxx::in_doubt_error*>(&error))
-      throw unavailable_error(role + ": connection lost: " + first_line(error.what()));
-    throw Error(ExitCode::software, role + ": " + first_line(error.what()));
-  }
+  return pg::with_context(role, body);
 }
 
 pqxx::result exec(pqxx::connection& connection, const std::string& sql, const std::vector<std::string>& params = {}) {
