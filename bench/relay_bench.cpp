@@ -72,9 +72,11 @@ int ceiling(const std::string& url, const std::string& queue, long count, size_t
     sent += batch;
     // Keep at most kWindow unconfirmed, like a pipelined publisher.
     while (static_cast<long>(connection->published_count() - confirmed) > (sent == count ? 0 : kWindow))
-      connection->poll([&](outbox::amqp::Event& event) {
-        if (event.kind == outbox::amqp::Event::Kind::ack) confirmed = std::max(confirmed, event.delivery_tag);
-      }, std::chrono::milliseconds(100));
+      connection->poll(
+          [&](outbox::amqp::Event& event) {
+            if (event.kind == outbox::amqp::Event::Kind::ack) confirmed = std::max(confirmed, event.delivery_tag);
+          },
+          std::chrono::milliseconds(100));
   }
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
   std::printf("%.0f\n", count / seconds);
@@ -95,7 +97,8 @@ int latency(const std::string& primary, const std::string& broker, int rate, int
     pqxx::connection connection(primary);
     connection.prepare("insert",
                        "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
-                       "VALUES (gen_random_uuid(), 'bench', $1, $2, 'bench.latency', json_build_object('i', $2::bigint, 'pad', repeat('x', 100)))");
+                       "VALUES (gen_random_uuid(), 'bench', $1, $2, 'bench.latency', json_build_object('i', $2::bigint, 'pad', "
+                       "repeat('x', 100)))");
     auto start = Clock::now();
     for (long i = 0; i < total; ++i) {
       std::this_thread::sleep_until(start + std::chrono::microseconds(i * 1000000 / rate));
@@ -107,17 +110,22 @@ int latency(const std::string& primary, const std::string& broker, int rate, int
   auto deadline = Clock::now() + std::chrono::seconds(seconds + 60);
   while (static_cast<long>(latencies_ms.size()) < total && Clock::now() < deadline) {
     uint64_t last = 0;
-    consumer->poll([&](outbox::amqp::Event& event) {
-      if (event.kind != outbox::amqp::Event::Kind::delivery) return;
-      long long created = std::get<long long>(event.message->headers.at("created_at"));
-      latencies_ms.push_back((now_us() - created) / 1000.0);
-      last = event.delivery_tag;
-    }, std::chrono::milliseconds(100));
+    consumer->poll(
+        [&](outbox::amqp::Event& event) {
+          if (event.kind != outbox::amqp::Event::Kind::delivery) return;
+          long long created = std::get<long long>(event.message->headers.at("created_at"));
+          latencies_ms.push_back((now_us() - created) / 1000.0);
+          last = event.delivery_tag;
+        },
+        std::chrono::milliseconds(100));
     if (last) consumer->ack(last, true);
   }
   writer.join();
   std::sort(latencies_ms.begin(), latencies_ms.end());
-  auto at = [&](double q) { return latencies_ms.empty() ? 0.0 : latencies_ms[std::min(latencies_ms.size() - 1, static_cast<size_t>(q * latencies_ms.size()))]; };
+  auto at = [&](double q) {
+    return latencies_ms.empty() ? 0.0
+                                : latencies_ms[std::min(latencies_ms.size() - 1, static_cast<size_t>(q * latencies_ms.size()))];
+  };
   std::printf("events %zu/%ld p50 %.2f ms p99 %.2f ms max %.2f ms\n", latencies_ms.size(), total, at(0.5), at(0.99),
               latencies_ms.empty() ? 0.0 : latencies_ms.back());
   return static_cast<long>(latencies_ms.size()) == total ? 0 : 1;

@@ -66,7 +66,8 @@ int fill(const std::string& url, long long count, const std::vector<std::string>
       connection->poll(
           [&](outbox::amqp::Event& event) {
             if (event.kind == outbox::amqp::Event::Kind::ack)
-              confirmed = event.multiple ? std::max<uint64_t>(confirmed, event.delivery_tag) : std::max<uint64_t>(confirmed, event.delivery_tag);
+              confirmed = event.multiple ? std::max<uint64_t>(confirmed, event.delivery_tag)
+                                         : std::max<uint64_t>(confirmed, event.delivery_tag);
           },
           std::chrono::milliseconds(100));
   };
@@ -80,11 +81,15 @@ int fill(const std::string& url, long long count, const std::vector<std::string>
     message.type = create ? "parking.create" : "parking.update";
     message.routing_key = message.type;
     message.message_id = random_uuid(random);
-    long long now_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    long long now_us =
+        std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     message.timestamp_seconds = now_us / 1000000;
-    message.body = nlohmann::json{{"uuid", uuid}, {"name", "slot " + std::to_string(i)},
-                                  {"status", create ? "available" : "reserved"}, {"version", version}}
-                       .dump();
+    message.body = nlohmann::json{
+        {"uuid", uuid},
+        {"name", "slot " + std::to_string(i)},
+        {"status", create ? "available" : "reserved"},
+        {"version",
+         version}}.dump();
     message.headers = {{"aggregate_type", std::string("parking_slot")},
                        {"aggregate_id", uuid},
                        {"aggregate_version", version},
@@ -111,8 +116,7 @@ int plain(const std::string& url, const std::string& queue, long long count) {
   amqp_socket_t* socket = amqp_tcp_socket_new(conn);
   if (amqp_socket_open(socket, info.host, info.port) != AMQP_STATUS_OK) return 3;
   if (amqp_login(conn, info.vhost, 0, 131072, 0, AMQP_SASL_METHOD_PLAIN, info.user, info.password).reply_type !=
-      AMQP_RESPONSE_NORMAL)
-  {
+      AMQP_RESPONSE_NORMAL) {
     std::cerr << "replicate_bench plain: login failed\n";
     return 4;
   }
@@ -197,7 +201,8 @@ int latency(const std::string& primary, const std::string& replica) {
   {
     pqxx::connection connection(replica);
     pqxx::nontransaction tx(connection);
-    for (const auto& row : tx.exec("SELECT event_id::text, (extract(epoch FROM applied_at) * 1000000)::bigint FROM outbox_applied_events")) {
+    for (const auto& row :
+         tx.exec("SELECT event_id::text, (extract(epoch FROM applied_at) * 1000000)::bigint FROM outbox_applied_events")) {
       auto found = created.find(row[0].as<std::string>());
       if (found != created.end()) ms.push_back(static_cast<double>(row[1].as<long long>() - found->second) / 1000.0);
     }

@@ -1,8 +1,9 @@
 // outbox config show|check: the effective configuration and where each value came from.
+#include "core/config.hpp"
+
 #include <iostream>
 
 #include "cmd/command.hpp"
-#include "core/config.hpp"
 #include "core/options.hpp"
 
 namespace outbox::cmd {
@@ -10,19 +11,22 @@ namespace outbox::cmd {
 void add_config_commands(Registry& registry) {
   CLI::App* config = registry.add("config", "Show or check the configuration");
   config->require_subcommand(1);
-  CLI::App* show = config->add_subcommand("show", "Print every effective option, its value and its source (default, file, env, flag); passwords are masked");
+  CLI::App* show = config->add_subcommand(
+      "show", "Print every effective option, its value and its source (default, file, env, flag); passwords are masked");
   registry.on_run(show, [&registry] {
     config::Config loaded = load_config(registry.globals());
     std::cout << config::show(loaded);
     return 0;
   });
-  CLI::App* check = config->add_subcommand("check", "Validate the configuration and exit 0, or print the first error and exit 78");
+  CLI::App* check =
+      config->add_subcommand("check", "Validate the configuration and exit 0, or print the first error and exit 78");
   registry.on_run(check, [&registry] {
     config::Config loaded = load_config(registry.globals());
     std::cout << "config " << (loaded.path().empty() ? "(defaults and environment)" : loaded.path()) << ": ok\n";
     return 0;
   });
-  CLI::App* reference = config->add_subcommand("reference", "Print the option reference in mdoc (scripts/gen-man puts it into man/outbox.toml.5)");
+  CLI::App* reference =
+      config->add_subcommand("reference", "Print the option reference in mdoc (scripts/gen-man puts it into man/outbox.toml.5)");
   registry.on_run(reference, [] {
     std::cout << config::mdoc_reference();
     return 0;

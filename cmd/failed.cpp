@@ -3,13 +3,14 @@
 // outbox failed retry (ID | --all) [--replica NAME]
 // outbox failed discard ID [--replica NAME]
 // Inspect and redrive the events replicate parked (replicate/failed.hpp has the semantics).
+#include "replicate/failed.hpp"
+
 #include <iostream>
 
 #include "cmd/command.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/pg.hpp"
-#include "replicate/failed.hpp"
 
 namespace outbox::cmd {
 namespace {
@@ -95,10 +96,10 @@ void add_failed_commands(Registry& registry) {
                       << ", \"state\": " << json_string(event.state) << ", \"event_id\": " << json_string(event.event_id)
                       << ", \"event_type\": " << json_string(event.event_type)
                       << ", \"aggregate_type\": " << json_string(event.aggregate_type)
-                      << ", \"aggregate_id\": " << json_string(event.aggregate_id) << ", \"aggregate_version\": "
-                      << (event.version ? std::to_string(*event.version) : "null") << ", \"attempts\": " << event.attempts
-                      << ", \"failed_at\": " << json_string(event.failed_at) << ", \"error\": " << json_string(event.error)
-                      << "}\n";
+                      << ", \"aggregate_id\": " << json_string(event.aggregate_id)
+                      << ", \"aggregate_version\": " << (event.version ? std::to_string(*event.version) : "null")
+                      << ", \"attempts\": " << event.attempts << ", \"failed_at\": " << json_string(event.failed_at)
+                      << ", \"error\": " << json_string(event.error) << "}\n";
           }
         } else if (show->parsed()) {
           replicate::FailedEvent event = events.find(o.id);

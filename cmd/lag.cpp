@@ -1,6 +1,8 @@
 // Operations commands that read the whole pipeline (core/lag.hpp, core/check.hpp):
 //   lag [--json] [--watch [SECONDS]] [--replica NAME]...   how far behind each stage is
 //   check [--warning 30s] [--critical 2m] [--replica NAME]... [--quiet]   a Nagios plugin for cron
+#include "core/lag.hpp"
+
 #include <unistd.h>
 
 #include <chrono>
@@ -10,7 +12,6 @@
 #include "cmd/command.hpp"
 #include "core/check.hpp"
 #include "core/error.hpp"
-#include "core/lag.hpp"
 
 namespace outbox::cmd {
 namespace {
@@ -49,8 +50,10 @@ int run_lag(Registry& registry, const LagOptions& options, bool watching) {
       std::cout << (watching ? lag::to_json(report).dump() : lag::to_json(report).dump(2)) << "\n";
     } else {
       // On a terminal, redraw in place: cursor home, then clear the screen.
-      if (watching && terminal) std::cout << "\033[H\033[2J";
-      else if (watching) std::cout << "\n";
+      if (watching && terminal)
+        std::cout << "\033[H\033[2J";
+      else if (watching)
+        std::cout << "\n";
       std::cout << lag::render_text(report);
     }
     std::cout << std::flush;

@@ -37,7 +37,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", std::string("outbox 0.1.0"));
   cmd::GlobalOptions globals;
-  app.add_option("-c,--config", globals.config_path, "Config file (default: $OUTBOX_CONFIG, ./outbox.toml, /etc/outbox/outbox.toml)");
+  app.add_option("-c,--config", globals.config_path,
+                 "Config file (default: $OUTBOX_CONFIG, ./outbox.toml, /etc/outbox/outbox.toml)");
   app.add_option("--set", globals.overrides, "Override a config option: --set relay.batch_size=1000 (repeatable)")
       ->type_name("KEY=VALUE");
   app.fallthrough();

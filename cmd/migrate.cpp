@@ -46,10 +46,14 @@ std::vector<Database> select_databases(const config::Config& config, const std::
 
 std::string_view state_text(migrate::State state) {
   switch (state) {
-    case migrate::State::applied: return "applied";
-    case migrate::State::pending: return "pending";
-    case migrate::State::mismatch: return "CHECKSUM MISMATCH";
-    case migrate::State::unknown: return "applied, unknown to this outbox";
+    case migrate::State::applied:
+      return "applied";
+    case migrate::State::pending:
+      return "pending";
+    case migrate::State::mismatch:
+      return "CHECKSUM MISMATCH";
+    case migrate::State::unknown:
+      return "applied, unknown to this outbox";
   }
   return "?";
 }
@@ -78,7 +82,8 @@ void declare_broker_topology(const config::Config& config, bool dry_run) {
   } catch (const Error& error) {
     throw error.with_context("broker (the databases are migrated; run 'outbox migrate' again once the broker is reachable)");
   }
-  for (const std::string& line : topology::describe(settings.exchange, replicas)) std::cout << "broker: declared " << line << "\n";
+  for (const std::string& line : topology::describe(settings.exchange, replicas))
+    std::cout << "broker: declared " << line << "\n";
 }
 
 int run_migrate(const config::Config& config, const std::vector<std::string>& target, bool dry_run) {
@@ -89,8 +94,7 @@ int run_migrate(const config::Config& config, const std::vector<std::string>& ta
     options.dry_run = dry_run;
     options.on_migration = [&](const migrate::Migration& migration) {
       if (dry_run) {
-        std::cout << "-- " << database.role << ": would apply " << migration.file << " (sha256 " << migration.checksum
-                  << ")\n"
+        std::cout << "-- " << database.role << ": would apply " << migration.file << " (sha256 " << migration.checksum << ")\n"
                   << migration.sql;
         if (!migration.sql.empty() && migration.sql.back() != '\n') std::cout << '\n';
       } else {
@@ -105,8 +109,7 @@ int run_migrate(const config::Config& config, const std::vector<std::string>& ta
     else if (result.applied.empty())
       std::cout << database.role << ": schema is current at version " << std::max(result.after, latest) << "\n";
     else
-      std::cout << database.role << ": schema at version " << result.after << " (" << result.applied.size()
-                << " applied)\n";
+      std::cout << database.role << ": schema at version " << result.after << " (" << result.applied.size() << " applied)\n";
   }
   bool everything = target.empty() || target.front() == "all";
   if (everything) declare_broker_topology(config, dry_run);
@@ -124,8 +127,8 @@ int run_status(const config::Config& config, const std::vector<std::string>& tar
       throw Error(pg::is_connection_error(error) ? ExitCode::unavailable : ExitCode::software,
                   database.role + ": reading schema_migrations: " + error.what());
     }
-    std::cout << database.role << " (" << mask_url(database.url) << "): version " << state.current << ", latest "
-              << state.latest << ", " << state.pending() << " pending\n";
+    std::cout << database.role << " (" << mask_url(database.url) << "): version " << state.current << ", latest " << state.latest
+              << ", " << state.pending() << " pending\n";
     for (const migrate::Entry& entry : state.entries) {
       std::cout << "  " << entry.file() << "  " << state_text(entry.state);
       if (!entry.applied_at.empty()) std::cout << "  " << entry.applied_at;

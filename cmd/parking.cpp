@@ -5,13 +5,14 @@
 //   parking_slot_details --uuid UUID [--from primary|replica[:NAME]]
 //   update_parking_slot --uuid UUID [--name NAME] [--status STATUS]
 //   delete_parking_slot --uuid UUID
+#include "core/parking.hpp"
+
 #include <iostream>
 #include <optional>
 
 #include "cmd/command.hpp"
 #include "core/error.hpp"
 #include "core/lag.hpp"
-#include "core/parking.hpp"
 #include "core/pg.hpp"
 
 namespace outbox::cmd {
@@ -53,7 +54,8 @@ auto with_transaction(const Source& source, Body body) {
   } catch (const pqxx::undefined_table& error) {
     throw config_error(source.role + ": parking_slots or the outbox table does not exist; run 'outbox migrate'");
   } catch (const pqxx::integrity_constraint_violation& error) {
-    throw data_error(source.role + ": rejected by the database: " + std::string(error.what()).substr(0, std::string(error.what()).find('\n')));
+    throw data_error(source.role +
+                     ": rejected by the database: " + std::string(error.what()).substr(0, std::string(error.what()).find('\n')));
   } catch (const std::exception& error) {
     std::string reason = error.what();
     reason = reason.substr(0, reason.find('\n'));
@@ -77,7 +79,8 @@ void require_fresh(const config::Config& config, const std::string& from, const 
   double seconds = static_cast<double>(max->count()) / 1000.0;
   if (!replica.seconds_behind)
     throw Error(ExitCode::tempfail, "replica " + name + ": staleness unknown (" + replica.behind_source +
-                                        "), so it cannot promise --max-staleness " + limit + "; read --from primary or retry later");
+                                        "), so it cannot promise --max-staleness " + limit +
+                                        "; read --from primary or retry later");
   if (*replica.seconds_behind > seconds)
     throw Error(ExitCode::tempfail, "replica " + name + " is " + format_seconds(*replica.seconds_behind) +
                                         " behind, more than --max-staleness " + limit + "; read --from primary or retry later");
@@ -99,9 +102,11 @@ void add_parking_commands(Registry& registry) {
   auto from = [&registry] { return resolve_source(load_config(registry.globals()), o.from); };
   const std::string from_help = "primary, replica (the replica named main; the default) or replica:NAME";
 
-  CLI::App* create = registry.add("create_parking_slot", "Create a parking slot; its row and parking.create event commit together");
+  CLI::App* create =
+      registry.add("create_parking_slot", "Create a parking slot; its row and parking.create event commit together");
   create->add_option("--name", o.name, "Name, 1..200 characters")->required();
-  create->add_option("--status", o.status, "available (default), blocked or reserved")->default_val(std::string(parking::kDefaultStatus));
+  create->add_option("--status", o.status, "available (default), blocked or reserved")
+      ->default_val(std::string(parking::kDefaultStatus));
   registry.on_run(create, [primary] {
     parking::validate_name(o.name);
     parking::validate_status(o.status);
@@ -143,8 +148,8 @@ void add_parking_commands(Registry& registry) {
     std::string uuid = parking::normalize_uuid(o.uuid);
     if (o.new_name) parking::validate_name(*o.new_name);
     if (o.new_status) parking::validate_status(*o.new_status);
-    parking::Slot slot = with_transaction<pqxx::work>(
-        primary(), [&](auto& tx) { return parking::update(tx, uuid, o.new_name, o.new_status); });
+    parking::Slot slot =
+        with_transaction<pqxx::work>(primary(), [&](auto& tx) { return parking::update(tx, uuid, o.new_name, o.new_status); });
     std::cout << parking::details(slot);
     return 0;
   });

@@ -1,7 +1,8 @@
 // outbox relay: the daemon that publishes the outbox to RabbitMQ (see relay/relay.hpp).
+#include "relay/relay.hpp"
+
 #include "cmd/command.hpp"
 #include "core/daemon.hpp"
-#include "relay/relay.hpp"
 
 namespace outbox::cmd {
 

@@ -2,6 +2,8 @@
 // Repairs drift through the normal outbox path (core/resync.hpp has the method): fresh full-state
 // parking.update events for rows the primary has, parking.delete events for rows it no longer has.
 // --all resyncs every row that `outbox verify --replica NAME` finds different.
+#include "core/resync.hpp"
+
 #include <iostream>
 #include <set>
 
@@ -9,7 +11,6 @@
 #include "core/error.hpp"
 #include "core/parking.hpp"
 #include "core/pg.hpp"
-#include "core/resync.hpp"
 
 namespace outbox::cmd {
 namespace {
@@ -25,8 +26,8 @@ struct Options {
 
 void add_resync_command(Registry& registry) {
   static Options o;
-  CLI::App* app = registry.add("resync",
-                               "Repair drift: emit fresh full-state events for the chosen parking slots through the outbox");
+  CLI::App* app =
+      registry.add("resync", "Repair drift: emit fresh full-state events for the chosen parking slots through the outbox");
   app->add_option("--replica", o.replica, "With --all: the replica to compare against (default: main)")->type_name("NAME");
   CLI::Option* uuid = app->add_option("--uuid", o.uuids, "A parking slot to resync (repeatable)")->type_name("UUID");
   CLI::Option* all = app->add_flag("--all", o.all, "Resync every row that verify finds different on --replica");
@@ -55,7 +56,8 @@ void add_resync_command(Registry& registry) {
       std::vector<verify::TableSpec> tables;
       for (const verify::TableSpec& spec : setup.tables)
         if (spec.table == "parking_slots" || spec.table == "public.parking_slots") tables.push_back(spec);
-      if (tables.empty()) throw config_error("resync: replicate.mappings maps no parking_slots table; resync repairs parking slots");
+      if (tables.empty())
+        throw config_error("resync: replicate.mappings maps no parking_slots table; resync repairs parking slots");
       verify::Result result = verify::compare(*setup.primary, *setup.replica, tables, setup.options);
       for (const verify::Difference& difference : result.differences)
         if (seen.insert(difference.key).second) uuids.push_back(difference.key);

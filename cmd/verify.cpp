@@ -44,7 +44,8 @@ VerifySetup verify_setup(const config::Config& config, const std::string& replic
   // The mapped tables of the replica: each distinct (table, key column) of replicate.mappings.
   for (const replicate::Mapping& mapping : replicate::mappings_from_config(config)) {
     bool seen = false;
-    for (const verify::TableSpec& spec : setup.tables) seen = seen || (spec.table == mapping.table && spec.key == mapping.key_column);
+    for (const verify::TableSpec& spec : setup.tables)
+      seen = seen || (spec.table == mapping.table && spec.key == mapping.key_column);
     if (!seen) setup.tables.push_back({mapping.table, mapping.key_column, {}});
   }
   setup.primary = pg::connect(config.required("primary.url"), "primary", application);
@@ -58,8 +59,8 @@ VerifySetup verify_setup(const config::Config& config, const std::string& replic
 
 void add_verify_command(Registry& registry) {
   static Options o;
-  CLI::App* app = registry.add(
-      "verify", "Compare the primary with a replica at a consistent point; exit 0 equal, 1 drift, 3 unreachable");
+  CLI::App* app =
+      registry.add("verify", "Compare the primary with a replica at a consistent point; exit 0 equal, 1 drift, 3 unreachable");
   app->add_option("--replica", o.replica, "Replica to compare (default: main)")->type_name("NAME");
   app->add_flag("--json", o.json, "Print one JSON document instead of one line per differing row");
   app->add_option("--timeout", o.timeout, "Longest wait for the replica to reach the primary's position (default 60s)")

@@ -24,9 +24,12 @@ timeval to_timeval(Duration duration) {
 // Turns an RPC reply into a one-line reason, or "" when it succeeded.
 std::string reply_reason(const amqp_rpc_reply_t& reply, int* code = nullptr) {
   switch (reply.reply_type) {
-    case AMQP_RESPONSE_NORMAL: return "";
-    case AMQP_RESPONSE_NONE: return "missing RPC reply";
-    case AMQP_RESPONSE_LIBRARY_EXCEPTION: return amqp_error_string2(reply.library_error);
+    case AMQP_RESPONSE_NORMAL:
+      return "";
+    case AMQP_RESPONSE_NONE:
+      return "missing RPC reply";
+    case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+      return amqp_error_string2(reply.library_error);
     case AMQP_RESPONSE_SERVER_EXCEPTION:
       if (reply.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
         auto* close = static_cast<amqp_connection_close_t*>(reply.reply.decoded);
@@ -46,17 +49,28 @@ std::string reply_reason(const amqp_rpc_reply_t& reply, int* code = nullptr) {
 HeaderValue header_value(const amqp_field_value_t& value) {
   switch (value.kind) {
     case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES: return text(value.value.bytes);
-    case AMQP_FIELD_KIND_I8: return static_cast<long long>(value.value.i8);
-    case AMQP_FIELD_KIND_U8: return static_cast<long long>(value.value.u8);
-    case AMQP_FIELD_KIND_I16: return static_cast<long long>(value.value.i16);
-    case AMQP_FIELD_KIND_U16: return static_cast<long long>(value.value.u16);
-    case AMQP_FIELD_KIND_I32: return static_cast<long long>(value.value.i32);
-    case AMQP_FIELD_KIND_U32: return static_cast<long long>(value.value.u32);
-    case AMQP_FIELD_KIND_I64: return static_cast<long long>(value.value.i64);
-    case AMQP_FIELD_KIND_U64: return static_cast<long long>(value.value.u64);
-    case AMQP_FIELD_KIND_TIMESTAMP: return static_cast<long long>(value.value.u64);
-    default: return std::string();
+    case AMQP_FIELD_KIND_BYTES:
+      return text(value.value.bytes);
+    case AMQP_FIELD_KIND_I8:
+      return static_cast<long long>(value.value.i8);
+    case AMQP_FIELD_KIND_U8:
+      return static_cast<long long>(value.value.u8);
+    case AMQP_FIELD_KIND_I16:
+      return static_cast<long long>(value.value.i16);
+    case AMQP_FIELD_KIND_U16:
+      return static_cast<long long>(value.value.u16);
+    case AMQP_FIELD_KIND_I32:
+      return static_cast<long long>(value.value.i32);
+    case AMQP_FIELD_KIND_U32:
+      return static_cast<long long>(value.value.u32);
+    case AMQP_FIELD_KIND_I64:
+      return static_cast<long long>(value.value.i64);
+    case AMQP_FIELD_KIND_U64:
+      return static_cast<long long>(value.value.u64);
+    case AMQP_FIELD_KIND_TIMESTAMP:
+      return static_cast<long long>(value.value.u64);
+    default:
+      return std::string();
   }
 }
 
@@ -267,8 +281,7 @@ uint64_t Connection::publish(const OutgoingMessage& message) {
   props.headers = amqp_table_t{static_cast<int>(entries.size()), entries.data()};
   int rc = amqp_basic_publish(state_, kChannel, bytes(message.exchange), bytes(message.routing_key), 1, 0, &props,
                               bytes(message.body));
-  if (rc != AMQP_STATUS_OK)
-    throw unavailable_error(role_ + " " + masked_node_ + ": publish: " + amqp_error_string2(rc));
+  if (rc != AMQP_STATUS_OK) throw unavailable_error(role_ + " " + masked_node_ + ": publish: " + amqp_error_string2(rc));
   return next_tag_++;
 }
 
@@ -312,7 +325,8 @@ void Connection::poll(const std::function<void(Event&)>& on_event, Duration wait
     amqp_frame_t frame{};
     int rc = amqp_simple_wait_frame_noblock(state_, &frame, first ? &first_wait : &no_wait);
     if (rc == AMQP_STATUS_TIMEOUT) return;
-    if (rc != AMQP_STATUS_OK) throw unavailable_error(role_ + " " + masked_node_ + ": connection lost: " + amqp_error_string2(rc));
+    if (rc != AMQP_STATUS_OK)
+      throw unavailable_error(role_ + " " + masked_node_ + ": connection lost: " + amqp_error_string2(rc));
     if (frame.frame_type != AMQP_FRAME_METHOD) continue;
     Event event{Event::Kind::ack};
     switch (frame.payload.method.id) {
@@ -359,7 +373,8 @@ void Connection::poll(const std::function<void(Event&)>& on_event, Duration wait
         amqp_send_method(state_, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &close_ok);
         throw unavailable_error(role_ + " " + masked_node_ + ": connection closed by the broker: " + reason);
       }
-      default: continue;
+      default:
+        continue;
     }
     amqp_maybe_release_buffers(state_);
     on_event(event);

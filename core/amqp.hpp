@@ -53,7 +53,7 @@ struct Event {
   enum class Kind { ack, nack, returned, delivery } kind;
   uint64_t delivery_tag = 0;
   bool multiple = false;
-  std::string reply_text;             // for returned
+  std::string reply_text;                  // for returned
   std::optional<IncomingMessage> message;  // for delivery and returned
 };
 

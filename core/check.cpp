@@ -27,21 +27,29 @@ std::string label(const std::string& name) {
 // The text part must not contain '|', which starts the perfdata, nor newlines.
 std::string clean(std::string text) {
   for (char& c : text)
-    if (c == '|') c = '/';
-    else if (c == '\n') c = ' ';
+    if (c == '|')
+      c = '/';
+    else if (c == '\n')
+      c = ' ';
   return text;
 }
 
-std::string plural(long long count, const std::string& word) { return std::to_string(count) + " " + word + (count == 1 ? "" : "s"); }
+std::string plural(long long count, const std::string& word) {
+  return std::to_string(count) + " " + word + (count == 1 ? "" : "s");
+}
 
 }  // namespace
 
 std::string_view status_name(Status status) {
   switch (status) {
-    case Status::ok: return "OK";
-    case Status::warning: return "WARNING";
-    case Status::critical: return "CRITICAL";
-    case Status::unknown: return "UNKNOWN";
+    case Status::ok:
+      return "OK";
+    case Status::warning:
+      return "WARNING";
+    case Status::critical:
+      return "CRITICAL";
+    case Status::unknown:
+      return "UNKNOWN";
   }
   return "UNKNOWN";
 }

@@ -1,6 +1,7 @@
 #include "core/config.hpp"
 
 #include <sys/stat.h>
+#include <toml++/toml.h>
 
 #include <algorithm>
 #include <charconv>
@@ -8,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <toml++/toml.h>
 
 #include "core/error.hpp"
 #include "core/url.hpp"
@@ -17,10 +17,14 @@ namespace outbox::config {
 
 std::string_view source_name(Source source) {
   switch (source) {
-    case Source::default_value: return "default";
-    case Source::file: return "file";
-    case Source::env: return "env";
-    case Source::flag: return "flag";
+    case Source::default_value:
+      return "default";
+    case Source::file:
+      return "file";
+    case Source::env:
+      return "env";
+    case Source::flag:
+      return "flag";
   }
   return "?";
 }
@@ -31,13 +35,20 @@ std::string describe_allowed(const Option& option) {
   std::string allowed = allowed_text(option);
   switch (option.type) {
     case Type::integer:
-    case Type::duration: return "must be " + allowed;
-    case Type::enumeration: return "must be one of " + allowed;
-    case Type::boolean: return "must be true or false";
-    case Type::url_list: return "must be a URL or an array of URLs";
-    case Type::string_list: return "must be an array of strings";
-    case Type::table_array: return "must be an array of tables ([[" + std::string(option.key) + "]])";
-    default: return "must be a string";
+    case Type::duration:
+      return "must be " + allowed;
+    case Type::enumeration:
+      return "must be one of " + allowed;
+    case Type::boolean:
+      return "must be true or false";
+    case Type::url_list:
+      return "must be a URL or an array of URLs";
+    case Type::string_list:
+      return "must be an array of strings";
+    case Type::table_array:
+      return "must be an array of tables ([[" + std::string(option.key) + "]])";
+    default:
+      return "must be a string";
   }
 }
 
@@ -58,18 +69,20 @@ void check_url(const Option& option, std::string_view key, const std::string& ur
   bool ok = broker ? valid_url(url, {"amqp", "amqps"}) : valid_url(url, {"postgresql", "postgres"});
   if (!ok)
     throw invalid(origin, key,
-                  std::string(broker ? "must be an amqp:// or amqps:// URL" : "must be a postgresql:// URL") +
-                      " (got " + mask_url(url) + ")");
+                  std::string(broker ? "must be an amqp:// or amqps:// URL" : "must be a postgresql:// URL") + " (got " +
+                      mask_url(url) + ")");
 }
 
 // Converts text (an environment variable or a --set value that is not TOML) into a setting.
-Setting from_text(const Option& option, std::string_view key, std::string_view text, Source source,
-                  const std::string& origin) {
+Setting from_text(const Option& option, std::string_view key, std::string_view text, Source source, const std::string& origin) {
   Setting setting{&option, std::string(text), 0, false, {}, source, origin};
   auto fail = [&] { return invalid(origin, key, describe_allowed(option) + " (got \"" + std::string(text) + "\")"); };
   switch (option.type) {
-    case Type::string: break;
-    case Type::url: check_url(option, key, setting.text, origin); break;
+    case Type::string:
+      break;
+    case Type::url:
+      check_url(option, key, setting.text, origin);
+      break;
     case Type::url_list: {
       std::stringstream parts{std::string(text)};
       for (std::string part; std::getline(parts, part, ',');)
@@ -83,8 +96,7 @@ Setting from_text(const Option& option, std::string_view key, std::string_view t
     case Type::integer: {
       long long value = 0;
       auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-      if (ec != std::errc() || end != text.data() + text.size() || value < option.min || value > option.max)
-        throw fail();
+      if (ec != std::errc() || end != text.data() + text.size() || value < option.min || value > option.max) throw fail();
       setting.number = value;
       break;
     }
@@ -95,9 +107,12 @@ Setting from_text(const Option& option, std::string_view key, std::string_view t
       break;
     }
     case Type::boolean:
-      if (text == "true" || text == "1" || text == "yes") setting.flag = true;
-      else if (text == "false" || text == "0" || text == "no") setting.flag = false;
-      else throw fail();
+      if (text == "true" || text == "1" || text == "yes")
+        setting.flag = true;
+      else if (text == "false" || text == "0" || text == "no")
+        setting.flag = false;
+      else
+        throw fail();
       break;
     case Type::enumeration: {
       std::string allowed = "|" + std::string(option.allowed) + "|";
@@ -111,7 +126,8 @@ Setting from_text(const Option& option, std::string_view key, std::string_view t
       for (std::string part; std::getline(parts, part, ',');) setting.list.push_back(part);
       break;
     }
-    case Type::table_array: throw fail();
+    case Type::table_array:
+      throw fail();
   }
   return setting;
 }
@@ -123,21 +139,25 @@ std::string where(const std::string& path, const toml::node& node) {
 
 std::string node_type_name(const toml::node& node) {
   switch (node.type()) {
-    case toml::node_type::string: return "a string";
-    case toml::node_type::integer: return "an integer";
-    case toml::node_type::floating_point: return "a float";
-    case toml::node_type::boolean: return "a boolean";
-    case toml::node_type::array: return "an array";
-    case toml::node_type::table: return "a table";
-    default: return "a date or time";
+    case toml::node_type::string:
+      return "a string";
+    case toml::node_type::integer:
+      return "an integer";
+    case toml::node_type::floating_point:
+      return "a float";
+    case toml::node_type::boolean:
+      return "a boolean";
+    case toml::node_type::array:
+      return "an array";
+    case toml::node_type::table:
+      return "a table";
+    default:
+      return "a date or time";
   }
 }
 
-Setting from_node(const Option& option, std::string_view key, const toml::node& node, Source source,
-                  const std::string& origin) {
-  auto wrong_type = [&] {
-    return invalid(origin, key, describe_allowed(option) + " (got " + node_type_name(node) + ")");
-  };
+Setting from_node(const Option& option, std::string_view key, const toml::node& node, Source source, const std::string& origin) {
+  auto wrong_type = [&] { return invalid(origin, key, describe_allowed(option) + " (got " + node_type_name(node) + ")"); };
   switch (option.type) {
     case Type::integer:
       if (auto value = node.value_exact<int64_t>()) {
@@ -147,7 +167,8 @@ Setting from_node(const Option& option, std::string_view key, const toml::node& 
       }
       throw wrong_type();
     case Type::boolean:
-      if (auto value = node.value_exact<bool>()) return Setting{&option, *value ? "true" : "false", 0, *value, {}, source, origin};
+      if (auto value = node.value_exact<bool>())
+        return Setting{&option, *value ? "true" : "false", 0, *value, {}, source, origin};
       throw wrong_type();
     case Type::duration:
       if (auto value = node.value_exact<int64_t>()) return from_text(option, key, std::to_string(*value), source, origin);
@@ -171,7 +192,8 @@ Setting from_node(const Option& option, std::string_view key, const toml::node& 
         return setting;
       }
       throw wrong_type();
-    case Type::table_array: throw wrong_type();
+    case Type::table_array:
+      throw wrong_type();
     default:
       if (auto value = node.value_exact<std::string>()) return from_text(option, key, *value, source, origin);
       throw wrong_type();
@@ -212,7 +234,8 @@ class Loader {
         for (auto&& [name_key, replica_node] : *table) {
           std::string name(name_key.str());
           const toml::table* replica = replica_node.as_table();
-          if (!replica) throw invalid(where(path(), replica_node), "replicas." + name, "must be a table ([replicas." + name + "])");
+          if (!replica)
+            throw invalid(where(path(), replica_node), "replicas." + name, "must be a table ([replicas." + name + "])");
           if (!valid_name(name))
             throw invalid(where(path(), replica_node), "replicas." + name, "replica names may use letters, digits, '_' and '-'");
           replicas_.push_back(name);
@@ -261,9 +284,9 @@ class Loader {
         if (candidate_key.rfind(array_prefix, 0) != 0) continue;
         std::string field_name(candidate_key.substr(array_prefix.size()));
         if (section.count(field_name)) continue;
-        bool required = candidate.default_value.empty() && (field_name == "name" || field_name == "event_type" || field_name == "table");
-        if (required)
-          throw invalid(where(path(), element), key + "." + field_name, "is required in every [[" + key + "]] block");
+        bool required =
+            candidate.default_value.empty() && (field_name == "name" || field_name == "event_type" || field_name == "table");
+        if (required) throw invalid(where(path(), element), key + "." + field_name, "is required in every [[" + key + "]] block");
         section[field_name] = default_setting(candidate, candidate_key);
       }
       sections.push_back(std::move(section));
@@ -307,8 +330,7 @@ class Loader {
     for (const std::string& assignment : options_.overrides) {
       size_t equals = assignment.find('=');
       std::string origin = "--set " + assignment.substr(0, equals);
-      if (equals == std::string::npos || equals == 0)
-        throw config_error("config --set " + assignment + ": expected KEY=VALUE");
+      if (equals == std::string::npos || equals == 0) throw config_error("config --set " + assignment + ": expected KEY=VALUE");
       std::string key = assignment.substr(0, equals), value = assignment.substr(equals + 1);
       const Option* option = find_option(key);
       if (!option || option->type == Type::table_array || key.find("[]") != std::string::npos)
@@ -352,8 +374,8 @@ class Loader {
     if (stat(path().c_str(), &info) == 0 && (info.st_mode & (S_IRGRP | S_IROTH))) {
       char mode[8];
       std::snprintf(mode, sizeof mode, "%04o", info.st_mode & 07777);
-      config_.warnings_.push_back("config " + path() + ": contains a password but is readable by other users (mode " +
-                                  mode + "); run chmod 600 " + path());
+      config_.warnings_.push_back("config " + path() + ": contains a password but is readable by other users (mode " + mode +
+                                  "); run chmod 600 " + path());
     }
   }
 
@@ -361,8 +383,9 @@ class Loader {
 
  private:
   static bool valid_name(const std::string& name) {
-    return !name.empty() && name.size() <= 63 &&
-           std::all_of(name.begin(), name.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-'; });
+    return !name.empty() && name.size() <= 63 && std::all_of(name.begin(), name.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+    });
   }
   Error unknown(const std::string& key, const toml::node& node) {
     return config_error("config " + where(path(), node) + ": " + key + ": unknown configuration option");
@@ -444,9 +467,7 @@ std::vector<std::string> Config::replica_names() const {
   return names;
 }
 
-bool Config::has_replica(std::string_view name) const {
-  return values_.count("replicas." + std::string(name) + ".url") > 0;
-}
+bool Config::has_replica(std::string_view name) const { return values_.count("replicas." + std::string(name) + ".url") > 0; }
 
 const std::vector<Section>& Config::sections(std::string_view array_key) const {
   static const std::vector<Section> none;
@@ -487,10 +508,14 @@ std::string display_value(const Setting& setting) {
     return out + "\"";
   };
   switch (setting.option->type) {
-    case Type::integer: return std::to_string(setting.number);
-    case Type::boolean: return setting.flag ? "true" : "false";
-    case Type::duration: return quoted(format_duration(Duration(setting.number)));
-    case Type::url: return quoted(mask_url(setting.text));
+    case Type::integer:
+      return std::to_string(setting.number);
+    case Type::boolean:
+      return setting.flag ? "true" : "false";
+    case Type::duration:
+      return quoted(format_duration(Duration(setting.number)));
+    case Type::url:
+      return quoted(mask_url(setting.text));
     case Type::url_list:
     case Type::string_list: {
       std::string out = "[";
@@ -498,7 +523,8 @@ std::string display_value(const Setting& setting) {
         out += (i ? ", " : "") + quoted(setting.option->type == Type::url_list ? mask_url(setting.list[i]) : setting.list[i]);
       return out + "]";
     }
-    default: return quoted(setting.text);
+    default:
+      return quoted(setting.text);
   }
 }
 

@@ -73,10 +73,14 @@ void Runtime::serve_metrics(metrics::Registry& registry) {
 void Runtime::update_health() {
   if (!metrics_server_) return;
   std::string status = hooks_.status_line ? hooks_.status_line() : name_;
-  if (shutdown_requested_) metrics_server_->set_health(false, "stopping: " + status);
-  else if (hooks_.connected && !hooks_.connected()) metrics_server_->set_health(false, "not connected: " + status);
-  else if (hooks_.healthy && !hooks_.healthy()) metrics_server_->set_health(false, "no progress: " + status);
-  else metrics_server_->set_health(true, status);
+  if (shutdown_requested_)
+    metrics_server_->set_health(false, "stopping: " + status);
+  else if (hooks_.connected && !hooks_.connected())
+    metrics_server_->set_health(false, "not connected: " + status);
+  else if (hooks_.healthy && !hooks_.healthy())
+    metrics_server_->set_health(false, "no progress: " + status);
+  else
+    metrics_server_->set_health(true, status);
 }
 
 void Runtime::on_terminate() {
@@ -88,8 +92,10 @@ void Runtime::on_terminate() {
   shutdown_requested_ = true;
   notify_stopping();
   spdlog::info("{}: shutdown begin (a second signal exits at once)", name_);
-  if (hooks_.on_shutdown_request) hooks_.on_shutdown_request();
-  else stop(0);
+  if (hooks_.on_shutdown_request)
+    hooks_.on_shutdown_request();
+  else
+    stop(0);
 }
 
 void Runtime::on_reload() {

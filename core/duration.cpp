@@ -18,12 +18,18 @@ std::optional<Duration> parse_duration(std::string_view text) {
   if (end != number.c_str() + number.size() || !std::isfinite(value)) return std::nullopt;
   std::string_view unit = text.substr(unit_start);
   double ms_per_unit;
-  if (unit.empty() || unit == "s") ms_per_unit = 1000;
-  else if (unit == "ms") ms_per_unit = 1;
-  else if (unit == "m" || unit == "min") ms_per_unit = 60'000;
-  else if (unit == "h") ms_per_unit = 3'600'000;
-  else if (unit == "d") ms_per_unit = 86'400'000;
-  else return std::nullopt;
+  if (unit.empty() || unit == "s")
+    ms_per_unit = 1000;
+  else if (unit == "ms")
+    ms_per_unit = 1;
+  else if (unit == "m" || unit == "min")
+    ms_per_unit = 60'000;
+  else if (unit == "h")
+    ms_per_unit = 3'600'000;
+  else if (unit == "d")
+    ms_per_unit = 86'400'000;
+  else
+    return std::nullopt;
   double ms = value * ms_per_unit;
   if (ms > 1e15) return std::nullopt;
   return Duration(static_cast<long long>(std::llround(ms)));

@@ -31,15 +31,16 @@ std::string now_iso() {
   std::tm utc{};
   gmtime_r(&seconds, &utc);
   char buffer[64];
-  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ", utc.tm_year + 1900, utc.tm_mon + 1,
-                utc.tm_mday, utc.tm_hour, utc.tm_min, utc.tm_sec, ms);
+  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%03lldZ", utc.tm_year + 1900, utc.tm_mon + 1, utc.tm_mday,
+                utc.tm_hour, utc.tm_min, utc.tm_sec, ms);
   return buffer;
 }
 
 // The reason of a database error on one line, with a hint when the schema is missing.
 std::string database_problem(const std::exception& error, const std::string& role) {
   if (dynamic_cast<const pqxx::undefined_table*>(&error))
-    return role + ": schema not migrated (run 'outbox migrate'): " + std::string(error.what()).substr(0, std::string(error.what()).find('\n'));
+    return role + ": schema not migrated (run 'outbox migrate'): " +
+           std::string(error.what()).substr(0, std::string(error.what()).find('\n'));
   std::string reason = error.what();
   reason = reason.substr(0, reason.find('\n'));
   if (dynamic_cast<const Error*>(&error)) return reason;  // already names the database
@@ -120,9 +121,12 @@ std::string age_text(std::optional<double> seconds) {
   char buffer[64];
   if (s < 120) return format_seconds(s);
   long long whole = static_cast<long long>(s);
-  if (whole < 3600) std::snprintf(buffer, sizeof buffer, "%lldm%02llds", whole / 60, whole % 60);
-  else if (whole < 86400) std::snprintf(buffer, sizeof buffer, "%lldh%02lldm", whole / 3600, whole % 3600 / 60);
-  else std::snprintf(buffer, sizeof buffer, "%lldd%02lldh", whole / 86400, whole % 86400 / 3600);
+  if (whole < 3600)
+    std::snprintf(buffer, sizeof buffer, "%lldm%02llds", whole / 60, whole % 60);
+  else if (whole < 86400)
+    std::snprintf(buffer, sizeof buffer, "%lldh%02lldm", whole / 3600, whole % 3600 / 60);
+  else
+    std::snprintf(buffer, sizeof buffer, "%lldd%02lldh", whole / 86400, whole % 86400 / 3600);
   return buffer;
 }
 
@@ -133,7 +137,9 @@ nlohmann::ordered_json optional_json(const std::optional<T>& value) {
   return value ? nlohmann::ordered_json(*value) : nlohmann::ordered_json(nullptr);
 }
 
-nlohmann::ordered_json error_json(const std::string& error) { return error.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(error); }
+nlohmann::ordered_json error_json(const std::string& error) {
+  return error.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(error);
+}
 
 }  // namespace
 
@@ -163,14 +169,14 @@ TableStage read_table(pqxx::transaction_base& tx, const std::string& table) {
   std::string quoted = pg::quote_qualified(table);
   // Both use the outbox's indexes: the partial index of unpublished rows, and the primary key
   // walked backwards from the newest position (unpublished rows are few and at the end).
-  pqxx::row backlog = tx.exec1(
-      "SELECT count(*), extract(epoch FROM clock_timestamp() - (SELECT created_at FROM " + quoted +
-      " WHERE published_at IS NULL ORDER BY position LIMIT 1))::float8 FROM " + quoted + " WHERE published_at IS NULL");
+  pqxx::row backlog =
+      tx.exec1("SELECT count(*), extract(epoch FROM clock_timestamp() - (SELECT created_at FROM " + quoted +
+               " WHERE published_at IS NULL ORDER BY position LIMIT 1))::float8 FROM " + quoted + " WHERE published_at IS NULL");
   stage.unpublished = backlog[0].as<long long>();
   stage.oldest_unpublished_age = optional_field<double>(backlog[1]);
-  pqxx::result last = tx.exec("SELECT " + iso("published_at") +
-                              ", extract(epoch FROM clock_timestamp() - published_at)::float8 FROM " + quoted +
-                              " WHERE published_at IS NOT NULL ORDER BY position DESC LIMIT 1");
+  pqxx::result last =
+      tx.exec("SELECT " + iso("published_at") + ", extract(epoch FROM clock_timestamp() - published_at)::float8 FROM " + quoted +
+              " WHERE published_at IS NOT NULL ORDER BY position DESC LIMIT 1");
   if (!last.empty()) {
     stage.last_published_at = optional_field<std::string>(last[0][0]);
     stage.last_published_age = optional_field<double>(last[0][1]);
@@ -182,10 +188,11 @@ ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica
   ReplicaStage stage;
   stage.name = replica;
   std::string name = tx.quote(replica);
-  pqxx::result position = tx.exec("SELECT last_event_id::text, last_position, " + iso("last_created_at") + ", " +
-                                  iso("applied_at") +
-                                  ", extract(epoch FROM clock_timestamp() - applied_at)::float8 "
-                                  "FROM outbox_applied_position WHERE replica = " + name);
+  pqxx::result position =
+      tx.exec("SELECT last_event_id::text, last_position, " + iso("last_created_at") + ", " + iso("applied_at") +
+              ", extract(epoch FROM clock_timestamp() - applied_at)::float8 "
+              "FROM outbox_applied_position WHERE replica = " +
+              name);
   if (!position.empty()) {
     stage.last_event_id = optional_field<std::string>(position[0][0]);
     stage.last_position = optional_field<long long>(position[0][1]);
@@ -196,7 +203,8 @@ ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica
   pqxx::result heartbeat = tx.exec("SELECT relay, " + iso("created_at") + ", " + iso("applied_at") +
                                    ", extract(epoch FROM clock_timestamp() - created_at)::float8"
                                    ", extract(epoch FROM applied_at - created_at)::float8 "
-                                   "FROM outbox_heartbeat WHERE replica = " + name);
+                                   "FROM outbox_heartbeat WHERE replica = " +
+                                   name);
   if (!heartbeat.empty()) {
     stage.heartbeat_relay = optional_field<std::string>(heartbeat[0][0]);
     stage.heartbeat_created_at = optional_field<std::string>(heartbeat[0][1]);
@@ -206,7 +214,8 @@ ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica
   }
   pqxx::row failed = tx.exec1(
       "SELECT count(*) FILTER (WHERE state = 'parked'), count(*) FILTER (WHERE state = 'waiting') "
-      "FROM outbox_failed_events WHERE replica = " + name);
+      "FROM outbox_failed_events WHERE replica = " +
+      name);
   stage.parked = failed[0].as<long long>();
   stage.waiting = failed[1].as<long long>();
   return stage;
@@ -241,10 +250,14 @@ Report collect(const config::Config& config, const Scope& scope) {
     if (!config.has_replica(name))
       throw config_error("no replica named '" + name + "' is configured (set replicas." + name + ".url" +
                          (name == "main" ? " or OUTBOX_REPLICA_URL)" : ")"));
-  if (scope.primary) read_primary(config, report.primary);
-  else report.primary.error = "not read";
-  if (scope.broker) read_broker(config, names, report.broker);
-  else report.broker.error = "not read";
+  if (scope.primary)
+    read_primary(config, report.primary);
+  else
+    report.primary.error = "not read";
+  if (scope.broker)
+    read_broker(config, names, report.broker);
+  else
+    report.broker.error = "not read";
   for (const std::string& name : names) {
     ReplicaStage stage;
     std::string role = "replica " + name;
@@ -269,8 +282,8 @@ std::string render_text(const Report& report) {
 
   std::vector<std::vector<std::string>> rows = {{"OUTBOX TABLE", "UNPUBLISHED", "OLDEST", "LAST PUBLISH"}};
   for (const TableStage& table : report.primary.tables)
-    rows.push_back({table.table, std::to_string(table.unpublished), age_text(table.oldest_unpublished_age),
-                    ago(table.last_published_age)});
+    rows.push_back(
+        {table.table, std::to_string(table.unpublished), age_text(table.oldest_unpublished_age), ago(table.last_published_age)});
   out += columns(rows, {false, true, true, false});
   if (!report.primary.error.empty()) out += "  primary unreachable: " + report.primary.error + "\n";
 
@@ -297,8 +310,10 @@ std::string render_text(const Report& report) {
   }
   out += columns(rows, {false, true, false, false, true, true});
   for (const ReplicaStage& replica : report.replicas) {
-    if (!replica.error.empty()) out += "  replica " + replica.name + " unreachable: " + replica.error + "\n";
-    else if (!replica.seconds_behind) out += "  replica " + replica.name + ": " + replica.behind_source + "\n";
+    if (!replica.error.empty())
+      out += "  replica " + replica.name + " unreachable: " + replica.error + "\n";
+    else if (!replica.seconds_behind)
+      out += "  replica " + replica.name + ": " + replica.behind_source + "\n";
   }
   return out;
 }
@@ -313,11 +328,12 @@ nlohmann::ordered_json to_json(const Report& report) {
                       {"last_published_age_seconds", optional_json(table.last_published_age)}});
   nlohmann::ordered_json queues = nlohmann::ordered_json::array();
   for (const QueueStage& queue : report.broker.queues)
-    queues.push_back({{"queue", queue.queue},
-                      {"replica", queue.replica.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(queue.replica)},
-                      {"exists", queue.exists},
-                      {"ready", queue.exists ? nlohmann::ordered_json(queue.ready) : nlohmann::ordered_json(nullptr)},
-                      {"consumers", queue.exists ? nlohmann::ordered_json(queue.consumers) : nlohmann::ordered_json(nullptr)}});
+    queues.push_back(
+        {{"queue", queue.queue},
+         {"replica", queue.replica.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(queue.replica)},
+         {"exists", queue.exists},
+         {"ready", queue.exists ? nlohmann::ordered_json(queue.ready) : nlohmann::ordered_json(nullptr)},
+         {"consumers", queue.exists ? nlohmann::ordered_json(queue.consumers) : nlohmann::ordered_json(nullptr)}});
   auto depth = [&](const char* name) {
     const QueueStage* queue = report.broker.find(name);
     return queue && queue->exists ? nlohmann::ordered_json(queue->ready) : nlohmann::ordered_json(nullptr);
@@ -354,7 +370,8 @@ nlohmann::ordered_json to_json(const Report& report) {
 
 void set_table_gauges(metrics::Registry& registry, const TableStage& table) {
   std::string labels = "table=\"" + table.table + "\"";
-  registry.gauge("outbox_relay_backlog", "Unpublished rows in the outbox table", labels).set(static_cast<double>(table.unpublished));
+  registry.gauge("outbox_relay_backlog", "Unpublished rows in the outbox table", labels)
+      .set(static_cast<double>(table.unpublished));
   registry.gauge("outbox_relay_oldest_unpublished_seconds", "Age of the oldest unpublished row (0 when none)", labels)
       .set(table.oldest_unpublished_age.value_or(0));
 }

@@ -1,8 +1,8 @@
 #pragma once
+#include <spdlog/spdlog.h>
+
 #include <memory>
 #include <string>
-
-#include <spdlog/spdlog.h>
 
 namespace outbox::log {
 

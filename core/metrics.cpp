@@ -71,7 +71,8 @@ std::string Registry::render() const {
   std::string out;
   for (const auto& [name, family] : families_) {
     out += "# HELP " + name + " " + family.help + "\n# TYPE " + name + " " + family.type + "\n";
-    for (const auto& [labels, counter] : family.counters) out += name + braces(labels) + " " + std::to_string(counter->value()) + "\n";
+    for (const auto& [labels, counter] : family.counters)
+      out += name + braces(labels) + " " + std::to_string(counter->value()) + "\n";
     for (const auto& [labels, gauge] : family.gauges) out += name + braces(labels) + " " + number(gauge->value()) + "\n";
     if (family.histogram) out += family.histogram->render(name, "");
   }

@@ -131,27 +131,40 @@ const Option* find_option(std::string_view key) {
 
 std::string_view type_name(Type type) {
   switch (type) {
-    case Type::string: return "string";
-    case Type::url: return "url";
-    case Type::url_list: return "url or array of urls";
-    case Type::integer: return "integer";
-    case Type::duration: return "duration";
-    case Type::boolean: return "boolean";
-    case Type::enumeration: return "enum";
-    case Type::string_list: return "array of strings";
-    case Type::table_array: return "array of tables";
+    case Type::string:
+      return "string";
+    case Type::url:
+      return "url";
+    case Type::url_list:
+      return "url or array of urls";
+    case Type::integer:
+      return "integer";
+    case Type::duration:
+      return "duration";
+    case Type::boolean:
+      return "boolean";
+    case Type::enumeration:
+      return "enum";
+    case Type::string_list:
+      return "array of strings";
+    case Type::table_array:
+      return "array of tables";
   }
   return "?";
 }
 
 std::string allowed_text(const Option& option) {
   switch (option.type) {
-    case Type::integer: return std::to_string(option.min) + ".." + std::to_string(option.max);
+    case Type::integer:
+      return std::to_string(option.min) + ".." + std::to_string(option.max);
     case Type::duration:
       return format_duration(Duration(option.min)) + ".." + format_duration(Duration(option.max));
-    case Type::enumeration: return std::string(option.allowed);
-    case Type::boolean: return "true|false";
-    default: return "";
+    case Type::enumeration:
+      return std::string(option.allowed);
+    case Type::boolean:
+      return "true|false";
+    default:
+      return "";
   }
 }
 
@@ -163,8 +176,10 @@ std::string mdoc_reference() {
   auto escape = [](std::string_view text) {
     std::string out;
     for (char c : text) {
-      if (c == '\\') out += "\\e";
-      else out += c;
+      if (c == '\\')
+        out += "\\e";
+      else
+        out += c;
     }
     // mdoc wants each sentence on its own line.
     for (size_t at = out.find(". "); at != std::string::npos; at = out.find(". ", at)) out.replace(at, 2, ".\n");
@@ -175,8 +190,7 @@ std::string mdoc_reference() {
     out += ".It Cm " + std::string(option.key) + "\n";
     out += escape(option.help) + "\n.Pp\n";
     out += "Type: " + std::string(type_name(option.type));
-    if (std::string allowed = allowed_text(option); !allowed.empty() && option.type != Type::boolean)
-      out += ", " + allowed;
+    if (std::string allowed = allowed_text(option); !allowed.empty() && option.type != Type::boolean) out += ", " + allowed;
     out += ".\n";
     if (option.type != Type::table_array) {
       out += option.default_value.empty() ? std::string("Default: not set") : "Default: " + escape(option.default_value);

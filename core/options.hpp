@@ -10,10 +10,10 @@ namespace outbox::config {
 
 enum class Type {
   string,
-  url,          // a connection URL; its password is masked wherever it is shown
-  url_list,     // one URL or an array of URLs (cluster nodes, tried in order)
-  integer,      // with an inclusive range
-  duration,     // "250ms", "10s", "2m", "24h"; range in milliseconds
+  url,       // a connection URL; its password is masked wherever it is shown
+  url_list,  // one URL or an array of URLs (cluster nodes, tried in order)
+  integer,   // with an inclusive range
+  duration,  // "250ms", "10s", "2m", "24h"; range in milliseconds
   boolean,
   enumeration,  // one of `allowed`, separated by '|'
   string_list,  // an array of strings

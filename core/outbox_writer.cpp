@@ -19,8 +19,7 @@ std::string insert_event(pqxx::transaction_base& tx, const OutboxEvent& event, s
                     " (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload)"
                     " VALUES (gen_random_uuid(), " +
                     add(event.aggregate_type) + ", " + add(event.aggregate_id) + ", " +
-                    add(std::to_string(event.aggregate_version)) + "::bigint, " + add(event.event_type) +
-                    ", json_build_object(";
+                    add(std::to_string(event.aggregate_version)) + "::bigint, " + add(event.event_type) + ", json_build_object(";
   bool first = true;
   for (const JsonField& field : event.payload) {
     if (!first) sql += ", ";

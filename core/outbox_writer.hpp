@@ -20,7 +20,7 @@ struct OutboxEvent {
   std::string aggregate_type;  // "parking_slot"
   std::string aggregate_id;    // "3f0c...": the aggregate's key as text
   long long aggregate_version = 0;
-  std::string event_type;      // "parking.create"; also the routing key
+  std::string event_type;          // "parking.create"; also the routing key
   std::vector<JsonField> payload;  // keys in this order
 };
 
@@ -28,7 +28,6 @@ inline constexpr std::string_view kDefaultOutboxTable = "public.outbox";
 
 // Inserts the event (event_id = gen_random_uuid()) and returns its event id. `table` may come from
 // config; it is quoted. Failpoint "outbox.event_insert" fails it before the insert.
-std::string insert_event(pqxx::transaction_base& tx, const OutboxEvent& event,
-                         std::string_view table = kDefaultOutboxTable);
+std::string insert_event(pqxx::transaction_base& tx, const OutboxEvent& event, std::string_view table = kDefaultOutboxTable);
 
 }  // namespace outbox

@@ -83,8 +83,8 @@ void validate_name(std::string_view name) {
     at += length;
   }
   if (count > kMaxNameLength)
-    throw data_error("invalid name: " + std::to_string(count) + " characters, at most " +
-                     std::to_string(kMaxNameLength) + " allowed");
+    throw data_error("invalid name: " + std::to_string(count) + " characters, at most " + std::to_string(kMaxNameLength) +
+                     " allowed");
 }
 
 void validate_status(std::string_view status) {
@@ -123,7 +123,8 @@ Slot create(pqxx::transaction_base& tx, std::string_view name, std::string_view 
   validate_name(name);
   validate_status(status);
   Slot slot = slot_of(tx.exec_params1(std::string("INSERT INTO parking_slots (uuid, name, status, version) "
-                                                  "VALUES (gen_random_uuid(), $1, $2, 1) RETURNING ") + kColumns,
+                                                  "VALUES (gen_random_uuid(), $1, $2, 1) RETURNING ") +
+                                          kColumns,
                                       std::string(name), std::string(status)));
   write_event(tx, slot, "parking.create", row_payload(slot), outbox_table);
   return slot;
@@ -136,10 +137,11 @@ Slot update(pqxx::transaction_base& tx, std::string_view uuid, const std::option
   if (status) validate_status(*status);
   if (!name && !status) throw usage_error("update_parking_slot: give --name or --status (or both)");
   // UPDATE locks the row; a concurrent update waits and then sees the new version.
-  pqxx::result result = tx.exec_params(
-      std::string("UPDATE parking_slots SET name = coalesce($2, name), status = coalesce($3, status), "
-                  "version = version + 1 WHERE uuid = $1::uuid RETURNING ") + kColumns,
-      key, name ? name->c_str() : nullptr, status ? status->c_str() : nullptr);
+  pqxx::result result =
+      tx.exec_params(std::string("UPDATE parking_slots SET name = coalesce($2, name), status = coalesce($3, status), "
+                                 "version = version + 1 WHERE uuid = $1::uuid RETURNING ") +
+                         kColumns,
+                     key, name ? name->c_str() : nullptr, status ? status->c_str() : nullptr);
   if (result.empty()) throw data_error("parking slot " + key + " not found");
   Slot slot = slot_of(result[0]);
   write_event(tx, slot, "parking.update", row_payload(slot), outbox_table);
@@ -148,8 +150,8 @@ Slot update(pqxx::transaction_base& tx, std::string_view uuid, const std::option
 
 Slot remove(pqxx::transaction_base& tx, std::string_view uuid, std::string_view outbox_table) {
   std::string key = normalize_uuid(uuid);
-  pqxx::result result = tx.exec_params(
-      "DELETE FROM parking_slots WHERE uuid = $1::uuid RETURNING uuid::text, name, status, version + 1", key);
+  pqxx::result result =
+      tx.exec_params("DELETE FROM parking_slots WHERE uuid = $1::uuid RETURNING uuid::text, name, status, version + 1", key);
   if (result.empty()) throw data_error("parking slot " + key + " not found");
   Slot slot = slot_of(result[0]);
   write_event(tx, slot, "parking.delete", {{"uuid", slot.uuid}, {"version", slot.version}}, outbox_table);

@@ -12,8 +12,7 @@ namespace outbox::pg {
 
 // Opens a connection; `role` names it in errors ("primary", "replica main").
 // Throws Error(unavailable) "primary postgresql://outbox:****@host/db: <reason>".
-std::unique_ptr<pqxx::connection> connect(const std::string& url, std::string_view role,
-                                          std::string_view application = "outbox");
+std::unique_ptr<pqxx::connection> connect(const std::string& url, std::string_view role, std::string_view application = "outbox");
 
 // "public.outbox" -> "\"public\".\"outbox\"". Each part is quoted as PostgreSQL's quote_ident
 // would, so names that come from config can never inject SQL.

@@ -10,8 +10,10 @@ ReplicaQueue replica_queue(const config::Config& config, const std::string& repl
   out.queue = replica_queue_name(replica);
   std::string prefix = "replicas." + replica + ".";
   if (config.values().count(prefix + "queue_type")) out.quorum = config.text(prefix + "queue_type") == "quorum";
-  if (config.values().count(prefix + "binding_keys")) out.binding_keys = config.list(prefix + "binding_keys");
-  else out.binding_keys = {"#"};
+  if (config.values().count(prefix + "binding_keys"))
+    out.binding_keys = config.list(prefix + "binding_keys");
+  else
+    out.binding_keys = {"#"};
   return out;
 }
 
@@ -41,8 +43,8 @@ std::vector<std::string> describe(const std::string& exchange, const std::vector
   for (const ReplicaQueue& replica : replicas) {
     std::string keys;
     for (const std::string& key : replica.binding_keys) keys += (keys.empty() ? "" : ", ") + key;
-    out.push_back("queue " + replica.queue + " (" + (replica.quorum ? "quorum" : "classic") +
-                  ", dead-letter exchange " + kDeadLetter + ") bound to " + exchange + " with " + keys);
+    out.push_back("queue " + replica.queue + " (" + (replica.quorum ? "quorum" : "classic") + ", dead-letter exchange " +
+                  kDeadLetter + ") bound to " + exchange + " with " + keys);
   }
   return out;
 }

@@ -111,8 +111,8 @@ struct Summary {
   bool operator==(const Summary&) const = default;
 };
 
-Summary summarize(pqxx::connection& connection, const std::string& role, const Plan& plan,
-                  const std::optional<std::string>& lo, const std::optional<std::string>& hi) {
+Summary summarize(pqxx::connection& connection, const std::string& role, const Plan& plan, const std::optional<std::string>& lo,
+                  const std::optional<std::string>& hi) {
   return on(role, [&] {
     std::vector<std::string> params;
     std::string array = "json_build_array(" + plan.key;
@@ -142,15 +142,15 @@ std::vector<Row> read_rows(pqxx::connection& connection, const std::string& role
 std::vector<Row> chunk_rows(pqxx::connection& connection, const std::string& role, const Plan& plan,
                             const std::optional<std::string>& lo, const std::optional<std::string>& hi) {
   std::vector<std::string> params;
-  std::string sql = "SELECT " + plan.key + "::text" + json_columns(plan) + " FROM " + plan.quoted +
-                    range(plan, lo, hi, params) + " ORDER BY " + plan.key + "::text COLLATE \"C\"";
+  std::string sql = "SELECT " + plan.key + "::text" + json_columns(plan) + " FROM " + plan.quoted + range(plan, lo, hi, params) +
+                    " ORDER BY " + plan.key + "::text COLLATE \"C\"";
   return read_rows(connection, role, sql, params);
 }
 
 std::map<std::string, Row> rows_by_key(pqxx::connection& connection, const std::string& role, const Plan& plan,
                                        const std::vector<std::string>& keys) {
-  std::string sql = "SELECT " + plan.key + "::text" + json_columns(plan) + " FROM " + plan.quoted + " WHERE " +
-                    plan.key + " = ANY($1::" + plan.key_type + "[])";
+  std::string sql = "SELECT " + plan.key + "::text" + json_columns(plan) + " FROM " + plan.quoted + " WHERE " + plan.key +
+                    " = ANY($1::" + plan.key_type + "[])";
   std::map<std::string, Row> out;
   for (Row& row : read_rows(connection, role, sql, {pg::array_literal(keys)})) out[row.key] = std::move(row);
   return out;
@@ -161,8 +161,8 @@ std::optional<std::string> next_bound(pqxx::connection& primary, const Plan& pla
                                       long long chunk_rows) {
   return on("primary", [&]() -> std::optional<std::string> {
     std::vector<std::string> params;
-    std::string sql = "SELECT " + plan.key + "::text FROM " + plan.quoted + range(plan, lo, std::nullopt, params) +
-                      " ORDER BY " + plan.key + " OFFSET " + std::to_string(chunk_rows - 1) + " LIMIT 1";
+    std::string sql = "SELECT " + plan.key + "::text FROM " + plan.quoted + range(plan, lo, std::nullopt, params) + " ORDER BY " +
+                      plan.key + " OFFSET " + std::to_string(chunk_rows - 1) + " LIMIT 1";
     pqxx::result result = exec(primary, sql, params);
     if (result.empty()) return std::nullopt;
     return result[0][0].as<std::string>();
@@ -174,7 +174,12 @@ Difference make_difference(const Plan& plan, const std::string& key, const std::
   Difference out{primary && replica ? Difference::Kind::different
                  : primary          ? Difference::Kind::missing
                                     : Difference::Kind::extra,
-                 plan.spec.table, plan.spec.key, key, plan.spec.columns, primary, replica};
+                 plan.spec.table,
+                 plan.spec.key,
+                 key,
+                 plan.spec.columns,
+                 primary,
+                 replica};
   return out;
 }
 
@@ -218,17 +223,21 @@ std::string decimal(double value) {
 
 std::string kind_name(Difference::Kind kind) {
   switch (kind) {
-    case Difference::Kind::missing: return "missing";
-    case Difference::Kind::extra: return "extra";
-    case Difference::Kind::different: return "different";
+    case Difference::Kind::missing:
+      return "missing";
+    case Difference::Kind::extra:
+      return "extra";
+    case Difference::Kind::different:
+      return "different";
   }
   return "?";
 }
 
 void prepare_session(pqxx::connection& connection) {
   pqxx::nontransaction tx(connection);
-  tx.exec("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601'; "
-          "SET extra_float_digits = 3; SET statement_timeout = '60s'");
+  tx.exec(
+      "SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET IntervalStyle = 'iso_8601'; "
+      "SET extra_float_digits = 3; SET statement_timeout = '60s'");
 }
 
 ConsistentPoint wait_for_consistent_point(pqxx::connection& primary, pqxx::connection& replica, const Options& options) {
@@ -389,8 +398,8 @@ Result compare(pqxx::connection& primary, pqxx::connection& replica, const std::
 }
 
 std::string render_line(const Difference& difference, const std::string& replica_role) {
-  std::string out = kind_name(difference.kind) + " " + difference.table + " " + difference.key_column + "=" +
-                    difference.key + ": primary ";
+  std::string out =
+      kind_name(difference.kind) + " " + difference.table + " " + difference.key_column + "=" + difference.key + ": primary ";
   out += difference.primary ? row_json(difference, *difference.primary) : "(none)";
   out += ", " + replica_role + " ";
   out += difference.replica ? row_json(difference, *difference.replica) : "(none)";
@@ -446,8 +455,8 @@ std::string render_json(const Result& result) {
     const Difference& difference = result.differences[i];
     out += (i ? ", " : "") + std::string("{\"kind\": ") + string(kind_name(difference.kind)) +
            ", \"table\": " + string(difference.table) + ", \"key_column\": " + string(difference.key_column) +
-           ", \"key\": " + string(difference.key) + ", \"primary\": " +
-           (difference.primary ? row_json(difference, *difference.primary) : "null") +
+           ", \"key\": " + string(difference.key) +
+           ", \"primary\": " + (difference.primary ? row_json(difference, *difference.primary) : "null") +
            ", \"replica\": " + (difference.replica ? row_json(difference, *difference.replica) : "null") + "}";
   }
   return out + "]}";

@@ -53,8 +53,8 @@ struct TableSpec {
 // What the consistent point was, for the report.
 struct ConsistentPoint {
   std::vector<std::pair<std::string, std::optional<long long>>> positions;  // outbox table -> max position
-  std::string primary_time;   // T, ISO 8601 UTC
-  std::string replica_time;   // created_at of the applied event that proved it, ISO 8601 UTC
+  std::string primary_time;                                                 // T, ISO 8601 UTC
+  std::string replica_time;  // created_at of the applied event that proved it, ISO 8601 UTC
   double waited_seconds = 0;
 };
 
@@ -89,10 +89,10 @@ struct Result {
 };
 
 struct Options {
-  std::string replica = "main";           // its name: the row of outbox_applied_position
+  std::string replica = "main";  // its name: the row of outbox_applied_position
   std::string replica_role = "replica main";
   std::vector<std::string> outbox_tables = {"public.outbox"};
-  Duration timeout{60000};                // for each wait for a consistent point
+  Duration timeout{60000};  // for each wait for a consistent point
   long long chunk_rows = 10000;
   bool recheck = true;
 };

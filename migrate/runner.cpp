@@ -113,14 +113,14 @@ std::vector<Migration> parse(std::span<const EmbeddedFile> files, Target target)
     if (!ok)
       throw Error(ExitCode::software, "migration " + std::string(target_name(target)) + "/" + std::string(name) +
                                           ": not named NNNN_name.sql with NNNN > 0");
-    out.push_back({version, std::string(name.substr(underscore + 1, name.size() - underscore - 5)), std::string(name),
-                   file.sql, sha256_hex(file.sql)});
+    out.push_back({version, std::string(name.substr(underscore + 1, name.size() - underscore - 5)), std::string(name), file.sql,
+                   sha256_hex(file.sql)});
   }
   std::sort(out.begin(), out.end(), [](const Migration& a, const Migration& b) { return a.version < b.version; });
   for (size_t i = 1; i < out.size(); ++i)
     if (out[i].version == out[i - 1].version)
-      throw Error(ExitCode::software, "migrations " + std::string(target_name(target)) + "/" + out[i - 1].file +
-                                          " and " + out[i].file + " have the same version");
+      throw Error(ExitCode::software, "migrations " + std::string(target_name(target)) + "/" + out[i - 1].file + " and " +
+                                          out[i].file + " have the same version");
   return out;
 }
 
@@ -136,7 +136,8 @@ int latest_version(Target target) {
 }
 
 int Status::pending() const {
-  return static_cast<int>(std::count_if(entries.begin(), entries.end(), [](const Entry& e) { return e.state == State::pending; }));
+  return static_cast<int>(
+      std::count_if(entries.begin(), entries.end(), [](const Entry& e) { return e.state == State::pending; }));
 }
 
 bool Status::mismatch() const {
@@ -253,8 +254,8 @@ void require_current(pqxx::connection& connection, Target target, std::string_vi
         complete = std::min(complete, entry.version - 1);
         break;
       }
-    throw config_error(std::string(role) + ": schema is at version " + std::to_string(complete) +
-                       " but this outbox needs " + std::to_string(state.latest) + "; run 'outbox migrate'");
+    throw config_error(std::string(role) + ": schema is at version " + std::to_string(complete) + " but this outbox needs " +
+                       std::to_string(state.latest) + "; run 'outbox migrate'");
   }
 }
 

@@ -33,11 +33,11 @@ inline constexpr int kLockClass = 0x6f757462;  // "outb"
 inline constexpr int kLockObject = 1;
 
 struct Migration {
-  int version = 0;        // 1 for "0001_parking_and_outbox.sql"
-  std::string name;       // "parking_and_outbox"
-  std::string file;       // "0001_parking_and_outbox.sql"
-  std::string_view sql;   // the embedded text
-  std::string checksum;   // sha256 of sql, lowercase hex
+  int version = 0;       // 1 for "0001_parking_and_outbox.sql"
+  std::string name;      // "parking_and_outbox"
+  std::string file;      // "0001_parking_and_outbox.sql"
+  std::string_view sql;  // the embedded text
+  std::string checksum;  // sha256 of sql, lowercase hex
 };
 
 // Lowercase hex SHA-256.
@@ -63,9 +63,9 @@ struct Entry {
   int version = 0;
   std::string name;
   State state = State::pending;
-  std::string applied_at;  // empty when pending
-  std::string checksum;    // recorded in the database (empty when pending)
-  std::string expected;    // of this binary's file (empty when unknown)
+  std::string applied_at;    // empty when pending
+  std::string checksum;      // recorded in the database (empty when pending)
+  std::string expected;      // of this binary's file (empty when unknown)
   std::string file() const;  // "0001_parking_and_outbox.sql"
 };
 
@@ -96,8 +96,8 @@ struct ApplyOptions {
 };
 
 struct ApplyResult {
-  int before = 0;  // version before the run
-  int after = 0;   // version after it (== before in a dry run)
+  int before = 0;            // version before the run
+  int after = 0;             // version after it (== before in a dry run)
   std::vector<int> applied;  // versions applied (or that would be, in a dry run)
 };
 

@@ -79,7 +79,8 @@ Relay::Relay(daemon::Runtime& runtime, std::string instance)
     TableSpec table;
     table.name = section.at("name").text;
     if (!pg::valid_qualified_name(table.name))
-      throw config_error("config " + section.at("name").origin + ": relay.tables.name: must be a table name, optionally schema-qualified (got \"" + table.name + "\")");
+      throw config_error("config " + section.at("name").origin +
+                         ": relay.tables.name: must be a table name, optionally schema-qualified (got \"" + table.name + "\")");
     table.quoted = pg::quote_qualified(table.name);
     table.exchange = section.at("exchange").text.empty() ? broker_settings_.exchange : section.at("exchange").text;
     table.routing_key = section.at("routing_key").text;
@@ -150,8 +151,8 @@ void Relay::apply_tunables(const config::Config& config) {
 }
 
 void Relay::start() {
-  log_->info("starting: {} table(s), {} partitions, primary {}, broker {}", tables_.size(), partitions_,
-             mask_url(primary_url_), mask_url(broker_settings_.urls.front()));
+  log_->info("starting: {} table(s), {} partitions, primary {}, broker {}", tables_.size(), partitions_, mask_url(primary_url_),
+             mask_url(broker_settings_.urls.front()));
   poll_timer_->start(poll_interval_, poll_interval_);
   retention_timer_->start(milliseconds(1000), milliseconds(10000));
   connect();
@@ -189,17 +190,21 @@ void Relay::connect_database() {
       const std::string& table = tables_[i].quoted;
       std::string columns =
           "SELECT position, event_id::text, aggregate_type, aggregate_id, aggregate_version, event_type, payload::text, "
-          "(extract(epoch FROM created_at) * 1000000)::bigint FROM " + table +
-          " WHERE published_at IS NULL AND NOT (position = ANY($1::bigint[]))";
+          "(extract(epoch FROM created_at) * 1000000)::bigint FROM " +
+          table + " WHERE published_at IS NULL AND NOT (position = ANY($1::bigint[]))";
       connection->prepare("read_all_" + std::to_string(i), columns + " ORDER BY position LIMIT $2");
-      connection->prepare("read_owned_" + std::to_string(i),
-                          columns + " AND (hashtext(aggregate_id) & 2147483647) % $3 = ANY($4::int[]) ORDER BY position LIMIT $2");
-      connection->prepare("mark_" + std::to_string(i), "UPDATE " + table +
-                                                           " SET published_at = clock_timestamp() WHERE position = ANY($1::bigint[]) AND published_at IS NULL");
+      connection->prepare(
+          "read_owned_" + std::to_string(i),
+          columns + " AND (hashtext(aggregate_id) & 2147483647) % $3 = ANY($4::int[]) ORDER BY position LIMIT $2");
+      connection->prepare(
+          "mark_" + std::to_string(i),
+          "UPDATE " + table +
+              " SET published_at = clock_timestamp() WHERE position = ANY($1::bigint[]) AND published_at IS NULL");
       connection->prepare("delete_" + std::to_string(i), "DELETE FROM " + table + " WHERE position = ANY($1::bigint[])");
-      connection->prepare("retention_" + std::to_string(i),
-                          "DELETE FROM " + table + " WHERE position IN (SELECT position FROM " + table +
-                              " WHERE published_at < clock_timestamp() - $1::interval ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED)");
+      connection->prepare(
+          "retention_" + std::to_string(i),
+          "DELETE FROM " + table + " WHERE position IN (SELECT position FROM " + table +
+              " WHERE published_at < clock_timestamp() - $1::interval ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED)");
       connection->prepare("heartbeat_" + std::to_string(i),
                           "INSERT INTO " + table +
                               " (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
@@ -237,8 +242,7 @@ void Relay::connect_database() {
     std::string reason = error.what();
     if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&error); sql && sql->sqlstate() == "42P01")
       reason = "outbox table missing (run 'outbox migrate'): " + reason;
-    if (reason != database_problem_)
-      log_->error("primary unavailable, retrying with backoff: {}", mask_url(reason));
+    if (reason != database_problem_) log_->error("primary unavailable, retrying with backoff: {}", mask_url(reason));
     database_problem_ = reason;
     listener_.reset();
     db_.reset();
@@ -343,9 +347,9 @@ size_t Relay::read_and_publish(size_t table_index) {
   {
     pqxx::nontransaction tx(*db_);
     std::string excluded = join_positions(in_flight_positions_[table_index]);
-    rows = owns_all() ? tx.exec_prepared("read_all_" + std::to_string(table_index), excluded, room)
-                      : tx.exec_prepared("read_owned_" + std::to_string(table_index), excluded, room, partitions_,
-                                         join_ints(owned_));
+    rows = owns_all()
+               ? tx.exec_prepared("read_all_" + std::to_string(table_index), excluded, room)
+               : tx.exec_prepared("read_owned_" + std::to_string(table_index), excluded, room, partitions_, join_ints(owned_));
   }
   auto read_done = Clock::now();
   if (rows.empty()) return 0;
@@ -364,12 +368,9 @@ size_t Relay::read_and_publish(size_t table_index) {
     message.exchange = table.exchange;
     message.routing_key = table.routing_key.empty() ? message.type : table.routing_key;
     message.timestamp_seconds = created_us / 1000000;
-    message.headers = {{"aggregate_type", aggregate_type},
-                       {"aggregate_id", aggregate_id},
-                       {"aggregate_version", aggregate_version},
-                       {"created_at", created_us},
-                       {"outbox_position", position},
-                       {"outbox_table", table.name}};
+    message.headers = {
+        {"aggregate_type", aggregate_type}, {"aggregate_id", aggregate_id}, {"aggregate_version", aggregate_version},
+        {"created_at", created_us},         {"outbox_position", position},  {"outbox_table", table.name}};
     batch.last_tag = broker_->publish(message);
     batch.positions.push_back(position);
     in_flight_positions_[table_index].insert(position);
@@ -390,7 +391,9 @@ void Relay::on_broker_readable() {
   try {
     broker_->poll([this](amqp::Event& event) {
       switch (event.kind) {
-        case amqp::Event::Kind::ack: on_confirm(event.delivery_tag, event.multiple); break;
+        case amqp::Event::Kind::ack:
+          on_confirm(event.delivery_tag, event.multiple);
+          break;
         case amqp::Event::Kind::nack:
           metrics_.counter("outbox_relay_nacked_total", "").add();
           throw unavailable_error("broker refused a message (nack, delivery tag " + std::to_string(event.delivery_tag) + ")");
@@ -398,7 +401,8 @@ void Relay::on_broker_readable() {
           metrics_.counter("outbox_relay_returned_total", "").add();
           throw unavailable_error("message " + event.message->message_id.value_or("?") + " returned as unroutable (" +
                                   event.reply_text + "); is the alternate exchange " + topology::kUnroutable + " bound?");
-        case amqp::Event::Kind::delivery: break;
+        case amqp::Event::Kind::delivery:
+          break;
       }
     });
   } catch (const Error& error) {

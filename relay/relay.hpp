@@ -118,8 +118,8 @@ class Relay {
   std::deque<Batch> in_flight_;
   std::vector<std::set<long long>> in_flight_positions_;  // per table
   size_t unconfirmed_ = 0;
-  uint64_t confirmed_through_ = 0;        // every tag <= this is confirmed
-  std::set<uint64_t> confirmed_ahead_;    // single acks beyond confirmed_through_
+  uint64_t confirmed_through_ = 0;      // every tag <= this is confirmed
+  std::set<uint64_t> confirmed_ahead_;  // single acks beyond confirmed_through_
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
 };
 

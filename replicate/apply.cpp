@@ -37,9 +37,7 @@ void append_json_string(std::string& out, std::string_view text) {
   out += '"';
 }
 
-void append_optional(std::string& out, const std::optional<long long>& value) {
-  out += value ? std::to_string(*value) : "null";
-}
+void append_optional(std::string& out, const std::optional<long long>& value) { out += value ? std::to_string(*value) : "null"; }
 
 std::string hex(std::string_view bytes) {
   static const char digits[] = "0123456789abcdef";
@@ -160,9 +158,8 @@ void Applier::prepare() {
                           "AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass($1) AND i.indisunique "
                           "AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = $2)",
                           table->quoted, table->key)[0]
-                          .as<bool>();
-      if (!unique)
-        throw config_error(what + ": upserts need a primary key or unique index on exactly \"" + table->key + "\"");
+                        .as<bool>();
+      if (!unique) throw config_error(what + ": upserts need a primary key or unique index on exactly \"" + table->key + "\"");
     }
   }
   std::string sql = build_sql();
@@ -214,7 +211,9 @@ std::string Applier::build_sql() const {
       "), winners AS (SELECT DISTINCT ON (at, ag) * FROM effective ORDER BY at, ag, v DESC, i DESC\n"
       "), w_versions AS (\n"
       "  INSERT INTO outbox_aggregate_versions AS s (aggregate_type, aggregate_id, version, deleted, updated_at)\n"
-      "  SELECT at, ag, v, m = ANY(" + int_array(deletes) + "), clock_timestamp() FROM winners\n"
+      "  SELECT at, ag, v, m = ANY(" +
+      int_array(deletes) +
+      "), clock_timestamp() FROM winners\n"
       "  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version,\n"
       "    deleted = EXCLUDED.deleted, updated_at = EXCLUDED.updated_at WHERE s.version < EXCLUDED.version\n"
       "  RETURNING 1\n";
@@ -230,20 +229,36 @@ std::string Applier::build_sql() const {
         values += (values.empty() ? "r." : ", r.") + quoted;
         if (column != table.key) updates += (updates.empty() ? "" : ", ") + quoted + " = EXCLUDED." + quoted;
       }
-      sql += "), w_upsert_" + n + " AS (\n"
-             "  INSERT INTO " + table.quoted + " AS t (" + columns + ")\n"
-             "  SELECT " + values + " FROM winners w\n"
-             "  CROSS JOIN LATERAL jsonb_populate_record(NULL::" + table.quoted + ", w.p) r\n"
-             "  WHERE w.m = ANY(" + int_array(table.upserts) + ")\n"
-             "  ON CONFLICT (" + key + ") DO " + (updates.empty() ? "NOTHING" : "UPDATE SET " + updates) + "\n"
+      sql += "), w_upsert_" + n +
+             " AS (\n"
+             "  INSERT INTO " +
+             table.quoted + " AS t (" + columns +
+             ")\n"
+             "  SELECT " +
+             values +
+             " FROM winners w\n"
+             "  CROSS JOIN LATERAL jsonb_populate_record(NULL::" +
+             table.quoted +
+             ", w.p) r\n"
+             "  WHERE w.m = ANY(" +
+             int_array(table.upserts) +
+             ")\n"
+             "  ON CONFLICT (" +
+             key + ") DO " + (updates.empty() ? "NOTHING" : "UPDATE SET " + updates) +
+             "\n"
              "  RETURNING 1\n";
     }
     if (!table.deletes.empty()) {
       // The key comes from the payload, else from the aggregate id.
-      sql += "), w_delete_" + n + " AS (\n"
-             "  DELETE FROM " + table.quoted + " t USING winners w\n"
-             "  WHERE w.m = ANY(" + int_array(table.deletes) + ") AND t." + key + " = (jsonb_populate_record(NULL::" +
-             table.quoted + ", jsonb_build_object(" + literal(table.key) + ", w.ag) || w.p))." + key + "\n"
+      sql += "), w_delete_" + n +
+             " AS (\n"
+             "  DELETE FROM " +
+             table.quoted +
+             " t USING winners w\n"
+             "  WHERE w.m = ANY(" +
+             int_array(table.deletes) + ") AND t." + key + " = (jsonb_populate_record(NULL::" + table.quoted +
+             ", jsonb_build_object(" + literal(table.key) + ", w.ag) || w.p))." + key +
+             "\n"
              "  RETURNING 1\n";
     }
   }
@@ -311,8 +326,8 @@ Counts Applier::run(pqxx::transaction_base& tx, const std::vector<Item*>& items,
   if (!blocked.empty()) {
     std::vector<const Item*> waiting;
     for (int index : blocked) waiting.push_back(items.at(static_cast<size_t>(index)));
-    auto [parked, waited] = record_failed(tx, waiting, "waiting",
-                                          std::vector<std::string>(waiting.size(), "waiting behind a parked event of its aggregate"), 0);
+    auto [parked, waited] = record_failed(
+        tx, waiting, "waiting", std::vector<std::string>(waiting.size(), "waiting behind a parked event of its aggregate"), 0);
     counts.parked += parked;
     counts.waiting += waited;
   }
@@ -329,12 +344,16 @@ std::pair<long long, long long> Applier::record_failed(pqxx::transaction_base& t
     const Checked& checked = item.checked;
     if (i) rows += ',';
     rows += "{\"o\":" + std::to_string(i) + ",\"event_id\":";
-    if (message.message_id && !message.message_id->empty()) append_json_string(rows, *message.message_id);
-    else rows += "null";
+    if (message.message_id && !message.message_id->empty())
+      append_json_string(rows, *message.message_id);
+    else
+      rows += "null";
     auto text_or_null = [&](const char* key, const std::string& value) {
       rows += std::string(",\"") + key + "\":";
-      if (value.empty()) rows += "null";
-      else append_json_string(rows, value);
+      if (value.empty())
+        rows += "null";
+      else
+        append_json_string(rows, value);
     };
     text_or_null("aggregate_type", checked.aggregate_type);
     text_or_null("aggregate_id", checked.aggregate_id);
@@ -400,9 +419,10 @@ Counts Applier::isolate(pqxx::dbtransaction& tx, std::vector<Item>& items) {
     counts.parked += parked;
     counts.waiting += waiting;
     if (parked)
-      log_->warn("parked event {} ({}): {}",
-                 item.message->message_id && !item.message->message_id->empty() ? *item.message->message_id : "without message_id",
-                 item.message->type.value_or(item.message->routing_key), item.checked.error);
+      log_->warn(
+          "parked event {} ({}): {}",
+          item.message->message_id && !item.message->message_id->empty() ? *item.message->message_id : "without message_id",
+          item.message->type.value_or(item.message->routing_key), item.checked.error);
   }
   bisect(tx, run_of_valid, counts);
   return counts;

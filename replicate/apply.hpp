@@ -94,8 +94,7 @@ class Applier {
   // Records items in outbox_failed_events ('parked', or 'waiting' when the aggregate already has
   // failed events); returns {parked, waiting} counts.
   std::pair<long long, long long> record_failed(pqxx::transaction_base& tx, const std::vector<const Item*>& items,
-                                                const std::string& state, const std::vector<std::string>& errors,
-                                                int attempts);
+                                                const std::string& state, const std::vector<std::string>& errors, int attempts);
   std::string build_sql() const;
 
   pqxx::connection& connection_;

@@ -1,8 +1,7 @@
 #include "replicate/event.hpp"
 
-#include <nlohmann/json.hpp>
-
 #include <cctype>
+#include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
 #include "core/pg.hpp"
@@ -79,12 +78,14 @@ std::vector<Mapping> mappings_from_config(const config::Config& config) {
     mapping.key_column = section.at("key_column").text;
     const std::string& origin = section.at("table").origin;
     if (!pg::valid_qualified_name(mapping.table))
-      throw config_error("config " + origin + ": replicate.mappings.table: must be a table name, optionally schema-qualified (got \"" + mapping.table + "\")");
+      throw config_error("config " + origin +
+                         ": replicate.mappings.table: must be a table name, optionally schema-qualified (got \"" + mapping.table +
+                         "\")");
     if (mapping.event_type.empty())
       throw config_error("config " + section.at("event_type").origin + ": replicate.mappings.event_type: must not be empty");
     if (mapping.event_type == kHeartbeatType)
-      throw config_error("config " + section.at("event_type").origin + ": replicate.mappings.event_type: " +
-                         std::string(kHeartbeatType) + " is reserved for relay heartbeats");
+      throw config_error("config " + section.at("event_type").origin +
+                         ": replicate.mappings.event_type: " + std::string(kHeartbeatType) + " is reserved for relay heartbeats");
     if (mapping.key_column.empty())
       throw config_error("config " + section.at("key_column").origin + ": replicate.mappings.key_column: must not be empty");
     if (find_mapping(out, mapping.event_type) >= 0)
@@ -178,8 +179,10 @@ std::string properties_json(const amqp::IncomingMessage& message) {
   out["redelivered"] = message.redelivered;
   json headers = json::object();
   for (const auto& [key, value] : message.headers) {
-    if (const auto* number = std::get_if<long long>(&value)) headers[key] = *number;
-    else headers[key] = std::get<std::string>(value);
+    if (const auto* number = std::get_if<long long>(&value))
+      headers[key] = *number;
+    else
+      headers[key] = std::get<std::string>(value);
   }
   out["headers"] = headers;
   // Broker data may be any bytes: keep what is valid UTF-8 and replace the rest.
@@ -206,8 +209,10 @@ amqp::IncomingMessage message_from_stored(const std::string& properties, std::st
   message.routing_key = get("routing_key").value_or("");
   if (auto headers = stored.find("headers"); headers != stored.end() && headers->is_object())
     for (auto& [key, value] : headers->items()) {
-      if (value.is_number_integer()) message.headers[key] = value.get<long long>();
-      else if (value.is_string()) message.headers[key] = value.get<std::string>();
+      if (value.is_number_integer())
+        message.headers[key] = value.get<long long>();
+      else if (value.is_string())
+        message.headers[key] = value.get<std::string>();
     }
   return message;
 }

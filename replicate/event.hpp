@@ -53,8 +53,8 @@ struct Event {
 // aggregate's later events can wait behind it.
 struct Checked {
   std::optional<Event> event;
-  std::string error;       // "" when valid
-  bool skip = false;       // a broken heartbeat: ack it, count it, never park it
+  std::string error;  // "" when valid
+  bool skip = false;  // a broken heartbeat: ack it, count it, never park it
   std::string aggregate_type, aggregate_id;
   std::optional<long long> version;
 };

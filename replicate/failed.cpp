@@ -45,18 +45,16 @@ FailedEvents::FailedEvents(pqxx::connection& connection, std::string replica, st
 std::vector<FailedEvent> FailedEvents::list() {
   pqxx::read_transaction tx(connection_);
   std::vector<FailedEvent> out;
-  for (const auto& row : tx.exec_params(std::string("SELECT ") + kColumns +
-                                            " FROM outbox_failed_events WHERE replica = $1 ORDER BY id",
-                                        replica_))
+  for (const auto& row :
+       tx.exec_params(std::string("SELECT ") + kColumns + " FROM outbox_failed_events WHERE replica = $1 ORDER BY id", replica_))
     out.push_back(from_row(row));
   return out;
 }
 
 FailedEvent FailedEvents::find(long long id) {
   pqxx::read_transaction tx(connection_);
-  pqxx::result rows = tx.exec_params(std::string("SELECT ") + kColumns +
-                                         " FROM outbox_failed_events WHERE replica = $1 AND id = $2",
-                                     replica_, id);
+  pqxx::result rows = tx.exec_params(
+      std::string("SELECT ") + kColumns + " FROM outbox_failed_events WHERE replica = $1 AND id = $2", replica_, id);
   if (rows.empty()) throw data_error(role_ + ": no failed event #" + std::to_string(id) + " (see 'outbox failed list')");
   FailedEvent out = from_row(rows[0]);
   if (!out.aggregate_id.empty())
@@ -72,9 +70,8 @@ ChainResult FailedEvents::run_chain(long long id, bool drop_head, FailedEvent* d
   result.head = id;
   pqxx::work tx(connection_, "failed");
   applier_.lock(tx);
-  pqxx::result head = tx.exec_params(std::string("SELECT ") + kColumns +
-                                         " FROM outbox_failed_events WHERE replica = $1 AND id = $2 FOR UPDATE",
-                                     replica_, id);
+  pqxx::result head = tx.exec_params(
+      std::string("SELECT ") + kColumns + " FROM outbox_failed_events WHERE replica = $1 AND id = $2 FOR UPDATE", replica_, id);
   if (head.empty()) throw data_error(role_ + ": no failed event #" + std::to_string(id) + " (see 'outbox failed list')");
   FailedEvent first = from_row(head[0]);
   std::vector<FailedEvent> chain;
@@ -107,9 +104,10 @@ ChainResult FailedEvents::run_chain(long long id, bool drop_head, FailedEvent* d
       result.applied.push_back(event.id);
       continue;
     }
-    tx.exec_params("UPDATE outbox_failed_events SET state = 'parked', attempts = attempts + 1, error = $2, "
-                   "failed_at = clock_timestamp() WHERE id = $1",
-                   event.id, error);
+    tx.exec_params(
+        "UPDATE outbox_failed_events SET state = 'parked', attempts = attempts + 1, error = $2, "
+        "failed_at = clock_timestamp() WHERE id = $1",
+        event.id, error);
     result.failed = event.id;
     result.error = error;
     result.remaining = static_cast<long long>(chain.size() - i);

@@ -33,7 +33,7 @@ struct ChainResult {
   std::vector<long long> applied;  // ids applied (or no-ops) and removed, in order
   long long failed = 0;            // id that failed and stays parked (0: none)
   std::string error;
-  long long remaining = 0;         // rows left in the chain
+  long long remaining = 0;  // rows left in the chain
 };
 
 class FailedEvents {

@@ -214,8 +214,7 @@ void Replicator::connect_broker() {
 void Replicator::database_lost(const std::string& reason) {
   std::string masked = mask_url(one_line(reason));
   if (database_problem_.empty())
-    log_->error("{} connection lost; {} received event(s) are kept unacked until it is back: {}", role_, pending_.size(),
-                masked);
+    log_->error("{} connection lost; {} received event(s) are kept unacked until it is back: {}", role_, pending_.size(), masked);
   database_problem_ = masked.empty() ? "connection lost" : masked;
   applier_.reset();
   db_.reset();
@@ -316,10 +315,10 @@ void Replicator::record(const Counts& counts, Clock::duration took) {
   counter("outbox_replicate_heartbeats_total").add(static_cast<uint64_t>(counts.heartbeats));
   metrics_.histogram("outbox_replicate_batch_seconds", "", {}).observe(std::chrono::duration<double>(took).count());
   if (counts.waiting)
-    log_->warn("{} event(s) wait behind parked events of their aggregate (see 'outbox failed list --replica {}')",
-               counts.waiting, replica_);
-  log_->debug("batch: {} applied, {} stale, {} duplicate, {} parked, {} waiting, {} heartbeat(s) in {:.1f} ms",
-              counts.applied, counts.stale, counts.duplicate, counts.parked, counts.waiting, counts.heartbeats,
+    log_->warn("{} event(s) wait behind parked events of their aggregate (see 'outbox failed list --replica {}')", counts.waiting,
+               replica_);
+  log_->debug("batch: {} applied, {} stale, {} duplicate, {} parked, {} waiting, {} heartbeat(s) in {:.1f} ms", counts.applied,
+              counts.stale, counts.duplicate, counts.parked, counts.waiting, counts.heartbeats,
               std::chrono::duration<double, std::milli>(took).count());
 }
 
@@ -343,9 +342,7 @@ void Replicator::finish_if_drained() {
   if (callbacks_.on_drained) callbacks_.on_drained();
 }
 
-bool Replicator::healthy() const {
-  return pending_.empty() || Clock::now() - last_progress_ < kStuckAfter;
-}
+bool Replicator::healthy() const { return pending_.empty() || Clock::now() - last_progress_ < kStuckAfter; }
 
 std::string Replicator::status_line() const {
   std::string state = ready() ? "replicating" : (!db_ ? "waiting for the replica" : "waiting for the broker");

@@ -34,9 +34,9 @@ namespace outbox::replicate {
 class Replicator {
  public:
   struct Callbacks {
-    std::function<void()> on_ready;                          // first connected to both servers
-    std::function<void(const std::string&)> on_fatal;        // a config error: the daemon exits 78
-    std::function<void()> on_drained;                        // shutdown finished for this replica
+    std::function<void()> on_ready;                    // first connected to both servers
+    std::function<void(const std::string&)> on_fatal;  // a config error: the daemon exits 78
+    std::function<void()> on_drained;                  // shutdown finished for this replica
   };
   Replicator(loop::Loop& loop, metrics::Registry& metrics, const config::Config& config, std::string replica,
              Callbacks callbacks);

@@ -48,12 +48,12 @@
 //   4. nothing is left unroutable, dead-lettered or parked.
 // The relay runs with on_publish = mark and a long retention, so the primary keeps every event id.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 #include <unordered_map>
@@ -112,10 +112,21 @@ Id parse_id(const std::string& text) {
   return id;
 }
 
-const std::vector<std::string> kRelayArgs = {
-    "relay", "--set", "relay.heartbeat_interval=1s", "--set", "relay.poll_interval=200ms", "--set", "relay.retention=30d",
-    "--set", "relay.on_publish=mark", "--set", "relay.max_backoff=1s", "--set", "relay.takeover_timeout=2s",
-    "--set", "relay.confirm_timeout=5s"};
+const std::vector<std::string> kRelayArgs = {"relay",
+                                             "--set",
+                                             "relay.heartbeat_interval=1s",
+                                             "--set",
+                                             "relay.poll_interval=200ms",
+                                             "--set",
+                                             "relay.retention=30d",
+                                             "--set",
+                                             "relay.on_publish=mark",
+                                             "--set",
+                                             "relay.max_backoff=1s",
+                                             "--set",
+                                             "relay.takeover_timeout=2s",
+                                             "--set",
+                                             "relay.confirm_timeout=5s"};
 const std::vector<std::string> kReplicateArgs = {"replicate", "--set", "replicate.max_backoff=1s", "--set",
                                                  "replicate.max_attempts=2"};
 
@@ -206,9 +217,10 @@ class Generator {
           slot = parking::update(tx, *target, name, std::string(statuses[random() % 3]));
           kind = "update";
         }
-        std::string event_id =
-            tx.exec1("SELECT event_id::text FROM outbox WHERE position = (SELECT currval(pg_get_serial_sequence('public.outbox', 'position')))")[0]
-                .as<std::string>();
+        std::string event_id = tx.exec1(
+                                     "SELECT event_id::text FROM outbox WHERE position = (SELECT "
+                                     "currval(pg_get_serial_sequence('public.outbox', 'position')))")[0]
+                                   .as<std::string>();
         if (writer == 0) {
           // The laggard: its transactions stay open while the others commit higher positions.
           ++held;
@@ -269,7 +281,9 @@ class Audit {
     connection->declare_queue(kQueue, amqp::QueueOptions{});
     connection->bind_queue(kQueue, "outbox", "parking.#");
   }
-  void start() { thread_ = std::thread([this] { run(); }); }
+  void start() {
+    thread_ = std::thread([this] { run(); });
+  }
   void stop() {
     stop_ = true;
     if (thread_.joinable()) thread_.join();
@@ -408,30 +422,41 @@ enum class Fault {
 
 const char* fault_name(Fault fault) {
   switch (fault) {
-    case Fault::relay_kill9: return "relay-kill9";
-    case Fault::relay_crash_confirm: return "relay-crash-confirm";
-    case Fault::replicate_crash: return "replicate-crash";
-    case Fault::replicate_kill9: return "replicate-kill9";
-    case Fault::rabbitmq_restart: return "rabbitmq-restart";
-    case Fault::primary_restart: return "primary-restart";
-    case Fault::replica_outage: return "replica-outage";
-    case Fault::two_relays: return "two-relays";
-    case Fault::poison_row: return "poison-row";
-    case Fault::poison_message: return "poison-message";
+    case Fault::relay_kill9:
+      return "relay-kill9";
+    case Fault::relay_crash_confirm:
+      return "relay-crash-confirm";
+    case Fault::replicate_crash:
+      return "replicate-crash";
+    case Fault::replicate_kill9:
+      return "replicate-kill9";
+    case Fault::rabbitmq_restart:
+      return "rabbitmq-restart";
+    case Fault::primary_restart:
+      return "primary-restart";
+    case Fault::replica_outage:
+      return "replica-outage";
+    case Fault::two_relays:
+      return "two-relays";
+    case Fault::poison_row:
+      return "poison-row";
+    case Fault::poison_message:
+      return "poison-message";
   }
   return "?";
 }
 
 // Every kind once (relay-kill9 three times) in a random order, then random kinds.
 std::vector<Fault> fault_plan(long long count, std::mt19937_64& random) {
-  std::vector<Fault> base = {Fault::relay_kill9,      Fault::relay_kill9,     Fault::relay_kill9,    Fault::relay_crash_confirm,
-                             Fault::replicate_crash,  Fault::replicate_kill9, Fault::rabbitmq_restart, Fault::primary_restart,
-                             Fault::replica_outage,   Fault::two_relays,      Fault::poison_row,     Fault::poison_message};
+  std::vector<Fault> base = {Fault::relay_kill9,     Fault::relay_kill9,     Fault::relay_kill9,      Fault::relay_crash_confirm,
+                             Fault::replicate_crash, Fault::replicate_kill9, Fault::rabbitmq_restart, Fault::primary_restart,
+                             Fault::replica_outage,  Fault::two_relays,      Fault::poison_row,       Fault::poison_message};
   std::shuffle(base.begin(), base.end(), random);
   std::vector<Fault> plan;
   for (long long i = 0; i < count; ++i)
-    plan.push_back(i < static_cast<long long>(base.size()) ? base[static_cast<size_t>(i)]
-                                                           : static_cast<Fault>(random() % (static_cast<int>(Fault::poison_message) + 1)));
+    plan.push_back(i < static_cast<long long>(base.size())
+                       ? base[static_cast<size_t>(i)]
+                       : static_cast<Fault>(random() % (static_cast<int>(Fault::poison_message) + 1)));
   return plan;
 }
 
@@ -459,12 +484,14 @@ struct Injector {
         std::string uuid;
         for (int step = 0; step < steps; ++step) {
           pqxx::work tx(connection);
-          parking::Slot slot = step == 0 ? parking::create(tx, name, "available")
-                                         : parking::update(tx, uuid, std::nullopt, std::string(step % 2 ? "blocked" : "reserved"));
+          parking::Slot slot = step == 0
+                                   ? parking::create(tx, name, "available")
+                                   : parking::update(tx, uuid, std::nullopt, std::string(step % 2 ? "blocked" : "reserved"));
           uuid = slot.uuid;
-          std::string event_id =
-              tx.exec1("SELECT event_id::text FROM outbox WHERE position = (SELECT currval(pg_get_serial_sequence('public.outbox', 'position')))")[0]
-                  .as<std::string>();
+          std::string event_id = tx.exec1(
+                                       "SELECT event_id::text FROM outbox WHERE position = (SELECT "
+                                       "currval(pg_get_serial_sequence('public.outbox', 'position')))")[0]
+                                     .as<std::string>();
           tx.commit();
           generator.record({event_id, slot.uuid, slot.version, false});
         }
@@ -502,7 +529,8 @@ struct Injector {
         const char* point = (replicate_crashes++ % 2 == 0) ? "replicate.before_commit=crash" : "replicate.after_commit=crash";
         pipeline.kill_replicate();
         pipeline.start_replicate({{"OUTBOX_FAILPOINTS", point}});
-        if (!pipeline.wait_crash(pipeline.replicate(), 60s)) problems.push_back(std::string("replicate did not crash at ") + point);
+        if (!pipeline.wait_crash(pipeline.replicate(), 60s))
+          problems.push_back(std::string("replicate did not crash at ") + point);
         pipeline.kill_replicate();
         pipeline.start_replicate();
         break;
@@ -579,11 +607,11 @@ TEST(Chaos, NothingLostDuplicatedInEffectOrReorderedUnderFaults) {
   const auto outage = std::chrono::seconds(env_number("OUTBOX_CHAOS_REPLICA_OUTAGE", 10));
   const bool async_commit = env_number("OUTBOX_CHAOS_ASYNC_COMMIT", 1) != 0;
   const uint64_t seed = static_cast<uint64_t>(
-      env_number("OUTBOX_CHAOS_SEED", std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()));
+      env_number("OUTBOX_CHAOS_SEED",
+                 std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()));
   say("events " + std::to_string(events) + ", faults " + std::to_string(faults) + ", writers " + std::to_string(writers) +
       ", replica outage " + std::to_string(outage.count()) + "s, writers' synchronous_commit " + (async_commit ? "off" : "on") +
-      ", seed " + std::to_string(seed) +
-      " (OUTBOX_CHAOS_SEED=" + std::to_string(seed) + " repeats the plan)");
+      ", seed " + std::to_string(seed) + " (OUTBOX_CHAOS_SEED=" + std::to_string(seed) + " repeats the plan)");
   std::mt19937_64 random(seed);
 
   reset_databases();
@@ -615,7 +643,8 @@ TEST(Chaos, NothingLostDuplicatedInEffectOrReorderedUnderFaults) {
   say("writers done: " + std::to_string(generator.committed()) + " events in " + fixed(load_seconds) + "s (" +
       std::to_string(generator.creates) + " creates, " + std::to_string(generator.updates) + " updates, " +
       std::to_string(generator.deletes) + " deletes; " + std::to_string(generator.held) + " transactions held open; " +
-      std::to_string(generator.errors) + " failed attempts retried; " + std::to_string(generator.in_doubt) + " commits in doubt)");
+      std::to_string(generator.errors) + " failed attempts retried; " + std::to_string(generator.in_doubt) +
+      " commits in doubt)");
   for (const std::string& problem : injector.problems) ADD_FAILURE() << problem;
   std::vector<std::string> exits = pipeline.unexpected_exits();
   EXPECT_TRUE(exits.empty()) << "daemons exited without being killed: " << exits.size() << ", first: " << exits.front();
@@ -641,8 +670,11 @@ TEST(Chaos, NothingLostDuplicatedInEffectOrReorderedUnderFaults) {
   // 4 (before the fix): what is parked is the injected poison and nothing else.
   long long malformed_rows = std::stoll(count(replica, "outbox_failed_events WHERE aggregate_id IS NULL"));
   EXPECT_EQ(count(replica, "outbox_failed_events WHERE state = 'parked'"), std::to_string(injector.poison_rows + malformed_rows));
-  std::string poison_list = outbox::pg::array_literal(injector.poison_aggregates.empty() ? std::vector<std::string>{"-"} : injector.poison_aggregates);
-  EXPECT_EQ(count(replica, "outbox_failed_events WHERE aggregate_id IS NOT NULL AND NOT aggregate_id = ANY('" + poison_list + "')"), "0");
+  std::string poison_list =
+      outbox::pg::array_literal(injector.poison_aggregates.empty() ? std::vector<std::string>{"-"} : injector.poison_aggregates);
+  EXPECT_EQ(
+      count(replica, "outbox_failed_events WHERE aggregate_id IS NOT NULL AND NOT aggregate_id = ANY('" + poison_list + "')"),
+      "0");
   EXPECT_EQ(count(replica, "outbox_failed_events WHERE state = 'waiting'"), std::to_string(2 * injector.poison_rows));
 
   // The fix: drop the constraint, retry everything; the malformed messages fail again and are discarded.
@@ -683,8 +715,7 @@ TEST(Chaos, NothingLostDuplicatedInEffectOrReorderedUnderFaults) {
     if (!there) ++lost;
   }
   EXPECT_EQ(lost, 0) << "commits the writers saw succeed are missing from the primary's outbox";
-  EXPECT_EQ(static_cast<long long>(on_primary.size()),
-            static_cast<long long>(log.size()) - generator.in_doubt + doubt_committed)
+  EXPECT_EQ(static_cast<long long>(on_primary.size()), static_cast<long long>(log.size()) - generator.in_doubt + doubt_committed)
       << "the primary's outbox holds parking events that no writer committed";
 
   // 3. Order: every aggregate's events reached the audit queue first in version (= commit) order.
@@ -700,18 +731,21 @@ TEST(Chaos, NothingLostDuplicatedInEffectOrReorderedUnderFaults) {
   EXPECT_EQ(count(replica, "outbox_failed_events"), "0");
 
   std::string fault_summary;
-  for (const auto& [name, n] : injector.counts) fault_summary += (fault_summary.empty() ? "" : ", ") + name + " x" + std::to_string(n);
+  for (const auto& [name, n] : injector.counts)
+    fault_summary += (fault_summary.empty() ? "" : ", ") + name + " x" + std::to_string(n);
   long long total_faults = 0;
   for (const auto& [name, n] : injector.counts) total_faults += n;
   say("SUMMARY events " + std::to_string(on_primary.size()) + " committed (" + std::to_string(generator.committed()) +
-      " by the writers, " + std::to_string(3 * injector.poison_rows + injector.triggers) + " by the fault injector), written in " +
-      fixed(load_seconds) + "s (" + fixed(static_cast<double>(generator.committed()) / load_seconds, 0) + "/s)");
+      " by the writers, " + std::to_string(3 * injector.poison_rows + injector.triggers) +
+      " by the fault injector), written in " + fixed(load_seconds) + "s (" +
+      fixed(static_cast<double>(generator.committed()) / load_seconds, 0) + "/s)");
   say("SUMMARY faults " + std::to_string(total_faults) + ": " + fault_summary);
   say("SUMMARY duplicates delivered " + std::to_string(audit.duplicates()) +
       " (same event id published again; each applied once: 0 duplicate effects, 0 stale versions), commits in doubt " +
       std::to_string(generator.in_doubt) + " (" + std::to_string(doubt_committed) + " had committed)");
   say("SUMMARY poison " + std::to_string(injector.poison_rows) + " rows (+" + std::to_string(2 * injector.poison_rows) +
-      " waiting behind them) retried after the fix, " + std::to_string(injector.poison_messages) + " malformed messages discarded");
+      " waiting behind them) retried after the fix, " + std::to_string(injector.poison_messages) +
+      " malformed messages discarded");
   say("SUMMARY converged " + fixed(converge_seconds) + "s after the last write and fault (settled in " + fixed(settle_seconds) +
       "s; then fix, retry, check OK); verify " + (verify.exit_code == 0 ? "equal" : "NOT equal") + " over " +
       (verified.is_object() ? std::to_string(verified["tables"][0]["primary_rows"].get<long long>()) : std::string("?")) +

@@ -3,8 +3,8 @@
 // never work) or, for a message it receives, parks the event and carries on. The README's
 // "Reliability" section has the table of these cases.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "tests/integration/support/broker.hpp"
@@ -16,7 +16,8 @@ namespace amqp = outbox::amqp;
 namespace {
 
 const std::vector<std::string> kRelay = {"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms"};
-const std::vector<std::string> kReplicate = {"replicate", "--set", "replicate.max_backoff=1s", "--set", "replicate.max_attempts=1"};
+const std::vector<std::string> kReplicate = {"replicate", "--set", "replicate.max_backoff=1s", "--set",
+                                             "replicate.max_attempts=1"};
 
 void fresh_start(bool migrate = true) {
   reset_databases();
@@ -41,9 +42,9 @@ std::string written() {
       return std::string("none");
     }
   };
-  return "primary slots " + count(servers().primary_url, "parking_slots") + ", outbox " +
-         count(servers().primary_url, "outbox") + ", replica slots " + count(servers().replica_url, "parking_slots") +
-         ", applied " + count(servers().replica_url, "outbox_applied_events");
+  return "primary slots " + count(servers().primary_url, "parking_slots") + ", outbox " + count(servers().primary_url, "outbox") +
+         ", replica slots " + count(servers().replica_url, "parking_slots") + ", applied " +
+         count(servers().replica_url, "outbox_applied_events");
 }
 
 size_t lines(const std::string& text) { return static_cast<size_t>(std::count(text.begin(), text.end(), '\n')); }
@@ -151,8 +152,7 @@ TEST(BadInput, WrongUrlsAreExit78WhenMalformedAndExit69Or3WhenUnreachable) {
                   "outbox: config env OUTBOX_PRIMARY_URL: primary.url: must be a postgresql:// URL");
   expect_one_line(run_outbox({"relay"}, {{"OUTBOX_BROKER_URL", "http://example.com/"}}), 78,
                   "outbox: config env OUTBOX_BROKER_URL: broker.url: must be an amqp:// or amqps:// URL");
-  expect_one_line(run_outbox({"replicate"}, {{"OUTBOX_REPLICA_URL", "not a url"}}), 78,
-                  "outbox: config env OUTBOX_REPLICA_URL:");
+  expect_one_line(run_outbox({"replicate"}, {{"OUTBOX_REPLICA_URL", "not a url"}}), 78, "outbox: config env OUTBOX_REPLICA_URL:");
   std::string nowhere = "postgresql://outbox:secret@127.0.0.1:1/outbox_primary";
   RunResult create = run_outbox({"create_parking_slot", "--name", "A"}, {{"OUTBOX_PRIMARY_URL", nowhere}});
   expect_one_line(create, 69, "outbox: primary postgresql://outbox:****@127.0.0.1:1/outbox_primary: ", "Connection refused");
@@ -179,7 +179,8 @@ TEST(BadInput, WrongCredentialsAreOneLineWithoutThePasswordAndWriteNothing) {
     size_t colon = url.find(':', url.find("://") + 3), at = url.find('@');
     return url.replace(colon + 1, at - colon - 1, password);
   };
-  RunResult create = run_outbox({"create_parking_slot", "--name", "A"}, {{"OUTBOX_PRIMARY_URL", with_password(primary, "wrongpw")}});
+  RunResult create =
+      run_outbox({"create_parking_slot", "--name", "A"}, {{"OUTBOX_PRIMARY_URL", with_password(primary, "wrongpw")}});
   expect_one_line(create, 69, "outbox: primary postgresql://outbox:****@", "password authentication failed for user \"outbox\"");
   EXPECT_EQ(create.err.find("wrongpw"), std::string::npos) << create;
   // libpq tries TLS and then plain text; the same reason is said once.
@@ -216,8 +217,8 @@ TEST(BadInput, AMissingTableIsExit78NamingItAndTheCure) {
   expect_refused(run_outbox(kReplicate, {}, 30s), "outbox: replica main", "outbox migrate");
   ASSERT_TRUE(migrate_all());
   // A mapping to a table the replica does not have: replicate refuses to start.
-  std::string config = write_file("missing-table.toml",
-                                  "[[replicate.mappings]]\nevent_type = \"parking.create\"\ntable = \"nowhere\"\n");
+  std::string config =
+      write_file("missing-table.toml", "[[replicate.mappings]]\nevent_type = \"parking.create\"\ntable = \"nowhere\"\n");
   expect_refused(run_outbox(kReplicate, {{"OUTBOX_CONFIG", config}}, 30s),
                  "outbox: replica main: replicate.mappings table nowhere does not exist");
   EXPECT_EQ(written(), "primary slots 0, outbox 0, replica slots 0, applied 0");
@@ -226,8 +227,7 @@ TEST(BadInput, AMissingTableIsExit78NamingItAndTheCure) {
 TEST(BadInput, AReplicaSchemaOlderThanTheBinaryIsExit78) {
   fresh_start();
   exec(servers().replica_url, "DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)");
-  for (const std::vector<std::string>& args :
-       std::vector<std::vector<std::string>>{kReplicate, {"verify"}, {"failed", "list"}}) {
+  for (const std::vector<std::string>& args : std::vector<std::vector<std::string>>{kReplicate, {"verify"}, {"failed", "list"}}) {
     SCOPED_TRACE(args[0]);
     RunResult result = run_outbox(args, {}, 30s);
     if (args[0] == "replicate")
@@ -241,9 +241,10 @@ TEST(BadInput, AReplicaSchemaOlderThanTheBinaryIsExit78) {
 TEST(BadInput, APayloadThatIsNotJsonIsRefusedByThePrimaryAndParkedByReplicate) {
   fresh_start();
   // The outbox's payload column is json: the primary refuses the row (and its transaction).
-  EXPECT_THROW(exec(servers().primary_url, "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, "
-                                           "event_type, payload) VALUES (gen_random_uuid(), 'parking_slot', 'x', 1, "
-                                           "'parking.create', 'not json')"),
+  EXPECT_THROW(exec(servers().primary_url,
+                    "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, "
+                    "event_type, payload) VALUES (gen_random_uuid(), 'parking_slot', 'x', 1, "
+                    "'parking.create', 'not json')"),
                pqxx::data_exception);
   // From the broker: parked with its reason, and the next event still applies.
   auto connection = broker_connection();
@@ -281,19 +282,26 @@ TEST(BadInput, ATenMegabytePayloadIsRefusedByTheCliAndParkedByTheReplicaWhichSta
   // A forged 10 MB event in the outbox: the relay publishes it byte for byte, the replica's checks
   // (the same as the primary's) refuse it, replicate parks it whole and carries on.
   std::string huge(10 * 1024 * 1024, 'y');
-  exec(servers().primary_url, "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
-                              "VALUES (gen_random_uuid(), 'parking_slot', '" + uuid4(5) + "', 1, 'parking.create', json_build_object("
-                              "'uuid', '" + uuid4(5) + "', 'name', repeat('y', " + std::to_string(huge.size()) + "), "
-                              "'status', 'available', 'version', 1))");
+  exec(servers().primary_url,
+       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+       "VALUES (gen_random_uuid(), 'parking_slot', '" +
+           uuid4(5) +
+           "', 1, 'parking.create', json_build_object("
+           "'uuid', '" +
+           uuid4(5) + "', 'name', repeat('y', " + std::to_string(huge.size()) +
+           "), "
+           "'status', 'available', 'version', 1))");
   Daemon relay(kRelay);
   Daemon replicate(kReplicate);
   ASSERT_TRUE(eventually([] { return scalar(servers().replica_url, "SELECT count(*) FROM outbox_failed_events") == "1"; }, 60s))
       << replicate.log();
   EXPECT_EQ(scalar(servers().replica_url, "SELECT length(body) > 10485760 FROM outbox_failed_events"), "t");
-  EXPECT_NE(scalar(servers().replica_url, "SELECT error FROM outbox_failed_events").find("parking_slots_name_length"), std::string::npos);
+  EXPECT_NE(scalar(servers().replica_url, "SELECT error FROM outbox_failed_events").find("parking_slots_name_length"),
+            std::string::npos);
   RunResult created = run_outbox({"create_parking_slot", "--name", "after the big one"});
   ASSERT_EQ(created.exit_code, 0) << created;
-  EXPECT_TRUE(eventually([] { return scalar(servers().replica_url, "SELECT count(*) FROM parking_slots") == "1"; })) << replicate.log();
+  EXPECT_TRUE(eventually([] { return scalar(servers().replica_url, "SELECT count(*) FROM parking_slots") == "1"; }))
+      << replicate.log();
   EXPECT_TRUE(relay.running());
   EXPECT_TRUE(replicate.running());
 }
@@ -313,7 +321,8 @@ TEST(BadInput, InvalidUuidsNamesAndStatusesAreExit65OrUsage64WithOneLineAndWrite
       {{"update_parking_slot", "--uuid", "' OR 1=1 --", "--status", "blocked"}, 65, "outbox: invalid uuid \"' OR 1=1 --\""},
       {{"delete_parking_slot", "--uuid", uuid.substr(0, 35)}, 65, "outbox: invalid uuid"},
       {{"delete_parking_slot", "--uuid", uuid + "0"}, 65, "outbox: invalid uuid"},
-      {{"delete_parking_slot", "--uuid", "00000000-0000-4000-8000-000000000000"}, 65,
+      {{"delete_parking_slot", "--uuid", "00000000-0000-4000-8000-000000000000"},
+       65,
        "outbox: parking slot 00000000-0000-4000-8000-000000000000 not found"},
       {{"resync", "--uuid", "zzz"}, 65, "outbox: invalid uuid \"zzz\""},
       {{"create_parking_slot", "--name", ""}, 65, "outbox: invalid name: must not be empty"},
@@ -353,8 +362,9 @@ TEST(BadInput, SqlMetacharactersAndUnicodeInNamesRoundTripExactlyThroughTheWhole
     EXPECT_EQ(created.out.substr(45), "name:   " + name + "\nstatus: reserved\n");
     by_uuid[created.out.substr(8, 36)] = name;
   }
-  ASSERT_TRUE(eventually([&] { return scalar(servers().replica_url, "SELECT count(*) FROM parking_slots") == std::to_string(names.size()); }))
-      << replicate.log();
+  ASSERT_TRUE(eventually([&] {
+    return scalar(servers().replica_url, "SELECT count(*) FROM parking_slots") == std::to_string(names.size());
+  })) << replicate.log();
   RunResult list = run_outbox({"parking_slot_list"});
   ASSERT_EQ(list.exit_code, 0) << list;
   size_t seen = 0, at = 0;

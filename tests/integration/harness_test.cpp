@@ -1,8 +1,9 @@
 // The harness itself: daemons, signals, server restarts, helpers. Other tests rely on these.
+#include "tests/integration/support/harness.hpp"
+
 #include <gtest/gtest.h>
 
 #include "migrate/runner.hpp"
-#include "tests/integration/support/harness.hpp"
 
 namespace outbox::testing {
 namespace {

@@ -62,7 +62,8 @@ TEST_F(Migrate, AppliesEveryMigrationToThePrimaryAndEveryConfiguredReplica) {
 
 TEST_F(Migrate, RunningItAgainIsANoOp) {
   ASSERT_EQ(migrate().exit_code, 0);
-  std::string before = scalar(servers().primary_url, "SELECT string_agg(version || '@' || applied_at, ',') FROM schema_migrations");
+  std::string before =
+      scalar(servers().primary_url, "SELECT string_agg(version || '@' || applied_at, ',') FROM schema_migrations");
   RunResult again = migrate();
   ASSERT_EQ(again.exit_code, 0) << again;
   EXPECT_EQ(again.out.find("applied "), std::string::npos) << again;
@@ -178,8 +179,7 @@ TEST_F(Migrate, TwoConcurrentRunsWaitForEachOtherAndApplyEachMigrationOnce) {
   constexpr int kRuns = 4;
   std::vector<RunResult> results(kRuns);
   std::vector<std::thread> threads;
-  for (int i = 0; i < kRuns; ++i)
-    threads.emplace_back([&, i] { results[i] = run_outbox({"migrate", "--target", "primary"}); });
+  for (int i = 0; i < kRuns; ++i) threads.emplace_back([&, i] { results[i] = run_outbox({"migrate", "--target", "primary"}); });
   bool all_waiting = eventually([&] {
     return scalar(servers().primary_url,
                   "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = " +
@@ -192,7 +192,8 @@ TEST_F(Migrate, TwoConcurrentRunsWaitForEachOtherAndApplyEachMigrationOnce) {
   int applied_lines = 0;
   for (const RunResult& result : results) {
     EXPECT_EQ(result.exit_code, 0) << result;
-    for (size_t at = result.out.find("primary: applied "); at != std::string::npos; at = result.out.find("primary: applied ", at + 1))
+    for (size_t at = result.out.find("primary: applied "); at != std::string::npos;
+         at = result.out.find("primary: applied ", at + 1))
       ++applied_lines;
   }
   EXPECT_EQ(applied_lines, migrate::latest_version(Target::primary));
@@ -225,8 +226,8 @@ TEST_F(Migrate, RequireCurrentRejectsADatabaseBehindTheBinaryWithAConfigError) {
     FAIL() << "require_current accepted an empty database";
   } catch (const Error& error) {
     EXPECT_EQ(error.code(), ExitCode::config);
-    EXPECT_STREQ(error.what(), ("replica main: schema is at version 0 but this outbox needs " + needs +
-                                "; run 'outbox migrate'").c_str());
+    EXPECT_STREQ(error.what(),
+                 ("replica main: schema is at version 0 but this outbox needs " + needs + "; run 'outbox migrate'").c_str());
   }
 
   ASSERT_EQ(migrate().exit_code, 0);

@@ -74,8 +74,9 @@ double sample(const std::string& metrics, const std::string& name) {
 void set_heartbeat(const std::string& age, const std::string& transit) {
   exec(servers().replica_url,
        "INSERT INTO outbox_heartbeat (replica, relay, created_at, applied_at) "
-       "VALUES ('main', 'test', clock_timestamp() - interval '" + age + "', clock_timestamp() - interval '" + age +
-           "' + interval '" + transit + "') "
+       "VALUES ('main', 'test', clock_timestamp() - interval '" +
+           age + "', clock_timestamp() - interval '" + age + "' + interval '" + transit +
+           "') "
            "ON CONFLICT (replica) DO UPDATE SET created_at = EXCLUDED.created_at, applied_at = EXCLUDED.applied_at");
 }
 
@@ -89,12 +90,14 @@ void park_an_event() {
 // The relay and replicate, both with one-second heartbeats (and /metrics when ports are given).
 struct Pipeline {
   explicit Pipeline(int relay_port = 0, int replicate_port = 0)
-      : relay(with({"relay", "--set", "relay.poll_interval=200ms"},
-                   with(kFast, relay_port ? std::vector<std::string>{"--set", "metrics.listen=127.0.0.1:" + std::to_string(relay_port)}
-                                          : std::vector<std::string>{}))),
-        replicate(with({"replicate"},
-                       with(kFast, replicate_port ? std::vector<std::string>{"--set", "metrics.listen=127.0.0.1:" + std::to_string(replicate_port)}
-                                                  : std::vector<std::string>{}))) {}
+      : relay(with(
+            {"relay", "--set", "relay.poll_interval=200ms"},
+            with(kFast, relay_port ? std::vector<std::string>{"--set", "metrics.listen=127.0.0.1:" + std::to_string(relay_port)}
+                                   : std::vector<std::string>{}))),
+        replicate(
+            with({"replicate"}, with(kFast, replicate_port ? std::vector<std::string>{"--set", "metrics.listen=127.0.0.1:" +
+                                                                                                   std::to_string(replicate_port)}
+                                                           : std::vector<std::string>{}))) {}
   Daemon relay;
   Daemon replicate;
 };
@@ -204,11 +207,17 @@ TEST(Operations, LagAndCheckAreOkWhenThePipelineIsIdleAfterHeartbeats) {
   Pipeline pipeline;
   ASSERT_EQ(run_outbox({"create_parking_slot", "--name", "A"}).exit_code, 0);
   RunResult check;
-  EXPECT_TRUE(eventually([&] {
-    check = run_outbox(with({"check", "--warning", "5s", "--critical", "10s"}));
-    return check.exit_code == 0;
-  }, 30s)) << check;
-  EXPECT_TRUE(std::regex_search(check.out, std::regex(R"(^OUTBOX OK - replica main \d+\.\ds behind, backlog \d+ \| lag_main=\d+\.\ds;5;10;0 backlog=\d+;;;0 failed=0;;;0\n$)")))
+  EXPECT_TRUE(eventually(
+      [&] {
+        check = run_outbox(with({"check", "--warning", "5s", "--critical", "10s"}));
+        return check.exit_code == 0;
+      },
+      30s))
+      << check;
+  EXPECT_TRUE(std::regex_search(
+      check.out,
+      std::regex(
+          R"(^OUTBOX OK - replica main \d+\.\ds behind, backlog \d+ \| lag_main=\d+\.\ds;5;10;0 backlog=\d+;;;0 failed=0;;;0\n$)")))
       << check;
 
   RunResult text = run_outbox(with({"lag"}));
@@ -244,16 +253,22 @@ TEST(Operations, CheckWarnsThenGoesCriticalWhenReplicateIsStoppedAndTheHeartbeat
   ASSERT_EQ(pipeline.replicate.wait_exit(), 0);
 
   // Heartbeats keep going into the queue, none is applied: the measure grows by the second.
-  EXPECT_TRUE(eventually([&] {
-    check = run_outbox(with({"check", "--warning", "3s", "--critical", "1h"}));
-    return check.exit_code == 1;
-  }, 30s)) << check;
+  EXPECT_TRUE(eventually(
+      [&] {
+        check = run_outbox(with({"check", "--warning", "3s", "--critical", "1h"}));
+        return check.exit_code == 1;
+      },
+      30s))
+      << check;
   EXPECT_NE(check.out.find("OUTBOX WARNING - replica main "), std::string::npos) << check;
   EXPECT_NE(check.out.find("(warning at 3s)"), std::string::npos) << check;
-  EXPECT_TRUE(eventually([&] {
-    check = run_outbox(with({"check", "--warning", "3s", "--critical", "6s"}));
-    return check.exit_code == 2;
-  }, 30s)) << check;
+  EXPECT_TRUE(eventually(
+      [&] {
+        check = run_outbox(with({"check", "--warning", "3s", "--critical", "6s"}));
+        return check.exit_code == 2;
+      },
+      30s))
+      << check;
   EXPECT_NE(check.out.find("OUTBOX CRITICAL - replica main "), std::string::npos) << check;
   EXPECT_TRUE(std::regex_search(check.out, std::regex(R"(backlog [1-9]\d*)"))) << "the queued heartbeats: " << check;
 
@@ -268,11 +283,14 @@ TEST(Operations, MetricsServeTheNamedCountersAndTheyMove) {
   int relay_port = free_port(), replicate_port = free_port();
   Pipeline pipeline(relay_port, replicate_port);
   Http relay_health, replicate_health;
-  EXPECT_TRUE(eventually([&] {
-    relay_health = get(relay_port, "/healthz");
-    replicate_health = get(replicate_port, "/healthz");
-    return relay_health.status == 200 && replicate_health.status == 200;
-  }, 30s)) << relay_health.status << " " << relay_health.body << "; " << replicate_health.status << " " << replicate_health.body;
+  EXPECT_TRUE(eventually(
+      [&] {
+        relay_health = get(relay_port, "/healthz");
+        replicate_health = get(replicate_port, "/healthz");
+        return relay_health.status == 200 && replicate_health.status == 200;
+      },
+      30s))
+      << relay_health.status << " " << relay_health.body << "; " << replicate_health.status << " " << replicate_health.body;
   EXPECT_EQ(relay_health.body.rfind("ok: relaying", 0), 0) << relay_health.body;
 
   std::string relay = get(relay_port, "/metrics").body;
@@ -280,22 +298,26 @@ TEST(Operations, MetricsServeTheNamedCountersAndTheyMove) {
   for (const char* name : {"outbox_relay_published_total", "outbox_relay_confirmed_total", "outbox_relay_nacked_total",
                            "outbox_relay_returned_total", "outbox_relay_reconnects_total", "outbox_relay_batch_seconds_count"})
     EXPECT_GE(sample(relay, name), 0) << name << " missing:\n" << relay;
-  for (const char* name : {"outbox_replicate_applied_total{replica=\"main\"}", "outbox_replicate_skipped_total{replica=\"main\",reason=\"stale\"}",
-                           "outbox_replicate_parked_total{replica=\"main\"}", "outbox_replicate_reconnects_total{replica=\"main\"}",
-                           "outbox_replicate_batch_seconds_count"})
+  for (const char* name :
+       {"outbox_replicate_applied_total{replica=\"main\"}", "outbox_replicate_skipped_total{replica=\"main\",reason=\"stale\"}",
+        "outbox_replicate_parked_total{replica=\"main\"}", "outbox_replicate_reconnects_total{replica=\"main\"}",
+        "outbox_replicate_batch_seconds_count"})
     EXPECT_GE(sample(replicate, name), 0) << name << " missing:\n" << replicate;
   EXPECT_NE(relay.find("# TYPE outbox_relay_batch_seconds histogram"), std::string::npos);
 
   double published = sample(relay, "outbox_relay_published_total");
   double applied = sample(replicate, "outbox_replicate_applied_total{replica=\"main\"}");
   for (const char* name : {"A", "B", "C"}) ASSERT_EQ(run_outbox({"create_parking_slot", "--name", name}).exit_code, 0);
-  EXPECT_TRUE(eventually([&] {
-    relay = get(relay_port, "/metrics").body;
-    replicate = get(replicate_port, "/metrics").body;
-    return sample(relay, "outbox_relay_confirmed_total") >= published + 3 &&
-           sample(replicate, "outbox_replicate_applied_total{replica=\"main\"}") >= applied + 3 &&
-           sample(replicate, "outbox_replicate_lag_seconds{replica=\"main\"}") >= 0;
-  }, 30s)) << relay << replicate;
+  EXPECT_TRUE(eventually(
+      [&] {
+        relay = get(relay_port, "/metrics").body;
+        replicate = get(replicate_port, "/metrics").body;
+        return sample(relay, "outbox_relay_confirmed_total") >= published + 3 &&
+               sample(replicate, "outbox_replicate_applied_total{replica=\"main\"}") >= applied + 3 &&
+               sample(replicate, "outbox_replicate_lag_seconds{replica=\"main\"}") >= 0;
+      },
+      30s))
+      << relay << replicate;
   EXPECT_GE(sample(relay, "outbox_relay_published_total"), published + 3);
   EXPECT_GE(sample(relay, "outbox_relay_backlog{table=\"public.outbox\"}"), 0) << relay;
   EXPECT_GE(sample(relay, "outbox_relay_oldest_unpublished_seconds{table=\"public.outbox\"}"), 0) << relay;
@@ -308,10 +330,13 @@ TEST(Operations, HealthzIsNotOkWhileTheRelayCannotReachTheBroker) {
   Daemon relay({"relay", "--set", "metrics.listen=127.0.0.1:" + std::to_string(port)},
                {{"OUTBOX_BROKER_URL", "amqp://outbox:outbox@127.0.0.1:1/"}});
   Http health;
-  EXPECT_TRUE(eventually([&] {
-    health = get(port, "/healthz");
-    return health.body.rfind("unhealthy: not connected: waiting for the broker", 0) == 0;
-  }, 20s)) << health.status << " " << health.body;
+  EXPECT_TRUE(eventually(
+      [&] {
+        health = get(port, "/healthz");
+        return health.body.rfind("unhealthy: not connected: waiting for the broker", 0) == 0;
+      },
+      20s))
+      << health.status << " " << health.body;
   EXPECT_EQ(health.status, 503) << health.body;
   EXPECT_EQ(get(port, "/metrics").status, 200) << "metrics are served while disconnected";
 }

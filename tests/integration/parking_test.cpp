@@ -2,10 +2,10 @@
 // transaction, rejected input, rollback, concurrent updates, and names that must round-trip.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
-#include <algorithm>
 #include <sstream>
 #include <thread>
 
@@ -99,8 +99,10 @@ TEST_F(Parking, ListFromThePrimaryPrintsOneJsonObjectPerLineOrderedByName) {
   std::string a = create("Alpha");
   RunResult result = run_outbox({"parking_slot_list", "--from", "primary"});
   ASSERT_EQ(result.exit_code, 0) << result;
-  EXPECT_EQ(result.out, "{\"uuid\": \"" + a + "\", \"name\": \"Alpha\", \"status\": \"available\"}\n"
-                        "{\"uuid\": \"" + b + "\", \"name\": \"Beta\", \"status\": \"reserved\"}\n");
+  EXPECT_EQ(result.out, "{\"uuid\": \"" + a +
+                            "\", \"name\": \"Alpha\", \"status\": \"available\"}\n"
+                            "{\"uuid\": \"" +
+                            b + "\", \"name\": \"Beta\", \"status\": \"reserved\"}\n");
   RunResult hyphenated = run_outbox({"parking-slot-list", "--from", "primary"});
   EXPECT_EQ(hyphenated.out, result.out);
 }
@@ -259,7 +261,8 @@ TEST_F(Parking, AFailingEventInsertRollsBackSoNeitherTheRowNorTheEventRemains) {
   }
   std::string uuid = create("Kept");
   for (std::string failpoint : {"outbox.event_insert=error", "parking.before_event_insert=error"}) {
-    RunResult update = run_outbox({"update_parking_slot", "--uuid", uuid, "--name", "Changed"}, {{"OUTBOX_FAILPOINTS", failpoint}});
+    RunResult update =
+        run_outbox({"update_parking_slot", "--uuid", uuid, "--name", "Changed"}, {{"OUTBOX_FAILPOINTS", failpoint}});
     EXPECT_NE(update.exit_code, 0) << update;
     RunResult remove = run_outbox({"delete_parking_slot", "--uuid", uuid}, {{"OUTBOX_FAILPOINTS", failpoint}});
     EXPECT_NE(remove.exit_code, 0) << remove;
@@ -270,11 +273,15 @@ TEST_F(Parking, AFailingEventInsertRollsBackSoNeitherTheRowNorTheEventRemains) {
 }
 
 TEST_F(Parking, AProcessKilledBeforeTheEventInsertLeavesNothingBehind) {
-  RunResult result = run_outbox({"create_parking_slot", "--name", "Crash"}, {{"OUTBOX_FAILPOINTS", "parking.before_event_insert=crash"}});
+  RunResult result =
+      run_outbox({"create_parking_slot", "--name", "Crash"}, {{"OUTBOX_FAILPOINTS", "parking.before_event_insert=crash"}});
   EXPECT_EQ(result.exit_code, 128 + SIGKILL) << result;
   // The server rolls the transaction back when it notices the dead session.
-  EXPECT_TRUE(eventually([] { return scalar(servers().primary_url, "SELECT count(*) FROM pg_stat_activity WHERE "
-                                                                   "datname = current_database() AND state LIKE 'idle in transaction%'") == "0"; }));
+  EXPECT_TRUE(eventually([] {
+    return scalar(servers().primary_url,
+                  "SELECT count(*) FROM pg_stat_activity WHERE "
+                  "datname = current_database() AND state LIKE 'idle in transaction%'") == "0";
+  }));
   EXPECT_EQ(count(servers().primary_url, "parking_slots"), "0");
   EXPECT_EQ(count(servers().primary_url, "outbox"), "0");
 }
@@ -287,7 +294,8 @@ TEST_F(Parking, ConcurrentUpdatesOfOneSlotGiveStrictlyIncreasingVersionsAndOneEv
   for (int w = 0; w < kWriters; ++w)
     writers.emplace_back([&, w] {
       for (int i = 0; i < kUpdatesEach; ++i)
-        results[w].push_back(run_outbox({"update_parking_slot", "--uuid", uuid, "--name", "w" + std::to_string(w) + "-" + std::to_string(i)}));
+        results[w].push_back(
+            run_outbox({"update_parking_slot", "--uuid", uuid, "--name", "w" + std::to_string(w) + "-" + std::to_string(i)}));
     });
   for (std::thread& writer : writers) writer.join();
   std::set<std::string> printed_names;

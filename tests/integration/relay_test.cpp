@@ -1,15 +1,14 @@
 // The relay against a real PostgreSQL and RabbitMQ: every committed row arrives, with the right
 // properties, in per-aggregate order, at least once through crashes and broker restarts.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <map>
-#include <sstream>
+#include <nlohmann/json.hpp>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "tests/integration/support/broker.hpp"
@@ -20,8 +19,8 @@ using outbox::amqp::IncomingMessage;
 
 namespace {
 
-const std::vector<std::string> kQuietRelay = {"relay", "--set", "relay.heartbeat_interval=0", "--set",
-                                              "relay.poll_interval=200ms", "--set", "relay.takeover_timeout=3s"};
+const std::vector<std::string> kQuietRelay = {
+    "relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms", "--set", "relay.takeover_timeout=3s"};
 
 std::vector<std::string> relay_args(std::vector<std::string> extra = {}) {
   std::vector<std::string> args = kQuietRelay;
@@ -38,9 +37,9 @@ void fresh_schema() {
 void insert_events(const std::string& event_type, int count, int aggregates, int first = 1) {
   exec(servers().primary_url,
        "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
-       "SELECT gen_random_uuid(), 'test', 'agg-' || (g % " + std::to_string(aggregates) + "), g, '" + event_type +
-           "', json_build_object('n', g) FROM generate_series(" + std::to_string(first) + ", " +
-           std::to_string(first + count - 1) + ") g");
+       "SELECT gen_random_uuid(), 'test', 'agg-' || (g % " +
+           std::to_string(aggregates) + "), g, '" + event_type + "', json_build_object('n', g) FROM generate_series(" +
+           std::to_string(first) + ", " + std::to_string(first + count - 1) + ") g");
 }
 
 int unpublished() { return std::stoi(scalar(servers().primary_url, "SELECT count(*) FROM outbox WHERE published_at IS NULL")); }
@@ -68,7 +67,8 @@ void expect_per_aggregate_order(const std::vector<IncomingMessage>& messages) {
     long long version = header_number(message, "aggregate_version");
     auto found = last_version.find(aggregate);
     if (found != last_version.end())
-      ASSERT_GT(version, found->second) << "aggregate " << aggregate << " went from version " << found->second << " to " << version;
+      ASSERT_GT(version, found->second) << "aggregate " << aggregate << " went from version " << found->second << " to "
+                                        << version;
     last_version[aggregate] = version;
   }
 }
@@ -81,8 +81,8 @@ TEST(Relay, EveryCommittedRowReachesTheQueueWithItsPropertiesAndBody) {
   std::string payload = R"({"b": 1,   "a" : "x \u00e9 ü", "nested": {"k": [1, 2]}})";
   exec(servers().primary_url,
        "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, created_at) "
-       "VALUES ('11111111-2222-3333-4444-555555555555', 'parking_slot', 'agg-1', 7, 'props.created', '" + payload +
-           "', '2026-01-02 03:04:05.123456+00')");
+       "VALUES ('11111111-2222-3333-4444-555555555555', 'parking_slot', 'agg-1', 7, 'props.created', '" +
+           payload + "', '2026-01-02 03:04:05.123456+00')");
   Daemon relay(relay_args());
   const auto& messages = queue.collect(1);
   ASSERT_EQ(messages.size(), 1u) << relay.log();
@@ -99,8 +99,7 @@ TEST(Relay, EveryCommittedRowReachesTheQueueWithItsPropertiesAndBody) {
   EXPECT_EQ(header_text(message, "aggregate_id"), "agg-1");
   EXPECT_EQ(header_number(message, "aggregate_version"), 7);
   EXPECT_EQ(header_number(message, "created_at"), 1767323045123456);
-  EXPECT_EQ(header_number(message, "outbox_position"),
-            std::stoll(scalar(servers().primary_url, "SELECT position FROM outbox")));
+  EXPECT_EQ(header_number(message, "outbox_position"), std::stoll(scalar(servers().primary_url, "SELECT position FROM outbox")));
   EXPECT_TRUE(eventually([] { return unpublished() == 0; })) << relay.log();
 }
 
@@ -131,9 +130,10 @@ TEST(Relay, TwoInstancesShareTheWorkAndKeepPerAggregateOrderAndOneTakesOverWhenT
   TestQueue queue("test.order", "order.#");
   Daemon first(relay_args({"--instance", "first"}));
   Daemon second(relay_args({"--instance", "second"}));
-  ASSERT_TRUE(eventually([&] { return first.log().find("owning 8 of 16") != std::string::npos &&
-                                      second.log().find("owning 8 of 16") != std::string::npos; }))
-      << first.log() << second.log();
+  ASSERT_TRUE(eventually([&] {
+    return first.log().find("owning 8 of 16") != std::string::npos && second.log().find("owning 8 of 16") != std::string::npos;
+  })) << first.log()
+      << second.log();
   // Concurrent writers, each committing many small transactions over 300 aggregates.
   std::vector<std::thread> writers;
   constexpr int kWriters = 4, kTransactions = 50, kPerTransaction = 20;
@@ -144,9 +144,11 @@ TEST(Relay, TwoInstancesShareTheWorkAndKeepPerAggregateOrderAndOneTakesOverWhenT
         pqxx::work tx(connection);
         // Each writer owns its own aggregates and numbers their versions itself.
         int base = (writer * kTransactions + t) * kPerTransaction;
-        tx.exec("INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
-                "SELECT gen_random_uuid(), 'test', 'w" + std::to_string(writer) + "-' || (g % 75), " + std::to_string(base) +
-                " + g, 'order.evt', '{}' FROM generate_series(1, " + std::to_string(kPerTransaction) + ") g");
+        tx.exec(
+            "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+            "SELECT gen_random_uuid(), 'test', 'w" +
+            std::to_string(writer) + "-' || (g % 75), " + std::to_string(base) +
+            " + g, 'order.evt', '{}' FROM generate_series(1, " + std::to_string(kPerTransaction) + ") g");
         tx.commit();
       }
     });
@@ -245,8 +247,9 @@ TEST(Relay, ABadConfigOnSighupKeepsTheRunningOne) {
   ASSERT_EQ(queue.collect(5).size(), 5u) << relay.log();
   write_file("reload.toml", "[relay]\nbatch_size = 0\n");
   relay.signal(SIGHUP);
-  ASSERT_TRUE(eventually([&] { return relay.log().find("reload failed, keeping the running configuration") != std::string::npos; }))
-      << relay.log();
+  ASSERT_TRUE(eventually([&] {
+    return relay.log().find("reload failed, keeping the running configuration") != std::string::npos;
+  })) << relay.log();
   EXPECT_NE(relay.log().find("relay.batch_size: must be 1..10000 (got 0)"), std::string::npos) << relay.log();
   EXPECT_TRUE(relay.running());
   insert_events("reload.evt", 5, 5, 100);
@@ -268,7 +271,8 @@ TEST(Relay, DeleteModeRemovesConfirmedRowsAndRetentionRemovesOldPublishedRows) {
   insert_events("delete.evt", 100, 10, 1000);
   Daemon relay(relay_args({"--set", "relay.retention=1s"}));
   ASSERT_EQ(queue.collect(200).size(), 200u) << relay.log();
-  EXPECT_TRUE(eventually([] { return scalar(servers().primary_url, "SELECT count(*) FROM outbox") == "0"; }, std::chrono::seconds(30)))
+  EXPECT_TRUE(
+      eventually([] { return scalar(servers().primary_url, "SELECT count(*) FROM outbox") == "0"; }, std::chrono::seconds(30)))
       << relay.log();
 }
 
@@ -369,8 +373,9 @@ TEST(Relay, ItPublishesOverTlsToBothPostgresqlAndRabbitMQ) {
                {{"OUTBOX_BROKER_URL", servers().broker_tls_url}, {"OUTBOX_PRIMARY_URL", primary_tls}});
   EXPECT_EQ(queue.collect(10).size(), 10u) << relay.log();
   EXPECT_NE(relay.log().find("broker connected (amqps://outbox:****@localhost:"), std::string::npos) << relay.log();
-  EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) "
-                                          "WHERE ssl AND application_name = 'outbox-relay'"),
+  EXPECT_EQ(scalar(servers().primary_url,
+                   "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) "
+                   "WHERE ssl AND application_name = 'outbox-relay'"),
             "1");
 }
 

@@ -1,11 +1,11 @@
 // outbox replicate against a real PostgreSQL and RabbitMQ: events reach the replicas exactly once
 // in effect, whatever the broker redelivers or reorders, through poison events, outages and crashes.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <atomic>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
@@ -192,7 +192,9 @@ TEST(Replicate, CreateUpdateAndDeleteReachTheReplicaAndParkingSlotListShowsThem)
     return list.out == expected;
   })) << list;
   EXPECT_TRUE(replica_equals_primary());
-  EXPECT_EQ(scalar(servers().replica_url, "SELECT version FROM outbox_aggregate_versions WHERE aggregate_id = '" + uuid_b + "' AND deleted"), "2");
+  EXPECT_EQ(scalar(servers().replica_url,
+                   "SELECT version FROM outbox_aggregate_versions WHERE aggregate_id = '" + uuid_b + "' AND deleted"),
+            "2");
   EXPECT_EQ(scalar(servers().replica_url, "SELECT last_position FROM outbox_applied_position WHERE replica = 'main'"), "4");
   replicate.signal(SIGTERM);
   EXPECT_EQ(replicate.wait_exit(20s), 0) << replicate.log();
@@ -232,7 +234,8 @@ TEST(Replicate, ADeleteFollowedByALateCreateLeavesTheRowDeleted) {
   publish({parking_message("parking.create", uuid, 1, slot_json(uuid, "late", "available", 1))});
   ASSERT_TRUE(eventually([] { return count(servers().replica_url, "outbox_applied_events") == "3"; }));
   EXPECT_EQ(count(servers().replica_url, "parking_slots WHERE uuid = '" + uuid + "'"), "0");
-  EXPECT_EQ(scalar(servers().replica_url, "SELECT version || ' ' || deleted FROM outbox_aggregate_versions WHERE aggregate_id = '" + uuid + "'"),
+  EXPECT_EQ(scalar(servers().replica_url,
+                   "SELECT version || ' ' || deleted FROM outbox_aggregate_versions WHERE aggregate_id = '" + uuid + "'"),
             "2 true");
   EXPECT_EQ(count(servers().replica_url, "outbox_applied_events WHERE NOT effective"), "1");
 }
@@ -246,8 +249,10 @@ TEST(Replicate, OnePoisonEventIsParkedWhileAThousandOthersApplyAndItsAggregateWa
   for (int i = 0; i < 1000; ++i) {
     std::string uuid = random_uuid();
     messages.push_back(parking_message("parking.create", uuid, 1, slot_json(uuid, "ok-" + std::to_string(i), "available", 1)));
-    if (i == 300) messages.push_back(parking_message("parking.create", poisoned, 1, slot_json(poisoned, "poison", "available", 1)));
-    if (i == 500) messages.push_back(parking_message("parking.update", poisoned, 2, slot_json(poisoned, "poison", "reserved", 2)));
+    if (i == 300)
+      messages.push_back(parking_message("parking.create", poisoned, 1, slot_json(poisoned, "poison", "available", 1)));
+    if (i == 500)
+      messages.push_back(parking_message("parking.update", poisoned, 2, slot_json(poisoned, "poison", "reserved", 2)));
     if (i == 700) messages.push_back(parking_message("parking.update", poisoned, 3, slot_json(poisoned, "fixed", "blocked", 3)));
     if (i == 400) messages.push_back(parking_message("parking.create", broken, 1, "{\"uuid\": \"" + broken + "\", "));
   }
@@ -305,9 +310,8 @@ TEST(Replicate, OnePoisonEventIsParkedWhileAThousandOthersApplyAndItsAggregateWa
 
   // Events of that aggregate flow again at once.
   publish({parking_message("parking.update", poisoned, 4, slot_json(poisoned, "after", "available", 4))});
-  EXPECT_TRUE(eventually([&] {
-    return scalar(servers().replica_url, "SELECT version FROM parking_slots WHERE uuid = '" + poisoned + "'") == "4";
-  }));
+  EXPECT_TRUE(eventually(
+      [&] { return scalar(servers().replica_url, "SELECT version FROM parking_slots WHERE uuid = '" + poisoned + "'") == "4"; }));
   RunResult discard = run_outbox({"failed", "discard", std::to_string(failed[1]["id"].get<long long>())});
   EXPECT_EQ(discard.exit_code, 0) << discard;
   EXPECT_NE(discard.out.find("discarded #"), std::string::npos) << discard;
@@ -332,7 +336,8 @@ TEST(Replicate, TheReplicaDatabaseStoppedForAFewSecondsMidStreamLosesNothingAndC
   ASSERT_TRUE(stop_server("replica"));
   int at_stop = written;
   // Down until replicate noticed and the writer moved on by a few hundred events.
-  EXPECT_TRUE(eventually([&] { return replicate.log().find("connection lost") != std::string::npos && written > at_stop + 300; }, 60s))
+  EXPECT_TRUE(
+      eventually([&] { return replicate.log().find("connection lost") != std::string::npos && written > at_stop + 300; }, 60s))
       << replicate.log();
   ASSERT_TRUE(start_server("replica"));
   stop = true;
@@ -409,9 +414,8 @@ TEST(Replicate, RelayHeartbeatsUpdateTheHeartbeatRowAndAreNeverParked) {
     first = scalar(servers().replica_url, "SELECT created_at FROM outbox_heartbeat WHERE replica = 'main'");
     return !first.empty();
   }));
-  EXPECT_TRUE(eventually([&] {
-    return scalar(servers().replica_url, "SELECT created_at FROM outbox_heartbeat WHERE replica = 'main'") != first;
-  }));
+  EXPECT_TRUE(eventually(
+      [&] { return scalar(servers().replica_url, "SELECT created_at FROM outbox_heartbeat WHERE replica = 'main'") != first; }));
   EXPECT_EQ(count(servers().replica_url, "outbox_failed_events"), "0");
   EXPECT_EQ(count(servers().replica_url, "outbox_applied_events"), "0");
 }

@@ -2,9 +2,9 @@
 // extra, different), chunking, the recheck under concurrent writes, unreachable databases, the
 // consistent-point deadline, and resync repairing drift through the outbox.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "core/parking.hpp"
@@ -93,12 +93,14 @@ TEST(Verify, DriftOfEachKindIsOneLineAndExitOneAndResyncAllRepairsIt) {
                             "{\"name\": \"slot-3\", \"status\": \"blocked\", \"version\": 1}"),
             std::string::npos)
       << verify;
-  EXPECT_NE(verify.out.find("missing parking_slots uuid=" + uuids[7] + ": primary {\"name\": \"slot-7\""), std::string::npos) << verify;
+  EXPECT_NE(verify.out.find("missing parking_slots uuid=" + uuids[7] + ": primary {\"name\": \"slot-7\""), std::string::npos)
+      << verify;
   EXPECT_NE(verify.out.find("extra parking_slots uuid=" + stranger + ": primary (none), replica main {\"name\": \"stranger\""),
             std::string::npos)
       << verify;
   EXPECT_NE(verify.out.find("extra parking_slots uuid=" + uuids[9]), std::string::npos) << verify;
-  EXPECT_NE(verify.out.find("differs from the primary in 4 row(s) (1 missing, 2 extra, 1 different)"), std::string::npos) << verify;
+  EXPECT_NE(verify.out.find("differs from the primary in 4 row(s) (1 missing, 2 extra, 1 different)"), std::string::npos)
+      << verify;
   EXPECT_NE(verify.out.find("5 chunk(s)"), std::string::npos) << verify;
 
   RunResult json = run_outbox({"verify", "--json"});
@@ -135,8 +137,9 @@ TEST(Verify, ResyncOfChosenUuidsBeatsAReplicaVersionThatIsAheadOfThePrimary) {
   exec(servers().replica_url, "UPDATE outbox_aggregate_versions SET version = 9 WHERE aggregate_id = '" + uuids[0] + "'");
   RunResult resync = run_outbox({"resync", "--uuid", uuids[0], "--uuid", parking::normalize_uuid(uuids[0])});
   EXPECT_EQ(resync.exit_code, 0) << resync;
-  EXPECT_EQ(resync.out, "resynced " + uuids[0] + ": parking.update v10\nresync: 1 row(s) resynced (1 parking.update, 0 parking.delete) "
-                        "through public.outbox; every replica applies them\n");
+  EXPECT_EQ(resync.out, "resynced " + uuids[0] +
+                            ": parking.update v10\nresync: 1 row(s) resynced (1 parking.update, 0 parking.delete) "
+                            "through public.outbox; every replica applies them\n");
   EXPECT_TRUE(eventually(converged)) << replicate.log();
   EXPECT_EQ(scalar(servers().replica_url, "SELECT name FROM parking_slots WHERE uuid = '" + uuids[0] + "'"), "slot-0");
 }
@@ -153,8 +156,9 @@ TEST(Verify, ResyncRejectsBadUuidsAndReportsUnknownOnesWithoutWriting) {
   EXPECT_EQ(both.exit_code, 64) << both;
   RunResult unknown = run_outbox({"resync", "--uuid", "0badf00d-0000-4000-8000-000000000001"});
   EXPECT_EQ(unknown.exit_code, 65) << unknown;
-  EXPECT_EQ(unknown.err, "outbox: resync: parking slot 0badf00d-0000-4000-8000-000000000001 is on neither the primary nor any "
-                         "replica; nothing to resync\n");
+  EXPECT_EQ(unknown.err,
+            "outbox: resync: parking slot 0badf00d-0000-4000-8000-000000000001 is on neither the primary nor any "
+            "replica; nothing to resync\n");
   EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM outbox"), before);
 }
 
@@ -162,7 +166,8 @@ TEST(Verify, ResyncRefusesToWriteWhenAReplicaCannotBeRead) {
   fresh_start();
   std::vector<std::string> uuids = create_slots(1);
   std::string before = scalar(servers().primary_url, "SELECT count(*) FROM outbox");
-  RunResult resync = run_outbox({"resync", "--uuid", uuids[0]}, {{"OUTBOX_REPLICA_URL", "postgresql://outbox@127.0.0.1:1/nowhere"}});
+  RunResult resync =
+      run_outbox({"resync", "--uuid", uuids[0]}, {{"OUTBOX_REPLICA_URL", "postgresql://outbox@127.0.0.1:1/nowhere"}});
   EXPECT_EQ(resync.exit_code, 69) << resync;
   EXPECT_EQ(resync.err.rfind("outbox: replica main postgresql://outbox@127.0.0.1:1/nowhere: ", 0), 0u) << resync;
   EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM outbox"), before);
@@ -185,8 +190,9 @@ TEST(Verify, WithoutARelayThereIsNoConsistentPointAndVerifyExits75NamingTheRelay
   create_slots(2);
   RunResult verify = run_outbox({"verify", "--timeout", "1s"});
   EXPECT_EQ(verify.exit_code, 75) << verify;
-  EXPECT_EQ(verify.err, "outbox: verify: the relay has not published public.outbox up to position 2 within 1s (2 rows still "
-                        "unpublished); is outbox relay running? (see outbox lag)\n");
+  EXPECT_EQ(verify.err,
+            "outbox: verify: the relay has not published public.outbox up to position 2 within 1s (2 rows still "
+            "unpublished); is outbox relay running? (see outbox lag)\n");
   // The relay is there, replicate is not.
   Daemon relay(kRelay);
   RunResult stuck = run_outbox({"verify", "--timeout", "3s"});
@@ -228,10 +234,12 @@ TEST(Verify, AnotherMappedTableIsComparedByItsOwnKeyAndColumns) {
   fresh_start();
   for (const std::string* url : {&servers().primary_url, &servers().replica_url})
     exec(*url, "CREATE TABLE \"Odd; Table\" (id bigint PRIMARY KEY, \"weird \"\"col\" text, payload jsonb, at timestamptz)");
-  exec(servers().primary_url, "INSERT INTO \"Odd; Table\" SELECT g, 'v' || g, jsonb_build_object('g', g), '2024-01-01T00:00:00Z' "
-                              "FROM generate_series(1, 50) g");
-  exec(servers().replica_url, "SET TimeZone = 'Asia/Tokyo'; INSERT INTO \"Odd; Table\" SELECT g, 'v' || g, "
-                              "jsonb_build_object('g', g), '2024-01-01T09:00:00+09' FROM generate_series(1, 50) g WHERE g <> 17");
+  exec(servers().primary_url,
+       "INSERT INTO \"Odd; Table\" SELECT g, 'v' || g, jsonb_build_object('g', g), '2024-01-01T00:00:00Z' "
+       "FROM generate_series(1, 50) g");
+  exec(servers().replica_url,
+       "SET TimeZone = 'Asia/Tokyo'; INSERT INTO \"Odd; Table\" SELECT g, 'v' || g, "
+       "jsonb_build_object('g', g), '2024-01-01T09:00:00+09' FROM generate_series(1, 50) g WHERE g <> 17");
   exec(servers().replica_url, "UPDATE \"Odd; Table\" SET payload = '{\"g\": 0}' WHERE id = 33");
   Daemon relay(kRelay);
   Daemon replicate(kReplicate);

@@ -1,7 +1,8 @@
 // The Nagios line and status of `outbox check`, and the seconds-behind measure, without servers.
+#include "core/check.hpp"
+
 #include <gtest/gtest.h>
 
-#include "core/check.hpp"
 #include "core/lag.hpp"
 
 using namespace outbox;
@@ -12,9 +13,8 @@ lag::Report fresh_report(double transit = 0.4) {
   lag::Report report;
   report.heartbeat_interval = 10;
   report.primary.tables.push_back({"public.outbox", 0, std::nullopt, std::nullopt, std::nullopt});
-  report.broker.queues = {{"outbox.replica.main", "main", true, 0, 1},
-                          {"outbox.unroutable", "", true, 0, 0},
-                          {"outbox.dead-letter", "", true, 0, 0}};
+  report.broker.queues = {
+      {"outbox.replica.main", "main", true, 0, 1}, {"outbox.unroutable", "", true, 0, 0}, {"outbox.dead-letter", "", true, 0, 0}};
   lag::ReplicaStage replica;
   replica.name = "main";
   replica.heartbeat_age = 3.0;
@@ -66,7 +66,9 @@ TEST(Check, TheThresholdsDecideWarningAndCritical) {
   lag::Report report = fresh_report(31);
   check::Result warning = check::evaluate(report, {});
   EXPECT_EQ(warning.status, check::Status::warning);
-  EXPECT_EQ(warning.line.rfind("OUTBOX WARNING - replica main 31.0s behind (warning at 30s), backlog 0 | lag_main=31.0s;30;120;0", 0), 0)
+  EXPECT_EQ(
+      warning.line.rfind("OUTBOX WARNING - replica main 31.0s behind (warning at 30s), backlog 0 | lag_main=31.0s;30;120;0", 0),
+      0)
       << warning.line;
   check::Result critical = check::evaluate(report, {10, 30});
   EXPECT_EQ(critical.status, check::Status::critical);
@@ -100,7 +102,8 @@ TEST(Check, AnUnreachableServerIsUnknownAndNamed) {
   report.broker.error = "outbox lag amqp://u:****@h:5672/: connection refused";
   check::Result result = check::evaluate(report, {});
   EXPECT_EQ(result.status, check::Status::unknown);
-  EXPECT_EQ(result.line.rfind("OUTBOX UNKNOWN - broker unreachable: outbox lag amqp://u:****@h:5672/: connection refused | ", 0), 0)
+  EXPECT_EQ(result.line.rfind("OUTBOX UNKNOWN - broker unreachable: outbox lag amqp://u:****@h:5672/: connection refused | ", 0),
+            0)
       << result.line;
   report.broker.error.clear();
   report.primary.error = "primary postgresql://x: timeout | really";

@@ -1,12 +1,12 @@
-#include <gtest/gtest.h>
+#include "core/config.hpp"
 
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <cstdio>
 #include <fstream>
 #include <map>
 
-#include "core/config.hpp"
 #include "core/error.hpp"
 
 using namespace outbox;
@@ -67,8 +67,7 @@ TEST(Config, AnUnknownKeyIsAnError) {
 TEST(Config, AWrongTypeIsAnError) {
   EXPECT_EQ(error_of("[relay]\nbatch_size = \"big\"\n"),
             "config outbox.toml:2:14: relay.batch_size: must be 1..10000 (got a string)");
-  EXPECT_EQ(error_of("[log]\nformat = \"xml\"\n"),
-            "config outbox.toml:2:10: log.format: must be one of text|json (got \"xml\")");
+  EXPECT_EQ(error_of("[log]\nformat = \"xml\"\n"), "config outbox.toml:2:10: log.format: must be one of text|json (got \"xml\")");
 }
 
 TEST(Config, ASyntaxErrorNamesTheLine) {
@@ -106,7 +105,8 @@ TEST(Config, ABadEnvironmentValueNamesTheVariable) {
 
 TEST(Config, NamedReplicasGetTheirDefaults) {
   Config config = Config::parse(
-      "[replicas.main]\nurl = \"postgresql://r1/db\"\n[replicas.reports]\nurl = \"postgresql://r2/db\"\nqueue_type = \"quorum\"\n",
+      "[replicas.main]\nurl = \"postgresql://r1/db\"\n[replicas.reports]\nurl = \"postgresql://r2/db\"\nqueue_type = "
+      "\"quorum\"\n",
       "outbox.toml", no_env());
   EXPECT_EQ(config.replica_names(), (std::vector<std::string>{"main", "reports"}));
   EXPECT_EQ(config.text("replicas.reports.queue_type"), "quorum");
@@ -156,7 +156,8 @@ TEST(Config, AFileWithAPasswordThatOthersCanReadDrawsAWarning) {
   ::chmod(path.c_str(), 0644);
   Config readable = Config::load(options);
   ASSERT_EQ(readable.warnings().size(), 1u);
-  EXPECT_EQ(readable.warnings()[0], "config " + path + ": contains a password but is readable by other users (mode 0644); run chmod 600 " + path);
+  EXPECT_EQ(readable.warnings()[0],
+            "config " + path + ": contains a password but is readable by other users (mode 0644); run chmod 600 " + path);
   EXPECT_EQ(readable.warnings()[0].find("secret"), std::string::npos);
   ::chmod(path.c_str(), 0600);
   EXPECT_TRUE(Config::load(options).warnings().empty());

@@ -27,7 +27,8 @@ TEST(Duration, FormatsWithTheLargestExactUnit) {
 }
 
 TEST(Url, MasksPasswords) {
-  EXPECT_EQ(mask_url("postgresql://outbox:s3cret@db:5432/x?sslmode=require"), "postgresql://outbox:****@db:5432/x?sslmode=require");
+  EXPECT_EQ(mask_url("postgresql://outbox:s3cret@db:5432/x?sslmode=require"),
+            "postgresql://outbox:****@db:5432/x?sslmode=require");
   EXPECT_EQ(mask_url("amqps://user:p%40ss@mq/"), "amqps://user:****@mq/");
   EXPECT_EQ(mask_url("postgresql://db/x?password=hunter2&sslmode=require"), "postgresql://db/x?password=****&sslmode=require");
   EXPECT_EQ(mask_url("postgresql://outbox@db/x"), "postgresql://outbox@db/x");

@@ -103,7 +103,8 @@ TEST(ParkingFormat, JsonLineUsesCommaSpaceAndColonSpaceSeparators) {
 
 TEST(ParkingFormat, JsonLineEscapesQuotesBackslashesAndControlsButKeepsUnicode) {
   Slot slot{"u", "a \"b\" \\c\x01 Z\xc3\xa9 \xf0\x9f\x9a\x97 </x>", "blocked", 1};
-  EXPECT_EQ(json_line(slot), "{\"uuid\": \"u\", \"name\": \"a \\\"b\\\" \\\\c\\u0001 Z\xc3\xa9 \xf0\x9f\x9a\x97 </x>\", \"status\": \"blocked\"}");
+  EXPECT_EQ(json_line(slot),
+            "{\"uuid\": \"u\", \"name\": \"a \\\"b\\\" \\\\c\\u0001 Z\xc3\xa9 \xf0\x9f\x9a\x97 </x>\", \"status\": \"blocked\"}");
 }
 
 TEST(ParkingFormat, DetailsAlignsTheValues) {

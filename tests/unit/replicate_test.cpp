@@ -182,7 +182,8 @@ TEST(ReplicateMapping, BadMappingsAreConfigErrorsNamingTheKey) {
   };
   EXPECT_NE(error_of("[[replicate.mappings]]\nevent_type = \"a\"\ntable = \"x.y.z\"\n").find("replicate.mappings.table"),
             std::string::npos);
-  EXPECT_NE(error_of("[[replicate.mappings]]\nevent_type = \"a\"\ntable = \"t\"\n[[replicate.mappings]]\nevent_type = \"a\"\ntable = \"u\"\n")
+  EXPECT_NE(error_of("[[replicate.mappings]]\nevent_type = \"a\"\ntable = \"t\"\n[[replicate.mappings]]\nevent_type = "
+                     "\"a\"\ntable = \"u\"\n")
                 .find("mapped twice"),
             std::string::npos);
   EXPECT_NE(error_of("[[replicate.mappings]]\nevent_type = \"outbox.heartbeat\"\ntable = \"t\"\n").find("reserved"),
@@ -193,16 +194,16 @@ TEST(ReplicateMapping, BadMappingsAreConfigErrorsNamingTheKey) {
 
 TEST(ReplicateApply, ServerErrorsAreClassifiedAsTheEventsFaultTransientOrTheReplicas) {
   auto sql = [](const char* state) { return pqxx::sql_error("boom", "SELECT 1", state); };
-  EXPECT_EQ(classify(sql("23514")), Failure::event);      // check_violation
-  EXPECT_EQ(classify(sql("22P02")), Failure::event);      // invalid_text_representation
-  EXPECT_EQ(classify(sql("23502")), Failure::event);      // not_null_violation
-  EXPECT_EQ(classify(sql("40001")), Failure::transient);  // serialization_failure
-  EXPECT_EQ(classify(sql("40P01")), Failure::transient);  // deadlock_detected
-  EXPECT_EQ(classify(sql("25006")), Failure::replica);    // read_only_sql_transaction
-  EXPECT_EQ(classify(sql("42501")), Failure::replica);    // insufficient_privilege
-  EXPECT_EQ(classify(sql("42P01")), Failure::replica);    // undefined_table
-  EXPECT_EQ(classify(sql("53100")), Failure::replica);    // disk_full
-  EXPECT_EQ(classify(sql("57P01")), Failure::connection); // admin_shutdown
+  EXPECT_EQ(classify(sql("23514")), Failure::event);       // check_violation
+  EXPECT_EQ(classify(sql("22P02")), Failure::event);       // invalid_text_representation
+  EXPECT_EQ(classify(sql("23502")), Failure::event);       // not_null_violation
+  EXPECT_EQ(classify(sql("40001")), Failure::transient);   // serialization_failure
+  EXPECT_EQ(classify(sql("40P01")), Failure::transient);   // deadlock_detected
+  EXPECT_EQ(classify(sql("25006")), Failure::replica);     // read_only_sql_transaction
+  EXPECT_EQ(classify(sql("42501")), Failure::replica);     // insufficient_privilege
+  EXPECT_EQ(classify(sql("42P01")), Failure::replica);     // undefined_table
+  EXPECT_EQ(classify(sql("53100")), Failure::replica);     // disk_full
+  EXPECT_EQ(classify(sql("57P01")), Failure::connection);  // admin_shutdown
   EXPECT_EQ(classify(pqxx::broken_connection("gone")), Failure::connection);
   EXPECT_EQ(one_line("ERROR:  new row violates\nDETAIL:  Failing row contains (x).\n"),
             "new row violates DETAIL: Failing row contains (x).");
@@ -226,7 +227,8 @@ binding_keys = ["parking.*", "invoice.#"]
   EXPECT_TRUE(eu.quorum);
   EXPECT_EQ(eu.binding_keys, (std::vector<std::string>{"parking.*", "invoice.#"}));
   std::vector<std::string> lines = topology::describe("outbox", {main, eu});
-  EXPECT_NE(lines.back().find("outbox.replica.eu (quorum, dead-letter exchange outbox.dead-letter) bound to outbox with parking.*, invoice.#"),
+  EXPECT_NE(lines.back().find(
+                "outbox.replica.eu (quorum, dead-letter exchange outbox.dead-letter) bound to outbox with parking.*, invoice.#"),
             std::string::npos)
       << lines.back();
 }

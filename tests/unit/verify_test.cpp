@@ -1,8 +1,9 @@
 // The output of outbox verify: one line per differing row, the summary, and the JSON document.
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
-
 #include "core/verify.hpp"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
 
 namespace verify = outbox::verify;
 
@@ -43,7 +44,9 @@ TEST(VerifyOutput, OneLinePerRowWithBothSides) {
             "replica main {\"name\": \"A\", \"status\": \"available\", \"version\": 1}");
   EXPECT_EQ(verify::render_line(result.differences[1], "replica main").rfind("missing parking_slots uuid=m: primary {", 0), 0u);
   EXPECT_NE(verify::render_line(result.differences[1], "replica main").find(", replica main (none)"), std::string::npos);
-  EXPECT_EQ(verify::render_line(result.differences[2], "replica main").rfind("extra parking_slots uuid=x: primary (none), replica main {", 0), 0u);
+  EXPECT_EQ(verify::render_line(result.differences[2], "replica main")
+                .rfind("extra parking_slots uuid=x: primary (none), replica main {", 0),
+            0u);
 }
 
 TEST(VerifyOutput, TheSummaryCountsEachKindAndNamesTheConsistentPoint) {

@@ -15,7 +15,8 @@ class TestQueue {
  public:
   TestQueue(std::string name, std::string binding_key, std::string exchange = "outbox");
   ~TestQueue();
-  // Reads until messages with `count` distinct message ids have been collected in total (or `deadline` passes); returns all collected.
+  // Reads until messages with `count` distinct message ids have been collected in total (or `deadline` passes); returns all
+  // collected.
   const std::vector<amqp::IncomingMessage>& collect(size_t count, std::chrono::milliseconds deadline = std::chrono::seconds(60));
   const std::vector<amqp::IncomingMessage>& messages() const { return messages_; }
   // Messages ready in a queue (passive declare).

@@ -1,6 +1,7 @@
 #include "tests/integration/support/harness.hpp"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -12,7 +13,6 @@
 #include <deque>
 #include <filesystem>
 #include <fstream>
-#include <gtest/gtest.h>
 #include <iostream>
 #include <sstream>
 #include <thread>
@@ -58,8 +58,7 @@ int decode_status(int status) {
 struct ExecArgs {
   std::vector<std::string> strings_argv, strings_env;
   std::vector<char*> argv, envp;
-  ExecArgs(const std::vector<std::string>& args, const std::map<std::string, std::string>& env)
-      : strings_argv(args) {
+  ExecArgs(const std::vector<std::string>& args, const std::map<std::string, std::string>& env) : strings_argv(args) {
     for (const auto& [key, value] : env) strings_env.push_back(key + "=" + value);
     for (std::string& arg : strings_argv) argv.push_back(arg.data());
     argv.push_back(nullptr);
@@ -69,8 +68,8 @@ struct ExecArgs {
 };
 
 // Spawns args[0] (a path) with stdin from /dev/null and stdout/stderr onto the given fds, in `cwd`.
-pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, int out_fd,
-            int err_fd, const std::string& cwd) {
+pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env, int out_fd, int err_fd,
+            const std::string& cwd) {
   ExecArgs exec(args, env);
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -224,9 +223,8 @@ class ServersEnvironment : public ::testing::Environment {
     if (g_servers.primary_url.empty() || g_servers.replica_url.empty() || g_servers.broker_url.empty())
       FAIL() << "scripts/servers env printed no URLs:\n" << env;
     write_file("empty.toml", "");
-    std::cerr << "[harness] servers up in "
-              << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - begin).count() << " ms in "
-              << g_servers.dir << "\n";
+    std::cerr << "[harness] servers up in " << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - begin).count()
+              << " ms in " << g_servers.dir << "\n";
   }
 
   void TearDown() override {
@@ -249,8 +247,7 @@ class ServersEnvironment : public ::testing::Environment {
 
 // GoogleTest owns registered environments (hence the bare new). Every test binary calls into this
 // file, so the linker always keeps this registration.
-[[maybe_unused]] ::testing::Environment* const g_environment =
-    ::testing::AddGlobalTestEnvironment(new ServersEnvironment);
+[[maybe_unused]] ::testing::Environment* const g_environment = ::testing::AddGlobalTestEnvironment(new ServersEnvironment);
 
 std::atomic<int> g_daemon_counter{0};
 
@@ -417,8 +414,9 @@ void reset_databases() {
     if (url->empty()) continue;
     auto connection = connect(*url);
     pqxx::nontransaction tx(connection);
-    tx.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+    tx.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND pid <> pg_backend_pid()");
     tx.exec("DROP SCHEMA IF EXISTS public CASCADE");
     tx.exec("CREATE SCHEMA public");
   }

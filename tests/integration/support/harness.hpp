@@ -29,12 +29,12 @@ namespace outbox::testing {
 using namespace std::chrono_literals;
 
 struct Servers {
-  std::string dir;           // the servers dir (logs, daemon logs, config files)
-  std::string primary_url;   // postgresql://...: database outbox_primary on the primary cluster
-  std::string replica_url;   // database outbox_replica on the replica cluster (replica "main")
-  std::string replica2_url;  // database outbox_replica2 on the same replica cluster
-  std::string broker_url;    // amqp://...
-  std::string rabbitmqctl;   // a script: rabbitmqctl bound to the test node
+  std::string dir;             // the servers dir (logs, daemon logs, config files)
+  std::string primary_url;     // postgresql://...: database outbox_primary on the primary cluster
+  std::string replica_url;     // database outbox_replica on the replica cluster (replica "main")
+  std::string replica2_url;    // database outbox_replica2 on the same replica cluster
+  std::string broker_url;      // amqp://...
+  std::string rabbitmqctl;     // a script: rabbitmqctl bound to the test node
   std::string broker_tls_url;  // amqps://...@localhost:PORT/ (TLS listener of the same node)
   std::string tls_ca;          // CA that signed both servers' certificates (localhost, 127.0.0.1)
 };
