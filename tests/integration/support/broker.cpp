@@ -37,10 +37,21 @@ void TestQueue::connect() {
 }
 
 const std::vector<amqp::IncomingMessage>& TestQueue::collect(size_t count, std::chrono::milliseconds deadline) {
-  auto until = std::chrono::steady_clock::now() + deadline;
   std::set<std::string> distinct;
   for (const auto& message : messages_) distinct.insert(message.message_id.value_or(""));
-  while (distinct.size() < count && std::chrono::steady_clock::now() < until) {
+  return collect_while([&] { return distinct.size() < count; },
+                       [&](const amqp::IncomingMessage& message) { distinct.insert(message.message_id.value_or("")); }, deadline);
+}
+
+const std::vector<amqp::IncomingMessage>& TestQueue::collect_deliveries(size_t total, std::chrono::milliseconds deadline) {
+  return collect_while([&] { return messages_.size() < total; }, [](const amqp::IncomingMessage&) {}, deadline);
+}
+
+const std::vector<amqp::IncomingMessage>& TestQueue::collect_while(
+    const std::function<bool()>& wanting_more, const std::function<void(const amqp::IncomingMessage&)>& on_message,
+    std::chrono::milliseconds deadline) {
+  auto until = std::chrono::steady_clock::now() + deadline;
+  while (wanting_more() && std::chrono::steady_clock::now() < until) {
     try {
       if (!connection_) connect();
       uint64_t last_tag = 0;
@@ -48,7 +59,7 @@ const std::vector<amqp::IncomingMessage>& TestQueue::collect(size_t count, std::
           [&](amqp::Event& event) {
             if (event.kind != amqp::Event::Kind::delivery) return;
             last_tag = event.delivery_tag;
-            distinct.insert(event.message->message_id.value_or(""));
+            on_message(*event.message);
             messages_.push_back(*event.message);
           },
           std::chrono::milliseconds(200));

@@ -1,6 +1,7 @@
 #pragma once
 // Test-side RabbitMQ helpers: a queue bound to the outbox exchange that a test reads from.
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,12 +19,18 @@ class TestQueue {
   // Reads until messages with `count` distinct message ids have been collected in total (or `deadline` passes); returns all
   // collected.
   const std::vector<amqp::IncomingMessage>& collect(size_t count, std::chrono::milliseconds deadline = std::chrono::seconds(60));
+  // Reads until `total` messages, duplicates included, have been collected (or `deadline` passes).
+  const std::vector<amqp::IncomingMessage>& collect_deliveries(size_t total,
+                                                               std::chrono::milliseconds deadline = std::chrono::seconds(60));
   const std::vector<amqp::IncomingMessage>& messages() const { return messages_; }
   // Messages ready in a queue (passive declare).
   static uint32_t depth(const std::string& queue);
 
  private:
   void connect();
+  const std::vector<amqp::IncomingMessage>& collect_while(const std::function<bool()>& wanting_more,
+                                                          const std::function<void(const amqp::IncomingMessage&)>& on_message,
+                                                          std::chrono::milliseconds deadline);
   std::string name_, binding_key_, exchange_;
   std::unique_ptr<amqp::Connection> connection_;
   std::vector<amqp::IncomingMessage> messages_;

@@ -199,15 +199,24 @@ class ServersEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
     std::string base = std::getenv("TMPDIR") && *std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
-    std::string pattern = base + "/outbox-test.XXXXXX";
-    if (!mkdtemp(pattern.data())) FAIL() << "mkdtemp " << pattern << ": " << std::strerror(errno);
-    g_servers.dir = pattern;
-    started_ = true;
     auto begin = Clock::now();
-    RunResult start = servers_command({"start"});
-    if (start.exit_code != 0) {
+    RunResult start;
+    // A port picked as free can be taken by another process before the server binds it, and the
+    // ports stay with the directory, so a failed start is retried once in a new directory.
+    for (int attempt = 1; attempt <= 2; ++attempt) {
+      std::string pattern = base + "/outbox-test.XXXXXX";
+      if (!mkdtemp(pattern.data())) FAIL() << "mkdtemp " << pattern << ": " << std::strerror(errno);
+      g_servers.dir = pattern;
+      started_ = true;
+      start = servers_command({"start"});
+      if (start.exit_code == 0) break;
       print_server_logs();
-      FAIL() << "scripts/servers --dir " << g_servers.dir << " start failed:\n" << start;
+      if (attempt == 2) FAIL() << "scripts/servers --dir " << g_servers.dir << " start failed:\n" << start;
+      std::cerr << "[harness] scripts/servers --dir " << g_servers.dir << " start failed, retrying in a new directory:\n"
+                << start;
+      servers_command({"stop"});
+      std::error_code ignored;
+      fs::remove_all(g_servers.dir, ignored);
     }
     RunResult env = servers_command({"env"});
     if (env.exit_code != 0) FAIL() << "scripts/servers env failed:\n" << env;
