@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <pqxx/pqxx>
 #include <string>
@@ -55,7 +56,7 @@ int ceiling(const std::string& url, const std::string& queue, long count, size_t
   message.body = std::string(size, 'x');
   message.timestamp_seconds = now_us() / 1000000;
   uint64_t confirmed = 0;
-  constexpr long kWindow = 2000;
+  const long kWindow = std::getenv("CEILING_WINDOW") ? std::stol(std::getenv("CEILING_WINDOW")) : 6000;
   auto start = Clock::now();
   for (long sent = 0; sent < count;) {
     long batch = std::min(kWindow / 4, count - sent);
@@ -148,11 +149,26 @@ int main(int argc, char** argv) {
       std::printf("%u\n", open(args[1])->inspect_queue(args[2]).first);
       return 0;
     }
+    if (args.size() == 4 && args[0] == "wait-depth") {
+      // One connection polled every 5 ms: a probe that costs the machine nothing next to the relay
+      // (a psql per probe would fork a backend and authenticate 50 times a second).
+      auto connection = open(args[1]);
+      uint32_t wanted = static_cast<uint32_t>(std::stoul(args[3]));
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+      while (connection->inspect_queue(args[2]).first < wanted) {
+        if (std::chrono::steady_clock::now() > deadline) return 1;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      return 0;
+    }
     if (args.size() == 5 && args[0] == "latency") return latency(args[1], args[2], std::stoi(args[3]), std::stoi(args[4]));
   } catch (const std::exception& error) {
     std::fprintf(stderr, "relay_bench: %s\n", error.what());
     return 1;
   }
-  std::fprintf(stderr, "usage: relay_bench ceiling BROKER_URL QUEUE COUNT SIZE | latency PRIMARY_URL BROKER_URL RATE SECONDS\n");
+  std::fprintf(
+      stderr,
+      "usage: relay_bench ceiling BROKER_URL QUEUE COUNT SIZE | queue BROKER_URL QUEUE BINDING_KEY | depth BROKER_URL QUEUE | "
+      "wait-depth BROKER_URL QUEUE COUNT | latency PRIMARY_URL BROKER_URL RATE SECONDS\n");
   return 64;
 }

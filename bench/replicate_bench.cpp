@@ -8,6 +8,7 @@
 //                                                    own transaction with its outbox event, at RATE/s
 //   replicate_bench latency PRIMARY_URL REPLICA_URL commit-on-primary to visible-on-replica latency:
 //                                                    replica applied_at - outbox created_at, p50 p99 max
+//   replicate_bench wait-position REPLICA_URL POS  waits until the replica has committed position POS
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 
@@ -217,6 +218,20 @@ int latency(const std::string& primary, const std::string& replica) {
   return 0;
 }
 
+// Waits until the replica has committed the event at outbox position `position`, polling every
+// 5 ms on one connection (a psql per probe would fork a backend and authenticate each time).
+int wait_position(const std::string& replica, long long position) {
+  pqxx::connection connection(replica);
+  connection.prepare("position", "SELECT coalesce(max(last_position), 0) FROM outbox_applied_position");
+  auto deadline = Clock::now() + std::chrono::minutes(10);
+  while (true) {
+    pqxx::nontransaction tx(connection);
+    if (tx.exec_prepared1("position")[0].as<long long>() >= position) return 0;
+    if (Clock::now() > deadline) return 1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -227,6 +242,7 @@ int main(int argc, char** argv) {
     if (args.size() == 4 && args[0] == "plain") return plain(args[1], args[2], std::stoll(args[3]));
     if (args.size() == 4 && args[0] == "write") return write(args[1], std::stoi(args[2]), std::stoi(args[3]));
     if (args.size() == 3 && args[0] == "latency") return latency(args[1], args[2]);
+    if (args.size() == 3 && args[0] == "wait-position") return wait_position(args[1], std::stoll(args[2]));
   } catch (const std::exception& error) {
     std::cerr << "replicate_bench: " << error.what() << "\n";
     return 1;
