@@ -80,4 +80,67 @@ void Deferred::request() {
   });
 }
 
+Async::Async(Loop& loop, std::function<void()> callback) {
+  box_ = std::make_unique<HandleBox<uv_async_t>>();
+  box_->callback = std::move(callback);
+  box_->handle.data = box_.get();
+  uv_async_init(loop.get(), &box_->handle, [](uv_async_t* handle) {
+    auto* box = static_cast<HandleBox<uv_async_t>*>(handle->data);
+    if (box->callback) box->callback();
+  });
+}
+
+void Async::send() { uv_async_send(&box_->handle); }
+
+Worker::Worker(Loop& loop) : finished_(loop, [this] { on_finished(); }), thread_([this] { thread_main(); }) {}
+
+Worker::~Worker() {
+  {
+    std::lock_guard lock(mutex_);
+    quit_ = true;
+  }
+  wake_.notify_one();
+  thread_.join();
+}
+
+void Worker::run(std::function<void()> job, std::function<void()> done) {
+  if (busy_) throw Error(ExitCode::software, "loop::Worker::run: a job is already running");
+  busy_ = true;
+  done_ = std::move(done);
+  {
+    std::lock_guard lock(mutex_);
+    job_ = std::move(job);
+    job_finished_ = false;
+  }
+  wake_.notify_one();
+}
+
+void Worker::thread_main() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    // A job handed over before quit_ still runs, so its owner's state is never left half done.
+    wake_.wait(lock, [this] { return quit_ || job_; });
+    if (!job_) return;
+    std::function<void()> job = std::move(job_);
+    job_ = nullptr;
+    lock.unlock();
+    job();
+    lock.lock();
+    job_finished_ = true;
+    finished_.send();
+  }
+}
+
+void Worker::on_finished() {
+  {
+    std::lock_guard lock(mutex_);
+    if (!job_finished_) return;
+    job_finished_ = false;
+  }
+  busy_ = false;
+  std::function<void()> done = std::move(done_);
+  done_ = nullptr;
+  if (done) done();
+}
+
 }  // namespace outbox::loop

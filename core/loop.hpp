@@ -4,8 +4,11 @@
 #include <uv.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <thread>
 
 namespace outbox::loop {
 
@@ -78,6 +81,42 @@ class Deferred : public HandleOwner<uv_idle_t> {
 
  private:
   std::function<void()> user_callback_;
+};
+
+// Wakes the loop from another thread: the callback runs on the loop thread after send(). Several
+// sends before the loop wakes up run the callback once.
+class Async : public HandleOwner<uv_async_t> {
+ public:
+  Async(Loop& loop, std::function<void()> callback);
+  void send();
+};
+
+// One thread that runs blocking jobs (a replica transaction) off the loop, one at a time, so the
+// loop keeps reading the broker meanwhile. `done` runs on the loop thread after its job. The
+// destructor waits for a running job to finish; a `done` not yet run then never runs.
+class Worker {
+ public:
+  explicit Worker(Loop& loop);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+  // Requires !busy(). The job must not throw.
+  void run(std::function<void()> job, std::function<void()> done);
+  bool busy() const { return busy_; }
+
+ private:
+  void thread_main();
+  void on_finished();
+
+  Async finished_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::function<void()> job_;   // guarded by mutex_
+  bool job_finished_ = false;   // guarded by mutex_
+  bool quit_ = false;           // guarded by mutex_
+  std::function<void()> done_;  // loop thread only
+  bool busy_ = false;           // loop thread only
+  std::thread thread_;
 };
 
 }  // namespace outbox::loop

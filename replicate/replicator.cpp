@@ -49,6 +49,7 @@ Replicator::Replicator(loop::Loop& loop, metrics::Registry& metrics, const confi
                      {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
 
   apply_soon_ = std::make_unique<loop::Deferred>(loop_, [this] { apply_pending(); });
+  worker_ = std::make_unique<loop::Worker>(loop_);
   batch_timer_ = std::make_unique<loop::Timer>(loop_, [this] {
     batch_due_ = true;
     apply_pending();
@@ -63,6 +64,7 @@ Replicator::Replicator(loop::Loop& loop, metrics::Registry& metrics, const confi
 }
 
 Replicator::~Replicator() {
+  worker_.reset();  // waits for a batch in flight: it uses applier_ and db_
   broker_poll_.reset();
   broker_.reset();
   applier_.reset();
@@ -86,7 +88,7 @@ void Replicator::apply_tunables(const config::Config& config) {
   batch_wait_ = config.duration("replicate.batch_wait");
   max_attempts_ = static_cast<int>(config.integer("replicate.max_attempts"));
   backoff_.set_cap(config.duration("replicate.max_backoff"));
-  if (applier_) applier_->set_max_attempts(max_attempts_);
+  // The applier takes max_attempts_ when the next batch starts: one may be running on the worker.
   heartbeat_interval_ = static_cast<double>(config.duration("relay.heartbeat_interval").count()) / 1000.0;
 }
 
@@ -95,6 +97,7 @@ void Replicator::apply_tunables(const config::Config& config) {
 void Replicator::update_lag_gauge() {
   lag::ReplicaStage stage;
   stage.name = replica_;
+  if (in_flight_) return;  // the worker thread owns the replica connection until the batch is done
   if (db_) {
     try {
       pqxx::nontransaction tx(*db_);
@@ -187,6 +190,7 @@ void Replicator::connect_broker() {
     connection->set_prefetch(static_cast<uint16_t>(prefetch_));
     connection->consume(queue_.queue, "outbox-replicate-" + replica_);
     broker_ = std::move(connection);
+    ++broker_generation_;
     broker_poll_ = std::make_unique<loop::Poll>(loop_, broker_->fd(), [this] { on_broker_readable(); });
     if (!broker_problem_.empty()) {
       counter("outbox_replicate_reconnects_total").add();
@@ -260,43 +264,76 @@ void Replicator::schedule_batch() {
 }
 
 void Replicator::apply_pending() {
-  if (!db_ || !broker_ || pending_.empty() || reconnect_timer_->active()) return;
+  if (in_flight_ || !db_ || !broker_ || pending_.empty() || reconnect_timer_->active()) return;
   if (pending_.size() < batch_size_ && !batch_due_ && !stopping_) return;
   size_t count = std::min(batch_size_, pending_.size());
-  std::vector<Item> items;
-  items.reserve(count);
-  for (size_t i = 0; i < count; ++i) items.push_back(Item{&pending_[i], check_message(pending_[i], mappings_)});
-  auto started = Clock::now();
-  Counts counts;
-  try {
-    counts = applier_->apply(items);
-  } catch (const std::exception& error) {
-    Failure kind = classify(error);
-    if (kind == Failure::connection) return database_lost(error.what());
-    std::string reason = one_line(error.what());
-    if (reason != apply_problem_)
-      log_->error("{} cannot apply a batch of {} event(s), retrying with backoff ({}): {}", role_, count,
-                  kind == Failure::transient ? "transient" : "replica problem", reason);
-    apply_problem_ = reason;
-    reconnect_timer_->start(backoff_.next());
+  auto batch = std::make_unique<InFlight>();
+  batch->messages.assign(std::make_move_iterator(pending_.begin()),
+                         std::make_move_iterator(pending_.begin() + static_cast<long>(count)));
+  pending_.erase(pending_.begin(), pending_.begin() + static_cast<long>(count));
+  batch->items.reserve(count);
+  for (const amqp::IncomingMessage& message : batch->messages)
+    batch->items.push_back(Item{&message, check_message(message, mappings_)});
+  batch->broker_generation = broker_generation_;
+  batch->started = Clock::now();
+  batch_due_ = false;
+  batch_timer_->stop();
+  applier_->set_max_attempts(max_attempts_);
+  in_flight_ = std::move(batch);
+  InFlight* work = in_flight_.get();
+  Applier* applier = applier_.get();
+  worker_->run(
+      [work, applier] {
+        try {
+          work->counts = applier->apply(work->items);
+        } catch (...) {
+          work->error = std::current_exception();
+        }
+      },
+      [this] { on_applied(); });
+}
+
+void Replicator::on_applied() {
+  std::unique_ptr<InFlight> batch = std::move(in_flight_);
+  bool same_channel = broker_ && batch->broker_generation == broker_generation_;
+  if (batch->error) {
+    // Not applied: the messages are still unacked on their channel, so they go back to the front
+    // of the queue in order; on another channel the broker redelivers them itself.
+    if (same_channel)
+      pending_.insert(pending_.begin(), std::make_move_iterator(batch->messages.begin()),
+                      std::make_move_iterator(batch->messages.end()));
+    batch_due_ = true;  // it was due already: it is retried whole, not refilled first
+    try {
+      std::rethrow_exception(batch->error);
+    } catch (const std::exception& error) {
+      Failure kind = classify(error);
+      if (kind == Failure::connection) return database_lost(error.what());
+      std::string reason = one_line(error.what());
+      if (reason != apply_problem_)
+        log_->error("{} cannot apply a batch of {} event(s), retrying with backoff ({}): {}", role_, batch->messages.size(),
+                    kind == Failure::transient ? "transient" : "replica problem", reason);
+      apply_problem_ = reason;
+      reconnect_timer_->start(backoff_.next());
+    }
+    if (stopping_) finish_if_drained();
     return;
   }
   failpoint("replicate.after_commit");
-  uint64_t last_tag = pending_[count - 1].delivery_tag;
-  pending_.erase(pending_.begin(), pending_.begin() + static_cast<long>(count));
   if (!apply_problem_.empty()) {
     log_->info("{} applies events again", role_);
     apply_problem_.clear();
     backoff_.reset();
   }
-  record(counts, Clock::now() - started);
-  batch_due_ = false;
-  batch_timer_->stop();
-  try {
-    failpoint("replicate.before_ack");
-    broker_->ack(last_tag, true);
-  } catch (const Error& error) {
-    return broker_lost(error.what());
+  record(batch->counts, Clock::now() - batch->started);
+  // Committed. If the channel died meanwhile, the broker redelivers these messages and they are
+  // recognised as duplicates.
+  if (same_channel) {
+    try {
+      failpoint("replicate.before_ack");
+      broker_->ack(batch->messages.back().delivery_tag, true);
+    } catch (const Error& error) {
+      return broker_lost(error.what());
+    }
   }
   if (stopping_) {
     if (!pending_.empty()) apply_soon_->request();
@@ -334,6 +371,7 @@ void Replicator::begin_shutdown() {
 
 void Replicator::finish_if_drained() {
   if (!stopping_ || drained_) return;
+  if (in_flight_) return;  // on_applied comes back here
   if (!pending_.empty() && broker_) return;
   drained_ = true;
   reconnect_timer_->stop();
@@ -342,12 +380,13 @@ void Replicator::finish_if_drained() {
   if (callbacks_.on_drained) callbacks_.on_drained();
 }
 
-bool Replicator::healthy() const { return pending_.empty() || Clock::now() - last_progress_ < kStuckAfter; }
+bool Replicator::healthy() const { return (pending_.empty() && !in_flight_) || Clock::now() - last_progress_ < kStuckAfter; }
 
 std::string Replicator::status_line() const {
   std::string state = ready() ? "replicating" : (!db_ ? "waiting for the replica" : "waiting for the broker");
   auto& self = const_cast<Replicator&>(*this);
-  return replica_ + ": " + state + ", " + std::to_string(pending_.size()) + " received, " +
+  size_t received = pending_.size() + (in_flight_ ? in_flight_->messages.size() : 0);
+  return replica_ + ": " + state + ", " + std::to_string(received) + " received, " +
          std::to_string(self.counter("outbox_replicate_applied_total").value()) + " applied, " +
          std::to_string(self.counter("outbox_replicate_parked_total").value()) + " parked";
 }

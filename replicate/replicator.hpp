@@ -8,12 +8,18 @@
 // acked, once, with multiple = true up to the batch's last delivery tag. A crash anywhere before
 // the ack leads to a redelivery that the version guard and outbox_applied_events turn into no-ops.
 //
-// Outages: replica down -> the batch stays in `pending_` unacked, the replica is reconnected with
+// The transaction runs on a worker thread (one batch at a time per replica, so order is kept)
+// while the loop goes on reading deliveries into `pending_`: the next batch is ready when the
+// current one commits. Only the loop thread touches the broker connection; only the batch in
+// flight touches the replica connection.
+//
+// Outages: replica down -> the batch goes back to the front of `pending_` unacked, the replica is reconnected with
 // backoff, and the same batch is applied. Broker down -> `pending_` is dropped (the broker
 // redelivers every unacked message), the broker is reconnected (the next cluster node first) and
 // consumption resumes. Each state change is logged once.
 #include <chrono>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -61,6 +67,7 @@ class Replicator {
   void on_broker_readable();
   void schedule_batch();
   void apply_pending();
+  void on_applied();
   void record(const Counts& counts, std::chrono::steady_clock::duration took);
   void finish_if_drained();
   void update_lag_gauge();
@@ -97,6 +104,18 @@ class Replicator {
   std::string database_problem_, broker_problem_, apply_problem_;  // "" while fine; logged once per change
 
   std::deque<amqp::IncomingMessage> pending_;
+  // The batch being applied on the worker thread: its messages, taken off the front of `pending_`.
+  struct InFlight {
+    std::deque<amqp::IncomingMessage> messages;
+    std::vector<Item> items;  // point into `messages`
+    Counts counts;
+    std::exception_ptr error;
+    uint64_t broker_generation = 0;  // delivery tags are only valid on the channel they came from
+    std::chrono::steady_clock::time_point started;
+  };
+  std::unique_ptr<InFlight> in_flight_;
+  std::unique_ptr<loop::Worker> worker_;  // declared after db_/applier_: destroyed (joined) first
+  uint64_t broker_generation_ = 0;
   bool batch_due_ = false;
   bool ever_ready_ = false;
   bool stopping_ = false, drained_ = false, fatal_ = false;
