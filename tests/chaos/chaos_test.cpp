@@ -4,7 +4,7 @@
 //
 // Size and faults come from the environment (tests/chaos/run sets them; CTest runs a bounded size):
 //   OUTBOX_CHAOS_EVENTS          events the writers commit (default 20000)
-//   OUTBOX_CHAOS_FAULTS          faults injected (default 12: every kind at least once)
+//   OUTBOX_CHAOS_FAULTS          faults injected (default 14: every kind at least once)
 //   OUTBOX_CHAOS_WRITERS         concurrent writer threads (default 4)
 //   OUTBOX_CHAOS_REPLICA_OUTAGE  seconds the replica PostgreSQL stays down (default 10)
 //   OUTBOX_CHAOS_SEED            random seed (default: from the clock; printed)
@@ -29,8 +29,11 @@
 //   replicate-crash      replicate killed mid-batch, before or after its commit (failpoint)
 //   replicate-kill9      kill -9 of replicate at a random moment
 //   rabbitmq-restart     the RabbitMQ node stopped and started
+//   rabbitmq-kill9       the RabbitMQ node crashed (SIGKILL to all its processes) and started again
 //   primary-restart      the primary PostgreSQL stopped and started
 //   replica-outage       the replica PostgreSQL stopped for OUTBOX_CHAOS_REPLICA_OUTAGE seconds
+//   replica-kill9        the replica PostgreSQL crashed (SIGKILL to all its processes), restarted
+//                        after up to 1s with crash recovery
 //   two-relays           a second relay instance started, then one of the two killed
 //   poison-row           a slot whose events the replica refuses (a replica-only CHECK constraint),
 //                        followed by two updates that must wait behind it
@@ -413,8 +416,10 @@ enum class Fault {
   replicate_crash,
   replicate_kill9,
   rabbitmq_restart,
+  rabbitmq_kill9,
   primary_restart,
   replica_outage,
+  replica_kill9,
   two_relays,
   poison_row,
   poison_message
@@ -432,6 +437,10 @@ const char* fault_name(Fault fault) {
       return "replicate-kill9";
     case Fault::rabbitmq_restart:
       return "rabbitmq-restart";
+    case Fault::rabbitmq_kill9:
+      return "rabbitmq-kill9";
+    case Fault::replica_kill9:
+      return "replica-kill9";
     case Fault::primary_restart:
       return "primary-restart";
     case Fault::replica_outage:
@@ -448,9 +457,10 @@ const char* fault_name(Fault fault) {
 
 // Every kind once (relay-kill9 three times) in a random order, then random kinds.
 std::vector<Fault> fault_plan(long long count, std::mt19937_64& random) {
-  std::vector<Fault> base = {Fault::relay_kill9,     Fault::relay_kill9,     Fault::relay_kill9,      Fault::relay_crash_confirm,
-                             Fault::replicate_crash, Fault::replicate_kill9, Fault::rabbitmq_restart, Fault::primary_restart,
-                             Fault::replica_outage,  Fault::two_relays,      Fault::poison_row,       Fault::poison_message};
+  std::vector<Fault> base = {Fault::relay_kill9,     Fault::relay_kill9,      Fault::relay_crash_confirm, Fault::replicate_crash,
+                             Fault::replicate_kill9, Fault::rabbitmq_restart, Fault::rabbitmq_kill9,      Fault::primary_restart,
+                             Fault::replica_outage,  Fault::replica_kill9,    Fault::two_relays,          Fault::poison_row,
+                             Fault::poison_message,  Fault::relay_kill9};
   std::shuffle(base.begin(), base.end(), random);
   std::vector<Fault> plan;
   for (long long i = 0; i < count; ++i)
@@ -547,6 +557,20 @@ struct Injector {
         std::this_thread::sleep_for(1s);
         start_server("rabbitmq");
         break;
+      case Fault::rabbitmq_kill9:
+        // Confirmed messages were on disk before their confirm; unacked deliveries come again.
+        std::this_thread::sleep_for(jitter(1000));
+        kill_server("rabbitmq");
+        std::this_thread::sleep_for(jitter(1000));
+        start_server("rabbitmq");
+        break;
+      case Fault::replica_kill9:
+        // replicate acks a batch only after its commit, which is on disk: crash recovery keeps it.
+        std::this_thread::sleep_for(jitter(1000));
+        kill_server("replica");
+        std::this_thread::sleep_for(jitter(1000));
+        start_server("replica");
+        break;
       case Fault::primary_restart:
         stop_server("primary");
         std::this_thread::sleep_for(jitter(1000));
@@ -602,7 +626,7 @@ std::string digest(const std::string& url, const std::string& table) {
 
 TEST(Chaos, NothingLostDuplicatedInEffectOrReorderedUnderFaults) {
   const long long events = env_number("OUTBOX_CHAOS_EVENTS", 20000);
-  const long long faults = env_number("OUTBOX_CHAOS_FAULTS", 12);
+  const long long faults = env_number("OUTBOX_CHAOS_FAULTS", 14);
   const int writers = static_cast<int>(env_number("OUTBOX_CHAOS_WRITERS", 4));
   const auto outage = std::chrono::seconds(env_number("OUTBOX_CHAOS_REPLICA_OUTAGE", 10));
   const bool async_commit = env_number("OUTBOX_CHAOS_ASYNC_COMMIT", 1) != 0;

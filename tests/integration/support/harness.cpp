@@ -270,6 +270,12 @@ bool stop_server(const std::string& name) {
   return result.exit_code == 0;
 }
 
+bool kill_server(const std::string& name) {
+  RunResult result = servers_command({"kill", name});
+  if (result.exit_code != 0) ADD_FAILURE() << "scripts/servers kill " << name << " failed:\n" << result;
+  return result.exit_code == 0;
+}
+
 bool start_server(const std::string& name) {
   RunResult result = servers_command({"start", name});
   if (result.exit_code != 0) ADD_FAILURE() << "scripts/servers start " << name << " failed:\n" << result;

@@ -45,6 +45,9 @@ const Servers& servers();
 // and data). A failure is a test failure (ADD_FAILURE) and returns false.
 bool stop_server(const std::string& name);
 bool start_server(const std::string& name);
+// scripts/servers --dir DIR kill NAME: SIGKILL to every process of that server (a crash; the next
+// start recovers from disk).
+bool kill_server(const std::string& name);
 
 struct RunResult {
   int exit_code = -1;  // the exit status; 128 + N when killed by signal N; -1 if it could not run
