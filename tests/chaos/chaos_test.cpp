@@ -485,6 +485,14 @@ struct Injector {
 
   std::chrono::milliseconds jitter(int max_ms) { return std::chrono::milliseconds(random() % static_cast<uint64_t>(max_ms)); }
 
+  // A server crash (SIGKILL) at a random moment, and its restart after up to 1s.
+  void crash_and_restart(const std::string& server) {
+    std::this_thread::sleep_for(jitter(1000));
+    kill_server(server);
+    std::this_thread::sleep_for(jitter(1000));
+    start_server(server);
+  }
+
   // Creates a slot and updates it (steps - 1) times, each in its own transaction, logged like
   // the writers' commits. Returns its uuid.
   std::string write_slot(const std::string& name, int steps) {
@@ -559,17 +567,11 @@ struct Injector {
         break;
       case Fault::rabbitmq_kill9:
         // Confirmed messages were on disk before their confirm; unacked deliveries come again.
-        std::this_thread::sleep_for(jitter(1000));
-        kill_server("rabbitmq");
-        std::this_thread::sleep_for(jitter(1000));
-        start_server("rabbitmq");
+        crash_and_restart("rabbitmq");
         break;
       case Fault::replica_kill9:
         // replicate acks a batch only after its commit, which is on disk: crash recovery keeps it.
-        std::this_thread::sleep_for(jitter(1000));
-        kill_server("replica");
-        std::this_thread::sleep_for(jitter(1000));
-        start_server("replica");
+        crash_and_restart("replica");
         break;
       case Fault::primary_restart:
         stop_server("primary");
