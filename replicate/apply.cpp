@@ -375,16 +375,13 @@ std::pair<long long, long long> Applier::record_failed(pqxx::transaction_base& t
   return {parked, waiting};
 }
 
-Counts Applier::apply(std::vector<Item>& items) {
-  bool all_valid = std::all_of(items.begin(), items.end(), [](const Item& item) { return item.checked.event.has_value(); });
+Counts Applier::apply(const std::vector<Item*>& items) {
+  bool all_valid = std::all_of(items.begin(), items.end(), [](const Item* item) { return item->checked.event.has_value(); });
   if (all_valid) {
     try {
       pqxx::work tx(connection_, "replicate");
       lock(tx);
-      std::vector<Item*> pointers;
-      pointers.reserve(items.size());
-      for (Item& item : items) pointers.push_back(&item);
-      Counts counts = run(tx, pointers, false);
+      Counts counts = run(tx, items, false);
       failpoint("replicate.before_commit");
       tx.commit();
       return counts;
@@ -401,10 +398,11 @@ Counts Applier::apply(std::vector<Item>& items) {
   return counts;
 }
 
-Counts Applier::isolate(pqxx::dbtransaction& tx, std::vector<Item>& items) {
+Counts Applier::isolate(pqxx::dbtransaction& tx, const std::vector<Item*>& items) {
   Counts counts;
   std::vector<Item*> run_of_valid;
-  for (Item& item : items) {
+  for (Item* pointer : items) {
+    Item& item = *pointer;
     if (item.checked.event) {
       run_of_valid.push_back(&item);
       continue;

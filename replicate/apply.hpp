@@ -78,7 +78,7 @@ class Applier {
 
   // Applies the items (in delivery order) in one transaction and commits. Throws (nothing
   // committed) on transient, replica and connection failures; classify() tells which.
-  Counts apply(std::vector<Item>& items);
+  Counts apply(const std::vector<Item*>& items);
 
   // For `outbox failed`: applies one stored message inside the caller's transaction (which holds
   // the lock), ignoring the aggregate's failed events. Returns "" or why it failed; a failure is
@@ -89,7 +89,7 @@ class Applier {
  private:
   struct Table;
   Counts run(pqxx::transaction_base& tx, const std::vector<Item*>& items, bool ignore_blocked);
-  Counts isolate(pqxx::dbtransaction& tx, std::vector<Item>& items);
+  Counts isolate(pqxx::dbtransaction& tx, const std::vector<Item*>& items);
   void bisect(pqxx::dbtransaction& tx, const std::vector<Item*>& items, Counts& counts);
   // Records items in outbox_failed_events ('parked', or 'waiting' when the aggregate already has
   // failed events); returns {parked, waiting} counts.

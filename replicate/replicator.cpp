@@ -246,7 +246,10 @@ void Replicator::on_broker_readable() {
       if (event.kind != amqp::Event::Kind::delivery || !event.message) return;
       // While shutting down, new deliveries stay unacked: the broker gives them to the next run.
       if (stopping_) return;
-      pending_.push_back(std::move(*event.message));
+      auto received = std::make_unique<Received>();
+      received->message = std::move(*event.message);
+      received->item = Item{&received->message, check_message(received->message, mappings_)};
+      pending_.push_back(std::move(received));
     });
   } catch (const Error& error) {
     return broker_lost(error.what());
@@ -268,12 +271,13 @@ void Replicator::apply_pending() {
   if (pending_.size() < batch_size_ && !batch_due_ && !stopping_) return;
   size_t count = std::min(batch_size_, pending_.size());
   auto batch = std::make_unique<InFlight>();
-  batch->messages.assign(std::make_move_iterator(pending_.begin()),
-                         std::make_move_iterator(pending_.begin() + static_cast<long>(count)));
-  pending_.erase(pending_.begin(), pending_.begin() + static_cast<long>(count));
+  batch->received.reserve(count);
   batch->items.reserve(count);
-  for (const amqp::IncomingMessage& message : batch->messages)
-    batch->items.push_back(Item{&message, check_message(message, mappings_)});
+  for (size_t i = 0; i < count; ++i) {
+    batch->items.push_back(&pending_.front()->item);
+    batch->received.push_back(std::move(pending_.front()));
+    pending_.pop_front();
+  }
   batch->broker_generation = broker_generation_;
   batch->started = Clock::now();
   batch_due_ = false;
@@ -300,8 +304,8 @@ void Replicator::on_applied() {
     // Not applied: the messages are still unacked on their channel, so they go back to the front
     // of the queue in order; on another channel the broker redelivers them itself.
     if (same_channel)
-      pending_.insert(pending_.begin(), std::make_move_iterator(batch->messages.begin()),
-                      std::make_move_iterator(batch->messages.end()));
+      pending_.insert(pending_.begin(), std::make_move_iterator(batch->received.begin()),
+                      std::make_move_iterator(batch->received.end()));
     batch_due_ = true;  // it was due already: it is retried whole, not refilled first
     try {
       std::rethrow_exception(batch->error);
@@ -310,7 +314,7 @@ void Replicator::on_applied() {
       if (kind == Failure::connection) return database_lost(error.what());
       std::string reason = one_line(error.what());
       if (reason != apply_problem_)
-        log_->error("{} cannot apply a batch of {} event(s), retrying with backoff ({}): {}", role_, batch->messages.size(),
+        log_->error("{} cannot apply a batch of {} event(s), retrying with backoff ({}): {}", role_, batch->received.size(),
                     kind == Failure::transient ? "transient" : "replica problem", reason);
       apply_problem_ = reason;
       reconnect_timer_->start(backoff_.next());
@@ -330,7 +334,7 @@ void Replicator::on_applied() {
   if (same_channel) {
     try {
       failpoint("replicate.before_ack");
-      broker_->ack(batch->messages.back().delivery_tag, true);
+      broker_->ack(batch->received.back()->message.delivery_tag, true);
     } catch (const Error& error) {
       return broker_lost(error.what());
     }
@@ -385,7 +389,7 @@ bool Replicator::healthy() const { return (pending_.empty() && !in_flight_) || C
 std::string Replicator::status_line() const {
   std::string state = ready() ? "replicating" : (!db_ ? "waiting for the replica" : "waiting for the broker");
   auto& self = const_cast<Replicator&>(*this);
-  size_t received = pending_.size() + (in_flight_ ? in_flight_->messages.size() : 0);
+  size_t received = pending_.size() + (in_flight_ ? in_flight_->received.size() : 0);
   return replica_ + ": " + state + ", " + std::to_string(received) + " received, " +
          std::to_string(self.counter("outbox_replicate_applied_total").value()) + " applied, " +
          std::to_string(self.counter("outbox_replicate_parked_total").value()) + " parked";

@@ -2,11 +2,12 @@
 // The replicate daemon: one Replicator per replica on the daemon's libuv loop, each with its own
 // broker connection (consuming the durable queue outbox.replica.NAME) and replica connection.
 //
-// Flow: deliveries collect in `pending_` (at most replicate.prefetch, the basic.qos window). A
-// batch is taken when replicate.batch_size messages are there or replicate.batch_wait has passed
-// since the first one arrived. The Applier commits it as one transaction; only then is the broker
-// acked, once, with multiple = true up to the batch's last delivery tag. A crash anywhere before
-// the ack leads to a redelivery that the version guard and outbox_applied_events turn into no-ops.
+// Flow: deliveries are checked (check_message) as they arrive and collect in `pending_` (at most
+// replicate.prefetch, the basic.qos window). A batch is taken when replicate.batch_size messages
+// are there or replicate.batch_wait has passed since the first one arrived. The Applier commits it
+// as one transaction; only then is the broker acked, once, with multiple = true up to the batch's
+// last delivery tag. A crash anywhere before the ack leads to a redelivery that the version guard
+// and outbox_applied_events turn into no-ops.
 //
 // The transaction runs on a worker thread (one batch at a time per replica, so order is kept)
 // while the loop goes on reading deliveries into `pending_`: the next batch is ready when the
@@ -103,11 +104,17 @@ class Replicator {
   Backoff backoff_;
   std::string database_problem_, broker_problem_, apply_problem_;  // "" while fine; logged once per change
 
-  std::deque<amqp::IncomingMessage> pending_;
-  // The batch being applied on the worker thread: its messages, taken off the front of `pending_`.
+  // A delivery, checked as it arrives (while the worker applies the previous batch, so the check
+  // is off the critical path), at a stable address: a batch hands the worker pointers, not copies.
+  struct Received {
+    amqp::IncomingMessage message;
+    Item item;  // item.message points at `message`
+  };
+  std::deque<std::unique_ptr<Received>> pending_;
+  // The batch being applied on the worker thread, taken off the front of `pending_`.
   struct InFlight {
-    std::deque<amqp::IncomingMessage> messages;
-    std::vector<Item> items;  // point into `messages`
+    std::vector<std::unique_ptr<Received>> received;
+    std::vector<Item*> items;  // point into `received`
     Counts counts;
     std::exception_ptr error;
     uint64_t broker_generation = 0;  // delivery tags are only valid on the channel they came from
