@@ -69,8 +69,8 @@ constexpr std::array kOptions{
   Option{"relay.instance", Type::string, "", 0, 0, "", false, "",
          "Name of this relay instance in logs and metrics; default host:pid."},
 
-  Option{"replicate.prefetch", Type::integer, "2000", 1, 65535, "", false, "",
-         "Unacknowledged messages the broker may send ahead (basic.qos); keep it at least twice replicate.batch_size, so that the next batch fills while one is applied."},
+  Option{"replicate.prefetch", Type::integer, "5000", 1, 65535, "", false, "",
+         "Unacknowledged messages the broker may send ahead (basic.qos); keep it several times replicate.batch_size, so that the next batches fill while one is applied and a pause of the broker does not idle the replica."},
   Option{"replicate.batch_size", Type::integer, "500", 1, 10000, "", true, "",
          "Events applied per replica transaction."},
   Option{"replicate.batch_wait", Type::duration, "20ms", 0, 60 * kSecond, "", true, "",
