@@ -180,7 +180,10 @@ void Relay::connect() {
 
 void Relay::schedule_reconnect() {
   if (reconnect_timer_->active()) return;
-  reconnect_timer_->start(backoff_.next());
+  auto delay = backoff_.next();
+  // The error itself is logged once per change; each attempt only at debug.
+  log_->debug("reconnect attempt {} in {} ms", backoff_.attempts(), delay.count());
+  reconnect_timer_->start(delay);
 }
 
 void Relay::connect_database() {

@@ -143,7 +143,10 @@ void Replicator::connect() {
 
 void Replicator::schedule_reconnect() {
   if (reconnect_timer_->active() || fatal_ || drained_) return;
-  reconnect_timer_->start(backoff_.next());
+  auto delay = backoff_.next();
+  // The error itself is logged once per change; each attempt only at debug.
+  log_->debug("reconnect attempt {} in {} ms", backoff_.attempts(), delay.count());
+  reconnect_timer_->start(delay);
 }
 
 void Replicator::connect_database() {
