@@ -32,17 +32,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-std::string random_uuid(std::mt19937_64& random) {
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (int i = 0; i < 32; ++i) {
-    if (i == 8 || i == 12 || i == 16 || i == 20) out += '-';
-    out += hex[random() % 16];
-  }
-  out[14] = '4';
-  return out;
-}
-
 std::unique_ptr<outbox::amqp::Connection> open(const std::string& url) {
   outbox::amqp::BrokerSettings settings;
   settings.urls = {url};
@@ -74,14 +63,14 @@ int fill(const std::string& url, long long count, const std::vector<std::string>
   };
   for (long long i = 0; i < count; ++i) {
     bool create = slots.empty() || random() % 10 < 7;
-    if (create) slots.emplace_back(random_uuid(random), 1);
+    if (create) slots.emplace_back(outbox::parking::random_uuid(), 1);
     auto& [uuid, version] = create ? slots.back() : slots[random() % slots.size()];
     if (!create) ++version;
     outbox::amqp::OutgoingMessage message;
     message.exchange = "outbox";
     message.type = create ? "parking.create" : "parking.update";
     message.routing_key = message.type;
-    message.message_id = random_uuid(random);
+    message.message_id = outbox::parking::random_uuid();
     long long now_us =
         std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
     message.timestamp_seconds = now_us / 1000000;

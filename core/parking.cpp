@@ -1,5 +1,7 @@
 #include "core/parking.hpp"
 
+#include <openssl/rand.h>
+
 #include <cstdio>
 
 #include "core/error.hpp"
@@ -108,6 +110,22 @@ std::string normalize_uuid(std::string_view uuid) {
     out += c;
   }
   if (!ok) throw data_error("invalid uuid " + quoted(uuid) + ": must look like 3f0c1d2e-4b5a-6978-8a9b-0c1d2e3f4a5b");
+  return out;
+}
+
+std::string random_uuid() {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) throw Error(ExitCode::software, "random_uuid: OpenSSL RAND_bytes failed");
+  bytes[6] = static_cast<unsigned char>((bytes[6] & 0x0f) | 0x40);  // version 4
+  bytes[8] = static_cast<unsigned char>((bytes[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(36);
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out += '-';
+    out += digits[bytes[i] >> 4];
+    out += digits[bytes[i] & 15];
+  }
   return out;
 }
 

@@ -36,6 +36,9 @@ void validate_name(std::string_view name);
 void validate_status(std::string_view status);
 // Returns the uuid in canonical lowercase form (8-4-4-4-12 hex digits; upper case accepted).
 std::string normalize_uuid(std::string_view uuid);
+// A random (version 4) uuid in canonical lowercase form, from OpenSSL's CSPRNG. The database makes
+// the ids of slots and events; this is for clients that need one before the insert (tests, benchmarks).
+std::string random_uuid();
 
 // {"uuid": "...", "name": "...", "status": "..."} (no newline). JSON-escaped; non-ASCII UTF-8 is
 // kept as is so that names round-trip.

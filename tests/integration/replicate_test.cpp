@@ -42,17 +42,7 @@ void fresh_start() {
     connection->purge_queue(queue);
 }
 
-std::string random_uuid() {
-  static std::mt19937_64 random(std::random_device{}());
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  for (int i = 0; i < 32; ++i) {
-    if (i == 8 || i == 12 || i == 16 || i == 20) out += '-';
-    out += hex[random() % 16];
-  }
-  out[14] = '4';
-  return out;
-}
+using outbox::parking::random_uuid;
 
 std::vector<std::vector<std::string>> slots(const std::string& url) {
   return rows(url, "SELECT uuid::text, name, status, version::text FROM parking_slots ORDER BY uuid");

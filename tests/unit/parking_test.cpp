@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "core/error.hpp"
 
 namespace outbox::parking {
@@ -94,6 +96,18 @@ TEST(ParkingUuid, RejectsAnythingElseWithADataError) {
       EXPECT_EQ(std::string(error.what()).rfind("invalid uuid \"", 0), 0u) << error.what();
     }
   }
+}
+
+TEST(ParkingUuid, RandomUuidsAreCanonicalVersion4AndDistinct) {
+  std::set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    std::string uuid = random_uuid();
+    EXPECT_EQ(normalize_uuid(uuid), uuid);
+    EXPECT_EQ(uuid[14], '4') << uuid;
+    EXPECT_NE(std::string("89ab").find(uuid[19]), std::string::npos) << uuid;
+    seen.insert(uuid);
+  }
+  EXPECT_EQ(seen.size(), 1000u);
 }
 
 TEST(ParkingFormat, JsonLineUsesCommaSpaceAndColonSpaceSeparators) {
