@@ -12,8 +12,9 @@
 //
 // Why asynchronous commits by default: on a machine whose fsync takes milliseconds, synchronous
 // commits cap the load at a few hundred events per second. No acknowledged commit can be lost by
-// it here: the primary is only ever stopped with a fast shutdown, which flushes the WAL, never
-// crashed; and the check that every commit a writer saw succeed is in the outbox would catch it.
+// it here: with asynchronous commits the primary is only ever stopped with a fast shutdown, which
+// flushes the WAL, never crashed (primary-kill9 is planned only with OUTBOX_CHAOS_ASYNC_COMMIT=0);
+// and the check that every commit a writer saw succeed is in the outbox would catch it.
 //
 // The workload: each writer creates (30%), updates (55%) and deletes (15%) parking slots of a
 // shared pool through core/parking (row and event in one transaction, as the CLI does). Writer 0
@@ -31,6 +32,8 @@
 //   rabbitmq-restart     the RabbitMQ node stopped and started
 //   rabbitmq-kill9       the RabbitMQ node crashed (SIGKILL to all its processes) and started again
 //   primary-restart      the primary PostgreSQL stopped and started
+//   primary-kill9        the primary PostgreSQL crashed (SIGKILL to all its processes), restarted
+//                        after up to 1s with crash recovery; only with OUTBOX_CHAOS_ASYNC_COMMIT=0
 //   replica-outage       the replica PostgreSQL stopped for OUTBOX_CHAOS_REPLICA_OUTAGE seconds
 //   replica-kill9        the replica PostgreSQL crashed (SIGKILL to all its processes), restarted
 //                        after up to 1s with crash recovery
@@ -422,7 +425,8 @@ enum class Fault {
   replica_kill9,
   two_relays,
   poison_row,
-  poison_message
+  poison_message,
+  primary_kill9,  // last: only in the plan when the writers commit synchronously
 };
 
 const char* fault_name(Fault fault) {
@@ -449,24 +453,29 @@ const char* fault_name(Fault fault) {
       return "two-relays";
     case Fault::poison_row:
       return "poison-row";
+    case Fault::primary_kill9:
+      return "primary-kill9";
     case Fault::poison_message:
       return "poison-message";
   }
   return "?";
 }
 
-// Every kind once (relay-kill9 three times) in a random order, then random kinds.
-std::vector<Fault> fault_plan(long long count, std::mt19937_64& random) {
+// Every kind once (relay-kill9 three times) in a random order, then random kinds. A crash of the
+// primary can lose commits that were acknowledged with synchronous_commit = off, so primary-kill9
+// is only planned when the writers commit synchronously.
+std::vector<Fault> fault_plan(long long count, std::mt19937_64& random, bool primary_may_crash) {
   std::vector<Fault> base = {Fault::relay_kill9,     Fault::relay_kill9,      Fault::relay_crash_confirm, Fault::replicate_crash,
                              Fault::replicate_kill9, Fault::rabbitmq_restart, Fault::rabbitmq_kill9,      Fault::primary_restart,
                              Fault::replica_outage,  Fault::replica_kill9,    Fault::two_relays,          Fault::poison_row,
                              Fault::poison_message,  Fault::relay_kill9};
+  if (primary_may_crash) base.push_back(Fault::primary_kill9);
   std::shuffle(base.begin(), base.end(), random);
+  int kinds = static_cast<int>(primary_may_crash ? Fault::primary_kill9 : Fault::poison_message) + 1;
   std::vector<Fault> plan;
   for (long long i = 0; i < count; ++i)
-    plan.push_back(i < static_cast<long long>(base.size())
-                       ? base[static_cast<size_t>(i)]
-                       : static_cast<Fault>(random() % (static_cast<int>(Fault::poison_message) + 1)));
+    plan.push_back(i < static_cast<long long>(base.size()) ? base[static_cast<size_t>(i)]
+                                                           : static_cast<Fault>(random() % static_cast<uint64_t>(kinds)));
   return plan;
 }
 
@@ -573,6 +582,12 @@ struct Injector {
         // replicate acks a batch only after its commit, which is on disk: crash recovery keeps it.
         crash_and_restart("replica");
         break;
+      case Fault::primary_kill9:
+        // The writers commit synchronously: a commit they saw succeed is on disk; one the crash
+        // interrupted is in doubt and resolved from the outbox at the end. The relay loses its
+        // connection mid-poll or mid-mark and publishes again what it had not marked.
+        crash_and_restart("primary");
+        break;
       case Fault::primary_restart:
         stop_server("primary");
         std::this_thread::sleep_for(jitter(1000));
@@ -653,7 +668,7 @@ TEST(Chaos, NothingLostDuplicatedInEffectOrReorderedUnderFaults) {
   auto begin = Clock::now();
   generator.start();
   Injector injector{pipeline, generator, random, outage};
-  std::vector<Fault> plan = fault_plan(faults, random);
+  std::vector<Fault> plan = fault_plan(faults, random, !async_commit);
   for (size_t i = 0; i < plan.size(); ++i) {
     long long threshold = events * static_cast<long long>(i + 1) / (faults + 1);
     while (generator.committed() < threshold) std::this_thread::sleep_for(20ms);
