@@ -75,6 +75,8 @@ constexpr std::array kOptions{
          "Events applied per replica transaction."},
   Option{"replicate.batch_wait", Type::duration, "20ms", 0, 60 * kSecond, "", true, "",
          "Longest wait for a batch to fill before it is applied."},
+  Option{"replicate.applied_retention", Type::duration, "7d", 0, 365 * kDay, "", true, "",
+         "How long the ids of applied events stay in outbox_applied_events (they tell a redelivery from a stale event, and serve audits) before they are removed in small batches; 0 keeps them forever. The per-aggregate versions, which make a redelivery a no-op, are never removed."},
   Option{"replicate.max_attempts", Type::integer, "3", 1, 100, "", true, "",
          "Attempts to apply a failing event before it is parked in the failed-events table."},
   Option{"replicate.max_backoff", Type::duration, "30s", 100, kHour, "", true, "",

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "core/duration.hpp"
 #include "core/error.hpp"
 #include "core/failpoint.hpp"
 #include "core/lag.hpp"
@@ -18,6 +19,11 @@ using std::chrono::milliseconds;
 constexpr auto kTick = milliseconds(1000);
 // Without progress for this long while events wait, the watchdog is no longer fed.
 constexpr auto kStuckAfter = std::chrono::minutes(2);
+// outbox_applied_events is pruned between batches, at most this many rows per statement and this
+// many statements per tick, so a batch never waits long behind it.
+constexpr int kPruneBatch = 1000;
+constexpr int kPruneBatchesPerTick = 5;
+constexpr auto kPruneInterval = std::chrono::seconds(10);
 
 }  // namespace
 
@@ -45,6 +51,7 @@ Replicator::Replicator(loop::Loop& loop, metrics::Registry& metrics, const confi
   counter("outbox_replicate_waiting_total");
   counter("outbox_replicate_heartbeats_total");
   counter("outbox_replicate_reconnects_total");
+  counter("outbox_replicate_pruned_total");
   metrics_.histogram("outbox_replicate_batch_seconds", "Time to apply and commit one batch on a replica",
                      {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
 
@@ -60,6 +67,7 @@ Replicator::Replicator(loop::Loop& loop, metrics::Registry& metrics, const confi
   tick_timer_ = std::make_unique<loop::Timer>(loop_, [this] {
     if (broker_) on_broker_readable();
     update_lag_gauge();
+    prune_applied();
   });
 }
 
@@ -79,6 +87,7 @@ metrics::Counter& Replicator::counter(const std::string& name, const std::string
       {"outbox_replicate_waiting_total", "Events recorded as waiting behind a parked event of their aggregate"},
       {"outbox_replicate_heartbeats_total", "Relay heartbeats applied"},
       {"outbox_replicate_reconnects_total", "Reconnections to the replica database or the broker"},
+      {"outbox_replicate_pruned_total", "Applied event ids removed from outbox_applied_events after replicate.applied_retention"},
   };
   return metrics_.counter(name, help.at(name), extra_label.empty() ? labels_ : labels_ + "," + extra_label);
 }
@@ -87,6 +96,7 @@ void Replicator::apply_tunables(const config::Config& config) {
   batch_size_ = static_cast<size_t>(config.integer("replicate.batch_size"));
   batch_wait_ = config.duration("replicate.batch_wait");
   max_attempts_ = static_cast<int>(config.integer("replicate.max_attempts"));
+  applied_retention_ = config.duration("replicate.applied_retention");
   backoff_.set_cap(config.duration("replicate.max_backoff"));
   // The applier takes max_attempts_ when the next batch starts: one may be running on the worker.
   heartbeat_interval_ = static_cast<double>(config.duration("relay.heartbeat_interval").count()) / 1000.0;
@@ -111,6 +121,37 @@ void Replicator::update_lag_gauge() {
   }
   lag::compute_behind(stage, nullptr, heartbeat_interval_);
   lag::set_replica_gauges(metrics_, stage);
+}
+
+// Removes applied event ids older than replicate.applied_retention. Safe at any time: an applied
+// event id implies a stored version at least as new as the event's, so a redelivery of a pruned
+// event is still a no-op (counted as stale instead of duplicate). Runs on the loop thread between
+// batches, when the worker does not own the replica connection.
+void Replicator::prune_applied() {
+  if (!db_ || in_flight_ || stopping_ || applied_retention_.count() == 0 || Clock::now() < next_prune_) return;
+  next_prune_ = Clock::now() + kPruneInterval;
+  try {
+    uint64_t pruned = 0;
+    for (int round = 0; round < kPruneBatchesPerTick; ++round) {
+      pqxx::nontransaction tx(*db_);
+      pqxx::result removed = tx.exec_params(
+          "DELETE FROM outbox_applied_events WHERE event_id IN (SELECT event_id FROM outbox_applied_events "
+          "WHERE applied_at < clock_timestamp() - $1 * interval '1 millisecond' ORDER BY applied_at LIMIT $2)",
+          static_cast<long long>(applied_retention_.count()), kPruneBatch);
+      pruned += static_cast<uint64_t>(removed.affected_rows());
+      if (removed.affected_rows() < kPruneBatch) break;
+      if (round + 1 == kPruneBatchesPerTick) next_prune_ = Clock::now();  // more to do: go on at the next tick
+    }
+    counter("outbox_replicate_pruned_total").add(pruned);
+    if (pruned) log_->debug("pruned {} applied event id(s) older than {}", pruned, format_duration(applied_retention_));
+    if (!prune_problem_.empty()) log_->info("pruning outbox_applied_events works again");
+    prune_problem_.clear();
+  } catch (const std::exception& error) {
+    if (pg::is_connection_error(error)) return database_lost(error.what());
+    std::string reason = one_line(error.what());
+    if (reason != prune_problem_) log_->warn("cannot prune outbox_applied_events, will retry: {}", reason);
+    prune_problem_ = reason;
+  }
 }
 
 void Replicator::start() {

@@ -72,6 +72,7 @@ class Replicator {
   void record(const Counts& counts, std::chrono::steady_clock::duration took);
   void finish_if_drained();
   void update_lag_gauge();
+  void prune_applied();
   metrics::Counter& counter(const std::string& name, const std::string& extra_label = "");
 
   loop::Loop& loop_;
@@ -91,7 +92,8 @@ class Replicator {
   size_t batch_size_ = 500;
   std::chrono::milliseconds batch_wait_{20};
   int max_attempts_ = 3;
-  double heartbeat_interval_ = 10;  // relay.heartbeat_interval in seconds, for the lag gauge
+  std::chrono::milliseconds applied_retention_{0};  // 0: keep applied event ids forever
+  double heartbeat_interval_ = 10;                  // relay.heartbeat_interval in seconds, for the lag gauge
 
   std::unique_ptr<pqxx::connection> db_;
   std::unique_ptr<Applier> applier_;
@@ -103,6 +105,8 @@ class Replicator {
   std::unique_ptr<loop::Timer> batch_timer_, reconnect_timer_, tick_timer_;
   Backoff backoff_;
   std::string database_problem_, broker_problem_, apply_problem_;  // "" while fine; logged once per change
+  std::string prune_problem_;
+  std::chrono::steady_clock::time_point next_prune_{};
 
   // A delivery, checked as it arrives (while the worker applies the previous batch, so the check
   // is off the critical path), at a stable address: a batch hands the worker pointers, not copies.

@@ -301,7 +301,7 @@ TEST(Operations, MetricsServeTheNamedCountersAndTheyMove) {
   for (const char* name :
        {"outbox_replicate_applied_total{replica=\"main\"}", "outbox_replicate_skipped_total{replica=\"main\",reason=\"stale\"}",
         "outbox_replicate_parked_total{replica=\"main\"}", "outbox_replicate_reconnects_total{replica=\"main\"}",
-        "outbox_replicate_batch_seconds_count"})
+        "outbox_replicate_pruned_total{replica=\"main\"}", "outbox_replicate_batch_seconds_count"})
     EXPECT_GE(sample(replicate, name), 0) << name << " missing:\n" << replicate;
   EXPECT_NE(relay.find("# TYPE outbox_relay_batch_seconds histogram"), std::string::npos);
 

@@ -230,6 +230,26 @@ TEST(Replicate, ADeleteFollowedByALateCreateLeavesTheRowDeleted) {
   EXPECT_EQ(count(servers().replica_url, "outbox_applied_events WHERE NOT effective"), "1");
 }
 
+TEST(Replicate, AppliedEventIdsOlderThanTheRetentionArePrunedAndARedeliveryOfOneStaysANoOp) {
+  fresh_start();
+  std::string uuid = random_uuid();
+  amqp::OutgoingMessage create = parking_message("parking.create", uuid, 1, slot_json(uuid, "first", "available", 1));
+  amqp::OutgoingMessage update = parking_message("parking.update", uuid, 2, slot_json(uuid, "second", "reserved", 2));
+  publish({create, update});
+  Daemon replicate(with(kReplicate, {"--set", "replicate.applied_retention=1s"}));
+  ASSERT_TRUE(eventually([&] { return count(servers().replica_url, "parking_slots WHERE version = 2") == "1"; }));
+  // Pruned between batches once a second has passed; the version stays.
+  ASSERT_TRUE(eventually([&] { return count(servers().replica_url, "outbox_applied_events") == "0"; })) << replicate.log();
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT version FROM outbox_aggregate_versions WHERE aggregate_id = '" + uuid + "'"),
+            "2");
+  publish({create});
+  ASSERT_TRUE(eventually(
+      [&] { return count(servers().replica_url, "outbox_applied_events WHERE event_id = '" + create.message_id + "'") == "1"; }));
+  EXPECT_EQ(count(servers().replica_url, "outbox_applied_events WHERE effective"), "0");
+  EXPECT_EQ(rows(servers().replica_url, "SELECT name, status, version::text FROM parking_slots"),
+            (std::vector<std::vector<std::string>>{{"second", "reserved", "2"}}));
+}
+
 TEST(Replicate, OnePoisonEventIsParkedWhileAThousandOthersApplyAndItsAggregateWaitsUntilRetried) {
   fresh_start();
   // The replica refuses this name: a constraint violation that an operator can fix.
