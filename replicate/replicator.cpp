@@ -361,7 +361,9 @@ void Replicator::on_applied() {
         log_->error("{} cannot apply a batch of {} event(s), retrying with backoff ({}): {}", role_, batch->received.size(),
                     kind == Failure::transient ? "transient" : "replica problem", reason);
       apply_problem_ = reason;
-      reconnect_timer_->start(backoff_.next());
+      auto delay = backoff_.next();
+      log_->debug("apply retry {} in {} ms", backoff_.attempts(), delay.count());
+      reconnect_timer_->start(delay);
     }
     if (stopping_) finish_if_drained();
     return;

@@ -111,8 +111,11 @@ class Replicator {
   // A delivery, checked as it arrives (while the worker applies the previous batch, so the check
   // is off the critical path), at a stable address: a batch hands the worker pointers, not copies.
   struct Received {
+    Received() = default;
+    Received(const Received&) = delete;  // item.message points at `message`: never copied or moved
+    Received& operator=(const Received&) = delete;
     amqp::IncomingMessage message;
-    Item item;  // item.message points at `message`
+    Item item;
   };
   std::deque<std::unique_ptr<Received>> pending_;
   // The batch being applied on the worker thread, taken off the front of `pending_`.
