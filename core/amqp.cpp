@@ -328,16 +328,16 @@ void Connection::poll(const std::function<void(Event&)>& on_event, Duration wait
     if (rc != AMQP_STATUS_OK)
       throw unavailable_error(role_ + " " + masked_node_ + ": connection lost: " + amqp_error_string2(rc));
     if (frame.frame_type != AMQP_FRAME_METHOD) continue;
-    Event event{Event::Kind::ack};
+    Event event{Event::Kind::ack, 0, false, "", std::nullopt};
     switch (frame.payload.method.id) {
       case AMQP_BASIC_ACK_METHOD: {
         auto* ack = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
-        event = Event{Event::Kind::ack, ack->delivery_tag, ack->multiple != 0};
+        event = Event{Event::Kind::ack, ack->delivery_tag, ack->multiple != 0, "", std::nullopt};
         break;
       }
       case AMQP_BASIC_NACK_METHOD: {
         auto* nack = static_cast<amqp_basic_nack_t*>(frame.payload.method.decoded);
-        event = Event{Event::Kind::nack, nack->delivery_tag, nack->multiple != 0};
+        event = Event{Event::Kind::nack, nack->delivery_tag, nack->multiple != 0, "", std::nullopt};
         break;
       }
       case AMQP_BASIC_RETURN_METHOD: {

@@ -66,9 +66,10 @@ void expect_per_aggregate_order(const std::vector<IncomingMessage>& messages) {
     std::string aggregate = header_text(message, "aggregate_id");
     long long version = header_number(message, "aggregate_version");
     auto found = last_version.find(aggregate);
-    if (found != last_version.end())
+    if (found != last_version.end()) {
       ASSERT_GT(version, found->second) << "aggregate " << aggregate << " went from version " << found->second << " to "
                                         << version;
+    }
     last_version[aggregate] = version;
   }
 }
@@ -190,7 +191,9 @@ TEST(Relay, AKillBetweenConfirmAndCommitRepublishesEveryEventWithTheSameMessageI
   std::map<std::string, std::string> body_of;
   for (const auto& message : messages) {
     auto [it, inserted] = body_of.emplace(*message.message_id, message.body);
-    if (!inserted) EXPECT_EQ(it->second, message.body) << "a duplicate must be the same event";
+    if (!inserted) {
+      EXPECT_EQ(it->second, message.body) << "a duplicate must be the same event";
+    }
   }
   expect_per_aggregate_order(messages);
 }

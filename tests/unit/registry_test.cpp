@@ -21,7 +21,9 @@ std::string read(const std::string& path) {
 TEST(Registry, EveryOptionHasHelpAndAValidDefault) {
   for (const Option& option : options()) {
     EXPECT_FALSE(option.help.empty()) << option.key;
-    if (option.type == Type::duration) EXPECT_TRUE(outbox::parse_duration(option.default_value)) << option.key;
+    if (option.type == Type::duration) {
+      EXPECT_TRUE(outbox::parse_duration(option.default_value)) << option.key;
+    }
     if (option.type == Type::integer && !option.default_value.empty()) {
       long long value = std::stoll(std::string(option.default_value));
       EXPECT_TRUE(value >= option.min && value <= option.max) << option.key;
@@ -36,9 +38,10 @@ TEST(Registry, EveryOptionIsDocumentedInTheManPage) {
     std::string key(option.key);
     // The man page writes each option as a tagged paragraph: .It Cm relay.batch_size
     EXPECT_NE(man.find(".It Cm " + key + "\n"), std::string::npos) << key << " is not documented in man/outbox.toml.5";
-    if (!option.default_value.empty() && option.type != Type::table_array)
+    if (!option.default_value.empty() && option.type != Type::table_array) {
       EXPECT_NE(man.find("Default: " + std::string(option.default_value)), std::string::npos)
           << key << ": default " << option.default_value << " is not in the man page";
+    }
   }
 }
 
