@@ -22,11 +22,6 @@ namespace {
 const std::vector<std::string> kRelay = {"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms"};
 const std::vector<std::string> kReplicate = {"replicate", "--set", "replicate.max_backoff=1s"};
 
-std::vector<std::string> with(std::vector<std::string> base, const std::vector<std::string>& extra) {
-  base.insert(base.end(), extra.begin(), extra.end());
-  return base;
-}
-
 // Empty databases at the current schema, and empty replica queues (they outlive a test).
 void fresh_start() {
   try {
@@ -151,7 +146,7 @@ void replay_and_compare(const std::function<std::vector<amqp::OutgoingMessage>(s
   std::vector<amqp::OutgoingMessage> events = outbox_as_messages();
   ASSERT_EQ(events.size(), 60u * 3 + 15);
   publish(arrange(events));
-  Daemon replicate(with(kReplicate, {"--set", "replicate.batch_size=37"}));
+  Daemon replicate(with_args(kReplicate, {"--set", "replicate.batch_size=37"}));
   ASSERT_TRUE(eventually([] { return replica_equals_primary(); }, 60s));
   expect_drained();
   // Each distinct event id is recorded once, however often it arrived. "Drained" only counts ready
@@ -236,7 +231,7 @@ TEST(Replicate, AppliedEventIdsOlderThanTheRetentionArePrunedAndARedeliveryOfOne
   amqp::OutgoingMessage create = parking_message("parking.create", uuid, 1, slot_json(uuid, "first", "available", 1));
   amqp::OutgoingMessage update = parking_message("parking.update", uuid, 2, slot_json(uuid, "second", "reserved", 2));
   publish({create, update});
-  Daemon replicate(with(kReplicate, {"--set", "replicate.applied_retention=1s"}));
+  Daemon replicate(with_args(kReplicate, {"--set", "replicate.applied_retention=1s"}));
   ASSERT_TRUE(eventually([&] { return count(servers().replica_url, "parking_slots WHERE version = 2") == "1"; }));
   // Pruned between batches once a second has passed; the version stays.
   ASSERT_TRUE(eventually([&] { return count(servers().replica_url, "outbox_applied_events") == "0"; })) << replicate.log();
@@ -270,7 +265,7 @@ TEST(Replicate, OnePoisonEventIsParkedWhileAThousandOthersApplyAndItsAggregateWa
   anonymous.message_id = "";
   messages.push_back(anonymous);
   publish(messages);
-  Daemon replicate(with(kReplicate, {"--set", "replicate.batch_size=200"}));
+  Daemon replicate(with_args(kReplicate, {"--set", "replicate.batch_size=200"}));
   ASSERT_TRUE(eventually([] { return count(servers().replica_url, "parking_slots") == "1000"; }, 60s)) << replicate.log();
   expect_drained();
   EXPECT_EQ(count(servers().replica_url, "parking_slots WHERE uuid = '" + poisoned + "'"), "0");
@@ -367,9 +362,9 @@ TEST(Replicate, KillNineOfReplicateMidBatchThenARestartLeavesTheReplicaEqualToTh
     writer.remove_every(3);
     Daemon relay(kRelay);
     EXPECT_TRUE(eventually([] { return count(servers().primary_url, "outbox WHERE published_at IS NULL") == "0"; }));
-    Daemon crashing(with(kReplicate, {"--set", "replicate.batch_size=100"}), {{"OUTBOX_FAILPOINTS", failpoint}});
+    Daemon crashing(with_args(kReplicate, {"--set", "replicate.batch_size=100"}), {{"OUTBOX_FAILPOINTS", failpoint}});
     EXPECT_EQ(crashing.wait_exit(30s), 128 + SIGKILL) << crashing.log();
-    Daemon replicate(with(kReplicate, {"--set", "replicate.batch_size=100"}));
+    Daemon replicate(with_args(kReplicate, {"--set", "replicate.batch_size=100"}));
     EXPECT_TRUE(eventually([] { return replica_equals_primary(); }, 60s)) << replicate.log();
     expect_drained();
     EXPECT_EQ(count(servers().replica_url, "outbox_applied_events"), count(servers().primary_url, "outbox"));
@@ -398,7 +393,7 @@ TEST(Replicate, ServingOneReplicaWithReplicaLeavesTheOtherQueueAlone) {
   std::string config = write_file("two-replicas.toml", "[replicas.replica2]\nurl = \"" + servers().replica2_url + "\"\n");
   std::string uuid = random_uuid();
   publish({parking_message("parking.create", uuid, 1, slot_json(uuid, "one", "available", 1))});
-  Daemon replicate(with(kReplicate, {"--replica", "replica2"}), {{"OUTBOX_CONFIG", config}});
+  Daemon replicate(with_args(kReplicate, {"--replica", "replica2"}), {{"OUTBOX_CONFIG", config}});
   EXPECT_TRUE(eventually([] { return count(servers().replica2_url, "parking_slots") == "1"; })) << replicate.log();
   EXPECT_EQ(count(servers().replica_url, "parking_slots"), "0");
   EXPECT_EQ(broker_connection()->inspect_queue("outbox.replica.main").first, 1u);
@@ -439,7 +434,7 @@ TEST(Replicate, SigtermAppliesTheReceivedEventsAcksThemAndExitsZero) {
   }
   publish(messages);
   // A batch that waits long for more events: SIGTERM must not leave it behind.
-  Daemon replicate(with(kReplicate, {"--set", "replicate.batch_wait=60s"}));
+  Daemon replicate(with_args(kReplicate, {"--set", "replicate.batch_wait=60s"}));
   ASSERT_TRUE(eventually([&] { return replicate.log().find("ready") != std::string::npos; }));
   ASSERT_TRUE(eventually([] { return broker_connection()->inspect_queue("outbox.replica.main").first == 0; }));
   EXPECT_EQ(count(servers().replica_url, "parking_slots"), "0");

@@ -380,6 +380,11 @@ bool Daemon::running() {
 
 std::string Daemon::log() const { return read_file(log_path_); }
 
+std::vector<std::string> with_args(std::vector<std::string> args, const std::vector<std::string>& extra) {
+  args.insert(args.end(), extra.begin(), extra.end());
+  return args;
+}
+
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds deadline) {
   auto until = Clock::now() + deadline;
   auto pause = 10ms;
