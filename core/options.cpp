@@ -71,6 +71,8 @@ constexpr std::array kOptions{
 
   Option{"replicate.prefetch", Type::integer, "5000", 1, 65535, "", false, "",
          "Unacknowledged messages the broker may send ahead (basic.qos); keep it several times replicate.batch_size, so that the next batches fill while one is applied and a pause of the broker does not idle the replica."},
+  Option{"replicate.apply_connections", Type::integer, "1", 1, 8, "", false, "",
+         "Connections per replica database. With more than 1, a batch of 100 events or more is split by aggregate into parts applied at the same time, each part one transaction (its events, event ids and versions together), the part that moves the applied position committing last and the ack after all; for a replica server with cores to spare. 1: every batch is one transaction."},
   Option{"replicate.batch_size", Type::integer, "500", 1, 10000, "", true, "",
          "Events applied per replica transaction."},
   Option{"replicate.batch_wait", Type::duration, "20ms", 0, 60 * kSecond, "", true, "",

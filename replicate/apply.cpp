@@ -1,6 +1,11 @@
 #include "replicate/apply.hpp"
 
 #include <algorithm>
+#include <functional>
+#include <future>
+#include <stdexcept>
+#include <string_view>
+#include <unordered_map>
 
 #include "core/error.hpp"
 #include "core/failpoint.hpp"
@@ -10,8 +15,23 @@ namespace outbox::replicate {
 namespace {
 
 constexpr const char* kApplyStatement = "replicate_apply";
+constexpr const char* kApplyPartStatement = "replicate_apply_part";
 constexpr const char* kFailedStatement = "replicate_record_failed";
 constexpr const char* kLockStatement = "replicate_lock";
+constexpr const char* kLockSharedStatement = "replicate_lock_shared";
+constexpr const char* kTryLockSharedStatement = "replicate_try_lock_shared";
+// Below this many events a batch is applied in one transaction: a part's own commit (a WAL flush)
+// and thread would cost more than the parallel work saves.
+constexpr size_t kPartsMinimum = 100;
+// A part waits for a row lock of another part only when an event's key disagrees with its
+// aggregate id (forged or broken events): the main transaction may be waiting for this part, so
+// the wait is cut short and the batch applied alone.
+constexpr const char* kPartLockTimeout = "1s";
+
+// A helper could not take the shared lock without queueing (an `outbox failed` command waits).
+struct LockBusy : std::runtime_error {
+  LockBusy() : std::runtime_error("the replica's apply lock is wanted by an outbox failed command") {}
+};
 // Savepoints are plain SQL: libpqxx 6's subtransaction does not send its SAVEPOINT before an
 // exec_prepared, so a failing prepared statement would abort the whole transaction.
 constexpr const char* kSavepoint = "replicate_event";
@@ -67,6 +87,12 @@ std::vector<int> parse_int_array(const std::string& text) {
 
 }  // namespace
 
+size_t part_of(const Event& event, size_t parts) {
+  if (event.heartbeat || parts <= 1) return 0;
+  std::hash<std::string_view> hash;
+  return (hash(event.aggregate_type) * 31 + hash(event.aggregate_id)) % parts;
+}
+
 Counts& Counts::operator+=(const Counts& other) {
   applied += other.applied;
   stale += other.stale;
@@ -75,6 +101,7 @@ Counts& Counts::operator+=(const Counts& other) {
   waiting += other.waiting;
   heartbeats += other.heartbeats;
   skipped += other.skipped;
+  parts += other.parts;
   return *this;
 }
 
@@ -162,11 +189,25 @@ void Applier::prepare() {
       if (!unique) throw config_error(what + ": upserts need a primary key or unique index on exactly \"" + table->key + "\"");
     }
   }
-  std::string sql = build_sql();
+  std::string sql = build_sql(false);
   log_->trace("apply statement:\n{}", sql);
   connection_.prepare(kApplyStatement, sql);
   connection_.prepare(kLockStatement, "SELECT pg_advisory_xact_lock($1, hashtext($2))");
-  connection_.prepare(
+  connection_.prepare(kLockSharedStatement, "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))");
+  prepare_failed_statement(connection_);
+  if (!helpers_.empty()) {
+    std::string part_sql = build_sql(true);
+    for (pqxx::connection* helper : helpers_) {
+      pqxx::nontransaction(*helper).exec(std::string("SET lock_timeout = '") + kPartLockTimeout + "'");
+      helper->prepare(kApplyPartStatement, part_sql);
+      helper->prepare(kTryLockSharedStatement, "SELECT pg_try_advisory_xact_lock_shared($1, hashtext($2))");
+      prepare_failed_statement(*helper);
+    }
+  }
+}
+
+void Applier::prepare_failed_statement(pqxx::connection& connection) {
+  connection.prepare(
       kFailedStatement,
       "INSERT INTO outbox_failed_events (replica, event_id, aggregate_type, aggregate_id, aggregate_version, "
       "event_type, routing_key, properties, body, error, attempts, state) "
@@ -182,7 +223,7 @@ void Applier::prepare() {
       "ORDER BY x.o RETURNING state");
 }
 
-std::string Applier::build_sql() const {
+std::string Applier::build_sql(bool part) const {
   std::vector<int> deletes;
   for (size_t m = 0; m < mappings_.size(); ++m)
     if (mappings_[m].operation == Operation::remove) deletes.push_back(static_cast<int>(m));
@@ -270,16 +311,19 @@ std::string Applier::build_sql() const {
       "    outbox_position, created_at, effective)\n"
       "  SELECT id, at, ag, v, pos, ts, stored IS NULL OR v > stored FROM guarded\n"
       "  ON CONFLICT (event_id) DO NOTHING\n"
-      "  RETURNING event_id\n"
-      "), w_position AS (\n"
-      "  INSERT INTO outbox_applied_position AS o (replica, last_event_id, last_position, last_created_at, applied_at)\n"
-      "  SELECT $2, id, pos, ts, clock_timestamp() FROM input ORDER BY i DESC LIMIT 1\n"
-      "  ON CONFLICT (replica) DO UPDATE SET last_event_id = EXCLUDED.last_event_id,\n"
-      "    last_position = EXCLUDED.last_position, last_created_at = EXCLUDED.last_created_at,\n"
-      "    applied_at = EXCLUDED.applied_at\n"
-      "  WHERE o.last_created_at IS NULL OR EXCLUDED.last_created_at IS NULL\n"
-      "    OR o.last_created_at <= EXCLUDED.last_created_at\n"
-      "  RETURNING 1\n"
+      "  RETURNING event_id\n";
+  if (!part)
+    sql +=
+        "), w_position AS (\n"
+        "  INSERT INTO outbox_applied_position AS o (replica, last_event_id, last_position, last_created_at, applied_at)\n"
+        "  SELECT $2, id, pos, ts, clock_timestamp() FROM input ORDER BY i DESC LIMIT 1\n"
+        "  ON CONFLICT (replica) DO UPDATE SET last_event_id = EXCLUDED.last_event_id,\n"
+        "    last_position = EXCLUDED.last_position, last_created_at = EXCLUDED.last_created_at,\n"
+        "    applied_at = EXCLUDED.applied_at\n"
+        "  WHERE o.last_created_at IS NULL OR EXCLUDED.last_created_at IS NULL\n"
+        "    OR o.last_created_at <= EXCLUDED.last_created_at\n"
+        "  RETURNING 1\n";
+  sql +=
       "), w_heartbeat AS (\n"
       "  INSERT INTO outbox_heartbeat AS h (replica, relay, created_at, applied_at)\n"
       "  SELECT $2, p->>'relay', ts, clock_timestamp() FROM input WHERE m = -1 ORDER BY ts DESC LIMIT 1\n"
@@ -297,29 +341,35 @@ std::string Applier::build_sql() const {
 
 void Applier::lock(pqxx::transaction_base& tx) { tx.exec_prepared(kLockStatement, kApplyLockClass, replica_); }
 
-Counts Applier::run(pqxx::transaction_base& tx, const std::vector<Item*>& items, bool ignore_blocked) {
+Counts Applier::run(pqxx::transaction_base& tx, const std::vector<Item*>& items, bool ignore_blocked, const Item* position_of,
+                    bool part) {
   Counts counts;
-  if (items.empty()) return counts;
+  if (items.empty() && !position_of) return counts;
   std::string batch = "[";
-  batch.reserve(items.size() * 320);
-  for (size_t i = 0; i < items.size(); ++i) {
-    const Event& event = *items[i]->checked.event;
+  batch.reserve((items.size() + 1) * 320);
+  // The position entry (m = -2) is last, so the statement moves the position to it; nothing else
+  // reads it.
+  auto append = [&](size_t i, const Item& item, bool position_only) {
+    const Event& event = *item.checked.event;
     if (i) batch += ',';
     batch += "{\"i\":" + std::to_string(i) + ",\"id\":\"" + event.event_id + "\",\"at\":";
     append_json_string(batch, event.aggregate_type);
     batch += ",\"ag\":";
     append_json_string(batch, event.aggregate_id);
-    batch += ",\"v\":" + std::to_string(event.version) + ",\"m\":" + std::to_string(event.heartbeat ? -1 : event.mapping);
+    int mapping = position_only ? -2 : event.heartbeat ? -1 : event.mapping;
+    batch += ",\"v\":" + std::to_string(event.version) + ",\"m\":" + std::to_string(mapping);
     batch += ",\"pos\":";
     append_optional(batch, event.position);
     batch += ",\"ts\":";
     append_optional(batch, event.created_at_us);
     batch += ",\"p\":";
-    batch += items[i]->message->body;
+    batch += position_only ? "{}" : item.message->body;
     batch += '}';
-  }
+  };
+  for (size_t i = 0; i < items.size(); ++i) append(i, *items[i], false);
+  if (position_of) append(items.size(), *position_of, true);
   batch += ']';
-  pqxx::row row = tx.exec_prepared1(kApplyStatement, batch, replica_, ignore_blocked);
+  pqxx::row row = tx.exec_prepared1(part ? kApplyPartStatement : kApplyStatement, batch, replica_, ignore_blocked);
   counts.applied = row[0].as<long long>();
   counts.stale = row[1].as<long long>();
   counts.duplicate = row[2].as<long long>();
@@ -377,10 +427,82 @@ std::pair<long long, long long> Applier::record_failed(pqxx::transaction_base& t
 
 Counts Applier::apply(const std::vector<Item*>& items) {
   bool all_valid = std::all_of(items.begin(), items.end(), [](const Item* item) { return item->checked.event.has_value(); });
+  if (all_valid && !helpers_.empty() && items.size() >= kPartsMinimum)
+    if (std::optional<Counts> counts = apply_in_parts(items)) return *counts;
+  return apply_alone(items);
+}
+
+std::optional<Counts> Applier::apply_in_parts(const std::vector<Item*>& items) {
+  size_t parts_count = helpers_.size() + 1;
+  std::vector<std::vector<Item*>> parts(parts_count);
+  std::unordered_map<std::string_view, size_t> part_of_id;
+  for (Item* item : items) {
+    const Event& event = *item->checked.event;
+    size_t part = part_of(event, parts_count);
+    auto [known, inserted] = part_of_id.emplace(event.event_id, part);
+    // One event id under two aggregates (a forged or broken message): the single transaction decides.
+    if (!inserted && known->second != part) return std::nullopt;
+    parts[part].push_back(item);
+  }
+  pqxx::work tx(connection_, "replicate");
+  tx.exec_prepared(kLockSharedStatement, kApplyLockClass, replica_);
+  // Started only now: a part's transaction lies inside the main one, which holds the lock throughout.
+  std::vector<std::future<Counts>> helpers;
+  for (size_t part = 1; part < parts_count; ++part)
+    if (!parts[part].empty())
+      helpers.push_back(
+          std::async(std::launch::async, [this, part, &parts] { return apply_part(*helpers_[part - 1], parts[part]); }));
+  Counts counts;
+  std::exception_ptr failure;
+  try {
+    counts = run(tx, parts[0], false, items.back());
+  } catch (...) {
+    failure = std::current_exception();
+    try {
+      tx.abort();  // frees its row locks before waiting for the parts
+    } catch (const std::exception&) {
+      // The connection is gone; so are its locks. The failure above says why.
+    }
+  }
+  for (auto& helper : helpers) {
+    try {
+      counts += helper.get();
+    } catch (...) {
+      if (!failure) failure = std::current_exception();
+    }
+  }
+  if (failure) {
+    try {
+      std::rethrow_exception(failure);
+    } catch (const LockBusy&) {
+      log_->debug("batch of {} applied alone: {}", items.size(), "an outbox failed command waits for the lock");
+    } catch (const std::exception& error) {
+      Failure kind = classify(error);
+      if (kind == Failure::connection || kind == Failure::replica) throw;
+      log_->debug("batch of {} applied alone: a part failed ({})", items.size(), one_line(error.what()));
+    }
+    return std::nullopt;
+  }
+  failpoint("replicate.before_commit");
+  tx.commit();
+  counts.parts = static_cast<long long>(helpers.size()) + 1;
+  return counts;
+}
+
+Counts Applier::apply_part(pqxx::connection& helper, const std::vector<Item*>& items) {
+  pqxx::work tx(helper, "replicate_part");
+  if (!tx.exec_prepared1(kTryLockSharedStatement, kApplyLockClass, replica_)[0].as<bool>()) throw LockBusy();
+  Counts counts = run(tx, items, false, nullptr, true);
+  tx.commit();
+  return counts;
+}
+
+Counts Applier::apply_alone(const std::vector<Item*>& items) {
+  bool all_valid = std::all_of(items.begin(), items.end(), [](const Item* item) { return item->checked.event.has_value(); });
   if (all_valid) {
     try {
       pqxx::work tx(connection_, "replicate");
-      lock(tx);
+      tx.exec_prepared(kLockSharedStatement, kApplyLockClass, replica_);
       Counts counts = run(tx, items, false);
       failpoint("replicate.before_commit");
       tx.commit();
@@ -391,7 +513,7 @@ Counts Applier::apply(const std::vector<Item*>& items) {
     }
   }
   pqxx::work tx(connection_, "replicate");
-  lock(tx);
+  tx.exec_prepared(kLockSharedStatement, kApplyLockClass, replica_);
   Counts counts = isolate(tx, items);
   failpoint("replicate.before_commit");
   tx.commit();

@@ -4,8 +4,8 @@
 // `outbox failed retry|discard` for parked events, so both go through the same code.
 //
 // One batch = one transaction:
-//   1. pg_advisory_xact_lock(kApplyLockClass, hashtext(replica)): batches and `outbox failed`
-//      commands of one replica take turns (so a retry never races a batch over an aggregate).
+//   1. pg_advisory_xact_lock_shared(kApplyLockClass, hashtext(replica)): batches hold it shared,
+//      `outbox failed` commands exclusive, so a retry never races a batch over an aggregate.
 //   2. One statement (prepared at start) takes the whole batch as a single jsonb array and lets
 //      PostgreSQL expand it (jsonb_to_recordset, jsonb_populate_record):
 //        - events of an aggregate that has failed events are left out and returned ("blocked");
@@ -24,7 +24,18 @@
 // are applied under savepoints, halving a failing run until the failing event is alone; it is
 // tried up to max_attempts times and then parked. Events before it apply; later events of its
 // aggregate wait behind it; every other aggregate continues.
+//
+// With helper connections (replicate.apply_connections > 1) a large batch of valid events is split
+// by aggregate into parts that apply at the same time, each in its own transaction: the helpers
+// take the shared lock with a try (never queueing behind a waiting `outbox failed` command, so
+// nothing can wait in a cycle through this process), commit as soon as their part is done, and the
+// main transaction, which also moves the applied position to the batch's last event, commits last.
+// Events of one aggregate stay in one part, in order. Whatever goes wrong in a part (a poison
+// event, a busy lock, a lock wait across parts cut short by lock_timeout) rolls back what has not
+// committed, and the whole batch is applied again on the main connection alone; parts that did
+// commit are duplicates there, so their effect is nil.
 #include <memory>
+#include <optional>
 #include <pqxx/pqxx>
 #include <string>
 #include <vector>
@@ -50,8 +61,13 @@ struct Counts {
   long long waiting = 0;     // behind a parked event of its aggregate: recorded as 'waiting'
   long long heartbeats = 0;  // relay heartbeats applied
   long long skipped = 0;     // broken heartbeats, acked and dropped
+  long long parts = 0;       // transactions that applied the batch in parts (0: one transaction)
   Counts& operator+=(const Counts& other);
 };
+
+// The part (0 .. parts - 1) of a batch applied in parts that takes this event: every event of an
+// aggregate the same one; heartbeats part 0, the main transaction, which moves the position.
+size_t part_of(const Event& event, size_t parts);
 
 // How a failed statement is handled.
 enum class Failure {
@@ -74,6 +90,8 @@ class Applier {
   // Error(config) for a missing table, key column or unique key on it.
   void prepare();
   void set_max_attempts(int attempts) { max_attempts_ = attempts; }
+  // Connections that apply parts of large batches alongside the main one; call before prepare().
+  void use_helpers(std::vector<pqxx::connection*> helpers) { helpers_ = std::move(helpers); }
   const std::vector<Mapping>& mappings() const { return mappings_; }
 
   // Applies the items (in delivery order) in one transaction and commits. Throws (nothing
@@ -84,20 +102,30 @@ class Applier {
   // the lock), ignoring the aggregate's failed events. Returns "" or why it failed; a failure is
   // rolled back to a savepoint, so the transaction stays usable.
   std::string apply_one(pqxx::dbtransaction& tx, const amqp::IncomingMessage& message, Counts& counts);
+  // The exclusive lock of `outbox failed` commands.
   void lock(pqxx::transaction_base& tx);
 
  private:
   struct Table;
-  Counts run(pqxx::transaction_base& tx, const std::vector<Item*>& items, bool ignore_blocked);
+  // `position_of`: the event that the applied position moves to (default: the last item); a part
+  // on a helper (`part` true) leaves the position to the main transaction.
+  Counts run(pqxx::transaction_base& tx, const std::vector<Item*>& items, bool ignore_blocked, const Item* position_of = nullptr,
+             bool part = false);
+  Counts apply_alone(const std::vector<Item*>& items);
+  // Empty when the batch must be applied alone instead (nothing of it is left uncommitted).
+  std::optional<Counts> apply_in_parts(const std::vector<Item*>& items);
+  Counts apply_part(pqxx::connection& helper, const std::vector<Item*>& items);
   Counts isolate(pqxx::dbtransaction& tx, const std::vector<Item*>& items);
   void bisect(pqxx::dbtransaction& tx, const std::vector<Item*>& items, Counts& counts);
   // Records items in outbox_failed_events ('parked', or 'waiting' when the aggregate already has
   // failed events); returns {parked, waiting} counts.
   std::pair<long long, long long> record_failed(pqxx::transaction_base& tx, const std::vector<const Item*>& items,
                                                 const std::string& state, const std::vector<std::string>& errors, int attempts);
-  std::string build_sql() const;
+  std::string build_sql(bool part) const;
+  void prepare_failed_statement(pqxx::connection& connection);
 
   pqxx::connection& connection_;
+  std::vector<pqxx::connection*> helpers_;
   std::string replica_, role_;
   std::vector<Mapping> mappings_;
   std::shared_ptr<spdlog::logger> log_;

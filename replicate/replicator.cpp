@@ -42,6 +42,7 @@ Replicator::Replicator(loop::Loop& loop, metrics::Registry& metrics, const confi
   queue_ = topology::replica_queue(config, replica_);
   mappings_ = mappings_from_config(config);
   prefetch_ = static_cast<int>(config.integer("replicate.prefetch"));
+  apply_connections_ = static_cast<int>(config.integer("replicate.apply_connections"));
   apply_tunables(config);
 
   counter("outbox_replicate_applied_total");
@@ -76,6 +77,7 @@ Replicator::~Replicator() {
   broker_poll_.reset();
   broker_.reset();
   applier_.reset();
+  helper_dbs_.clear();
   db_.reset();
 }
 
@@ -194,10 +196,18 @@ void Replicator::connect_database() {
   try {
     auto connection = pg::connect(url_, role_, "outbox-replicate");
     migrate::require_current(*connection, migrate::Target::replica, role_);
+    std::vector<std::unique_ptr<pqxx::connection>> helpers;
+    std::vector<pqxx::connection*> helper_pointers;
+    for (int i = 1; i < apply_connections_; ++i) {
+      helpers.push_back(pg::connect(url_, role_, "outbox-replicate"));
+      helper_pointers.push_back(helpers.back().get());
+    }
     auto applier = std::make_unique<Applier>(*connection, replica_, role_, mappings_, log_);
+    applier->use_helpers(std::move(helper_pointers));
     applier->prepare();
     applier->set_max_attempts(max_attempts_);
     db_ = std::move(connection);
+    helper_dbs_ = std::move(helpers);
     applier_ = std::move(applier);
     if (!database_problem_.empty()) {
       counter("outbox_replicate_reconnects_total").add();
@@ -208,6 +218,7 @@ void Replicator::connect_database() {
     database_problem_.clear();
   } catch (const Error& error) {
     applier_.reset();
+    helper_dbs_.clear();
     db_.reset();
     if (error.code() == ExitCode::config) {
       fatal_ = true;
@@ -219,6 +230,7 @@ void Replicator::connect_database() {
     database_problem_ = reason;
   } catch (const std::exception& error) {
     applier_.reset();
+    helper_dbs_.clear();
     db_.reset();
     std::string reason = mask_url(one_line(error.what()));
     if (reason != database_problem_) log_->error("{} unavailable, retrying with backoff: {}", role_, reason);
@@ -265,6 +277,7 @@ void Replicator::database_lost(const std::string& reason) {
     log_->error("{} connection lost; {} received event(s) are kept unacked until it is back: {}", role_, pending_.size(), masked);
   database_problem_ = masked.empty() ? "connection lost" : masked;
   applier_.reset();
+  helper_dbs_.clear();
   db_.reset();
   schedule_reconnect();
 }
@@ -404,9 +417,10 @@ void Replicator::record(const Counts& counts, Clock::duration took) {
   if (counts.waiting)
     log_->warn("{} event(s) wait behind parked events of their aggregate (see 'outbox failed list --replica {}')", counts.waiting,
                replica_);
-  log_->debug("batch: {} applied, {} stale, {} duplicate, {} parked, {} waiting, {} heartbeat(s) in {:.1f} ms", counts.applied,
+  log_->debug("batch: {} applied, {} stale, {} duplicate, {} parked, {} waiting, {} heartbeat(s) in {:.1f} ms{}", counts.applied,
               counts.stale, counts.duplicate, counts.parked, counts.waiting, counts.heartbeats,
-              std::chrono::duration<double, std::milli>(took).count());
+              std::chrono::duration<double, std::milli>(took).count(),
+              counts.parts ? fmt::format(" in {} parts", counts.parts) : std::string());
 }
 
 void Replicator::begin_shutdown() {

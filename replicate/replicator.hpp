@@ -87,6 +87,7 @@ class Replicator {
   topology::ReplicaQueue queue_;
   std::vector<Mapping> mappings_;
   int prefetch_ = 1000;
+  int apply_connections_ = 1;
 
   // Reloadable settings.
   size_t batch_size_ = 500;
@@ -96,6 +97,7 @@ class Replicator {
   double heartbeat_interval_ = 10;                  // relay.heartbeat_interval in seconds, for the lag gauge
 
   std::unique_ptr<pqxx::connection> db_;
+  std::vector<std::unique_ptr<pqxx::connection>> helper_dbs_;  // apply parts of large batches (Applier)
   std::unique_ptr<Applier> applier_;
   std::unique_ptr<amqp::Connection> broker_;
   std::unique_ptr<loop::Poll> broker_poll_;

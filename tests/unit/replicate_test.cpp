@@ -232,3 +232,22 @@ binding_keys = ["parking.*", "invoice.#"]
             std::string::npos)
       << lines.back();
 }
+
+TEST(ReplicateParts, EveryEventOfAnAggregateGoesToTheSamePartAndHeartbeatsToTheMainOne) {
+  Event event;
+  event.aggregate_type = "parking_slot";
+  std::vector<size_t> used(4, 0);
+  for (int i = 0; i < 400; ++i) {
+    event.aggregate_id = "slot-" + std::to_string(i);
+    size_t part = part_of(event, 4);
+    ASSERT_LT(part, 4u);
+    event.version = 2;
+    EXPECT_EQ(part_of(event, 4), part) << "another version of " << event.aggregate_id;
+    ++used[part];
+  }
+  for (size_t part = 0; part < used.size(); ++part) EXPECT_GT(used[part], 40u) << "part " << part << " of 4 gets a fair share";
+  event.aggregate_id = "slot-1";
+  EXPECT_EQ(part_of(event, 1), 0u);
+  event.heartbeat = true;
+  EXPECT_EQ(part_of(event, 4), 0u);
+}
