@@ -30,7 +30,7 @@ constexpr const char* kPartLockTimeout = "1s";
 
 // A helper could not take the shared lock without queueing (an `outbox failed` command waits).
 struct LockBusy : std::runtime_error {
-  LockBusy() : std::runtime_error("the replica's apply lock is wanted by an outbox failed command") {}
+  LockBusy() : std::runtime_error("an outbox failed command waits for the apply lock") {}
 };
 // Savepoints are plain SQL: libpqxx 6's subtransaction does not send its SAVEPOINT before an
 // exec_prepared, so a failing prepared statement would abort the whole transaction.
@@ -341,6 +341,8 @@ std::string Applier::build_sql(bool part) const {
 
 void Applier::lock(pqxx::transaction_base& tx) { tx.exec_prepared(kLockStatement, kApplyLockClass, replica_); }
 
+void Applier::lock_shared(pqxx::transaction_base& tx) { tx.exec_prepared(kLockSharedStatement, kApplyLockClass, replica_); }
+
 Counts Applier::run(pqxx::transaction_base& tx, const std::vector<Item*>& items, bool ignore_blocked, const Item* position_of,
                     bool part) {
   Counts counts;
@@ -445,7 +447,7 @@ std::optional<Counts> Applier::apply_in_parts(const std::vector<Item*>& items) {
     parts[part].push_back(item);
   }
   pqxx::work tx(connection_, "replicate");
-  tx.exec_prepared(kLockSharedStatement, kApplyLockClass, replica_);
+  lock_shared(tx);
   // Started only now: a part's transaction lies inside the main one, which holds the lock throughout.
   std::vector<std::future<Counts>> helpers;
   for (size_t part = 1; part < parts_count; ++part)
@@ -474,8 +476,8 @@ std::optional<Counts> Applier::apply_in_parts(const std::vector<Item*>& items) {
   if (failure) {
     try {
       std::rethrow_exception(failure);
-    } catch (const LockBusy&) {
-      log_->debug("batch of {} applied alone: {}", items.size(), "an outbox failed command waits for the lock");
+    } catch (const LockBusy& busy) {
+      log_->debug("batch of {} applied alone: {}", items.size(), busy.what());
     } catch (const std::exception& error) {
       Failure kind = classify(error);
       if (kind == Failure::connection || kind == Failure::replica) throw;
@@ -502,7 +504,7 @@ Counts Applier::apply_alone(const std::vector<Item*>& items) {
   if (all_valid) {
     try {
       pqxx::work tx(connection_, "replicate");
-      tx.exec_prepared(kLockSharedStatement, kApplyLockClass, replica_);
+      lock_shared(tx);
       Counts counts = run(tx, items, false);
       failpoint("replicate.before_commit");
       tx.commit();
@@ -513,7 +515,7 @@ Counts Applier::apply_alone(const std::vector<Item*>& items) {
     }
   }
   pqxx::work tx(connection_, "replicate");
-  tx.exec_prepared(kLockSharedStatement, kApplyLockClass, replica_);
+  lock_shared(tx);
   Counts counts = isolate(tx, items);
   failpoint("replicate.before_commit");
   tx.commit();

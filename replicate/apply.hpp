@@ -107,6 +107,8 @@ class Applier {
 
  private:
   struct Table;
+  // The shared lock of batches (see above).
+  void lock_shared(pqxx::transaction_base& tx);
   // `position_of`: the event that the applied position moves to (default: the last item); a part
   // on a helper (`part` true) leaves the position to the main transaction.
   Counts run(pqxx::transaction_base& tx, const std::vector<Item*>& items, bool ignore_blocked, const Item* position_of = nullptr,
