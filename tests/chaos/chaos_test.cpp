@@ -9,6 +9,8 @@
 //   OUTBOX_CHAOS_REPLICA_OUTAGE  seconds the replica PostgreSQL stays down (default 10)
 //   OUTBOX_CHAOS_SEED            random seed (default: from the clock; printed)
 //   OUTBOX_CHAOS_ASYNC_COMMIT    1 (default): the writers commit with synchronous_commit = off
+//   OUTBOX_CHAOS_APPLY_CONNECTIONS  replicate.apply_connections (default 1; 2 or more: large
+//                                batches, as after an outage, are applied in parts)
 //
 // Why asynchronous commits by default: on a machine whose fsync takes milliseconds, synchronous
 // commits cap the load at a few hundred events per second. No acknowledged commit can be lost by
@@ -373,7 +375,10 @@ class Pipeline {
     relays_.push_back(std::make_unique<Daemon>(args, env));
   }
   void start_replicate(std::map<std::string, std::string> env = {}) {
-    replicate_ = std::make_unique<Daemon>(kReplicateArgs, env);
+    std::vector<std::string> args = kReplicateArgs;
+    args.insert(args.end(),
+                {"--set", "replicate.apply_connections=" + std::to_string(env_number("OUTBOX_CHAOS_APPLY_CONNECTIONS", 1))});
+    replicate_ = std::make_unique<Daemon>(args, env);
   }
   // kill -9 of relay `index` (or a random one).
   void kill_relay(size_t index) {
@@ -652,7 +657,8 @@ TEST(Chaos, NothingLostDuplicatedInEffectOrReorderedUnderFaults) {
                  std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()));
   say("events " + std::to_string(events) + ", faults " + std::to_string(faults) + ", writers " + std::to_string(writers) +
       ", replica outage " + std::to_string(outage.count()) + "s, writers' synchronous_commit " + (async_commit ? "off" : "on") +
-      ", seed " + std::to_string(seed) + " (OUTBOX_CHAOS_SEED=" + std::to_string(seed) + " repeats the plan)");
+      ", replicate.apply_connections " + std::to_string(env_number("OUTBOX_CHAOS_APPLY_CONNECTIONS", 1)) + ", seed " +
+      std::to_string(seed) + " (OUTBOX_CHAOS_SEED=" + std::to_string(seed) + " repeats the plan)");
   std::mt19937_64 random(seed);
 
   reset_databases();
