@@ -431,7 +431,7 @@ Counts Applier::apply(const std::vector<Item*>& items) {
   bool all_valid = std::all_of(items.begin(), items.end(), [](const Item* item) { return item->checked.event.has_value(); });
   if (all_valid && !helpers_.empty() && items.size() >= kPartsMinimum)
     if (std::optional<Counts> counts = apply_in_parts(items)) return *counts;
-  return apply_alone(items);
+  return apply_alone(items, all_valid);
 }
 
 std::optional<Counts> Applier::apply_in_parts(const std::vector<Item*>& items) {
@@ -499,8 +499,7 @@ Counts Applier::apply_part(pqxx::connection& helper, const std::vector<Item*>& i
   return counts;
 }
 
-Counts Applier::apply_alone(const std::vector<Item*>& items) {
-  bool all_valid = std::all_of(items.begin(), items.end(), [](const Item* item) { return item->checked.event.has_value(); });
+Counts Applier::apply_alone(const std::vector<Item*>& items, bool all_valid) {
   if (all_valid) {
     try {
       pqxx::work tx(connection_, "replicate");

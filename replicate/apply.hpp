@@ -113,7 +113,8 @@ class Applier {
   // on a helper (`part` true) leaves the position to the main transaction.
   Counts run(pqxx::transaction_base& tx, const std::vector<Item*>& items, bool ignore_blocked, const Item* position_of = nullptr,
              bool part = false);
-  Counts apply_alone(const std::vector<Item*>& items);
+  // `all_valid`: every item is an event (else the batch goes straight to isolation).
+  Counts apply_alone(const std::vector<Item*>& items, bool all_valid);
   // Empty when the batch must be applied alone instead (nothing of it is left uncommitted).
   std::optional<Counts> apply_in_parts(const std::vector<Item*>& items);
   Counts apply_part(pqxx::connection& helper, const std::vector<Item*>& items);

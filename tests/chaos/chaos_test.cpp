@@ -368,6 +368,7 @@ class Audit {
 
 class Pipeline {
  public:
+  explicit Pipeline(long long apply_connections) : apply_connections_(apply_connections) {}
   void start_relay(std::map<std::string, std::string> env = {}, std::vector<std::string> extra = {}) {
     std::vector<std::string> args = kRelayArgs;
     args.insert(args.end(), extra.begin(), extra.end());
@@ -376,8 +377,7 @@ class Pipeline {
   }
   void start_replicate(std::map<std::string, std::string> env = {}) {
     std::vector<std::string> args = kReplicateArgs;
-    args.insert(args.end(),
-                {"--set", "replicate.apply_connections=" + std::to_string(env_number("OUTBOX_CHAOS_APPLY_CONNECTIONS", 1))});
+    args.insert(args.end(), {"--set", "replicate.apply_connections=" + std::to_string(apply_connections_)});
     replicate_ = std::make_unique<Daemon>(args, env);
   }
   // kill -9 of relay `index` (or a random one).
@@ -416,6 +416,7 @@ class Pipeline {
   std::unique_ptr<Daemon> replicate_;
   std::vector<std::unique_ptr<Daemon>> dead_;
   int relay_number_ = 0;
+  long long apply_connections_;
 };
 
 enum class Fault {
@@ -652,13 +653,14 @@ TEST(Chaos, NothingLostDuplicatedInEffectOrReorderedUnderFaults) {
   const int writers = static_cast<int>(env_number("OUTBOX_CHAOS_WRITERS", 4));
   const auto outage = std::chrono::seconds(env_number("OUTBOX_CHAOS_REPLICA_OUTAGE", 10));
   const bool async_commit = env_number("OUTBOX_CHAOS_ASYNC_COMMIT", 1) != 0;
+  const long long apply_connections = env_number("OUTBOX_CHAOS_APPLY_CONNECTIONS", 1);
   const uint64_t seed = static_cast<uint64_t>(
       env_number("OUTBOX_CHAOS_SEED",
                  std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()));
   say("events " + std::to_string(events) + ", faults " + std::to_string(faults) + ", writers " + std::to_string(writers) +
       ", replica outage " + std::to_string(outage.count()) + "s, writers' synchronous_commit " + (async_commit ? "off" : "on") +
-      ", replicate.apply_connections " + std::to_string(env_number("OUTBOX_CHAOS_APPLY_CONNECTIONS", 1)) + ", seed " +
-      std::to_string(seed) + " (OUTBOX_CHAOS_SEED=" + std::to_string(seed) + " repeats the plan)");
+      ", replicate.apply_connections " + std::to_string(apply_connections) + ", seed " + std::to_string(seed) +
+      " (OUTBOX_CHAOS_SEED=" + std::to_string(seed) + " repeats the plan)");
   std::mt19937_64 random(seed);
 
   reset_databases();
@@ -666,7 +668,7 @@ TEST(Chaos, NothingLostDuplicatedInEffectOrReorderedUnderFaults) {
   exec(servers().replica_url, "ALTER TABLE parking_slots ADD CONSTRAINT chaos_poison CHECK (name NOT LIKE 'poison-%')");
   Audit audit;
   audit.start();
-  Pipeline pipeline;
+  Pipeline pipeline(apply_connections);
   pipeline.start_relay();
   pipeline.start_replicate();
 
