@@ -175,8 +175,10 @@ std::unique_ptr<Connection> Connection::open(const BrokerSettings& settings, siz
     last_code = code;
   }
   next_node = next_node + 1;
-  // 403 ACCESS_REFUSED (wrong credentials) and 530 (bad URL or TLS files) are configuration mistakes.
-  if (last_code == 403 || last_code == 530) throw config_error(last_error);
+  // 530 marks this side's mistakes (a bad URL, unreadable TLS files): no retry can fix them. Refused
+  // credentials (403) are unavailability, as with PostgreSQL: the user or its password may be fixed
+  // on the broker while the daemons retry.
+  if (last_code == 530) throw config_error(last_error);
   throw unavailable_error(last_error);
 }
 

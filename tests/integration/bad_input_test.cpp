@@ -211,7 +211,8 @@ TEST(BadInput, WrongCredentialsAreOneLineWithoutThePasswordAndWriteNothing) {
   std::string broker = servers().broker_url;
   Daemon relay(with_args(kRelay, kDebugLog), {{"OUTBOX_BROKER_URL", with_password(broker, "wrongpw")}});
   Daemon replicate(with_args(kReplicate, kDebugLog), {{"OUTBOX_REPLICA_URL", with_password(replica, "wrongpw")}});
-  for (Daemon* daemon : {&relay, &replicate}) {
+  Daemon replicate_refused_by_broker(with_args(kReplicate, kDebugLog), {{"OUTBOX_BROKER_URL", with_password(broker, "wrongpw")}});
+  for (Daemon* daemon : {&relay, &replicate, &replicate_refused_by_broker}) {
     EXPECT_TRUE(eventually([&] { return daemon->log().find("reconnect attempt 3 ") != std::string::npos; })) << daemon->log();
     EXPECT_TRUE(daemon->running());
     std::string log = daemon->log();
@@ -221,6 +222,13 @@ TEST(BadInput, WrongCredentialsAreOneLineWithoutThePasswordAndWriteNothing) {
   }
   EXPECT_NE(relay.log().find("ACCESS_REFUSED"), std::string::npos) << relay.log();
   EXPECT_NE(replicate.log().find("password authentication failed"), std::string::npos) << replicate.log();
+  EXPECT_NE(replicate_refused_by_broker.log().find("ACCESS_REFUSED"), std::string::npos) << replicate_refused_by_broker.log();
+  // The schemas are migrated first; declaring the topology then fails like any unreachable server.
+  RunResult migrate = run_outbox({"migrate"}, {{"OUTBOX_BROKER_URL", with_password(broker, "wrongpw")}});
+  EXPECT_EQ(migrate.exit_code, 69) << migrate;
+  EXPECT_EQ(lines(migrate.err), 1u) << migrate;
+  EXPECT_NE(migrate.err.find("ACCESS_REFUSED"), std::string::npos) << migrate;
+  EXPECT_EQ(migrate.err.find("wrongpw"), std::string::npos) << migrate;
 }
 
 TEST(BadInput, AMissingTableIsExit78NamingItAndTheCure) {
