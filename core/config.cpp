@@ -371,11 +371,12 @@ class Loader {
   void check_permissions() {
     if (path().empty() || !contains_password(config_)) return;
     struct stat info {};
-    if (stat(path().c_str(), &info) == 0 && (info.st_mode & (S_IRGRP | S_IROTH))) {
+    // Group read is how a root-owned file is shared with the daemons' group (install -m 0640 -g outbox).
+    if (stat(path().c_str(), &info) == 0 && (info.st_mode & S_IROTH)) {
       char mode[8];
       std::snprintf(mode, sizeof mode, "%04o", info.st_mode & 07777);
-      config_.warnings_.push_back("config " + path() + ": contains a password but is readable by other users (mode " + mode +
-                                  "); run chmod 600 " + path());
+      config_.warnings_.push_back("config " + path() + ": contains a password but every user can read it (mode " + mode +
+                                  "); run chmod o-r " + path());
     }
   }
 

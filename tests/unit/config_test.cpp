@@ -145,7 +145,7 @@ TEST(Config, ReloadReportsRestartOnlyChanges) {
   EXPECT_EQ(restart_only_changes(running, fresh), std::vector<std::string>{"relay.partitions"});
 }
 
-TEST(Config, AFileWithAPasswordThatOthersCanReadDrawsAWarning) {
+TEST(Config, AFileWithAPasswordThatEveryUserCanReadDrawsAWarningButGroupReadIsFine) {
   std::string path = ::testing::TempDir() + "outbox-password.toml";
   {
     std::ofstream file(path);
@@ -157,8 +157,10 @@ TEST(Config, AFileWithAPasswordThatOthersCanReadDrawsAWarning) {
   Config readable = Config::load(options);
   ASSERT_EQ(readable.warnings().size(), 1u);
   EXPECT_EQ(readable.warnings()[0],
-            "config " + path + ": contains a password but is readable by other users (mode 0644); run chmod 600 " + path);
+            "config " + path + ": contains a password but every user can read it (mode 0644); run chmod o-r " + path);
   EXPECT_EQ(readable.warnings()[0].find("secret"), std::string::npos);
+  ::chmod(path.c_str(), 0640);
+  EXPECT_TRUE(Config::load(options).warnings().empty());
   ::chmod(path.c_str(), 0600);
   EXPECT_TRUE(Config::load(options).warnings().empty());
   std::remove(path.c_str());
