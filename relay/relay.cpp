@@ -114,8 +114,16 @@ Relay::Relay(daemon::Runtime& runtime, std::string instance)
   daemon::Hooks hooks;
   hooks.on_shutdown_request = [this] { shutdown_requested(); };
   hooks.on_reload = [this](const config::Config& fresh) {
+    milliseconds heartbeat_before = heartbeat_interval_;
     apply_tunables(fresh);
     poll_timer_->start(poll_interval_, poll_interval_);
+    // A running heartbeat keeps its period until restarted; a stopped one is started by rebalance().
+    if (heartbeat_interval_ != heartbeat_before && heartbeat_timer_->active()) {
+      if (heartbeat_interval_.count() > 0)
+        heartbeat_timer_->start(heartbeat_interval_, heartbeat_interval_);
+      else
+        heartbeat_timer_->stop();
+    }
     log_->info("reloaded: batch_size={} poll_interval={}ms confirm_timeout={}ms on_publish={}", batch_size_,
                poll_interval_.count(), confirm_timeout_.count(), delete_on_publish_ ? "delete" : "mark");
   };

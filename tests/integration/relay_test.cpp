@@ -263,6 +263,27 @@ TEST(Relay, ABadConfigOnSighupKeepsTheRunningOne) {
   EXPECT_TRUE(eventually([&] { return relay.log().find("reloaded: batch_size=7") != std::string::npos; })) << relay.log();
 }
 
+TEST(Relay, ASighupChangesTheHeartbeatIntervalOfARunningHeartbeat) {
+  fresh_schema();
+  std::string config = write_file("heartbeat.toml", "[relay]\nheartbeat_interval = \"1h\"\npoll_interval = \"200ms\"\n");
+  Daemon relay({"relay"}, {{"OUTBOX_CONFIG", config}});
+  auto heartbeats = [] {
+    return std::stoi(scalar(servers().primary_url, "SELECT count(*) FROM outbox WHERE event_type = 'outbox.heartbeat'"));
+  };
+  ASSERT_TRUE(eventually([&] { return heartbeats() == 1; })) << "the first heartbeat comes at once\n" << relay.log();
+  write_file("heartbeat.toml", "[relay]\nheartbeat_interval = \"100ms\"\npoll_interval = \"200ms\"\n");
+  relay.signal(SIGHUP);
+  EXPECT_TRUE(eventually([&] { return heartbeats() >= 5; })) << "an hourly heartbeat would still be at 1\n" << relay.log();
+  write_file("heartbeat.toml", "[relay]\nheartbeat_interval = \"0s\"\npoll_interval = \"200ms\"\n");
+  relay.signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return relay.log().find("reloaded:", relay.log().find("reloaded:") + 1) != std::string::npos; }))
+      << relay.log();
+  int after_off = heartbeats();
+  // Absence needs a window: ten periods of the 100 ms heartbeat it replaced.
+  for (auto until = std::chrono::steady_clock::now() + std::chrono::seconds(1); std::chrono::steady_clock::now() < until;)
+    ASSERT_EQ(heartbeats(), after_off) << relay.log();
+}
+
 TEST(Relay, DeleteModeRemovesConfirmedRowsAndRetentionRemovesOldPublishedRows) {
   fresh_schema();
   TestQueue queue("test.delete", "delete.#");
