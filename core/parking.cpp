@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "core/failpoint.hpp"
 #include "core/log.hpp"
+#include "core/utf8.hpp"
 
 namespace outbox::parking {
 namespace {
@@ -30,40 +31,13 @@ void write_event(pqxx::transaction_base& tx, const Slot& slot, std::string event
                outbox_table);
 }
 
-// Decodes one code point at text[at]; returns its length, or 0 when the bytes are not valid UTF-8.
-size_t decode(std::string_view text, size_t at, char32_t& point) {
-  auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
-  unsigned char lead = byte(at);
-  size_t length;
-  char32_t min;
-  if (lead < 0x80) {
-    point = lead;
-    return 1;
-  } else if ((lead & 0xe0) == 0xc0) {
-    length = 2, min = 0x80, point = lead & 0x1f;
-  } else if ((lead & 0xf0) == 0xe0) {
-    length = 3, min = 0x800, point = lead & 0x0f;
-  } else if ((lead & 0xf8) == 0xf0) {
-    length = 4, min = 0x10000, point = lead & 0x07;
-  } else {
-    return 0;
-  }
-  if (at + length > text.size()) return 0;
-  for (size_t i = 1; i < length; ++i) {
-    if ((byte(at + i) & 0xc0) != 0x80) return 0;
-    point = (point << 6) | (byte(at + i) & 0x3f);
-  }
-  if (point < min || point > 0x10ffff || (point >= 0xd800 && point <= 0xdfff)) return 0;
-  return length;
-}
-
 }  // namespace
 
 std::optional<size_t> utf8_length(std::string_view text) {
   size_t count = 0;
   char32_t point;
   for (size_t at = 0; at < text.size(); ++count) {
-    size_t length = decode(text, at, point);
+    size_t length = utf8::decode(text, at, point);
     if (length == 0) return std::nullopt;
     at += length;
   }
@@ -75,7 +49,7 @@ void validate_name(std::string_view name) {
   size_t count = 0;
   char32_t point;
   for (size_t at = 0; at < name.size(); ++count) {
-    size_t length = decode(name, at, point);
+    size_t length = utf8::decode(name, at, point);
     if (length == 0) throw data_error("invalid name: not valid UTF-8 (byte " + std::to_string(at + 1) + ")");
     if (point < 0x20 || (point >= 0x7f && point <= 0x9f)) {
       char code[16];

@@ -10,6 +10,7 @@
 #include "core/error.hpp"
 #include "core/failpoint.hpp"
 #include "core/pg.hpp"
+#include "core/utf8.hpp"
 
 namespace outbox::replicate {
 namespace {
@@ -117,7 +118,9 @@ Failure classify(const std::exception& error) {
   // Not the event's fault: a read-only replica, missing privileges, a table or column that vanished.
   if (state == "25006" || state == "42501" || state == "42P01" || state == "42703" || state == "42883" || state == "42P10")
     return Failure::replica;
-  for (const char* event_class : {"21", "22", "23", "42", "44", "P0", "2F", "38", "39", "0A"})
+  // 54: a limit of the event's size (an index entry or a row too large); a batch too large as a
+  // whole is bisected until it fits.
+  for (const char* event_class : {"21", "22", "23", "42", "44", "54", "P0", "2F", "38", "39", "0A"})
     if (cls == event_class) return Failure::event;
   return Failure::replica;
 }
@@ -398,8 +401,9 @@ std::pair<long long, long long> Applier::record_failed(pqxx::transaction_base& t
     const Checked& checked = item.checked;
     if (i) rows += ',';
     rows += "{\"o\":" + std::to_string(i) + ",\"event_id\":";
+    // Whatever bytes the broker brought, the row that parks them must not fail.
     if (message.message_id && !message.message_id->empty())
-      append_json_string(rows, *message.message_id);
+      append_json_string(rows, utf8::storable_copy(*message.message_id));
     else
       rows += "null";
     auto text_or_null = [&](const char* key, const std::string& value) {
@@ -407,7 +411,7 @@ std::pair<long long, long long> Applier::record_failed(pqxx::transaction_base& t
       if (value.empty())
         rows += "null";
       else
-        append_json_string(rows, value);
+        append_json_string(rows, utf8::storable_copy(value));
     };
     text_or_null("aggregate_type", checked.aggregate_type);
     text_or_null("aggregate_id", checked.aggregate_id);

@@ -5,6 +5,7 @@
 
 #include "core/error.hpp"
 #include "core/pg.hpp"
+#include "core/utf8.hpp"
 
 namespace outbox::replicate {
 namespace {
@@ -122,19 +123,30 @@ Checked check_message(const amqp::IncomingMessage& message, const std::vector<Ma
     out.event.reset();
     return out;
   };
+  out.aggregate_type = header_text(message, "aggregate_type").value_or("");
+  out.aggregate_id = header_text(message, "aggregate_id").value_or("");
+  // Without a usable pair, the message names no aggregate: it blocks nothing. The pair keys the
+  // replica's B-tree indexes, so it must be text PostgreSQL can store, and short enough for them.
+  std::string key_problem;
+  for (const auto& [name, value] : {std::pair{"aggregate_type", &out.aggregate_type}, {"aggregate_id", &out.aggregate_id}}) {
+    if (!key_problem.empty()) break;
+    if (value->empty())
+      key_problem = std::string("missing header ") + name;
+    else if (!utf8::storable(*value))
+      key_problem = std::string("header ") + name + " is not valid UTF-8 or contains NUL";
+    else if (value->size() > kMaxKeyBytes)
+      key_problem = std::string("header ") + name + ": " + std::to_string(value->size()) + " bytes, at most " +
+                    std::to_string(kMaxKeyBytes) + " allowed";
+  }
+  if (!key_problem.empty()) {
+    out.aggregate_type.clear();
+    out.aggregate_id.clear();
+    return fail(key_problem);
+  }
   try {
-    out.aggregate_type = header_text(message, "aggregate_type").value_or("");
-    out.aggregate_id = header_text(message, "aggregate_id").value_or("");
     out.version = header_number(message, "aggregate_version");
   } catch (const std::exception& error) {
     return fail(error.what());
-  }
-  if (out.aggregate_type.empty() || out.aggregate_id.empty()) {
-    // Without both, the message names no aggregate: it blocks nothing.
-    std::string missing = out.aggregate_type.empty() ? "aggregate_type" : "aggregate_id";
-    out.aggregate_type.clear();
-    out.aggregate_id.clear();
-    return fail("missing header " + missing);
   }
   if (!out.version) return fail("missing header aggregate_version");
   if (!message.message_id || message.message_id->empty()) return fail("missing message_id (the event id)");
@@ -164,29 +176,61 @@ Checked check_message(const amqp::IncomingMessage& message, const std::vector<Ma
   return out;
 }
 
+namespace {
+
+// A text that PostgreSQL's jsonb cannot hold (invalid UTF-8, NUL) is kept as {"hex": "..."}, so
+// that a retry sees the very bytes the broker delivered.
+json stored_text(const std::string& text) {
+  if (utf8::storable(text)) return text;
+  static const char digits[] = "0123456789abcdef";
+  std::string hex;
+  for (unsigned char c : text) {
+    hex += digits[c >> 4];
+    hex += digits[c & 15];
+  }
+  return json{{"hex", hex}};
+}
+
+std::optional<std::string> text_from_stored(const json& value) {
+  if (value.is_string()) return value.get<std::string>();
+  if (!value.is_object() || !value.contains("hex") || !value["hex"].is_string()) return std::nullopt;
+  const std::string& hex = value["hex"].get_ref<const std::string&>();
+  if (hex.size() % 2) return std::nullopt;
+  std::string out;
+  for (size_t i = 0; i < hex.size(); i += 2) {
+    int high = std::isxdigit(static_cast<unsigned char>(hex[i])) ? std::stoi(hex.substr(i, 1), nullptr, 16) : -1;
+    int low = std::isxdigit(static_cast<unsigned char>(hex[i + 1])) ? std::stoi(hex.substr(i + 1, 1), nullptr, 16) : -1;
+    if (high < 0 || low < 0) return std::nullopt;
+    out += static_cast<char>(high * 16 + low);
+  }
+  return out;
+}
+
+}  // namespace
+
 std::string properties_json(const amqp::IncomingMessage& message) {
   json out = json::object();
   auto put = [&](const char* key, const std::optional<std::string>& value) {
-    if (value) out[key] = *value;
+    if (value) out[key] = stored_text(*value);
   };
   put("message_id", message.message_id);
   put("type", message.type);
   put("content_type", message.content_type);
   put("app_id", message.app_id);
   if (message.timestamp_seconds) out["timestamp"] = *message.timestamp_seconds;
-  out["exchange"] = message.exchange;
-  out["routing_key"] = message.routing_key;
+  out["exchange"] = stored_text(message.exchange);
+  out["routing_key"] = stored_text(message.routing_key);
   out["redelivered"] = message.redelivered;
   json headers = json::object();
+  // A header name that jsonb cannot hold is the one thing not kept byte for byte.
   for (const auto& [key, value] : message.headers) {
     if (const auto* number = std::get_if<long long>(&value))
-      headers[key] = *number;
+      headers[utf8::storable_copy(key)] = *number;
     else
-      headers[key] = std::get<std::string>(value);
+      headers[utf8::storable_copy(key)] = stored_text(std::get<std::string>(value));
   }
   out["headers"] = headers;
-  // Broker data may be any bytes: keep what is valid UTF-8 and replace the rest.
-  return out.dump(-1, ' ', false, json::error_handler_t::replace);
+  return out.dump();
 }
 
 amqp::IncomingMessage message_from_stored(const std::string& properties, std::string body) {
@@ -196,8 +240,8 @@ amqp::IncomingMessage message_from_stored(const std::string& properties, std::st
   if (!stored.is_object()) return message;
   auto get = [&](const char* key) -> std::optional<std::string> {
     auto found = stored.find(key);
-    if (found == stored.end() || !found->is_string()) return std::nullopt;
-    return found->get<std::string>();
+    if (found == stored.end()) return std::nullopt;
+    return text_from_stored(*found);
   };
   message.message_id = get("message_id");
   message.type = get("type");
@@ -211,8 +255,8 @@ amqp::IncomingMessage message_from_stored(const std::string& properties, std::st
     for (auto& [key, value] : headers->items()) {
       if (value.is_number_integer())
         message.headers[key] = value.get<long long>();
-      else if (value.is_string())
-        message.headers[key] = value.get<std::string>();
+      else if (std::optional<std::string> text = text_from_stored(value))
+        message.headers[key] = *text;
     }
   return message;
 }

@@ -21,6 +21,9 @@
 namespace outbox::replicate {
 
 inline constexpr std::string_view kHeartbeatType = "outbox.heartbeat";
+// Longest aggregate_type or aggregate_id accepted: both must fit one B-tree entry (about 2.7 kB) of
+// outbox_aggregate_versions and outbox_failed_events together.
+inline constexpr size_t kMaxKeyBytes = 1024;
 
 enum class Operation { upsert, remove };
 

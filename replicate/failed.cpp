@@ -1,6 +1,7 @@
 #include "replicate/failed.hpp"
 
 #include "core/error.hpp"
+#include "core/utf8.hpp"
 #include "migrate/runner.hpp"
 
 namespace outbox::replicate {
@@ -75,7 +76,8 @@ ChainResult FailedEvents::run_chain(long long id, bool drop_head, FailedEvent* d
   if (head.empty()) throw data_error(role_ + ": no failed event #" + std::to_string(id) + " (see 'outbox failed list')");
   FailedEvent first = from_row(head[0]);
   std::vector<FailedEvent> chain;
-  if (first.aggregate_id.empty()) {
+  // Rows parked by versions before 2026-11-30 may name half an aggregate: they block nothing either.
+  if (first.aggregate_id.empty() || first.aggregate_type.empty()) {
     chain.push_back(first);
   } else {
     for (const auto& row : tx.exec_params(std::string("SELECT ") + kColumns +
@@ -107,7 +109,7 @@ ChainResult FailedEvents::run_chain(long long id, bool drop_head, FailedEvent* d
     tx.exec_params(
         "UPDATE outbox_failed_events SET state = 'parked', attempts = attempts + 1, error = $2, "
         "failed_at = clock_timestamp() WHERE id = $1",
-        event.id, error);
+        event.id, utf8::storable_copy(error));
     result.failed = event.id;
     result.error = error;
     result.remaining = static_cast<long long>(chain.size() - i);

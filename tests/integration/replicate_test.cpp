@@ -404,6 +404,71 @@ TEST(Replicate, EventsWhoseKeysCollideAcrossPartsAreAppliedWithoutADeadlock) {
   EXPECT_TRUE(replicate.running()) << replicate.log();
 }
 
+TEST(Replicate, MessagesWithNulInvalidUtf8OrOversizedKeysAreParkedWhileTheOthersApply) {
+  fresh_start();
+  std::vector<amqp::OutgoingMessage> messages;
+  auto valid = [&](int i) {
+    std::string uuid = random_uuid();
+    messages.push_back(parking_message("parking.create", uuid, 1, slot_json(uuid, "ok-" + std::to_string(i), "available", 1)));
+  };
+  auto set_header = [](amqp::OutgoingMessage& message, const std::string& key, const std::string& value) {
+    auto found =
+        std::find_if(message.headers.begin(), message.headers.end(), [&](const auto& entry) { return entry.first == key; });
+    if (found == message.headers.end())
+      message.headers.emplace_back(key, value);
+    else
+      found->second = value;
+  };
+  auto poison = [&](const std::function<void(amqp::OutgoingMessage&)>& spoil) {
+    std::string uuid = random_uuid();
+    amqp::OutgoingMessage message = parking_message("parking.create", uuid, 1, slot_json(uuid, "poison", "available", 1));
+    spoil(message);
+    messages.push_back(message);
+  };
+  for (int i = 0; i < 50; ++i) valid(i);
+  // Each is a batch of its own kind of trouble for the row that parks it.
+  poison([&](auto& m) {
+    set_header(m, "trace", std::string("a\0b", 3));
+    m.type = "unknown\xff.type";
+  });
+  poison([&](auto& m) { set_header(m, "aggregate_id", std::string("nul\0inside", 10)); });
+  poison([&](auto& m) { set_header(m, "aggregate_id", std::string(6000, 'k')); });
+  poison([&](auto& m) { m.message_id = std::string("\xff\xfe-not-a-uuid"); });
+  poison([&](auto& m) { m.body = R"({"uuid": "0", "name": "nul \u0000 escaped", "status": "available", "version": 1})"; });
+  for (int i = 50; i < 100; ++i) valid(i);
+  publish(messages);
+  Daemon replicate(with_args(kReplicate, {"--set", "replicate.batch_size=20"}));
+  ASSERT_TRUE(eventually([] { return count(servers().replica_url, "parking_slots") == "100"; }, 60s)) << replicate.log();
+  expect_drained();
+  ASSERT_TRUE(eventually([] { return count(servers().replica_url, "outbox_failed_events WHERE state = 'parked'") == "5"; }))
+      << replicate.log();
+  EXPECT_EQ(replicate.log().find("cannot apply a batch"), std::string::npos) << replicate.log();
+  RunResult list = run_outbox({"failed", "list"});
+  EXPECT_EQ(list.exit_code, 0) << list;
+  EXPECT_NE(list.out.find("aggregate_id is not valid UTF-8 or contains NUL"), std::string::npos) << list;
+  EXPECT_NE(list.out.find("aggregate_id: 6000 bytes, at most 1024 allowed"), std::string::npos) << list;
+  // Each parked body is kept byte for byte, and the retry of a message that can never apply says so.
+  EXPECT_EQ(scalar(servers().replica_url,
+                   "SELECT count(*) FROM outbox_failed_events WHERE position('\\x00'::bytea in body) > 0 "
+                   "OR body LIKE '%u0000%'::bytea"),
+            "1");
+  RunResult retry_all = run_outbox({"failed", "retry", "--all"});
+  EXPECT_EQ(retry_all.exit_code, 65) << retry_all;
+  EXPECT_EQ(count(servers().replica_url, "outbox_failed_events"), "5");
+  // A row parked by an older version with half a key (no aggregate_type) is its own chain.
+  std::string legacy = scalar(servers().replica_url,
+                              "INSERT INTO outbox_failed_events (replica, event_id, aggregate_id, aggregate_version, event_type, "
+                              "routing_key, properties, body, error, attempts, state) VALUES ('main', 'x', 'half', 1, "
+                              "'parking.create', 'parking.create', '{\"headers\": {\"aggregate_id\": \"half\", "
+                              "\"aggregate_version\": \"x1\"}}', '{}', 'header aggregate_version is not an integer', 1, "
+                              "'parked') RETURNING id");
+  RunResult retried = run_outbox({"failed", "retry", legacy});
+  EXPECT_EQ(retried.exit_code, 65) << retried;
+  EXPECT_NE(retried.out.find("failed again"), std::string::npos) << retried;
+  RunResult discarded = run_outbox({"failed", "discard", legacy});
+  EXPECT_EQ(discarded.exit_code, 0) << discarded;
+}
+
 TEST(Replicate, TheReplicaDatabaseStoppedForAFewSecondsMidStreamLosesNothingAndConverges) {
   fresh_start();
   Daemon relay(kRelay);

@@ -6,6 +6,7 @@
 #include <set>
 
 #include "core/error.hpp"
+#include "core/utf8.hpp"
 
 namespace outbox::parking {
 namespace {
@@ -127,3 +128,21 @@ TEST(ParkingFormat, DetailsAlignsTheValues) {
 
 }  // namespace
 }  // namespace outbox::parking
+
+TEST(Utf8, StorableTextIsValidUtf8WithoutNul) {
+  EXPECT_TRUE(outbox::utf8::storable("plain ascii"));
+  EXPECT_TRUE(outbox::utf8::storable("caf\xC3\xA9 \xF0\x9F\x9A\x97"));
+  EXPECT_FALSE(outbox::utf8::storable(std::string("a\0b", 3)));
+  EXPECT_FALSE(outbox::utf8::storable("\xC3"));          // truncated
+  EXPECT_FALSE(outbox::utf8::storable("\xC0\xAF"));      // overlong
+  EXPECT_FALSE(outbox::utf8::storable("\xED\xA0\x80"));  // a surrogate
+}
+
+TEST(Utf8, AStorableCopyReplacesEachBadByteAndNulWithTheReplacementCharacter) {
+  EXPECT_EQ(outbox::utf8::storable_copy("caf\xC3\xA9"), "caf\xC3\xA9");
+  EXPECT_EQ(outbox::utf8::storable_copy(std::string("a\0b", 3)),
+            "a\xEF\xBF\xBD"
+            "b");
+  EXPECT_EQ(outbox::utf8::storable_copy("x\xFF\xFEy"), "x\xEF\xBF\xBD\xEF\xBF\xBDy");
+  EXPECT_EQ(outbox::utf8::storable_copy("end\xC3"), "end\xEF\xBF\xBD");
+}
