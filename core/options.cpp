@@ -84,7 +84,7 @@ constexpr std::array kOptions{
   Option{"replicate.max_backoff", Type::duration, "30s", 100, kHour, "", true, "",
          "Cap of the exponential backoff (with jitter) between reconnect attempts."},
   Option{"replicate.shutdown_timeout", Type::duration, "30s", 100, kHour, "", true, "",
-         "On SIGTERM, how long to wait for the in-flight batch to commit."},
+         "On SIGTERM, how long to wait for the in-flight batch to commit; then it is cancelled and rolled back, to be redelivered."},
   Option{"replicate.mappings", Type::table_array, "", 0, 0, "", false, "",
          "Event type to table mappings, one [[replicate.mappings]] block each. The parking mapping (parking.create and parking.update upsert parking_slots, parking.delete deletes) is built in."},
   Option{"replicate.mappings[].event_type", Type::string, "", 0, 0, "", false, "",

@@ -47,6 +47,8 @@
 namespace outbox::replicate {
 
 inline constexpr int kApplyLockClass = 0x6F627833;
+// Session lock (class, hashtext(replica name)) held by the one daemon that serves a replica.
+inline constexpr int kServeLockClass = 0x6F627834;
 
 struct Item {
   const amqp::IncomingMessage* message = nullptr;

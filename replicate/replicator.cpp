@@ -17,8 +17,13 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr auto kTick = milliseconds(1000);
-// Without progress for this long while events wait, the watchdog is no longer fed.
+// A batch applying for this long is stuck: the watchdog is no longer fed.
 constexpr auto kStuckAfter = std::chrono::minutes(2);
+
+// Another daemon holds the replica's serve lock.
+struct StandingBy : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 // outbox_applied_events is pruned between batches, at most this many rows per statement and this
 // many statements per tick, so a batch never waits long behind it.
 constexpr int kPruneBatch = 1000;
@@ -196,6 +201,22 @@ void Replicator::connect_database() {
   try {
     auto connection = pg::connect(url_, role_, "outbox-replicate");
     migrate::require_current(*connection, migrate::Target::replica, role_);
+    // One daemon per replica, held for the session: two consumers of its queue would apply an
+    // aggregate's events in concurrent transactions, and the older row write could land last.
+    // The other one's session ends when it dies; this one, retrying, then takes over.
+    {
+      pqxx::nontransaction tx(*connection);
+      if (!tx.exec_params1("SELECT pg_try_advisory_lock($1, hashtext($2))", kServeLockClass, replica_)[0].as<bool>()) {
+        pqxx::result holder = tx.exec_params(
+            "SELECT a.pid::text || coalesce(' from ' || host(a.client_addr), '') || coalesce(' (' || "
+            "nullif(a.application_name, '') || ')', '') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.objid = hashtext($2)::oid AND l.granted LIMIT 1",
+            static_cast<long long>(static_cast<unsigned>(kServeLockClass)), replica_);
+        throw StandingBy(role_ + ": another outbox replicate serves this replica" +
+                         (holder.empty() ? std::string() : " (backend " + holder[0][0].as<std::string>() + ")") +
+                         "; standing by until it stops");
+      }
+    }
     std::vector<std::unique_ptr<pqxx::connection>> helpers;
     std::vector<pqxx::connection*> helper_pointers;
     for (int i = 1; i < apply_connections_; ++i) {
@@ -216,6 +237,19 @@ void Replicator::connect_database() {
       log_->info("{} connected ({})", role_, mask_url(url_));
     }
     database_problem_.clear();
+    standing_by_ = false;
+  } catch (const StandingBy& standby) {
+    applier_.reset();
+    helper_dbs_.clear();
+    db_.reset();
+    if (standby.what() != database_problem_) log_->info("{}", standby.what());
+    database_problem_ = standby.what();
+    standing_by_ = true;
+    // Standing by is this instance's working state: systemd should not time its start out.
+    if (!ever_ready_) {
+      ever_ready_ = true;
+      if (callbacks_.on_ready) callbacks_.on_ready();
+    }
   } catch (const Error& error) {
     applier_.reset();
     helper_dbs_.clear();
@@ -444,10 +478,29 @@ void Replicator::finish_if_drained() {
   if (callbacks_.on_drained) callbacks_.on_drained();
 }
 
-bool Replicator::healthy() const { return (pending_.empty() && !in_flight_) || Clock::now() - last_progress_ < kStuckAfter; }
+// Stuck is a batch that has been applying for minutes (a replica connection that hangs); an outage,
+// which the daemon rides out by reconnecting with backoff, is not.
+bool Replicator::healthy() const { return !in_flight_ || Clock::now() - in_flight_->started < kStuckAfter; }
+
+void Replicator::cancel_in_flight() {
+  if (!in_flight_) return;
+  // PQcancel is meant to be sent from another thread than the one waiting for the result.
+  auto cancel = [](pqxx::connection* connection) {
+    try {
+      if (connection) connection->cancel_query();
+    } catch (const std::exception&) {
+      // The connection is gone: the statement is too.
+    }
+  };
+  cancel(db_.get());
+  for (auto& helper : helper_dbs_) cancel(helper.get());
+}
 
 std::string Replicator::status_line() const {
-  std::string state = ready() ? "replicating" : (!db_ ? "waiting for the replica" : "waiting for the broker");
+  std::string state = ready()        ? "replicating"
+                      : standing_by_ ? "standing by (another replicate serves it)"
+                      : !db_         ? "waiting for the replica"
+                                     : "waiting for the broker";
   auto& self = const_cast<Replicator&>(*this);
   size_t received = pending_.size() + (in_flight_ ? in_flight_->received.size() : 0);
   return replica_ + ": " + state + ", " + std::to_string(received) + " received, " +
@@ -487,6 +540,7 @@ Service::Service(daemon::Runtime& runtime, std::vector<std::string> replicas) : 
   shutdown_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] {
     spdlog::warn("replicate: shutdown timeout ({}s) reached; unacked events will be redelivered to the next run",
                  runtime_.config().duration("replicate.shutdown_timeout").count() / 1000.0);
+    for (auto& replicator : replicators_) replicator->cancel_in_flight();
     runtime_.stop(0);
   });
   daemon::Hooks hooks;

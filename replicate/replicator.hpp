@@ -52,6 +52,9 @@ class Replicator {
   void apply_tunables(const config::Config& config);
   // Applies what has been received, acks it, and then calls on_drained.
   void begin_shutdown();
+  // Cancels the statement of the batch in flight (the shutdown timeout passed): its transaction
+  // rolls back, nothing is acked, and the worker thread can be joined.
+  void cancel_in_flight();
   bool ready() const { return db_ && broker_; }
   bool ever_ready() const { return ever_ready_; }
   bool healthy() const;
@@ -134,6 +137,7 @@ class Replicator {
   uint64_t broker_generation_ = 0;
   bool batch_due_ = false;
   bool ever_ready_ = false;
+  bool standing_by_ = false;
   bool stopping_ = false, drained_ = false, fatal_ = false;
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
 };

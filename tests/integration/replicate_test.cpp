@@ -516,6 +516,50 @@ TEST(Replicate, KillNineOfReplicateMidBatchThenARestartLeavesTheReplicaEqualToTh
   }
 }
 
+TEST(Replicate, ASecondReplicateForTheSameReplicaStandsByAndTakesOverWhenTheFirstDies) {
+  fresh_start();
+  Daemon first(kReplicate);
+  ASSERT_TRUE(eventually([&] { return first.log().find("ready (1 replica(s))") != std::string::npos; })) << first.log();
+  Daemon second(kReplicate);
+  ASSERT_TRUE(eventually([&] {
+    return second.log().find("another outbox replicate serves this replica (backend ") != std::string::npos;
+  })) << second.log();
+  EXPECT_TRUE(second.running());
+  // Standing by, it does not consume: one consumer only.
+  EXPECT_EQ(broker_connection()->inspect_queue("outbox.replica.main").second, 1u);
+  first.kill9();
+  first.wait_exit(10s);
+  std::string uuid = random_uuid();
+  publish({parking_message("parking.create", uuid, 1, slot_json(uuid, "after takeover", "available", 1))});
+  EXPECT_TRUE(eventually([&] { return count(servers().replica_url, "parking_slots WHERE uuid = '" + uuid + "'") == "1"; }, 30s))
+      << second.log();
+  EXPECT_NE(second.log().find("connected again"), std::string::npos) << second.log();
+}
+
+TEST(Replicate, TheShutdownTimeoutEndsABatchThatWaitsForALockAndLeavesItsEventsForTheNextRun) {
+  fresh_start();
+  pqxx::connection blocker(servers().replica_url);
+  pqxx::work lock(blocker);
+  lock.exec("LOCK TABLE parking_slots IN ACCESS EXCLUSIVE MODE");
+  Daemon replicate(with_args(kReplicate, {"--set", "replicate.shutdown_timeout=1s"}));
+  std::string uuid = random_uuid();
+  publish({parking_message("parking.create", uuid, 1, slot_json(uuid, "blocked", "available", 1))});
+  ASSERT_TRUE(eventually([] {
+    return scalar(servers().replica_url,
+                  "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()") == "1";
+  })) << replicate.log();
+  replicate.signal(SIGTERM);
+  EXPECT_EQ(replicate.wait_exit(30s), 0) << replicate.log();
+  EXPECT_NE(replicate.log().find("shutdown timeout (1s) reached"), std::string::npos) << replicate.log();
+  lock.abort();
+  EXPECT_EQ(count(servers().replica_url, "parking_slots"), "0");
+  EXPECT_TRUE(eventually([] { return broker_connection()->inspect_queue("outbox.replica.main").first == 1; }))
+      << "the event waits in the queue for the next run";
+  Daemon next(kReplicate);
+  EXPECT_TRUE(eventually([&] { return count(servers().replica_url, "parking_slots WHERE uuid = '" + uuid + "'") == "1"; }))
+      << next.log();
+}
+
 TEST(Replicate, TwoReplicasBothConverge) {
   fresh_start();
   std::string config = write_file("two-replicas.toml", "[replicas.replica2]\nurl = \"" + servers().replica2_url + "\"\n");
