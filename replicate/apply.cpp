@@ -156,6 +156,7 @@ Applier::~Applier() = default;
 
 void Applier::prepare() {
   tables_.clear();
+  table_of_mapping_.assign(mappings_.size(), 0);
   for (size_t m = 0; m < mappings_.size(); ++m) {
     const Mapping& mapping = mappings_[m];
     std::string quoted = pg::quote_qualified(mapping.table);
@@ -170,6 +171,7 @@ void Applier::prepare() {
       found = tables_.end() - 1;
     }
     (mapping.operation == Operation::upsert ? (*found)->upserts : (*found)->deletes).push_back(static_cast<int>(m));
+    table_of_mapping_[m] = static_cast<int>(found - tables_.begin());
   }
   pqxx::nontransaction tx(connection_);
   for (auto& table : tables_) {
@@ -236,11 +238,15 @@ std::string Applier::build_sql(bool part) const {
   // outbox_applied_events tells duplicates (no row inserted) from stale events (inserted, not effective).
   // The stored version is read by a correlated subquery, one index probe per event: as a join, the
   // planner (estimating the batch at jsonb_to_recordset's 100 rows) hashes the whole version table.
+  std::string row_key = "CASE e.t";
+  for (size_t t = 0; t < tables_.size(); ++t)
+    row_key += " WHEN " + std::to_string(t) + " THEN coalesce(e.p->>" + literal(tables_[t]->key) + ", e.ag)";
+  row_key += " END";
   std::string sql =
       "WITH input AS (\n"
-      "  SELECT x.i, x.id, x.at, x.ag, x.v, x.m, x.pos, x.p,\n"
+      "  SELECT x.i, x.id, x.at, x.ag, x.v, x.m, x.t, x.pos, x.p,\n"
       "         timestamptz 'epoch' + x.ts * interval '1 microsecond' AS ts\n"
-      "  FROM jsonb_to_recordset($1::jsonb) AS x(i int, id uuid, at text, ag text, v bigint, m int, pos bigint,\n"
+      "  FROM jsonb_to_recordset($1::jsonb) AS x(i int, id uuid, at text, ag text, v bigint, m int, t int, pos bigint,\n"
       "                                         ts bigint, p jsonb)\n"
       "), events AS (SELECT * FROM input WHERE m >= 0\n"
       "), blocked AS (\n"
@@ -254,12 +260,16 @@ std::string Applier::build_sql(bool part) const {
       "  SELECT f.*, (SELECT s.version FROM outbox_aggregate_versions s\n"
       "                WHERE s.aggregate_type = f.at AND s.aggregate_id = f.ag) AS stored FROM fresh f\n"
       "), effective AS (SELECT * FROM guarded WHERE stored IS NULL OR v > stored\n"
-      "), winners AS (SELECT DISTINCT ON (at, ag) * FROM effective ORDER BY at, ag, v DESC, i DESC\n"
+      // The newest event per row: an aggregate may write several tables (an order and its lines) and
+      // several rows of one (each line by its own key); k is the row's key as the write finds it.
+      "), winners AS (SELECT DISTINCT ON (at, ag, t, k) * FROM (SELECT e.*, " +
+      row_key + " AS k FROM effective e) e ORDER BY at, ag, t, k, v DESC, i DESC\n" +
+      "), newest AS (SELECT DISTINCT ON (at, ag) * FROM winners ORDER BY at, ag, v DESC, i DESC\n"
       "), w_versions AS (\n"
       "  INSERT INTO outbox_aggregate_versions AS s (aggregate_type, aggregate_id, version, deleted, updated_at)\n"
       "  SELECT at, ag, v, m = ANY(" +
       int_array(deletes) +
-      "), clock_timestamp() FROM winners\n"
+      "), clock_timestamp() FROM newest\n"
       "  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version,\n"
       "    deleted = EXCLUDED.deleted, updated_at = EXCLUDED.updated_at WHERE s.version < EXCLUDED.version\n"
       "  RETURNING 1\n";
@@ -362,7 +372,8 @@ Counts Applier::run(pqxx::transaction_base& tx, const std::vector<Item*>& items,
     batch += ",\"ag\":";
     append_json_string(batch, event.aggregate_id);
     int mapping = position_only ? -2 : event.heartbeat ? -1 : event.mapping;
-    batch += ",\"v\":" + std::to_string(event.version) + ",\"m\":" + std::to_string(mapping);
+    int table = mapping >= 0 ? table_of_mapping_[static_cast<size_t>(mapping)] : -1;
+    batch += ",\"v\":" + std::to_string(event.version) + ",\"m\":" + std::to_string(mapping) + ",\"t\":" + std::to_string(table);
     batch += ",\"pos\":";
     append_optional(batch, event.position);
     batch += ",\"ts\":";

@@ -12,9 +12,10 @@
 //        - event ids already in outbox_applied_events are duplicates: no-ops (the version guard
 //          already stops them; the conflict on the event id counts them);
 //        - the version guard: an event is effective only when its aggregate_version is newer than
-//          outbox_aggregate_versions has; for each aggregate the newest effective event of the batch
-//          writes the row (upsert from the payload, or delete) and the new version (a delete keeps
-//          a tombstone version, so a late older create stays a no-op);
+//          outbox_aggregate_versions has; for each row (table and payload key) the newest effective
+//          event of the batch writes it (upsert from the payload, or delete), and for each
+//          aggregate the newest one sets the new version (a delete keeps a tombstone version, so a
+//          late older create stays a no-op);
 //        - every new event id goes into outbox_applied_events (effective or stale);
 //        - outbox_applied_position and, for relay heartbeats, outbox_heartbeat are updated.
 //   3. The blocked events are recorded in outbox_failed_events with state 'waiting'.
@@ -135,6 +136,7 @@ class Applier {
   std::vector<Mapping> mappings_;
   std::shared_ptr<spdlog::logger> log_;
   std::vector<std::unique_ptr<Table>> tables_;
+  std::vector<int> table_of_mapping_;  // index into tables_ per mapping
   int max_attempts_ = 3;
 };
 

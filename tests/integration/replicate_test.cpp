@@ -186,6 +186,76 @@ TEST(Replicate, CreateUpdateAndDeleteReachTheReplicaAndParkingSlotListShowsThem)
   EXPECT_EQ(replicate.wait_exit(20s), 0) << replicate.log();
 }
 
+TEST(Replicate, ConfiguredMappingsWriteEachRowOfAnAggregateAcrossTablesAndKeysAndDeleteByTheirKeyColumn) {
+  fresh_start();
+  exec(servers().replica_url,
+       "DROP SCHEMA IF EXISTS shop CASCADE; CREATE SCHEMA shop; "
+       "CREATE TABLE shop.orders (order_id text PRIMARY KEY, customer text NOT NULL, total numeric); "
+       "CREATE TABLE shop.order_lines (line_id text PRIMARY KEY, order_id text NOT NULL, sku text NOT NULL)");
+  std::string config = write_file("shop.toml", R"([[replicate.mappings]]
+event_type = "order.placed"
+table = "shop.orders"
+operation = "upsert"
+key_column = "order_id"
+
+[[replicate.mappings]]
+event_type = "order.line_added"
+table = "shop.order_lines"
+operation = "upsert"
+key_column = "line_id"
+
+[[replicate.mappings]]
+event_type = "order.line_removed"
+table = "shop.order_lines"
+operation = "delete"
+key_column = "line_id"
+)");
+  auto event = [](const std::string& order, long long version, const std::string& type, const nlohmann::json& payload) {
+    amqp::OutgoingMessage message = parking_message(type, order, version, payload.dump());
+    message.headers[0].second = std::string("order");  // aggregate_type
+    return message;
+  };
+  auto order_events = [&](const std::string& order) {
+    return std::vector<amqp::OutgoingMessage>{
+        event(order, 1, "order.placed", {{"order_id", order}, {"customer", "ann"}, {"total", 10}}),
+        event(order, 2, "order.line_added", {{"line_id", order + "-1"}, {"order_id", order}, {"sku", "tea"}}),
+        event(order, 3, "order.line_added", {{"line_id", order + "-2"}, {"order_id", order}, {"sku", "cup"}}),
+        event(order, 4, "order.line_added", {{"line_id", order + "-3"}, {"order_id", order}, {"sku", "pot"}}),
+        event(order, 5, "order.line_removed", {{"line_id", order + "-2"}}),
+        event(order, 6, "order.placed", {{"order_id", order}, {"customer", "ann"}, {"total", 12}}),
+    };
+  };
+  // o1's six events in one batch, o2's one per batch: the same rows either way.
+  std::vector<amqp::OutgoingMessage> together = order_events("o1");
+  publish(together);
+  {
+    Daemon replicate(with_args(kReplicate, {"--set", "replicate.batch_size=100", "--set", "replicate.batch_wait=200ms"}),
+                     {{"OUTBOX_CONFIG", config}});
+    ASSERT_TRUE(eventually([] { return count(servers().replica_url, "outbox_applied_events") == "6"; })) << replicate.log();
+  }
+  publish(order_events("o2"));
+  Daemon replicate(with_args(kReplicate, {"--set", "replicate.batch_size=1"}), {{"OUTBOX_CONFIG", config}});
+  ASSERT_TRUE(eventually([] { return count(servers().replica_url, "outbox_applied_events") == "12"; })) << replicate.log();
+  for (const std::string order : {"o1", "o2"}) {
+    SCOPED_TRACE(order);
+    EXPECT_EQ(rows(servers().replica_url, "SELECT customer, total::text FROM shop.orders WHERE order_id = '" + order + "'"),
+              (std::vector<std::vector<std::string>>{{"ann", "12"}}));
+    EXPECT_EQ(rows(servers().replica_url,
+                   "SELECT line_id, sku FROM shop.order_lines WHERE order_id = '" + order + "' ORDER BY line_id"),
+              (std::vector<std::vector<std::string>>{{order + "-1", "tea"}, {order + "-3", "pot"}}));
+    EXPECT_EQ(
+        scalar(servers().replica_url,
+               "SELECT version FROM outbox_aggregate_versions WHERE aggregate_type = 'order' AND aggregate_id = '" + order + "'"),
+        "6");
+  }
+  EXPECT_EQ(count(servers().replica_url, "outbox_failed_events"), "0");
+  // A replay is a no-op.
+  publish(order_events("o1"));
+  expect_drained();
+  EXPECT_TRUE(eventually([] { return count(servers().replica_url, "shop.order_lines") == "4"; }));
+  exec(servers().replica_url, "DROP SCHEMA shop CASCADE");
+}
+
 TEST(Replicate, TheSameEventsDeliveredTwiceLeaveTheReplicaEqualToThePrimary) {
   replay_and_compare([](std::vector<amqp::OutgoingMessage> events) {
     std::vector<amqp::OutgoingMessage> twice = events;
