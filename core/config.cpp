@@ -534,8 +534,14 @@ std::string show(const Config& config) {
   out << "# config file: " << (config.path().empty() ? "(none)" : config.path()) << "\n";
   auto line = [&](const std::string& key, const Setting& setting) {
     std::string text = key + " = " + display_value(setting);
-    out << text << std::string(text.size() < 56 ? 56 - text.size() : 1, ' ') << "# " << source_name(setting.source);
-    if (setting.source != Source::default_value) out << " " << setting.origin;
+    out << text << std::string(text.size() < 56 ? 56 - text.size() : 1, ' ') << "# ";
+    // An environment origin names itself ("env OUTBOX_LOG_LEVEL"), as in error messages.
+    if (setting.source == Source::env)
+      out << setting.origin;
+    else if (setting.source == Source::default_value)
+      out << source_name(setting.source);
+    else
+      out << source_name(setting.source) << " " << setting.origin;
     out << "\n";
   };
   std::string current_section;

@@ -67,7 +67,7 @@ constexpr std::array kOptions{
   Option{"relay.heartbeat_interval", Type::duration, "10s", 0, kHour, "", true, "",
          "Interval of the heartbeat events that measure end-to-end lag; 0 disables them."},
   Option{"relay.instance", Type::string, "", 0, 0, "", false, "",
-         "Name of this relay instance in logs and metrics; default host:pid."},
+         "Name of this relay instance in its logs, its AMQP connection name and its heartbeats; default host:pid."},
 
   Option{"replicate.prefetch", Type::integer, "5000", 1, 65535, "", false, "",
          "Unacknowledged messages the broker may send ahead (basic.qos); keep it several times replicate.batch_size, so that the next batches fill while one is applied and a pause of the broker does not idle the replica."},

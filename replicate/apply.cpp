@@ -333,8 +333,9 @@ std::string Applier::build_sql(bool part) const {
         "  ON CONFLICT (replica) DO UPDATE SET last_event_id = EXCLUDED.last_event_id,\n"
         "    last_position = EXCLUDED.last_position, last_created_at = EXCLUDED.last_created_at,\n"
         "    applied_at = EXCLUDED.applied_at\n"
-        "  WHERE o.last_created_at IS NULL OR EXCLUDED.last_created_at IS NULL\n"
-        "    OR o.last_created_at <= EXCLUDED.last_created_at\n"
+        // An event without created_at moves the position only while none with one has been seen:
+        // `outbox failed retry` of an old event must not move it back.
+        "  WHERE o.last_created_at IS NULL OR o.last_created_at <= EXCLUDED.last_created_at\n"
         "  RETURNING 1\n";
   sql +=
       "), w_heartbeat AS (\n"

@@ -53,6 +53,7 @@ Replicator::Replicator(loop::Loop& loop, metrics::Registry& metrics, const confi
   counter("outbox_replicate_applied_total");
   counter("outbox_replicate_skipped_total", "reason=\"stale\"");
   counter("outbox_replicate_skipped_total", "reason=\"duplicate\"");
+  counter("outbox_replicate_skipped_total", "reason=\"broken_heartbeat\"");
   counter("outbox_replicate_parked_total");
   counter("outbox_replicate_waiting_total");
   counter("outbox_replicate_heartbeats_total");
@@ -318,7 +319,8 @@ void Replicator::database_lost(const std::string& reason) {
 
 void Replicator::broker_lost(const std::string& reason) {
   if (broker_problem_.empty())
-    log_->error("broker connection lost; {} unacked event(s) will be redelivered: {}", pending_.size(), reason);
+    log_->error("broker connection lost; {} unacked event(s) will be redelivered: {}",
+                pending_.size() + (in_flight_ ? in_flight_->received.size() : 0), reason);
   broker_problem_ = reason.empty() ? "connection lost" : reason;
   broker_poll_.reset();
   broker_.reset();
@@ -443,7 +445,8 @@ void Replicator::record(const Counts& counts, Clock::duration took) {
   last_progress_ = Clock::now();
   counter("outbox_replicate_applied_total").add(static_cast<uint64_t>(counts.applied));
   counter("outbox_replicate_skipped_total", "reason=\"stale\"").add(static_cast<uint64_t>(counts.stale));
-  counter("outbox_replicate_skipped_total", "reason=\"duplicate\"").add(static_cast<uint64_t>(counts.duplicate + counts.skipped));
+  counter("outbox_replicate_skipped_total", "reason=\"duplicate\"").add(static_cast<uint64_t>(counts.duplicate));
+  counter("outbox_replicate_skipped_total", "reason=\"broken_heartbeat\"").add(static_cast<uint64_t>(counts.skipped));
   counter("outbox_replicate_parked_total").add(static_cast<uint64_t>(counts.parked));
   counter("outbox_replicate_waiting_total").add(static_cast<uint64_t>(counts.waiting));
   counter("outbox_replicate_heartbeats_total").add(static_cast<uint64_t>(counts.heartbeats));

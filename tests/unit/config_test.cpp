@@ -137,6 +137,12 @@ TEST(Config, ShowMasksPasswordsAndNamesSources) {
   EXPECT_NE(shown.find("url = \"postgresql://outbox:****@db/outbox\""), std::string::npos) << shown;
   EXPECT_NE(shown.find("# file outbox.toml:2:7"), std::string::npos) << shown;
   EXPECT_NE(shown.find("batch_size = 500"), std::string::npos) << shown;
+  config::LoadOptions with_env = no_env();
+  with_env.getenv = [](const char* name) -> const char* { return std::string(name) == "OUTBOX_LOG_LEVEL" ? "debug" : nullptr; };
+  std::string from_env = show(Config::parse("", "outbox.toml", with_env));
+  EXPECT_NE(from_env.find("level = \"debug\""), std::string::npos) << from_env;
+  EXPECT_NE(from_env.find("# env OUTBOX_LOG_LEVEL\n"), std::string::npos) << from_env;
+  EXPECT_EQ(from_env.find("env env"), std::string::npos) << from_env;
 }
 
 TEST(Config, ReloadReportsRestartOnlyChanges) {
