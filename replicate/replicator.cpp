@@ -17,6 +17,9 @@ using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
 constexpr auto kTick = milliseconds(1000);
+// The lag gauge and pruning run on the event loop, which must not wait long for the replica (a
+// migration holding a table lock, say): AMQP heartbeats, signals and the watchdog depend on it.
+constexpr const char* kLoopStatementLimits = "SET LOCAL lock_timeout = '1s'; SET LOCAL statement_timeout = '5s'";
 // A batch applying for this long is stuck: the watchdog is no longer fed.
 constexpr auto kStuckAfter = std::chrono::minutes(2);
 
@@ -118,7 +121,8 @@ void Replicator::update_lag_gauge() {
   if (in_flight_) return;  // the worker thread owns the replica connection until the batch is done
   if (db_) {
     try {
-      pqxx::nontransaction tx(*db_);
+      pqxx::read_transaction tx(*db_);
+      tx.exec(kLoopStatementLimits);
       stage = lag::read_replica(tx, replica_);
     } catch (const std::exception& error) {
       if (pg::is_connection_error(error)) return database_lost(error.what());
@@ -141,11 +145,13 @@ void Replicator::prune_applied() {
   try {
     uint64_t pruned = 0;
     for (int round = 0; round < kPruneBatchesPerTick; ++round) {
-      pqxx::nontransaction tx(*db_);
+      pqxx::work tx(*db_);
+      tx.exec(kLoopStatementLimits);
       pqxx::result removed = tx.exec_params(
           "DELETE FROM outbox_applied_events WHERE event_id IN (SELECT event_id FROM outbox_applied_events "
           "WHERE applied_at < clock_timestamp() - $1 * interval '1 millisecond' ORDER BY applied_at LIMIT $2)",
           static_cast<long long>(applied_retention_.count()), kPruneBatch);
+      tx.commit();
       pruned += static_cast<uint64_t>(removed.affected_rows());
       if (removed.affected_rows() < kPruneBatch) break;
       if (round + 1 == kPruneBatchesPerTick) next_prune_ = Clock::now();  // more to do: go on at the next tick

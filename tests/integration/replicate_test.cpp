@@ -630,6 +630,22 @@ TEST(Replicate, TheShutdownTimeoutEndsABatchThatWaitsForALockAndLeavesItsEventsF
       << next.log();
 }
 
+TEST(Replicate, ALockHeldOnItsBookkeepingTablesDoesNotFreezeTheEventLoop) {
+  fresh_start();
+  Daemon replicate(kReplicate);
+  ASSERT_TRUE(eventually([&] { return replicate.log().find("ready (1 replica(s))") != std::string::npos; })) << replicate.log();
+  // As a migration would: the lag gauge, read on the event loop every second, has to wait.
+  pqxx::connection blocker(servers().replica_url);
+  pqxx::work lock(blocker);
+  lock.exec("LOCK TABLE outbox_applied_position IN ACCESS EXCLUSIVE MODE");
+  ASSERT_TRUE(eventually([] {
+    return scalar(servers().replica_url,
+                  "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()") == "1";
+  })) << replicate.log();
+  replicate.signal(SIGTERM);
+  EXPECT_EQ(replicate.wait_exit(20s), 0) << "SIGTERM must be handled while the lock is held\n" << replicate.log();
+}
+
 TEST(Replicate, TwoReplicasBothConverge) {
   fresh_start();
   std::string config = write_file("two-replicas.toml", "[replicas.replica2]\nurl = \"" + servers().replica2_url + "\"\n");
