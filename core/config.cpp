@@ -70,7 +70,7 @@ void check_url(const Option& option, std::string_view key, const std::string& ur
   if (!ok)
     throw invalid(origin, key,
                   std::string(broker ? "must be an amqp:// or amqps:// URL" : "must be a postgresql:// URL") + " (got " +
-                      mask_url(url) + ")");
+                      mask_credentials(url) + ")");
 }
 
 // Converts text (an environment variable or a --set value that is not TOML) into a setting.
@@ -330,7 +330,8 @@ class Loader {
     for (const std::string& assignment : options_.overrides) {
       size_t equals = assignment.find('=');
       std::string origin = "--set " + assignment.substr(0, equals);
-      if (equals == std::string::npos || equals == 0) throw config_error("config --set " + assignment + ": expected KEY=VALUE");
+      if (equals == std::string::npos || equals == 0)
+        throw config_error("config --set " + mask_credentials(assignment) + ": expected KEY=VALUE");
       std::string key = assignment.substr(0, equals), value = assignment.substr(equals + 1);
       const Option* option = find_option(key);
       if (!option || option->type == Type::table_array || key.find("[]") != std::string::npos)

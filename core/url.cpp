@@ -1,30 +1,67 @@
 #include "core/url.hpp"
 
+#include <cctype>
+#include <cstdio>
 #include <regex>
 
 namespace outbox {
 namespace {
-// scheme://user:password@  — the password ends at the last '@' before the host part.
-const std::regex& userinfo_password() {
-  static const std::regex re(R"(^([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@]*):([^/]*)@)");
-  return re;
-}
-const std::regex& keyword_password() {
-  static const std::regex re(R"((password\s*=\s*)('[^']*'|[^&\s]+))");
-  return re;
-}
-}  // namespace
 
-std::string mask_url(std::string_view url) {
-  std::string text(url);
-  text = std::regex_replace(text, userinfo_password(), "$1:****@", std::regex_constants::format_first_only);
-  text = std::regex_replace(text, keyword_password(), "$1****");
+// "password" as libpq reads a key: each letter may be percent-encoded (%70assword), any case.
+const std::regex& keyword_password() {
+  static const std::regex re = [] {
+    std::string pattern = "(";
+    for (char c : std::string("password")) {
+      char upper = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      char hex[16];
+      std::snprintf(hex, sizeof hex, "%02x|%02X|%02x|%02X", c, c, upper, upper);
+      pattern += std::string("(?:") + c + "|" + upper + "|%(?:" + hex + "))";
+    }
+    pattern += R"(\s*=\s*)('[^']*'|[^&\s'"]+))";
+    return std::regex(pattern);
+  }();
+  return re;
+}
+
+bool token_end(char c) { return std::isspace(static_cast<unsigned char>(c)) || c == '"' || c == '\''; }
+
+// Masks the userinfo password of every "scheme://user:password@..." in the text. The password ends
+// at the token's last '@', so one with an unencoded '/' or '@' is masked whole: this errs toward
+// hiding too much.
+std::string mask_userinfo(std::string text, bool* found) {
+  for (size_t scheme_end = text.find("://"); scheme_end != std::string::npos; scheme_end = text.find("://", scheme_end + 3)) {
+    size_t start = scheme_end + 3, end = start;
+    while (end < text.size() && !token_end(text[end])) ++end;
+    size_t first_at = text.find('@', start), colon = text.find(':', start);
+    if (first_at == std::string::npos || first_at >= end || colon == std::string::npos || colon > first_at) continue;
+    size_t last_at = text.rfind('@', end - 1);
+    if (found) *found = true;
+    text.replace(colon + 1, last_at - colon - 1, "****");
+  }
   return text;
 }
 
+}  // namespace
+
+std::string mask_url(std::string_view url) {
+  std::string text = mask_userinfo(std::string(url), nullptr);
+  return std::regex_replace(text, keyword_password(), "$1****");
+}
+
 bool url_has_password(std::string_view url) {
-  std::string text(url);
-  return std::regex_search(text, userinfo_password()) || std::regex_search(text, keyword_password());
+  bool found = false;
+  std::string text = mask_userinfo(std::string(url), &found);
+  return found || std::regex_search(text, keyword_password());
+}
+
+std::string mask_credentials(std::string_view value) {
+  std::string text = mask_url(value);
+  // Without a scheme ("user:password@host/db") only the shape says where a password is.
+  if (text.find("://") == std::string::npos) {
+    size_t at = text.rfind('@'), colon = text.find(':');
+    if (at != std::string::npos && colon != std::string::npos && colon < at) text.replace(colon + 1, at - colon - 1, "****");
+  }
+  return text;
 }
 
 }  // namespace outbox

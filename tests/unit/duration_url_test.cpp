@@ -36,6 +36,25 @@ TEST(Url, MasksPasswords) {
   EXPECT_FALSE(url_has_password("amqp://a@c/"));
 }
 
+TEST(Url, MasksPasswordsInEveryShapeLibpqAndRabbitmqAccept) {
+  // libpq decodes percent-encoded keys: %70assword is password.
+  EXPECT_EQ(mask_url("postgresql://outbox@db/x?%70assword=top&sslmode=require"),
+            "postgresql://outbox@db/x?%70assword=****&sslmode=require");
+  EXPECT_EQ(mask_url("postgresql://db/x?PassWord=top"), "postgresql://db/x?PassWord=****");
+  EXPECT_TRUE(url_has_password("postgresql://outbox@db/x?%70assword=top"));
+  // Unencoded '/' or '@' in the password: all of it is hidden.
+  EXPECT_EQ(mask_url("postgresql://u:s3cr/et@db:5432/x"), "postgresql://u:****@db:5432/x");
+  EXPECT_EQ(mask_url("amqp://u:top/secret3@h:1/"), "amqp://u:****@h:1/");
+  EXPECT_EQ(mask_url("amqp://u:p@ss@h/"), "amqp://u:****@h/");
+  // Inside a message, and more than one.
+  EXPECT_EQ(mask_url("primary postgresql://a:one@h/x: failed; broker amqp://b:two@m/ down"),
+            "primary postgresql://a:****@h/x: failed; broker amqp://b:****@m/ down");
+  EXPECT_EQ(mask_url("postgresql://u@db:5432/x"), "postgresql://u@db:5432/x");
+  EXPECT_EQ(mask_credentials("outbox:hunter2@db/x"), "outbox:****@db/x");
+  EXPECT_EQ(mask_credentials("primary.url=postgresql://o:hunter2@db/x"), "primary.url=postgresql://o:****@db/x");
+  EXPECT_EQ(mask_credentials("no secret here"), "no secret here");
+}
+
 TEST(Identifiers, AreQuotedSoConfigCannotInjectSql) {
   EXPECT_EQ(pg::quote_qualified("public.outbox"), "\"public\".\"outbox\"");
   EXPECT_EQ(pg::quote_qualified("outbox"), "\"outbox\"");
