@@ -1,5 +1,6 @@
 // outbox: the transactional outbox toolkit. main() wires the subcommands together and holds the
 // one catch that maps errors to exit codes (sysexits).
+#include <algorithm>
 #include <iostream>
 
 #include "cmd/command.hpp"
@@ -30,6 +31,23 @@ config::Config load_config(const GlobalOptions& globals) {
 }
 
 }  // namespace outbox::cmd
+
+namespace {
+
+// The first word that is not an option or an option's value: the command the user meant.
+std::string command_word(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string word = argv[i];
+    if (word == "-c" || word == "--config" || word == "--set") {
+      ++i;
+      continue;
+    }
+    if (!word.empty() && word[0] != '-') return word;
+  }
+  return "";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   using namespace outbox;
@@ -63,6 +81,17 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& version) {
     return app.exit(version);
   } catch (const CLI::ParseError& error) {
+    std::string word = command_word(argc, argv);
+    // A monitoring system reads check's first stdout line and knows only exit codes 0..3.
+    if (word == "check") {
+      std::cout << "OUTBOX UNKNOWN - usage: " << error.what() << " (see outbox check --help)\n";
+      return 3;
+    }
+    std::vector<CLI::App*> commands = app.get_subcommands([](CLI::App*) { return true; });
+    if (!word.empty() && std::none_of(commands.begin(), commands.end(), [&](CLI::App* c) { return c->check_name(word); })) {
+      std::cerr << "outbox: usage: unknown command \"" << word << "\" (see outbox --help)\n";
+      return static_cast<int>(ExitCode::usage);
+    }
     std::cerr << "outbox: usage: " << error.what() << " (see outbox --help)\n";
     return static_cast<int>(ExitCode::usage);
   }

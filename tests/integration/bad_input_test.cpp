@@ -161,6 +161,19 @@ TEST(BadInput, AMalformedConfigIsExit78WithFileLineAndKeyForEveryCommandAndDaemo
   EXPECT_EQ(written(), before);
 }
 
+TEST(BadInput, UsageMistakesAreExit64NamingTheWordAndCheckStaysANagiosPluginWithExit3) {
+  expect_one_line(run_outbox({"create_parking_slots", "--name", "A"}), 64,
+                  "outbox: usage: unknown command \"create_parking_slots\"");
+  expect_one_line(run_outbox({"--config", "/dev/null", "bogus"}), 64, "outbox: usage: unknown command \"bogus\"");
+  expect_one_line(run_outbox({"create-parking-slot", "--name"}), 64, "outbox: usage: --name:");
+  for (std::vector<std::string> args : std::vector<std::vector<std::string>>{{"check", "--bogus"}, {"check", "--warning"}}) {
+    RunResult result = run_outbox(args);
+    EXPECT_EQ(result.exit_code, 3) << result;
+    EXPECT_EQ(result.out.rfind("OUTBOX UNKNOWN - usage: ", 0), 0u) << result;
+    EXPECT_EQ(lines(result.out), 1u) << result;
+  }
+}
+
 TEST(BadInput, WrongUrlsAreExit78WhenMalformedAndExit69Or3WhenUnreachable) {
   fresh_start();
   std::string before = written();
