@@ -47,7 +47,11 @@ int run_lag(Registry& registry, const LagOptions& options, bool watching) {
     lag::Report report = lag::collect(config, scope);
     if (options.json) {
       // One document; with --watch, one document per line.
-      std::cout << (watching ? lag::to_json(report).dump() : lag::to_json(report).dump(2)) << "\n";
+      // Error texts from libpq or the broker may carry any bytes: replace what is not UTF-8.
+      constexpr auto replace = nlohmann::json::error_handler_t::replace;
+      std::cout << (watching ? lag::to_json(report).dump(-1, ' ', false, replace)
+                             : lag::to_json(report).dump(2, ' ', false, replace))
+                << "\n";
     } else {
       // On a terminal, redraw in place: cursor home, then clear the screen.
       if (watching && terminal)

@@ -56,6 +56,11 @@ auto with_transaction(const Source& source, Body body) {
   } catch (const pqxx::integrity_constraint_violation& error) {
     throw data_error(source.role +
                      ": rejected by the database: " + std::string(error.what()).substr(0, std::string(error.what()).find('\n')));
+  } catch (const pqxx::in_doubt_error& error) {
+    // The commit may have happened: say so, and how to find out, instead of calling it a bug.
+    throw unavailable_error(source.role +
+                            ": the connection was lost while committing; the change may or may not have been made (check "
+                            "with --from primary)");
   } catch (const std::exception& error) {
     std::string reason = error.what();
     reason = reason.substr(0, reason.find('\n'));

@@ -440,6 +440,10 @@ Config Config::load(const LoadOptions& options) {
   }
   std::stringstream content;
   content << file.rdbuf();
+  // A directory opens as a stream and reads as nothing: not an empty config.
+  if (file.bad() || (content.str().empty() && std::filesystem::is_directory(path)))
+    throw config_error("config " + path + ": cannot read: " +
+                       (std::filesystem::is_directory(path) ? std::string("is a directory") : std::strerror(errno)));
   return parse(content.str(), path, options);
 }
 

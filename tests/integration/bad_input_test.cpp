@@ -174,6 +174,14 @@ TEST(BadInput, UsageMistakesAreExit64NamingTheWordAndCheckStaysANagiosPluginWith
   }
 }
 
+TEST(BadInput, LagJsonStaysOneJsonDocumentWhenAnErrorTextIsNotUtf8) {
+  RunResult result = run_outbox({"--set", "primary.url=postgresql://u@h%FF/db", "lag", "--json"});
+  nlohmann::json parsed = nlohmann::json::parse(result.out, nullptr, false);
+  ASSERT_FALSE(parsed.is_discarded()) << result;
+  EXPECT_NE(parsed["outbox"]["error"].get<std::string>().find("postgresql://u@h%FF/db"), std::string::npos) << result;
+  EXPECT_EQ(result.err.find("internal error"), std::string::npos) << result;
+}
+
 TEST(BadInput, WrongUrlsAreExit78WhenMalformedAndExit69Or3WhenUnreachable) {
   fresh_start();
   std::string before = written();

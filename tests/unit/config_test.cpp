@@ -172,6 +172,18 @@ TEST(Config, AFileWithAPasswordThatEveryUserCanReadDrawsAWarningButGroupReadIsFi
   std::remove(path.c_str());
 }
 
+TEST(Config, ADirectoryGivenAsTheConfigFileIsAnErrorNotAnEmptyConfig) {
+  LoadOptions options = no_env();
+  options.config_path = ::testing::TempDir();
+  try {
+    Config::load(options);
+    FAIL() << "no error";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ExitCode::config);
+    EXPECT_EQ(std::string(error.what()), "config " + options.config_path + ": cannot read: is a directory");
+  }
+}
+
 TEST(Config, AMissingConfigFileNamedOnTheCommandLineIsAnError) {
   LoadOptions options = no_env();
   options.config_path = "/nonexistent/outbox.toml";
