@@ -1,4 +1,6 @@
 #pragma once
+
+#include <algorithm>
 // What every subcommand file shares: global options, config loading and registration.
 #include <CLI/CLI.hpp>
 #include <functional>
@@ -39,6 +41,14 @@ class Registry {
 
 // Loads the config the global options point at, prints its warnings and sets up logging.
 config::Config load_config(const GlobalOptions& globals);
+
+// A repeatable option's values in their first order, each once (--replica main --replica main).
+inline std::vector<std::string> without_repeats(const std::vector<std::string>& values) {
+  std::vector<std::string> out;
+  for (const std::string& value : values)
+    if (std::find(out.begin(), out.end(), value) == out.end()) out.push_back(value);
+  return out;
+}
 
 // One registration function per subcommand file.
 void add_config_commands(Registry& registry);

@@ -75,7 +75,7 @@ void add_failed_commands(Registry& registry) {
   registry.on_run(failed, [&registry, list, show, retry, discard] {
     config::Config config = load_config(registry.globals());
     bool many = list->parsed() || (retry->parsed() && o.all);
-    std::vector<std::string> names = o.replicas;
+    std::vector<std::string> names = without_repeats(o.replicas);
     if (names.empty()) names = many ? config.replica_names() : std::vector<std::string>{"main"};
     if (names.empty()) throw config_error("failed: no replica is configured (set [replicas.NAME] url, or OUTBOX_REPLICA_URL)");
     if (!many && names.size() > 1) throw usage_error("failed: give one --replica for show, retry ID and discard");

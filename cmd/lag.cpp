@@ -38,7 +38,7 @@ bool report_complete(const lag::Report& report) {
 int run_lag(Registry& registry, const LagOptions& options, bool watching) {
   config::Config config = load_config(registry.globals());
   lag::Scope scope;
-  scope.replicas = options.replicas;
+  scope.replicas = without_repeats(options.replicas);
   bool terminal = isatty(STDOUT_FILENO);
   auto interval = std::chrono::milliseconds(static_cast<long long>(options.watch * 1000));
   if (watching && interval < std::chrono::milliseconds(100))
@@ -79,7 +79,7 @@ int run_check(Registry& registry, const CheckOptions& options) {
       throw usage_error("--warning (" + options.warning + ") must not be above --critical (" + options.critical + ")");
     config::Config config = load_config(registry.globals());
     lag::Scope scope;
-    scope.replicas = options.replicas;
+    scope.replicas = without_repeats(options.replicas);
     result = check::evaluate(lag::collect(config, scope), thresholds);
   } catch (const std::exception& error) {
     result = check::unknown(error.what());

@@ -28,11 +28,16 @@ void add_resync_command(Registry& registry) {
   static Options o;
   CLI::App* app =
       registry.add("resync", "Repair drift: emit fresh full-state events for the chosen parking slots through the outbox");
-  app->add_option("--replica", o.replica, "With --all: the replica to compare against (default: main)")->type_name("NAME");
+  CLI::Option* replica =
+      app->add_option("--replica", o.replica, "With --all: the replica to compare against (default: main)")->type_name("NAME");
   CLI::Option* uuid = app->add_option("--uuid", o.uuids, "A parking slot to resync (repeatable)")->type_name("UUID");
   CLI::Option* all = app->add_flag("--all", o.all, "Resync every row that verify finds different on --replica");
   uuid->excludes(all);
-  app->add_option("--timeout", o.timeout, "With --all: longest wait for a consistent point (default 60s)")->type_name("DURATION");
+  CLI::Option* timeout = app->add_option("--timeout", o.timeout, "With --all: longest wait for a consistent point (default 60s)")
+                             ->type_name("DURATION");
+  // Read only with --all: silently ignoring them would hide a mistake.
+  replica->needs(all);
+  timeout->needs(all);
   registry.on_run(app, [&registry] {
     if (o.uuids.empty() && !o.all) throw usage_error("resync: give --uuid UUID (repeatable) or --all");
     std::vector<std::string> uuids;

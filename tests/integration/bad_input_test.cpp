@@ -166,6 +166,14 @@ TEST(BadInput, UsageMistakesAreExit64NamingTheWordAndCheckStaysANagiosPluginWith
                   "outbox: usage: unknown command \"create_parking_slots\"");
   expect_one_line(run_outbox({"--config", "/dev/null", "bogus"}), 64, "outbox: usage: unknown command \"bogus\"");
   expect_one_line(run_outbox({"create-parking-slot", "--name"}), 64, "outbox: usage: --name:");
+  // Options read only with --all are refused without it, not ignored.
+  expect_one_line(run_outbox({"resync", "--uuid", uuid4(1), "--replica", "nope"}), 64, "outbox: usage: --replica requires --all");
+  expect_one_line(run_outbox({"resync", "--uuid", uuid4(1), "--timeout", "garbage"}), 64,
+                  "outbox: usage: --timeout requires --all");
+  // A repeated --replica is one replica.
+  RunResult twice = run_outbox({"check", "--replica", "main", "--replica", "main"});
+  ASSERT_NE(twice.out.find("lag_main="), std::string::npos) << twice;
+  EXPECT_EQ(twice.out.find("lag_main="), twice.out.rfind("lag_main=")) << twice;
   for (std::vector<std::string> args : std::vector<std::vector<std::string>>{{"check", "--bogus"}, {"check", "--warning"}}) {
     RunResult result = run_outbox(args);
     EXPECT_EQ(result.exit_code, 3) << result;
