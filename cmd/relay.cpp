@@ -18,7 +18,9 @@ void add_relay_command(Registry& registry) {
     relay::Relay relay(runtime, name);
     runtime.serve_metrics(relay.metrics());  // /metrics and /healthz when metrics.listen is set
     relay.start();
-    return runtime.run();
+    int code = runtime.run();
+    if (!relay.fatal_error().empty()) throw config_error(relay.fatal_error());
+    return code;
   });
 }
 

@@ -50,6 +50,16 @@ std::unique_ptr<pqxx::connection> connect(const std::string& url, std::string_vi
     // libpqxx 6 would silently reconnect a broken connection, losing session state such as the
     // relay's advisory locks and LISTEN; callers must see the break and recover on purpose.
     connection->inhibit_reactivation(true);
+    // The URL's keepalives tune only this side's socket. The server's defaults (2 hours idle) keep
+    // the session of a vanished host, and so its advisory locks, for hours: tune that side too.
+    try {
+      pqxx::nontransaction(*connection)
+          .exec(
+              "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5; SET tcp_keepalives_count = 3; "
+              "SET tcp_user_timeout = 30000");
+    } catch (const pqxx::sql_error&) {
+      // An older server or a pooler that refuses them: the client's keepalives still apply.
+    }
     return connection;
   } catch (const std::exception& error) {
     throw unavailable_error(std::string(role) + " " + mask_url(url) + ": " + mask_url(trim(error.what())));

@@ -177,7 +177,9 @@ void Relay::connect() {
     schedule_reconnect();
     return;
   }
-  backoff_.reset();
+  // After the broker refused a message, connecting is no progress: only a confirm is, else a
+  // refusal that repeats (a full queue, a message too large) would republish the window in a loop.
+  if (!refused_) backoff_.reset();
   if (!announced_ready_) {
     announced_ready_ = true;
     daemon::notify_ready();
@@ -231,6 +233,10 @@ void Relay::connect_database() {
       // A mark lost in a crash only means the row is published again (at least once, same
       // message_id), so marks need not wait for the WAL flush; this halves the drain time.
       tx.exec("SET synchronous_commit = off");
+      // Every statement runs on the event loop: a table lock held elsewhere (a migration, a manual
+      // LOCK) must not freeze signals, confirms and the watchdog. A statement that gives up is
+      // retried at the next poll.
+      tx.exec("SET lock_timeout = '1s'");
       heartbeat_partition_ = tx.exec_params1("SELECT (hashtext('heartbeat') & 2147483647) % $1", partitions_)[0].as<int>();
     }
     listener_ = std::make_unique<Listener>(*connection, notify_channel_, *drain_soon_);
@@ -280,12 +286,21 @@ void Relay::connect_broker() {
     }
     broker_problem_.clear();
   } catch (const std::exception& error) {
+    broker_poll_.reset();
+    broker_.reset();
+    // A bad URL, unreadable TLS files, an exchange declared otherwise: no retry can fix these.
+    if (const auto* mistake = dynamic_cast<const Error*>(&error); mistake && mistake->code() == ExitCode::config)
+      return fatal(*mistake);
     std::string reason = error.what();
     if (reason != broker_problem_) log_->error("broker unavailable, retrying with backoff: {}", reason);
     broker_problem_ = reason;
-    broker_poll_.reset();
-    broker_.reset();
   }
+}
+
+void Relay::fatal(const Error& error) {
+  if (!fatal_error_.empty()) return;
+  fatal_error_ = error.what();  // main prints it as the one line of a configuration error
+  runtime_.stop(static_cast<int>(ExitCode::config));
 }
 
 void Relay::database_lost(const std::string& reason) {
@@ -307,6 +322,7 @@ void Relay::forget_in_flight_and_reconnect() {
   in_flight_.clear();
   for (auto& positions : in_flight_positions_) positions.clear();
   unconfirmed_ = 0;
+  releasing_ = false;
   confirm_timer_->stop();
   if (runtime_.stopping()) {
     maybe_finish_shutdown();
@@ -325,7 +341,8 @@ void Relay::broker_lost(const std::string& reason) {
 }
 
 void Relay::drain() {
-  if (!ready() || runtime_.stopping() || owned_.empty()) return;
+  // While handing partitions over, nothing new is read until what is in flight is confirmed.
+  if (!ready() || runtime_.stopping() || owned_.empty() || releasing_) return;
   try {
     // Round-robin over the tables until the window of unconfirmed messages is full or all are caught up.
     bool progress = true;
@@ -334,8 +351,14 @@ void Relay::drain() {
       for (size_t table = 0; table < tables_.size() && static_cast<int>(unconfirmed_) < max_unconfirmed_; ++table)
         if (read_and_publish(table) == static_cast<size_t>(batch_size_)) progress = true;
     }
+    side_task_works("reading the outbox");
   } catch (const pqxx::sql_error& error) {
     if (pg::is_connection_error(error)) return database_lost(error.what());
+    if (error.sqlstate() == "55P03") {
+      // Waited too long for a lock: nothing was read or marked this time; the next poll tries again.
+      side_problem("reading the outbox", error.what());
+      return;
+    }
     log_->error("reading the outbox failed: {}", error.what());
     database_lost(error.what());
     return;
@@ -344,6 +367,12 @@ void Relay::drain() {
   } catch (const Error& error) {
     // Publishing failed: the connection to the broker is gone.
     return broker_lost(error.what());
+  } catch (const pqxx::conversion_error& error) {
+    // A NULL or malformed column: a table that breaks the outbox contract. Skipping the row would
+    // lose it; stopping says so.
+    fatal(config_error("relay.tables: a row does not fit the outbox columns (run 'outbox migrate', or fix the table): " +
+                       std::string(error.what())));
+    return;
   }
   // Confirms may already be waiting in rabbitmq-c's buffer, where the socket poll cannot see them.
   if (broker_ && broker_->has_buffered_data()) on_broker_readable();
@@ -406,9 +435,11 @@ void Relay::on_broker_readable() {
           on_confirm(event.delivery_tag, event.multiple);
           break;
         case amqp::Event::Kind::nack:
+          refused_ = true;
           metrics_.counter("outbox_relay_nacked_total", "").add();
           throw unavailable_error("broker refused a message (nack, delivery tag " + std::to_string(event.delivery_tag) + ")");
         case amqp::Event::Kind::returned:
+          refused_ = true;
           metrics_.counter("outbox_relay_returned_total", "").add();
           throw unavailable_error("message " + event.message->message_id.value_or("?") + " returned as unroutable (" +
                                   event.reply_text + "); is the alternate exchange " + topology::kUnroutable + " bound?");
@@ -423,6 +454,10 @@ void Relay::on_broker_readable() {
 }
 
 void Relay::on_confirm(uint64_t tag, bool multiple) {
+  if (refused_) {
+    refused_ = false;
+    backoff_.reset();
+  }
   if (multiple) {
     confirmed_through_ = std::max(confirmed_through_, tag);
   } else if (tag == confirmed_through_ + 1) {
@@ -456,6 +491,12 @@ void Relay::complete_batches() {
       if (!confirmed[table].empty())
         tx.exec_prepared((delete_on_publish_ ? "delete_" : "mark_") + std::to_string(table), join_positions(confirmed[table]));
     tx.commit();
+    side_task_works("marking published rows");
+  } catch (const pqxx::sql_error& error) {
+    if (error.sqlstate() != "55P03") return database_lost(error.what());
+    // A lock held elsewhere: the batches stay in flight and are marked at the next tick.
+    side_problem("marking published rows", error.what());
+    return;
   } catch (const std::exception& error) {
     return database_lost(error.what());
   }
@@ -477,11 +518,13 @@ void Relay::complete_batches() {
   last_progress_ = now;
   if (in_flight_.empty()) confirm_timer_->stop();
   if (runtime_.stopping()) return maybe_finish_shutdown();
+  if (releasing_ && in_flight_.empty()) rebalance();  // hands the partitions over, then reading resumes
   drain_soon_->request();
 }
 
 void Relay::check_confirm_timeout() {
   if (broker_ && broker_->has_buffered_data()) on_broker_readable();
+  complete_batches();  // confirmed batches whose mark had to wait for a lock
   if (in_flight_.empty()) {
     confirm_timer_->stop();
     return;
@@ -494,6 +537,20 @@ void Relay::rebalance() {
   if (!db_) return;
   try {
     pqxx::nontransaction tx(*db_);
+    if (!broker_) {
+      // Unable to publish, this instance hands its partitions and its membership to the others,
+      // which can (its session, and so its locks, would otherwise outlive the broker outage).
+      if (!owned_.empty() || member_slot_ >= 0) {
+        for (int partition : owned_) tx.exec_params("SELECT pg_advisory_unlock($1, $2)", kPartitionLockClass, partition);
+        if (member_slot_ >= 0) tx.exec_params("SELECT pg_advisory_unlock($1, $2)", kMemberLockClass, member_slot_);
+        log_->info("released {} partition(s) while the broker is unavailable", owned_.size());
+        owned_.clear();
+        member_slot_ = -1;
+      }
+      heartbeat_timer_->stop();
+      rebalance_timer_->start(takeover_timeout_ / 3);
+      return;
+    }
     if (member_slot_ < 0)
       for (int slot = 0; slot < 4096 && member_slot_ < 0; ++slot)
         if (tx.exec_params1("SELECT pg_try_advisory_lock($1, $2)", kMemberLockClass, slot)[0].as<bool>()) member_slot_ = slot;
@@ -504,7 +561,10 @@ void Relay::rebalance() {
                       .as<int>();
     int share = fair_share(partitions_, members);
     std::set<int> before = owned_;
-    // Give back partitions only when nothing is in flight, so the next owner starts after us.
+    // Give back partitions only when nothing is in flight, so the next owner starts after us. Under
+    // a steady load the window is never empty by itself: stop reading (drain() waits on releasing_)
+    // and come back here when the last confirm has been marked.
+    releasing_ = static_cast<int>(owned_.size()) > share && !in_flight_.empty();
     if (static_cast<int>(owned_.size()) > share && in_flight_.empty())
       for (int partition : release_choice(owned_, share)) {
         tx.exec_params("SELECT pg_advisory_unlock($1, $2)", kPartitionLockClass, partition);
@@ -526,8 +586,10 @@ void Relay::rebalance() {
     } else {
       heartbeat_timer_->stop();
     }
+    side_task_works("rebalancing partitions");
   } catch (const std::exception& error) {
-    return database_lost(error.what());
+    if (pg::is_connection_error(error)) return database_lost(error.what());
+    side_problem("rebalancing partitions", error.what());
   }
   // A dead instance's partitions are free as soon as its session ends; look often enough to take
   // them over within relay.takeover_timeout.
@@ -544,8 +606,10 @@ void Relay::run_retention() {
         tx.commit();
         if (removed.affected_rows() < kRetentionBatch) break;
       }
+    side_task_works("retention");
   } catch (const std::exception& error) {
-    database_lost(error.what());
+    if (pg::is_connection_error(error)) return database_lost(error.what());
+    side_problem("retention", error.what());
   }
 }
 
@@ -554,9 +618,25 @@ void Relay::write_heartbeat() {
   try {
     pqxx::nontransaction tx(*db_);
     tx.exec_prepared("heartbeat_0", instance_);
+    side_task_works("writing the heartbeat");
   } catch (const std::exception& error) {
-    database_lost(error.what());
+    if (pg::is_connection_error(error)) return database_lost(error.what());
+    side_problem("writing the heartbeat", error.what());
   }
+}
+
+// A failing side task (heartbeat, retention, rebalancing) is not a lost connection: the session,
+// its partitions and what is in flight are kept, and it is logged once until it works again.
+void Relay::side_problem(const std::string& task, const std::string& reason) {
+  std::string line = mask_url(reason.substr(0, reason.find('\n')));
+  std::string& known = side_problems_[task];
+  if (line != known) log_->warn("{} failed, will retry: {}", task, line);
+  known = line;
+}
+
+void Relay::side_task_works(const std::string& task) {
+  if (side_problems_.empty()) return;
+  if (side_problems_.erase(task)) log_->info("{} works again", task);
 }
 
 void Relay::shutdown_requested() {

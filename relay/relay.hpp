@@ -15,6 +15,7 @@
 // its session).
 #include <chrono>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <pqxx/pqxx>
@@ -25,6 +26,7 @@
 #include "core/amqp.hpp"
 #include "core/backoff.hpp"
 #include "core/daemon.hpp"
+#include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 
@@ -108,7 +110,20 @@ class Relay {
   std::unique_ptr<loop::Timer> poll_timer_, reconnect_timer_, confirm_timer_, rebalance_timer_, retention_timer_,
       heartbeat_timer_, shutdown_timer_;
   Backoff backoff_;
-  std::string database_problem_, broker_problem_;  // "" while fine; logged once per change
+  std::string database_problem_, broker_problem_;     // "" while fine; logged once per change
+  std::map<std::string, std::string> side_problems_;  // failing side task -> why, logged once
+  std::string fatal_error_;
+  bool releasing_ = false;  // over its fair share with rows in flight: reads pause until they are confirmed
+  bool refused_ = false;    // the broker nacked or returned a message since the last confirm
+  void side_problem(const std::string& task, const std::string& reason);
+  void side_task_works(const std::string& task);
+  void fatal(const Error& error);
+
+ public:
+  // Why the relay stopped itself with exit 78, or "".
+  const std::string& fatal_error() const { return fatal_error_; }
+
+ private:
   bool announced_ready_ = false;
 
   std::set<int> owned_;

@@ -171,6 +171,24 @@ TEST(Relay, TwoInstancesShareTheWorkAndKeepPerAggregateOrderAndOneTakesOverWhenT
   expect_per_aggregate_order(after);
 }
 
+TEST(Relay, ASecondInstanceGetsItsShareWhileTheFirstIsBusyWithABacklogAndOrderHolds) {
+  fresh_schema();
+  TestQueue queue("test.scaleout", "scaleout.#");
+  constexpr int kEvents = 100000;
+  insert_events("scaleout.evt", kEvents, 500);
+  Daemon first(relay_args({"--instance", "first"}));
+  ASSERT_TRUE(eventually([] { return unpublished() < kEvents; })) << first.log();
+  Daemon second(relay_args({"--instance", "second"}));
+  // The first one's window is never empty by itself under this load; it must pause to hand over.
+  ASSERT_TRUE(eventually([&] { return second.log().find("owning 8 of 16") != std::string::npos; }, 15s))
+      << first.log() << second.log();
+  EXPECT_GT(unpublished(), 0) << "the hand-over is meant to happen under load; make the backlog larger";
+  const auto& messages = queue.collect(kEvents, 120s);
+  ASSERT_GE(messages.size(), static_cast<size_t>(kEvents)) << first.log() << second.log();
+  expect_per_aggregate_order(messages);
+  EXPECT_TRUE(eventually([] { return unpublished() == 0; })) << first.log() << second.log();
+}
+
 TEST(Relay, AKillBetweenConfirmAndCommitRepublishesEveryEventWithTheSameMessageId) {
   fresh_schema();
   TestQueue queue("test.crash", "crash.#");
@@ -184,8 +202,9 @@ TEST(Relay, AKillBetweenConfirmAndCommitRepublishesEveryEventWithTheSameMessageI
 
   Daemon relay(relay_args());
   ASSERT_TRUE(eventually([] { return unpublished() == 0; }, std::chrono::seconds(60))) << relay.log();
-  // Every event is confirmed by now, so the queue holds each one plus the republished window.
-  const auto& messages = queue.collect_deliveries(2001);
+  // Every event is confirmed by now, so the queue holds each one plus the republished window (the
+  // first run's deliveries come first: wait for every distinct event, not for a count).
+  const auto& messages = queue.collect(2000);
   EXPECT_EQ(ids_of(messages), event_ids_in_outbox("crash.evt"));
   EXPECT_GT(messages.size(), 2000u) << "the confirmed but unmarked batch is published again";
   std::map<std::string, std::string> body_of;
@@ -317,6 +336,78 @@ TEST(Relay, ABadConfigValueStopsTheRelayWithExitCode78) {
   RunResult result = run_outbox({"relay", "--set", "relay.batch_size=0"});
   EXPECT_EQ(result.exit_code, 78) << result;
   EXPECT_EQ(result.err, "outbox: config --set relay.batch_size: relay.batch_size: must be 1..10000 (got 0)\n") << result;
+}
+
+TEST(Relay, ABrokerUrlItCannotUseStopsTheRelayWithExitCode78) {
+  fresh_schema();
+  RunResult result = run_outbox({"relay"}, {{"OUTBOX_BROKER_URL", "amqp://outbox:secret@127.0.0.1:notaport/"}}, 30s);
+  EXPECT_EQ(result.exit_code, 78) << result;
+  // The daemon's log lines, then the one line of the error.
+  EXPECT_NE(result.err.find("\noutbox: outbox-relay "), std::string::npos) << result;
+  EXPECT_NE(result.err.find("amqp://outbox:****@127.0.0.1:notaport/: invalid URL: could not parse AMQP URL\n"), std::string::npos)
+      << result;
+  EXPECT_EQ(result.err.find("secret"), std::string::npos) << result;
+}
+
+TEST(Relay, AFailingHeartbeatIsLoggedOnceAndKeepsTheSessionItsPartitionsAndThePublishing) {
+  fresh_schema();
+  // Heartbeat rows are refused; ordinary events are not.
+  exec(servers().primary_url,
+       "ALTER TABLE outbox ADD CONSTRAINT no_heartbeats CHECK (event_type <> 'outbox.heartbeat') NOT VALID");
+  TestQueue queue("test.sidetask", "sidetask.#");
+  Daemon relay({"relay", "--set", "relay.heartbeat_interval=100ms", "--set", "relay.poll_interval=100ms"});
+  ASSERT_TRUE(eventually([&] { return relay.log().find("writing the heartbeat failed, will retry") != std::string::npos; }))
+      << relay.log();
+  insert_events("sidetask.evt", 5, 5);
+  EXPECT_EQ(queue.collect(5).size(), 5u) << relay.log();
+  std::string log = relay.log();
+  EXPECT_EQ(log.find("writing the heartbeat failed"), log.rfind("writing the heartbeat failed")) << "logged once\n" << log;
+  EXPECT_EQ(log.find("primary connection lost"), std::string::npos) << log;
+  EXPECT_EQ(log.find("owning 16 of 16"), log.rfind("owning 16 of 16")) << "its partitions were never given up\n" << log;
+  exec(servers().primary_url, "ALTER TABLE outbox DROP CONSTRAINT no_heartbeats");
+}
+
+TEST(Relay, WhileTheBrokerIsDownTheRelayGivesUpItsPartitionsAndTakesThemBackAfter) {
+  fresh_schema();
+  TestQueue queue("test.release", "release.#");
+  Daemon relay(relay_args());
+  ASSERT_TRUE(eventually([&] { return relay.log().find("owning 16 of 16") != std::string::npos; })) << relay.log();
+  auto partition_locks = [] {
+    return scalar(servers().primary_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = " +
+                                             std::to_string(0x6F627832) + " AND granted");
+  };
+  EXPECT_EQ(partition_locks(), "16");
+  ASSERT_TRUE(stop_server("rabbitmq"));
+  // Another instance, with a broker, could now take them all.
+  EXPECT_TRUE(eventually([&] { return partition_locks() == "0"; }, 30s)) << relay.log();
+  EXPECT_NE(relay.log().find("released 16 partition(s) while the broker is unavailable"), std::string::npos) << relay.log();
+  insert_events("release.evt", 20, 5);
+  ASSERT_TRUE(start_server("rabbitmq"));
+  EXPECT_EQ(queue.collect(20, 60s).size(), 20u) << relay.log();
+  EXPECT_EQ(partition_locks(), "16");
+}
+
+TEST(Relay, ALockHeldOnTheOutboxTableDoesNotFreezeTheRelayAndPublishingResumesAfter) {
+  fresh_schema();
+  TestQueue queue("test.locked", "locked.#");
+  Daemon relay(relay_args());
+  ASSERT_TRUE(eventually([&] { return relay.log().find("owning 16 of 16") != std::string::npos; })) << relay.log();
+  insert_events("locked.evt", 10, 5);
+  pqxx::connection blocker(servers().primary_url);
+  auto lock = std::make_unique<pqxx::work>(blocker);
+  lock->exec("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE");
+  ASSERT_TRUE(eventually([&] { return relay.log().find("reading the outbox failed, will retry") != std::string::npos; }))
+      << relay.log();
+  EXPECT_EQ(relay.log().find("primary connection lost"), std::string::npos) << relay.log();
+  lock->abort();
+  EXPECT_EQ(queue.collect(10).size(), 10u) << relay.log();
+  EXPECT_TRUE(eventually([] { return unpublished() == 0; })) << relay.log();
+  EXPECT_TRUE(eventually([&] { return relay.log().find("reading the outbox works again") != std::string::npos; })) << relay.log();
+  // And while locked again, SIGTERM is handled at once.
+  pqxx::work again(blocker);
+  again.exec("LOCK TABLE outbox IN ACCESS EXCLUSIVE MODE");
+  relay.signal(SIGTERM);
+  EXPECT_EQ(relay.wait_exit(20s), 0) << relay.log();
 }
 
 TEST(Relay, ABrokerListMovesToTheNextNodeWhenOneIsDown) {
