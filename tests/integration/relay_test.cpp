@@ -410,6 +410,20 @@ TEST(Relay, ALockHeldOnTheOutboxTableDoesNotFreezeTheRelayAndPublishingResumesAf
   EXPECT_EQ(relay.wait_exit(20s), 0) << relay.log();
 }
 
+TEST(Relay, ARowThatDoesNotFitTheOutboxColumnsStopsTheRelayWithExitCode78) {
+  fresh_schema();
+  exec(servers().primary_url,
+       "CREATE TABLE loose_outbox (LIKE outbox INCLUDING ALL); ALTER TABLE loose_outbox ALTER aggregate_version DROP NOT NULL; "
+       "INSERT INTO loose_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+       "VALUES (gen_random_uuid(), 'test', 'a', NULL, 'loose.evt', '{}')");
+  std::string config = write_file("loose.toml", "[[relay.tables]]\nname = \"public.loose_outbox\"\n");
+  RunResult result = run_outbox(relay_args(), {{"OUTBOX_CONFIG", config}}, 30s);
+  EXPECT_EQ(result.exit_code, 78) << result;
+  EXPECT_NE(result.err.find("\noutbox: relay.tables: a row does not fit the outbox columns"), std::string::npos) << result;
+  EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM loose_outbox WHERE published_at IS NULL"), "1");
+  exec(servers().primary_url, "DROP TABLE loose_outbox");
+}
+
 TEST(Relay, ABrokerListMovesToTheNextNodeWhenOneIsDown) {
   fresh_schema();
   TestQueue queue("test.cluster", "cluster.#");
