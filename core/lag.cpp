@@ -229,6 +229,12 @@ void compute_behind(ReplicaStage& replica, const PrimaryStage* primary, double h
   }
   if (!replica.heartbeat_age) {
     replica.behind_source = "no relay heartbeat applied yet";
+    // Still, the replica is at least as far behind as the oldest row nobody has published.
+    if (primary && primary->error.empty())
+      if (auto oldest = primary->oldest_unpublished_age()) {
+        replica.seconds_behind = std::max(0.0, *oldest);
+        replica.behind_source = "backlog; no relay heartbeat applied yet";
+      }
     return;
   }
   double behind = std::max(replica.heartbeat_transit.value_or(0), *replica.heartbeat_age - heartbeat_interval);

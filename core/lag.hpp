@@ -20,7 +20,8 @@
 // seconds_behind is the largest of the three: the heartbeat transit (about 0.0-0.5s) while the
 // pipeline keeps up, a growing number as soon as any stage stalls (the relay, the broker or
 // replicate), even when no other event flows. It needs the relay's heartbeats: without a heartbeat
-// applied yet, it is unknown. Clocks of the servers are assumed to be in sync (NTP).
+// applied yet, it is the backlog's age when there is a backlog, else unknown. Clocks of the
+// servers are assumed to be in sync (NTP).
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <pqxx/pqxx>

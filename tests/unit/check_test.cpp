@@ -56,6 +56,20 @@ TEST(Lag, SecondsBehindIsUnknownWithoutAnAppliedHeartbeat) {
   EXPECT_EQ(replica.behind_source, "no relay heartbeat applied yet");
 }
 
+TEST(Lag, WithoutAnAppliedHeartbeatTheBacklogAgeIsStillALowerBound) {
+  lag::Report report = fresh_report();
+  report.primary.tables[0].unpublished = 11;
+  report.primary.tables[0].oldest_unpublished_age = 150;
+  lag::ReplicaStage replica;
+  replica.name = "main";
+  lag::compute_behind(replica, &report.primary, 10);
+  ASSERT_TRUE(replica.seconds_behind);
+  EXPECT_DOUBLE_EQ(*replica.seconds_behind, 150);
+  EXPECT_EQ(replica.behind_source, "backlog; no relay heartbeat applied yet");
+  report.replicas[0] = replica;
+  EXPECT_EQ(check::evaluate(report, {}).status, check::Status::critical) << check::evaluate(report, {}).line;
+}
+
 TEST(Check, AnIdlePipelineIsOkWithTheExactLine) {
   check::Result result = check::evaluate(fresh_report(), {});
   EXPECT_EQ(result.status, check::Status::ok);
