@@ -4,7 +4,10 @@
 #include <iostream>
 
 #include "cmd/command.hpp"
+#include "core/metrics_server.hpp"
 #include "core/options.hpp"
+#include "relay/relay.hpp"
+#include "replicate/event.hpp"
 
 namespace outbox::cmd {
 
@@ -22,6 +25,10 @@ void add_config_commands(Registry& registry) {
       config->add_subcommand("check", "Validate the configuration and exit 0, or print the first error and exit 78");
   registry.on_run(check, [&registry] {
     config::Config loaded = load_config(registry.globals());
+    // What the daemons check beyond each option's own type and range.
+    relay::tables_from_config(loaded, loaded.text("broker.exchange"));
+    replicate::mappings_from_config(loaded);
+    if (!loaded.text("metrics.listen").empty()) metrics::parse_listen(loaded.text("metrics.listen"));
     std::cout << "config " << (loaded.path().empty() ? "(defaults and environment)" : loaded.path()) << ": ok\n";
     return 0;
   });

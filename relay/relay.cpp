@@ -65,6 +65,23 @@ class Relay::Listener : public pqxx::notification_receiver {
   loop::Deferred& wake_;
 };
 
+std::vector<TableSpec> tables_from_config(const config::Config& config, const std::string& default_exchange) {
+  std::vector<TableSpec> tables;
+  for (const config::Section& section : config.sections("relay.tables")) {
+    TableSpec table;
+    table.name = section.at("name").text;
+    if (!pg::valid_qualified_name(table.name))
+      throw config_error("config " + section.at("name").origin +
+                         ": relay.tables.name: must be a table name, optionally schema-qualified (got \"" + table.name + "\")");
+    table.quoted = pg::quote_qualified(table.name);
+    table.exchange = section.at("exchange").text.empty() ? default_exchange : section.at("exchange").text;
+    table.routing_key = section.at("routing_key").text;
+    tables.push_back(table);
+  }
+  if (tables.empty()) throw config_error("config: relay.tables: at least one outbox table is needed");
+  return tables;
+}
+
 Relay::Relay(daemon::Runtime& runtime, std::string instance)
     : runtime_(runtime),
       instance_(instance.empty() ? default_instance() : std::move(instance)),
@@ -75,18 +92,7 @@ Relay::Relay(daemon::Runtime& runtime, std::string instance)
   primary_url_ = config.required("primary.url");
   notify_channel_ = config.text("relay.notify_channel");
   partitions_ = static_cast<int>(config.integer("relay.partitions"));
-  for (const config::Section& section : config.sections("relay.tables")) {
-    TableSpec table;
-    table.name = section.at("name").text;
-    if (!pg::valid_qualified_name(table.name))
-      throw config_error("config " + section.at("name").origin +
-                         ": relay.tables.name: must be a table name, optionally schema-qualified (got \"" + table.name + "\")");
-    table.quoted = pg::quote_qualified(table.name);
-    table.exchange = section.at("exchange").text.empty() ? broker_settings_.exchange : section.at("exchange").text;
-    table.routing_key = section.at("routing_key").text;
-    tables_.push_back(table);
-  }
-  if (tables_.empty()) throw config_error("config: relay.tables: at least one outbox table is needed");
+  tables_ = tables_from_config(config, broker_settings_.exchange);
   in_flight_positions_.resize(tables_.size());
   apply_tunables(config);
 

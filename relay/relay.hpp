@@ -39,6 +39,9 @@ struct TableSpec {
   std::string routing_key;  // fixed routing key, or "" for the event type
 };
 
+// The [[relay.tables]] of a configuration, validated; throws a configuration error naming the key.
+std::vector<TableSpec> tables_from_config(const config::Config& config, const std::string& default_exchange);
+
 class Relay {
  public:
   Relay(daemon::Runtime& runtime, std::string instance);

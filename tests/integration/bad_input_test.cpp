@@ -190,6 +190,24 @@ TEST(BadInput, LagJsonStaysOneJsonDocumentWhenAnErrorTextIsNotUtf8) {
   EXPECT_EQ(result.err.find("internal error"), std::string::npos) << result;
 }
 
+TEST(BadInput, ConfigCheckRefusesWhatTheDaemonsWouldRefuse) {
+  struct Case {
+    std::string file, content, message;
+  } cases[] = {
+      {"bad-table.toml", "[[relay.tables]]\nname = \"a.b.c\"\n", "bad-table.toml:2:8: relay.tables.name: must be a table name"},
+      {"bad-mapping.toml", "[[replicate.mappings]]\nevent_type = \"x\"\ntable = \"p.q.r\"\nkey_column = \"id\"\n",
+       "bad-mapping.toml:3:9: replicate.mappings.table: must be a table name"},
+      {"bad-listen.toml", "[metrics]\nlisten = \"garbage\"\n", "metrics.listen: no port"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.file);
+    std::string path = write_file(c.file, c.content);
+    expect_one_line(run_outbox({"--config", path, "config", "check"}), 78, "outbox: config", c.message);
+  }
+  expect_one_line(run_outbox({"--config", ::testing::TempDir(), "config", "check"}), 78, "outbox: config ",
+                  ": cannot read: is a directory");
+}
+
 TEST(BadInput, WrongUrlsAreExit78WhenMalformedAndExit69Or3WhenUnreachable) {
   fresh_start();
   std::string before = written();
