@@ -21,6 +21,7 @@ using std::chrono::milliseconds;
 
 constexpr int kRetentionBatch = 1000;
 constexpr int kRetentionBatchesPerTick = 20;
+constexpr int kRetentionWindow = 4 * kRetentionBatch;
 
 std::string join_positions(const std::set<long long>& positions) {
   std::string out = "{";
@@ -220,10 +221,13 @@ void Relay::connect_database() {
           "UPDATE " + table +
               " SET published_at = clock_timestamp() WHERE position = ANY($1::bigint[]) AND published_at IS NULL");
       connection->prepare("delete_" + std::to_string(i), "DELETE FROM " + table + " WHERE position = ANY($1::bigint[])");
-      connection->prepare(
-          "retention_" + std::to_string(i),
-          "DELETE FROM " + table + " WHERE position IN (SELECT position FROM " + table +
-              " WHERE published_at < clock_timestamp() - $1::interval ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED)");
+      // Only positions within $3 of the oldest are looked at (a range of the primary key): a walk
+      // that went on until $2 old rows were found would read the whole retention window, a day of
+      // rows, at every tick once retention keeps up.
+      connection->prepare("retention_" + std::to_string(i), "DELETE FROM " + table + " WHERE position IN (SELECT position FROM " +
+                                                                table + " WHERE position < (SELECT min(position) FROM " + table +
+                                                                ") + $3 AND published_at < clock_timestamp() - $1::interval "
+                                                                "ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED)");
       connection->prepare("heartbeat_" + std::to_string(i),
                           "INSERT INTO " + table +
                               " (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
@@ -608,7 +612,8 @@ void Relay::run_retention() {
     for (size_t table = 0; table < tables_.size(); ++table)
       for (int round = 0; round < kRetentionBatchesPerTick; ++round) {
         pqxx::work tx(*db_);
-        pqxx::result removed = tx.exec_prepared("retention_" + std::to_string(table), interval(retention_), kRetentionBatch);
+        pqxx::result removed =
+            tx.exec_prepared("retention_" + std::to_string(table), interval(retention_), kRetentionBatch, kRetentionWindow);
         tx.commit();
         if (removed.affected_rows() < kRetentionBatch) break;
       }
