@@ -80,7 +80,7 @@ void require_fresh(const config::Config& config, const std::string& from, const 
   scope.broker = false;
   scope.replicas = {name};
   lag::ReplicaStage replica = lag::collect(config, scope).replicas.front();
-  if (!replica.error.empty()) throw unavailable_error(replica.error);
+  if (!replica.error.empty()) throw replica.unmigrated ? config_error(replica.error) : unavailable_error(replica.error);
   double seconds = static_cast<double>(max->count()) / 1000.0;
   if (!replica.seconds_behind)
     throw Error(ExitCode::tempfail, "replica " + name + ": staleness unknown (" + replica.behind_source +
@@ -125,8 +125,9 @@ void add_parking_commands(Registry& registry) {
   list->add_option("--max-staleness", o.max_staleness,
                    "Refuse (exit 75) when the replica is further behind than this, e.g. 5s (see outbox lag)")
       ->type_name("DURATION");
-  registry.on_run(list, [&registry, from] {
-    if (!o.max_staleness.empty()) require_fresh(load_config(registry.globals()), o.from, o.max_staleness);
+  registry.on_run(list, [&registry, from, list] {
+    // Given, even empty, it is checked: an empty value must not switch the check off unseen.
+    if (list->count("--max-staleness")) require_fresh(load_config(registry.globals()), o.from, o.max_staleness);
     auto slots = with_transaction<pqxx::read_transaction>(from(), [](auto& tx) { return parking::list(tx); });
     for (const parking::Slot& slot : slots) std::cout << parking::json_line(slot) << "\n";
     return 0;

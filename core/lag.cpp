@@ -275,6 +275,7 @@ Report collect(const config::Config& config, const Scope& scope) {
       stage = ReplicaStage{};
       stage.name = name;
       stage.error = database_problem(error, role);
+      stage.unmigrated = dynamic_cast<const pqxx::undefined_table*>(&error) != nullptr;
     }
     compute_behind(stage, scope.primary ? &report.primary : nullptr, report.heartbeat_interval);
     report.replicas.push_back(std::move(stage));

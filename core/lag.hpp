@@ -65,7 +65,8 @@ struct BrokerStage {
 
 struct ReplicaStage {
   std::string name;
-  std::string error;  // "" when it was read
+  std::string error;        // "" when it was read
+  bool unmigrated = false;  // the error is a missing table: a configuration problem, not an outage
   std::optional<std::string> last_event_id, last_created_at, last_applied_at;
   std::optional<long long> last_position;
   std::optional<double> last_applied_age;

@@ -170,6 +170,7 @@ TEST(BadInput, UsageMistakesAreExit64NamingTheWordAndCheckStaysANagiosPluginWith
   expect_one_line(run_outbox({"resync", "--uuid", uuid4(1), "--replica", "nope"}), 64, "outbox: usage: --replica requires --all");
   expect_one_line(run_outbox({"resync", "--uuid", uuid4(1), "--timeout", "garbage"}), 64,
                   "outbox: usage: --timeout requires --all");
+  expect_one_line(run_outbox({"parking_slot_list", "--max-staleness", ""}), 64, "outbox: --max-staleness: not a duration");
   // A repeated --replica is one replica.
   RunResult twice = run_outbox({"check", "--replica", "main", "--replica", "main"});
   ASSERT_NE(twice.out.find("lag_main="), std::string::npos) << twice;
@@ -284,6 +285,9 @@ TEST(BadInput, AMissingTableIsExit78NamingItAndTheCure) {
                   "outbox: primary: parking_slots or the outbox table does not exist; run 'outbox migrate'");
   expect_one_line(run_outbox({"parking_slot_list"}), 78,
                   "outbox: replica main: parking_slots or the outbox table does not exist; run 'outbox migrate'");
+  // The same cause gives the same exit code with a freshness check.
+  expect_one_line(run_outbox({"parking_slot_list", "--max-staleness", "5s"}), 78,
+                  "outbox: replica main: schema not migrated (run 'outbox migrate')");
   expect_one_line(run_outbox({"verify"}), 78, "outbox: primary", "outbox migrate");
   expect_refused(run_outbox(kReplicate, {}, 30s), "outbox: replica main", "outbox migrate");
   ASSERT_TRUE(migrate_all());
