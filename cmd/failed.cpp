@@ -5,6 +5,7 @@
 // Inspect and redrive the events replicate parked (replicate/failed.hpp has the semantics).
 #include "replicate/failed.hpp"
 
+#include <charconv>
 #include <iostream>
 
 #include "cmd/command.hpp"
@@ -22,6 +23,17 @@ struct Options {
 };
 
 std::string json_string(const std::string& text) { return "\"" + log::json_escape(text) + "\""; }
+
+// Checked as text, before CLI11 converts it: a number out of range must not become another id.
+const CLI::Validator kFailedId(
+    [](const std::string& text) -> std::string {
+      long long id = 0;
+      auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), id);
+      if (error != std::errc() || end != text.data() + text.size() || id < 1)
+        return "a failed event id is a positive integer (see 'outbox failed list'), got '" + text + "'";
+      return "";
+    },
+    "ID");
 
 std::string describe(const replicate::FailedEvent& event) {
   std::string out = "#" + std::to_string(event.id) + " (" + (event.event_type.empty() ? "?" : event.event_type);
@@ -60,16 +72,16 @@ void add_failed_commands(Registry& registry) {
   CLI::App* list = failed->add_subcommand("list", "List parked and waiting events, one JSON object per line");
   replica_option(list, "Only this replica (repeatable; default: every configured replica)");
   CLI::App* show = failed->add_subcommand("show", "Show one failed event: its message, error and what waits behind it");
-  show->add_option("ID", o.id, "Failed event id (from list)")->required();
+  show->add_option("ID", o.id, "Failed event id (from list)")->required()->check(kFailedId);
   replica_option(show, "Replica (default: main)");
   CLI::App* retry = failed->add_subcommand(
       "retry", "Apply a parked event again, then the events waiting behind it, in order; each success is removed");
-  retry->add_option("ID", o.id, "Failed event id (the first of its aggregate)");
+  retry->add_option("ID", o.id, "Failed event id (the first of its aggregate)")->check(kFailedId);
   retry->add_flag("--all", o.all, "Retry every parked event, oldest first");
   replica_option(retry, "Replica (default: main; with --all: every configured replica)");
   CLI::App* discard = failed->add_subcommand(
       "discard", "Drop a parked event; the events waiting behind it are then applied in order (as retry does)");
-  discard->add_option("ID", o.id, "Failed event id (the first of its aggregate)")->required();
+  discard->add_option("ID", o.id, "Failed event id (the first of its aggregate)")->required()->check(kFailedId);
   replica_option(discard, "Replica (default: main)");
 
   registry.on_run(failed, [&registry, list, show, retry, discard] {

@@ -171,6 +171,9 @@ TEST(BadInput, UsageMistakesAreExit64NamingTheWordAndCheckStaysANagiosPluginWith
   expect_one_line(run_outbox({"resync", "--uuid", uuid4(1), "--timeout", "garbage"}), 64,
                   "outbox: usage: --timeout requires --all");
   expect_one_line(run_outbox({"parking_slot_list", "--max-staleness", ""}), 64, "outbox: --max-staleness: not a duration");
+  expect_one_line(run_outbox({"failed", "show", "99999999999999999999"}), 64,
+                  "outbox: usage: ID: a failed event id is a positive integer");
+  expect_one_line(run_outbox({"lag", "--watch", "1e30"}), 64, "outbox: lag: --watch takes an interval of 0.1 to 86400 seconds");
   // A repeated --replica is one replica.
   RunResult twice = run_outbox({"check", "--replica", "main", "--replica", "main"});
   ASSERT_NE(twice.out.find("lag_main="), std::string::npos) << twice;
