@@ -187,12 +187,11 @@ TableStage read_table(pqxx::transaction_base& tx, const std::string& table) {
 ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica) {
   ReplicaStage stage;
   stage.name = replica;
-  std::string name = tx.quote(replica);
   pqxx::result position =
-      tx.exec("SELECT last_event_id::text, last_position, " + iso("last_created_at") + ", " + iso("applied_at") +
-              ", extract(epoch FROM clock_timestamp() - applied_at)::float8 "
-              "FROM outbox_applied_position WHERE replica = " +
-              name);
+      tx.exec_params("SELECT last_event_id::text, last_position, " + iso("last_created_at") + ", " + iso("applied_at") +
+                         ", extract(epoch FROM clock_timestamp() - applied_at)::float8 "
+                         "FROM outbox_applied_position WHERE replica = $1",
+                     replica);
   if (!position.empty()) {
     stage.last_event_id = optional_field<std::string>(position[0][0]);
     stage.last_position = optional_field<long long>(position[0][1]);
@@ -200,11 +199,11 @@ ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica
     stage.last_applied_at = optional_field<std::string>(position[0][3]);
     stage.last_applied_age = optional_field<double>(position[0][4]);
   }
-  pqxx::result heartbeat = tx.exec("SELECT relay, " + iso("created_at") + ", " + iso("applied_at") +
-                                   ", extract(epoch FROM clock_timestamp() - created_at)::float8"
-                                   ", extract(epoch FROM applied_at - created_at)::float8 "
-                                   "FROM outbox_heartbeat WHERE replica = " +
-                                   name);
+  pqxx::result heartbeat = tx.exec_params("SELECT relay, " + iso("created_at") + ", " + iso("applied_at") +
+                                              ", extract(epoch FROM clock_timestamp() - created_at)::float8"
+                                              ", extract(epoch FROM applied_at - created_at)::float8 "
+                                              "FROM outbox_heartbeat WHERE replica = $1",
+                                          replica);
   if (!heartbeat.empty()) {
     stage.heartbeat_relay = optional_field<std::string>(heartbeat[0][0]);
     stage.heartbeat_created_at = optional_field<std::string>(heartbeat[0][1]);
@@ -212,10 +211,10 @@ ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica
     stage.heartbeat_age = optional_field<double>(heartbeat[0][3]);
     stage.heartbeat_transit = optional_field<double>(heartbeat[0][4]);
   }
-  pqxx::row failed = tx.exec1(
+  pqxx::row failed = tx.exec_params1(
       "SELECT count(*) FILTER (WHERE state = 'parked'), count(*) FILTER (WHERE state = 'waiting') "
-      "FROM outbox_failed_events WHERE replica = " +
-      name);
+      "FROM outbox_failed_events WHERE replica = $1",
+      replica);
   stage.parked = failed[0].as<long long>();
   stage.waiting = failed[1].as<long long>();
   return stage;
