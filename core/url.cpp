@@ -23,20 +23,26 @@ const std::regex& keyword_password() {
   return re;
 }
 
-bool token_end(char c) { return std::isspace(static_cast<unsigned char>(c)) || c == '"' || c == '\''; }
+// A password may hold quotes (libpq and RabbitMQ take them): only whitespace ends a URL here.
+bool token_end(char c) { return std::isspace(static_cast<unsigned char>(c)); }
 
 // Masks the userinfo password of every "scheme://user:password@..." in the text. The password ends
-// at the token's last '@', so one with an unencoded '/' or '@' is masked whole: this errs toward
-// hiding too much.
+// at the token's last '@', so one with an unencoded '/' or '@' is masked whole. This errs toward
+// hiding too much: in "postgresql://h:5432/db?application_name=a@b" the port and path are hidden.
 std::string mask_userinfo(std::string text, bool* found) {
-  for (size_t scheme_end = text.find("://"); scheme_end != std::string::npos; scheme_end = text.find("://", scheme_end + 3)) {
+  size_t scheme_end = text.find("://");
+  while (scheme_end != std::string::npos) {
     size_t start = scheme_end + 3, end = start;
     while (end < text.size() && !token_end(text[end])) ++end;
     size_t first_at = text.find('@', start), colon = text.find(':', start);
-    if (first_at == std::string::npos || first_at >= end || colon == std::string::npos || colon > first_at) continue;
-    size_t last_at = text.rfind('@', end - 1);
-    if (found) *found = true;
-    text.replace(colon + 1, last_at - colon - 1, "****");
+    if (first_at != std::string::npos && first_at < end && colon != std::string::npos && colon < first_at) {
+      size_t last_at = text.rfind('@', end - 1);
+      if (found) *found = true;
+      text.replace(colon + 1, last_at - colon - 1, "****");
+      end = colon + 1 + 4 + (end - last_at);
+    }
+    // The next URL starts after this token: each character is looked at a bounded number of times.
+    scheme_end = text.find("://", end);
   }
   return text;
 }

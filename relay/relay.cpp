@@ -224,10 +224,11 @@ void Relay::connect_database() {
       // Only positions within $3 of the oldest are looked at (a range of the primary key): a walk
       // that went on until $2 old rows were found would read the whole retention window, a day of
       // rows, at every tick once retention keeps up.
-      connection->prepare("retention_" + std::to_string(i), "DELETE FROM " + table + " WHERE position IN (SELECT position FROM " +
-                                                                table + " WHERE position < (SELECT min(position) FROM " + table +
-                                                                ") + $3 AND published_at < clock_timestamp() - $1::interval "
-                                                                "ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED)");
+      connection->prepare("retention_" + std::to_string(i),
+                          "DELETE FROM " + table + " WHERE position IN (SELECT position FROM " + table +
+                              " WHERE position < (SELECT min(position) FROM " + table +
+                              " WHERE published_at IS NOT NULL) + $3 AND published_at < clock_timestamp() - $1::interval "
+                              "ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED)");
       connection->prepare("heartbeat_" + std::to_string(i),
                           "INSERT INTO " + table +
                               " (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
@@ -539,7 +540,10 @@ void Relay::check_confirm_timeout() {
     confirm_timer_->stop();
     return;
   }
-  if (Clock::now() - in_flight_.front().published > confirm_timeout_)
+  // Only an unconfirmed batch can time out: a confirmed one may wait for its mark (a lock).
+  auto unconfirmed = std::find_if(in_flight_.begin(), in_flight_.end(),
+                                  [this](const Batch& batch) { return batch.last_tag > confirmed_through_; });
+  if (unconfirmed != in_flight_.end() && Clock::now() - unconfirmed->published > confirm_timeout_)
     broker_lost("publisher confirms timed out after " + std::to_string(confirm_timeout_.count()) + "ms");
 }
 

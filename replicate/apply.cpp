@@ -333,9 +333,10 @@ std::string Applier::build_sql(bool part) const {
         "  ON CONFLICT (replica) DO UPDATE SET last_event_id = EXCLUDED.last_event_id,\n"
         "    last_position = EXCLUDED.last_position, last_created_at = EXCLUDED.last_created_at,\n"
         "    applied_at = EXCLUDED.applied_at\n"
-        // An event without created_at moves the position only while none with one has been seen:
-        // `outbox failed retry` of an old event must not move it back.
-        "  WHERE o.last_created_at IS NULL OR o.last_created_at <= EXCLUDED.last_created_at\n"
+        // An event without created_at (not from the relay) moves the position too, except in
+        // `outbox failed retry` ($3): the retry of an old event must not move it back.
+        "  WHERE o.last_created_at IS NULL OR (EXCLUDED.last_created_at IS NULL AND NOT $3::boolean)\n"
+        "    OR o.last_created_at <= EXCLUDED.last_created_at\n"
         "  RETURNING 1\n";
   sql +=
       "), w_heartbeat AS (\n"
@@ -443,7 +444,12 @@ std::pair<long long, long long> Applier::record_failed(pqxx::transaction_base& t
   return {parked, waiting};
 }
 
+void Applier::stop_if_cancelled() const {
+  if (cancelled_) throw unavailable_error(role_ + ": the batch was cancelled at the shutdown timeout");
+}
+
 Counts Applier::apply(const std::vector<Item*>& items) {
+  stop_if_cancelled();
   bool all_valid = std::all_of(items.begin(), items.end(), [](const Item* item) { return item->checked.event.has_value(); });
   if (all_valid && !helpers_.empty() && items.size() >= kPartsMinimum)
     if (std::optional<Counts> counts = apply_in_parts(items)) return *counts;
@@ -496,7 +502,7 @@ std::optional<Counts> Applier::apply_in_parts(const std::vector<Item*>& items) {
       log_->debug("batch of {} applied alone: {}", items.size(), busy.what());
     } catch (const std::exception& error) {
       Failure kind = classify(error);
-      if (kind == Failure::connection || kind == Failure::replica) throw;
+      if (kind == Failure::connection || kind == Failure::replica || cancelled_) throw;
       log_->debug("batch of {} applied alone: a part failed ({})", items.size(), one_line(error.what()));
     }
     return std::nullopt;
@@ -529,6 +535,7 @@ Counts Applier::apply_alone(const std::vector<Item*>& items, bool all_valid) {
       log_->debug("batch of {} failed ({}); isolating the failing event(s)", items.size(), one_line(error.what()));
     }
   }
+  stop_if_cancelled();
   pqxx::work tx(connection_, "replicate");
   lock_shared(tx);
   Counts counts = isolate(tx, items);
@@ -572,6 +579,7 @@ void Applier::bisect(pqxx::dbtransaction& tx, const std::vector<Item*>& items, C
   int attempts = items.size() == 1 ? max_attempts_ : 1;
   std::string last_error;
   for (int attempt = 1; attempt <= attempts; ++attempt) {
+    stop_if_cancelled();
     tx.exec(std::string("SAVEPOINT ") + kSavepoint);
     try {
       Counts done = run(tx, items, false);

@@ -35,6 +35,7 @@
 // event, a busy lock, a lock wait across parts cut short by lock_timeout) rolls back what has not
 // committed, and the whole batch is applied again on the main connection alone; parts that did
 // commit are duplicates there, so their effect is nil.
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <pqxx/pqxx>
@@ -93,6 +94,9 @@ class Applier {
   // Error(config) for a missing table, key column or unique key on it.
   void prepare();
   void set_max_attempts(int attempts) { max_attempts_ = attempts; }
+  // Called from another thread when the shutdown timeout passed: the batch in flight stops at its
+  // next statement (the caller cancels the running one) instead of trying again another way.
+  void cancel() { cancelled_ = true; }
   // Connections that apply parts of large batches alongside the main one; call before prepare().
   void use_helpers(std::vector<pqxx::connection*> helpers) { helpers_ = std::move(helpers); }
   const std::vector<Mapping>& mappings() const { return mappings_; }
@@ -136,6 +140,8 @@ class Applier {
   std::vector<Mapping> mappings_;
   std::shared_ptr<spdlog::logger> log_;
   std::vector<std::unique_ptr<Table>> tables_;
+  std::atomic<bool> cancelled_{false};
+  void stop_if_cancelled() const;
   std::vector<int> table_of_mapping_;  // index into tables_ per mapping
   int max_attempts_ = 3;
 };

@@ -249,6 +249,15 @@ void Replicator::connect_database() {
     applier_.reset();
     helper_dbs_.clear();
     db_.reset();
+    // A standby must not hold deliveries: they go back to the broker, which gives them to the
+    // daemon that holds the lock (after losing its session, this one may still consume).
+    if (broker_) {
+      broker_poll_.reset();
+      broker_.reset();
+      pending_.clear();
+      batch_due_ = false;
+      batch_timer_->stop();
+    }
     if (standby.what() != database_problem_) log_->info("{}", standby.what());
     database_problem_ = standby.what();
     standing_by_ = true;
@@ -493,6 +502,7 @@ bool Replicator::healthy() const { return !in_flight_ || Clock::now() - in_fligh
 
 void Replicator::cancel_in_flight() {
   if (!in_flight_) return;
+  if (applier_) applier_->cancel();  // also stops it between statements
   // PQcancel is meant to be sent from another thread than the one waiting for the result.
   auto cancel = [](pqxx::connection* connection) {
     try {

@@ -424,6 +424,27 @@ TEST(Relay, ARowThatDoesNotFitTheOutboxColumnsStopsTheRelayWithExitCode78) {
   exec(servers().primary_url, "DROP TABLE loose_outbox");
 }
 
+TEST(Relay, ConfirmedRowsWaitingForALockToBeMarkedAreNotTakenForAConfirmTimeout) {
+  fresh_schema();
+  TestQueue queue("test.marklock", "marklock.#");
+  insert_events("marklock.evt", 20, 20);
+  // Row share locks: the relay reads and publishes them, but its marks wait.
+  pqxx::connection blocker(servers().primary_url);
+  auto lock = std::make_unique<pqxx::work>(blocker);
+  lock->exec("SELECT position FROM outbox FOR SHARE");
+  Daemon relay(relay_args({"--set", "relay.confirm_timeout=1s"}));
+  ASSERT_TRUE(eventually([&] { return relay.log().find("marking published rows failed, will retry") != std::string::npos; }))
+      << relay.log();
+  // Absence needs a window: three confirm timeouts.
+  for (auto until = std::chrono::steady_clock::now() + 3s; std::chrono::steady_clock::now() < until;)
+    ASSERT_EQ(relay.log().find("publisher confirms timed out"), std::string::npos) << relay.log();
+  lock->abort();
+  EXPECT_TRUE(eventually([] { return unpublished() == 0; })) << relay.log();
+  EXPECT_EQ(queue.collect_deliveries(20).size(), 20u) << "published once, not again after a false timeout";
+  EXPECT_TRUE(eventually([&] { return relay.log().find("marking published rows works again") != std::string::npos; }))
+      << relay.log();
+}
+
 TEST(Relay, ABrokerListMovesToTheNextNodeWhenOneIsDown) {
   fresh_schema();
   TestQueue queue("test.cluster", "cluster.#");

@@ -606,28 +606,59 @@ TEST(Replicate, ASecondReplicateForTheSameReplicaStandsByAndTakesOverWhenTheFirs
   EXPECT_NE(second.log().find("connected again"), std::string::npos) << second.log();
 }
 
-TEST(Replicate, TheShutdownTimeoutEndsABatchThatWaitsForALockAndLeavesItsEventsForTheNextRun) {
+TEST(Replicate, AfterTheServingDaemonLosesItsSessionOnlyTheLockHolderConsumesAndNothingIsHeldBack) {
   fresh_start();
-  pqxx::connection blocker(servers().replica_url);
-  pqxx::work lock(blocker);
-  lock.exec("LOCK TABLE parking_slots IN ACCESS EXCLUSIVE MODE");
-  Daemon replicate(with_args(kReplicate, {"--set", "replicate.shutdown_timeout=1s"}));
-  std::string uuid = random_uuid();
-  publish({parking_message("parking.create", uuid, 1, slot_json(uuid, "blocked", "available", 1))});
-  ASSERT_TRUE(eventually([] {
-    return scalar(servers().replica_url,
-                  "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()") == "1";
-  })) << replicate.log();
-  replicate.signal(SIGTERM);
-  EXPECT_EQ(replicate.wait_exit(30s), 0) << replicate.log();
-  EXPECT_NE(replicate.log().find("shutdown timeout (1s) reached"), std::string::npos) << replicate.log();
-  lock.abort();
-  EXPECT_EQ(count(servers().replica_url, "parking_slots"), "0");
-  EXPECT_TRUE(eventually([] { return broker_connection()->inspect_queue("outbox.replica.main").first == 1; }))
-      << "the event waits in the queue for the next run";
-  Daemon next(kReplicate);
-  EXPECT_TRUE(eventually([&] { return count(servers().replica_url, "parking_slots WHERE uuid = '" + uuid + "'") == "1"; }))
-      << next.log();
+  Daemon first(kReplicate);
+  ASSERT_TRUE(eventually([&] { return first.log().find("ready (1 replica(s))") != std::string::npos; })) << first.log();
+  Daemon second(kReplicate);
+  ASSERT_TRUE(eventually([&] { return second.log().find("standing by") != std::string::npos; })) << second.log();
+  // The serving session ends while its broker connection lives on; either daemon may win the lock.
+  exec(servers().replica_url, "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND classid = " +
+                                  std::to_string(outbox::replicate::kServeLockClass) + " AND granted");
+  std::vector<amqp::OutgoingMessage> messages;
+  for (int i = 0; i < 40; ++i) {
+    std::string uuid = random_uuid();
+    messages.push_back(parking_message("parking.create", uuid, 1, slot_json(uuid, "slot " + std::to_string(i), "available", 1)));
+  }
+  publish(messages);
+  EXPECT_TRUE(eventually([] { return count(servers().replica_url, "parking_slots") == "40"; }, 30s))
+      << first.log() << second.log();
+  EXPECT_TRUE(eventually([] { return broker_connection()->inspect_queue("outbox.replica.main").second == 1; }))
+      << "the standby must not stay a consumer\n"
+      << first.log() << second.log();
+}
+
+TEST(Replicate, TheShutdownTimeoutEndsABatchThatWaitsForALockAndLeavesItsEventsForTheNextRun) {
+  for (const char* connections : {"1", "2"}) {
+    SCOPED_TRACE(std::string("apply_connections=") + connections);
+    fresh_start();
+    pqxx::connection blocker(servers().replica_url);
+    auto lock = std::make_unique<pqxx::work>(blocker);
+    lock->exec("LOCK TABLE parking_slots IN ACCESS EXCLUSIVE MODE");
+    // 150 events: one batch large enough to be applied in parts.
+    std::vector<amqp::OutgoingMessage> messages;
+    for (int i = 0; i < 150; ++i) {
+      std::string uuid = random_uuid();
+      messages.push_back(parking_message("parking.create", uuid, 1, slot_json(uuid, "blocked", "available", 1)));
+    }
+    publish(messages);
+    Daemon replicate(with_args(kReplicate, {"--set", "replicate.shutdown_timeout=1s", "--set",
+                                            std::string("replicate.apply_connections=") + connections}));
+    ASSERT_TRUE(eventually([] {
+      return scalar(servers().replica_url,
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()") !=
+             "0";
+    })) << replicate.log();
+    replicate.signal(SIGTERM);
+    EXPECT_EQ(replicate.wait_exit(30s), 0) << replicate.log();
+    EXPECT_NE(replicate.log().find("shutdown timeout (1s) reached"), std::string::npos) << replicate.log();
+    lock->abort();
+    EXPECT_EQ(count(servers().replica_url, "parking_slots"), "0");
+    EXPECT_TRUE(eventually([] { return broker_connection()->inspect_queue("outbox.replica.main").first == 150; }))
+        << "the events wait in the queue for the next run";
+    Daemon next(kReplicate);
+    EXPECT_TRUE(eventually([&] { return count(servers().replica_url, "parking_slots") == "150"; })) << next.log();
+  }
 }
 
 TEST(Replicate, ALockHeldOnItsBookkeepingTablesDoesNotFreezeTheEventLoop) {

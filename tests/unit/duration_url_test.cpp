@@ -50,6 +50,12 @@ TEST(Url, MasksPasswordsInEveryShapeLibpqAndRabbitmqAccept) {
   EXPECT_EQ(mask_url("primary postgresql://a:one@h/x: failed; broker amqp://b:two@m/ down"),
             "primary postgresql://a:****@h/x: failed; broker amqp://b:****@m/ down");
   EXPECT_EQ(mask_url("postgresql://u@db:5432/x"), "postgresql://u@db:5432/x");
+  EXPECT_EQ(mask_url("postgresql://u:pa'ss\"word@h/db"), "postgresql://u:****@h/db");
+  EXPECT_EQ(mask_url("url = \"postgresql://u:s3cret@h/db\"  # flag"), "url = \"postgresql://u:****@h/db\"  # flag");
+  // Linear: many URLs in one text.
+  std::string many;
+  for (int i = 0; i < 20000; ++i) many += "amqp://u:p@h/ ";
+  EXPECT_EQ(mask_url(many).find(":p@"), std::string::npos);
   EXPECT_EQ(mask_credentials("outbox:hunter2@db/x"), "outbox:****@db/x");
   EXPECT_EQ(mask_credentials("primary.url=postgresql://o:hunter2@db/x"), "primary.url=postgresql://o:****@db/x");
   EXPECT_EQ(mask_credentials("no secret here"), "no secret here");
