@@ -60,17 +60,6 @@ void append_json_string(std::string& out, std::string_view text) {
 
 void append_optional(std::string& out, const std::optional<long long>& value) { out += value ? std::to_string(*value) : "null"; }
 
-std::string hex(std::string_view bytes) {
-  static const char digits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (unsigned char c : bytes) {
-    out += digits[c >> 4];
-    out += digits[c & 15];
-  }
-  return out;
-}
-
 std::vector<int> parse_int_array(const std::string& text) {
   std::vector<int> out;
   size_t at = 0;
@@ -433,7 +422,7 @@ std::pair<long long, long long> Applier::record_failed(pqxx::transaction_base& t
     text_or_null("event_type", message.type.value_or(message.routing_key));
     text_or_null("routing_key", message.routing_key);
     rows += ",\"properties\":" + properties_json(message);
-    rows += ",\"body\":\"" + hex(message.body) + "\"";
+    rows += ",\"body\":\"" + to_hex(message.body) + "\"";
     text_or_null("error", errors[i]);
     rows += ",\"attempts\":" + std::to_string(attempts) + ",\"state\":\"" + state + "\"}";
   }

@@ -1,6 +1,7 @@
 #include "replicate/event.hpp"
 
 #include <cctype>
+#include <charconv>
 #include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
@@ -113,6 +114,17 @@ bool is_uuid(std::string_view text) {
   return true;
 }
 
+std::string to_hex(std::string_view bytes) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
 Checked check_message(const amqp::IncomingMessage& message, const std::vector<Mapping>& mappings) {
   Checked out;
   std::string type = message.type && !message.type->empty() ? *message.type : message.routing_key;
@@ -182,13 +194,7 @@ namespace {
 // that a retry sees the very bytes the broker delivered.
 json stored_text(const std::string& text) {
   if (utf8::storable(text)) return text;
-  static const char digits[] = "0123456789abcdef";
-  std::string hex;
-  for (unsigned char c : text) {
-    hex += digits[c >> 4];
-    hex += digits[c & 15];
-  }
-  return json{{"hex", hex}};
+  return json{{"hex", to_hex(text)}};
 }
 
 std::optional<std::string> text_from_stored(const json& value) {
@@ -198,10 +204,10 @@ std::optional<std::string> text_from_stored(const json& value) {
   if (hex.size() % 2) return std::nullopt;
   std::string out;
   for (size_t i = 0; i < hex.size(); i += 2) {
-    int high = std::isxdigit(static_cast<unsigned char>(hex[i])) ? std::stoi(hex.substr(i, 1), nullptr, 16) : -1;
-    int low = std::isxdigit(static_cast<unsigned char>(hex[i + 1])) ? std::stoi(hex.substr(i + 1, 1), nullptr, 16) : -1;
-    if (high < 0 || low < 0) return std::nullopt;
-    out += static_cast<char>(high * 16 + low);
+    unsigned byte = 0;
+    auto [end, error] = std::from_chars(hex.data() + i, hex.data() + i + 2, byte, 16);
+    if (error != std::errc() || end != hex.data() + i + 2) return std::nullopt;
+    out += static_cast<char>(byte);
   }
   return out;
 }

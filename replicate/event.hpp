@@ -68,6 +68,9 @@ Checked check_message(const amqp::IncomingMessage& message, const std::vector<Ma
 std::string properties_json(const amqp::IncomingMessage& message);
 amqp::IncomingMessage message_from_stored(const std::string& properties_json, std::string body);
 
+// Lowercase hex of any bytes: message bodies and header values kept where text cannot hold them.
+std::string to_hex(std::string_view bytes);
+
 // True for a canonical uuid (8-4-4-4-12 hex digits, either case).
 bool is_uuid(std::string_view text);
 
