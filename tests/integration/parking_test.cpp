@@ -286,6 +286,29 @@ TEST_F(Parking, AProcessKilledBeforeTheEventInsertLeavesNothingBehind) {
   EXPECT_EQ(count(servers().primary_url, "outbox"), "0");
 }
 
+TEST_F(Parking, AConnectionLostWhileCommittingIsReportedAsUnavailableAndMayOrMayNotHaveCommitted) {
+  // A deferred trigger holds the COMMIT on the server, so the test can end the session mid-commit.
+  exec(servers().primary_url,
+       "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(60); RETURN NULL; END $$; "
+       "CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON parking_slots DEFERRABLE INITIALLY DEFERRED "
+       "FOR EACH ROW EXECUTE FUNCTION slow_commit()");
+  Daemon create({"create_parking_slot", "--name", "in doubt"});
+  std::string terminated;
+  ASSERT_TRUE(eventually([&] {
+    terminated = scalar(servers().primary_url,
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND query = 'COMMIT' AND state = 'active' AND pid <> pg_backend_pid()");
+    return terminated != "0";
+  })) << create.log();
+  EXPECT_EQ(create.wait_exit(), 69) << create.log();
+  EXPECT_NE(create.log().find("primary: the connection was lost while committing; the change may or may not have been made"),
+            std::string::npos)
+      << create.log();
+  // Here the server ended the transaction before it committed: nothing of it remains.
+  EXPECT_EQ(count(servers().primary_url, "parking_slots"), "0");
+  EXPECT_EQ(count(servers().primary_url, "outbox"), "0");
+}
+
 TEST_F(Parking, ConcurrentUpdatesOfOneSlotGiveStrictlyIncreasingVersionsAndOneEventPerChange) {
   std::string uuid = create("Contended");
   constexpr int kWriters = 4, kUpdatesEach = 5;
