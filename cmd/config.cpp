@@ -11,6 +11,13 @@
 
 namespace outbox::cmd {
 
+void check_whole_config(const config::Config& config) {
+  relay::tables_from_config(config, config.text("broker.exchange"));
+  replicate::mappings_from_config(config);
+  if (!config.text("metrics.listen").empty())
+    metrics::parse_listen(config.text("metrics.listen"), config.get("metrics.listen").origin);
+}
+
 void add_config_commands(Registry& registry) {
   CLI::App* config = registry.add("config", "Show or check the configuration");
   config->require_subcommand(1);
@@ -25,10 +32,7 @@ void add_config_commands(Registry& registry) {
       config->add_subcommand("check", "Validate the configuration and exit 0, or print the first error and exit 78");
   registry.on_run(check, [&registry] {
     config::Config loaded = load_config(registry.globals());
-    // What the daemons check beyond each option's own type and range.
-    relay::tables_from_config(loaded, loaded.text("broker.exchange"));
-    replicate::mappings_from_config(loaded);
-    if (!loaded.text("metrics.listen").empty()) metrics::parse_listen(loaded.text("metrics.listen"));
+    check_whole_config(loaded);
     std::cout << "config " << (loaded.path().empty() ? "(defaults and environment)" : loaded.path()) << ": ok\n";
     return 0;
   });

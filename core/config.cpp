@@ -481,12 +481,30 @@ const std::vector<Section>& Config::sections(std::string_view array_key) const {
   return found == arrays_.end() ? none : found->second;
 }
 
+namespace {
+// Compares what a setting means, unmasked: a changed password is a change.
+bool same_value(const Setting& a, const Setting& b) {
+  switch (a.option->type) {
+    case Type::integer:
+    case Type::duration:
+      return a.number == b.number;
+    case Type::boolean:
+      return a.flag == b.flag;
+    case Type::url_list:
+    case Type::string_list:
+      return a.list == b.list;
+    default:
+      return a.text == b.text;
+  }
+}
+}  // namespace
+
 std::vector<std::string> restart_only_changes(const Config& running, const Config& fresh) {
   std::vector<std::string> changed;
   for (const auto& [key, setting] : fresh.values()) {
     if (setting.option->reloadable) continue;
     auto old = running.values().find(key);
-    if (old == running.values().end() || display_value(old->second) != display_value(setting)) changed.push_back(key);
+    if (old == running.values().end() || !same_value(old->second, setting)) changed.push_back(key);
   }
   for (const auto& [key, old] : running.values())
     if (!old.option->reloadable && !fresh.values().count(key)) changed.push_back(key);
@@ -497,7 +515,7 @@ std::vector<std::string> restart_only_changes(const Config& running, const Confi
     for (size_t i = 0; same && i < a.size(); ++i) {
       same = a[i].size() == b[i].size();
       for (const auto& [field, setting] : a[i])
-        if (same && (!b[i].count(field) || display_value(b[i].at(field)) != display_value(setting))) same = false;
+        if (same && (!b[i].count(field) || !same_value(b[i].at(field), setting))) same = false;
     }
     if (!same) changed.emplace_back(array);
   }
@@ -549,24 +567,32 @@ std::string show(const Config& config) {
       out << source_name(setting.source) << " " << setting.origin;
     out << "\n";
   };
-  std::string current_section;
+  std::vector<std::string> sections;
   for (const Option& option : options()) {
-    std::string_view key = option.key;
-    if (key.find('*') != std::string_view::npos || key.find("[]") != std::string_view::npos) continue;
-    std::string section(key.substr(0, key.find('.')));
-    if (section != current_section) {
-      out << "\n[" << section << "]\n";
-      current_section = section;
-    }
-    if (option.type == Type::table_array) {
-      for (const Section& block : config.sections(key)) {
-        out << "[[" << key << "]]\n";
+    std::string section(option.key.substr(0, option.key.find('.')));
+    if (std::find(sections.begin(), sections.end(), section) == sections.end()) sections.push_back(section);
+  }
+  auto in_section = [](std::string_view key, const std::string& section) {
+    return key.substr(0, key.find('.')) == section && key.find('*') == std::string_view::npos &&
+           key.find("[]") == std::string_view::npos;
+  };
+  for (const std::string& section : sections) {
+    bool any = false;
+    for (const Option& option : options()) any = any || in_section(option.key, section);
+    if (!any) continue;
+    out << "\n[" << section << "]\n";
+    // A section's keys before its [[arrays]]: in TOML, a key after [[a.b]] belongs to that element.
+    for (const Option& option : options())
+      if (in_section(option.key, section) && option.type != Type::table_array)
+        line(std::string(option.key.substr(option.key.find('.') + 1)), config.get(option.key));
+    for (const Option& option : options()) {
+      if (!in_section(option.key, section) || option.type != Type::table_array) continue;
+      for (const Section& block : config.sections(option.key)) {
+        out << "[[" << option.key << "]]\n";
         for (const auto& [field, setting] : block) line("  " + field, setting);
       }
-      if (config.sections(key).empty()) out << "# " << key << ": none\n";
-      continue;
+      if (config.sections(option.key).empty()) out << "# " << option.key << ": none\n";
     }
-    line(std::string(key.substr(key.find('.') + 1)), config.get(key));
   }
   for (const std::string& name : config.replica_names()) {
     out << "\n[replicas." << name << "]\n";

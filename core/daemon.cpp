@@ -3,6 +3,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 
 #include "core/error.hpp"
@@ -11,7 +12,15 @@
 
 namespace outbox::daemon {
 
-void notify_ready() { sd_notify(0, "READY=1"); }
+namespace {
+// READY=1 goes out once the daemon is connected; a reload before that must not announce it early.
+std::atomic<bool> g_ready_sent{false};
+}  // namespace
+
+void notify_ready() {
+  g_ready_sent = true;
+  sd_notify(0, "READY=1");
+}
 void notify_status(const std::string& status) { sd_notify(0, ("STATUS=" + status).c_str()); }
 void notify_reloading() { sd_notify(0, "RELOADING=1"); }
 void notify_stopping() { sd_notify(0, "STOPPING=1"); }
@@ -64,7 +73,7 @@ void Runtime::stop(int exit_code) {
 void Runtime::serve_metrics(metrics::Registry& registry) {
   const std::string& listen = config_->text("metrics.listen");
   if (listen.empty()) return;
-  metrics_server_ = std::make_unique<metrics::Server>(listen, registry);
+  metrics_server_ = std::make_unique<metrics::Server>(listen, registry, config_->get("metrics.listen").origin);
   health_timer_ = std::make_unique<loop::Timer>(loop_, [this] { update_health(); });
   health_timer_->start(std::chrono::milliseconds(0), std::chrono::seconds(1));
   spdlog::info("{}: serving /metrics and /healthz on {}", name_, listen);
@@ -103,6 +112,7 @@ void Runtime::on_reload() {
   notify_reloading();
   try {
     auto fresh = std::make_unique<config::Config>(config::Config::load(load_options_));
+    if (validate_) validate_(*fresh);
     for (const std::string& key : config::restart_only_changes(*config_, *fresh))
       spdlog::warn("{}: reload: {} changed but takes effect only after a restart", name_, key);
     for (const std::string& warning : fresh->warnings()) spdlog::warn("{}", warning);
@@ -113,7 +123,7 @@ void Runtime::on_reload() {
   } catch (const std::exception& error) {
     spdlog::error("{}: reload failed, keeping the running configuration: {}", name_, error.what());
   }
-  notify_ready();
+  if (g_ready_sent) sd_notify(0, "READY=1");
 }
 
 }  // namespace outbox::daemon

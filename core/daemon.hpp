@@ -41,6 +41,9 @@ class Runtime {
   loop::Loop& loop() { return loop_; }
   const config::Config& config() const { return *config_; }
   void set_hooks(Hooks hooks) { hooks_ = std::move(hooks); }
+  // The checks a new config must pass on SIGHUP beyond each option's own type and range (the same
+  // ones as at start and in `outbox config check`); throws to keep the running config.
+  void set_validator(std::function<void(const config::Config&)> validate) { validate_ = std::move(validate); }
   // Runs the loop until stop(); returns the exit code.
   int run();
   void stop(int exit_code = 0);
@@ -62,6 +65,7 @@ class Runtime {
   std::unique_ptr<config::Config> config_;
   loop::Loop loop_;
   Hooks hooks_;
+  std::function<void(const config::Config&)> validate_;
   std::unique_ptr<loop::Signal> sigterm_, sigint_, sighup_;
   std::unique_ptr<loop::Timer> watchdog_, status_timer_, health_timer_;
   std::unique_ptr<metrics::Server> metrics_server_;

@@ -10,9 +10,10 @@
 
 namespace outbox::metrics {
 
-ListenAddress parse_listen(const std::string& listen) {
-  auto fail = [&listen](const std::string& why) {
-    return config_error("config: metrics.listen: " + why + " (got \"" + listen +
+ListenAddress parse_listen(const std::string& listen, const std::string& origin) {
+  std::string where = origin.empty() ? "config: " : "config " + origin + ": ";
+  auto fail = [&listen, &where](const std::string& why) {
+    return config_error(where + "metrics.listen: " + why + " (got \"" + listen +
                         "\"; expected host:port such as 127.0.0.1:9187, [::1]:9187 or :9187)");
   };
   size_t colon = listen.rfind(':');
@@ -31,8 +32,9 @@ ListenAddress parse_listen(const std::string& listen) {
   return address;
 }
 
-Server::Server(const std::string& listen, Registry& registry) : http_(std::make_unique<httplib::Server>()) {
-  ListenAddress address = parse_listen(listen);
+Server::Server(const std::string& listen, Registry& registry, const std::string& origin)
+    : http_(std::make_unique<httplib::Server>()) {
+  ListenAddress address = parse_listen(listen, origin);
   // Two threads are plenty for a scraper and a health probe, and keep the daemon small.
   http_->new_task_queue = [] { return new httplib::ThreadPool(2); };
   http_->set_keep_alive_timeout(5);
@@ -49,8 +51,8 @@ Server::Server(const std::string& listen, Registry& registry) : http_(std::make_
   errno = 0;
   if (!http_->bind_to_port(address.host, address.port)) {
     std::string reason = errno ? std::strerror(errno) : "cannot bind";
-    throw config_error("config: metrics.listen: cannot listen on " + listen + ": " + reason +
-                       " (is the port in use, or the address not local?)");
+    throw config_error((origin.empty() ? "config: " : "config " + origin + ": ") + "metrics.listen: cannot listen on " + listen +
+                       ": " + reason + " (is the port in use, or the address not local?)");
   }
   port_ = address.port;
   thread_ = std::thread([this] { http_->listen_after_bind(); });

@@ -23,14 +23,14 @@ struct ListenAddress {
   int port = 0;
 };
 // Parses "host:port", "[v6]:port" or ":port" (every address). Throws Error(config) naming
-// metrics.listen and what is allowed.
-ListenAddress parse_listen(const std::string& listen);
+// metrics.listen and what is allowed, and `origin` (where the value came from) when given.
+ListenAddress parse_listen(const std::string& listen, const std::string& origin = "");
 
 class Server {
  public:
   // Binds at once (a port in use is an Error(config)) and serves from a background thread.
   // `registry` must outlive the server.
-  Server(const std::string& listen, Registry& registry);
+  Server(const std::string& listen, Registry& registry, const std::string& origin = "");
   ~Server();  // stops serving and joins the thread
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

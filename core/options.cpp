@@ -45,7 +45,8 @@ constexpr std::array kOptions{
   Option{"relay.poll_interval", Type::duration, "1s", 10, kHour, "", true, "",
          "Fallback poll interval; the relay wakes at once on LISTEN/NOTIFY."},
   Option{"relay.notify_channel", Type::string, "outbox_events", 0, 0, "", false, "",
-         "LISTEN channel; the outbox trigger created by outbox migrate notifies outbox_events."},
+         "LISTEN channel; the outbox trigger created by outbox migrate notifies outbox_events. Empty: no LISTEN, the relay "
+         "polls every relay.poll_interval (for a primary behind a transaction-pooling pgbouncer, where LISTEN does not work)."},
   Option{"relay.batch_size", Type::integer, "500", 1, 10000, "", true, "",
          "Rows read per batch."},
   Option{"relay.max_unconfirmed", Type::integer, "6000", 1, 100000, "", true, "",

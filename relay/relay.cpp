@@ -250,7 +250,7 @@ void Relay::connect_database() {
       tx.exec("SET lock_timeout = '1s'");
       heartbeat_partition_ = tx.exec_params1("SELECT (hashtext('heartbeat') & 2147483647) % $1", partitions_)[0].as<int>();
     }
-    listener_ = std::make_unique<Listener>(*connection, notify_channel_, *drain_soon_);
+    if (!notify_channel_.empty()) listener_ = std::make_unique<Listener>(*connection, notify_channel_, *drain_soon_);
     db_ = std::move(connection);
     db_poll_ = std::make_unique<loop::Poll>(runtime_.loop(), db_->sock(), [this] {
       try {

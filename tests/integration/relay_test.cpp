@@ -275,11 +275,25 @@ TEST(Relay, ABadConfigOnSighupKeepsTheRunningOne) {
   })) << relay.log();
   EXPECT_NE(relay.log().find("relay.batch_size: must be 1..10000 (got 0)"), std::string::npos) << relay.log();
   EXPECT_TRUE(relay.running());
+  // Valid option by option, refused as a whole (as at start and by `config check`): kept too.
+  write_file("reload.toml", "[relay]\nheartbeat_interval = \"0s\"\n[[relay.tables]]\nname = \"a.b.c\"\n");
+  relay.signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return relay.log().find("relay.tables.name: must be a table name") != std::string::npos; }))
+      << relay.log();
+  EXPECT_EQ(relay.log().find("new configuration in effect"), std::string::npos) << relay.log();
   insert_events("reload.evt", 5, 5, 100);
   EXPECT_EQ(queue.collect(10).size(), 10u) << relay.log();
   write_file("reload.toml", "[relay]\nheartbeat_interval = \"0s\"\nbatch_size = 7\n");
   relay.signal(SIGHUP);
   EXPECT_TRUE(eventually([&] { return relay.log().find("reloaded: batch_size=7") != std::string::npos; })) << relay.log();
+}
+
+TEST(Relay, WithAnEmptyNotifyChannelItDoesNotListenAndPublishesByPolling) {
+  fresh_schema();
+  TestQueue queue("test.poll", "poll.#");
+  Daemon relay(relay_args({"--set", "relay.notify_channel="}));
+  insert_events("poll.evt", 5, 5);
+  EXPECT_EQ(queue.collect(5).size(), 5u) << relay.log();
 }
 
 TEST(Relay, ASighupChangesTheHeartbeatIntervalOfARunningHeartbeat) {

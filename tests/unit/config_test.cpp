@@ -151,6 +151,36 @@ TEST(Config, ReloadReportsRestartOnlyChanges) {
   EXPECT_EQ(restart_only_changes(running, fresh), std::vector<std::string>{"relay.partitions"});
 }
 
+TEST(Config, ReloadReportsAChangedPasswordButNotADurationWrittenAnotherWay) {
+  Config running =
+      Config::parse("[broker]\nurl = \"amqp://outbox:old@mq/\"\n[relay]\nnotify_channel = \"a\"\n", "outbox.toml", no_env());
+  Config fresh =
+      Config::parse("[broker]\nurl = \"amqp://outbox:new@mq/\"\n[relay]\nnotify_channel = \"a\"\n", "outbox.toml", no_env());
+  EXPECT_EQ(restart_only_changes(running, fresh), std::vector<std::string>{"broker.url"});
+  Config seconds = Config::parse("[broker]\nheartbeat = \"1m\"\n", "outbox.toml", no_env());
+  Config milliseconds = Config::parse("[broker]\nheartbeat = \"60000ms\"\n", "outbox.toml", no_env());
+  EXPECT_EQ(restart_only_changes(seconds, milliseconds), std::vector<std::string>{});
+}
+
+TEST(Config, ShowPrintsTomlThatLoadsBackWithTheSameValues) {
+  Config config = Config::parse(
+      "[relay]\nbatch_size = 42\n[[relay.tables]]\nname = \"outbox\"\n[[relay.tables]]\nname = \"billing.outbox\"\n"
+      "exchange = \"billing\"\n[replicas.eu]\nurl = \"postgresql://db/eu\"\n",
+      "outbox.toml", no_env());
+  std::string shown = show(config);
+  Config again = Config::parse(shown, "shown.toml", no_env());
+  EXPECT_EQ(again.integer("relay.batch_size"), 42) << shown;
+  ASSERT_EQ(again.sections("relay.tables").size(), 2u) << shown;
+  EXPECT_EQ(again.sections("relay.tables")[1].at("exchange").text, "billing");
+  EXPECT_EQ(again.text("replicas.eu.url"), "postgresql://db/eu");
+  for (const Option& option : options()) {
+    if (option.key.find('*') != std::string_view::npos || option.key.find("[]") != std::string_view::npos ||
+        option.type == Type::table_array)
+      continue;
+    EXPECT_EQ(display_value(again.get(option.key)), display_value(config.get(option.key))) << option.key;
+  }
+}
+
 TEST(Config, AFileWithAPasswordThatEveryUserCanReadDrawsAWarningButGroupReadIsFine) {
   std::string path = ::testing::TempDir() + "outbox-password.toml";
   {
