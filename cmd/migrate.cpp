@@ -34,6 +34,7 @@ std::vector<Database> select_databases(const config::Config& config, const std::
   if (what == "replica" || what == "all") {
     std::vector<std::string> names = named ? std::vector<std::string>{words[1]} : config.replica_names();
     for (const std::string& name : names) {
+      if (name.empty()) throw usage_error("migrate: --target replica needs a replica name (got an empty one)");
       if (!config.has_replica(name))
         throw config_error("migrate: no replica named '" + name + "' is configured (set replicas." + name + ".url)");
       out.push_back({"replica " + name, migrate::Target::replica, config.required("replicas." + name + ".url")});
@@ -123,9 +124,12 @@ int run_status(const config::Config& config, const std::vector<std::string>& tar
     migrate::Status state;
     try {
       state = migrate::status(*connection, database.target);
+    } catch (const Error& error) {
+      throw error.with_context(database.role);
     } catch (const std::exception& error) {
+      std::string reason = error.what();
       throw Error(pg::is_connection_error(error) ? ExitCode::unavailable : ExitCode::software,
-                  database.role + ": reading schema_migrations: " + error.what());
+                  database.role + ": reading schema_migrations: " + reason.substr(0, reason.find('\n')));
     }
     std::cout << database.role << " (" << mask_url(database.url) << "): version " << state.current << ", latest " << state.latest
               << ", " << state.pending() << " pending\n";
@@ -134,7 +138,7 @@ int run_status(const config::Config& config, const std::vector<std::string>& tar
       if (!entry.applied_at.empty()) std::cout << "  " << entry.applied_at;
       std::cout << "\n";
     }
-    if (auto problem = migrate::checksum_problem(state, database.role)) {
+    if (auto problem = migrate::history_problem(state, database.role)) {
       std::cerr << "outbox: " << *problem << "\n";
       mismatch = true;
     }

@@ -59,8 +59,21 @@ class RunLock {
   pqxx::connection& connection_;
 };
 
+// True when schema_migrations exists. One that another tool made (Rails, golang-migrate and dbmate
+// use the name too) is refused rather than written to.
 bool has_migrations_table(pqxx::transaction_base& tx) {
-  return tx.exec("SELECT to_regclass('schema_migrations') IS NOT NULL")[0][0].as<bool>();
+  pqxx::row row = tx.exec1(
+      "SELECT to_regclass('schema_migrations') IS NOT NULL, (SELECT count(*) FROM pg_attribute a "
+      "WHERE a.attrelid = to_regclass('schema_migrations') AND NOT a.attisdropped AND (a.attname, a.atttypid) IN "
+      "(('version', 'integer'::regtype), ('name', 'text'::regtype), ('checksum', 'text'::regtype), "
+      "('applied_at', 'timestamptz'::regtype)))");
+  if (!row[0].as<bool>()) return false;
+  if (row[1].as<int>() != 4)
+    throw config_error(
+        "table schema_migrations is not outbox's (it lacks version integer, name, checksum and applied_at; another "
+        "migration tool's?): give outbox its own schema with search_path in the URL (e.g. ?options=-csearch_path%3Doutbox) "
+        "or its own database");
+  return true;
 }
 
 std::vector<Applied> read_applied_in(pqxx::transaction_base& tx) {
@@ -189,11 +202,26 @@ std::optional<std::string> checksum_problem(const Status& status, std::string_vi
   return std::nullopt;
 }
 
+std::optional<std::string> history_problem(const Status& status, std::string_view role) {
+  if (auto problem = checksum_problem(status, role)) return problem;
+  for (const Entry& entry : status.entries)
+    if (entry.state == State::unknown)
+      return std::string(role) + ": migration " + entry.file() +
+             " is applied but unknown to this outbox (which knows up to version " + std::to_string(status.latest) +
+             "): the database was migrated by a newer outbox; run that one";
+  for (const Entry& entry : status.entries)
+    if (entry.state == State::pending && entry.version < status.current)
+      return std::string(role) + ": migration " + entry.file() + " is not applied but version " + std::to_string(status.current) +
+             " is; refusing to apply it out of order (restore its schema_migrations row if it was applied, or apply it by "
+             "hand)";
+  return std::nullopt;
+}
+
 ApplyResult apply(pqxx::connection& connection, Target target, std::string_view role, const ApplyOptions& options) {
   const std::vector<Migration>& known = migrations(target);
   ApplyResult result;
   auto run = [&](const Status& state, bool write) {
-    if (auto problem = checksum_problem(state, role)) throw config_error(*problem);
+    if (auto problem = history_problem(state, role)) throw config_error(*problem);
     result.before = result.after = state.current;
     for (const Migration& migration : known) {
       auto entry = std::find_if(state.entries.begin(), state.entries.end(),
@@ -231,8 +259,10 @@ ApplyResult apply(pqxx::connection& connection, Target target, std::string_view 
     }
     run(status(connection, target), true);
     return result;
-  } catch (const Error&) {
-    throw;
+  } catch (const Error& error) {
+    // The problems found by the runner name the database already; the table check does not.
+    if (std::string_view(error.what()).rfind(role, 0) == 0) throw;
+    throw error.with_context(std::string(role));
   } catch (const std::exception& error) {
     throw server_error(error, std::string(role));
   }

@@ -88,6 +88,10 @@ Status status(pqxx::connection& connection, Target target);
 // 0001_parking_and_outbox.sql was applied with checksum 1a2b3c4d5e6f but this outbox has
 // 9f8e7d6c5b4a; an applied migration must never change (restore the file, or repair the database)".
 std::optional<std::string> checksum_problem(const Status& status, std::string_view role);
+// What `outbox migrate` refuses beyond a checksum mismatch, or nullopt: a version applied that this
+// outbox does not know (the database was migrated by a newer one), or a version missing below an
+// applied one (it would run out of order).
+std::optional<std::string> history_problem(const Status& status, std::string_view role);
 
 struct ApplyOptions {
   bool dry_run = false;  // nothing is written, no lock is taken; on_migration is called for pending ones

@@ -170,6 +170,45 @@ TEST_F(Migrate, AChecksumMismatchOnAnAppliedMigrationIsAConfigErrorNamingTheData
   EXPECT_NE(status.out.find(first_file(Target::replica) + "  CHECKSUM MISMATCH"), std::string::npos) << status;
 }
 
+TEST_F(Migrate, ADatabaseMigratedByANewerOutboxIsRefusedAndAMissingVersionIsNotAppliedOutOfOrder) {
+  ASSERT_EQ(migrate().exit_code, 0);
+  exec(servers().replica_url, "INSERT INTO schema_migrations (version, name, checksum) VALUES (999, 'future', 'x')");
+  RunResult newer = migrate({"--target", "replica", "main"});
+  EXPECT_EQ(newer.exit_code, 78) << newer;
+  EXPECT_NE(newer.err.find("outbox: replica main: migration 0999_future.sql is applied but unknown to this outbox"),
+            std::string::npos)
+      << newer;
+  RunResult status = run_outbox({"migrate", "status", "--target", "replica", "main"});
+  EXPECT_EQ(status.exit_code, 78) << status;
+  EXPECT_NE(status.out.find("0999_future.sql  applied, unknown to this outbox"), std::string::npos) << status;
+
+  exec(servers().replica_url, "DELETE FROM schema_migrations WHERE version IN (2, 999)");
+  RunResult gap = migrate({"--target", "replica", "main"});
+  EXPECT_EQ(gap.exit_code, 78) << gap;
+  EXPECT_NE(gap.err.find("migration 0002_heartbeat.sql is not applied but version 3 is; refusing to apply it out of order"),
+            std::string::npos)
+      << gap;
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT count(*) FROM schema_migrations"), "2");
+}
+
+TEST_F(Migrate, ASchemaMigrationsTableOfAnotherToolIsRefusedWithOneLine) {
+  exec(servers().primary_url, "CREATE TABLE schema_migrations (version varchar PRIMARY KEY)");
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"migrate", "--target", "primary"},
+                                               std::vector<std::string>{"migrate", "status", "--target", "primary"}}) {
+    RunResult result = run_outbox(args);
+    EXPECT_EQ(result.exit_code, 78) << result;
+    EXPECT_EQ(result.err.rfind("outbox: primary: table schema_migrations is not outbox's", 0), 0u) << result;
+    EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result;
+  }
+  EXPECT_FALSE(has_table(servers().primary_url, "outbox"));
+}
+
+TEST_F(Migrate, AnEmptyReplicaNameIsAUsageError) {
+  RunResult result = migrate({"--target", "replica:"});
+  EXPECT_EQ(result.exit_code, 64) << result;
+  EXPECT_NE(result.err.find("needs a replica name"), std::string::npos) << result;
+}
+
 TEST_F(Migrate, TwoConcurrentRunsWaitForEachOtherAndApplyEachMigrationOnce) {
   // Hold the runs' advisory lock, start several runs, see them all wait on it, then let them go.
   auto blocker = connect(servers().primary_url);
