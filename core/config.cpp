@@ -137,6 +137,15 @@ std::string where(const std::string& path, const toml::node& node) {
   return path + ":" + std::to_string(begin.line) + ":" + std::to_string(begin.column);
 }
 
+// The position of an array element: the origin's file ("a:b.toml:2:7" -> "a:b.toml") with the
+// element's line and column; an origin without a position ("--set") stays as it is.
+std::string element_origin(const std::string& origin, const toml::node& element) {
+  size_t column = origin.rfind(':');
+  size_t line = column == std::string::npos || column == 0 ? std::string::npos : origin.rfind(':', column - 1);
+  if (line == std::string::npos) return origin;
+  return where(origin.substr(0, line), element);
+}
+
 std::string node_type_name(const toml::node& node) {
   switch (node.type()) {
     case toml::node_type::string:
@@ -184,8 +193,8 @@ Setting from_node(const Option& option, std::string_view key, const toml::node& 
         Setting setting{&option, "", 0, false, {}, source, origin};
         for (const toml::node& element : *array) {
           auto text = element.value_exact<std::string>();
-          if (!text) throw invalid(where(origin.substr(0, origin.find(':')), element), key, describe_allowed(option));
-          if (option.type == Type::url_list) check_url(option, key, *text, origin);
+          if (!text) throw invalid(element_origin(origin, element), key, describe_allowed(option));
+          if (option.type == Type::url_list) check_url(option, key, *text, element_origin(origin, element));
           setting.list.push_back(*text);
         }
         if (!setting.list.empty()) setting.text = setting.list.front();
@@ -239,6 +248,7 @@ class Loader {
           if (!valid_name(name))
             throw invalid(where(path(), replica_node), "replicas." + name, "replica names may use letters, digits, '_' and '-'");
           replicas_.push_back(name);
+          replica_origins_[name] = where(path(), replica_node);
           read_fields(*replica, "replicas." + name);
         }
         continue;
@@ -365,8 +375,11 @@ class Loader {
       }
     for (const std::string& name : replicas_)
       if (config_.values_["replicas." + name + ".url"].text.empty())
-        throw config_error("config " + (path().empty() ? std::string("(none)") : path()) + ": replicas." + name +
-                           ".url: is required for every [replicas." + name + "] section");
+        throw config_error("config " +
+                           (replica_origins_.count(name) ? replica_origins_[name]
+                            : path().empty()             ? std::string("(none)")
+                                                         : path()) +
+                           ": replicas." + name + ".url: is required for every [replicas." + name + "] section");
   }
 
   void check_permissions() {
@@ -396,6 +409,7 @@ class Loader {
   Config& config_;
   const LoadOptions& options_;
   std::vector<std::string> replicas_;
+  std::map<std::string, std::string> replica_origins_;  // "outbox.toml:7:1" of each [replicas.NAME]
 };
 
 Config Config::parse(std::string_view toml_text, const std::string& path, const LoadOptions& options) {

@@ -115,7 +115,7 @@ TEST(Config, NamedReplicasGetTheirDefaults) {
 
 TEST(Config, AReplicaWithoutUrlIsAnError) {
   EXPECT_EQ(error_of("[replicas.eu]\nqueue_type = \"quorum\"\n"),
-            "config outbox.toml: replicas.eu.url: is required for every [replicas.eu] section");
+            "config outbox.toml:1:1: replicas.eu.url: is required for every [replicas.eu] section");
 }
 
 TEST(Config, TableArraysAreParsedWithFieldDefaults) {
@@ -149,6 +149,13 @@ TEST(Config, ReloadReportsRestartOnlyChanges) {
   Config running = Config::parse("[relay]\nbatch_size = 10\npartitions = 8\n", "outbox.toml", no_env());
   Config fresh = Config::parse("[relay]\nbatch_size = 20\npartitions = 4\n", "outbox.toml", no_env());
   EXPECT_EQ(restart_only_changes(running, fresh), std::vector<std::string>{"relay.partitions"});
+}
+
+TEST(Config, ABadUrlInAnArrayIsReportedAtItsOwnPosition) {
+  EXPECT_EQ(error_of("[broker]\nurl = [\"amqp://a/\", \"http://b/\"]\n"),
+            "config outbox.toml:2:21: broker.url: must be an amqp:// or amqps:// URL (got http://b/)");
+  EXPECT_EQ(error_of("[broker]\nurl = [\"amqp://a/\", 7]\n"),
+            "config outbox.toml:2:21: broker.url: must be a URL or an array of URLs");
 }
 
 TEST(Config, ReloadReportsAChangedPasswordButNotADurationWrittenAnotherWay) {
