@@ -34,15 +34,8 @@ void fresh_start(bool migrate = true) {
   if (migrate) {
     ASSERT_TRUE(migrate_all());
   }
-  auto connection = broker_connection();
-  declare_outbox_exchange(*connection);
-  for (const char* queue : {"outbox.replica.main", "outbox.replica.replica2", "outbox.dead-letter", "outbox.unroutable"}) {
-    try {
-      connection->purge_queue(queue);
-    } catch (const std::exception&) {
-      connection = broker_connection();  // not declared yet (no migrate): nothing to purge
-    }
-  }
+  declare_outbox_exchange(*broker_connection());
+  purge_outbox_queues();
 }
 
 // What "writes nothing" is checked against: row and event counts on both sides.

@@ -33,9 +33,7 @@ void fresh_start() {
     reset_databases();
   }
   ASSERT_TRUE(migrate_all());
-  auto connection = broker_connection();
-  for (const char* queue : {"outbox.replica.main", "outbox.replica.replica2", "outbox.dead-letter"})
-    connection->purge_queue(queue);
+  purge_outbox_queues();
 }
 
 using outbox::parking::random_uuid;

@@ -22,9 +22,7 @@ const std::vector<std::string> kReplicate = {"replicate", "--set", "replicate.ma
 void fresh_start() {
   reset_databases();
   ASSERT_TRUE(migrate_all());
-  auto connection = broker_connection();
-  for (const char* queue : {"outbox.replica.main", "outbox.replica.replica2", "outbox.dead-letter"})
-    connection->purge_queue(queue);
+  purge_outbox_queues();
 }
 
 std::vector<std::string> create_slots(int n, const std::string& prefix = "slot") {
@@ -218,15 +216,21 @@ TEST(Verify, ConcurrentWritesDuringTheCompareAreRecheckedAndNotReportedAsDrift) 
       ++writes;
     }
   });
-  // Small chunks: the compare takes long enough to see many writes in flight.
-  RunResult verify = run_outbox({"verify", "--chunk-rows", "10", "--json"});
+  // Small chunks: the compare takes long enough to see many writes in flight. A run that happened
+  // to see none in flight proves nothing about the recheck, so it is run again (a few times at most).
+  nlohmann::json document;
+  for (int run = 0; run < 5 && !::testing::Test::HasFailure(); ++run) {
+    RunResult verify = run_outbox({"verify", "--chunk-rows", "10", "--json"});
+    EXPECT_EQ(verify.exit_code, 0) << verify;
+    document = nlohmann::json::parse(verify.out);
+    EXPECT_EQ(document["tables"][0]["chunks"], 41);
+    EXPECT_EQ(document["tables"][0]["rechecked"], document["tables"][0]["settled"]);
+    if (document["tables"][0]["rechecked"].get<long long>() > 0) break;
+  }
   stop = true;
   writer.join();
   EXPECT_GT(writes.load(), 0);
-  EXPECT_EQ(verify.exit_code, 0) << verify;
-  nlohmann::json document = nlohmann::json::parse(verify.out);
-  EXPECT_EQ(document["tables"][0]["chunks"], 41);
-  EXPECT_EQ(document["tables"][0]["rechecked"], document["tables"][0]["settled"]);
+  EXPECT_GT(document["tables"][0]["rechecked"].get<long long>(), 0) << "no run saw a write in flight";
   std::cerr << "[verify] " << writes << " concurrent writes, " << document["tables"][0]["rechecked"] << " rows rechecked\n";
 }
 

@@ -16,6 +16,17 @@ std::unique_ptr<amqp::Connection> broker_connection() {
   return amqp::Connection::open(settings, node, "outbox-test");
 }
 
+void purge_outbox_queues() {
+  auto connection = broker_connection();
+  for (const char* queue : {"outbox.replica.main", "outbox.replica.replica2", "outbox.dead-letter", "outbox.unroutable"}) {
+    try {
+      connection->purge_queue(queue);
+    } catch (const std::exception&) {
+      connection = broker_connection();  // the failed purge closed the channel
+    }
+  }
+}
+
 void declare_outbox_exchange(amqp::Connection& connection, const std::string& exchange) {
   topology::declare_exchange(connection, exchange);
 }

@@ -39,6 +39,10 @@ class TestQueue {
 // Declares the exchange as the relay does (topic, durable, alternate exchange outbox.unroutable).
 void declare_outbox_exchange(amqp::Connection& connection, const std::string& exchange = "outbox");
 std::unique_ptr<amqp::Connection> broker_connection();
+// Empties the queues that `outbox migrate` declares (each replica's, the dead letters and the
+// unroutable events), so no test inherits, or slows the broker with, an earlier test's messages.
+// A queue that is not declared yet (no migrate) is skipped.
+void purge_outbox_queues();
 std::string header_text(const amqp::IncomingMessage& message, const std::string& key);
 long long header_number(const amqp::IncomingMessage& message, const std::string& key);
 

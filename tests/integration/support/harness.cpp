@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
@@ -194,12 +196,41 @@ void print_server_logs() {
   }
 }
 
+// Each failing test is followed by the servers' logs, while they still show what it did.
+class ServerLogsOnFailure : public ::testing::EmptyTestEventListener {
+  void OnTestEnd(const ::testing::TestInfo& test) override {
+    if (!test.result()->Failed() || g_servers.dir.empty()) return;
+    std::cerr << "[harness] " << test.test_suite_name() << "." << test.name() << " failed; the servers' logs:\n";
+    print_server_logs();
+  }
+};
+
+// A test binary killed by a timeout never runs TearDown: its servers (started in their own
+// sessions) would keep running and slow every later binary. Each run records its pid in its
+// servers dir and stops the servers of dirs whose process is gone.
+void stop_orphaned_servers(const std::string& base) {
+  std::error_code error;
+  for (const auto& entry : fs::directory_iterator(base, error)) {
+    std::string name = entry.path().filename().string();
+    if (name.rfind("outbox-test.", 0) != 0) continue;
+    std::ifstream owner_file(entry.path() / "owner.pid");
+    pid_t owner = 0;
+    if (!(owner_file >> owner) || owner <= 0 || kill(owner, 0) == 0 || errno != ESRCH) continue;
+    std::cerr << "[harness] stopping the servers of " << entry.path().string() << " (its test run " << owner << " is gone)\n";
+    run_command({kServersScript, "--dir", entry.path().string(), "stop"}, current_env(), 120s);
+    fs::remove_all(entry.path(), error);
+  }
+}
+
 // Starts the servers once per test binary; stops them and removes their dir at the end.
 class ServersEnvironment : public ::testing::Environment {
  public:
   void SetUp() override {
     std::string base = std::getenv("TMPDIR") && *std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp";
     auto begin = Clock::now();
+    stop_orphaned_servers(base);
+    // GoogleTest owns the listener (hence the bare new).
+    ::testing::UnitTest::GetInstance()->listeners().Append(new ServerLogsOnFailure);
     RunResult start;
     // A port picked as free can be taken by another process before the server binds it, and the
     // ports stay with the directory, so a failed start is retried once in a new directory.
@@ -218,6 +249,7 @@ class ServersEnvironment : public ::testing::Environment {
       std::error_code ignored;
       fs::remove_all(g_servers.dir, ignored);
     }
+    std::ofstream(g_servers.dir + "/owner.pid") << getpid() << "\n";
     RunResult env = servers_command({"env"});
     if (env.exit_code != 0) FAIL() << "scripts/servers env failed:\n" << env;
     auto values = parse_exports(env.out);
@@ -238,12 +270,12 @@ class ServersEnvironment : public ::testing::Environment {
 
   void TearDown() override {
     if (!started_) return;
-    if (::testing::UnitTest::GetInstance()->Failed()) print_server_logs();
     RunResult stop = servers_command({"stop"});
     if (stop.exit_code != 0) std::cerr << "[harness] scripts/servers stop failed:\n" << stop;
     const char* keep = std::getenv("OUTBOX_KEEP_SERVERS");
     if (keep && *keep && std::string(keep) != "0") {
       std::cerr << "[harness] kept " << g_servers.dir << " (OUTBOX_KEEP_SERVERS)\n";
+      fs::remove(g_servers.dir + "/owner.pid");  // kept on purpose: not an orphan for the next run
     } else {
       std::error_code ignored;
       fs::remove_all(g_servers.dir, ignored);
