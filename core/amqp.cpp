@@ -2,8 +2,11 @@
 
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <openssl/x509.h>
 #include <sys/time.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "core/error.hpp"
@@ -44,6 +47,12 @@ std::string reply_reason(const amqp_rpc_reply_t& reply, int* code = nullptr) {
       return std::string("server error in ") + amqp_method_name(reply.reply.id);
   }
   return "unknown reply";
+}
+
+std::string system_ca_file() {
+  const char* from_env = std::getenv(X509_get_default_cert_file_env());
+  std::string file = from_env && *from_env ? from_env : X509_get_default_cert_file();
+  return access(file.c_str(), R_OK) == 0 ? file : "";
 }
 
 HeaderValue header_value(const amqp_field_value_t& value) {
@@ -104,7 +113,7 @@ BrokerSettings broker_settings(const config::Config& config) {
 std::unique_ptr<Connection> Connection::open(const BrokerSettings& settings, size_t& next_node, const std::string& role) {
   if (settings.urls.empty()) throw config_error("config: broker.url: not set (set it in the config file or OUTBOX_BROKER_URL)");
   std::string last_error;
-  int last_code = 0;
+  bool last_ours = false;
   for (size_t attempt = 0; attempt < settings.urls.size(); ++attempt) {
     size_t index = (next_node + attempt) % settings.urls.size();
     const std::string& url = settings.urls[index];
@@ -112,14 +121,14 @@ std::unique_ptr<Connection> Connection::open(const BrokerSettings& settings, siz
     connection->masked_node_ = mask_url(url);
     connection->role_ = role;
     std::string reason;
-    int code = 0;
+    bool ours = false;  // a mistake on this side (a bad URL, unreadable TLS files): no retry can fix it
     do {
       std::vector<char> mutable_url(url.begin(), url.end());
       mutable_url.push_back('\0');
       amqp_connection_info info{};
       if (int rc = amqp_parse_url(mutable_url.data(), &info); rc != AMQP_STATUS_OK) {
         reason = std::string("invalid URL: ") + amqp_error_string2(rc);
-        code = 530;
+        ours = true;
         break;
       }
       // "amqp://host/" names the empty vhost in the AMQP URI spec, but everyone means the default "/".
@@ -134,15 +143,18 @@ std::unique_ptr<Connection> Connection::open(const BrokerSettings& settings, siz
         }
         amqp_ssl_socket_set_verify_peer(socket, settings.tls_verify ? 1 : 0);
         amqp_ssl_socket_set_verify_hostname(socket, settings.tls_verify ? 1 : 0);
-        if (!settings.tls_ca.empty() && amqp_ssl_socket_set_cacert(socket, settings.tls_ca.c_str()) != AMQP_STATUS_OK) {
-          reason = "broker.tls_ca " + settings.tls_ca + ": cannot load CA certificate";
-          code = 530;
+        // librabbitmq trusts no CA unless given one: without broker.tls_ca, the system's bundle
+        // (SSL_CERT_FILE, else OpenSSL's default file) lets a publicly trusted broker verify.
+        std::string ca = settings.tls_ca.empty() ? system_ca_file() : settings.tls_ca;
+        if (!ca.empty() && amqp_ssl_socket_set_cacert(socket, ca.c_str()) != AMQP_STATUS_OK) {
+          reason = (settings.tls_ca.empty() ? "the system CA bundle " : "broker.tls_ca ") + ca + ": cannot load CA certificate";
+          ours = true;
           break;
         }
         if (!settings.tls_cert.empty() &&
             amqp_ssl_socket_set_key(socket, settings.tls_cert.c_str(), settings.tls_key.c_str()) != AMQP_STATUS_OK) {
           reason = "broker.tls_cert " + settings.tls_cert + ": cannot load certificate or key";
-          code = 530;
+          ours = true;
           break;
         }
       } else {
@@ -163,22 +175,22 @@ std::unique_ptr<Connection> Connection::open(const BrokerSettings& settings, siz
       amqp_table_t properties{1, client_properties};
       amqp_rpc_reply_t login = amqp_login_with_properties(connection->state_, info.vhost, 0, 131072, heartbeat_seconds,
                                                           &properties, AMQP_SASL_METHOD_PLAIN, info.user, info.password);
-      if (reason = reply_reason(login, &code); !reason.empty()) break;
+      if (reason = reply_reason(login); !reason.empty()) break;
       amqp_channel_open(connection->state_, kChannel);
-      if (reason = reply_reason(amqp_get_rpc_reply(connection->state_), &code); !reason.empty()) break;
+      if (reason = reply_reason(amqp_get_rpc_reply(connection->state_)); !reason.empty()) break;
     } while (false);
     if (reason.empty()) {
       next_node = index + 1;
       return connection;
     }
     last_error = role + " " + connection->masked_node_ + ": " + reason;
-    last_code = code;
+    last_ours = ours;
   }
   next_node = next_node + 1;
-  // 530 marks this side's mistakes (a bad URL, unreadable TLS files): no retry can fix them. Refused
-  // credentials (403) are unavailability, as with PostgreSQL: the user or its password may be fixed
-  // on the broker while the daemons retry.
-  if (last_code == 530) throw config_error(last_error);
+  // Only this side's mistakes are config errors. What the broker refuses (credentials, 403; a vhost
+  // the user may not use, 530 NOT_ALLOWED) is unavailability, as with PostgreSQL: it may be fixed on
+  // the broker while the daemons retry.
+  if (last_ours) throw config_error(last_error);
   throw unavailable_error(last_error);
 }
 

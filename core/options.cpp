@@ -22,7 +22,9 @@ constexpr std::array kOptions{
   Option{"broker.exchange", Type::string, "outbox", 0, 0, "", false, "",
          "Topic exchange (durable) that events are published to and replica queues are bound to."},
   Option{"broker.tls_ca", Type::string, "", 0, 0, "", false, "",
-         "PEM file of the CA that signs the broker's certificate (amqps:// only)."},
+         "PEM file of the CA that signs the broker's certificate (amqps:// only). Empty: the system's CA bundle "
+         "(SSL_CERT_FILE, else OpenSSL's default file). The host name in broker.url is checked against the "
+         "certificate's DNS names: address the broker by name, not by IP address."},
   Option{"broker.tls_cert", Type::string, "", 0, 0, "", false, "",
          "PEM client certificate for amqps:// (with broker.tls_key)."},
   Option{"broker.tls_key", Type::string, "", 0, 0, "", false, "",

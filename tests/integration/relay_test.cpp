@@ -381,6 +381,25 @@ TEST(Relay, ABrokerUrlItCannotUseStopsTheRelayWithExitCode78) {
   EXPECT_EQ(result.err.find("secret"), std::string::npos) << result;
 }
 
+TEST(Relay, AVhostTheBrokerUserMayNotUseIsRetriedUntilThePermissionIsGranted) {
+  fresh_schema();
+  auto rabbitmqctl = [](const std::string& args) {
+    return std::system((servers().rabbitmqctl + " " + args + " >/dev/null 2>&1").c_str());
+  };
+  rabbitmqctl("delete_vhost locked");
+  ASSERT_EQ(rabbitmqctl("add_vhost locked"), 0);
+  std::string url = servers().broker_url;
+  url = url.substr(0, url.rfind('/')) + "/locked";
+  Daemon relay(relay_args({"--set", "relay.max_backoff=1s"}), {{"OUTBOX_BROKER_URL", url}});
+  ASSERT_TRUE(eventually([&] { return relay.log().find("NOT_ALLOWED") != std::string::npos; })) << relay.log();
+  EXPECT_TRUE(relay.running()) << "a refusal the broker's admin can lift is not a config error\n" << relay.log();
+  ASSERT_EQ(rabbitmqctl("set_permissions -p locked outbox '.*' '.*' '.*'"), 0);
+  EXPECT_TRUE(eventually([&] { return relay.log().find("broker connected again") != std::string::npos; })) << relay.log();
+  relay.signal(SIGTERM);
+  EXPECT_EQ(relay.wait_exit(), 0) << relay.log();
+  rabbitmqctl("delete_vhost locked");
+}
+
 TEST(Relay, AFailingHeartbeatIsLoggedOnceAndKeepsTheSessionItsPartitionsAndThePublishing) {
   fresh_schema();
   // Heartbeat rows are refused; ordinary events are not.
@@ -560,6 +579,16 @@ TEST(Relay, ItPublishesOverTlsToBothPostgresqlAndRabbitMQ) {
                    "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) "
                    "WHERE ssl AND application_name = 'outbox-relay'"),
             "1");
+}
+
+TEST(Relay, WithoutBrokerTlsCaTheSystemCaBundleVerifiesTheBroker) {
+  fresh_schema();
+  TestQueue queue("test.system-ca", "system-ca.#");
+  insert_events("system-ca.evt", 3, 3);
+  // SSL_CERT_FILE is how OpenSSL's default bundle is pointed elsewhere; here, at the test CA.
+  Daemon relay(relay_args(), {{"OUTBOX_BROKER_URL", servers().broker_tls_url}, {"SSL_CERT_FILE", servers().tls_ca}});
+  EXPECT_EQ(queue.collect(3).size(), 3u) << relay.log();
+  EXPECT_NE(relay.log().find("broker connected (amqps://"), std::string::npos) << relay.log();
 }
 
 TEST(Relay, AnUntrustedBrokerCertificateIsRefused) {
