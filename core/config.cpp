@@ -65,6 +65,7 @@ bool valid_url(std::string_view url, std::initializer_list<std::string_view> sch
 
 void check_url(const Option& option, std::string_view key, const std::string& url, const std::string& origin) {
   if (url.empty()) return;
+  if (std::string problem = url_syntax_problem(url); !problem.empty()) throw invalid(origin, key, problem);
   bool broker = option.key.rfind("broker.", 0) == 0;
   bool ok = broker ? valid_url(url, {"amqp", "amqps"}) : valid_url(url, {"postgresql", "postgres"});
   if (!ok)

@@ -62,7 +62,7 @@ std::unique_ptr<pqxx::connection> connect(const std::string& url, std::string_vi
     }
     return connection;
   } catch (const std::exception& error) {
-    throw unavailable_error(std::string(role) + " " + mask_url(url) + ": " + mask_url(trim(error.what())));
+    throw unavailable_error(std::string(role) + " " + mask_url(url) + ": " + mask_url(scrub_password(trim(error.what()), url)));
   }
 }
 

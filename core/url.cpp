@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cstdio>
 #include <regex>
+#include <vector>
 
 namespace outbox {
 namespace {
@@ -47,7 +48,68 @@ std::string mask_userinfo(std::string text, bool* found) {
   return text;
 }
 
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decoded(std::string_view text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() && hex_digit(text[i + 1]) >= 0 && hex_digit(text[i + 2]) >= 0) {
+      out += static_cast<char>(hex_digit(text[i + 1]) * 16 + hex_digit(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+// The passwords a URL carries: its userinfo's, and each password=... of its query.
+std::vector<std::string> passwords_of(std::string_view url) {
+  std::vector<std::string> out;
+  size_t scheme = url.find("://");
+  if (scheme != std::string_view::npos) {
+    size_t start = scheme + 3, at = url.rfind('@');
+    size_t colon = url.find(':', start);
+    if (at != std::string_view::npos && at > start && colon != std::string_view::npos && colon < at)
+      out.emplace_back(url.substr(colon + 1, at - colon - 1));
+  }
+  std::string text(url);
+  for (std::sregex_iterator match(text.begin(), text.end(), keyword_password()), end; match != end; ++match) {
+    std::string value = (*match)[2].str();
+    if (value.size() >= 2 && value.front() == '\'' && value.back() == '\'') value = value.substr(1, value.size() - 2);
+    out.push_back(value);
+  }
+  return out;
+}
+
 }  // namespace
+
+std::string scrub_password(std::string message, std::string_view url) {
+  for (const std::string& raw : passwords_of(url))
+    for (const std::string& secret : {raw, percent_decoded(raw)}) {
+      // Shorter ones would garble the message (a password "a"); mask_url still hides them in URLs.
+      if (secret.size() < 3) continue;
+      for (size_t at = message.find(secret); at != std::string::npos; at = message.find(secret, at + 4))
+        message.replace(at, secret.size(), "****");
+    }
+  return message;
+}
+
+std::string url_syntax_problem(std::string_view url) {
+  for (size_t i = 0; i < url.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(url[i]);
+    if (std::isspace(c) || std::iscntrl(c))
+      return "must not contain whitespace or control characters (percent-encode them, e.g. %20)";
+    if (c == '%' && (i + 2 >= url.size() || hex_digit(url[i + 1]) < 0 || hex_digit(url[i + 2]) < 0))
+      return "has a '%' that is not followed by two hex digits (write a literal '%' as %25)";
+  }
+  return "";
+}
 
 std::string mask_url(std::string_view url) {
   std::string text = mask_userinfo(std::string(url), nullptr);

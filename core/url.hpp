@@ -12,5 +12,11 @@ bool url_has_password(std::string_view url);
 // mask_url, and for a value that is not a URL but looks like "user:password@host", masks that too:
 // for echoing back a mistyped setting.
 std::string mask_credentials(std::string_view value);
+// Replaces, in a server library's message about `url`, each copy of the URL's password (as written
+// and percent-decoded; libpq quotes a malformed one back): for errors that mask_url cannot parse.
+std::string scrub_password(std::string message, std::string_view url);
+// Why the URL cannot be used as written, or "": whitespace or control characters, or a '%' that is
+// not followed by two hex digits. The reason never quotes the URL (it may be a password's fault).
+std::string url_syntax_problem(std::string_view url);
 
 }  // namespace outbox

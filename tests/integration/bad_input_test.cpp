@@ -213,6 +213,12 @@ TEST(BadInput, WrongUrlsAreExit78WhenMalformedAndExit69Or3WhenUnreachable) {
   expect_one_line(run_outbox({"relay"}, {{"OUTBOX_BROKER_URL", "http://example.com/"}}), 78,
                   "outbox: config env OUTBOX_BROKER_URL: broker.url: must be an amqp:// or amqps:// URL");
   expect_one_line(run_outbox({"replicate"}, {{"OUTBOX_REPLICA_URL", "not a url"}}), 78, "outbox: config env OUTBOX_REPLICA_URL:");
+  // libpq would quote a malformed password back in its error; such URLs are refused first, unquoted.
+  RunResult percent =
+      run_outbox({"relay"}, {{"OUTBOX_PRIMARY_URL", "postgresql://outbox:50%off-Secret@127.0.0.1/outbox_primary"}});
+  expect_one_line(percent, 78,
+                  "outbox: config env OUTBOX_PRIMARY_URL: primary.url: has a '%' that is not followed by two hex digits");
+  EXPECT_EQ(percent.err.find("Secret"), std::string::npos) << percent;
   std::string nowhere = "postgresql://outbox:secret@127.0.0.1:1/outbox_primary";
   RunResult create = run_outbox({"create_parking_slot", "--name", "A"}, {{"OUTBOX_PRIMARY_URL", nowhere}});
   expect_one_line(create, 69, "outbox: primary postgresql://outbox:****@127.0.0.1:1/outbox_primary: ", "Connection refused");

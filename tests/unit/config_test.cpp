@@ -151,6 +151,16 @@ TEST(Config, ReloadReportsRestartOnlyChanges) {
   EXPECT_EQ(restart_only_changes(running, fresh), std::vector<std::string>{"relay.partitions"});
 }
 
+TEST(Config, AUrlWithASpaceOrABrokenEscapeIsRefusedWithoutShowingThePassword) {
+  std::string spaced = error_of("[primary]\nurl = \"postgresql://outbox:pa ss@db/outbox\"\n");
+  EXPECT_EQ(spaced,
+            "config outbox.toml:2:7: primary.url: must not contain whitespace or control characters (percent-encode them, "
+            "e.g. %20)");
+  std::string broken = error_of("[broker]\nurl = \"amqp://outbox:50%off@mq/\"\n");
+  EXPECT_NE(broken.find("broker.url: has a '%' that is not followed by two hex digits"), std::string::npos) << broken;
+  EXPECT_EQ(broken.find("50%off"), std::string::npos) << broken;
+}
+
 TEST(Config, ABadUrlInAnArrayIsReportedAtItsOwnPosition) {
   EXPECT_EQ(error_of("[broker]\nurl = [\"amqp://a/\", \"http://b/\"]\n"),
             "config outbox.toml:2:21: broker.url: must be an amqp:// or amqps:// URL (got http://b/)");

@@ -61,6 +61,22 @@ TEST(Url, MasksPasswordsInEveryShapeLibpqAndRabbitmqAccept) {
   EXPECT_EQ(mask_credentials("no secret here"), "no secret here");
 }
 
+TEST(Url, APasswordThatALibraryQuotesBackIsScrubbedAsWrittenAndDecoded) {
+  std::string url = "postgresql://outbox:50%off-Secret@db/x";
+  EXPECT_EQ(scrub_password("invalid percent-encoded token: \"50%off-Secret\"", url), "invalid percent-encoded token: \"****\"");
+  EXPECT_EQ(scrub_password("bad: s3cr3t/x", "postgresql://u:s3cr3t%2Fx@db/"), "bad: ****");
+  EXPECT_EQ(scrub_password("bad: 'p w'", "postgresql://db/x?password='p w'"), "bad: '****'");
+  EXPECT_EQ(scrub_password("connection refused", "postgresql://u:ab@db/"), "connection refused");
+}
+
+TEST(Url, WhitespaceAndBrokenPercentEscapesAreRefusedWithoutQuotingTheUrl) {
+  EXPECT_EQ(url_syntax_problem("postgresql://u:p%20w@db/x?options=-csearch_path%3Doutbox"), "");
+  EXPECT_NE(url_syntax_problem("postgresql://u:pa ss@db/x").find("whitespace"), std::string::npos);
+  EXPECT_NE(url_syntax_problem("amqp://u:50%off@mq/").find("two hex digits"), std::string::npos);
+  EXPECT_NE(url_syntax_problem("amqp://u:p@mq/%").find("two hex digits"), std::string::npos);
+  EXPECT_EQ(url_syntax_problem("amqp://u:pa ss@mq/").find("pa ss"), std::string::npos);
+}
+
 TEST(Identifiers, AreQuotedSoConfigCannotInjectSql) {
   EXPECT_EQ(pg::quote_qualified("public.outbox"), "\"public\".\"outbox\"");
   EXPECT_EQ(pg::quote_qualified("outbox"), "\"outbox\"");
