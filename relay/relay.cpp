@@ -137,8 +137,11 @@ Relay::Relay(daemon::Runtime& runtime, std::string instance)
   hooks.status_line = [this] { return status_line(); };
   hooks.connected = [this] { return ready(); };
   hooks.healthy = [this] {
-    // Stuck means: work is in flight but nothing has been confirmed for two confirm timeouts.
-    return in_flight_.empty() || Clock::now() - last_progress_ < 2 * confirm_timeout_;
+    // Stuck means: work is in flight but nothing has been confirmed for two confirm timeouts. A
+    // confirmed batch that waits for its mark waits for a lock held elsewhere (retried each tick),
+    // like an outage: a restart would only wait again.
+    return in_flight_.empty() || Clock::now() - last_progress_ < 2 * confirm_timeout_ ||
+           in_flight_.front().last_tag <= confirmed_through_;
   };
   runtime_.set_hooks(std::move(hooks));
 }

@@ -76,6 +76,30 @@ void expect_per_aggregate_order(const std::vector<IncomingMessage>& messages) {
   }
 }
 
+// A stand-in for systemd's notify socket; the daemon's WATCHDOG_USEC asks for a feed every 200 ms.
+struct NotifySocket {
+  NotifySocket() : path(servers().dir + "/notify.sock") {
+    ::unlink(path.c_str());
+    fd = ::socket(AF_UNIX, SOCK_DGRAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::snprintf(address.sun_path, sizeof address.sun_path, "%s", path.c_str());
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) ADD_FAILURE() << "bind " << path;
+  }
+  ~NotifySocket() { ::close(fd); }
+  NotifySocket(const NotifySocket&) = delete;
+  NotifySocket& operator=(const NotifySocket&) = delete;
+  std::map<std::string, std::string> env() const { return {{"NOTIFY_SOCKET", path}, {"WATCHDOG_USEC", "400000"}}; }
+  // Everything received so far, one message per line.
+  const std::string& read() {
+    char buffer[4096];
+    for (ssize_t n; (n = ::recv(fd, buffer, sizeof buffer, MSG_DONTWAIT)) > 0;) received += std::string(buffer, n) + "\n";
+    return received;
+  }
+  std::string path, received;
+  int fd = -1;
+};
+
 }  // namespace
 
 TEST(Relay, EveryCommittedRowReachesTheQueueWithItsPropertiesAndBody) {
@@ -483,12 +507,18 @@ TEST(Relay, ConfirmedRowsWaitingForALockToBeMarkedAreNotTakenForAConfirmTimeout)
   pqxx::connection blocker(servers().primary_url);
   auto lock = std::make_unique<pqxx::work>(blocker);
   lock->exec("SELECT position FROM outbox FOR SHARE");
-  Daemon relay(relay_args({"--set", "relay.confirm_timeout=1s"}));
+  NotifySocket systemd;
+  Daemon relay(relay_args({"--set", "relay.confirm_timeout=1s"}), systemd.env());
   ASSERT_TRUE(eventually([&] { return relay.log().find("marking published rows failed, will retry") != std::string::npos; }))
       << relay.log();
   // Absence needs a window: three confirm timeouts.
   for (auto until = std::chrono::steady_clock::now() + 3s; std::chrono::steady_clock::now() < until;)
     ASSERT_EQ(relay.log().find("publisher confirms timed out"), std::string::npos) << relay.log();
+  // Past two confirm timeouts without progress, and still alive for the watchdog: waiting for a
+  // lock is not being stuck (systemd would otherwise kill it, and the restart would wait again).
+  systemd.read();
+  systemd.received.clear();
+  EXPECT_TRUE(eventually([&] { return systemd.read().find("WATCHDOG=1") != std::string::npos; }, 2s)) << relay.log();
   lock->abort();
   EXPECT_TRUE(eventually([] { return unpublished() == 0; })) << relay.log();
   EXPECT_EQ(queue.collect_deliveries(20).size(), 20u) << "published once, not again after a false timeout";
@@ -523,28 +553,15 @@ TEST(Relay, APrimaryRestartIsSurvivedAndTheRelayCarriesOn) {
 
 TEST(Relay, ItTellsSystemdWhenItIsReadyStoppingAndAlive) {
   fresh_schema();
-  std::string socket_path = servers().dir + "/notify.sock";
-  ::unlink(socket_path.c_str());
-  int notify = ::socket(AF_UNIX, SOCK_DGRAM, 0);
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  std::snprintf(address.sun_path, sizeof address.sun_path, "%s", socket_path.c_str());
-  ASSERT_EQ(::bind(notify, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-  std::string received;
-  auto read_notifications = [&] {
-    char buffer[4096];
-    for (ssize_t n; (n = ::recv(notify, buffer, sizeof buffer, MSG_DONTWAIT)) > 0;) received += std::string(buffer, n) + "\n";
-    return received;
-  };
-  Daemon relay(relay_args(), {{"NOTIFY_SOCKET", socket_path}, {"WATCHDOG_USEC", "400000"}});
-  EXPECT_TRUE(eventually([&] { return read_notifications().find("READY=1") != std::string::npos; })) << relay.log();
-  EXPECT_TRUE(eventually([&] { return read_notifications().find("WATCHDOG=1") != std::string::npos; })) << received;
-  EXPECT_TRUE(eventually([&] { return read_notifications().find("STATUS=relaying; partitions 16/16") != std::string::npos; }))
-      << received;
+  NotifySocket systemd;
+  Daemon relay(relay_args(), systemd.env());
+  EXPECT_TRUE(eventually([&] { return systemd.read().find("READY=1") != std::string::npos; })) << relay.log();
+  EXPECT_TRUE(eventually([&] { return systemd.read().find("WATCHDOG=1") != std::string::npos; })) << systemd.received;
+  EXPECT_TRUE(eventually([&] { return systemd.read().find("STATUS=relaying; partitions 16/16") != std::string::npos; }))
+      << systemd.received;
   relay.signal(SIGTERM);
   EXPECT_EQ(relay.wait_exit(), 0) << relay.log();
-  EXPECT_NE(read_notifications().find("STOPPING=1"), std::string::npos) << received;
-  ::close(notify);
+  EXPECT_NE(systemd.read().find("STOPPING=1"), std::string::npos) << systemd.received;
 }
 
 TEST(Relay, JsonLogsAreOneObjectPerLineAndNeverShowThePassword) {
