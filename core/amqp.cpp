@@ -6,6 +6,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -110,11 +111,12 @@ BrokerSettings broker_settings(const config::Config& config) {
   return settings;
 }
 
-std::unique_ptr<Connection> Connection::open(const BrokerSettings& settings, size_t& next_node, const std::string& role) {
+std::unique_ptr<Connection> Connection::open(const BrokerSettings& settings, size_t& next_node, const std::string& role,
+                                             size_t max_nodes) {
   if (settings.urls.empty()) throw config_error("config: broker.url: not set (set it in the config file or OUTBOX_BROKER_URL)");
   std::string last_error;
   bool last_ours = false;
-  for (size_t attempt = 0; attempt < settings.urls.size(); ++attempt) {
+  for (size_t attempt = 0; attempt < std::min(max_nodes, settings.urls.size()); ++attempt) {
     size_t index = (next_node + attempt) % settings.urls.size();
     const std::string& url = settings.urls[index];
     std::unique_ptr<Connection> connection(new Connection());  // private constructor: make_unique cannot reach it

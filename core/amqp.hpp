@@ -4,6 +4,7 @@
 // the libuv loop. Errors name the node (password masked) and the broker's reason.
 #include <amqp.h>
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -67,7 +68,10 @@ class Connection {
  public:
   // Tries each node once, starting at `next_node` (advanced past failures so the next attempt
   // starts at the following node). Throws Error(unavailable) naming the last node and reason.
-  static std::unique_ptr<Connection> open(const BrokerSettings& settings, size_t& next_node, const std::string& role);
+  // `max_nodes` bounds how many nodes one call tries: a daemon tries one per attempt, so that its
+  // event loop (signals, the watchdog) waits for one node's timeouts at most.
+  static std::unique_ptr<Connection> open(const BrokerSettings& settings, size_t& next_node, const std::string& role,
+                                          size_t max_nodes = SIZE_MAX);
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;

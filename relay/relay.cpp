@@ -282,7 +282,7 @@ void Relay::connect_database() {
 
 void Relay::connect_broker() {
   try {
-    auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, "outbox-relay " + instance_);
+    auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, "outbox-relay " + instance_, 1);
     // Unroutable messages go to the alternate exchange and its durable queue instead of being dropped.
     std::set<std::string> exchanges;
     for (const TableSpec& table : tables_) exchanges.insert(table.exchange);

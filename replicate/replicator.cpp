@@ -290,7 +290,7 @@ void Replicator::connect_database() {
 
 void Replicator::connect_broker() {
   try {
-    auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, "outbox-replicate " + replica_);
+    auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, "outbox-replicate " + replica_, 1);
     topology::declare_exchange(*connection, broker_settings_.exchange);
     topology::declare_replica(*connection, broker_settings_.exchange, queue_);
     connection->set_prefetch(static_cast<uint16_t>(prefetch_));
