@@ -1,10 +1,13 @@
 #include "core/metrics_server.hpp"
 
-#include <httplib.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
 #include <cstring>
+#include <memory>
 
 #include "core/error.hpp"
 
@@ -32,35 +35,105 @@ ListenAddress parse_listen(const std::string& listen, const std::string& origin)
   return address;
 }
 
-Server::Server(const std::string& listen, Registry& registry, const std::string& origin)
-    : http_(std::make_unique<httplib::Server>()) {
+namespace {
+
+// Bounds that keep a scraper's port from costing the daemon more than a little: connections at
+// once (file descriptors), per client address, idle seconds, and the memory of each connection
+// (request headers beyond it are refused). A request body is read and dropped, never kept.
+constexpr unsigned kMaxConnections = 64;
+constexpr unsigned kMaxConnectionsPerAddress = 16;
+constexpr unsigned kIdleSeconds = 5;
+constexpr size_t kConnectionMemory = 32 * 1024;
+
+// The listening socket, bound here so that a port in use is a one-line config error with errno.
+int bind_listener(const ListenAddress& address, const std::string& listen, const std::string& where) {
+  auto fail = [&](const std::string& reason) {
+    return config_error(where + "metrics.listen: cannot listen on " + listen + ": " + reason +
+                        " (is the port in use, or the address not local?)");
+  };
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  std::string port = std::to_string(address.port);
+  if (int rc = getaddrinfo(address.host.c_str(), port.c_str(), &hints, &found); rc != 0) throw fail(gai_strerror(rc));
+  std::unique_ptr<addrinfo, decltype(&freeaddrinfo)> addresses(found, &freeaddrinfo);
+  int fd = socket(found->ai_family, found->ai_socktype | SOCK_CLOEXEC, found->ai_protocol);
+  if (fd < 0) throw fail(std::strerror(errno));
+  int on = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+  if (bind(fd, found->ai_addr, found->ai_addrlen) != 0 || ::listen(fd, 64) != 0) {
+    std::string reason = std::strerror(errno);
+    close(fd);
+    throw fail(reason);
+  }
+  return fd;
+}
+
+}  // namespace
+
+// libmicrohttpd calls this for each request, first with no body, then once per piece of body,
+// then with none left: the answer is queued at the last call.
+MHD_Result Server::on_request(void* self, MHD_Connection* connection, const char* url, const char* method, const char*,
+                              const char*, size_t* upload_size, void** request_state) {
+  static int started;
+  if (*request_state == nullptr) {
+    *request_state = &started;
+    return MHD_YES;
+  }
+  if (*upload_size != 0) {
+    *upload_size = 0;
+    return MHD_YES;
+  }
+  auto& server = *static_cast<Server*>(self);
+  unsigned status = MHD_HTTP_OK;
+  std::string body, type = "text/plain; charset=utf-8";
+  std::string_view path = url;
+  if (std::string_view(method) != "GET" && std::string_view(method) != "HEAD") {
+    status = MHD_HTTP_METHOD_NOT_ALLOWED;
+    body = "only GET\n";
+  } else if (path == "/metrics") {
+    body = server.registry_.render();
+    type = "text/plain; version=0.0.4; charset=utf-8";
+  } else if (path == "/healthz") {
+    std::lock_guard lock(server.mutex_);
+    status = server.healthy_ ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE;
+    body = (server.healthy_ ? "ok: " : "unhealthy: ") + server.detail_ + "\n";
+  } else {
+    status = MHD_HTTP_NOT_FOUND;
+    body = "not found: try /metrics or /healthz\n";
+  }
+  MHD_Response* response = MHD_create_response_from_buffer(body.size(), body.data(), MHD_RESPMEM_MUST_COPY);
+  if (!response) return MHD_NO;
+  MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, type.c_str());
+  if (status == MHD_HTTP_METHOD_NOT_ALLOWED) MHD_add_response_header(response, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+  MHD_Result queued = MHD_queue_response(connection, status, response);
+  MHD_destroy_response(response);
+  return queued;
+}
+
+Server::Server(const std::string& listen, Registry& registry, const std::string& origin) : registry_(registry) {
   ListenAddress address = parse_listen(listen, origin);
-  // Two threads are plenty for a scraper and a health probe, and keep the daemon small.
-  http_->new_task_queue = [] { return new httplib::ThreadPool(2); };
-  http_->set_keep_alive_timeout(5);
-  http_->set_read_timeout(5, 0);
-  http_->set_write_timeout(5, 0);
-  http_->Get("/metrics", [&registry](const httplib::Request&, httplib::Response& response) {
-    response.set_content(registry.render(), "text/plain; version=0.0.4; charset=utf-8");
-  });
-  http_->Get("/healthz", [this](const httplib::Request&, httplib::Response& response) {
-    std::lock_guard lock(mutex_);
-    response.status = healthy_ ? 200 : 503;
-    response.set_content((healthy_ ? "ok: " : "unhealthy: ") + detail_ + "\n", "text/plain; charset=utf-8");
-  });
-  errno = 0;
-  if (!http_->bind_to_port(address.host, address.port)) {
-    std::string reason = errno ? std::strerror(errno) : "cannot bind";
-    throw config_error((origin.empty() ? "config: " : "config " + origin + ": ") + "metrics.listen: cannot listen on " + listen +
-                       ": " + reason + " (is the port in use, or the address not local?)");
+  std::string where = origin.empty() ? "config: " : "config " + origin + ": ";
+  int fd = bind_listener(address, listen, where);
+  // One event-driven thread: a slow or idle client holds a connection slot, not a thread.
+  daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, nullptr, nullptr, &Server::on_request, this,
+                             MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, kMaxConnections,
+                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, kMaxConnectionsPerAddress, MHD_OPTION_CONNECTION_TIMEOUT,
+                             kIdleSeconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_END);
+  if (!daemon_) {
+    close(fd);
+    throw config_error(where + "metrics.listen: cannot serve on " + listen);
   }
   port_ = address.port;
-  thread_ = std::thread([this] { http_->listen_after_bind(); });
 }
 
 Server::~Server() {
-  http_->stop();
-  if (thread_.joinable()) thread_.join();
+  // Stops the polling thread and closes every connection; the listening socket is ours to close.
+  int fd = MHD_quiesce_daemon(daemon_);
+  MHD_stop_daemon(daemon_);
+  if (fd >= 0) close(fd);
 }
 
 void Server::set_health(bool healthy, std::string detail) {

@@ -2,11 +2,13 @@
 // --max-staleness, and the daemons' /metrics and /healthz.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <httplib.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <regex>
@@ -61,17 +63,44 @@ int free_port() {
   return 0;
 }
 
+// A connected TCP socket to 127.0.0.1:port with 5 s send and receive timeouts, or -1.
+int connect_local(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 struct Http {
-  int status = 0;
+  int status = 0;  // 0: no answer
   std::string body;
 };
+// Sends `request` (a whole HTTP/1.0-style request) and reads the answer until the server closes.
+Http http_exchange(int port, const std::string& request) {
+  int fd = connect_local(port);
+  if (fd < 0) return {};
+  Http http;
+  std::string answer;
+  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    char buffer[65536];
+    for (ssize_t n; (n = recv(fd, buffer, sizeof buffer, 0)) > 0;) answer.append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  if (answer.rfind("HTTP/1.", 0) == 0 && answer.size() > 12) http.status = std::atoi(answer.c_str() + 9);
+  if (size_t end = answer.find("\r\n\r\n"); end != std::string::npos) http.body = answer.substr(end + 4);
+  return http;
+}
 Http get(int port, const std::string& path) {
-  httplib::Client client("127.0.0.1", port);
-  client.set_connection_timeout(2, 0);
-  client.set_read_timeout(5, 0);
-  auto response = client.Get(path.c_str());
-  if (!response) return {};
-  return {response->status, response->body};
+  return http_exchange(port, "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
 }
 
 // The value of the sample `name` (with its labels, as rendered) in Prometheus text; -1 if absent.
@@ -351,6 +380,61 @@ TEST(Operations, HealthzIsNotOkWhileTheRelayCannotReachTheBroker) {
       << health.status << " " << health.body;
   EXPECT_EQ(health.status, 503) << health.body;
   EXPECT_EQ(get(port, "/metrics").status, 200) << "metrics are served while disconnected";
+}
+
+namespace {
+long proc_status_kb(pid_t pid, const std::string& field) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind(field + ":", 0) == 0) return std::atol(line.c_str() + field.size() + 1);
+  return -1;
+}
+size_t open_files(pid_t pid) {
+  size_t count = 0;
+  std::error_code error;
+  for (auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", error);
+       !error && it != std::filesystem::directory_iterator(); it.increment(error))
+    ++count;
+  return count;
+}
+}  // namespace
+
+TEST(Operations, TheMetricsPortDropsARequestBodyAndBoundsItsConnections) {
+  fresh_schema();
+  int port = free_port();
+  Daemon relay({"relay", "--set", "metrics.listen=127.0.0.1:" + std::to_string(port)});
+  ASSERT_TRUE(eventually([&] { return get(port, "/healthz").status == 200; })) << relay.log();
+  long peak_before = proc_status_kb(relay.pid(), "VmHWM");
+
+  // 200 MB of body on a GET: read and dropped, never held.
+  int fd = connect_local(port);
+  ASSERT_GE(fd, 0);
+  std::string head = "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 209715200\r\n\r\n";
+  ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  std::string chunk(1 << 20, 'x');
+  for (int i = 0; i < 200 && send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL) > 0; ++i) {
+  }
+  close(fd);
+  EXPECT_LT(proc_status_kb(relay.pid(), "VmHWM") - peak_before, 20 * 1024) << "kB of peak memory added by the body";
+
+  // Silent connections hold a slot each, up to a bound, not a file descriptor per attempt.
+  size_t files_before = open_files(relay.pid());
+  std::vector<int> idle;
+  for (int i = 0; i < 150; ++i) {
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    connect(s, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    idle.push_back(s);
+  }
+  // A bound needs a window: a second of samples.
+  for (auto until = std::chrono::steady_clock::now() + 1s; std::chrono::steady_clock::now() < until;)
+    ASSERT_LE(open_files(relay.pid()), files_before + 64) << "the metrics port holds at most 64 connections";
+  for (int s : idle) close(s);
+  EXPECT_TRUE(eventually([&] { return get(port, "/healthz").status == 200; })) << relay.log();
+  EXPECT_TRUE(relay.running());
 }
 
 TEST(Operations, AMetricsListenAddressThatIsNotHostAndPortIsAConfigError) {
