@@ -11,11 +11,21 @@
 
 namespace outbox::cmd {
 
-void check_whole_config(const config::Config& config) {
-  relay::tables_from_config(config, config.text("broker.exchange"));
-  replicate::mappings_from_config(config);
+namespace {
+void check_metrics_listen(const config::Config& config) {
   if (!config.text("metrics.listen").empty())
     metrics::parse_listen(config.text("metrics.listen"), config.get("metrics.listen").origin);
+}
+}  // namespace
+
+void check_relay_config(const config::Config& config) {
+  relay::tables_from_config(config, config.text("broker.exchange"));
+  check_metrics_listen(config);
+}
+
+void check_replicate_config(const config::Config& config) {
+  replicate::mappings_from_config(config);
+  check_metrics_listen(config);
 }
 
 void add_config_commands(Registry& registry) {
@@ -32,7 +42,8 @@ void add_config_commands(Registry& registry) {
       config->add_subcommand("check", "Validate the configuration and exit 0, or print the first error and exit 78");
   registry.on_run(check, [&registry] {
     config::Config loaded = load_config(registry.globals());
-    check_whole_config(loaded);
+    check_relay_config(loaded);
+    check_replicate_config(loaded);
     std::cout << "config " << (loaded.path().empty() ? "(defaults and environment)" : loaded.path()) << ": ok\n";
     return 0;
   });

@@ -15,7 +15,7 @@ void add_relay_command(Registry& registry) {
     std::string name = instance->empty() ? config.text("relay.instance") : *instance;
     config::LoadOptions load_options{registry.globals().config_path, registry.globals().overrides};
     daemon::Runtime runtime("relay", load_options, std::move(config));
-    runtime.set_validator(check_whole_config);
+    runtime.set_validator(check_relay_config);
     relay::Relay relay(runtime, name);
     runtime.serve_metrics(relay.metrics());  // /metrics and /healthz when metrics.listen is set
     relay.start();

@@ -16,7 +16,7 @@ void add_replicate_command(Registry& registry) {
     config::Config config = load_config(registry.globals());
     config::LoadOptions load_options{registry.globals().config_path, registry.globals().overrides};
     daemon::Runtime runtime("replicate", load_options, std::move(config));
-    runtime.set_validator(check_whole_config);
+    runtime.set_validator(check_replicate_config);
     replicate::Service service(runtime, *replicas);
     runtime.serve_metrics(service.metrics());  // /metrics and /healthz when metrics.listen is set
     service.start();

@@ -40,6 +40,11 @@ Runtime::Runtime(std::string name, config::LoadOptions load_options, config::Con
     });
     auto period = std::chrono::milliseconds(watchdog_usec / 2000);
     watchdog_->start(period, period);
+    blocking_watchdog_ = std::thread([this, period] {
+      std::unique_lock lock(blocking_watchdog_mutex_);
+      while (!blocking_watchdog_wake_.wait_for(lock, period, [this] { return blocking_watchdog_stop_; }))
+        if (blocking_calls_ > 0) sd_notify(0, "WATCHDOG=1");
+    });
   }
   status_timer_ = std::make_unique<loop::Timer>(loop_, [this] {
     if (hooks_.status_line) notify_status(hooks_.status_line());
@@ -48,6 +53,14 @@ Runtime::Runtime(std::string name, config::LoadOptions load_options, config::Con
 }
 
 Runtime::~Runtime() {
+  if (blocking_watchdog_.joinable()) {
+    {
+      std::lock_guard lock(blocking_watchdog_mutex_);
+      blocking_watchdog_stop_ = true;
+    }
+    blocking_watchdog_wake_.notify_one();
+    blocking_watchdog_.join();
+  }
   metrics_server_.reset();
   health_timer_.reset();
   sigterm_.reset();

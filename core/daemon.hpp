@@ -1,9 +1,13 @@
 #pragma once
 // What both daemons share: the libuv loop, signals (handled as loop callbacks, never in async
 // signal context), systemd notifications and the watchdog, and config reload.
+#include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "core/config.hpp"
 #include "core/loop.hpp"
@@ -55,6 +59,20 @@ class Runtime {
   // must outlive run(). Throws Error(config) for a bad address or one that cannot be bound.
   void serve_metrics(metrics::Registry& registry);
 
+  // Marks a bounded blocking call on the loop thread (a connect, with its timeouts): while one runs
+  // the loop cannot feed systemd's watchdog, so a helper thread does. Waiting for a server that
+  // does not answer is an outage, not a stuck daemon.
+  class BlockingCall {
+   public:
+    explicit BlockingCall(Runtime& runtime) : runtime_(runtime) { ++runtime_.blocking_calls_; }
+    ~BlockingCall() { --runtime_.blocking_calls_; }
+    BlockingCall(const BlockingCall&) = delete;
+    BlockingCall& operator=(const BlockingCall&) = delete;
+
+   private:
+    Runtime& runtime_;
+  };
+
  private:
   void on_terminate();
   void on_reload();
@@ -71,6 +89,11 @@ class Runtime {
   std::unique_ptr<metrics::Server> metrics_server_;
   bool shutdown_requested_ = false;
   int exit_code_ = 0;
+  std::atomic<int> blocking_calls_{0};
+  std::thread blocking_watchdog_;
+  std::mutex blocking_watchdog_mutex_;
+  std::condition_variable blocking_watchdog_wake_;
+  bool blocking_watchdog_stop_ = false;
 };
 
 }  // namespace outbox::daemon

@@ -118,22 +118,21 @@ Server::Server(const std::string& listen, Registry& registry, const std::string&
   std::string where = origin.empty() ? "config: " : "config " + origin + ": ";
   int fd = bind_listener(address, listen, where);
   // One event-driven thread: a slow or idle client holds a connection slot, not a thread.
-  daemon_ = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, nullptr, nullptr, &Server::on_request, this,
-                             MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, kMaxConnections,
-                             MHD_OPTION_PER_IP_CONNECTION_LIMIT, kMaxConnectionsPerAddress, MHD_OPTION_CONNECTION_TIMEOUT,
-                             kIdleSeconds, MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_END);
-  if (!daemon_) {
-    close(fd);
-    throw config_error(where + "metrics.listen: cannot serve on " + listen);
-  }
+  // ITC: stopping wakes the thread even while the listening socket is parked at the limit.
+  daemon_ =
+      MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, nullptr, nullptr, &Server::on_request,
+                       this, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, kMaxConnections,
+                       MHD_OPTION_PER_IP_CONNECTION_LIMIT, kMaxConnectionsPerAddress, MHD_OPTION_CONNECTION_TIMEOUT, kIdleSeconds,
+                       MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_END);
+  // A resource shortage (threads, descriptors), not the config: exit 69 lets systemd try again.
+  // libmicrohttpd has closed the socket on some of these paths, so it is not closed again here.
+  if (!daemon_) throw unavailable_error("metrics.listen " + listen + ": cannot start serving (out of threads or descriptors?)");
   port_ = address.port;
 }
 
 Server::~Server() {
-  // Stops the polling thread and closes every connection; the listening socket is ours to close.
-  int fd = MHD_quiesce_daemon(daemon_);
+  // Stops the polling thread and closes every connection and the listening socket.
   MHD_stop_daemon(daemon_);
-  if (fd >= 0) close(fd);
 }
 
 void Server::set_health(bool healthy, std::string detail) {

@@ -32,9 +32,9 @@ constexpr std::array kOptions{
   Option{"broker.tls_verify", Type::boolean, "true", 0, 0, "", false, "",
          "Verify the broker's certificate and host name for amqps://."},
   Option{"broker.connect_timeout", Type::duration, "5s", 100, 60 * kSecond, "", false, "",
-         "How long to wait for a TCP connection, and again for the TLS and AMQP handshake, to one broker node. The "
-         "daemons try one node per attempt and wait on their event loop: keep twice this under half of systemd's "
-         "WatchdogSec (30s in the units)."},
+         "How long to wait for a TCP connection (with TLS) to one broker node, and then for each step of the AMQP "
+         "handshake and each declaration. The daemons try one node per attempt; while they wait they keep systemd's "
+         "watchdog fed, and a signal is handled when the attempt ends."},
   Option{"broker.heartbeat", Type::duration, "30s", 0, kHour, "", false, "",
          "AMQP heartbeat interval; a connection silent for two intervals is treated as lost. 0 disables heartbeats."},
 

@@ -208,6 +208,7 @@ void Relay::schedule_reconnect() {
 
 void Relay::connect_database() {
   try {
+    daemon::Runtime::BlockingCall blocking(runtime_);
     auto connection = pg::connect(primary_url_, "primary", "outbox-relay");
     for (size_t i = 0; i < tables_.size(); ++i) {
       const std::string& table = tables_[i].quoted;
@@ -282,6 +283,7 @@ void Relay::connect_database() {
 
 void Relay::connect_broker() {
   try {
+    daemon::Runtime::BlockingCall blocking(runtime_);
     auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, "outbox-relay " + instance_, 1);
     // Unroutable messages go to the alternate exchange and its durable queue instead of being dropped.
     std::set<std::string> exchanges;

@@ -35,9 +35,10 @@ constexpr auto kPruneInterval = std::chrono::seconds(10);
 
 }  // namespace
 
-Replicator::Replicator(loop::Loop& loop, metrics::Registry& metrics, const config::Config& config, std::string replica,
+Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, const config::Config& config, std::string replica,
                        Callbacks callbacks)
-    : loop_(loop),
+    : runtime_(runtime),
+      loop_(runtime.loop()),
       metrics_(metrics),
       replica_(std::move(replica)),
       role_("replica " + replica_),
@@ -206,6 +207,7 @@ void Replicator::schedule_reconnect() {
 
 void Replicator::connect_database() {
   try {
+    daemon::Runtime::BlockingCall blocking(runtime_);
     auto connection = pg::connect(url_, role_, "outbox-replicate");
     migrate::require_current(*connection, migrate::Target::replica, role_);
     // One daemon per replica, held for the session: two consumers of its queue would apply an
@@ -290,6 +292,7 @@ void Replicator::connect_database() {
 
 void Replicator::connect_broker() {
   try {
+    daemon::Runtime::BlockingCall blocking(runtime_);
     auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, "outbox-replicate " + replica_, 1);
     topology::declare_exchange(*connection, broker_settings_.exchange);
     topology::declare_replica(*connection, broker_settings_.exchange, queue_);
@@ -554,7 +557,7 @@ Service::Service(daemon::Runtime& runtime, std::vector<std::string> replicas) : 
       spdlog::info("replicate: shutdown end");
       runtime_.stop(0);
     };
-    replicators_.push_back(std::make_unique<Replicator>(runtime_.loop(), metrics_, config, name, std::move(callbacks)));
+    replicators_.push_back(std::make_unique<Replicator>(runtime_, metrics_, config, name, std::move(callbacks)));
   }
   shutdown_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] {
     spdlog::warn("replicate: shutdown timeout ({}s) reached; unacked events will be redelivered to the next run",

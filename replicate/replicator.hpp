@@ -45,7 +45,7 @@ class Replicator {
     std::function<void(const std::string&)> on_fatal;  // a config error: the daemon exits 78
     std::function<void()> on_drained;                  // shutdown finished for this replica
   };
-  Replicator(loop::Loop& loop, metrics::Registry& metrics, const config::Config& config, std::string replica,
+  Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, const config::Config& config, std::string replica,
              Callbacks callbacks);
   ~Replicator();
   void start();
@@ -78,6 +78,7 @@ class Replicator {
   void prune_applied();
   metrics::Counter& counter(const std::string& name, const std::string& extra_label = "");
 
+  daemon::Runtime& runtime_;
   loop::Loop& loop_;
   metrics::Registry& metrics_;
   std::string replica_, role_, labels_;
