@@ -206,7 +206,17 @@ TEST(Verify, ConcurrentWritesDuringTheCompareAreRecheckedAndNotReportedAsDrift) 
   ASSERT_TRUE(eventually(converged, 60s));
   std::atomic<bool> stop{false};
   std::atomic<int> writes{0};
-  std::thread writer([&] {
+  std::thread writer;
+  // Stopped and joined however the test body ends (a joinable thread's destructor would abort).
+  struct StopWriter {
+    std::atomic<bool>& stop;
+    std::thread& writer;
+    ~StopWriter() {
+      stop = true;
+      if (writer.joinable()) writer.join();
+    }
+  } stop_writer{stop, writer};
+  writer = std::thread([&] {
     auto connection = connect(servers().primary_url);
     const char* statuses[] = {"available", "blocked", "reserved"};
     for (size_t i = 0; !stop; ++i) {
@@ -221,7 +231,7 @@ TEST(Verify, ConcurrentWritesDuringTheCompareAreRecheckedAndNotReportedAsDrift) 
   nlohmann::json document;
   for (int run = 0; run < 5 && !::testing::Test::HasFailure(); ++run) {
     RunResult verify = run_outbox({"verify", "--chunk-rows", "10", "--json"});
-    EXPECT_EQ(verify.exit_code, 0) << verify;
+    ASSERT_EQ(verify.exit_code, 0) << verify;
     document = nlohmann::json::parse(verify.out);
     EXPECT_EQ(document["tables"][0]["chunks"], 41);
     EXPECT_EQ(document["tables"][0]["rechecked"], document["tables"][0]["settled"]);

@@ -206,19 +206,29 @@ class ServerLogsOnFailure : public ::testing::EmptyTestEventListener {
 };
 
 // A test binary killed by a timeout never runs TearDown: its servers (started in their own
-// sessions) would keep running and slow every later binary. Each run records its pid in its
-// servers dir and stops the servers of dirs whose process is gone.
+// sessions) and daemons would keep running and slow every later binary. Each run records its pid
+// in <servers dir>.owner (beside the dir, which scripts/servers wants empty at first) from the
+// moment the dir exists, and stops the servers and daemons of dirs whose process is gone.
 void stop_orphaned_servers(const std::string& base) {
   std::error_code error;
   for (const auto& entry : fs::directory_iterator(base, error)) {
     std::string name = entry.path().filename().string();
-    if (name.rfind("outbox-test.", 0) != 0) continue;
-    std::ifstream owner_file(entry.path() / "owner.pid");
+    if (name.rfind("outbox-test.", 0) != 0 || !entry.is_directory(error)) continue;
+    std::string owner_path = entry.path().string() + ".owner";
+    std::ifstream owner_file(owner_path);
     pid_t owner = 0;
     if (!(owner_file >> owner) || owner <= 0 || kill(owner, 0) == 0 || errno != ESRCH) continue;
     std::cerr << "[harness] stopping the servers of " << entry.path().string() << " (its test run " << owner << " is gone)\n";
+    std::ifstream daemons(entry.path() / "daemons.pid");
+    for (pid_t daemon = 0; daemons >> daemon;) {
+      // Only if the pid still runs this build's binary: pids are reused.
+      std::ifstream command("/proc/" + std::to_string(daemon) + "/cmdline");
+      std::string program;
+      if (std::getline(command, program, '\0') && program == OUTBOX_BINARY) kill(daemon, SIGKILL);
+    }
     run_command({kServersScript, "--dir", entry.path().string(), "stop"}, current_env(), 120s);
     fs::remove_all(entry.path(), error);
+    fs::remove(owner_path, error);
   }
 }
 
@@ -238,6 +248,7 @@ class ServersEnvironment : public ::testing::Environment {
       std::string pattern = base + "/outbox-test.XXXXXX";
       if (!mkdtemp(pattern.data())) FAIL() << "mkdtemp " << pattern << ": " << std::strerror(errno);
       g_servers.dir = pattern;
+      std::ofstream(g_servers.dir + ".owner") << getpid() << "\n";
       started_ = true;
       start = servers_command({"start"});
       if (start.exit_code == 0) break;
@@ -248,8 +259,8 @@ class ServersEnvironment : public ::testing::Environment {
       servers_command({"stop"});
       std::error_code ignored;
       fs::remove_all(g_servers.dir, ignored);
+      fs::remove(g_servers.dir + ".owner", ignored);
     }
-    std::ofstream(g_servers.dir + "/owner.pid") << getpid() << "\n";
     RunResult env = servers_command({"env"});
     if (env.exit_code != 0) FAIL() << "scripts/servers env failed:\n" << env;
     auto values = parse_exports(env.out);
@@ -275,10 +286,11 @@ class ServersEnvironment : public ::testing::Environment {
     const char* keep = std::getenv("OUTBOX_KEEP_SERVERS");
     if (keep && *keep && std::string(keep) != "0") {
       std::cerr << "[harness] kept " << g_servers.dir << " (OUTBOX_KEEP_SERVERS)\n";
-      fs::remove(g_servers.dir + "/owner.pid");  // kept on purpose: not an orphan for the next run
+      fs::remove(g_servers.dir + ".owner");  // kept on purpose: not an orphan for the next run
     } else {
       std::error_code ignored;
       fs::remove_all(g_servers.dir, ignored);
+      fs::remove(g_servers.dir + ".owner", ignored);
     }
   }
 
@@ -371,6 +383,8 @@ Daemon::Daemon(std::vector<std::string> args, std::map<std::string, std::string>
   argv.insert(argv.end(), args_.begin(), args_.end());
   pid_ = spawn(argv, outbox_env(extra_env), fd, fd, g_servers.dir);
   close(fd);
+  // For the next run's sweep, should this one be killed before it can stop its daemons.
+  if (pid_ > 0) std::ofstream(g_servers.dir + "/daemons.pid", std::ios::app) << pid_ << "\n";
 }
 
 Daemon::~Daemon() {
