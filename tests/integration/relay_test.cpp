@@ -206,13 +206,26 @@ TEST(Relay, ASecondInstanceGetsItsShareWhileTheFirstIsBusyWithABacklogAndOrderHo
   insert_events("scaleout.evt", kEvents, 500);
   Daemon first(relay_args({"--instance", "first"}));
   ASSERT_TRUE(eventually([] { return unpublished() < kEvents; })) << first.log();
+  // Rows keep being committed until the hand-over is done, so it happens under load however fast
+  // the first instance drains the backlog.
+  std::atomic<bool> writing{true};
+  std::atomic<int> next{kEvents + 1};
+  std::thread writer([&] {
+    while (writing) {
+      insert_events("scaleout.evt", 200, 500, next);
+      next += 200;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
   Daemon second(relay_args({"--instance", "second"}));
   // The first one's window is never empty by itself under this load; it must pause to hand over.
-  ASSERT_TRUE(eventually([&] { return second.log().find("owning 8 of 16") != std::string::npos; }, 15s))
-      << first.log() << second.log();
-  EXPECT_GT(unpublished(), 0) << "the hand-over is meant to happen under load; make the backlog larger";
-  const auto& messages = queue.collect(kEvents, 120s);
-  ASSERT_GE(messages.size(), static_cast<size_t>(kEvents)) << first.log() << second.log();
+  bool handed_over = eventually([&] { return second.log().find("owning 8 of 16") != std::string::npos; }, 15s);
+  writing = false;
+  writer.join();
+  ASSERT_TRUE(handed_over) << first.log() << second.log();
+  size_t total = static_cast<size_t>(next - 1);
+  const auto& messages = queue.collect(total, 120s);
+  ASSERT_GE(messages.size(), total) << first.log() << second.log();
   expect_per_aggregate_order(messages);
   EXPECT_TRUE(eventually([] { return unpublished() == 0; })) << first.log() << second.log();
 }
