@@ -582,19 +582,19 @@ std::string show(const Config& config) {
       out << source_name(setting.source) << " " << setting.origin;
     out << "\n";
   };
+  // Named sections ([replicas.NAME]) and array fields are printed elsewhere.
+  auto shown = [](std::string_view key) {
+    return key.find('*') == std::string_view::npos && key.find("[]") == std::string_view::npos;
+  };
   std::vector<std::string> sections;
   for (const Option& option : options()) {
     std::string section(option.key.substr(0, option.key.find('.')));
-    if (std::find(sections.begin(), sections.end(), section) == sections.end()) sections.push_back(section);
+    if (shown(option.key) && std::find(sections.begin(), sections.end(), section) == sections.end()) sections.push_back(section);
   }
-  auto in_section = [](std::string_view key, const std::string& section) {
-    return key.substr(0, key.find('.')) == section && key.find('*') == std::string_view::npos &&
-           key.find("[]") == std::string_view::npos;
+  auto in_section = [&shown](std::string_view key, const std::string& section) {
+    return key.substr(0, key.find('.')) == section && shown(key);
   };
   for (const std::string& section : sections) {
-    bool any = false;
-    for (const Option& option : options()) any = any || in_section(option.key, section);
-    if (!any) continue;
     out << "\n[" << section << "]\n";
     // A section's keys before its [[arrays]]: in TOML, a key after [[a.b]] belongs to that element.
     for (const Option& option : options())

@@ -13,8 +13,13 @@
 
 namespace outbox::metrics {
 
+namespace {
+// "config outbox.toml:9:10: " where the value came from, else "config: ".
+std::string config_prefix(const std::string& origin) { return origin.empty() ? "config: " : "config " + origin + ": "; }
+}  // namespace
+
 ListenAddress parse_listen(const std::string& listen, const std::string& origin) {
-  std::string where = origin.empty() ? "config: " : "config " + origin + ": ";
+  std::string where = config_prefix(origin);
   auto fail = [&listen, &where](const std::string& why) {
     return config_error(where + "metrics.listen: " + why + " (got \"" + listen +
                         "\"; expected host:port such as 127.0.0.1:9187, [::1]:9187 or :9187)");
@@ -115,7 +120,7 @@ MHD_Result Server::on_request(void* self, MHD_Connection* connection, const char
 
 Server::Server(const std::string& listen, Registry& registry, const std::string& origin) : registry_(registry) {
   ListenAddress address = parse_listen(listen, origin);
-  std::string where = origin.empty() ? "config: " : "config " + origin + ": ";
+  std::string where = config_prefix(origin);
   int fd = bind_listener(address, listen, where);
   // One event-driven thread: a slow or idle client holds a connection slot, not a thread.
   // ITC: stopping wakes the thread even while the listening socket is parked at the limit.

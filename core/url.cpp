@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cstdio>
 #include <regex>
+#include <utility>
 #include <vector>
 
 namespace outbox {
@@ -27,24 +28,33 @@ const std::regex& keyword_password() {
 // A password may hold quotes (libpq and RabbitMQ take them): only whitespace ends a URL here.
 bool token_end(char c) { return std::isspace(static_cast<unsigned char>(c)); }
 
-// Masks the userinfo password of every "scheme://user:password@..." in the text. The password ends
-// at the token's last '@', so one with an unencoded '/' or '@' is masked whole. This errs toward
-// hiding too much: in "postgresql://h:5432/db?application_name=a@b" the port and path are hidden.
-std::string mask_userinfo(std::string text, bool* found) {
+// Where the userinfo password of every "scheme://user:password@..." in the text is: (offset,
+// length) pairs in order. The password ends at the token's last '@', so one with an unencoded '/'
+// or '@' is taken whole. This errs toward hiding too much: in
+// "postgresql://h:5432/db?application_name=a@b" the port and path count as the password.
+std::vector<std::pair<size_t, size_t>> userinfo_passwords(std::string_view text) {
+  std::vector<std::pair<size_t, size_t>> spans;
   size_t scheme_end = text.find("://");
-  while (scheme_end != std::string::npos) {
+  while (scheme_end != std::string_view::npos) {
     size_t start = scheme_end + 3, end = start;
     while (end < text.size() && !token_end(text[end])) ++end;
     size_t first_at = text.find('@', start), colon = text.find(':', start);
-    if (first_at != std::string::npos && first_at < end && colon != std::string::npos && colon < first_at) {
+    if (first_at != std::string_view::npos && first_at < end && colon != std::string_view::npos && colon < first_at) {
       size_t last_at = text.rfind('@', end - 1);
-      if (found) *found = true;
-      text.replace(colon + 1, last_at - colon - 1, "****");
-      end = colon + 1 + 4 + (end - last_at);
+      spans.emplace_back(colon + 1, last_at - colon - 1);
     }
     // The next URL starts after this token: each character is looked at a bounded number of times.
     scheme_end = text.find("://", end);
   }
+  return spans;
+}
+
+// Masks the userinfo password of every URL in the text; `found` tells whether there was one.
+std::string mask_userinfo(std::string text, bool* found) {
+  auto spans = userinfo_passwords(text);
+  if (found) *found = !spans.empty();
+  // From the last one, so that the offsets of the earlier ones still hold.
+  for (auto span = spans.rbegin(); span != spans.rend(); ++span) text.replace(span->first, span->second, "****");
   return text;
 }
 
@@ -71,13 +81,7 @@ std::string percent_decoded(std::string_view text) {
 // The passwords a URL carries: its userinfo's, and each password=... of its query.
 std::vector<std::string> passwords_of(std::string_view url) {
   std::vector<std::string> out;
-  size_t scheme = url.find("://");
-  if (scheme != std::string_view::npos) {
-    size_t start = scheme + 3, at = url.rfind('@');
-    size_t colon = url.find(':', start);
-    if (at != std::string_view::npos && at > start && colon != std::string_view::npos && colon < at)
-      out.emplace_back(url.substr(colon + 1, at - colon - 1));
-  }
+  for (auto [offset, length] : userinfo_passwords(url)) out.emplace_back(url.substr(offset, length));
   std::string text(url);
   for (std::sregex_iterator match(text.begin(), text.end(), keyword_password()), end; match != end; ++match) {
     std::string value = (*match)[2].str();
