@@ -1,9 +1,12 @@
-// outbox failed list [--replica NAME]
-// outbox failed show ID [--replica NAME]
-// outbox failed retry (ID | --all) [--replica NAME]
-// outbox failed discard ID [--replica NAME]
-// Inspect and redrive the events replicate parked (replicate/failed.hpp has the semantics).
+// outbox failed list [--replica NAME | --relay]
+// outbox failed show ID [--replica NAME | --relay]
+// outbox failed retry (ID | --all) [--replica NAME | --relay]
+// outbox failed discard ID [--replica NAME | --relay]
+// Inspect and redrive the events replicate parked (replicate/failed.hpp has the semantics), and,
+// with --relay, the outbox rows the relay parked on the primary (relay/parked.hpp).
 #include "replicate/failed.hpp"
+
+#include "relay/parked.hpp"
 
 #include <charconv>
 #include <iostream>
@@ -20,6 +23,7 @@ struct Options {
   std::vector<std::string> replicas;
   long long id = 0;
   bool all = false;
+  bool relay = false;
 };
 
 std::string json_string(const std::string& text) { return "\"" + log::json_escape(text) + "\""; }
@@ -60,14 +64,79 @@ bool report(const std::string& role, const std::string& verb, const replicate::C
   return result.failed == 0;
 }
 
+std::string describe(const relay::ParkedRow& row) {
+  return "#" + std::to_string(row.id) + " (" + row.table + " position " + std::to_string(row.position) + ", " +
+         (row.event_type.empty() ? "?" : row.event_type) + " " + row.aggregate_type + " " + row.aggregate_id + ")";
+}
+
+std::string waiting_text(long long waiting) {
+  return std::to_string(waiting) + " row(s) waiting behind it are released and published in order";
+}
+
+// `failed ... --relay`: the outbox rows the relay parked on the primary.
+int run_relay_side(const config::Config& config, const Options& o, bool list, bool show, bool retry, bool discard) {
+  auto connection = pg::connect(config.required("primary.url"), "primary", "outbox failed");
+  try {
+    relay::ParkedRows parked(*connection, relay::tables_from_config(config, config.text("broker.exchange")),
+                             static_cast<size_t>(config.integer("relay.max_message_size")),
+                             config.text("relay.notify_channel"));
+    if (list) {
+      for (const relay::ParkedRow& row : parked.list())
+        std::cout << "{\"relay\": " << json_string(row.table) << ", \"id\": " << row.id << ", \"state\": "
+                  << json_string(row.state) << ", \"position\": " << row.position
+                  << ", \"event_id\": " << json_string(row.event_id) << ", \"event_type\": " << json_string(row.event_type)
+                  << ", \"aggregate_type\": " << json_string(row.aggregate_type)
+                  << ", \"aggregate_id\": " << json_string(row.aggregate_id) << ", \"attempts\": " << row.attempts
+                  << ", \"failed_at\": " << json_string(row.last_failed_at)
+                  << ", \"parked_at\": " << (row.parked_at.empty() ? "null" : json_string(row.parked_at))
+                  << ", \"waiting\": " << row.waiting << ", \"error\": " << json_string(row.error) << "}\n";
+    } else if (show) {
+      relay::ParkedRow row = parked.find(o.id);
+      std::cout << "id:           " << row.id << "\ntable:        " << row.table << "\nposition:     " << row.position
+                << "\nstate:        " << row.state << "\nevent_id:     " << row.event_id
+                << "\nevent_type:   " << row.event_type << "\naggregate:    " << row.aggregate_type << " " << row.aggregate_id
+                << "\nattempts:     " << row.attempts << "\nfirst_failed: " << row.first_failed_at
+                << "\nlast_failed:  " << row.last_failed_at << "\nparked_at:    " << (row.parked_at.empty() ? "-" : row.parked_at)
+                << "\nerror:        " << row.error
+                << "\npayload:      " << (row.payload ? json_string(*row.payload) : std::string("(the outbox row is gone)"))
+                << "\nwaiting:      " << row.waiting << "\n";
+    } else if (retry && o.all) {
+      std::vector<std::string> refused;
+      std::vector<relay::ParkedRow> released = parked.retry_all(refused);
+      if (released.empty() && refused.empty()) std::cout << "relay: nothing to retry\n";
+      for (const relay::ParkedRow& row : released)
+        std::cout << "relay: released " << describe(row) << " for publishing; " << waiting_text(row.waiting) << "\n";
+      for (const std::string& line : refused) std::cout << "relay: " << line << "\n";
+      return refused.empty() ? 0 : static_cast<int>(ExitCode::data);
+    } else if (retry) {
+      relay::ParkedRow row = parked.retry(o.id);
+      std::cout << "relay: released " << describe(row) << " for publishing (the relay parks it again if the broker "
+                << "still refuses it); " << waiting_text(row.waiting) << "\n";
+    } else if (discard) {
+      relay::ParkedRow row = parked.discard(o.id);
+      std::cout << "relay: discarded " << describe(row) << ": the outbox row is deleted and never published; "
+                << waiting_text(row.waiting) << "\n";
+    }
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& error) {
+    throw Error(pg::is_connection_error(error) ? ExitCode::unavailable : ExitCode::software,
+                "primary: " + replicate::one_line(error.what()));
+  }
+  return 0;
+}
+
 }  // namespace
 
 void add_failed_commands(Registry& registry) {
   static Options o;
-  CLI::App* failed = registry.add("failed", "Inspect and redrive events that replicate parked (poison events)");
+  CLI::App* failed = registry.add(
+      "failed", "Inspect and redrive events that replicate parked (poison events), or with --relay the outbox rows the relay parked");
   failed->require_subcommand(1);
   auto replica_option = [](CLI::App* app, const std::string& help) {
-    app->add_option("--replica", o.replicas, help)->type_name("NAME");
+    CLI::Option* replica = app->add_option("--replica", o.replicas, help)->type_name("NAME");
+    app->add_flag("--relay", o.relay, "The outbox rows the relay parked on the primary, instead of a replica's events")
+        ->excludes(replica);
   };
   CLI::App* list = failed->add_subcommand("list", "List parked and waiting events, one JSON object per line");
   replica_option(list, "Only this replica (repeatable; default: every configured replica)");
@@ -86,6 +155,8 @@ void add_failed_commands(Registry& registry) {
 
   registry.on_run(failed, [&registry, list, show, retry, discard] {
     config::Config config = load_config(registry.globals());
+    if (retry->parsed() && o.all == (o.id != 0)) throw usage_error("failed retry: give either an ID or --all");
+    if (o.relay) return run_relay_side(config, o, list->parsed(), show->parsed(), retry->parsed(), discard->parsed());
     bool many = list->parsed() || (retry->parsed() && o.all);
     std::vector<std::string> names = without_repeats(o.replicas);
     if (names.empty()) names = many ? config.replica_names() : std::vector<std::string>{"main"};

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "core/error.hpp"
 #include "core/url.hpp"
@@ -17,6 +18,8 @@ namespace outbox::amqp {
 namespace {
 
 constexpr amqp_channel_t kChannel = 1;
+constexpr const char* kContentType = "application/json";
+constexpr const char* kAppId = "outbox";
 
 amqp_bytes_t bytes(const std::string& text) { return amqp_bytes_t{text.size(), const_cast<char*>(text.data())}; }
 std::string text(amqp_bytes_t value) { return std::string(static_cast<const char*>(value.bytes), value.len); }
@@ -273,16 +276,63 @@ void Connection::enable_confirms() {
   check_reply("enable publisher confirms");
 }
 
+size_t content_header_size(const OutgoingMessage& message) {
+  // class-id, weight, body size, property flags; then the properties publish() sets, in order.
+  size_t size = 2 + 2 + 8 + 2;
+  size += 1 + std::string_view(kContentType).size();   // content_type
+  size += 1;                                            // delivery_mode
+  size += 1 + message.message_id.size();                // message_id
+  size += 1 + message.type.size();                      // type
+  size += 8;                                            // timestamp
+  size += 1 + std::string_view(kAppId).size();          // app_id
+  size += 4;                                            // headers: the table's length
+  for (const auto& [key, value] : message.headers) {
+    size += 1 + key.size() + 1;  // key (short string) and the value's kind
+    if (const auto* text = std::get_if<std::string>(&value))
+      size += 4 + text->size();  // long string
+    else
+      size += 8;  // 64-bit integer
+  }
+  return size;
+}
+
+std::string unpublishable_reason(const OutgoingMessage& message, size_t frame_max, size_t max_message_size) {
+  auto too_long = [](const char* what, const std::string& value) {
+    return std::string(what) + " is " + std::to_string(value.size()) + " bytes, AMQP allows at most " +
+           std::to_string(kShortStringMax);
+  };
+  if (message.type.size() > kShortStringMax) return too_long("the event type", message.type);
+  if (message.routing_key.size() > kShortStringMax) return too_long("the routing key", message.routing_key);
+  if (message.message_id.size() > kShortStringMax) return too_long("the message id", message.message_id);
+  if (message.exchange.size() > kShortStringMax) return too_long("the exchange name", message.exchange);
+  for (const auto& header : message.headers)
+    if (header.first.size() > kShortStringMax) return too_long("a header name", header.first);
+  // A frame is 7 bytes of header, the payload and 1 end byte; the content header is one frame.
+  size_t header = content_header_size(message);
+  if (header + 8 > frame_max)
+    return "its headers need " + std::to_string(header + 8) + " bytes, more than the broker's frame size of " +
+           std::to_string(frame_max) + " (an aggregate id or type that long cannot be sent)";
+  if (message.body.size() > max_message_size)
+    return "the payload is " + std::to_string(message.body.size()) + " bytes, over relay.max_message_size (" +
+           std::to_string(max_message_size) + ")";
+  return "";
+}
+
+size_t Connection::frame_max() const {
+  int negotiated = amqp_get_frame_max(state_);
+  return negotiated > 0 ? static_cast<size_t>(negotiated) : kFrameMax;
+}
+
 uint64_t Connection::publish(const OutgoingMessage& message) {
   amqp_basic_properties_t props{};
   props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
                  AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_APP_ID_FLAG | AMQP_BASIC_HEADERS_FLAG;
-  props.content_type = amqp_cstring_bytes("application/json");
+  props.content_type = amqp_cstring_bytes(kContentType);
   props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
   props.message_id = bytes(message.message_id);
   props.type = bytes(message.type);
   props.timestamp = static_cast<uint64_t>(message.timestamp_seconds);
-  props.app_id = amqp_cstring_bytes("outbox");
+  props.app_id = amqp_cstring_bytes(kAppId);
   std::vector<amqp_table_entry_t> entries(message.headers.size());
   for (size_t i = 0; i < message.headers.size(); ++i) {
     entries[i].key = bytes(message.headers[i].first);
@@ -297,6 +347,8 @@ uint64_t Connection::publish(const OutgoingMessage& message) {
   props.headers = amqp_table_t{static_cast<int>(entries.size()), entries.data()};
   int rc = amqp_basic_publish(state_, kChannel, bytes(message.exchange), bytes(message.routing_key), 1, 0, &props,
                               bytes(message.body));
+  if (rc == AMQP_STATUS_BAD_AMQP_DATA || rc == AMQP_STATUS_TABLE_TOO_BIG || rc == AMQP_STATUS_INVALID_PARAMETER)
+    throw EncodeFailed(ExitCode::unavailable, role_ + " " + masked_node_ + ": publish: " + amqp_error_string2(rc));
   if (rc != AMQP_STATUS_OK) throw unavailable_error(role_ + " " + masked_node_ + ": publish: " + amqp_error_string2(rc));
   return next_tag_++;
 }
@@ -380,7 +432,7 @@ void Connection::poll(const std::function<void(Event&)>& on_event, Duration wait
         std::string reason = text(close->reply_text);
         amqp_channel_close_ok_t close_ok{};
         amqp_send_method(state_, frame.channel, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok);
-        throw unavailable_error(role_ + " " + masked_node_ + ": channel closed by the broker: " + reason);
+        throw ChannelClosed(close->reply_code, role_ + " " + masked_node_ + ": channel closed by the broker: " + reason);
       }
       case AMQP_CONNECTION_CLOSE_METHOD: {
         auto* close = static_cast<amqp_connection_close_t*>(frame.payload.method.decoded);

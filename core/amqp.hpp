@@ -15,6 +15,7 @@
 
 #include "core/config.hpp"
 #include "core/duration.hpp"
+#include "core/error.hpp"
 
 namespace outbox::amqp {
 
@@ -38,6 +39,36 @@ struct OutgoingMessage {
   std::string type;
   long long timestamp_seconds = 0;
   std::vector<std::pair<std::string, HeaderValue>> headers;
+};
+
+// AMQP 0-9-1 limits a message must fit before it is published. A message that breaks one can never
+// be published: rabbitmq-c fails half-way through its frames (and the channel with it), or the
+// broker closes the channel.
+inline constexpr size_t kShortStringMax = 255;               // message_id, type, routing key, exchange
+inline constexpr size_t kFrameMax = 131072;                  // what this client asks for (RabbitMQ's default)
+inline constexpr size_t kDefaultMaxMessageSize = 134217728;  // RabbitMQ 3.x's max_message_size (128 MiB)
+// The size of the content header frame's payload that publish() sends for this message.
+size_t content_header_size(const OutgoingMessage& message);
+// Why the broker can never take this message under these limits, or "" when it fits: a short
+// string over 255 bytes, a content header larger than a frame, a body over `max_message_size`.
+std::string unpublishable_reason(const OutgoingMessage& message, size_t frame_max, size_t max_message_size);
+
+// The broker closed the channel: its reply code (406 PRECONDITION_FAILED for a message over its
+// max_message_size, 403 ACCESS_REFUSED, ...) and text. The connection itself may still be open.
+class ChannelClosed : public Error {
+ public:
+  ChannelClosed(int reply_code, const std::string& message) : Error(ExitCode::unavailable, message), reply_code_(reply_code) {}
+  int reply_code() const { return reply_code_; }
+
+ private:
+  int reply_code_;
+};
+
+// rabbitmq-c could not encode this message (it broke an AMQP limit that unpublishable_reason does
+// not know of). Some of its frames may have been sent: the channel is unusable.
+class EncodeFailed : public Error {
+ public:
+  using Error::Error;
 };
 
 struct IncomingMessage {
@@ -77,6 +108,8 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
 
   int fd() const;
+  // The frame size agreed with the broker (at most kFrameMax).
+  size_t frame_max() const;
   const std::string& node() const { return masked_node_; }
 
   void declare_exchange(const std::string& name, const std::string& type, const std::string& alternate_exchange = "");
@@ -88,7 +121,8 @@ class Connection {
   uint32_t purge_queue(const std::string& name);
 
   void enable_confirms();
-  // Publishes with the mandatory flag and persistent delivery; returns the delivery tag.
+  // Publishes with the mandatory flag and persistent delivery; returns the delivery tag. Throws
+  // EncodeFailed for a message rabbitmq-c cannot encode, Error(unavailable) when the socket fails.
   uint64_t publish(const OutgoingMessage& message);
   uint64_t published_count() const { return next_tag_ - 1; }
 

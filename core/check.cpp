@@ -65,6 +65,14 @@ Result evaluate(const lag::Report& report, const Thresholds& thresholds) {
 
   long long backlog = report.primary.unpublished(), failed = 0;
   std::string perf;
+  for (const lag::TableStage& table : report.primary.tables) {
+    if (table.parked + table.waiting == 0) continue;
+    raise(Status::warning);
+    std::string part = "outbox " + table.table + " has " + plural(table.parked, "row") + " parked";
+    if (table.waiting > 0) part += " and " + std::to_string(table.waiting) + " waiting behind";
+    parts.push_back(part + " (see outbox failed list --relay)");
+    failed += table.parked + table.waiting;
+  }
   for (const lag::ReplicaStage& replica : report.replicas) {
     std::string name = "replica " + replica.name;
     if (!replica.error.empty()) {

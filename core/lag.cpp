@@ -167,13 +167,33 @@ TableStage read_table(pqxx::transaction_base& tx, const std::string& table) {
   TableStage stage;
   stage.table = table;
   std::string quoted = pg::quote_qualified(table);
+  // A primary not yet migrated to parked rows has none.
+  bool has_parked = tx.exec1("SELECT to_regclass('outbox_parked') IS NOT NULL")[0].as<bool>();
+  // Rows of an aggregate with a parked row wait behind it: not part of the backlog the relay works on.
+  std::string held = has_parked ? " AND NOT EXISTS (SELECT 1 FROM outbox_parked p WHERE p.outbox_table = $1 AND "
+                                  "p.parked_at IS NOT NULL AND p.aggregate_type = o.aggregate_type AND "
+                                  "p.aggregate_id = o.aggregate_id AND p.position <= o.position)"
+                                : "";
   // Both use the outbox's indexes: the partial index of unpublished rows, and the primary key
   // walked backwards from the newest position (unpublished rows are few and at the end).
-  pqxx::row backlog =
-      tx.exec1("SELECT count(*), extract(epoch FROM clock_timestamp() - (SELECT created_at FROM " + quoted +
-               " WHERE published_at IS NULL ORDER BY position LIMIT 1))::float8 FROM " + quoted + " WHERE published_at IS NULL");
+  pqxx::row backlog = tx.exec_params1(
+      "SELECT count(*), extract(epoch FROM clock_timestamp() - (SELECT created_at FROM " + quoted +
+          " o WHERE published_at IS NULL" + held + " ORDER BY position LIMIT 1))::float8 FROM " + quoted +
+          " o WHERE published_at IS NULL" + held,
+      table);
   stage.unpublished = backlog[0].as<long long>();
   stage.oldest_unpublished_age = optional_field<double>(backlog[1]);
+  if (has_parked) {
+    pqxx::row parked = tx.exec_params1(
+        "SELECT count(*) FILTER (WHERE o.position = p.position), count(*) FILTER (WHERE o.position > p.position) "
+        "FROM outbox_parked p JOIN " +
+            quoted +
+            " o ON o.aggregate_type = p.aggregate_type AND o.aggregate_id = p.aggregate_id AND o.position >= p.position "
+            "AND o.published_at IS NULL WHERE p.outbox_table = $1 AND p.parked_at IS NOT NULL",
+        table);
+    stage.parked = parked[0].as<long long>();
+    stage.waiting = parked[1].as<long long>();
+  }
   pqxx::result last =
       tx.exec("SELECT " + iso("published_at") + ", extract(epoch FROM clock_timestamp() - published_at)::float8 FROM " + quoted +
               " WHERE published_at IS NOT NULL ORDER BY position DESC LIMIT 1");
@@ -286,11 +306,11 @@ std::string render_text(const Report& report) {
   std::string out = "outbox lag at " + report.at + " (relay heartbeat every " +
                     format_duration(Duration(static_cast<long long>(report.heartbeat_interval * 1000))) + ")\n\n";
 
-  std::vector<std::vector<std::string>> rows = {{"OUTBOX TABLE", "UNPUBLISHED", "OLDEST", "LAST PUBLISH"}};
+  std::vector<std::vector<std::string>> rows = {{"OUTBOX TABLE", "UNPUBLISHED", "OLDEST", "LAST PUBLISH", "PARKED", "WAITING"}};
   for (const TableStage& table : report.primary.tables)
-    rows.push_back(
-        {table.table, std::to_string(table.unpublished), age_text(table.oldest_unpublished_age), ago(table.last_published_age)});
-  out += columns(rows, {false, true, true, false});
+    rows.push_back({table.table, std::to_string(table.unpublished), age_text(table.oldest_unpublished_age),
+                    ago(table.last_published_age), std::to_string(table.parked), std::to_string(table.waiting)});
+  out += columns(rows, {false, true, true, false, true, true});
   if (!report.primary.error.empty()) out += "  primary unreachable: " + report.primary.error + "\n";
 
   out += "\n";
@@ -331,7 +351,9 @@ nlohmann::ordered_json to_json(const Report& report) {
                       {"unpublished", table.unpublished},
                       {"oldest_unpublished_age_seconds", optional_json(table.oldest_unpublished_age)},
                       {"last_published_at", optional_json(table.last_published_at)},
-                      {"last_published_age_seconds", optional_json(table.last_published_age)}});
+                      {"last_published_age_seconds", optional_json(table.last_published_age)},
+                      {"parked", table.parked},
+                      {"waiting", table.waiting}});
   nlohmann::ordered_json queues = nlohmann::ordered_json::array();
   for (const QueueStage& queue : report.broker.queues)
     queues.push_back(
@@ -380,6 +402,8 @@ void set_table_gauges(metrics::Registry& registry, const TableStage& table) {
       .set(static_cast<double>(table.unpublished));
   registry.gauge("outbox_relay_oldest_unpublished_seconds", "Age of the oldest unpublished row (0 when none)", labels)
       .set(table.oldest_unpublished_age.value_or(0));
+  registry.gauge("outbox_relay_parked", "Rows parked because the broker can never take them (outbox failed list --relay)", labels)
+      .set(static_cast<double>(table.parked));
 }
 
 void set_replica_gauges(metrics::Registry& registry, const ReplicaStage& replica) {

@@ -36,10 +36,14 @@ namespace outbox::lag {
 
 struct TableStage {
   std::string table;  // "public.outbox"
+  // Unpublished rows the relay will publish: parked rows and the rows waiting behind them are
+  // counted apart, so that one poison row does not make the whole pipeline look ever further behind.
   long long unpublished = 0;
   std::optional<double> oldest_unpublished_age;  // seconds; none when nothing is unpublished
   std::optional<std::string> last_published_at;  // ISO 8601 UTC; none in on_publish = delete mode
   std::optional<double> last_published_age;
+  long long parked = 0;   // rows the relay parked (outbox_parked): the broker can never take them
+  long long waiting = 0;  // unpublished rows of an aggregate with a parked row, held back in order
 };
 
 struct PrimaryStage {
@@ -108,7 +112,8 @@ void compute_behind(ReplicaStage& replica, const PrimaryStage* primary, double h
 std::string render_text(const Report& report);
 nlohmann::ordered_json to_json(const Report& report);
 
-// Gauges for /metrics: outbox_relay_backlog and outbox_relay_oldest_unpublished_seconds{table},
+// Gauges for /metrics: outbox_relay_backlog, outbox_relay_oldest_unpublished_seconds and
+// outbox_relay_parked{table},
 // outbox_replicate_lag_seconds{replica} (-1 while unknown).
 void set_table_gauges(metrics::Registry& registry, const TableStage& table);
 void set_replica_gauges(metrics::Registry& registry, const ReplicaStage& replica);

@@ -11,6 +11,7 @@
 #include "core/pg.hpp"
 #include "core/topology.hpp"
 #include "core/url.hpp"
+#include "relay/outbox_row.hpp"
 #include "relay/partitions.hpp"
 
 namespace outbox::relay {
@@ -22,6 +23,18 @@ using std::chrono::milliseconds;
 constexpr int kRetentionBatch = 1000;
 constexpr int kRetentionBatchesPerTick = 20;
 constexpr int kRetentionWindow = 4 * kRetentionBatch;
+// A connection that lived this long was a success: the next outage starts the backoff afresh. One
+// that dies sooner (a broker that closes it at once) keeps growing the delay.
+constexpr std::chrono::seconds kStableConnection{10};
+// RabbitMQ's reply code when it refuses a published message itself (over max_message_size).
+constexpr int kPreconditionFailed = 406;
+
+// A value for a log line: at most 80 bytes of it, and its size when cut (an aggregate id can be
+// 300 KB).
+std::string excerpt(const std::string& value) {
+  if (value.size() <= 80) return value;
+  return value.substr(0, 80) + "...(" + std::to_string(value.size()) + " bytes)";
+}
 
 std::string join_positions(const std::set<long long>& positions) {
   std::string out = "{";
@@ -95,6 +108,7 @@ Relay::Relay(daemon::Runtime& runtime, std::string instance)
   partitions_ = static_cast<int>(config.integer("relay.partitions"));
   tables_ = tables_from_config(config, broker_settings_.exchange);
   in_flight_positions_.resize(tables_.size());
+  suspects_.resize(tables_.size());
   apply_tunables(config);
 
   metrics_.counter("outbox_relay_published_total", "Messages published to the broker");
@@ -102,6 +116,7 @@ Relay::Relay(daemon::Runtime& runtime, std::string instance)
   metrics_.counter("outbox_relay_nacked_total", "Messages the broker refused (nack); they are published again");
   metrics_.counter("outbox_relay_returned_total", "Messages returned as unroutable by the broker");
   metrics_.counter("outbox_relay_reconnects_total", "Reconnections to the database or the broker");
+  metrics_.counter("outbox_relay_parked_total", "Rows parked because the broker can never take them");
   metrics_.histogram("outbox_relay_batch_seconds", "Time from publishing a batch to marking it confirmed",
                      {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
 
@@ -163,6 +178,8 @@ void Relay::apply_tunables(const config::Config& config) {
   retention_ = config.duration("relay.retention");
   shutdown_timeout_ = config.duration("relay.shutdown_timeout");
   heartbeat_interval_ = config.duration("relay.heartbeat_interval");
+  max_message_size_ = static_cast<size_t>(config.integer("relay.max_message_size"));
+  max_attempts_ = static_cast<int>(config.integer("relay.max_attempts"));
   // Retention 0 means "delete at once", which is what on_publish = delete does.
   delete_on_publish_ = config.text("relay.on_publish") == "delete" || retention_.count() == 0;
   backoff_.set_cap(config.duration("relay.max_backoff"));
@@ -187,9 +204,10 @@ void Relay::connect() {
     schedule_reconnect();
     return;
   }
-  // After the broker refused a message, connecting is no progress: only a confirm is, else a
-  // refusal that repeats (a full queue, a message too large) would republish the window in a loop.
-  if (!refused_) backoff_.reset();
+  // Connecting is no progress: a confirm is (on_confirm), or a connection that stays up
+  // (schedule_reconnect). Else a broker that drops the connection at once, or refuses a message
+  // each time (a full queue), would be reconnected to in a tight loop.
+  connected_at_ = Clock::now();
   if (!announced_ready_) {
     announced_ready_ = true;
     daemon::notify_ready();
@@ -200,6 +218,8 @@ void Relay::connect() {
 
 void Relay::schedule_reconnect() {
   if (reconnect_timer_->active()) return;
+  if (connected_at_ && Clock::now() - *connected_at_ > kStableConnection) backoff_.reset();
+  connected_at_.reset();
   auto delay = backoff_.next();
   // The error itself is logged once per change; each attempt only at debug.
   log_->debug("reconnect attempt {} in {} ms", backoff_.attempts(), delay.count());
@@ -212,19 +232,29 @@ void Relay::connect_database() {
     auto connection = pg::connect(primary_url_, "primary", "outbox-relay");
     for (size_t i = 0; i < tables_.size(); ++i) {
       const std::string& table = tables_[i].quoted;
-      std::string columns =
-          "SELECT position, event_id::text, aggregate_type, aggregate_id, aggregate_version, event_type, payload::text, "
-          "(extract(epoch FROM created_at) * 1000000)::bigint FROM " +
-          table + " WHERE published_at IS NULL AND NOT (position = ANY($1::bigint[]))";
-      connection->prepare("read_all_" + std::to_string(i), columns + " ORDER BY position LIMIT $2");
+      // Rows of an aggregate with a parked row wait behind it (outbox_parked is normally empty).
+      std::string columns = std::string("SELECT ") + kRowColumns + " FROM " + table + " o WHERE published_at IS NULL AND NOT (position = ANY($2::bigint[])) AND NOT EXISTS (SELECT 1 FROM "
+          "outbox_parked p WHERE p.outbox_table = $1 AND p.parked_at IS NOT NULL AND p.aggregate_type = o.aggregate_type AND p.aggregate_id = o.aggregate_id "
+          "AND p.position <= o.position)";
+      connection->prepare("read_all_" + std::to_string(i), columns + " ORDER BY position LIMIT $3");
       connection->prepare(
           "read_owned_" + std::to_string(i),
-          columns + " AND (hashtext(aggregate_id) & 2147483647) % $3 = ANY($4::int[]) ORDER BY position LIMIT $2");
+          columns + " AND (hashtext(aggregate_id) & 2147483647) % $4 = ANY($5::int[]) ORDER BY position LIMIT $3");
       connection->prepare(
           "mark_" + std::to_string(i),
           "UPDATE " + table +
               " SET published_at = clock_timestamp() WHERE position = ANY($1::bigint[]) AND published_at IS NULL");
       connection->prepare("delete_" + std::to_string(i), "DELETE FROM " + table + " WHERE position = ANY($1::bigint[])");
+      // Records a row the broker cannot take; it is parked when its attempts reach $3.
+      connection->prepare("park_" + std::to_string(i),
+                          "INSERT INTO outbox_parked AS p (outbox_table, position, event_id, event_type, aggregate_type, "
+                          "aggregate_id, error, parked_at) SELECT $1, position, event_id::text, event_type, aggregate_type, "
+                          "aggregate_id, $3, CASE WHEN 1 >= $4 THEN clock_timestamp() END FROM " +
+                              table +
+                              " WHERE position = $2 ON CONFLICT (outbox_table, position) DO UPDATE SET attempts = "
+                              "p.attempts + 1, error = EXCLUDED.error, last_failed_at = clock_timestamp(), parked_at = "
+                              "coalesce(p.parked_at, CASE WHEN p.attempts + 1 >= $4 THEN clock_timestamp() END) "
+                              "RETURNING parked_at IS NOT NULL, attempts");
       // Only positions within $3 of the oldest are looked at (a range of the primary key): a walk
       // that went on until $2 old rows were found would read the whole retention window, a day of
       // rows, at every tick once retention keeps up.
@@ -241,7 +271,7 @@ void Relay::connect_database() {
                               "json_build_object('relay', $1::text, 'at', clock_timestamp()))");
       // Fails early, with the table's name, when the table is missing or lacks outbox columns.
       pqxx::nontransaction check(*connection);
-      check.exec_prepared("read_all_" + std::to_string(i), "{}", 0);
+      check.exec_prepared("read_all_" + std::to_string(i), tables_[i].name, "{}", 0);
     }
     {
       pqxx::nontransaction tx(*connection);
@@ -396,50 +426,122 @@ void Relay::drain() {
 
 size_t Relay::read_and_publish(size_t table_index) {
   const TableSpec& table = tables_[table_index];
-  int room = std::min(batch_size_, max_unconfirmed_ - static_cast<int>(unconfirmed_));
+  // While suspects are isolated, one message at a time is in flight, so a refusal names its row.
+  int room = isolating() ? (unconfirmed_ == 0 ? 1 : 0)
+                         : std::min(batch_size_, max_unconfirmed_ - static_cast<int>(unconfirmed_));
   if (room <= 0) return 0;
   pqxx::result rows;
   auto read_started = Clock::now();
   {
     pqxx::nontransaction tx(*db_);
     std::string excluded = join_positions(in_flight_positions_[table_index]);
-    rows = owns_all()
-               ? tx.exec_prepared("read_all_" + std::to_string(table_index), excluded, room)
-               : tx.exec_prepared("read_owned_" + std::to_string(table_index), excluded, room, partitions_, join_ints(owned_));
+    rows = owns_all() ? tx.exec_prepared("read_all_" + std::to_string(table_index), table.name, excluded, room)
+                      : tx.exec_prepared("read_owned_" + std::to_string(table_index), table.name, excluded, room,
+                                         partitions_, join_ints(owned_));
   }
   auto read_done = Clock::now();
   if (rows.empty()) return 0;
+  // Suspects older than what is read now were published (or taken over) elsewhere: not suspects.
+  std::set<long long>& suspects = suspects_[table_index];
+  if (!suspects.empty() && *suspects.rbegin() < rows[0][0].as<long long>(0)) suspects.clear();
+
   Batch batch{table_index, {}, 0, Clock::now()};
   batch.positions.reserve(rows.size());
+  std::vector<std::pair<long long, std::string>> unpublishable;  // position, why
+  std::set<std::pair<std::string, std::string>> held;            // aggregates with a row to park in this read
   auto& published = metrics_.counter("outbox_relay_published_total", "");
+  size_t frame_max = broker_->frame_max();
   for (const pqxx::row& row : rows) {
-    amqp::OutgoingMessage message;
-    long long position = row[0].as<long long>();
-    message.message_id = row[1].c_str();
     std::string aggregate_type = row[2].c_str(), aggregate_id = row[3].c_str();
-    long long aggregate_version = row[4].as<long long>();
-    message.type = row[5].c_str();
-    message.body.assign(row[6].c_str(), row[6].size());
-    long long created_us = row[7].as<long long>();
-    message.exchange = table.exchange;
-    message.routing_key = table.routing_key.empty() ? message.type : table.routing_key;
-    message.timestamp_seconds = created_us / 1000000;
-    message.headers = {
-        {"aggregate_type", aggregate_type}, {"aggregate_id", aggregate_id}, {"aggregate_version", aggregate_version},
-        {"created_at", created_us},         {"outbox_position", position},  {"outbox_table", table.name}};
-    batch.last_tag = broker_->publish(message);
+    if (held.count({aggregate_type, aggregate_id})) continue;  // waits behind a row parked below
+    RowMessage built = message_from_row(row, table, frame_max, max_message_size_);
+    long long position = built.position;
+    const amqp::OutgoingMessage& message = built.message;
+    if (!built.problem.empty()) {
+      unpublishable.emplace_back(position, built.problem);
+      held.insert({aggregate_type, aggregate_id});
+      continue;
+    }
+    try {
+      batch.last_tag = broker_->publish(message);
+    } catch (const amqp::EncodeFailed& error) {
+      // Not caught by the checks above, and never publishable: park it, then reconnect (the
+      // channel may hold half a message). What this read published is published again.
+      unpublishable.emplace_back(position, error.what());
+      for (auto& [at, why] : unpublishable) record_unpublishable(table_index, at, why, 1);
+      throw;
+    }
     batch.positions.push_back(position);
     in_flight_positions_[table_index].insert(position);
     published.add();
   }
-  unconfirmed_ += batch.positions.size();
-  log_->debug("read {} rows in {}us, published in {}us", rows.size(),
-              std::chrono::duration_cast<std::chrono::microseconds>(read_done - read_started).count(),
-              std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - read_done).count());
   size_t count = batch.positions.size();
-  in_flight_.push_back(std::move(batch));
-  if (!confirm_timer_->active()) confirm_timer_->start(milliseconds(250), milliseconds(250));
+  if (count > 0) {
+    unconfirmed_ += count;
+    log_->debug("read {} rows in {}us, published {} in {}us", rows.size(),
+                std::chrono::duration_cast<std::chrono::microseconds>(read_done - read_started).count(), count,
+                std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - read_done).count());
+    in_flight_.push_back(std::move(batch));
+    if (!confirm_timer_->active()) confirm_timer_->start(milliseconds(250), milliseconds(250));
+  }
+  for (auto& [position, why] : unpublishable) record_unpublishable(table_index, position, why, 1);
+  // Rows held behind a parked one were skipped: read again, without them, at once.
+  if (!unpublishable.empty()) drain_soon_->request();
   return count;
+}
+
+bool Relay::record_unpublishable(size_t table_index, long long position, const std::string& reason, int park_after) {
+  const TableSpec& table = tables_[table_index];
+  pqxx::work tx(*db_);
+  pqxx::result recorded =
+      tx.exec_prepared("park_" + std::to_string(table_index), table.name, position, reason, park_after);
+  pqxx::result row = tx.exec_params(
+      "SELECT event_id::text, event_type, aggregate_type, aggregate_id FROM " + table.quoted + " WHERE position = $1",
+      position);
+  tx.commit();
+  if (recorded.empty()) return false;  // the row is gone (deleted meanwhile): nothing to park
+  bool parked = recorded[0][0].as<bool>();
+  int attempts = recorded[0][1].as<int>();
+  std::string what = table.name + " position " + std::to_string(position);
+  if (!row.empty())
+    what += " (event " + excerpt(row[0][0].c_str()) + " " + excerpt(row[0][1].c_str()) + ", aggregate " +
+            excerpt(row[0][2].c_str()) + " " + excerpt(row[0][3].c_str()) + ")";
+  if (parked) {
+    suspects_[table_index].erase(position);
+    metrics_.counter("outbox_relay_parked_total", "").add();
+    log_->error("parked outbox row {} after {} attempt(s): {}; later rows of its aggregate wait behind it (outbox failed "
+                "list --relay)",
+                what, attempts, reason);
+  } else {
+    log_->warn("the broker refused outbox row {} ({} of {} attempts): {}", what, attempts, park_after, reason);
+  }
+  return parked;
+}
+
+bool Relay::isolating() const {
+  return std::any_of(suspects_.begin(), suspects_.end(), [](const auto& positions) { return !positions.empty(); });
+}
+
+void Relay::refused_by_broker(const std::string& reason) {
+  std::vector<std::pair<size_t, long long>> unconfirmed;
+  for (const Batch& batch : in_flight_)
+    if (batch.last_tag > confirmed_through_)
+      for (long long position : batch.positions) unconfirmed.emplace_back(batch.table, position);
+  if (isolating() && unconfirmed.size() == 1) {
+    // Published alone: this is the row the broker refuses.
+    auto [table, position] = unconfirmed.front();
+    try {
+      record_unpublishable(table, position, reason, max_attempts_);
+    } catch (const std::exception& error) {
+      log_->warn("could not record the broker's refusal of {} position {}: {}", tables_[table].name, position,
+                 mask_url(error.what()));
+    }
+  } else if (!unconfirmed.empty()) {
+    for (auto [table, position] : unconfirmed) suspects_[table].insert(position);
+    log_->warn("the broker refused one of {} message(s) in flight; publishing them one at a time to find it: {}",
+               unconfirmed.size(), reason);
+  }
+  broker_lost(reason);
 }
 
 void Relay::on_broker_readable() {
@@ -451,11 +553,9 @@ void Relay::on_broker_readable() {
           on_confirm(event.delivery_tag, event.multiple);
           break;
         case amqp::Event::Kind::nack:
-          refused_ = true;
           metrics_.counter("outbox_relay_nacked_total", "").add();
           throw unavailable_error("broker refused a message (nack, delivery tag " + std::to_string(event.delivery_tag) + ")");
         case amqp::Event::Kind::returned:
-          refused_ = true;
           metrics_.counter("outbox_relay_returned_total", "").add();
           throw unavailable_error("message " + event.message->message_id.value_or("?") + " returned as unroutable (" +
                                   event.reply_text + "); is the alternate exchange " + topology::kUnroutable + " bound?");
@@ -463,6 +563,10 @@ void Relay::on_broker_readable() {
           break;
       }
     });
+  } catch (const amqp::ChannelClosed& closed) {
+    // 406: the broker itself refuses a message (over its max_message_size); find it and park it.
+    if (closed.reply_code() == kPreconditionFailed) return refused_by_broker(closed.what());
+    return broker_lost(closed.what());
   } catch (const Error& error) {
     return broker_lost(error.what());
   }
@@ -470,10 +574,7 @@ void Relay::on_broker_readable() {
 }
 
 void Relay::on_confirm(uint64_t tag, bool multiple) {
-  if (refused_) {
-    refused_ = false;
-    backoff_.reset();
-  }
+  backoff_.reset();  // the broker takes messages again
   if (multiple) {
     confirmed_through_ = std::max(confirmed_through_, tag);
   } else if (tag == confirmed_through_ + 1) {
@@ -525,7 +626,10 @@ void Relay::complete_batches() {
   size_t marked = 0;
   for (size_t i = 0; i < batches; ++i) {
     const Batch& batch = in_flight_.front();
-    for (long long position : batch.positions) in_flight_positions_[batch.table].erase(position);
+    for (long long position : batch.positions) {
+      in_flight_positions_[batch.table].erase(position);
+      suspects_[batch.table].erase(position);
+    }
     marked += batch.positions.size();
     in_flight_.pop_front();
   }

@@ -13,6 +13,13 @@
 // one aggregate increase in commit order; the owner publishes them in position order. A partition
 // changes hands only when its old owner has nothing in flight, or has died (its locks vanish with
 // its session).
+//
+// Why one poison row stops nothing else: a row the broker can never take (checked before it is
+// published, or refused alone by the broker relay.max_attempts times) is parked in outbox_parked on
+// the primary, neither deleted nor marked. The reads skip it and every later row of its aggregate,
+// so that aggregate keeps its order and waits, while every other aggregate and partition goes on.
+// When the broker refuses one message of a window (it closes the channel, 406), the rows that were
+// in flight become suspects, published one at a time until each is confirmed or parked.
 #include <chrono>
 #include <deque>
 #include <map>
@@ -73,6 +80,10 @@ class Relay {
   size_t read_and_publish(size_t table);
   void on_broker_readable();
   void on_confirm(uint64_t tag, bool multiple);
+  void refused_by_broker(const std::string& reason);
+  // Records that the broker cannot take the row at `position`: parks it at once when `park_after`
+  // is 1, else after that many refusals. Returns whether it is parked now.
+  bool record_unpublishable(size_t table, long long position, const std::string& reason, int park_after);
   void complete_batches();
   void check_confirm_timeout();
   void rebalance();
@@ -101,6 +112,8 @@ class Relay {
   std::chrono::milliseconds poll_interval_{1000}, confirm_timeout_{10000}, takeover_timeout_{10000};
   std::chrono::milliseconds retention_{0}, shutdown_timeout_{30000}, heartbeat_interval_{10000};
   bool delete_on_publish_ = false;
+  size_t max_message_size_ = amqp::kDefaultMaxMessageSize;
+  int max_attempts_ = 3;
 
   std::unique_ptr<pqxx::connection> db_;
   std::unique_ptr<Listener> listener_;
@@ -117,7 +130,12 @@ class Relay {
   std::map<std::string, std::string> side_problems_;  // failing side task -> why, logged once
   std::string fatal_error_;
   bool releasing_ = false;  // over its fair share with rows in flight: reads pause until they are confirmed
-  bool refused_ = false;    // the broker nacked or returned a message since the last confirm
+  // Rows in flight when the broker refused one of them (per table): published one at a time until
+  // each is confirmed or parked. Empty in normal operation.
+  std::vector<std::set<long long>> suspects_;
+  bool isolating() const;
+  // When the last connection was made: one that dies soon after does not reset the backoff.
+  std::optional<std::chrono::steady_clock::time_point> connected_at_;
   void side_problem(const std::string& task, const std::string& reason);
   void side_task_works(const std::string& task);
   void fatal(const Error& error);

@@ -502,18 +502,196 @@ TEST(Relay, ALockHeldOnTheOutboxTableDoesNotFreezeTheRelayAndPublishingResumesAf
   EXPECT_EQ(relay.wait_exit(20s), 0) << relay.log();
 }
 
-TEST(Relay, ARowThatDoesNotFitTheOutboxColumnsStopsTheRelayWithExitCode78) {
+TEST(Relay, ARowWithANullColumnInALooseTableIsParkedAndTheOthersArePublished) {
   fresh_schema();
+  TestQueue queue("test.loose", "loose.#");
   exec(servers().primary_url,
        "CREATE TABLE loose_outbox (LIKE outbox INCLUDING ALL); ALTER TABLE loose_outbox ALTER aggregate_version DROP NOT NULL; "
        "INSERT INTO loose_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
-       "VALUES (gen_random_uuid(), 'test', 'a', NULL, 'loose.evt', '{}')");
+       "VALUES (gen_random_uuid(), 'test', 'a', NULL, 'loose.evt', '{}'), (gen_random_uuid(), 'test', 'b', 1, 'loose.evt', '{}')");
   std::string config = write_file("loose.toml", "[[relay.tables]]\nname = \"public.loose_outbox\"\n");
-  RunResult result = run_outbox(relay_args(), {{"OUTBOX_CONFIG", config}}, 30s);
-  EXPECT_EQ(result.exit_code, 78) << result;
-  EXPECT_NE(result.err.find("\noutbox: relay.tables: a row does not fit the outbox columns"), std::string::npos) << result;
+  Daemon relay(relay_args(), {{"OUTBOX_CONFIG", config}});
+  ASSERT_EQ(queue.collect(1).size(), 1u) << relay.log();
+  EXPECT_EQ(header_text(queue.messages()[0], "aggregate_id"), "b");
+  EXPECT_TRUE(eventually([] {
+    return scalar(servers().primary_url, "SELECT error FROM outbox_parked WHERE outbox_table = 'public.loose_outbox'") ==
+           "aggregate_version is NULL";
+  })) << relay.log();
   EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM loose_outbox WHERE published_at IS NULL"), "1");
+  EXPECT_TRUE(relay.running());
+  relay.signal(SIGTERM);
+  relay.wait_exit();
   exec(servers().primary_url, "DROP TABLE loose_outbox");
+}
+
+namespace {
+
+// The relay's view of its parked rows: `outbox failed list --relay` as JSON objects.
+std::vector<nlohmann::json> parked_list() {
+  RunResult listed = run_outbox({"failed", "list", "--relay"});
+  EXPECT_EQ(listed.exit_code, 0) << listed;
+  std::vector<nlohmann::json> rows;
+  std::istringstream lines(listed.out);
+  for (std::string line; std::getline(lines, line);)
+    if (!line.empty()) rows.push_back(nlohmann::json::parse(line));
+  return rows;
+}
+
+void insert_row(const std::string& aggregate, long long version, const std::string& event_type_sql,
+                const std::string& payload_sql = "'{}'::json") {
+  exec(servers().primary_url,
+       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) VALUES "
+       "(gen_random_uuid(), 'test', " + aggregate + ", " + std::to_string(version) + ", " + event_type_sql + ", " +
+           payload_sql + ")");
+}
+
+}  // namespace
+
+TEST(Relay, AnEventTypeLongerThanAmqpAllowsIsParkedItsAggregateWaitsAndEveryOtherAggregateGoesOn) {
+  fresh_schema();
+  TestQueue queue("test.poison", "poison.#");
+  insert_row("'victim'", 1, "'poison.' || repeat('x', 300)");
+  insert_row("'victim'", 2, "'poison.after'");
+  insert_events("poison.other", 40, 8);
+  Daemon relay(relay_args());
+  // Every other aggregate, on every partition, is published.
+  ASSERT_EQ(ids_of(queue.collect(40)).size(), 40u) << relay.log();
+  ASSERT_TRUE(eventually([] { return parked_list().size() == 1; })) << relay.log();
+  nlohmann::json parked = parked_list().front();
+  EXPECT_EQ(parked["state"], "parked");
+  EXPECT_EQ(parked["aggregate_id"], "victim");
+  EXPECT_EQ(parked["attempts"], 1);
+  EXPECT_EQ(parked["waiting"], 1);
+  EXPECT_NE(parked["error"].get<std::string>().find("the event type is 307 bytes, AMQP allows at most 255"), std::string::npos)
+      << parked;
+  // Not deleted, not marked: both rows of the aggregate stay unpublished, in order behind the parked one.
+  EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM outbox WHERE aggregate_id = 'victim' AND published_at IS NULL"),
+            "2");
+  EXPECT_NE(relay.log().find("parked outbox row public.outbox position"), std::string::npos) << relay.log();
+  // lag and check show it.
+  RunResult lag = run_outbox({"lag", "--json"});
+  ASSERT_EQ(lag.exit_code, 0) << lag;
+  nlohmann::json table = nlohmann::json::parse(lag.out)["outbox"]["tables"][0];
+  EXPECT_EQ(table["parked"], 1) << lag;
+  EXPECT_EQ(table["waiting"], 1) << lag;
+  EXPECT_EQ(table["unpublished"], 0) << lag;
+  RunResult check = run_outbox({"check"});
+  EXPECT_NE(check.out.find("outbox public.outbox has 1 row parked and 1 waiting behind (see outbox failed list --relay)"),
+            std::string::npos)
+      << check;
+  EXPECT_GE(check.exit_code, 1) << check;  // WARNING or worse
+  // A new slot of another aggregate still goes through while the row is parked.
+  insert_events("poison.later", 1, 1, 100);
+  EXPECT_EQ(ids_of(queue.collect(41)).size(), 41u) << relay.log();
+
+  // While the row is unchanged, retry refuses it and keeps it parked.
+  std::string id = std::to_string(parked["id"].get<long long>());
+  RunResult refused = run_outbox({"failed", "retry", id, "--relay"});
+  EXPECT_EQ(refused.exit_code, 65) << refused;
+  EXPECT_NE(refused.err.find("still cannot be published: the event type is 307 bytes"), std::string::npos) << refused;
+  EXPECT_EQ(parked_list().size(), 1u);
+  // Fixed by hand, retry releases it and the row behind it, in order.
+  exec(servers().primary_url, "UPDATE outbox SET event_type = 'poison.fixed' WHERE aggregate_id = 'victim' AND aggregate_version = 1");
+  RunResult retried = run_outbox({"failed", "retry", id, "--relay"});
+  ASSERT_EQ(retried.exit_code, 0) << retried;
+  EXPECT_NE(retried.out.find("relay: released #" + id), std::string::npos) << retried;
+  const auto& all = queue.collect(43);
+  ASSERT_EQ(ids_of(all).size(), 43u) << relay.log();
+  std::vector<std::string> victim_types;
+  for (const auto& message : all)
+    if (header_text(message, "aggregate_id") == "victim") victim_types.push_back(message.type.value_or(""));
+  EXPECT_EQ(victim_types, (std::vector<std::string>{"poison.fixed", "poison.after"}));
+  expect_per_aggregate_order(all);
+  EXPECT_TRUE(parked_list().empty());
+}
+
+TEST(Relay, AnAggregateIdTooLargeForAFrameIsParkedAndDiscardReleasesTheRowsBehindIt) {
+  fresh_schema();
+  TestQueue queue("test.huge", "huge.#");
+  insert_row("repeat('h', 300000)", 1, "'huge.created'");
+  insert_row("repeat('h', 300000)", 2, "'huge.changed'");
+  insert_events("huge.other", 10, 3);
+  Daemon relay(relay_args());
+  ASSERT_EQ(ids_of(queue.collect(10)).size(), 10u) << relay.log();
+  ASSERT_TRUE(eventually([] { return parked_list().size() == 1; })) << relay.log();
+  nlohmann::json parked = parked_list().front();
+  EXPECT_NE(parked["error"].get<std::string>().find("more than the broker's frame size of 131072"), std::string::npos) << parked;
+  // The log line cuts the 300 KB id.
+  std::string log = relay.log();
+  EXPECT_NE(log.find("...(300000 bytes)"), std::string::npos) << log.substr(0, 4000);
+  EXPECT_EQ(log.find(std::string(1000, 'h')), std::string::npos);
+
+  RunResult discarded = run_outbox({"failed", "discard", std::to_string(parked["id"].get<long long>()), "--relay"});
+  ASSERT_EQ(discarded.exit_code, 0) << discarded;
+  EXPECT_NE(discarded.out.find("the outbox row is deleted and never published; 1 row(s) waiting behind it"), std::string::npos)
+      << discarded;
+  // The row behind it is checked on its own, and parked for the same reason: nothing is skipped silently.
+  ASSERT_TRUE(eventually([] {
+    auto rows = parked_list();
+    return rows.size() == 1 && rows[0]["event_type"] == "huge.changed";
+  })) << relay.log();
+  EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM outbox WHERE event_type = 'huge.created'"), "0");
+}
+
+TEST(Relay, APayloadOverMaxMessageSizeIsParkedAndAVersionOutsideTheValidRangeToo) {
+  fresh_schema();
+  TestQueue queue("test.sizes", "sizes.#");
+  // The primary refuses a version outside 1 .. 2^53-1 ...
+  EXPECT_THROW(insert_row("'v0'", 0, "'sizes.zero'"), std::exception);
+  EXPECT_THROW(insert_row("'v0'", 9007199254740992LL, "'sizes.huge'"), std::exception);
+  // ... and the relay parks one written before that check existed.
+  exec(servers().primary_url, "ALTER TABLE outbox DROP CONSTRAINT outbox_aggregate_version_range");
+  insert_row("'neg'", -5, "'sizes.negative'");
+  insert_row("'big'", 1, "'sizes.big'", "json_build_object('blob', repeat('b', 5000))");
+  insert_row("'small'", 1, "'sizes.small'");
+  Daemon relay(relay_args({"--set", "relay.max_message_size=4096"}));
+  ASSERT_EQ(queue.collect(1).size(), 1u) << relay.log();
+  EXPECT_EQ(queue.messages()[0].type, "sizes.small");
+  ASSERT_TRUE(eventually([] { return parked_list().size() == 2; })) << relay.log();
+  std::string errors = scalar(servers().primary_url, "SELECT string_agg(error, ' | ' ORDER BY position) FROM outbox_parked");
+  EXPECT_NE(errors.find("aggregate_version -5 is outside 1..9007199254740991"), std::string::npos) << errors;
+  EXPECT_NE(errors.find("over relay.max_message_size (4096)"), std::string::npos) << errors;
+  EXPECT_EQ(
+      scalar(servers().primary_url, "SELECT count(*) FROM outbox_parked WHERE parked_at IS NOT NULL AND attempts = 1"), "2");
+}
+
+TEST(Relay, AMessageTheBrokerRefusesIsFoundInItsWindowParkedAfterMaxAttemptsAndReconnectsBackOff) {
+  fresh_schema();
+  TestQueue queue("test.refused", "refused.#");
+  // The broker takes at most 4 KB; the relay does not know (its own limit is the default 128 MiB).
+  auto set_broker_max = [](long long bytes) {
+    return std::system((servers().rabbitmqctl + " eval 'application:set_env(rabbit, max_message_size, " +
+                        std::to_string(bytes) + ").' >/dev/null")
+                           .c_str());
+  };
+  ASSERT_EQ(set_broker_max(4096), 0);
+  // Restored however the test ends: the other tests share the broker.
+  std::shared_ptr<void> restore(nullptr, [&set_broker_max](void*) { set_broker_max(134217728); });
+  insert_events("refused.before", 20, 5);
+  insert_row("'refused'", 1, "'refused.big'", "json_build_object('blob', repeat('b', 10000))");
+  insert_row("'refused'", 2, "'refused.after'");
+  insert_events("refused.later", 20, 5, 100);
+  Daemon relay(relay_args({"--set", "relay.max_attempts=3", "--set", "log.level=debug"}));
+  // Messages in flight when the broker closed the channel are published again (at least once).
+  const auto& messages = queue.collect(40);
+  EXPECT_EQ(ids_of(messages).size(), 40u) << relay.log();
+  ASSERT_TRUE(eventually([] { return parked_list().size() == 1; })) << relay.log();
+  nlohmann::json parked = parked_list().front();
+  EXPECT_EQ(parked["state"], "parked");
+  EXPECT_EQ(parked["attempts"], 3);
+  EXPECT_EQ(parked["event_type"], "refused.big");
+  EXPECT_NE(parked["error"].get<std::string>().find("larger than configured max size"), std::string::npos) << parked;
+  expect_per_aggregate_order(messages);
+  // Each refusal was followed by a longer wait: the attempts count on, they do not restart at 1.
+  std::string log = relay.log();
+  EXPECT_NE(log.find("reconnect attempt 3 in"), std::string::npos) << log;
+  ASSERT_EQ(set_broker_max(134217728), 0);
+  // Once the broker takes it, retry publishes it and the row behind it.
+  RunResult retried = run_outbox({"failed", "retry", "--all", "--relay"});
+  ASSERT_EQ(retried.exit_code, 0) << retried;
+  const auto& all = queue.collect(42);
+  ASSERT_EQ(ids_of(all).size(), 42u) << relay.log();
+  expect_per_aggregate_order(all);
 }
 
 TEST(Relay, ConfirmedRowsWaitingForALockToBeMarkedAreNotTakenForAConfirmTimeout) {
@@ -558,7 +736,7 @@ TEST(Relay, APrimaryRestartIsSurvivedAndTheRelayCarriesOn) {
   TestQueue queue("test.pgrestart", "pgrestart.#");
   Daemon relay(relay_args());
   insert_events("pgrestart.evt", 10, 10);
-  ASSERT_EQ(queue.collect(10).size(), 10u) << relay.log();
+  ASSERT_EQ(ids_of(queue.collect(10)).size(), 10u) << relay.log();
   ASSERT_TRUE(stop_server("primary"));
   ASSERT_TRUE(eventually([&] { return relay.log().find("primary connection lost") != std::string::npos; })) << relay.log();
   ASSERT_TRUE(start_server("primary"));

@@ -1,0 +1,30 @@
+#pragma once
+// One outbox row as the message the relay publishes, and why the broker could never take it. The
+// relay checks each row with this before publishing it; `outbox failed retry --relay` checks a
+// parked row with it before releasing it.
+#include <pqxx/pqxx>
+#include <string>
+
+#include "core/amqp.hpp"
+
+namespace outbox::relay {
+
+struct TableSpec;
+
+// The columns every read of the outbox selects, in the order message_from_row() expects.
+inline constexpr const char* kRowColumns =
+    "position, event_id::text, aggregate_type, aggregate_id, aggregate_version, event_type, payload::text, "
+    "(extract(epoch FROM created_at) * 1000000)::bigint";
+
+struct RowMessage {
+  long long position = 0;
+  amqp::OutgoingMessage message;
+  std::string problem;  // why it can never be published, or ""
+};
+
+// Builds the message of a row read with kRowColumns. A NULL column, a version outside
+// core/aggregate_version.hpp's range, or a message over an AMQP limit (amqp::unpublishable_reason)
+// is a problem. Throws pqxx::conversion_error only for a NULL position.
+RowMessage message_from_row(const pqxx::row& row, const TableSpec& table, size_t frame_max, size_t max_message_size);
+
+}  // namespace outbox::relay
