@@ -6,8 +6,6 @@
 // with --relay, the outbox rows the relay parked on the primary (relay/parked.hpp).
 #include "replicate/failed.hpp"
 
-#include "relay/parked.hpp"
-
 #include <charconv>
 #include <iostream>
 
@@ -15,6 +13,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/pg.hpp"
+#include "relay/parked.hpp"
 
 namespace outbox::cmd {
 namespace {
@@ -78,12 +77,11 @@ int run_relay_side(const config::Config& config, const Options& o, bool list, bo
   auto connection = pg::connect(config.required("primary.url"), "primary", "outbox failed");
   try {
     relay::ParkedRows parked(*connection, relay::tables_from_config(config, config.text("broker.exchange")),
-                             static_cast<size_t>(config.integer("relay.max_message_size")),
-                             config.text("relay.notify_channel"));
+                             static_cast<size_t>(config.integer("relay.max_message_size")), config.text("relay.notify_channel"));
     if (list) {
       for (const relay::ParkedRow& row : parked.list())
-        std::cout << "{\"relay\": " << json_string(row.table) << ", \"id\": " << row.id << ", \"state\": "
-                  << json_string(row.state) << ", \"position\": " << row.position
+        std::cout << "{\"relay\": " << json_string(row.table) << ", \"id\": " << row.id
+                  << ", \"state\": " << json_string(row.state) << ", \"position\": " << row.position
                   << ", \"event_id\": " << json_string(row.event_id) << ", \"event_type\": " << json_string(row.event_type)
                   << ", \"aggregate_type\": " << json_string(row.aggregate_type)
                   << ", \"aggregate_id\": " << json_string(row.aggregate_id) << ", \"attempts\": " << row.attempts
@@ -93,11 +91,10 @@ int run_relay_side(const config::Config& config, const Options& o, bool list, bo
     } else if (show) {
       relay::ParkedRow row = parked.find(o.id);
       std::cout << "id:           " << row.id << "\ntable:        " << row.table << "\nposition:     " << row.position
-                << "\nstate:        " << row.state << "\nevent_id:     " << row.event_id
-                << "\nevent_type:   " << row.event_type << "\naggregate:    " << row.aggregate_type << " " << row.aggregate_id
-                << "\nattempts:     " << row.attempts << "\nfirst_failed: " << row.first_failed_at
-                << "\nlast_failed:  " << row.last_failed_at << "\nparked_at:    " << (row.parked_at.empty() ? "-" : row.parked_at)
-                << "\nerror:        " << row.error
+                << "\nstate:        " << row.state << "\nevent_id:     " << row.event_id << "\nevent_type:   " << row.event_type
+                << "\naggregate:    " << row.aggregate_type << " " << row.aggregate_id << "\nattempts:     " << row.attempts
+                << "\nfirst_failed: " << row.first_failed_at << "\nlast_failed:  " << row.last_failed_at
+                << "\nparked_at:    " << (row.parked_at.empty() ? "-" : row.parked_at) << "\nerror:        " << row.error
                 << "\npayload:      " << (row.payload ? json_string(*row.payload) : std::string("(the outbox row is gone)"))
                 << "\nwaiting:      " << row.waiting << "\n";
     } else if (retry && o.all) {
@@ -131,7 +128,8 @@ int run_relay_side(const config::Config& config, const Options& o, bool list, bo
 void add_failed_commands(Registry& registry) {
   static Options o;
   CLI::App* failed = registry.add(
-      "failed", "Inspect and redrive events that replicate parked (poison events), or with --relay the outbox rows the relay parked");
+      "failed",
+      "Inspect and redrive events that replicate parked (poison events), or with --relay the outbox rows the relay parked");
   failed->require_subcommand(1);
   auto replica_option = [](CLI::App* app, const std::string& help) {
     CLI::Option* replica = app->add_option("--replica", o.replicas, help)->type_name("NAME");

@@ -35,16 +35,42 @@ config::Config load_config(const GlobalOptions& globals) {
 namespace {
 
 // The first word that is not an option or an option's value: the command the user meant.
-std::string command_word(int argc, char** argv) {
+// The words of the command line that are not options (nor the values of the global options).
+std::vector<std::string> plain_words(int argc, char** argv) {
+  std::vector<std::string> words;
   for (int i = 1; i < argc; ++i) {
     std::string word = argv[i];
     if (word == "-c" || word == "--config" || word == "--set") {
       ++i;
       continue;
     }
-    if (!word.empty() && word[0] != '-') return word;
+    if (!word.empty() && word[0] != '-') words.push_back(word);
   }
-  return "";
+  return words;
+}
+
+std::string command_word(int argc, char** argv) {
+  std::vector<std::string> words = plain_words(argc, argv);
+  return words.empty() ? "" : words.front();
+}
+
+// For a command with subcommands (failed, migrate, config ...): its name, when the word after it
+// names none of them, with the list of what it takes; else "".
+std::string unknown_subcommand(CLI::App& app, int argc, char** argv) {
+  std::vector<std::string> words = plain_words(argc, argv);
+  if (words.size() < 2) return "";
+  CLI::App* command = nullptr;
+  for (CLI::App* candidate : app.get_subcommands([](CLI::App*) { return true; }))
+    if (candidate->check_name(words[0])) command = candidate;
+  if (!command) return "";
+  std::vector<CLI::App*> subcommands = command->get_subcommands([](CLI::App*) { return true; });
+  if (subcommands.empty()) return "";
+  std::string expected;
+  for (CLI::App* subcommand : subcommands) {
+    if (subcommand->check_name(words[1])) return "";
+    expected += (expected.empty() ? "" : ", ") + subcommand->get_name();
+  }
+  return "unknown " + words[0] + " subcommand \"" + words[1] + "\" (expected " + expected + ")";
 }
 
 }  // namespace
@@ -90,6 +116,10 @@ int main(int argc, char** argv) {
     std::vector<CLI::App*> commands = app.get_subcommands([](CLI::App*) { return true; });
     if (!word.empty() && std::none_of(commands.begin(), commands.end(), [&](CLI::App* c) { return c->check_name(word); })) {
       std::cerr << "outbox: usage: unknown command \"" << word << "\" (see outbox --help)\n";
+      return static_cast<int>(ExitCode::usage);
+    }
+    if (std::string unknown = unknown_subcommand(app, argc, argv); !unknown.empty()) {
+      std::cerr << "outbox: usage: " << unknown << " (see outbox " << word << " --help)\n";
       return static_cast<int>(ExitCode::usage);
     }
     std::cerr << "outbox: usage: " << error.what() << " (see outbox --help)\n";

@@ -279,13 +279,13 @@ void Connection::enable_confirms() {
 size_t content_header_size(const OutgoingMessage& message) {
   // class-id, weight, body size, property flags; then the properties publish() sets, in order.
   size_t size = 2 + 2 + 8 + 2;
-  size += 1 + std::string_view(kContentType).size();   // content_type
-  size += 1;                                            // delivery_mode
-  size += 1 + message.message_id.size();                // message_id
-  size += 1 + message.type.size();                      // type
-  size += 8;                                            // timestamp
-  size += 1 + std::string_view(kAppId).size();          // app_id
-  size += 4;                                            // headers: the table's length
+  size += 1 + std::string_view(kContentType).size();  // content_type
+  size += 1;                                          // delivery_mode
+  size += 1 + message.message_id.size();              // message_id
+  size += 1 + message.type.size();                    // type
+  size += 8;                                          // timestamp
+  size += 1 + std::string_view(kAppId).size();        // app_id
+  size += 4;                                          // headers: the table's length
   for (const auto& [key, value] : message.headers) {
     size += 1 + key.size() + 1;  // key (short string) and the value's kind
     if (const auto* text = std::get_if<std::string>(&value))

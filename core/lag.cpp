@@ -176,11 +176,11 @@ TableStage read_table(pqxx::transaction_base& tx, const std::string& table) {
                                 : "";
   // Both use the outbox's indexes: the partial index of unpublished rows, and the primary key
   // walked backwards from the newest position (unpublished rows are few and at the end).
-  pqxx::row backlog = tx.exec_params1(
-      "SELECT count(*), extract(epoch FROM clock_timestamp() - (SELECT created_at FROM " + quoted +
-          " o WHERE published_at IS NULL" + held + " ORDER BY position LIMIT 1))::float8 FROM " + quoted +
-          " o WHERE published_at IS NULL" + held,
-      table);
+  pqxx::row backlog =
+      tx.exec_params1("SELECT count(*), extract(epoch FROM clock_timestamp() - (SELECT created_at FROM " + quoted +
+                          " o WHERE published_at IS NULL" + held + " ORDER BY position LIMIT 1))::float8 FROM " + quoted +
+                          " o WHERE published_at IS NULL" + held,
+                      table);
   stage.unpublished = backlog[0].as<long long>();
   stage.oldest_unpublished_age = optional_field<double>(backlog[1]);
   if (has_parked) {

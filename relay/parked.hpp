@@ -26,15 +26,14 @@ struct ParkedRow {
   std::string event_id, event_type, aggregate_type, aggregate_id;
   int attempts = 0;
   std::string first_failed_at, last_failed_at, parked_at, error;
-  long long waiting = 0;  // unpublished rows of the same aggregate behind it
+  long long waiting = 0;               // unpublished rows of the same aggregate behind it
   std::optional<std::string> payload;  // filled by find(); none when the outbox row is gone
 };
 
 class ParkedRows {
  public:
   // `tables` are the configured relay tables; Error(config) when the primary lacks outbox_parked.
-  ParkedRows(pqxx::connection& connection, std::vector<TableSpec> tables, size_t max_message_size,
-             std::string notify_channel);
+  ParkedRows(pqxx::connection& connection, std::vector<TableSpec> tables, size_t max_message_size, std::string notify_channel);
   std::vector<ParkedRow> list();
   // Error(data) when there is no such id.
   ParkedRow find(long long id);

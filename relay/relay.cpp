@@ -233,9 +233,11 @@ void Relay::connect_database() {
     for (size_t i = 0; i < tables_.size(); ++i) {
       const std::string& table = tables_[i].quoted;
       // Rows of an aggregate with a parked row wait behind it (outbox_parked is normally empty).
-      std::string columns = std::string("SELECT ") + kRowColumns + " FROM " + table + " o WHERE published_at IS NULL AND NOT (position = ANY($2::bigint[])) AND NOT EXISTS (SELECT 1 FROM "
-          "outbox_parked p WHERE p.outbox_table = $1 AND p.parked_at IS NOT NULL AND p.aggregate_type = o.aggregate_type AND p.aggregate_id = o.aggregate_id "
-          "AND p.position <= o.position)";
+      std::string columns = std::string("SELECT ") + kRowColumns + " FROM " + table +
+                            " o WHERE published_at IS NULL AND NOT (position = ANY($2::bigint[])) AND NOT EXISTS (SELECT 1 FROM "
+                            "outbox_parked p WHERE p.outbox_table = $1 AND p.parked_at IS NOT NULL AND p.aggregate_type = "
+                            "o.aggregate_type AND p.aggregate_id = o.aggregate_id "
+                            "AND p.position <= o.position)";
       connection->prepare("read_all_" + std::to_string(i), columns + " ORDER BY position LIMIT $3");
       connection->prepare(
           "read_owned_" + std::to_string(i),
@@ -427,8 +429,7 @@ void Relay::drain() {
 size_t Relay::read_and_publish(size_t table_index) {
   const TableSpec& table = tables_[table_index];
   // While suspects are isolated, one message at a time is in flight, so a refusal names its row.
-  int room = isolating() ? (unconfirmed_ == 0 ? 1 : 0)
-                         : std::min(batch_size_, max_unconfirmed_ - static_cast<int>(unconfirmed_));
+  int room = isolating() ? (unconfirmed_ == 0 ? 1 : 0) : std::min(batch_size_, max_unconfirmed_ - static_cast<int>(unconfirmed_));
   if (room <= 0) return 0;
   pqxx::result rows;
   auto read_started = Clock::now();
@@ -436,8 +437,8 @@ size_t Relay::read_and_publish(size_t table_index) {
     pqxx::nontransaction tx(*db_);
     std::string excluded = join_positions(in_flight_positions_[table_index]);
     rows = owns_all() ? tx.exec_prepared("read_all_" + std::to_string(table_index), table.name, excluded, room)
-                      : tx.exec_prepared("read_owned_" + std::to_string(table_index), table.name, excluded, room,
-                                         partitions_, join_ints(owned_));
+                      : tx.exec_prepared("read_owned_" + std::to_string(table_index), table.name, excluded, room, partitions_,
+                                         join_ints(owned_));
   }
   auto read_done = Clock::now();
   if (rows.empty()) return 0;
@@ -493,11 +494,9 @@ size_t Relay::read_and_publish(size_t table_index) {
 bool Relay::record_unpublishable(size_t table_index, long long position, const std::string& reason, int park_after) {
   const TableSpec& table = tables_[table_index];
   pqxx::work tx(*db_);
-  pqxx::result recorded =
-      tx.exec_prepared("park_" + std::to_string(table_index), table.name, position, reason, park_after);
+  pqxx::result recorded = tx.exec_prepared("park_" + std::to_string(table_index), table.name, position, reason, park_after);
   pqxx::result row = tx.exec_params(
-      "SELECT event_id::text, event_type, aggregate_type, aggregate_id FROM " + table.quoted + " WHERE position = $1",
-      position);
+      "SELECT event_id::text, event_type, aggregate_type, aggregate_id FROM " + table.quoted + " WHERE position = $1", position);
   tx.commit();
   if (recorded.empty()) return false;  // the row is gone (deleted meanwhile): nothing to park
   bool parked = recorded[0][0].as<bool>();
@@ -509,9 +508,10 @@ bool Relay::record_unpublishable(size_t table_index, long long position, const s
   if (parked) {
     suspects_[table_index].erase(position);
     metrics_.counter("outbox_relay_parked_total", "").add();
-    log_->error("parked outbox row {} after {} attempt(s): {}; later rows of its aggregate wait behind it (outbox failed "
-                "list --relay)",
-                what, attempts, reason);
+    log_->error(
+        "parked outbox row {} after {} attempt(s): {}; later rows of its aggregate wait behind it (outbox failed "
+        "list --relay)",
+        what, attempts, reason);
   } else {
     log_->warn("the broker refused outbox row {} ({} of {} attempts): {}", what, attempts, park_after, reason);
   }

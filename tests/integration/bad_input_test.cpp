@@ -461,3 +461,14 @@ TEST(BadInput, SqlMetacharactersAndUnicodeInNamesRoundTripExactlyThroughTheWhole
   RunResult verify = run_outbox({"verify"}, {}, 90s);
   EXPECT_EQ(verify.exit_code, 0) << verify;
 }
+
+TEST(BadInput, AnUnknownSubcommandIsNamedWithTheSubcommandsItsCommandTakes) {
+  RunResult bogus = run_outbox({"failed", "bogus"});
+  EXPECT_EQ(bogus.exit_code, 64) << bogus;
+  EXPECT_EQ(bogus.err,
+            "outbox: usage: unknown failed subcommand \"bogus\" (expected list, show, retry, discard) (see outbox failed "
+            "--help)\n");
+  RunResult both = run_outbox({"failed", "list", "--relay", "--replica", "main"});
+  EXPECT_EQ(both.exit_code, 64) << both;
+  EXPECT_NE(both.err.find("--replica excludes --relay"), std::string::npos) << both;
+}

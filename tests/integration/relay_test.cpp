@@ -505,10 +505,11 @@ TEST(Relay, ALockHeldOnTheOutboxTableDoesNotFreezeTheRelayAndPublishingResumesAf
 TEST(Relay, ARowWithANullColumnInALooseTableIsParkedAndTheOthersArePublished) {
   fresh_schema();
   TestQueue queue("test.loose", "loose.#");
-  exec(servers().primary_url,
-       "CREATE TABLE loose_outbox (LIKE outbox INCLUDING ALL); ALTER TABLE loose_outbox ALTER aggregate_version DROP NOT NULL; "
-       "INSERT INTO loose_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
-       "VALUES (gen_random_uuid(), 'test', 'a', NULL, 'loose.evt', '{}'), (gen_random_uuid(), 'test', 'b', 1, 'loose.evt', '{}')");
+  exec(
+      servers().primary_url,
+      "CREATE TABLE loose_outbox (LIKE outbox INCLUDING ALL); ALTER TABLE loose_outbox ALTER aggregate_version DROP NOT NULL; "
+      "INSERT INTO loose_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+      "VALUES (gen_random_uuid(), 'test', 'a', NULL, 'loose.evt', '{}'), (gen_random_uuid(), 'test', 'b', 1, 'loose.evt', '{}')");
   std::string config = write_file("loose.toml", "[[relay.tables]]\nname = \"public.loose_outbox\"\n");
   Daemon relay(relay_args(), {{"OUTBOX_CONFIG", config}});
   ASSERT_EQ(queue.collect(1).size(), 1u) << relay.log();
@@ -541,8 +542,8 @@ void insert_row(const std::string& aggregate, long long version, const std::stri
                 const std::string& payload_sql = "'{}'::json") {
   exec(servers().primary_url,
        "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) VALUES "
-       "(gen_random_uuid(), 'test', " + aggregate + ", " + std::to_string(version) + ", " + event_type_sql + ", " +
-           payload_sql + ")");
+       "(gen_random_uuid(), 'test', " +
+           aggregate + ", " + std::to_string(version) + ", " + event_type_sql + ", " + payload_sql + ")");
 }
 
 }  // namespace
@@ -591,7 +592,8 @@ TEST(Relay, AnEventTypeLongerThanAmqpAllowsIsParkedItsAggregateWaitsAndEveryOthe
   EXPECT_NE(refused.err.find("still cannot be published: the event type is 307 bytes"), std::string::npos) << refused;
   EXPECT_EQ(parked_list().size(), 1u);
   // Fixed by hand, retry releases it and the row behind it, in order.
-  exec(servers().primary_url, "UPDATE outbox SET event_type = 'poison.fixed' WHERE aggregate_id = 'victim' AND aggregate_version = 1");
+  exec(servers().primary_url,
+       "UPDATE outbox SET event_type = 'poison.fixed' WHERE aggregate_id = 'victim' AND aggregate_version = 1");
   RunResult retried = run_outbox({"failed", "retry", id, "--relay"});
   ASSERT_EQ(retried.exit_code, 0) << retried;
   EXPECT_NE(retried.out.find("relay: released #" + id), std::string::npos) << retried;
@@ -651,8 +653,8 @@ TEST(Relay, APayloadOverMaxMessageSizeIsParkedAndAVersionOutsideTheValidRangeToo
   std::string errors = scalar(servers().primary_url, "SELECT string_agg(error, ' | ' ORDER BY position) FROM outbox_parked");
   EXPECT_NE(errors.find("aggregate_version -5 is outside 1..9007199254740991"), std::string::npos) << errors;
   EXPECT_NE(errors.find("over relay.max_message_size (4096)"), std::string::npos) << errors;
-  EXPECT_EQ(
-      scalar(servers().primary_url, "SELECT count(*) FROM outbox_parked WHERE parked_at IS NOT NULL AND attempts = 1"), "2");
+  EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM outbox_parked WHERE parked_at IS NOT NULL AND attempts = 1"),
+            "2");
 }
 
 TEST(Relay, AMessageTheBrokerRefusesIsFoundInItsWindowParkedAfterMaxAttemptsAndReconnectsBackOff) {
@@ -660,8 +662,8 @@ TEST(Relay, AMessageTheBrokerRefusesIsFoundInItsWindowParkedAfterMaxAttemptsAndR
   TestQueue queue("test.refused", "refused.#");
   // The broker takes at most 4 KB; the relay does not know (its own limit is the default 128 MiB).
   auto set_broker_max = [](long long bytes) {
-    return std::system((servers().rabbitmqctl + " eval 'application:set_env(rabbit, max_message_size, " +
-                        std::to_string(bytes) + ").' >/dev/null")
+    return std::system((servers().rabbitmqctl + " eval 'application:set_env(rabbit, max_message_size, " + std::to_string(bytes) +
+                        ").' >/dev/null")
                            .c_str());
   };
   ASSERT_EQ(set_broker_max(4096), 0);

@@ -15,8 +15,8 @@ OutgoingMessage message() {
   message.type = "parking.created";
   message.message_id = "11111111-2222-3333-4444-555555555555";
   message.body = "{}";
-  message.headers = {{"aggregate_type", std::string("parking_slot")}, {"aggregate_id", std::string("a")},
-                     {"aggregate_version", 1LL}};
+  message.headers = {
+      {"aggregate_type", std::string("parking_slot")}, {"aggregate_id", std::string("a")}, {"aggregate_version", 1LL}};
   return message;
 }
 
