@@ -188,7 +188,10 @@ void Replicator::connect() {
     schedule_reconnect();
     return;
   }
-  if (apply_problem_.empty()) backoff_.reset();
+  // Connecting is no progress: an applied batch is, or a connection that stays up (see
+  // schedule_reconnect). Else a broker or replica that drops the connection at once would be
+  // reconnected to in a tight loop.
+  connected_at_ = std::chrono::steady_clock::now();
   if (!ever_ready_) {
     ever_ready_ = true;
     if (callbacks_.on_ready) callbacks_.on_ready();
@@ -199,6 +202,10 @@ void Replicator::connect() {
 
 void Replicator::schedule_reconnect() {
   if (reconnect_timer_->active() || fatal_ || drained_) return;
+  // A connection that lived 10 s was a success: the next outage starts the backoff afresh.
+  if (connected_at_ && apply_problem_.empty() && std::chrono::steady_clock::now() - *connected_at_ > std::chrono::seconds(10))
+    backoff_.reset();
+  connected_at_.reset();
   auto delay = backoff_.next();
   // The error itself is logged once per change; each attempt only at debug.
   log_->debug("reconnect attempt {} in {} ms", backoff_.attempts(), delay.count());

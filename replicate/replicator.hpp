@@ -110,7 +110,8 @@ class Replicator {
   std::unique_ptr<loop::Deferred> apply_soon_;
   std::unique_ptr<loop::Timer> batch_timer_, reconnect_timer_, tick_timer_;
   Backoff backoff_;
-  std::string database_problem_, broker_problem_, apply_problem_;  // "" while fine; logged once per change
+  std::optional<std::chrono::steady_clock::time_point> connected_at_;  // when the last connection was made
+  std::string database_problem_, broker_problem_, apply_problem_;      // "" while fine; logged once per change
   std::string prune_problem_;
   std::chrono::steady_clock::time_point next_prune_{};
 

@@ -585,8 +585,15 @@ TEST(Relay, AnEventTypeLongerThanAmqpAllowsIsParkedItsAggregateWaitsAndEveryOthe
   insert_events("poison.later", 1, 1, 100);
   EXPECT_EQ(ids_of(queue.collect(41)).size(), 41u) << relay.log();
 
-  // While the row is unchanged, retry refuses it and keeps it parked.
   std::string id = std::to_string(parked["id"].get<long long>());
+  RunResult shown = run_outbox({"failed", "show", id, "--relay"});
+  ASSERT_EQ(shown.exit_code, 0) << shown;
+  EXPECT_NE(shown.out.find("\nstate:        parked\n"), std::string::npos) << shown;
+  EXPECT_NE(shown.out.find("\npayload:      \"{}\"\nwaiting:      1\n"), std::string::npos) << shown;
+  RunResult missing = run_outbox({"failed", "show", "999", "--relay"});
+  EXPECT_EQ(missing.exit_code, 65) << missing;
+  EXPECT_EQ(missing.err, "outbox: no parked outbox row #999 (see outbox failed list --relay)\n") << missing;
+  // While the row is unchanged, retry refuses it and keeps it parked.
   RunResult refused = run_outbox({"failed", "retry", id, "--relay"});
   EXPECT_EQ(refused.exit_code, 65) << refused;
   EXPECT_NE(refused.err.find("still cannot be published: the event type is 307 bytes"), std::string::npos) << refused;
