@@ -10,6 +10,7 @@
 
 #include "cmd/command.hpp"
 #include "core/error.hpp"
+#include "core/escape.hpp"
 #include "core/log.hpp"
 #include "core/pg.hpp"
 
@@ -35,11 +36,12 @@ const CLI::Validator kFailedId(
     },
     "ID");
 
+// What an event parked from a message carries may be any text: escape_controls before printing.
 std::string describe(const replicate::FailedEvent& event) {
   std::string out = "#" + std::to_string(event.id) + " (" + (event.event_type.empty() ? "?" : event.event_type);
   if (!event.aggregate_id.empty()) out += " " + event.aggregate_type + " " + event.aggregate_id;
   if (event.version) out += " v" + std::to_string(*event.version);
-  return out + ")";
+  return escape_controls(out + ")");
 }
 
 std::string ids(const std::vector<long long>& values) {
@@ -54,7 +56,7 @@ bool report(const std::string& role, const std::string& verb, const replicate::C
   if (!result.applied.empty()) std::cout << " (" << ids(result.applied) << ")";
   if (result.failed) {
     std::cout << "; #" << result.failed << " failed again and stays parked with " << (result.remaining - 1)
-              << " event(s) waiting behind it: " << result.error;
+              << " event(s) waiting behind it: " << escape_controls(result.error);
   }
   std::cout << "\n";
   return result.failed == 0;
@@ -115,13 +117,14 @@ void add_failed_commands(Registry& registry) {
           }
         } else if (show->parsed()) {
           replicate::FailedEvent event = events.find(o.id);
-          std::cout << "id:          " << event.id << "\nreplica:     " << name << "\nstate:       " << event.state
-                    << "\nevent_id:    " << event.event_id << "\nevent_type:  " << event.event_type
-                    << "\nrouting_key: " << event.routing_key << "\naggregate:   "
-                    << (event.aggregate_id.empty() ? "(none)" : event.aggregate_type + " " + event.aggregate_id)
+          auto e = [](const std::string& text) { return escape_controls(text); };
+          std::cout << "id:          " << event.id << "\nreplica:     " << name << "\nstate:       " << e(event.state)
+                    << "\nevent_id:    " << e(event.event_id) << "\nevent_type:  " << e(event.event_type)
+                    << "\nrouting_key: " << e(event.routing_key) << "\naggregate:   "
+                    << (event.aggregate_id.empty() ? "(none)" : e(event.aggregate_type + " " + event.aggregate_id))
                     << "\nversion:     " << (event.version ? std::to_string(*event.version) : "(none)")
-                    << "\nattempts:    " << event.attempts << "\nfailed_at:   " << event.failed_at
-                    << "\nerror:       " << event.error << "\nproperties:  " << event.properties
+                    << "\nattempts:    " << event.attempts << "\nfailed_at:   " << e(event.failed_at)
+                    << "\nerror:       " << e(event.error) << "\nproperties:  " << e(event.properties)
                     << "\nbody:        " << json_string(event.body) << "\nwaiting:     "
                     << (event.waiting.empty() ? "none" : std::to_string(event.waiting.size()) + " (" + ids(event.waiting) + ")")
                     << "\n";

@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "core/error.hpp"
+#include "core/escape.hpp"
 #include "core/failpoint.hpp"
 #include "core/log.hpp"
 #include "core/utf8.hpp"
@@ -108,7 +109,10 @@ std::string json_line(const Slot& slot) {
 }
 
 std::string details(const Slot& slot) {
-  return "uuid:   " + slot.uuid + "\nname:   " + slot.name + "\nstatus: " + slot.status + "\n";
+  // A replica's row may hold what no command would write (an edit by hand, a forged event):
+  // escaped, so that a name cannot add a line such as "status: reserved".
+  return "uuid:   " + escape_controls(slot.uuid) + "\nname:   " + escape_controls(slot.name) +
+         "\nstatus: " + escape_controls(slot.status) + "\n";
 }
 
 Slot create(pqxx::transaction_base& tx, std::string_view name, std::string_view status, std::string_view outbox_table) {

@@ -43,7 +43,7 @@ std::string random_uuid();
 // {"uuid": "...", "name": "...", "status": "..."} (no newline). JSON-escaped; non-ASCII UTF-8 is
 // kept as is so that names round-trip.
 std::string json_line(const Slot& slot);
-// "uuid:   ...\nname:   ...\nstatus: ...\n"
+// "uuid:   ...\nname:   ...\nstatus: ...\n", control characters escaped (core/escape.hpp).
 std::string details(const Slot& slot);
 
 // The writes. Each validates first, changes parking_slots and inserts the event (event types
