@@ -42,6 +42,10 @@ void add_config_commands(Registry& registry) {
       config->add_subcommand("check", "Validate the configuration and exit 0, or print the first error and exit 78");
   registry.on_run(check, [&registry] {
     config::Config loaded = load_config(registry.globals());
+    // The relay, migrate, lag, check, verify, resync and the parking writes all need the primary:
+    // unset, it is an error here as it is there, not an "ok" that the first command contradicts.
+    // Like the relay's tables, it is checked even where only replicate runs.
+    loaded.required("primary.url");
     check_relay_config(loaded);
     check_replicate_config(loaded);
     std::cout << "config " << (loaded.path().empty() ? "(defaults and environment)" : loaded.path()) << ": ok\n";

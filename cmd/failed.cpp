@@ -11,6 +11,7 @@
 
 #include "cmd/command.hpp"
 #include "core/error.hpp"
+#include "core/escape.hpp"
 #include "core/log.hpp"
 #include "core/pg.hpp"
 #include "relay/parked.hpp"
@@ -38,11 +39,12 @@ const CLI::Validator kFailedId(
     },
     "ID");
 
+// What an event parked from a message carries may be any text: escape_controls before printing.
 std::string describe(const replicate::FailedEvent& event) {
   std::string out = "#" + std::to_string(event.id) + " (" + (event.event_type.empty() ? "?" : event.event_type);
   if (!event.aggregate_id.empty()) out += " " + event.aggregate_type + " " + event.aggregate_id;
   if (event.version) out += " v" + std::to_string(*event.version);
-  return out + ")";
+  return escape_controls(out + ")");
 }
 
 std::string ids(const std::vector<long long>& values) {
@@ -57,15 +59,16 @@ bool report(const std::string& role, const std::string& verb, const replicate::C
   if (!result.applied.empty()) std::cout << " (" << ids(result.applied) << ")";
   if (result.failed) {
     std::cout << "; #" << result.failed << " failed again and stays parked with " << (result.remaining - 1)
-              << " event(s) waiting behind it: " << result.error;
+              << " event(s) waiting behind it: " << escape_controls(result.error);
   }
   std::cout << "\n";
   return result.failed == 0;
 }
 
 std::string describe(const relay::ParkedRow& row) {
-  return "#" + std::to_string(row.id) + " (" + row.table + " position " + std::to_string(row.position) + ", " +
-         (row.event_type.empty() ? "?" : row.event_type) + " " + row.aggregate_type + " " + row.aggregate_id + ")";
+  return escape_controls("#" + std::to_string(row.id) + " (" + row.table + " position " + std::to_string(row.position) + ", " +
+                         (row.event_type.empty() ? "?" : row.event_type) + " " + row.aggregate_type + " " + row.aggregate_id +
+                         ")");
 }
 
 std::string waiting_text(long long waiting) {
@@ -90,11 +93,14 @@ int run_relay_side(const config::Config& config, const Options& o, bool list, bo
                   << ", \"waiting\": " << row.waiting << ", \"error\": " << json_string(row.error) << "}\n";
     } else if (show) {
       relay::ParkedRow row = parked.find(o.id);
-      std::cout << "id:           " << row.id << "\ntable:        " << row.table << "\nposition:     " << row.position
-                << "\nstate:        " << row.state << "\nevent_id:     " << row.event_id << "\nevent_type:   " << row.event_type
-                << "\naggregate:    " << row.aggregate_type << " " << row.aggregate_id << "\nattempts:     " << row.attempts
-                << "\nfirst_failed: " << row.first_failed_at << "\nlast_failed:  " << row.last_failed_at
-                << "\nparked_at:    " << (row.parked_at.empty() ? "-" : row.parked_at) << "\nerror:        " << row.error
+      // Everything but the numbers and times came from a producer's row: escaped.
+      std::cout << "id:           " << row.id << "\ntable:        " << escape_controls(row.table)
+                << "\nposition:     " << row.position << "\nstate:        " << row.state
+                << "\nevent_id:     " << escape_controls(row.event_id) << "\nevent_type:   " << escape_controls(row.event_type)
+                << "\naggregate:    " << escape_controls(row.aggregate_type + " " + row.aggregate_id)
+                << "\nattempts:     " << row.attempts << "\nfirst_failed: " << row.first_failed_at
+                << "\nlast_failed:  " << row.last_failed_at << "\nparked_at:    " << (row.parked_at.empty() ? "-" : row.parked_at)
+                << "\nerror:        " << escape_controls(row.error)
                 << "\npayload:      " << (row.payload ? json_string(*row.payload) : std::string("(the outbox row is gone)"))
                 << "\nwaiting:      " << row.waiting << "\n";
     } else if (retry && o.all) {
@@ -103,7 +109,7 @@ int run_relay_side(const config::Config& config, const Options& o, bool list, bo
       if (released.empty() && refused.empty()) std::cout << "relay: nothing to retry\n";
       for (const relay::ParkedRow& row : released)
         std::cout << "relay: released " << describe(row) << " for publishing; " << waiting_text(row.waiting) << "\n";
-      for (const std::string& line : refused) std::cout << "relay: " << line << "\n";
+      for (const std::string& line : refused) std::cout << "relay: " << escape_controls(line) << "\n";
       return refused.empty() ? 0 : static_cast<int>(ExitCode::data);
     } else if (retry) {
       relay::ParkedRow row = parked.retry(o.id);
@@ -184,13 +190,14 @@ void add_failed_commands(Registry& registry) {
           }
         } else if (show->parsed()) {
           replicate::FailedEvent event = events.find(o.id);
-          std::cout << "id:          " << event.id << "\nreplica:     " << name << "\nstate:       " << event.state
-                    << "\nevent_id:    " << event.event_id << "\nevent_type:  " << event.event_type
-                    << "\nrouting_key: " << event.routing_key << "\naggregate:   "
-                    << (event.aggregate_id.empty() ? "(none)" : event.aggregate_type + " " + event.aggregate_id)
+          auto e = [](const std::string& text) { return escape_controls(text); };
+          std::cout << "id:          " << event.id << "\nreplica:     " << name << "\nstate:       " << e(event.state)
+                    << "\nevent_id:    " << e(event.event_id) << "\nevent_type:  " << e(event.event_type)
+                    << "\nrouting_key: " << e(event.routing_key) << "\naggregate:   "
+                    << (event.aggregate_id.empty() ? "(none)" : e(event.aggregate_type + " " + event.aggregate_id))
                     << "\nversion:     " << (event.version ? std::to_string(*event.version) : "(none)")
-                    << "\nattempts:    " << event.attempts << "\nfailed_at:   " << event.failed_at
-                    << "\nerror:       " << event.error << "\nproperties:  " << event.properties
+                    << "\nattempts:    " << event.attempts << "\nfailed_at:   " << e(event.failed_at)
+                    << "\nerror:       " << e(event.error) << "\nproperties:  " << e(event.properties)
                     << "\nbody:        " << json_string(event.body) << "\nwaiting:     "
                     << (event.waiting.empty() ? "none" : std::to_string(event.waiting.size()) + " (" + ids(event.waiting) + ")")
                     << "\n";

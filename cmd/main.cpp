@@ -5,6 +5,7 @@
 
 #include "cmd/command.hpp"
 #include "core/error.hpp"
+#include "core/escape.hpp"
 #include "core/log.hpp"
 
 namespace outbox::cmd {
@@ -98,6 +99,8 @@ int main(int argc, char** argv) {
   cmd::add_verify_command(registry);
   cmd::add_resync_command(registry);
 
+  // Arguments, config values and database texts reach these messages: each goes out escaped
+  // (core/escape.hpp), so that none can forge a line or drive the terminal.
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& help) {
@@ -110,19 +113,19 @@ int main(int argc, char** argv) {
     std::string word = command_word(argc, argv);
     // A monitoring system reads check's first stdout line and knows only exit codes 0..3.
     if (word == "check") {
-      std::cout << "OUTBOX UNKNOWN - usage: " << error.what() << " (see outbox check --help)\n";
+      std::cout << "OUTBOX UNKNOWN - usage: " << escape_controls(error.what()) << " (see outbox check --help)\n";
       return 3;
     }
     std::vector<CLI::App*> commands = app.get_subcommands([](CLI::App*) { return true; });
     if (!word.empty() && std::none_of(commands.begin(), commands.end(), [&](CLI::App* c) { return c->check_name(word); })) {
-      std::cerr << "outbox: usage: unknown command \"" << word << "\" (see outbox --help)\n";
+      std::cerr << "outbox: usage: unknown command \"" << escape_controls(word) << "\" (see outbox --help)\n";
       return static_cast<int>(ExitCode::usage);
     }
     if (std::string unknown = unknown_subcommand(app, argc, argv); !unknown.empty()) {
-      std::cerr << "outbox: usage: " << unknown << " (see outbox " << word << " --help)\n";
+      std::cerr << "outbox: usage: " << escape_controls(unknown) << " (see outbox " << escape_controls(word) << " --help)\n";
       return static_cast<int>(ExitCode::usage);
     }
-    std::cerr << "outbox: usage: " << error.what() << " (see outbox --help)\n";
+    std::cerr << "outbox: usage: " << escape_controls(error.what()) << " (see outbox --help)\n";
     return static_cast<int>(ExitCode::usage);
   }
 
@@ -132,10 +135,10 @@ int main(int argc, char** argv) {
     std::cerr << "outbox: usage: no command given (see outbox --help)\n";
     return static_cast<int>(ExitCode::usage);
   } catch (const Error& error) {
-    std::cerr << "outbox: " << error.what() << "\n";
+    std::cerr << "outbox: " << escape_controls(error.what()) << "\n";
     return static_cast<int>(error.code());
   } catch (const std::exception& error) {
-    std::cerr << "outbox: internal error: " << error.what() << "\n";
+    std::cerr << "outbox: internal error: " << escape_controls(error.what()) << "\n";
     return static_cast<int>(ExitCode::software);
   }
 }

@@ -6,6 +6,7 @@
 #include "cmd/command.hpp"
 #include "core/amqp.hpp"
 #include "core/error.hpp"
+#include "core/escape.hpp"
 #include "core/pg.hpp"
 #include "core/topology.hpp"
 #include "core/url.hpp"
@@ -134,12 +135,13 @@ int run_status(const config::Config& config, const std::vector<std::string>& tar
     std::cout << database.role << " (" << mask_url(database.url) << "): version " << state.current << ", latest " << state.latest
               << ", " << state.pending() << " pending\n";
     for (const migrate::Entry& entry : state.entries) {
-      std::cout << "  " << entry.file() << "  " << state_text(entry.state);
+      // A file name recorded by another binary comes from the database: escaped.
+      std::cout << "  " << escape_controls(entry.file()) << "  " << state_text(entry.state);
       if (!entry.applied_at.empty()) std::cout << "  " << entry.applied_at;
       std::cout << "\n";
     }
     if (auto problem = migrate::history_problem(state, database.role)) {
-      std::cerr << "outbox: " << *problem << "\n";
+      std::cerr << "outbox: " << escape_controls(*problem) << "\n";
       mismatch = true;
     }
   }

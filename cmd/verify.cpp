@@ -9,6 +9,7 @@
 
 #include "cmd/command.hpp"
 #include "core/error.hpp"
+#include "core/escape.hpp"
 #include "core/pg.hpp"
 #include "migrate/runner.hpp"
 #include "replicate/event.hpp"
@@ -98,7 +99,7 @@ void add_verify_command(Registry& registry) {
       return result.equal() ? 0 : 1;
     } catch (const Error& error) {
       if (error.code() != ExitCode::unavailable) throw;
-      std::cerr << "outbox: verify: " << error.what() << "\n";
+      std::cerr << "outbox: verify: " << escape_controls(error.what()) << "\n";
       return 3;
     }
   });

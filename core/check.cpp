@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdio>
 
+#include "core/escape.hpp"
 #include "core/topology.hpp"
 
 namespace outbox::check {
@@ -24,14 +25,15 @@ std::string label(const std::string& name) {
   return out;
 }
 
-// The text part must not contain '|', which starts the perfdata, nor newlines.
+// The text part must not contain '|', which starts the perfdata, nor newlines; other control
+// characters (from a server's error, a name) are escaped.
 std::string clean(std::string text) {
   for (char& c : text)
     if (c == '|')
       c = '/';
     else if (c == '\n')
       c = ' ';
-  return text;
+  return escape_controls(text);
 }
 
 std::string plural(long long count, const std::string& word) {

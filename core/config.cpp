@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/escape.hpp"
 #include "core/url.hpp"
 
 namespace outbox::config {
@@ -538,38 +539,32 @@ std::vector<std::string> restart_only_changes(const Config& running, const Confi
 }
 
 std::string display_value(const Setting& setting) {
-  auto quoted = [](const std::string& text) {
-    std::string out = "\"";
-    for (char c : text) {
-      if (c == '"' || c == '\\') out += '\\';
-      out += c;
-    }
-    return out + "\"";
-  };
   switch (setting.option->type) {
     case Type::integer:
       return std::to_string(setting.number);
     case Type::boolean:
       return setting.flag ? "true" : "false";
     case Type::duration:
-      return quoted(format_duration(Duration(setting.number)));
+      return toml_string(format_duration(Duration(setting.number)));
     case Type::url:
-      return quoted(mask_url(setting.text));
+      return toml_string(mask_url(setting.text));
     case Type::url_list:
     case Type::string_list: {
       std::string out = "[";
       for (size_t i = 0; i < setting.list.size(); ++i)
-        out += (i ? ", " : "") + quoted(setting.option->type == Type::url_list ? mask_url(setting.list[i]) : setting.list[i]);
+        out +=
+            (i ? ", " : "") + toml_string(setting.option->type == Type::url_list ? mask_url(setting.list[i]) : setting.list[i]);
       return out + "]";
     }
     default:
-      return quoted(setting.text);
+      return toml_string(setting.text);
   }
 }
 
 std::string show(const Config& config) {
   std::ostringstream out;
-  out << "# config file: " << (config.path().empty() ? "(none)" : config.path()) << "\n";
+  // The comments carry file names, which may hold any byte but a newline must not end a comment.
+  out << "# config file: " << (config.path().empty() ? "(none)" : escape_controls(config.path())) << "\n";
   auto line = [&](const std::string& key, const Setting& setting) {
     std::string text = key + " = " + display_value(setting);
     out << text << std::string(text.size() < 56 ? 56 - text.size() : 1, ' ') << "# ";
@@ -579,7 +574,7 @@ std::string show(const Config& config) {
     else if (setting.source == Source::default_value)
       out << source_name(setting.source);
     else
-      out << source_name(setting.source) << " " << setting.origin;
+      out << source_name(setting.source) << " " << escape_controls(setting.origin);
     out << "\n";
   };
   // Named sections ([replicas.NAME]) and array fields are printed elsewhere.

@@ -7,6 +7,7 @@
 
 #include "core/amqp.hpp"
 #include "core/error.hpp"
+#include "core/escape.hpp"
 #include "core/pg.hpp"
 #include "core/topology.hpp"
 
@@ -303,43 +304,45 @@ Report collect(const config::Config& config, const Scope& scope) {
 }
 
 std::string render_text(const Report& report) {
+  // Names come from the config, errors from the servers: escaped, one line each.
+  auto e = [](const std::string& text) { return escape_controls(text); };
   std::string out = "outbox lag at " + report.at + " (relay heartbeat every " +
                     format_duration(Duration(static_cast<long long>(report.heartbeat_interval * 1000))) + ")\n\n";
 
   std::vector<std::vector<std::string>> rows = {{"OUTBOX TABLE", "UNPUBLISHED", "OLDEST", "LAST PUBLISH", "PARKED", "WAITING"}};
   for (const TableStage& table : report.primary.tables)
-    rows.push_back({table.table, std::to_string(table.unpublished), age_text(table.oldest_unpublished_age),
+    rows.push_back({e(table.table), std::to_string(table.unpublished), age_text(table.oldest_unpublished_age),
                     ago(table.last_published_age), std::to_string(table.parked), std::to_string(table.waiting)});
   out += columns(rows, {false, true, true, false, true, true});
-  if (!report.primary.error.empty()) out += "  primary unreachable: " + report.primary.error + "\n";
+  if (!report.primary.error.empty()) out += "  primary unreachable: " + e(report.primary.error) + "\n";
 
   out += "\n";
   rows = {{"BROKER QUEUE", "READY", "CONSUMERS"}};
   for (const QueueStage& queue : report.broker.queues)
-    rows.push_back({queue.queue, queue.exists ? std::to_string(queue.ready) : "missing",
+    rows.push_back({e(queue.queue), queue.exists ? std::to_string(queue.ready) : "missing",
                     queue.exists ? std::to_string(queue.consumers) : "-"});
   out += columns(rows, {false, true, true});
-  if (!report.broker.error.empty()) out += "  broker unreachable: " + report.broker.error + "\n";
+  if (!report.broker.error.empty()) out += "  broker unreachable: " + e(report.broker.error) + "\n";
 
   out += "\n";
   rows = {{"REPLICA", "BEHIND", "HEARTBEAT", "LAST APPLIED", "PARKED", "WAITING"}};
   for (const ReplicaStage& replica : report.replicas) {
     if (!replica.error.empty()) {
-      rows.push_back({replica.name, "?", "-", "-", "-", "-"});
+      rows.push_back({e(replica.name), "?", "-", "-", "-", "-"});
       continue;
     }
     std::string heartbeat = ago(replica.heartbeat_age);
     if (replica.heartbeat_transit) heartbeat += " (took " + age_text(replica.heartbeat_transit) + ")";
-    std::string applied = replica.last_event_id ? *replica.last_event_id + " " + ago(replica.last_applied_age) : "-";
-    rows.push_back({replica.name, replica.seconds_behind ? age_text(replica.seconds_behind) : "?", heartbeat, applied,
+    std::string applied = replica.last_event_id ? e(*replica.last_event_id) + " " + ago(replica.last_applied_age) : "-";
+    rows.push_back({e(replica.name), replica.seconds_behind ? age_text(replica.seconds_behind) : "?", heartbeat, applied,
                     std::to_string(replica.parked), std::to_string(replica.waiting)});
   }
   out += columns(rows, {false, true, false, false, true, true});
   for (const ReplicaStage& replica : report.replicas) {
     if (!replica.error.empty())
-      out += "  replica " + replica.name + " unreachable: " + replica.error + "\n";
+      out += "  replica " + e(replica.name) + " unreachable: " + e(replica.error) + "\n";
     else if (!replica.seconds_behind)
-      out += "  replica " + replica.name + ": " + replica.behind_source + "\n";
+      out += "  replica " + e(replica.name) + ": " + e(replica.behind_source) + "\n";
   }
   return out;
 }

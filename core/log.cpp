@@ -5,17 +5,29 @@
 
 #include <mutex>
 
+#include "core/escape.hpp"
+
 namespace outbox::log {
 namespace {
 
-// Writes the message escaped for JSON, so a quote in an error cannot break the line.
-class JsonMessageFlag : public spdlog::custom_flag_formatter {
+// Writes the message or the logger's name (its context) escaped: for JSON, so that a quote in an
+// error cannot break the line; for text, so that a newline or an escape sequence that arrived in
+// data (a message id, a server's error) can neither forge a log line nor reach a terminal raw.
+class EscapedFlag : public spdlog::custom_flag_formatter {
  public:
+  enum class Part { message, name };
+  EscapedFlag(Part part, bool json) : part_(part), json_(json) {}
   void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
-    std::string escaped = json_escape(std::string_view(msg.payload.data(), msg.payload.size()));
+    std::string_view text = part_ == Part::message ? std::string_view(msg.payload.data(), msg.payload.size())
+                                                   : std::string_view(msg.logger_name.data(), msg.logger_name.size());
+    std::string escaped = json_ ? json_escape(text) : escape_controls(text);
     dest.append(escaped.data(), escaped.data() + escaped.size());
   }
-  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JsonMessageFlag>(); }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<EscapedFlag>(part_, json_); }
+
+ private:
+  Part part_;
+  bool json_;
 };
 
 std::shared_ptr<spdlog::sinks::stderr_sink_mt> sink() {
@@ -29,12 +41,13 @@ spdlog::level::level_enum current_level = spdlog::level::info;
 
 std::unique_ptr<spdlog::formatter> make_formatter() {
   auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
-  if (current_format == "json") {
-    formatter->add_flag<JsonMessageFlag>('*').set_pattern(
-        R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","context":"%n","msg":"%*"})");
-  } else {
-    formatter->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %n: %v");
-  }
+  bool json = current_format == "json";
+  formatter->add_flag<EscapedFlag>('*', EscapedFlag::Part::message, json);
+  formatter->add_flag<EscapedFlag>('&', EscapedFlag::Part::name, json);
+  if (json)
+    formatter->set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","context":"%&","msg":"%*"})");
+  else
+    formatter->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %&: %*");
   return formatter;
 }
 
@@ -43,7 +56,8 @@ std::unique_ptr<spdlog::formatter> make_formatter() {
 std::string json_escape(std::string_view text) {
   std::string out;
   out.reserve(text.size());
-  for (unsigned char c : text) {
+  for (size_t i = 0; i < text.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
     switch (c) {
       case '"':
         out += "\\\"";
@@ -61,9 +75,16 @@ std::string json_escape(std::string_view text) {
         out += "\\t";
         break;
       default:
-        if (c < 0x20) {
+        // JSON needs only C0 escaped; DEL and the C1 controls (U+0080..U+009F, 0xc2 0x80..0x9f in
+        // UTF-8) are escaped too, so that a JSON line shown on a terminal cannot drive it.
+        if (c < 0x20 || c == 0x7f) {
           char buffer[8];
           std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
+          out += buffer;
+        } else if (c == 0xc2 && i + 1 < text.size() && static_cast<unsigned char>(text[i + 1]) >= 0x80 &&
+                   static_cast<unsigned char>(text[i + 1]) <= 0x9f) {
+          char buffer[8];
+          std::snprintf(buffer, sizeof buffer, "\\u%04x", static_cast<unsigned char>(text[++i]));
           out += buffer;
         } else {
           out += static_cast<char>(c);

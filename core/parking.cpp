@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "core/error.hpp"
+#include "core/escape.hpp"
 #include "core/failpoint.hpp"
 #include "core/log.hpp"
 #include "core/utf8.hpp"
@@ -31,6 +32,13 @@ void write_event(pqxx::transaction_base& tx, const Slot& slot, std::string event
                outbox_table);
 }
 
+// A space as a reader sees one: ASCII space, the Unicode space separators (Zs), the line and
+// paragraph separators, and the zero-width spaces and joiners that show nothing at all.
+bool is_blank(char32_t point) {
+  return point == 0x20 || point == 0xa0 || point == 0x1680 || (point >= 0x2000 && point <= 0x200d) || point == 0x2028 ||
+         point == 0x2029 || point == 0x202f || point == 0x205f || point == 0x2060 || point == 0x3000 || point == 0xfeff;
+}
+
 }  // namespace
 
 std::optional<size_t> utf8_length(std::string_view text) {
@@ -47,6 +55,7 @@ std::optional<size_t> utf8_length(std::string_view text) {
 void validate_name(std::string_view name) {
   if (name.empty()) throw data_error("invalid name: must not be empty");
   size_t count = 0;
+  bool blank = true;
   char32_t point;
   for (size_t at = 0; at < name.size(); ++count) {
     size_t length = utf8::decode(name, at, point);
@@ -56,8 +65,10 @@ void validate_name(std::string_view name) {
       std::snprintf(code, sizeof code, "U+%04X", static_cast<unsigned>(point));
       throw data_error(std::string("invalid name: contains the control character ") + code);
     }
+    blank = blank && is_blank(point);
     at += length;
   }
+  if (blank) throw data_error("invalid name: only spaces (a name must show at least one character)");
   if (count > kMaxNameLength)
     throw data_error("invalid name: " + std::to_string(count) + " characters, at most " + std::to_string(kMaxNameLength) +
                      " allowed");
@@ -108,7 +119,10 @@ std::string json_line(const Slot& slot) {
 }
 
 std::string details(const Slot& slot) {
-  return "uuid:   " + slot.uuid + "\nname:   " + slot.name + "\nstatus: " + slot.status + "\n";
+  // A replica's row may hold what no command would write (an edit by hand, a forged event):
+  // escaped, so that a name cannot add a line such as "status: reserved".
+  return "uuid:   " + escape_controls(slot.uuid) + "\nname:   " + escape_controls(slot.name) +
+         "\nstatus: " + escape_controls(slot.status) + "\n";
 }
 
 Slot create(pqxx::transaction_base& tx, std::string_view name, std::string_view status, std::string_view outbox_table) {

@@ -31,7 +31,8 @@ std::optional<size_t> utf8_length(std::string_view text);
 //   invalid name: 201 characters, at most 200 allowed
 //   invalid status "open": must be available, blocked or reserved
 //   invalid uuid "42": must look like 3f0c1d2e-4b5a-6978-8a9b-0c1d2e3f4a5b
-// A name is 1..200 code points of valid UTF-8 without control characters (C0, DEL, C1).
+// A name is 1..200 code points of valid UTF-8 without control characters (C0, DEL, C1), and not
+// only spaces (ASCII, Unicode space separators, zero-width spaces): "invalid name: only spaces".
 void validate_name(std::string_view name);
 void validate_status(std::string_view status);
 // Returns the uuid in canonical lowercase form (8-4-4-4-12 hex digits; upper case accepted).
@@ -43,7 +44,7 @@ std::string random_uuid();
 // {"uuid": "...", "name": "...", "status": "..."} (no newline). JSON-escaped; non-ASCII UTF-8 is
 // kept as is so that names round-trip.
 std::string json_line(const Slot& slot);
-// "uuid:   ...\nname:   ...\nstatus: ...\n"
+// "uuid:   ...\nname:   ...\nstatus: ...\n", control characters escaped (core/escape.hpp).
 std::string details(const Slot& slot);
 
 // The writes. Each validates first, changes parking_slots and inserts the event (event types

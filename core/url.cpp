@@ -1,5 +1,6 @@
 #include "core/url.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <regex>
@@ -112,6 +113,36 @@ std::string url_syntax_problem(std::string_view url) {
     if (c == '%' && (i + 2 >= url.size() || hex_digit(url[i + 1]) < 0 || hex_digit(url[i + 2]) < 0))
       return "has a '%' that is not followed by two hex digits (write a literal '%' as %25)";
   }
+  return userinfo_problem(url);
+}
+
+std::string userinfo_problem(std::string_view url) {
+  size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return "";
+  size_t start = scheme_end + 3;
+  size_t authority_end = std::min(url.find_first_of("/?#", start), url.size());
+  std::string_view authority = url.substr(start, authority_end - start);
+  size_t at = authority.find('@');
+  size_t ats = static_cast<size_t>(std::count(url.begin(), url.end(), '@'));
+  // libpq and librabbitmq end the user name and password at the first '@', and the host part at the
+  // first '/', '?' or '#': with such a character unencoded in a password, the rest of the password
+  // becomes the host, port or database, which their errors quote. Which '@' or '/' belongs to the
+  // password cannot be told from the text, so a second '@', or an '@' after a '/', '?' or '#' that
+  // follows a ':', is refused (an '@' in the path or query works as %40 too).
+  bool cut = ats > 1 || (ats == 1 && at == std::string_view::npos && authority.find(':') != std::string_view::npos);
+  if (cut)
+    return "the user name and password must be percent-encoded (/ as %2F, @ as %40, ? as %3F, # as %23, : as %3A), and "
+           "an '@' after the host as %40";
+  // librabbitmq also ends the password at a second ':' and at '[' or ']'.
+  bool amqp = url.substr(0, scheme_end) == "amqp" || url.substr(0, scheme_end) == "amqps";
+  if (amqp && at != std::string_view::npos) {
+    std::string_view userinfo = authority.substr(0, at);
+    size_t colon = userinfo.find(':');
+    if (userinfo.find_first_of("[]") != std::string_view::npos ||
+        (colon != std::string_view::npos && userinfo.find(':', colon + 1) != std::string_view::npos))
+      return "the user name and password of an AMQP URL must be percent-encoded (: as %3A, [ as %5B, ] as %5D, / as %2F, "
+             "@ as %40)";
+  }
   return "";
 }
 
@@ -128,10 +159,15 @@ bool url_has_password(std::string_view url) {
 
 std::string mask_credentials(std::string_view value) {
   std::string text = mask_url(value);
-  // Without a scheme ("user:password@host/db") only the shape says where a password is.
+  // Without a scheme ("user:password@host/db") only the shape says where a password is. Without a
+  // colon before the '@' it may be the tail of a password that a ',' split off a list of URLs
+  // ("amqp://u:pass,word@h/" in OUTBOX_BROKER_URL): all that is before the '@' is hidden.
   if (text.find("://") == std::string::npos) {
     size_t at = text.rfind('@'), colon = text.find(':');
-    if (at != std::string::npos && colon != std::string::npos && colon < at) text.replace(colon + 1, at - colon - 1, "****");
+    if (at != std::string::npos && colon != std::string::npos && colon < at)
+      text.replace(colon + 1, at - colon - 1, "****");
+    else if (at != std::string::npos)
+      text.replace(0, at, "****");
   }
   return text;
 }

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "core/error.hpp"
+#include "core/escape.hpp"
 #include "core/log.hpp"
 #include "core/pg.hpp"
 
@@ -411,7 +412,8 @@ std::string render_line(const Difference& difference, const std::string& replica
   out += difference.primary ? row_json(difference, *difference.primary) : "(none)";
   out += ", " + replica_role + " ";
   out += difference.replica ? row_json(difference, *difference.replica) : "(none)";
-  return out;
+  // Keys and values come from the databases: one line, escaped.
+  return escape_controls(out);
 }
 
 std::string render_summary(const Result& result) {
@@ -427,12 +429,12 @@ std::string render_summary(const Result& result) {
   for (const auto& [table, position] : result.point.positions)
     point += (point.empty() ? "" : ", ") + table + " position " + (position ? std::to_string(*position) : "none");
   std::string at = " (consistent at " + point + ", waited " + seconds_text(result.point.waited_seconds) + ")";
-  if (result.equal()) return "verify: " + role + " equals the primary: " + tables + at;
+  if (result.equal()) return escape_controls("verify: " + role + " equals the primary: " + tables + at);
   long long counts[3] = {0, 0, 0};
   for (const Difference& difference : result.differences) ++counts[static_cast<int>(difference.kind)];
-  return "verify: " + role + " differs from the primary in " + std::to_string(result.differences.size()) + " row(s) (" +
-         std::to_string(counts[0]) + " missing, " + std::to_string(counts[1]) + " extra, " + std::to_string(counts[2]) +
-         " different): " + tables + at;
+  return escape_controls("verify: " + role + " differs from the primary in " + std::to_string(result.differences.size()) +
+                         " row(s) (" + std::to_string(counts[0]) + " missing, " + std::to_string(counts[1]) + " extra, " +
+                         std::to_string(counts[2]) + " different): " + tables + at);
 }
 
 std::string render_json(const Result& result) {

@@ -88,6 +88,13 @@ std::vector<TableSpec> tables_from_config(const config::Config& config, const st
       throw config_error("config " + section.at("name").origin +
                          ": relay.tables.name: must be a table name, optionally schema-qualified (got \"" + table.name + "\")");
     table.quoted = pg::quote_qualified(table.name);
+    // A table listed twice would have each of its events published twice. Only the very same name
+    // is known to be the same table: "outbox" may resolve to another schema than "public".
+    for (size_t earlier = 0; earlier < tables.size(); ++earlier)
+      if (tables[earlier].quoted == table.quoted)
+        throw config_error("config " + section.at("name").origin + ": relay.tables.name: \"" + table.name +
+                           "\" is listed twice (first at " + config.sections("relay.tables")[earlier].at("name").origin +
+                           "); list each outbox table once");
     table.exchange = section.at("exchange").text.empty() ? default_exchange : section.at("exchange").text;
     table.routing_key = section.at("routing_key").text;
     tables.push_back(table);

@@ -46,7 +46,8 @@ struct TableSpec {
   std::string routing_key;  // fixed routing key, or "" for the event type
 };
 
-// The [[relay.tables]] of a configuration, validated; throws a configuration error naming the key.
+// The [[relay.tables]] of a configuration, validated (a valid name, each table once); throws a
+// configuration error naming the key.
 std::vector<TableSpec> tables_from_config(const config::Config& config, const std::string& default_exchange);
 
 class Relay {
