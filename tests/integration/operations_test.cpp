@@ -64,46 +64,6 @@ int free_port() {
   return 0;
 }
 
-// A connected TCP socket to 127.0.0.1:port with 5 s send and receive timeouts, or -1.
-int connect_local(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  timeval timeout{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-struct Http {
-  int status = 0;  // 0: no answer
-  std::string body;
-};
-// Sends `request` (a whole HTTP/1.0-style request) and reads the answer until the server closes.
-Http http_exchange(int port, const std::string& request) {
-  int fd = connect_local(port);
-  if (fd < 0) return {};
-  Http http;
-  std::string answer;
-  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
-    char buffer[65536];
-    for (ssize_t n; (n = recv(fd, buffer, sizeof buffer, 0)) > 0;) answer.append(buffer, static_cast<size_t>(n));
-  }
-  close(fd);
-  if (answer.rfind("HTTP/1.", 0) == 0 && answer.size() > 12) http.status = std::atoi(answer.c_str() + 9);
-  if (size_t end = answer.find("\r\n\r\n"); end != std::string::npos) http.body = answer.substr(end + 4);
-  return http;
-}
-Http get(int port, const std::string& path) {
-  return http_exchange(port, "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-}
-
 // The value of the sample `name` (with its labels, as rendered) in Prometheus text; -1 if absent.
 double sample(const std::string& metrics, const std::string& name) {
   std::istringstream lines(metrics);
@@ -327,16 +287,16 @@ TEST(Operations, MetricsServeTheNamedCountersAndTheyMove) {
   Http relay_health, replicate_health;
   EXPECT_TRUE(eventually(
       [&] {
-        relay_health = get(relay_port, "/healthz");
-        replicate_health = get(replicate_port, "/healthz");
+        relay_health = http_get(relay_port, "/healthz");
+        replicate_health = http_get(replicate_port, "/healthz");
         return relay_health.status == 200 && replicate_health.status == 200;
       },
       30s))
       << relay_health.status << " " << relay_health.body << "; " << replicate_health.status << " " << replicate_health.body;
   EXPECT_EQ(relay_health.body.rfind("ok: relaying", 0), 0) << relay_health.body;
 
-  std::string relay = get(relay_port, "/metrics").body;
-  std::string replicate = get(replicate_port, "/metrics").body;
+  std::string relay = http_get(relay_port, "/metrics").body;
+  std::string replicate = http_get(replicate_port, "/metrics").body;
   for (const char* name : {"outbox_relay_published_total", "outbox_relay_confirmed_total", "outbox_relay_nacked_total",
                            "outbox_relay_returned_total", "outbox_relay_reconnects_total", "outbox_relay_batch_seconds_count"})
     EXPECT_GE(sample(relay, name), 0) << name << " missing:\n" << relay;
@@ -352,8 +312,8 @@ TEST(Operations, MetricsServeTheNamedCountersAndTheyMove) {
   for (const char* name : {"A", "B", "C"}) ASSERT_EQ(run_outbox({"create_parking_slot", "--name", name}).exit_code, 0);
   EXPECT_TRUE(eventually(
       [&] {
-        relay = get(relay_port, "/metrics").body;
-        replicate = get(replicate_port, "/metrics").body;
+        relay = http_get(relay_port, "/metrics").body;
+        replicate = http_get(replicate_port, "/metrics").body;
         return sample(relay, "outbox_relay_confirmed_total") >= published + 3 &&
                sample(replicate, "outbox_replicate_applied_total{replica=\"main\"}") >= applied + 3 &&
                sample(replicate, "outbox_replicate_lag_seconds{replica=\"main\"}") >= 0;
@@ -366,6 +326,29 @@ TEST(Operations, MetricsServeTheNamedCountersAndTheyMove) {
   EXPECT_GE(sample(replicate, "outbox_replicate_lag_seconds{replica=\"main\"}"), 0) << replicate;
 }
 
+// A quoted identifier may hold a double quote, a backslash and a newline, and relay.tables takes
+// such a name: it reaches /metrics as the table label, where, unescaped, it broke the whole scrape.
+TEST(Operations, ATableNameWithAQuoteABackslashAndANewlineIsEscapedInTheMetricsLabel) {
+  fresh_schema();
+  exec(servers().primary_url, "CREATE TABLE public.\"ev\"\"il\\\nx\" (LIKE public.outbox INCLUDING ALL)");
+  std::string config = write_file("hostile-table.toml",
+                                  "[[relay.tables]]\nname = \"public.outbox\"\n"
+                                  "[[relay.tables]]\nname = \"public.ev\\\"il\\\\\\nx\"\n");
+  int port = free_port();
+  Daemon relay({"relay", "--set", "metrics.listen=127.0.0.1:" + std::to_string(port)}, {{"OUTBOX_CONFIG", config}});
+  // The label as the text format writes it: \" for the quote, \\ for the backslash, \n for the newline.
+  const std::string escaped = "outbox_relay_backlog{table=\"public.ev\\\"il\\\\\\nx\"}";
+  std::string metrics;
+  EXPECT_TRUE(eventually(
+      [&] {
+        metrics = http_get(port, "/metrics").body;  // each body is parsed and linted on the way
+        return sample(metrics, escaped) >= 0 && sample(metrics, "outbox_relay_backlog{table=\"public.outbox\"}") >= 0;
+      },
+      30s))
+      << escaped << " missing:\n"
+      << metrics << relay.log();
+}
+
 TEST(Operations, HealthzIsNotOkWhileTheRelayCannotReachTheBroker) {
   fresh_schema();
   int port = free_port();
@@ -374,13 +357,13 @@ TEST(Operations, HealthzIsNotOkWhileTheRelayCannotReachTheBroker) {
   Http health;
   EXPECT_TRUE(eventually(
       [&] {
-        health = get(port, "/healthz");
+        health = http_get(port, "/healthz");
         return health.body.rfind("unhealthy: not connected: waiting for the broker", 0) == 0;
       },
       20s))
       << health.status << " " << health.body;
   EXPECT_EQ(health.status, 503) << health.body;
-  EXPECT_EQ(get(port, "/metrics").status, 200) << "metrics are served while disconnected";
+  EXPECT_EQ(http_get(port, "/metrics").status, 200) << "metrics are served while disconnected";
 }
 
 namespace {
@@ -404,7 +387,7 @@ TEST(Operations, TheMetricsPortDropsARequestBodyAndBoundsItsConnections) {
   fresh_schema();
   int port = free_port();
   Daemon relay({"relay", "--set", "metrics.listen=127.0.0.1:" + std::to_string(port)});
-  ASSERT_TRUE(eventually([&] { return get(port, "/healthz").status == 200; })) << relay.log();
+  ASSERT_TRUE(eventually([&] { return http_get(port, "/healthz").status == 200; })) << relay.log();
   long peak_before = proc_status_kb(relay.pid(), "VmHWM");
 
   // 200 MB of body on a GET: read and dropped, never held.
@@ -439,7 +422,7 @@ TEST(Operations, TheMetricsPortDropsARequestBodyAndBoundsItsConnections) {
   for (auto until = std::chrono::steady_clock::now() + 1s; std::chrono::steady_clock::now() < until;)
     ASSERT_LE(open_files(relay.pid()), files_before + 64) << "the metrics port holds at most 64 connections";
   for (int s : idle) close(s);
-  EXPECT_TRUE(eventually([&] { return get(port, "/healthz").status == 200; })) << relay.log();
+  EXPECT_TRUE(eventually([&] { return http_get(port, "/healthz").status == 200; })) << relay.log();
   EXPECT_TRUE(relay.running());
 }
 
