@@ -400,7 +400,7 @@ nlohmann::ordered_json to_json(const Report& report) {
 }
 
 void set_table_gauges(metrics::Registry& registry, const TableStage& table) {
-  std::string labels = "table=\"" + table.table + "\"";
+  metrics::Labels labels = {{"table", table.table}};
   registry.gauge("outbox_relay_backlog", "Unpublished rows in the outbox table", labels)
       .set(static_cast<double>(table.unpublished));
   registry.gauge("outbox_relay_oldest_unpublished_seconds", "Age of the oldest unpublished row (0 when none)", labels)
@@ -413,7 +413,7 @@ void set_replica_gauges(metrics::Registry& registry, const ReplicaStage& replica
   registry
       .gauge("outbox_replicate_lag_seconds",
              "Seconds the replica is behind the primary, from the relay heartbeats (-1 while unknown)",
-             "replica=\"" + replica.name + "\"")
+             {{"replica", replica.name}})
       .set(replica.seconds_behind.value_or(-1));
 }
 

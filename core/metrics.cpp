@@ -1,16 +1,48 @@
 #include "core/metrics.hpp"
 
+#include <cmath>
 #include <cstdio>
 
 namespace outbox::metrics {
 namespace {
+// The text format spells the special values NaN, +Inf and -Inf (printf would write nan and inf).
 std::string number(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
   char buffer[64];
   std::snprintf(buffer, sizeof buffer, "%.17g", value);
   return buffer;
 }
 std::string braces(const std::string& labels) { return labels.empty() ? "" : "{" + labels + "}"; }
+
+std::string escape(std::string_view text, bool quote) {
+  std::string out;
+  out.reserve(text.size());
+  for (char c : text) {
+    if (c == '\\')
+      out += "\\\\";
+    else if (c == '\n')
+      out += "\\n";
+    else if (c == '"' && quote)
+      out += "\\\"";
+    else
+      out += c;
+  }
+  return out;
+}
 }  // namespace
+
+std::string escape_label_value(std::string_view value) { return escape(value, true); }
+std::string escape_help(std::string_view help) { return escape(help, false); }
+
+std::string render_labels(const Labels& labels) {
+  std::string out;
+  for (const auto& [name, value] : labels) {
+    if (!out.empty()) out += ',';
+    out += name + "=\"" + escape_label_value(value) + "\"";
+  }
+  return out;
+}
 
 Histogram::Histogram(std::vector<double> bounds)
     : bounds_(std::move(bounds)), buckets_(std::make_unique<std::atomic<uint64_t>[]>(bounds_.size())) {
@@ -37,22 +69,22 @@ std::string Histogram::render(const std::string& name, const std::string& labels
   return out;
 }
 
-Counter& Registry::counter(const std::string& name, const std::string& help, const std::string& labels) {
+Counter& Registry::counter(const std::string& name, const std::string& help, const Labels& labels) {
   std::lock_guard lock(mutex_);
   Family& family = families_[name];
   family.type = "counter";
-  family.help = help;
-  auto& slot = family.counters[labels];
+  if (!help.empty()) family.help = help;
+  auto& slot = family.counters[render_labels(labels)];
   if (!slot) slot = std::make_unique<Counter>();
   return *slot;
 }
 
-Gauge& Registry::gauge(const std::string& name, const std::string& help, const std::string& labels) {
+Gauge& Registry::gauge(const std::string& name, const std::string& help, const Labels& labels) {
   std::lock_guard lock(mutex_);
   Family& family = families_[name];
   family.type = "gauge";
-  family.help = help;
-  auto& slot = family.gauges[labels];
+  if (!help.empty()) family.help = help;
+  auto& slot = family.gauges[render_labels(labels)];
   if (!slot) slot = std::make_unique<Gauge>();
   return *slot;
 }
@@ -61,7 +93,7 @@ Histogram& Registry::histogram(const std::string& name, const std::string& help,
   std::lock_guard lock(mutex_);
   Family& family = families_[name];
   family.type = "histogram";
-  family.help = help;
+  if (!help.empty()) family.help = help;
   if (!family.histogram) family.histogram = std::make_unique<Histogram>(std::move(bounds));
   return *family.histogram;
 }
@@ -70,7 +102,7 @@ std::string Registry::render() const {
   std::lock_guard lock(mutex_);
   std::string out;
   for (const auto& [name, family] : families_) {
-    out += "# HELP " + name + " " + family.help + "\n# TYPE " + name + " " + family.type + "\n";
+    out += "# HELP " + name + " " + escape_help(family.help) + "\n# TYPE " + name + " " + family.type + "\n";
     for (const auto& [labels, counter] : family.counters)
       out += name + braces(labels) + " " + std::to_string(counter->value()) + "\n";
     for (const auto& [labels, gauge] : family.gauges) out += name + braces(labels) + " " + number(gauge->value()) + "\n";

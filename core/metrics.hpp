@@ -6,9 +6,23 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 namespace outbox::metrics {
+
+// The labels of one sample, in order: {{"replica", "main"}, {"reason", "stale"}}. A value may hold
+// any text, such as a table name from the config: rendering escapes it.
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+// A label value or HELP text escaped as the text exposition format requires: backslash and newline
+// (and, in label values, the double quote) as \\, \n and \". Unescaped, one such character in a
+// table name broke the whole scrape.
+std::string escape_label_value(std::string_view value);
+std::string escape_help(std::string_view help);
+// name1="value1",name2="value2" (without braces), each value escaped.
+std::string render_labels(const Labels& labels);
 
 class Counter {
  public:
@@ -43,15 +57,17 @@ class Histogram {
 
 class Registry {
  public:
-  // Returns the metric with this name and label set ("replica=\"main\""), creating it once.
-  Counter& counter(const std::string& name, const std::string& help, const std::string& labels = "");
-  Gauge& gauge(const std::string& name, const std::string& help, const std::string& labels = "");
+  // Returns the metric with this name and label set, creating it once. An empty `help` keeps the
+  // text an earlier call gave (later lookups pass "").
+  Counter& counter(const std::string& name, const std::string& help, const Labels& labels = {});
+  Gauge& gauge(const std::string& name, const std::string& help, const Labels& labels = {});
   Histogram& histogram(const std::string& name, const std::string& help, std::vector<double> bounds);
   std::string render() const;
 
  private:
   struct Family {
     std::string type, help;
+    // Keyed by the rendered (escaped) labels.
     std::map<std::string, std::unique_ptr<Counter>> counters;
     std::map<std::string, std::unique_ptr<Gauge>> gauges;
     std::unique_ptr<Histogram> histogram;

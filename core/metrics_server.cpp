@@ -4,8 +4,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
+#include <condition_variable>
 #include <cstring>
 #include <memory>
 
@@ -42,13 +44,19 @@ ListenAddress parse_listen(const std::string& listen, const std::string& origin)
 
 namespace {
 
-// Bounds that keep a scraper's port from costing the daemon more than a little: connections at
-// once (file descriptors), per client address, idle seconds, and the memory of each connection
-// (request headers beyond it are refused). A request body is read and dropped, never kept.
+// Bounds that keep a scraper's port from costing the daemon more than a little: connections
+// served at once (a new one beyond them closes the oldest), per client address, the time a request
+// may take from its start to its answer, idle seconds, and the memory of each connection (request
+// headers beyond it are refused). A request body is read and dropped, never kept.
+// libmicrohttpd's own limit (kMaxConnections) is above kKeepOpen: it counts the connections being
+// closed too, and were it reached, it would stop accepting, and a new client would wait.
+constexpr size_t kKeepOpen = 48;
 constexpr unsigned kMaxConnections = 64;
 constexpr unsigned kMaxConnectionsPerAddress = 16;
+constexpr auto kRequestDeadline = std::chrono::seconds(10);
 constexpr unsigned kIdleSeconds = 5;
 constexpr size_t kConnectionMemory = 32 * 1024;
+constexpr auto kSweepInterval = std::chrono::seconds(1);
 
 // The listening socket, bound here so that a port in use is a one-line config error with errno.
 int bind_listener(const ListenAddress& address, const std::string& listen, const std::string& where) {
@@ -76,7 +84,72 @@ int bind_listener(const ListenAddress& address, const std::string& listen, const
   return fd;
 }
 
+int connection_fd(MHD_Connection* connection) {
+  const MHD_ConnectionInfo* info = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+  return info ? info->connect_fd : -1;
+}
+
+void on_connection(void* watch, MHD_Connection* connection, void**, MHD_ConnectionNotificationCode code) {
+  int fd = connection_fd(connection);
+  if (fd < 0) return;
+  if (code == MHD_CONNECTION_NOTIFY_STARTED)
+    static_cast<ConnectionWatch*>(watch)->opened(fd);
+  else
+    static_cast<ConnectionWatch*>(watch)->closed(fd);
+}
+
+void on_request_completed(void* watch, MHD_Connection* connection, void**, MHD_RequestTerminationCode) {
+  if (int fd = connection_fd(connection); fd >= 0) static_cast<ConnectionWatch*>(watch)->answered(fd);
+}
+
 }  // namespace
+
+void ConnectionWatch::opened(int fd, Clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  connections_[fd] = Connection{now};
+  for (size_t open = open_locked(); open > keep_open_; --open) {
+    auto oldest = connections_.end();
+    for (auto it = connections_.begin(); it != connections_.end(); ++it)
+      if (!it->second.closing && it->first != fd && (oldest == connections_.end() || it->second.since < oldest->second.since))
+        oldest = it;
+    if (oldest == connections_.end()) break;
+    close(oldest->first, oldest->second);
+  }
+}
+
+void ConnectionWatch::answered(int fd, Clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  if (auto it = connections_.find(fd); it != connections_.end()) it->second.since = now;
+}
+
+void ConnectionWatch::closed(int fd) {
+  std::lock_guard lock(mutex_);
+  connections_.erase(fd);
+}
+
+void ConnectionWatch::close_overdue(Clock::time_point now) {
+  std::lock_guard lock(mutex_);
+  for (auto& [fd, connection] : connections_)
+    if (!connection.closing && now - connection.since > request_deadline_) close(fd, connection);
+}
+
+size_t ConnectionWatch::open() const {
+  std::lock_guard lock(mutex_);
+  return open_locked();
+}
+
+size_t ConnectionWatch::open_locked() const {
+  return static_cast<size_t>(
+      std::count_if(connections_.begin(), connections_.end(), [](const auto& entry) { return !entry.second.closing; }));
+}
+
+// Called with mutex_ held, so the descriptor is still libmicrohttpd's (see the class comment).
+// Both directions: the client gets an end of stream, and libmicrohttpd's next read or write fails,
+// so it closes the connection and reports closed().
+void ConnectionWatch::close(int fd, Connection& connection) {
+  shutdown(fd, SHUT_RDWR);
+  connection.closing = true;
+}
 
 // libmicrohttpd calls this for each request, first with no body, then once per piece of body,
 // then with none left: the answer is queued at the last call.
@@ -118,9 +191,18 @@ MHD_Result Server::on_request(void* self, MHD_Connection* connection, const char
   return queued;
 }
 
-Server::Server(const std::string& listen, Registry& registry, const std::string& origin) : registry_(registry) {
+Server::Server(const std::string& listen, Registry& registry, const std::string& origin)
+    : registry_(registry), watch_(kKeepOpen, kRequestDeadline) {
   ListenAddress address = parse_listen(listen, origin);
   std::string where = config_prefix(origin);
+  // Started first, so that nothing leaks when it cannot start; when binding or serving fails
+  // below, its destructor stops it again.
+  sweeper_ = std::jthread([this](std::stop_token stop) {
+    std::mutex mutex;
+    std::condition_variable_any stopped;
+    std::unique_lock lock(mutex);
+    while (!stopped.wait_for(lock, stop, kSweepInterval, [&stop] { return stop.stop_requested(); })) watch_.close_overdue();
+  });
   int fd = bind_listener(address, listen, where);
   // One event-driven thread: a slow or idle client holds a connection slot, not a thread.
   // ITC: stopping wakes the thread even while the listening socket is parked at the limit.
@@ -128,7 +210,8 @@ Server::Server(const std::string& listen, Registry& registry, const std::string&
       MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC, 0, nullptr, nullptr, &Server::on_request,
                        this, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, kMaxConnections,
                        MHD_OPTION_PER_IP_CONNECTION_LIMIT, kMaxConnectionsPerAddress, MHD_OPTION_CONNECTION_TIMEOUT, kIdleSeconds,
-                       MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_END);
+                       MHD_OPTION_CONNECTION_MEMORY_LIMIT, kConnectionMemory, MHD_OPTION_NOTIFY_CONNECTION, &on_connection,
+                       &watch_, MHD_OPTION_NOTIFY_COMPLETED, &on_request_completed, &watch_, MHD_OPTION_END);
   // A resource shortage (threads, descriptors), not the config: exit 69 lets systemd try again.
   // libmicrohttpd has closed the socket on some of these paths, so it is not closed again here.
   if (!daemon_) throw unavailable_error("metrics.listen " + listen + ": cannot start serving (out of threads or descriptors?)");
@@ -136,6 +219,8 @@ Server::Server(const std::string& listen, Registry& registry, const std::string&
 }
 
 Server::~Server() {
+  sweeper_.request_stop();
+  sweeper_.join();
   // Stops the polling thread and closes every connection and the listening socket.
   MHD_stop_daemon(daemon_);
 }

@@ -118,9 +118,10 @@ constexpr std::array kOptions{
          "text: one human-readable line per event; json: one JSON object per line."},
 
   Option{"metrics.listen", Type::string, "", 0, 0, "", false, "",
-         "host:port where the daemons serve /metrics and /healthz; empty disables it. The endpoint holds at most 64 "
-         "connections (16 per client address), closes one after 5 s idle and drops request bodies; it has no "
-         "authentication, so bind it to a loopback or internal address."},
+         "host:port where the daemons serve /metrics and /healthz; empty disables it. The endpoint serves at most 48 "
+         "connections (16 per client address), and a new one beyond them closes the oldest; it closes a connection "
+         "whose request is not answered within 10 s of its start or that is 5 s idle, and drops request bodies. It has "
+         "no authentication, so bind it to a loopback or internal address."},
 };
 // clang-format on
 

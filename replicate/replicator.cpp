@@ -42,7 +42,7 @@ Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, con
       metrics_(metrics),
       replica_(std::move(replica)),
       role_("replica " + replica_),
-      labels_("replica=\"" + replica_ + "\""),
+      labels_({{"replica", replica_}}),
       log_(log::get("replicate " + replica_)),
       callbacks_(std::move(callbacks)),
       backoff_(milliseconds(30000)) {
@@ -55,9 +55,9 @@ Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, con
   apply_tunables(config);
 
   counter("outbox_replicate_applied_total");
-  counter("outbox_replicate_skipped_total", "reason=\"stale\"");
-  counter("outbox_replicate_skipped_total", "reason=\"duplicate\"");
-  counter("outbox_replicate_skipped_total", "reason=\"broken_heartbeat\"");
+  counter("outbox_replicate_skipped_total", {{"reason", "stale"}});
+  counter("outbox_replicate_skipped_total", {{"reason", "duplicate"}});
+  counter("outbox_replicate_skipped_total", {{"reason", "broken_heartbeat"}});
   counter("outbox_replicate_parked_total");
   counter("outbox_replicate_waiting_total");
   counter("outbox_replicate_heartbeats_total");
@@ -91,7 +91,7 @@ Replicator::~Replicator() {
   db_.reset();
 }
 
-metrics::Counter& Replicator::counter(const std::string& name, const std::string& extra_label) {
+metrics::Counter& Replicator::counter(const std::string& name, const metrics::Labels& extra_labels) {
   static const std::map<std::string, std::string> help = {
       {"outbox_replicate_applied_total", "Events applied to a replica (the row changed)"},
       {"outbox_replicate_skipped_total", "Events that were no-ops: stale (version not newer) or duplicate (applied before)"},
@@ -101,7 +101,9 @@ metrics::Counter& Replicator::counter(const std::string& name, const std::string
       {"outbox_replicate_reconnects_total", "Reconnections to the replica database or the broker"},
       {"outbox_replicate_pruned_total", "Applied event ids removed from outbox_applied_events after replicate.applied_retention"},
   };
-  return metrics_.counter(name, help.at(name), extra_label.empty() ? labels_ : labels_ + "," + extra_label);
+  metrics::Labels labels = labels_;
+  labels.insert(labels.end(), extra_labels.begin(), extra_labels.end());
+  return metrics_.counter(name, help.at(name), labels);
 }
 
 void Replicator::apply_tunables(const config::Config& config) {
@@ -469,9 +471,9 @@ void Replicator::on_applied() {
 void Replicator::record(const Counts& counts, Clock::duration took) {
   last_progress_ = Clock::now();
   counter("outbox_replicate_applied_total").add(static_cast<uint64_t>(counts.applied));
-  counter("outbox_replicate_skipped_total", "reason=\"stale\"").add(static_cast<uint64_t>(counts.stale));
-  counter("outbox_replicate_skipped_total", "reason=\"duplicate\"").add(static_cast<uint64_t>(counts.duplicate));
-  counter("outbox_replicate_skipped_total", "reason=\"broken_heartbeat\"").add(static_cast<uint64_t>(counts.skipped));
+  counter("outbox_replicate_skipped_total", {{"reason", "stale"}}).add(static_cast<uint64_t>(counts.stale));
+  counter("outbox_replicate_skipped_total", {{"reason", "duplicate"}}).add(static_cast<uint64_t>(counts.duplicate));
+  counter("outbox_replicate_skipped_total", {{"reason", "broken_heartbeat"}}).add(static_cast<uint64_t>(counts.skipped));
   counter("outbox_replicate_parked_total").add(static_cast<uint64_t>(counts.parked));
   counter("outbox_replicate_waiting_total").add(static_cast<uint64_t>(counts.waiting));
   counter("outbox_replicate_heartbeats_total").add(static_cast<uint64_t>(counts.heartbeats));

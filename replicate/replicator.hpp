@@ -76,12 +76,13 @@ class Replicator {
   void finish_if_drained();
   void update_lag_gauge();
   void prune_applied();
-  metrics::Counter& counter(const std::string& name, const std::string& extra_label = "");
+  metrics::Counter& counter(const std::string& name, const metrics::Labels& extra_labels = {});
 
   daemon::Runtime& runtime_;
   loop::Loop& loop_;
   metrics::Registry& metrics_;
-  std::string replica_, role_, labels_;
+  std::string replica_, role_;
+  metrics::Labels labels_;  // replica="NAME" on every sample
   std::shared_ptr<spdlog::logger> log_;
   Callbacks callbacks_;
 

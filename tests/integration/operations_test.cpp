@@ -1,12 +1,15 @@
 // Operations against real servers: `outbox lag`, `outbox check` (Nagios), parking_slot_list
 // --max-staleness, and the daemons' /metrics and /healthz.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -62,46 +65,6 @@ int free_port() {
   }
   ADD_FAILURE() << "no free port in 20000..31999";
   return 0;
-}
-
-// A connected TCP socket to 127.0.0.1:port with 5 s send and receive timeouts, or -1.
-int connect_local(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  timeval timeout{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-struct Http {
-  int status = 0;  // 0: no answer
-  std::string body;
-};
-// Sends `request` (a whole HTTP/1.0-style request) and reads the answer until the server closes.
-Http http_exchange(int port, const std::string& request) {
-  int fd = connect_local(port);
-  if (fd < 0) return {};
-  Http http;
-  std::string answer;
-  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
-    char buffer[65536];
-    for (ssize_t n; (n = recv(fd, buffer, sizeof buffer, 0)) > 0;) answer.append(buffer, static_cast<size_t>(n));
-  }
-  close(fd);
-  if (answer.rfind("HTTP/1.", 0) == 0 && answer.size() > 12) http.status = std::atoi(answer.c_str() + 9);
-  if (size_t end = answer.find("\r\n\r\n"); end != std::string::npos) http.body = answer.substr(end + 4);
-  return http;
-}
-Http get(int port, const std::string& path) {
-  return http_exchange(port, "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
 }
 
 // The value of the sample `name` (with its labels, as rendered) in Prometheus text; -1 if absent.
@@ -327,16 +290,16 @@ TEST(Operations, MetricsServeTheNamedCountersAndTheyMove) {
   Http relay_health, replicate_health;
   EXPECT_TRUE(eventually(
       [&] {
-        relay_health = get(relay_port, "/healthz");
-        replicate_health = get(replicate_port, "/healthz");
+        relay_health = http_get(relay_port, "/healthz");
+        replicate_health = http_get(replicate_port, "/healthz");
         return relay_health.status == 200 && replicate_health.status == 200;
       },
       30s))
       << relay_health.status << " " << relay_health.body << "; " << replicate_health.status << " " << replicate_health.body;
   EXPECT_EQ(relay_health.body.rfind("ok: relaying", 0), 0) << relay_health.body;
 
-  std::string relay = get(relay_port, "/metrics").body;
-  std::string replicate = get(replicate_port, "/metrics").body;
+  std::string relay = http_get(relay_port, "/metrics").body;
+  std::string replicate = http_get(replicate_port, "/metrics").body;
   for (const char* name : {"outbox_relay_published_total", "outbox_relay_confirmed_total", "outbox_relay_nacked_total",
                            "outbox_relay_returned_total", "outbox_relay_reconnects_total", "outbox_relay_batch_seconds_count"})
     EXPECT_GE(sample(relay, name), 0) << name << " missing:\n" << relay;
@@ -352,8 +315,8 @@ TEST(Operations, MetricsServeTheNamedCountersAndTheyMove) {
   for (const char* name : {"A", "B", "C"}) ASSERT_EQ(run_outbox({"create_parking_slot", "--name", name}).exit_code, 0);
   EXPECT_TRUE(eventually(
       [&] {
-        relay = get(relay_port, "/metrics").body;
-        replicate = get(replicate_port, "/metrics").body;
+        relay = http_get(relay_port, "/metrics").body;
+        replicate = http_get(replicate_port, "/metrics").body;
         return sample(relay, "outbox_relay_confirmed_total") >= published + 3 &&
                sample(replicate, "outbox_replicate_applied_total{replica=\"main\"}") >= applied + 3 &&
                sample(replicate, "outbox_replicate_lag_seconds{replica=\"main\"}") >= 0;
@@ -366,6 +329,29 @@ TEST(Operations, MetricsServeTheNamedCountersAndTheyMove) {
   EXPECT_GE(sample(replicate, "outbox_replicate_lag_seconds{replica=\"main\"}"), 0) << replicate;
 }
 
+// A quoted identifier may hold a double quote, a backslash and a newline, and relay.tables takes
+// such a name: it reaches /metrics as the table label, where, unescaped, it broke the whole scrape.
+TEST(Operations, ATableNameWithAQuoteABackslashAndANewlineIsEscapedInTheMetricsLabel) {
+  fresh_schema();
+  exec(servers().primary_url, "CREATE TABLE public.\"ev\"\"il\\\nx\" (LIKE public.outbox INCLUDING ALL)");
+  std::string config = write_file("hostile-table.toml",
+                                  "[[relay.tables]]\nname = \"public.outbox\"\n"
+                                  "[[relay.tables]]\nname = \"public.ev\\\"il\\\\\\nx\"\n");
+  int port = free_port();
+  Daemon relay({"relay", "--set", "metrics.listen=127.0.0.1:" + std::to_string(port)}, {{"OUTBOX_CONFIG", config}});
+  // The label as the text format writes it: \" for the quote, \\ for the backslash, \n for the newline.
+  const std::string escaped = "outbox_relay_backlog{table=\"public.ev\\\"il\\\\\\nx\"}";
+  std::string metrics;
+  EXPECT_TRUE(eventually(
+      [&] {
+        metrics = http_get(port, "/metrics").body;  // each body is parsed and linted on the way
+        return sample(metrics, escaped) >= 0 && sample(metrics, "outbox_relay_backlog{table=\"public.outbox\"}") >= 0;
+      },
+      30s))
+      << escaped << " missing:\n"
+      << metrics << relay.log();
+}
+
 TEST(Operations, HealthzIsNotOkWhileTheRelayCannotReachTheBroker) {
   fresh_schema();
   int port = free_port();
@@ -374,13 +360,13 @@ TEST(Operations, HealthzIsNotOkWhileTheRelayCannotReachTheBroker) {
   Http health;
   EXPECT_TRUE(eventually(
       [&] {
-        health = get(port, "/healthz");
+        health = http_get(port, "/healthz");
         return health.body.rfind("unhealthy: not connected: waiting for the broker", 0) == 0;
       },
       20s))
       << health.status << " " << health.body;
   EXPECT_EQ(health.status, 503) << health.body;
-  EXPECT_EQ(get(port, "/metrics").status, 200) << "metrics are served while disconnected";
+  EXPECT_EQ(http_get(port, "/metrics").status, 200) << "metrics are served while disconnected";
 }
 
 namespace {
@@ -404,7 +390,7 @@ TEST(Operations, TheMetricsPortDropsARequestBodyAndBoundsItsConnections) {
   fresh_schema();
   int port = free_port();
   Daemon relay({"relay", "--set", "metrics.listen=127.0.0.1:" + std::to_string(port)});
-  ASSERT_TRUE(eventually([&] { return get(port, "/healthz").status == 200; })) << relay.log();
+  ASSERT_TRUE(eventually([&] { return http_get(port, "/healthz").status == 200; })) << relay.log();
   long peak_before = proc_status_kb(relay.pid(), "VmHWM");
 
   // 200 MB of body on a GET: read and dropped, never held.
@@ -439,7 +425,127 @@ TEST(Operations, TheMetricsPortDropsARequestBodyAndBoundsItsConnections) {
   for (auto until = std::chrono::steady_clock::now() + 1s; std::chrono::steady_clock::now() < until;)
     ASSERT_LE(open_files(relay.pid()), files_before + 64) << "the metrics port holds at most 64 connections";
   for (int s : idle) close(s);
-  EXPECT_TRUE(eventually([&] { return get(port, "/healthz").status == 200; })) << relay.log();
+  EXPECT_TRUE(eventually([&] { return http_get(port, "/healthz").status == 200; })) << relay.log();
+  EXPECT_TRUE(relay.running());
+}
+
+namespace {
+// A TCP connection to 127.0.0.1:port from the loopback address 127.0.0.`from`, non-blocking once
+// connected; -1 if it cannot connect.
+int connect_from(int from, int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  sockaddr_in source{};
+  source.sin_family = AF_INET;
+  source.sin_addr.s_addr = htonl(INADDR_LOOPBACK - 1 + static_cast<uint32_t>(from));
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  if (bind(fd, reinterpret_cast<sockaddr*>(&source), sizeof source) != 0 ||
+      connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    close(fd);
+    return -1;
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  return fd;
+}
+
+// Whether the server has closed this (non-blocking) connection: an end of stream, or an error.
+bool closed_by_server(int fd) {
+  char byte;
+  ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+// Clients that send a request one header line at a time, never going idle, never finishing.
+struct SlowClients {
+  std::vector<int> fds;
+  std::chrono::steady_clock::time_point last_line{};
+  ~SlowClients() {
+    for (int fd : fds) close(fd);
+  }
+  void connect(int from, int port) {
+    int fd = connect_from(from, port);
+    ASSERT_GE(fd, 0) << "connect from 127.0.0." << from << ": " << std::strerror(errno);
+    std::string start = "GET /healthz HTTP/1.1\r\n";
+    send(fd, start.data(), start.size(), MSG_NOSIGNAL);
+    fds.push_back(fd);
+  }
+  // One more header line on each connection, at most every half second.
+  void trickle() {
+    if (std::chrono::steady_clock::now() - last_line < 500ms) return;
+    last_line = std::chrono::steady_clock::now();
+    for (int fd : fds) send(fd, "X-Slow: 1\r\n", 11, MSG_NOSIGNAL | MSG_DONTWAIT);
+  }
+  size_t still_open() const {
+    return static_cast<size_t>(std::count_if(fds.begin(), fds.end(), [](int fd) { return !closed_by_server(fd); }));
+  }
+};
+}  // namespace
+
+// Five addresses with 16 slow clients each (80, over the 64 connections libmicrohttpd takes)
+// once kept /healthz unanswered for as long as they kept sending.
+TEST(Operations, AHealthProbeFromANewAddressIsAnsweredWhileSlowClientsHoldTheMetricsPort) {
+  fresh_schema();
+  int port = free_port();
+  Daemon relay({"relay", "--set", "metrics.listen=127.0.0.1:" + std::to_string(port)});
+  ASSERT_TRUE(eventually([&] { return http_get(port, "/healthz").status == 200; })) << relay.log();
+  size_t files_before = open_files(relay.pid());
+
+  SlowClients slow;
+  for (int from = 2; from <= 6; ++from)
+    for (int i = 0; i < 16; ++i) ASSERT_NO_FATAL_FAILURE(slow.connect(from, port));
+  // The daemon holds many of them (48 where it closes the oldest beyond them, 64 where it stops
+  // accepting; a descriptor of its own may have closed since the count before).
+  size_t held_by_daemon = 0;
+  ASSERT_TRUE(eventually([&] {
+    slow.trickle();
+    size_t files = open_files(relay.pid());
+    held_by_daemon = files > files_before ? files - files_before : 0;
+    return held_by_daemon >= 40;
+  })) << held_by_daemon
+      << " descriptors more than before";
+
+  int probe = connect_from(7, port);
+  ASSERT_GE(probe, 0) << std::strerror(errno);
+  std::string request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  ASSERT_EQ(send(probe, request.data(), request.size(), MSG_NOSIGNAL), static_cast<ssize_t>(request.size()));
+  std::string answer;
+  bool answered = eventually(
+      [&] {
+        slow.trickle();
+        char buffer[4096];
+        for (ssize_t n; (n = recv(probe, buffer, sizeof buffer, MSG_DONTWAIT)) > 0;)
+          answer.append(buffer, static_cast<size_t>(n));
+        return answer.find("\r\n\r\nok: ") != std::string::npos;
+      },
+      30s);
+  // Counted before anything else can close them: the probe got in while they were held, not
+  // after the deadline of their requests closed them all.
+  size_t held = slow.still_open();
+  close(probe);
+  ASSERT_TRUE(answered) << "the probe got: \"" << answer << "\"";
+  EXPECT_EQ(answer.rfind("HTTP/1.1 200", 0), 0) << answer;
+  EXPECT_GE(held, 32u) << "slow clients still connected when the probe was answered";
+}
+
+// libmicrohttpd's timeout is an idle one: a request sent one line at a time kept its connection
+// for ever. Each request now has a total deadline (10 s).
+TEST(Operations, ARequestSentSlowlyIsClosedAtItsDeadlineThoughItNeverGoesIdle) {
+  fresh_schema();
+  int port = free_port();
+  Daemon relay({"relay", "--set", "metrics.listen=127.0.0.1:" + std::to_string(port)});
+  ASSERT_TRUE(eventually([&] { return http_get(port, "/healthz").status == 200; })) << relay.log();
+  SlowClients slow;
+  ASSERT_NO_FATAL_FAILURE(slow.connect(2, port));
+  EXPECT_TRUE(eventually(
+      [&] {
+        slow.trickle();
+        return slow.still_open() == 0;
+      },
+      60s));
   EXPECT_TRUE(relay.running());
 }
 

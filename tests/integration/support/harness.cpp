@@ -1,9 +1,13 @@
 #include "tests/integration/support/harness.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -304,6 +309,49 @@ class ServersEnvironment : public ::testing::Environment {
 
 std::atomic<int> g_daemon_counter{0};
 
+// The path of `name` on PATH, or "".
+std::string find_program(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::istringstream dirs(path ? path : "");
+  for (std::string dir; std::getline(dirs, dir, ':');) {
+    std::string candidate = (dir.empty() ? "." : dir) + "/" + name;
+    if (access(candidate.c_str(), X_OK) == 0) return candidate;
+  }
+  return "";
+}
+
+// A Python that has the prometheus_client module, or "". Debian's python3-prometheus-client is
+// installed for /usr/bin/python3, which another python3 first on PATH (a pyenv) does not see.
+std::string python_with_prometheus_client() {
+  static const std::string found = [] {
+    for (std::string python : {std::string("/usr/bin/python3"), find_program("python3")}) {
+      if (python.empty() || access(python.c_str(), X_OK) != 0) continue;
+      if (run_command({python, "-c", "import prometheus_client.parser"}, current_env(), 60s).exit_code == 0) return python;
+    }
+    return std::string();
+  }();
+  return found;
+}
+
+// A missing lint tool: skipped, or a failure where the tools are required.
+void missing_lint_tool(const std::string& what) {
+  static std::set<std::string> reported;
+  if (std::getenv("OUTBOX_LINT_REQUIRED"))
+    ADD_FAILURE() << what << " is not installed (scripts/install-deps installs it), and OUTBOX_LINT_REQUIRED is set";
+  else if (reported.insert(what).second)
+    std::cerr << "harness: " << what << " is not installed; /metrics bodies are not checked with it\n";
+}
+
+// A failed check of /metrics text, once per test and complaint: a test that polls /metrics would
+// otherwise repeat it, with the whole text, on every poll.
+void metrics_lint_failure(const std::string& complaint, const RunResult& result, const std::string& text) {
+  static std::set<std::string> reported;
+  const ::testing::TestInfo* test = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string key = (test ? std::string(test->test_suite_name()) + "." + test->name() : std::string()) + "\n" + complaint + "\n" +
+                    result.out + result.err;
+  if (reported.insert(key).second) ADD_FAILURE() << complaint << ":\n" << result << "--- text ---\n" << text;
+}
+
 }  // namespace
 
 const Servers& servers() { return g_servers; }
@@ -493,6 +541,67 @@ bool migrate_all() {
   RunResult result = run_outbox({"migrate"}, {{"OUTBOX_CONFIG", config}});
   if (result.exit_code != 0) ADD_FAILURE() << "outbox migrate failed:\n" << result;
   return result.exit_code == 0;
+}
+
+int connect_local(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  timeval timeout{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof timeout);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+Http http_exchange(int port, const std::string& request) {
+  int fd = connect_local(port);
+  if (fd < 0) return {};
+  Http http;
+  std::string answer;
+  if (send(fd, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
+    char buffer[65536];
+    for (ssize_t n; (n = recv(fd, buffer, sizeof buffer, 0)) > 0;) answer.append(buffer, static_cast<size_t>(n));
+  }
+  close(fd);
+  if (answer.rfind("HTTP/1.", 0) == 0 && answer.size() > 12) http.status = std::atoi(answer.c_str() + 9);
+  if (size_t end = answer.find("\r\n\r\n"); end != std::string::npos) http.body = answer.substr(end + 4);
+  return http;
+}
+
+Http http_get(int port, const std::string& path) {
+  Http http = http_exchange(port, "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+  if (path == "/metrics" && http.status == 200) lint_metrics(http.body);
+  return http;
+}
+
+void lint_metrics(const std::string& text) {
+  std::string file = write_file("metrics-lint.prom", text);
+  if (std::string python = python_with_prometheus_client(); python.empty()) {
+    missing_lint_tool("python3-prometheus-client");
+  } else {
+    // The parser yields lazily: reading every sample makes it parse every line.
+    const char* parse =
+        "import sys\n"
+        "from prometheus_client.parser import text_string_to_metric_families\n"
+        "for family in text_string_to_metric_families(open(sys.argv[1], encoding='utf-8').read()):\n"
+        "    list(family.samples)\n";
+    RunResult parsed = run_command({python, "-c", parse, file}, current_env(), 60s);
+    if (parsed.exit_code != 0) metrics_lint_failure("prometheus_client cannot parse the /metrics text", parsed, text);
+  }
+  if (std::string promtool = find_program("promtool"); promtool.empty()) {
+    missing_lint_tool("promtool (Debian package prometheus)");
+  } else {
+    RunResult checked = run_command({"/bin/sh", "-c", "exec \"$0\" check metrics < \"$1\"", promtool, file}, current_env(), 60s);
+    if (checked.exit_code != 0)
+      metrics_lint_failure("promtool check metrics finds the /metrics text broken or unclean", checked, text);
+  }
 }
 
 }  // namespace outbox::testing

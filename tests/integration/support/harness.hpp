@@ -107,6 +107,26 @@ std::vector<std::string> with_args(std::vector<std::string> args, const std::vec
 // it became true. Exceptions from the condition count as false. Use it instead of sleeps.
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds deadline = 30s);
 
+// HTTP to a daemon's metrics port on 127.0.0.1, over raw sockets, so that a test sees exactly what
+// a client sees.
+struct Http {
+  int status = 0;  // 0: no answer
+  std::string body;
+};
+// A connected TCP socket to 127.0.0.1:port with 5 s send and receive timeouts, or -1.
+int connect_local(int port);
+// Sends `request` (a whole HTTP/1.0-style request) and reads the answer until the server closes.
+Http http_exchange(int port, const std::string& request);
+// GET `path`. Every test reads /metrics through here: each answer with status 200 also goes
+// through lint_metrics, so every scrape a test makes checks the text format too.
+Http http_get(int port, const std::string& path);
+// Parses Prometheus text with real parsers: the Python client's (python3-prometheus-client) and
+// `promtool check metrics` (prometheus), which also lints. A parse error or lint problem is a test
+// failure (ADD_FAILURE) that shows the tool's message and the text. A tool that is not installed
+// is skipped, unless OUTBOX_LINT_REQUIRED is set (.ci/run, after scripts/install-deps): then its
+// absence is a failure.
+void lint_metrics(const std::string& text);
+
 // SQL helpers (each call opens its own connection).
 pqxx::connection connect(const std::string& url);
 // First column of the first row as text; "" for NULL; throws if there is no row.
