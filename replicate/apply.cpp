@@ -7,6 +7,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "core/aggregate_version.hpp"
 #include "core/error.hpp"
 #include "core/failpoint.hpp"
 #include "core/pg.hpp"
@@ -231,6 +232,11 @@ std::string Applier::build_sql(bool part) const {
   for (size_t t = 0; t < tables_.size(); ++t)
     row_key += " WHEN " + std::to_string(t) + " THEN coalesce(e.p->>" + literal(tables_[t]->key) + ", e.ag)";
   row_key += " END";
+  // A stored version outside the valid range (left by a replicate from before the range was
+  // enforced) is beaten by any valid event: nothing valid could ever be newer, so it would freeze
+  // its row forever.
+  std::string beatable =
+      "s.version NOT BETWEEN " + std::to_string(kMinAggregateVersion) + " AND " + std::to_string(kMaxAggregateVersion);
   std::string sql =
       "WITH input AS (\n"
       "  SELECT x.i, x.id, x.at, x.ag, x.v, x.m, x.t, x.pos, x.p,\n"
@@ -247,7 +253,9 @@ std::string Applier::build_sql(bool part) const {
       "  ORDER BY e.id, e.i\n"
       "), guarded AS (\n"
       "  SELECT f.*, (SELECT s.version FROM outbox_aggregate_versions s\n"
-      "                WHERE s.aggregate_type = f.at AND s.aggregate_id = f.ag) AS stored FROM fresh f\n"
+      "                WHERE s.aggregate_type = f.at AND s.aggregate_id = f.ag AND NOT (" +
+      beatable +
+      ")) AS stored FROM fresh f\n"
       "), effective AS (SELECT * FROM guarded WHERE stored IS NULL OR v > stored\n"
       // The newest event per row: an aggregate may write several tables (an order and its lines) and
       // several rows of one (each line by its own key); k is the row's key as the write finds it.
@@ -260,7 +268,9 @@ std::string Applier::build_sql(bool part) const {
       int_array(deletes) +
       "), clock_timestamp() FROM newest\n"
       "  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version,\n"
-      "    deleted = EXCLUDED.deleted, updated_at = EXCLUDED.updated_at WHERE s.version < EXCLUDED.version\n"
+      "    deleted = EXCLUDED.deleted, updated_at = EXCLUDED.updated_at WHERE s.version < EXCLUDED.version OR " +
+      beatable +
+      "\n"
       "  RETURNING 1\n";
   for (size_t t = 0; t < tables_.size(); ++t) {
     const Table& table = *tables_[t];

@@ -17,7 +17,9 @@
 //          aggregate the newest one sets the new version (a delete keeps a tombstone version, so a
 //          late older create stays a no-op);
 //        - every new event id goes into outbox_applied_events (effective or stale);
-//        - outbox_applied_position and, for relay heartbeats, outbox_heartbeat are updated.
+//        - outbox_applied_position and, for relay heartbeats, outbox_heartbeat are updated;
+//        - a stored version outside the valid range (core/aggregate_version.hpp) is beaten by any
+//          event (such events are parked by check_message; an older replicate stored them).
 //   3. The blocked events are recorded in outbox_failed_events with state 'waiting'.
 //   4. Commit. The caller acks the broker only after this returned.
 // When the statement fails because of an event (bad data, a constraint), the transaction is
