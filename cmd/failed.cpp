@@ -177,6 +177,7 @@ void add_failed_commands(Registry& registry) {
       auto connection = pg::connect(config.required("replicas." + name + ".url"), role, "outbox failed");
       try {
         replicate::FailedEvents events(*connection, name, role, mappings);
+        events.set_max_clock_skew(config.duration("replicate.max_clock_skew"));
         if (list->parsed()) {
           for (const replicate::FailedEvent& event : events.list()) {
             std::cout << "{\"replica\": " << json_string(name) << ", \"id\": " << event.id

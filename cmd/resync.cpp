@@ -72,7 +72,7 @@ void add_resync_command(Registry& registry) {
       }
     }
     std::vector<resync::Outcome> outcomes = resync::resync(*primary, replicas, uuids, {outbox_table});
-    long long updates = 0, deletes = 0, unknown = 0;
+    long long updates = 0, deletes = 0, unknown = 0, failed = 0;
     for (const resync::Outcome& outcome : outcomes) {
       switch (outcome.action) {
         case resync::Outcome::Action::update:
@@ -88,11 +88,17 @@ void add_resync_command(Registry& registry) {
           std::cerr << "outbox: resync: parking slot " << outcome.uuid
                     << " is on neither the primary nor any replica; nothing to resync\n";
           break;
+        case resync::Outcome::Action::failed:
+          ++failed;
+          std::cerr << "outbox: resync: parking slot " << outcome.uuid << " cannot be repaired: " << outcome.problem << "\n";
+          break;
       }
     }
-    std::cout << "resync: " << (updates + deletes) << " row(s) resynced (" << updates << " parking.update, " << deletes
-              << " parking.delete) through " << outbox_table << "; every replica applies them\n";
-    return unknown ? static_cast<int>(ExitCode::data) : 0;
+    // Nothing resynced: the lines above say why, and a "0 row(s) resynced" would only read like success.
+    if (updates + deletes > 0)
+      std::cout << "resync: " << (updates + deletes) << " row(s) resynced (" << updates << " parking.update, " << deletes
+                << " parking.delete) through " << outbox_table << "; every replica applies them\n";
+    return unknown + failed > 0 ? static_cast<int>(ExitCode::data) : 0;
   });
 }
 

@@ -7,9 +7,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <cstring>
 #include <string_view>
+#include <limits>
 
 #include "core/error.hpp"
 #include "core/url.hpp"
@@ -59,6 +61,27 @@ std::string system_ca_file() {
   return access(file.c_str(), R_OK) == 0 ? file : "";
 }
 
+// A float as its shortest exact text, always with a point or an exponent: 12.0 must not read as the
+// integer 12 when a header that wants an integer is checked.
+template <typename Float>
+std::string float_text(Float value) {
+  char buffer[64];
+  auto [end, error] = std::to_chars(buffer, buffer + sizeof buffer, value);
+  std::string out(buffer, error == std::errc() ? end : buffer);
+  if (out.find_first_not_of("-0123456789") == std::string::npos) out += ".0";
+  return out;
+}
+
+std::string decimal_text(amqp_decimal_t decimal) {
+  std::string digits = std::to_string(decimal.value);
+  if (decimal.decimals == 0) return digits;
+  if (digits.size() <= decimal.decimals) digits.insert(0, decimal.decimals - digits.size() + 1, '0');
+  digits.insert(digits.size() - decimal.decimals, ".");
+  return digits;
+}
+
+}  // namespace
+
 HeaderValue header_value(const amqp_field_value_t& value) {
   switch (value.kind) {
     case AMQP_FIELD_KIND_UTF8:
@@ -79,13 +102,28 @@ HeaderValue header_value(const amqp_field_value_t& value) {
     case AMQP_FIELD_KIND_I64:
       return static_cast<long long>(value.value.i64);
     case AMQP_FIELD_KIND_U64:
-      return static_cast<long long>(value.value.u64);
     case AMQP_FIELD_KIND_TIMESTAMP:
+      // Above 2^63-1 a cast would wrap to a negative number: keep the digits instead.
+      if (value.value.u64 > static_cast<uint64_t>(std::numeric_limits<long long>::max())) return std::to_string(value.value.u64);
       return static_cast<long long>(value.value.u64);
-    default:
+    case AMQP_FIELD_KIND_F32:
+      return float_text(value.value.f32);
+    case AMQP_FIELD_KIND_F64:
+      return float_text(value.value.f64);
+    case AMQP_FIELD_KIND_BOOLEAN:
+      return std::string(value.value.boolean ? "true" : "false");
+    case AMQP_FIELD_KIND_DECIMAL:
+      return decimal_text(value.value.decimal);
+    case AMQP_FIELD_KIND_ARRAY:
+      return "(an array of " + std::to_string(value.value.array.num_entries) + " values)";
+    case AMQP_FIELD_KIND_TABLE:
+      return "(a table of " + std::to_string(value.value.table.num_entries) + " fields)";
+    default:  // void: a header without a value
       return std::string();
   }
 }
+
+namespace {
 
 void copy_properties(const amqp_basic_properties_t& props, IncomingMessage& message) {
   if (props._flags & AMQP_BASIC_MESSAGE_ID_FLAG) message.message_id = text(props.message_id);

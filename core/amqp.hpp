@@ -30,6 +30,11 @@ struct BrokerSettings {
 BrokerSettings broker_settings(const config::Config& config);
 
 using HeaderValue = std::variant<std::string, long long>;
+// A received header's value: integers of every width as long long (an unsigned one above 2^63-1
+// as its digits), text and bytes as text, and every other kind as text that shows the value
+// (a float always with a point, "true", "(an array of 2 values)"; "" for void), so that a check
+// that wants an integer or a text can name what it got instead of an empty string.
+HeaderValue header_value(const amqp_field_value_t& value);
 
 struct OutgoingMessage {
   std::string exchange;

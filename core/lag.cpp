@@ -222,7 +222,8 @@ ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica
   }
   pqxx::result heartbeat = tx.exec_params("SELECT relay, " + iso("created_at") + ", " + iso("applied_at") +
                                               ", extract(epoch FROM clock_timestamp() - created_at)::float8"
-                                              ", extract(epoch FROM applied_at - created_at)::float8 "
+                                              ", extract(epoch FROM applied_at - created_at)::float8"
+                                              ", extract(epoch FROM clock_timestamp() - applied_at)::float8 "
                                               "FROM outbox_heartbeat WHERE replica = $1",
                                           replica);
   if (!heartbeat.empty()) {
@@ -231,6 +232,7 @@ ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica
     stage.heartbeat_applied_at = optional_field<std::string>(heartbeat[0][2]);
     stage.heartbeat_age = optional_field<double>(heartbeat[0][3]);
     stage.heartbeat_transit = optional_field<double>(heartbeat[0][4]);
+    stage.heartbeat_applied_age = optional_field<double>(heartbeat[0][5]);
   }
   pqxx::row failed = tx.exec_params1(
       "SELECT count(*) FILTER (WHERE state = 'parked'), count(*) FILTER (WHERE state = 'waiting') "
@@ -257,7 +259,8 @@ void compute_behind(ReplicaStage& replica, const PrimaryStage* primary, double h
       }
     return;
   }
-  double behind = std::max(replica.heartbeat_transit.value_or(0), *replica.heartbeat_age - heartbeat_interval);
+  double behind = std::max({replica.heartbeat_transit.value_or(0), *replica.heartbeat_age - heartbeat_interval,
+                            replica.heartbeat_applied_age.value_or(0) - heartbeat_interval});
   replica.behind_source = "heartbeat";
   if (primary && primary->error.empty())
     if (auto oldest = primary->oldest_unpublished_age(); oldest && *oldest > behind) {
@@ -386,7 +389,8 @@ nlohmann::ordered_json to_json(const Report& report) {
                           {"created_at", optional_json(replica.heartbeat_created_at)},
                           {"applied_at", optional_json(replica.heartbeat_applied_at)},
                           {"age_seconds", optional_json(replica.heartbeat_age)},
-                          {"transit_seconds", optional_json(replica.heartbeat_transit)}}},
+                          {"transit_seconds", optional_json(replica.heartbeat_transit)},
+                          {"applied_age_seconds", optional_json(replica.heartbeat_applied_age)}}},
                         {"failed", {{"parked", replica.parked}, {"waiting", replica.waiting}}}});
   return {{"at", report.at},
           {"heartbeat_interval_seconds", report.heartbeat_interval},

@@ -16,12 +16,19 @@
 //   - the next heartbeat was due at created_at + interval and has not been applied, so the replica
 //     misses changes at least heartbeat_age - interval old;
 //   - an unpublished outbox row is certainly not applied, so the replica misses changes at least
-//     as old as the oldest one (the backlog, when the primary was read).
-// seconds_behind is the largest of the three: the heartbeat transit (about 0.0-0.5s) while the
+//     as old as the oldest one (the backlog, when the primary was read);
+//   - applied_at is also renewed by a heartbeat that is not the newest, so the replica's own clock
+//     bounds it too: a heartbeat created after the last one applied here was due an interval
+//     later, so the replica misses changes at least (now - applied_at) - interval old. This one
+//     needs no clock but the replica's: a heartbeat stamped ahead by the primary's clock (within
+//     replicate.max_clock_skew; later ones are not stored at all) cannot hide a stalled replicate.
+// seconds_behind is the largest of the four: the heartbeat transit (about 0.0-0.5s) while the
 // pipeline keeps up, a growing number as soon as any stage stalls (the relay, the broker or
 // replicate), even when no other event flows. It needs the relay's heartbeats: without a heartbeat
 // applied yet, it is the backlog's age when there is a backlog, else unknown. Clocks of the
-// servers are assumed to be in sync (NTP).
+// servers are assumed to be in sync (NTP); a primary clock that runs behind shows as lag.
+// (The broker's count of ready messages is no measure: a stopped replicate holds up to
+// replicate.prefetch messages unacknowledged, which the count leaves out.)
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <pqxx/pqxx>
@@ -76,8 +83,9 @@ struct ReplicaStage {
   std::optional<double> last_applied_age;
   std::optional<std::string> heartbeat_relay, heartbeat_created_at, heartbeat_applied_at;
   std::optional<double> heartbeat_age, heartbeat_transit;
-  long long parked = 0;   // failed events parked (poison)
-  long long waiting = 0;  // events waiting behind a parked event of their aggregate
+  std::optional<double> heartbeat_applied_age;  // since a heartbeat was last applied, by the replica's clock
+  long long parked = 0;                         // failed events parked (poison)
+  long long waiting = 0;                        // events waiting behind a parked event of their aggregate
   std::optional<double> seconds_behind;
   std::string behind_source;  // "heartbeat", "backlog", or why it is unknown
 };

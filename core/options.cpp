@@ -90,6 +90,12 @@ constexpr std::array kOptions{
          "How long the ids of applied events stay in outbox_applied_events (they tell a redelivery from a stale event, and serve audits) before they are removed in small batches; 0 keeps them forever. The per-aggregate versions, which make a redelivery a no-op, are never removed."},
   Option{"replicate.max_attempts", Type::integer, "3", 1, 100, "", true, "",
          "Attempts to apply a failing event before it is parked in the failed-events table."},
+  Option{"replicate.max_clock_skew", Type::duration, "1m", 1 * kSecond, kDay, "", true, "",
+         "How far ahead of the replica database's clock the created_at of an event or relay heartbeat (stamped by the "
+         "primary's clock) may be. A later one (a forged message, or a primary whose clock runs ahead) is still applied, "
+         "but its time moves neither the applied position nor the heartbeat that lag, check and verify read; it is "
+         "counted in outbox_replicate_future_events_total and logged. The larger it is, the longer a forged heartbeat "
+         "can hold the heartbeat's time back; a stalled replicate is still seen, by the replica's clock alone."},
   Option{"replicate.max_backoff", Type::duration, "30s", 100, kHour, "", true, "",
          "Cap of the exponential backoff (with jitter) between reconnect attempts."},
   Option{"replicate.shutdown_timeout", Type::duration, "30s", 100, kHour, "", true, "",

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 
+#include "core/aggregate_version.hpp"
 #include "core/error.hpp"
 #include "core/failpoint.hpp"
 #include "core/outbox_writer.hpp"
@@ -23,10 +24,29 @@ auto on(const std::string& role, Body body) {
   });
 }
 
-// The highest version each replica records per uuid: its aggregate version (a tombstone counts)
-// or the version of its row (a row that got there by other means than replicate).
-std::map<std::string, long long> replica_versions(const std::vector<Replica>& replicas, const std::vector<std::string>& uuids) {
-  std::map<std::string, long long> out;
+// The highest valid version known for a uuid, where it was found, and whether the uuid was found
+// anywhere at all.
+struct Known {
+  long long version = 0;  // 0: no valid version
+  std::string source;     // "replica main", "the primary", "the primary's outbox"
+  bool seen = false;
+};
+
+// A version outside 1 .. 2^53-1 (written before the range was enforced) is no version to beat:
+// replicate lets any valid event beat it, and taking it as the base would copy it (plus one, which
+// may overflow) onto the primary.
+void consider(Known& known, long long version, const std::string& source) {
+  known.seen = true;
+  if (valid_aggregate_version(version) && version > known.version) {
+    known.version = version;
+    known.source = source;
+  }
+}
+
+// The versions each replica records per uuid: its aggregate version (a tombstone counts) and the
+// version of its row (a row that got there by other means than replicate).
+std::map<std::string, Known> replica_versions(const std::vector<Replica>& replicas, const std::vector<std::string>& uuids) {
+  std::map<std::string, Known> out;
   for (const Replica& replica : replicas) {
     on(replica.role, [&] {
       pqxx::read_transaction tx(*replica.connection);
@@ -34,14 +54,20 @@ std::map<std::string, long long> replica_versions(const std::vector<Replica>& re
            tx.exec_params("SELECT aggregate_id, version FROM outbox_aggregate_versions "
                           "WHERE aggregate_type = $1 AND aggregate_id = ANY($2::text[]) "
                           "UNION ALL SELECT uuid::text, version FROM parking_slots WHERE uuid = ANY($2::text[]::uuid[])",
-                          std::string(parking::kAggregateType), pg::array_literal(uuids))) {
-        long long& known = out[row[0].as<std::string>()];
-        known = std::max(known, row[1].as<long long>());
-      }
+                          std::string(parking::kAggregateType), pg::array_literal(uuids)))
+        consider(out[row[0].as<std::string>()], row[1].as<long long>(), replica.role);
       return 0;
     });
   }
   return out;
+}
+
+// A write the primary refuses for this row alone (a constraint, a trigger, bad data): the row is
+// not repaired, the others go on. Anything else (a lost connection, a timeout) stops the run.
+bool refused_for_the_row(const pqxx::sql_error& error) {
+  if (pg::is_connection_error(error)) return false;
+  std::string kind = error.sqlstate().substr(0, 2);
+  return kind == "22" || kind == "23" || kind == "P0";
 }
 
 }  // namespace
@@ -54,7 +80,7 @@ std::vector<Outcome> resync(pqxx::connection& primary, const std::vector<Replica
     std::vector<std::string> keys(uuids.begin() + static_cast<long>(begin),
                                   uuids.begin() + static_cast<long>(std::min(uuids.size(), begin + chunk)));
     // Read before the primary transaction: every replica must be reachable before anything is written.
-    std::map<std::string, long long> on_replicas = replica_versions(replicas, keys);
+    std::map<std::string, Known> on_replicas = replica_versions(replicas, keys);
     std::vector<Outcome> done = on("primary", [&] {
       std::vector<Outcome> out;
       pqxx::work tx(primary, "resync");
@@ -65,45 +91,73 @@ std::vector<Outcome> resync(pqxx::connection& primary, const std::vector<Replica
                           pg::array_literal(keys)))
         rows[row[0].as<std::string>()] = {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
                                           row[3].as<long long>()};
+      // The newest valid version in the outbox per uuid (0 when it holds only versions outside the range).
       std::map<std::string, long long> in_outbox;
-      for (const auto& row :
-           tx.exec_params("SELECT aggregate_id, max(aggregate_version) FROM " + pg::quote_qualified(options.outbox_table) +
-                              " WHERE aggregate_type = $1 AND aggregate_id = ANY($2::text[]) GROUP BY aggregate_id",
-                          std::string(parking::kAggregateType), pg::array_literal(keys)))
+      for (const auto& row : tx.exec_params(
+               "SELECT aggregate_id, coalesce(max(aggregate_version) FILTER (WHERE aggregate_version BETWEEN $3 AND $4), 0) "
+               "FROM " +
+                   pg::quote_qualified(options.outbox_table) +
+                   " WHERE aggregate_type = $1 AND aggregate_id = ANY($2::text[]) GROUP BY aggregate_id",
+               std::string(parking::kAggregateType), pg::array_literal(keys), kMinAggregateVersion, kMaxAggregateVersion))
         in_outbox[row[0].as<std::string>()] = row[1].as<long long>();
       for (const std::string& uuid : keys) {
         Outcome outcome;
         outcome.uuid = uuid;
-        long long known = 0;
-        bool anywhere = false;
-        if (auto found = in_outbox.find(uuid); found != in_outbox.end()) known = std::max(known, found->second), anywhere = true;
-        if (auto found = on_replicas.find(uuid); found != on_replicas.end())
-          known = std::max(known, found->second), anywhere = true;
+        Known known;
+        if (auto found = on_replicas.find(uuid); found != on_replicas.end()) known = found->second;
+        if (auto found = in_outbox.find(uuid); found != in_outbox.end()) consider(known, found->second, "the primary's outbox");
         auto row = rows.find(uuid);
-        if (row != rows.end()) {
-          parking::Slot slot = row->second;
-          slot.version = std::max(known, slot.version) + 1;
-          tx.exec_params("UPDATE parking_slots SET version = $2 WHERE uuid = $1::uuid", uuid, slot.version);
-          outcome.action = Outcome::Action::update;
-          outcome.version = slot.version;
-          outcome.event_id =
-              insert_event(tx,
-                           {std::string(parking::kAggregateType),
-                            uuid,
-                            slot.version,
-                            "parking.update",
-                            {{"uuid", slot.uuid}, {"name", slot.name}, {"status", slot.status}, {"version", slot.version}}},
-                           options.outbox_table);
-        } else if (anywhere) {
-          outcome.action = Outcome::Action::remove;
-          outcome.version = known + 1;
-          outcome.event_id = insert_event(tx,
-                                          {std::string(parking::kAggregateType),
-                                           uuid,
-                                           outcome.version,
-                                           "parking.delete",
-                                           {{"uuid", uuid}, {"version", outcome.version}}},
-                                          options.outbox_table);
+        if (row != rows.end()) consider(known, row->second.version, "the primary");
+        if (!known.seen) {
+          out.push_back(outcome);  // unknown: nothing to repair
+          continue;
+        }
+        if (known.version >= kMaxAggregateVersion) {
+          outcome.action = Outcome::Action::failed;
+          outcome.problem = known.source + " has version " + std::to_string(known.version) +
+                            ", the largest valid one, so no newer version can beat it";
+          if (known.source.rfind("replica ", 0) == 0)
+            outcome.problem += " (delete its rows from outbox_aggregate_versions and parking_slots there, then resync it again)";
+          out.push_back(outcome);
+          continue;
+        }
+        // Within the range, and one above every valid version known (a primary row whose own
+        // version is outside the range gets this one instead).
+        outcome.version = known.version + 1;
+        // Each row under its own savepoint: a row the primary refuses is named, and the others are repaired.
+        tx.exec("SAVEPOINT resync_row");
+        try {
+          if (row != rows.end()) {
+            parking::Slot slot = row->second;
+            slot.version = outcome.version;
+            tx.exec_params("UPDATE parking_slots SET version = $2 WHERE uuid = $1::uuid", uuid, slot.version);
+            outcome.action = Outcome::Action::update;
+            outcome.event_id =
+                insert_event(tx,
+                             {std::string(parking::kAggregateType),
+                              uuid,
+                              slot.version,
+                              "parking.update",
+                              {{"uuid", slot.uuid}, {"name", slot.name}, {"status", slot.status}, {"version", slot.version}}},
+                             options.outbox_table);
+          } else {
+            outcome.action = Outcome::Action::remove;
+            outcome.event_id = insert_event(tx,
+                                            {std::string(parking::kAggregateType),
+                                             uuid,
+                                             outcome.version,
+                                             "parking.delete",
+                                             {{"uuid", uuid}, {"version", outcome.version}}},
+                                            options.outbox_table);
+          }
+          tx.exec("RELEASE SAVEPOINT resync_row");
+        } catch (const pqxx::sql_error& error) {
+          if (!refused_for_the_row(error)) throw;
+          tx.exec("ROLLBACK TO SAVEPOINT resync_row");
+          outcome = Outcome{};
+          outcome.uuid = uuid;
+          outcome.action = Outcome::Action::failed;
+          outcome.problem = "primary: " + pg::first_error_line(error.what());
         }
         out.push_back(outcome);
       }

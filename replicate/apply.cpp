@@ -7,6 +7,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "core/aggregate_version.hpp"
 #include "core/error.hpp"
 #include "core/failpoint.hpp"
 #include "core/pg.hpp"
@@ -92,6 +93,8 @@ Counts& Counts::operator+=(const Counts& other) {
   heartbeats += other.heartbeats;
   skipped += other.skipped;
   parts += other.parts;
+  future += other.future;
+  future_ahead_seconds = std::max(future_ahead_seconds, other.future_ahead_seconds);
   return *this;
 }
 
@@ -231,10 +234,21 @@ std::string Applier::build_sql(bool part) const {
   for (size_t t = 0; t < tables_.size(); ++t)
     row_key += " WHEN " + std::to_string(t) + " THEN coalesce(e.p->>" + literal(tables_[t]->key) + ", e.ag)";
   row_key += " END";
+  // A stored version outside the valid range (left by a replicate from before the range was
+  // enforced) is beaten by any valid event: nothing valid could ever be newer, so it would freeze
+  // its row forever.
+  std::string beatable =
+      "s.version NOT BETWEEN " + std::to_string(kMinAggregateVersion) + " AND " + std::to_string(kMaxAggregateVersion);
+  // $4: replicate.max_clock_skew in milliseconds. A created_at later than the replica's clock plus
+  // it is "from the future" (a forged message, a primary clock running ahead): the event applies,
+  // but its time moves neither the applied position nor the heartbeat, and a time from the future
+  // stored before this check existed is replaced.
   std::string sql =
-      "WITH input AS (\n"
+      "WITH clock AS (SELECT clock_timestamp() + $4::bigint * interval '1 millisecond' AS latest\n"
+      "), input AS (\n"
       "  SELECT x.i, x.id, x.at, x.ag, x.v, x.m, x.t, x.pos, x.p,\n"
-      "         timestamptz 'epoch' + x.ts * interval '1 microsecond' AS ts\n"
+      "         timestamptz 'epoch' + x.ts * interval '1 microsecond' AS ts,\n"
+      "         coalesce(timestamptz 'epoch' + x.ts * interval '1 microsecond' > (SELECT latest FROM clock), false) AS future\n"
       "  FROM jsonb_to_recordset($1::jsonb) AS x(i int, id uuid, at text, ag text, v bigint, m int, t int, pos bigint,\n"
       "                                         ts bigint, p jsonb)\n"
       "), events AS (SELECT * FROM input WHERE m >= 0\n"
@@ -247,7 +261,9 @@ std::string Applier::build_sql(bool part) const {
       "  ORDER BY e.id, e.i\n"
       "), guarded AS (\n"
       "  SELECT f.*, (SELECT s.version FROM outbox_aggregate_versions s\n"
-      "                WHERE s.aggregate_type = f.at AND s.aggregate_id = f.ag) AS stored FROM fresh f\n"
+      "                WHERE s.aggregate_type = f.at AND s.aggregate_id = f.ag AND NOT (" +
+      beatable +
+      ")) AS stored FROM fresh f\n"
       "), effective AS (SELECT * FROM guarded WHERE stored IS NULL OR v > stored\n"
       // The newest event per row: an aggregate may write several tables (an order and its lines) and
       // several rows of one (each line by its own key); k is the row's key as the write finds it.
@@ -260,7 +276,9 @@ std::string Applier::build_sql(bool part) const {
       int_array(deletes) +
       "), clock_timestamp() FROM newest\n"
       "  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version,\n"
-      "    deleted = EXCLUDED.deleted, updated_at = EXCLUDED.updated_at WHERE s.version < EXCLUDED.version\n"
+      "    deleted = EXCLUDED.deleted, updated_at = EXCLUDED.updated_at WHERE s.version < EXCLUDED.version OR " +
+      beatable +
+      "\n"
       "  RETURNING 1\n";
   for (size_t t = 0; t < tables_.size(); ++t) {
     const Table& table = *tables_[t];
@@ -318,28 +336,39 @@ std::string Applier::build_sql(bool part) const {
     sql +=
         "), w_position AS (\n"
         "  INSERT INTO outbox_applied_position AS o (replica, last_event_id, last_position, last_created_at, applied_at)\n"
-        "  SELECT $2, id, pos, ts, clock_timestamp() FROM input ORDER BY i DESC LIMIT 1\n"
+        "  SELECT $2, id, pos, ts, clock_timestamp() FROM input WHERE NOT future ORDER BY i DESC LIMIT 1\n"
         "  ON CONFLICT (replica) DO UPDATE SET last_event_id = EXCLUDED.last_event_id,\n"
         "    last_position = EXCLUDED.last_position, last_created_at = EXCLUDED.last_created_at,\n"
         "    applied_at = EXCLUDED.applied_at\n"
         // An event without created_at (not from the relay) moves the position too, except in
         // `outbox failed retry` ($3): the retry of an old event must not move it back.
         "  WHERE o.last_created_at IS NULL OR (EXCLUDED.last_created_at IS NULL AND NOT $3::boolean)\n"
-        "    OR o.last_created_at <= EXCLUDED.last_created_at\n"
+        "    OR o.last_created_at <= EXCLUDED.last_created_at OR o.last_created_at > (SELECT latest FROM clock)\n"
         "  RETURNING 1\n";
+  // The heartbeat row keeps the newest created_at (the primary's clock) and, in applied_at, when a
+  // heartbeat was last applied here (the replica's clock), whether or not it was the newest: lag
+  // measures a stalled replicate by the replica's clock alone (core/lag.hpp), so a heartbeat stamped
+  // ahead cannot hide a stall.
   sql +=
       "), w_heartbeat AS (\n"
       "  INSERT INTO outbox_heartbeat AS h (replica, relay, created_at, applied_at)\n"
-      "  SELECT $2, p->>'relay', ts, clock_timestamp() FROM input WHERE m = -1 ORDER BY ts DESC LIMIT 1\n"
-      "  ON CONFLICT (replica) DO UPDATE SET relay = EXCLUDED.relay, created_at = EXCLUDED.created_at,\n"
-      "    applied_at = EXCLUDED.applied_at WHERE h.created_at < EXCLUDED.created_at\n"
+      "  SELECT $2, p->>'relay', ts, clock_timestamp() FROM input WHERE m = -1 AND NOT future ORDER BY ts DESC LIMIT 1\n"
+      "  ON CONFLICT (replica) DO UPDATE SET\n"
+      "    relay = CASE WHEN h.created_at < EXCLUDED.created_at OR h.created_at > (SELECT latest FROM clock)\n"
+      "                 THEN EXCLUDED.relay ELSE h.relay END,\n"
+      "    created_at = CASE WHEN h.created_at < EXCLUDED.created_at OR h.created_at > (SELECT latest FROM clock)\n"
+      "                      THEN EXCLUDED.created_at ELSE h.created_at END,\n"
+      "    applied_at = EXCLUDED.applied_at\n"
       "  RETURNING 1\n"
       ")\n"
       "SELECT (SELECT count(*) FROM effective),\n"
       "       greatest(0, (SELECT count(*) FROM w_applied) - (SELECT count(*) FROM effective)),\n"
       "       (SELECT count(*) FROM events) - (SELECT count(*) FROM blocked) - (SELECT count(*) FROM w_applied),\n"
       "       (SELECT count(*) FROM input WHERE m = -1),\n"
-      "       (SELECT coalesce(array_agg(i ORDER BY i), '{}')::text FROM blocked)";
+      "       (SELECT coalesce(array_agg(i ORDER BY i), '{}')::text FROM blocked),\n"
+      // The position entry (m = -2) repeats an event of the batch: not counted twice.
+      "       (SELECT count(*) FROM input WHERE future AND m <> -2),\n"
+      "       (SELECT coalesce(extract(epoch FROM max(ts) - clock_timestamp()), 0)::float8 FROM input WHERE future AND m <> -2)";
   return sql;
 }
 
@@ -376,11 +405,14 @@ Counts Applier::run(pqxx::transaction_base& tx, const std::vector<Item*>& items,
   for (size_t i = 0; i < items.size(); ++i) append(i, *items[i], false);
   if (position_of) append(items.size(), *position_of, true);
   batch += ']';
-  pqxx::row row = tx.exec_prepared1(part ? kApplyPartStatement : kApplyStatement, batch, replica_, ignore_blocked);
+  pqxx::row row = tx.exec_prepared1(part ? kApplyPartStatement : kApplyStatement, batch, replica_, ignore_blocked,
+                                    static_cast<long long>(max_clock_skew_.count()));
   counts.applied = row[0].as<long long>();
   counts.stale = row[1].as<long long>();
   counts.duplicate = row[2].as<long long>();
   counts.heartbeats = row[3].as<long long>();
+  counts.future = row[5].as<long long>();
+  counts.future_ahead_seconds = row[6].as<double>();
   std::vector<int> blocked = parse_int_array(row[4].as<std::string>());
   if (!blocked.empty()) {
     std::vector<const Item*> waiting;

@@ -17,7 +17,10 @@
 //          aggregate the newest one sets the new version (a delete keeps a tombstone version, so a
 //          late older create stays a no-op);
 //        - every new event id goes into outbox_applied_events (effective or stale);
-//        - outbox_applied_position and, for relay heartbeats, outbox_heartbeat are updated.
+//        - outbox_applied_position and, for relay heartbeats, outbox_heartbeat are updated, except
+//          by a created_at beyond the replica's clock plus replicate.max_clock_skew (counted);
+//        - a stored version outside the valid range (core/aggregate_version.hpp) is beaten by any
+//          event (such events are parked by check_message; an older replicate stored them).
 //   3. The blocked events are recorded in outbox_failed_events with state 'waiting'.
 //   4. Commit. The caller acks the broker only after this returned.
 // When the statement fails because of an event (bad data, a constraint), the transaction is
@@ -36,6 +39,7 @@
 // committed, and the whole batch is applied again on the main connection alone; parts that did
 // commit are duplicates there, so their effect is nil.
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <pqxx/pqxx>
@@ -58,14 +62,16 @@ struct Item {
 };
 
 struct Counts {
-  long long applied = 0;     // effective: the row changed
-  long long stale = 0;       // version not newer than the replica's: no-op
-  long long duplicate = 0;   // event id applied before (or twice in the batch): no-op
-  long long parked = 0;      // poison: recorded as 'parked'
-  long long waiting = 0;     // behind a parked event of its aggregate: recorded as 'waiting'
-  long long heartbeats = 0;  // relay heartbeats applied
-  long long skipped = 0;     // broken heartbeats, acked and dropped
-  long long parts = 0;       // transactions that applied the batch in parts (0: one transaction)
+  long long applied = 0;            // effective: the row changed
+  long long stale = 0;              // version not newer than the replica's: no-op
+  long long duplicate = 0;          // event id applied before (or twice in the batch): no-op
+  long long parked = 0;             // poison: recorded as 'parked'
+  long long waiting = 0;            // behind a parked event of its aggregate: recorded as 'waiting'
+  long long heartbeats = 0;         // relay heartbeats applied
+  long long skipped = 0;            // broken heartbeats, acked and dropped
+  long long parts = 0;              // transactions that applied the batch in parts (0: one transaction)
+  long long future = 0;             // events and heartbeats created after the replica's clock + max_clock_skew
+  double future_ahead_seconds = 0;  // how far ahead the furthest of them was
   Counts& operator+=(const Counts& other);
 };
 
@@ -94,6 +100,9 @@ class Applier {
   // Error(config) for a missing table, key column or unique key on it.
   void prepare();
   void set_max_attempts(int attempts) { max_attempts_ = attempts; }
+  // replicate.max_clock_skew: a created_at later than the replica's clock plus this is from the
+  // future, and moves neither the applied position nor the heartbeat.
+  void set_max_clock_skew(std::chrono::milliseconds skew) { max_clock_skew_ = skew; }
   // Called from another thread when the shutdown timeout passed: the batch in flight stops at its
   // next statement (the caller cancels the running one) instead of trying again another way.
   void cancel() { cancelled_ = true; }
@@ -144,6 +153,7 @@ class Applier {
   void stop_if_cancelled() const;
   std::vector<int> table_of_mapping_;  // index into tables_ per mapping
   int max_attempts_ = 3;
+  std::chrono::milliseconds max_clock_skew_{std::chrono::minutes(1)};  // the default of replicate.max_clock_skew
 };
 
 }  // namespace outbox::replicate

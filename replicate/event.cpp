@@ -2,8 +2,10 @@
 
 #include <cctype>
 #include <charconv>
+#include <limits>
 #include <nlohmann/json.hpp>
 
+#include "core/aggregate_version.hpp"
 #include "core/error.hpp"
 #include "core/pg.hpp"
 #include "core/utf8.hpp"
@@ -20,20 +22,42 @@ std::optional<std::string> header_text(const amqp::IncomingMessage& message, con
   return std::to_string(std::get<long long>(found->second));
 }
 
-// An integer header; a decimal string is accepted too. nullopt when absent; throws when not a number.
-std::optional<long long> header_number(const amqp::IncomingMessage& message, const std::string& key) {
+// An integer header outside the range it must be in; `value` is set when it fits 64 bits.
+struct OutsideRange : std::invalid_argument {
+  OutsideRange(const std::string& key, const std::string& text, long long min, long long max, std::optional<long long> value)
+      : std::invalid_argument("header " + key + " " + text + " is outside the valid range " + std::to_string(min) + ".." +
+                              std::to_string(max)),
+        value(value) {}
+  std::optional<long long> value;
+};
+
+// An integer header; a decimal string is accepted too. nullopt when absent; throws with a one-line
+// reason that quotes the value when it is not an integer (std::invalid_argument), or not one of
+// `min` .. `max` (OutsideRange).
+std::optional<long long> header_number(const amqp::IncomingMessage& message, const std::string& key,
+                                       long long min = std::numeric_limits<long long>::min(),
+                                       long long max = std::numeric_limits<long long>::max()) {
   auto found = message.headers.find(key);
   if (found == message.headers.end()) return std::nullopt;
-  if (const auto* number = std::get_if<long long>(&found->second)) return *number;
+  if (const auto* number = std::get_if<long long>(&found->second)) {
+    if (*number < min || *number > max) throw OutsideRange(key, std::to_string(*number), min, max, *number);
+    return *number;
+  }
   const std::string& text = std::get<std::string>(found->second);
   size_t used = 0;
   long long value = 0;
+  bool overflow = false;
   try {
     value = std::stoll(text, &used);
+  } catch (const std::out_of_range&) {
+    overflow = true;  // digits, but more than 64 bits hold
+    used = text.size();
   } catch (const std::exception&) {
     used = 0;
   }
   if (text.empty() || used != text.size()) throw std::invalid_argument("header " + key + " is not an integer: \"" + text + "\"");
+  if (overflow) throw OutsideRange(key, text, min, max, std::nullopt);
+  if (value < min || value > max) throw OutsideRange(key, text, min, max, value);
   return value;
 }
 
@@ -155,8 +179,14 @@ Checked check_message(const amqp::IncomingMessage& message, const std::vector<Ma
     out.aggregate_id.clear();
     return fail(key_problem);
   }
+  // Outside the range the primary allows (zero, negative, or so large that no real version could
+  // ever beat it, a JSON reader would round it, or `version + 1` would overflow): poison, with the
+  // version kept for the parked row when it fits 64 bits.
   try {
-    out.version = header_number(message, "aggregate_version");
+    out.version = header_number(message, "aggregate_version", kMinAggregateVersion, kMaxAggregateVersion);
+  } catch (const OutsideRange& error) {
+    out.version = error.value;
+    return fail(error.what());
   } catch (const std::exception& error) {
     return fail(error.what());
   }
@@ -171,7 +201,7 @@ Checked check_message(const amqp::IncomingMessage& message, const std::vector<Ma
   event.aggregate_id = out.aggregate_id;
   event.version = *out.version;
   try {
-    event.created_at_us = header_number(message, "created_at");
+    event.created_at_us = header_number(message, "created_at", 0, kLatestCreatedAtMicros);
     event.position = header_number(message, "outbox_position");
   } catch (const std::exception& error) {
     return fail(error.what());

@@ -5,10 +5,12 @@
 // A message is valid when it has
 //   message_id                 a uuid (the event id)
 //   type (or the routing key)  the event type, mapped by a Mapping (or outbox.heartbeat)
-//   headers aggregate_type, aggregate_id (text) and aggregate_version (an integer)
+//   headers aggregate_type, aggregate_id (text) and aggregate_version (an integer in the valid
+//   range of core/aggregate_version.hpp, 1 .. 2^53-1)
 //   body                       a JSON object
-// and optionally headers created_at (µs since the epoch) and outbox_position. Anything else is a
-// poison event with a one-line reason ("missing header aggregate_version", "malformed JSON body: ...").
+// and optionally headers created_at (µs since the epoch, 0 .. kLatestCreatedAtMicros) and
+// outbox_position. Anything else is a poison event with a one-line reason ("missing header
+// aggregate_version", "header aggregate_version 0 is outside the valid range 1..9007199254740991").
 // A heartbeat (type outbox.heartbeat) is never poison: a broken one is skipped.
 #include <optional>
 #include <string>
@@ -24,6 +26,10 @@ inline constexpr std::string_view kHeartbeatType = "outbox.heartbeat";
 // Longest aggregate_type or aggregate_id accepted: both must fit one B-tree entry (about 2.7 kB) of
 // outbox_aggregate_versions and outbox_failed_events together.
 inline constexpr size_t kMaxKeyBytes = 1024;
+// Latest created_at accepted (µs since the epoch): 9999-12-31T23:59:59.999999Z. PostgreSQL's
+// timestamptz ends in the year 294276; a later time would fail the apply statement instead of
+// being refused here with its reason. (A time merely in the future is accepted: replicate.max_clock_skew.)
+inline constexpr long long kLatestCreatedAtMicros = 253402300799999999LL;
 
 enum class Operation { upsert, remove };
 

@@ -10,6 +10,7 @@
 //   discard ID  drops the head ID, then releases its followers exactly as retry does: they are
 //               applied in order, and the first that fails becomes the parked head.
 // Both run in one transaction that holds the replica's apply lock, so they never race the daemon.
+#include <chrono>
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
@@ -47,6 +48,8 @@ class FailedEvents {
   // Every chain head of the replica, oldest first.
   std::vector<ChainResult> retry_all();
   ChainResult discard(long long id, FailedEvent& discarded);
+  // replicate.max_clock_skew, for the applied position (Applier::set_max_clock_skew).
+  void set_max_clock_skew(std::chrono::milliseconds skew) { applier_.set_max_clock_skew(skew); }
 
  private:
   ChainResult run_chain(long long id, bool drop_head, FailedEvent* dropped);

@@ -63,6 +63,7 @@ Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, con
   counter("outbox_replicate_heartbeats_total");
   counter("outbox_replicate_reconnects_total");
   counter("outbox_replicate_pruned_total");
+  counter("outbox_replicate_future_events_total");
   metrics_.histogram("outbox_replicate_batch_seconds", "Time to apply and commit one batch on a replica",
                      {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
 
@@ -79,6 +80,7 @@ Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, con
     if (broker_) on_broker_readable();
     update_lag_gauge();
     prune_applied();
+    log_future_events();
   });
 }
 
@@ -100,6 +102,9 @@ metrics::Counter& Replicator::counter(const std::string& name, const metrics::La
       {"outbox_replicate_heartbeats_total", "Relay heartbeats applied"},
       {"outbox_replicate_reconnects_total", "Reconnections to the replica database or the broker"},
       {"outbox_replicate_pruned_total", "Applied event ids removed from outbox_applied_events after replicate.applied_retention"},
+      {"outbox_replicate_future_events_total",
+       "Events and heartbeats created further ahead of the replica's clock than replicate.max_clock_skew: applied, but "
+       "their time moves neither the applied position nor lag"},
   };
   metrics::Labels labels = labels_;
   labels.insert(labels.end(), extra_labels.begin(), extra_labels.end());
@@ -111,6 +116,7 @@ void Replicator::apply_tunables(const config::Config& config) {
   batch_wait_ = config.duration("replicate.batch_wait");
   max_attempts_ = static_cast<int>(config.integer("replicate.max_attempts"));
   applied_retention_ = config.duration("replicate.applied_retention");
+  max_clock_skew_ = config.duration("replicate.max_clock_skew");
   backoff_.set_cap(config.duration("replicate.max_backoff"));
   // The applier takes max_attempts_ when the next batch starts: one may be running on the worker.
   heartbeat_interval_ = static_cast<double>(config.duration("relay.heartbeat_interval").count()) / 1000.0;
@@ -403,6 +409,7 @@ void Replicator::apply_pending() {
   batch_due_ = false;
   batch_timer_->stop();
   applier_->set_max_attempts(max_attempts_);
+  applier_->set_max_clock_skew(max_clock_skew_);
   in_flight_ = std::move(batch);
   InFlight* work = in_flight_.get();
   Applier* applier = applier_.get();
@@ -477,7 +484,13 @@ void Replicator::record(const Counts& counts, Clock::duration took) {
   counter("outbox_replicate_parked_total").add(static_cast<uint64_t>(counts.parked));
   counter("outbox_replicate_waiting_total").add(static_cast<uint64_t>(counts.waiting));
   counter("outbox_replicate_heartbeats_total").add(static_cast<uint64_t>(counts.heartbeats));
+  counter("outbox_replicate_future_events_total").add(static_cast<uint64_t>(counts.future));
   metrics_.histogram("outbox_replicate_batch_seconds", "", {}).observe(std::chrono::duration<double>(took).count());
+  if (counts.future) {
+    future_unlogged_ += counts.future;
+    future_unlogged_ahead_ = std::max(future_unlogged_ahead_, counts.future_ahead_seconds);
+    log_future_events();
+  }
   if (counts.waiting)
     log_->warn("{} event(s) wait behind parked events of their aggregate (see 'outbox failed list --replica {}')", counts.waiting,
                replica_);
@@ -485,6 +498,20 @@ void Replicator::record(const Counts& counts, Clock::duration took) {
               counts.stale, counts.duplicate, counts.parked, counts.waiting, counts.heartbeats,
               std::chrono::duration<double, std::milli>(took).count(),
               counts.parts ? fmt::format(" in {} parts", counts.parts) : std::string());
+}
+
+// One line at most once a minute, with what came since the last one; the tick writes what a
+// quiet minute left over.
+void Replicator::log_future_events() {
+  if (!future_unlogged_ || Clock::now() < next_future_log_) return;
+  log_->warn(
+      "{} event(s) or heartbeat(s) created up to {} ahead of the replica's clock, more than replicate.max_clock_skew {}: "
+      "applied, but their time moves neither the applied position nor lag (a forged message, or a primary clock running "
+      "ahead?)",
+      future_unlogged_, format_seconds(future_unlogged_ahead_), format_duration(max_clock_skew_));
+  future_unlogged_ = 0;
+  future_unlogged_ahead_ = 0;
+  next_future_log_ = Clock::now() + std::chrono::minutes(1);
 }
 
 void Replicator::begin_shutdown() {

@@ -76,6 +76,7 @@ class Replicator {
   void finish_if_drained();
   void update_lag_gauge();
   void prune_applied();
+  void log_future_events();
   metrics::Counter& counter(const std::string& name, const metrics::Labels& extra_labels = {});
 
   daemon::Runtime& runtime_;
@@ -100,6 +101,7 @@ class Replicator {
   int max_attempts_ = 3;
   std::chrono::milliseconds applied_retention_{0};  // 0: keep applied event ids forever
   double heartbeat_interval_ = 10;                  // relay.heartbeat_interval in seconds, for the lag gauge
+  std::chrono::milliseconds max_clock_skew_{0};     // replicate.max_clock_skew
 
   std::unique_ptr<pqxx::connection> db_;
   std::vector<std::unique_ptr<pqxx::connection>> helper_dbs_;  // apply parts of large batches (Applier)
@@ -115,6 +117,10 @@ class Replicator {
   std::string database_problem_, broker_problem_, apply_problem_;      // "" while fine; logged once per change
   std::string prune_problem_;
   std::chrono::steady_clock::time_point next_prune_{};
+  // Times from the future are logged at most once a minute, with what came since the last line.
+  long long future_unlogged_ = 0;
+  double future_unlogged_ahead_ = 0;
+  std::chrono::steady_clock::time_point next_future_log_{};
 
   // A delivery, checked as it arrives (while the worker applies the previous batch, so the check
   // is off the critical path), at a stable address: a batch hands the worker pointers, not copies.

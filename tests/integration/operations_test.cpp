@@ -19,6 +19,7 @@
 #include <set>
 #include <sstream>
 
+#include "core/parking.hpp"
 #include "tests/integration/support/broker.hpp"
 #include "tests/integration/support/harness.hpp"
 
@@ -106,6 +107,28 @@ struct Pipeline {
   Daemon relay;
   Daemon replicate;
 };
+
+// Now on this machine's clock, in microseconds since the epoch (the unit of the created_at header).
+long long now_micros() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// A relay heartbeat as the relay publishes it, stamped `created_at_us`, straight to the exchange.
+void publish_heartbeat(long long created_at_us, const std::string& relay) {
+  outbox::amqp::OutgoingMessage message;
+  message.exchange = "outbox";
+  message.message_id = outbox::parking::random_uuid();
+  message.type = "outbox.heartbeat";
+  message.routing_key = "outbox.heartbeat";
+  message.body = "{\"relay\": \"" + relay + "\"}";
+  message.headers = {{"aggregate_type", std::string("outbox.heartbeat")},
+                     {"aggregate_id", std::string("heartbeat")},
+                     {"aggregate_version", now_micros()},
+                     {"created_at", created_at_us}};
+  auto connection = broker_connection();
+  connection->publish(message);
+  connection->inspect_queue("outbox.replica.main");  // a round trip: the message has reached the broker
+}
 
 }  // namespace
 
@@ -281,6 +304,88 @@ TEST(Operations, CheckWarnsThenGoesCriticalWhenReplicateIsStoppedAndTheHeartbeat
   EXPECT_GE(report["replicas"][0]["seconds_behind"].get<double>(), 6.0);
   EXPECT_GE(report["broker"]["queues"][0]["ready"].get<int>(), 1);
   EXPECT_EQ(report["broker"]["queues"][0]["consumers"], 0);
+}
+
+// A heartbeat stamped a year ahead (forged, or from a primary whose clock is wrong) is counted and
+// logged, and is not stored: the real heartbeats after it and the applied position go on moving
+// (replicate.max_clock_skew; before, it froze both, and lag read 0.0s for a year).
+TEST(Operations, AHeartbeatFromAYearAheadIsCountedAndLoggedAndFreezesNeitherTheHeartbeatNorTheAppliedPosition) {
+  fresh_schema();
+  int replicate_port = free_port();
+  Pipeline pipeline(0, replicate_port);
+  ASSERT_TRUE(eventually([] { return !scalar(servers().replica_url, "SELECT relay FROM outbox_heartbeat").empty(); }));
+
+  publish_heartbeat(now_micros() + 365LL * 24 * 3600 * 1000000, "forged");
+  ASSERT_EQ(run_outbox({"create_parking_slot", "--name", "after the forged heartbeat"}).exit_code, 0);
+  std::string written = scalar(servers().primary_url, "SELECT created_at FROM outbox WHERE aggregate_type = 'parking_slot'");
+
+  std::string metrics;
+  EXPECT_TRUE(eventually(
+      [&] {
+        metrics = http_get(replicate_port, "/metrics").body;
+        return sample(metrics, "outbox_replicate_future_events_total{replica=\"main\"}") == 1;
+      },
+      30s))
+      << metrics;
+  EXPECT_NE(pipeline.replicate.log().find("ahead of the replica's clock"), std::string::npos) << pipeline.replicate.log();
+  // Heartbeats created after the write reach the row, and the position passes the write.
+  EXPECT_TRUE(eventually([&] {
+    return scalar(servers().replica_url, "SELECT created_at > '" + written +
+                                             "' AND created_at < clock_timestamp() + interval '1 minute' AND relay <> "
+                                             "'forged' FROM outbox_heartbeat WHERE replica = 'main'") == "t";
+  })) << scalar(servers().replica_url, "SELECT relay || ' ' || created_at FROM outbox_heartbeat");
+  EXPECT_TRUE(eventually([&] {
+    return scalar(servers().replica_url,
+                  "SELECT last_created_at > '" + written +
+                      "' AND last_created_at < clock_timestamp() + interval '1 minute' FROM outbox_applied_position") == "t";
+  })) << scalar(servers().replica_url, "SELECT last_created_at FROM outbox_applied_position");
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT count(*) FROM parking_slots"), "1");
+  RunResult check = run_outbox(with({"check", "--warning", "5s", "--critical", "10s"}));
+  EXPECT_EQ(check.exit_code, 0) << check;
+}
+
+// The replica's own clock measures a stall: even when the newest heartbeat was stamped ahead (a
+// primary clock 30 minutes fast, within the allowance), a stopped replicate with events waiting
+// goes CRITICAL, and comes back to OK once it runs again. Before, check said "0.0s behind" for the
+// 30 minutes.
+TEST(Operations, AStoppedReplicateWithEventsWaitingGoesCriticalEvenWhenTheNewestHeartbeatWasStampedAhead) {
+  fresh_schema();
+  exec(servers().replica_url,
+       "INSERT INTO outbox_heartbeat (replica, relay, created_at, applied_at) "
+       "VALUES ('main', 'fast clock', clock_timestamp() + interval '30 minutes', clock_timestamp())");
+  Daemon relay(with({"relay", "--set", "relay.poll_interval=200ms"}));
+  Daemon replicate(with({"replicate", "--set", "replicate.max_clock_skew=1h"}));
+  const std::vector<std::string> check_args = with({"check", "--warning", "1s", "--critical", "2s"});
+  RunResult check;
+  ASSERT_TRUE(eventually(
+      [&] {
+        check = run_outbox(check_args);
+        return check.exit_code == 0;
+      },
+      30s))
+      << check;
+
+  replicate.signal(SIGSTOP);
+  for (const char* name : {"A", "B", "C"}) ASSERT_EQ(run_outbox({"create_parking_slot", "--name", name}).exit_code, 0);
+  EXPECT_TRUE(eventually(
+      [&] {
+        check = run_outbox(check_args);
+        return check.exit_code == 2;
+      },
+      30s))
+      << check;
+  EXPECT_NE(check.out.find("OUTBOX CRITICAL - replica main "), std::string::npos) << check;
+  EXPECT_NE(check.out.find("(critical at 2s)"), std::string::npos) << check;
+
+  replicate.signal(SIGCONT);
+  EXPECT_TRUE(eventually([] { return scalar(servers().replica_url, "SELECT count(*) FROM parking_slots") == "3"; }, 30s));
+  EXPECT_TRUE(eventually(
+      [&] {
+        check = run_outbox(check_args);
+        return check.exit_code == 0;
+      },
+      30s))
+      << check;
 }
 
 TEST(Operations, MetricsServeTheNamedCountersAndTheyMove) {

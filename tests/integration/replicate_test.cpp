@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -548,6 +549,75 @@ TEST(Replicate, MessagesWithNulInvalidUtf8OrOversizedKeysAreParkedWhileTheOthers
   EXPECT_NE(retried.out.find("failed again"), std::string::npos) << retried;
   RunResult discarded = run_outbox({"failed", "discard", legacy});
   EXPECT_EQ(discarded.exit_code, 0) << discarded;
+}
+
+// The valid range of aggregate versions is 1 .. 2^53-1 (core/aggregate_version.hpp). An event
+// outside it is parked with a reason that names its version, like any other poison event; the
+// events around it apply. Before, versions 0 and -5 were applied, and so were versions so large
+// that nothing the primary writes could ever beat them.
+TEST(Replicate, EventsWithAVersionOutsideTheValidRangeAreParkedNamingItWhileTheOthersApply) {
+  fresh_start();
+  const std::vector<long long> outside = {0, -5, 1LL << 53, 1LL << 62, std::numeric_limits<long long>::max()};
+  std::vector<amqp::OutgoingMessage> messages;
+  std::vector<std::string> parked_uuids;
+  auto create = [&](long long version) {
+    std::string uuid = random_uuid();
+    amqp::OutgoingMessage message = parking_message("parking.create", uuid, 1, slot_json(uuid, "created", "available", 1));
+    for (auto& [key, value] : message.headers)
+      if (key == "aggregate_version") value = version;
+    messages.push_back(message);
+    return uuid;
+  };
+  for (int i = 0; i < 10; ++i) create(1);
+  for (long long version : outside) parked_uuids.push_back(create(version));
+  std::string top = create((1LL << 53) - 1);
+  for (int i = 0; i < 10; ++i) create(1);
+  publish(messages);
+  Daemon replicate(kReplicate);
+  ASSERT_TRUE(eventually([] { return count(servers().replica_url, "outbox_failed_events") == "5"; })) << replicate.log();
+  ASSERT_TRUE(eventually([] { return count(servers().replica_url, "parking_slots") == "21"; })) << replicate.log();
+  for (size_t i = 0; i < outside.size(); ++i) {
+    EXPECT_EQ(rows(servers().replica_url,
+                   "SELECT state, aggregate_version::text, error FROM outbox_failed_events WHERE aggregate_id = '" +
+                       parked_uuids[i] + "'"),
+              (std::vector<std::vector<std::string>>{{"parked", std::to_string(outside[i]),
+                                                      "header aggregate_version " + std::to_string(outside[i]) +
+                                                          " is outside the valid range 1..9007199254740991"}}));
+    EXPECT_EQ(count(servers().replica_url, "parking_slots WHERE uuid = '" + parked_uuids[i] + "'"), "0");
+  }
+  EXPECT_EQ(count(servers().replica_url, "outbox_aggregate_versions WHERE version NOT BETWEEN 1 AND 9007199254740991"), "0");
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT version FROM outbox_aggregate_versions WHERE aggregate_id = '" + top + "'"),
+            "9007199254740991");
+}
+
+// A stored version outside the valid range, left by a replicate from before the range was
+// enforced, no longer freezes its row: the next valid event beats it (before, every later event of
+// the aggregate was stale, forever).
+TEST(Replicate, AStoredVersionOutsideTheValidRangeIsBeatenByTheNextValidEvent) {
+  fresh_start();
+  Daemon replicate(kReplicate);
+  const std::vector<long long> stored = {1LL << 53, 1LL << 62, std::numeric_limits<long long>::max()};
+  std::vector<std::string> uuids;
+  std::vector<amqp::OutgoingMessage> creates, updates;
+  for (size_t i = 0; i < stored.size(); ++i) {
+    std::string uuid = random_uuid();
+    uuids.push_back(uuid);
+    creates.push_back(parking_message("parking.create", uuid, 1, slot_json(uuid, "created", "available", 1)));
+    updates.push_back(parking_message("parking.update", uuid, 2, slot_json(uuid, "repaired", "blocked", 2)));
+  }
+  publish(creates);
+  ASSERT_TRUE(eventually([] { return count(servers().replica_url, "parking_slots") == "3"; })) << replicate.log();
+  for (size_t i = 0; i < stored.size(); ++i)
+    exec(servers().replica_url, "UPDATE outbox_aggregate_versions SET version = " + std::to_string(stored[i]) +
+                                    " WHERE aggregate_id = '" + uuids[i] +
+                                    "'; UPDATE parking_slots SET name = 'frozen', version = " + std::to_string(stored[i]) +
+                                    " WHERE uuid = '" + uuids[i] + "'");
+  publish(updates);
+  EXPECT_TRUE(eventually([] {
+    return count(servers().replica_url, "parking_slots WHERE name = 'repaired' AND version = 2") == "3";
+  })) << replicate.log();
+  EXPECT_EQ(count(servers().replica_url, "outbox_aggregate_versions WHERE version = 2"), "3");
+  EXPECT_EQ(count(servers().replica_url, "outbox_failed_events"), "0");
 }
 
 TEST(Replicate, TheReplicaDatabaseStoppedForAFewSecondsMidStreamLosesNothingAndConverges) {

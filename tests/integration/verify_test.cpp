@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -142,6 +143,73 @@ TEST(Verify, ResyncOfChosenUuidsBeatsAReplicaVersionThatIsAheadOfThePrimary) {
   EXPECT_EQ(scalar(servers().replica_url, "SELECT name FROM parking_slots WHERE uuid = '" + uuids[0] + "'"), "slot-0");
 }
 
+// resync repairs each row on its own: a row it cannot repair (a replica already at the largest
+// valid version, or a write the primary refuses) is named on one line each and the exit is 65,
+// while every other row is repaired. No version outside 1 .. 2^53-1 is ever written, even when a
+// replica holds one (left by an older replicate): a version within the range beats it. Before, a
+// replica at 2^63-1 made `max + 1` overflow (exit 70, the whole chunk rolled back), and a replica
+// at 2^62 had its version copied onto the primary.
+TEST(Verify, ResyncRepairsEachRowOnItsOwnNamesEveryRowItCannotAndNeverWritesAVersionOutsideTheRange) {
+  fresh_start();
+  Daemon relay(kRelay);
+  Daemon replicate(kReplicate);
+  std::vector<std::string> uuids = create_slots(6);
+  ASSERT_TRUE(eventually(converged));
+  auto drift = [](const std::string& uuid, long long version) {
+    std::string v = std::to_string(version);
+    exec(servers().replica_url, "UPDATE parking_slots SET name = 'drifted', version = " + v + " WHERE uuid = '" + uuid +
+                                    "'; UPDATE outbox_aggregate_versions SET version = " + v + " WHERE aggregate_id = '" + uuid +
+                                    "'");
+  };
+  drift(uuids[0], std::numeric_limits<long long>::max());
+  drift(uuids[1], 1LL << 62);
+  drift(uuids[2], (1LL << 53) - 1);
+  drift(uuids[3], 1);
+  drift(uuids[4], 1);
+  exec(servers().primary_url,
+       "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'refused by a test trigger' "
+       "USING ERRCODE = 'check_violation'; END $$; CREATE TRIGGER refuse BEFORE UPDATE ON parking_slots FOR EACH ROW WHEN "
+       "(OLD.uuid = '" +
+           uuids[4] + "') EXECUTE FUNCTION refuse()");
+  const std::string top = "outbox: resync: parking slot " + uuids[2] +
+                          " cannot be repaired: replica main has version 9007199254740991, the largest valid one, so no "
+                          "newer version can beat it (delete its rows from outbox_aggregate_versions and parking_slots "
+                          "there, then resync it again)\n";
+  const std::string refused =
+      "outbox: resync: parking slot " + uuids[4] + " cannot be repaired: primary: refused by a test trigger\n";
+
+  RunResult resync =
+      run_outbox({"resync", "--uuid", uuids[0], "--uuid", uuids[1], "--uuid", uuids[2], "--uuid", uuids[3], "--uuid", uuids[4]});
+  EXPECT_EQ(resync.exit_code, 65) << resync;
+  EXPECT_EQ(resync.out, "resynced " + uuids[0] + ": parking.update v2\nresynced " + uuids[1] + ": parking.update v2\nresynced " +
+                            uuids[3] +
+                            ": parking.update v2\nresync: 3 row(s) resynced (3 parking.update, 0 parking.delete) through "
+                            "public.outbox; every replica applies them\n")
+      << resync;
+  EXPECT_EQ(resync.err, top + refused) << resync;
+  EXPECT_EQ(rows(servers().primary_url, "SELECT version::text FROM parking_slots ORDER BY name"),
+            (std::vector<std::vector<std::string>>{{"2"}, {"2"}, {"1"}, {"2"}, {"1"}, {"1"}}));
+  EXPECT_EQ(
+      scalar(servers().primary_url, "SELECT count(*) FROM outbox WHERE aggregate_version NOT BETWEEN 1 AND 9007199254740991"),
+      "0");
+  for (size_t i : {0, 1, 3})
+    EXPECT_TRUE(eventually([&] {
+      return scalar(servers().replica_url, "SELECT name || ' ' || version FROM parking_slots WHERE uuid = '" + uuids[i] + "'") ==
+             "slot-" + std::to_string(i) + " 2";
+    })) << replicate.log();
+
+  // --all: verify finds the two rows still drifted and a new drift, which is repaired.
+  exec(servers().replica_url, "UPDATE parking_slots SET status = 'blocked' WHERE uuid = '" + uuids[5] + "'");
+  RunResult all = run_outbox({"resync", "--all"});
+  EXPECT_EQ(all.exit_code, 65) << all;
+  EXPECT_NE(all.out.find("resynced " + uuids[5] + ": parking.update v2\n"), std::string::npos) << all;
+  // In verify's order (by uuid), one line each.
+  EXPECT_TRUE(all.err == top + refused || all.err == refused + top) << all;
+  EXPECT_TRUE(eventually([&] {
+    return scalar(servers().replica_url, "SELECT status FROM parking_slots WHERE uuid = '" + uuids[5] + "'") == "available";
+  })) << replicate.log();
+}
+
 TEST(Verify, ResyncRejectsBadUuidsAndReportsUnknownOnesWithoutWriting) {
   fresh_start();
   std::string before = scalar(servers().primary_url, "SELECT count(*) FROM outbox");
@@ -154,6 +222,7 @@ TEST(Verify, ResyncRejectsBadUuidsAndReportsUnknownOnesWithoutWriting) {
   EXPECT_EQ(both.exit_code, 64) << both;
   RunResult unknown = run_outbox({"resync", "--uuid", "0badf00d-0000-4000-8000-000000000001"});
   EXPECT_EQ(unknown.exit_code, 65) << unknown;
+  EXPECT_EQ(unknown.out, "") << "nothing was resynced, so no summary says so: " << unknown;
   EXPECT_EQ(unknown.err,
             "outbox: resync: parking slot 0badf00d-0000-4000-8000-000000000001 is on neither the primary nor any "
             "replica; nothing to resync\n");

@@ -39,6 +39,24 @@ TEST(Lag, SecondsBehindGrowsWithTheHeartbeatAgeBeyondOneInterval) {
   EXPECT_DOUBLE_EQ(*report.replicas[0].seconds_behind, 35);
 }
 
+// The replica's clock alone measures a stall: a heartbeat stamped ahead by the primary's clock
+// (within replicate.max_clock_skew) makes its age negative, but the time since a heartbeat was
+// last applied still grows.
+TEST(Lag, SecondsBehindGrowsWithTheTimeSinceAHeartbeatWasAppliedEvenWhenItWasStampedAhead) {
+  lag::Report report = fresh_report();
+  lag::ReplicaStage& replica = report.replicas[0];
+  replica.heartbeat_age = -1800;
+  replica.heartbeat_transit = -1790;
+  replica.heartbeat_applied_age = 1;
+  lag::compute_behind(replica, &report.primary, 10);
+  EXPECT_DOUBLE_EQ(*replica.seconds_behind, 0);
+  replica.heartbeat_applied_age = 45;
+  lag::compute_behind(replica, &report.primary, 10);
+  EXPECT_DOUBLE_EQ(*replica.seconds_behind, 35);
+  EXPECT_EQ(replica.behind_source, "heartbeat");
+  EXPECT_EQ(check::evaluate(report, {30, 120}).status, check::Status::warning) << check::evaluate(report, {30, 120}).line;
+}
+
 TEST(Lag, SecondsBehindIsTheOldestUnpublishedAgeWhenTheBacklogIsOlder) {
   lag::Report report = fresh_report();
   report.primary.tables[0].unpublished = 12;

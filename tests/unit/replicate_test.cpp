@@ -2,6 +2,7 @@
 // classification, and the replica queue topology taken from config.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <pqxx/pqxx>
 
 #include "core/error.hpp"
@@ -125,6 +126,101 @@ TEST(ReplicateMessage, AHeartbeatIsNeverPoisonABrokenOneIsSkipped) {
   Checked broken = check_message(heartbeat, kParking);
   EXPECT_FALSE(broken.event);
   EXPECT_TRUE(broken.skip);
+}
+
+// The valid range is 1 .. 2^53-1 (core/aggregate_version.hpp); outside it the event is poison with
+// a reason that names the version, and it still names its aggregate (its later events wait behind it).
+TEST(ReplicateMessage, AVersionOutsideTheValidRangeIsPoisonThatNamesItAndItsAggregate) {
+  for (long long version : {0LL, -5LL, 1LL << 53, 1LL << 62, std::numeric_limits<long long>::max()}) {
+    amqp::IncomingMessage message = valid_message();
+    message.headers["aggregate_version"] = version;
+    Checked checked = check_message(message, kParking);
+    EXPECT_FALSE(checked.event) << version;
+    EXPECT_EQ(checked.error,
+              "header aggregate_version " + std::to_string(version) + " is outside the valid range 1..9007199254740991");
+    EXPECT_EQ(checked.version, version);
+    EXPECT_EQ(checked.aggregate_id, "3f0c1d2e-4b5a-4978-8a9b-0c1d2e3f4a5b");
+  }
+  amqp::IncomingMessage beyond_64_bits = valid_message();
+  beyond_64_bits.headers["aggregate_version"] = std::string("18446744073709551615");
+  EXPECT_EQ(check_message(beyond_64_bits, kParking).error,
+            "header aggregate_version 18446744073709551615 is outside the valid range 1..9007199254740991");
+  for (long long version : {1LL, (1LL << 53) - 1}) {
+    amqp::IncomingMessage message = valid_message();
+    message.headers["aggregate_version"] = version;
+    EXPECT_TRUE(check_message(message, kParking).event) << version;
+  }
+  // A heartbeat is never poison: one with such a version is skipped.
+  amqp::IncomingMessage heartbeat = valid_message();
+  heartbeat.type = "outbox.heartbeat";
+  heartbeat.headers["aggregate_version"] = 0LL;
+  EXPECT_TRUE(check_message(heartbeat, kParking).skip);
+}
+
+// A created_at that PostgreSQL's timestamptz could not hold is refused with its reason, instead of
+// failing the apply statement (an event is parked, a heartbeat skipped).
+TEST(ReplicateMessage, ACreatedAtAfterTheYear9999OrBefore1970IsRefusedNamingIt) {
+  for (long long created_at : {1LL << 62, kLatestCreatedAtMicros + 1, -1LL}) {
+    amqp::IncomingMessage message = valid_message();
+    message.headers["created_at"] = created_at;
+    Checked checked = check_message(message, kParking);
+    EXPECT_FALSE(checked.event);
+    EXPECT_EQ(checked.error,
+              "header created_at " + std::to_string(created_at) + " is outside the valid range 0..253402300799999999");
+    message.type = "outbox.heartbeat";
+    EXPECT_TRUE(check_message(message, kParking).skip);
+  }
+  amqp::IncomingMessage last = valid_message();
+  last.headers["created_at"] = kLatestCreatedAtMicros;
+  EXPECT_TRUE(check_message(last, kParking).event);
+}
+
+// Header values of other AMQP types arrive as text that shows them, so a header that must be an
+// integer names the value it got. Before, every such value arrived as "" (`is not an integer: ""`).
+TEST(ReplicateMessage, AVersionHeaderOfAnotherTypeIsReportedWithItsValue) {
+  auto field = [](amqp_field_value_t value) { return amqp::header_value(value); };
+  amqp_field_value_t f64{};
+  f64.kind = AMQP_FIELD_KIND_F64;
+  f64.value.f64 = 3.5;
+  amqp_field_value_t whole{};
+  whole.kind = AMQP_FIELD_KIND_F64;
+  whole.value.f64 = 12.0;
+  amqp_field_value_t f32{};
+  f32.kind = AMQP_FIELD_KIND_F32;
+  f32.value.f32 = 0.25f;
+  amqp_field_value_t boolean{};
+  boolean.kind = AMQP_FIELD_KIND_BOOLEAN;
+  boolean.value.boolean = 1;
+  amqp_field_value_t decimal{};
+  decimal.kind = AMQP_FIELD_KIND_DECIMAL;
+  decimal.value.decimal = {2, 1205};
+  amqp_field_value_t huge{};
+  huge.kind = AMQP_FIELD_KIND_U64;
+  huge.value.u64 = std::numeric_limits<uint64_t>::max();
+  amqp_field_value_t array{};
+  array.kind = AMQP_FIELD_KIND_ARRAY;
+  array.value.array.num_entries = 2;
+  struct Case {
+    amqp_field_value_t value;
+    std::string reason;
+  };
+  for (const Case& c : std::vector<Case>{
+           {f64, "header aggregate_version is not an integer: \"3.5\""},
+           {whole, "header aggregate_version is not an integer: \"12.0\""},
+           {f32, "header aggregate_version is not an integer: \"0.25\""},
+           {boolean, "header aggregate_version is not an integer: \"true\""},
+           {decimal, "header aggregate_version is not an integer: \"12.05\""},
+           {huge, "header aggregate_version 18446744073709551615 is outside the valid range 1..9007199254740991"},
+           {array, "header aggregate_version is not an integer: \"(an array of 2 values)\""},
+       }) {
+    amqp::IncomingMessage message = valid_message();
+    message.headers["aggregate_version"] = field(c.value);
+    EXPECT_EQ(check_message(message, kParking).error, c.reason);
+  }
+  amqp_field_value_t i64{};
+  i64.kind = AMQP_FIELD_KIND_I64;
+  i64.value.i64 = 7;
+  EXPECT_EQ(field(i64), amqp::HeaderValue(7LL));
 }
 
 TEST(ReplicateMessage, StoredPropertiesRoundTripToTheSameEvent) {
