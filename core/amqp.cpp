@@ -10,8 +10,8 @@
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
-#include <string_view>
 #include <limits>
+#include <string_view>
 
 #include "core/error.hpp"
 #include "core/url.hpp"
