@@ -8,6 +8,7 @@
 #include "core/amqp.hpp"
 #include "core/error.hpp"
 #include "core/escape.hpp"
+#include "core/parked_rows.hpp"
 #include "core/pg.hpp"
 #include "core/topology.hpp"
 
@@ -169,12 +170,9 @@ TableStage read_table(pqxx::transaction_base& tx, const std::string& table) {
   stage.table = table;
   std::string quoted = pg::quote_qualified(table);
   // A primary not yet migrated to parked rows has none.
-  bool has_parked = tx.exec1("SELECT to_regclass('outbox_parked') IS NOT NULL")[0].as<bool>();
+  bool has_parked = tx.exec1(parked_rows::kExistsSql)[0].as<bool>();
   // Rows of an aggregate with a parked row wait behind it: not part of the backlog the relay works on.
-  std::string held = has_parked ? " AND NOT EXISTS (SELECT 1 FROM outbox_parked p WHERE p.outbox_table = $1 AND "
-                                  "p.parked_at IS NOT NULL AND p.aggregate_type = o.aggregate_type AND "
-                                  "p.aggregate_id = o.aggregate_id AND p.position <= o.position)"
-                                : "";
+  std::string held = has_parked ? " AND " + parked_rows::not_held("$1") : "";
   // Both use the outbox's indexes: the partial index of unpublished rows, and the primary key
   // walked backwards from the newest position (unpublished rows are few and at the end).
   pqxx::row backlog =

@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "core/escape.hpp"
 #include "core/log.hpp"
+#include "core/parked_rows.hpp"
 #include "core/pg.hpp"
 
 namespace outbox::verify {
@@ -268,12 +269,8 @@ ConsistentPoint wait_for_consistent_point(pqxx::connection& primary, pqxx::conne
   // b. Everything up to them published, but for the rows the relay parked and those waiting behind
   // them: they reach the replica only once released (outbox failed --relay), so their aggregates
   // show up as differences until then rather than making verify wait for its deadline.
-  bool has_parked =
-      on("primary", [&] { return exec(primary, "SELECT to_regclass('outbox_parked') IS NOT NULL")[0][0].as<bool>(); });
-  std::string held = has_parked ? " AND NOT EXISTS (SELECT 1 FROM outbox_parked p WHERE p.outbox_table = $2 AND "
-                                  "p.parked_at IS NOT NULL AND p.aggregate_type = o.aggregate_type AND "
-                                  "p.aggregate_id = o.aggregate_id AND p.position <= o.position)"
-                                : " AND $2::text IS NOT NULL";
+  bool has_parked = on("primary", [&] { return exec(primary, parked_rows::kExistsSql)[0][0].as<bool>(); });
+  std::string held = " AND " + (has_parked ? parked_rows::not_held("$2") : std::string("$2::text IS NOT NULL"));
   for (const auto& [table, max] : point.positions) {
     if (!max) continue;
     for (;;) {

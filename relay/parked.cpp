@@ -34,6 +34,15 @@ ParkedRow parked_from(const pqxx::row& row) {
   return parked;
 }
 
+// Unpublished rows of the parked row's aggregate after it: they wait for it.
+long long waiting_behind(pqxx::transaction_base& tx, const TableSpec& table, const ParkedRow& row) {
+  return tx
+      .exec_params1("SELECT count(*) FROM " + table.quoted +
+                        " WHERE published_at IS NULL AND aggregate_type = $1 AND aggregate_id = $2 AND position > $3",
+                    row.aggregate_type, row.aggregate_id, row.position)[0]
+      .as<long long>();
+}
+
 }  // namespace
 
 ParkedRows::ParkedRows(pqxx::connection& connection, std::vector<TableSpec> tables, size_t max_message_size,
@@ -62,11 +71,7 @@ std::vector<ParkedRow> ParkedRows::list() {
   for (ParkedRow& row : rows) {
     auto table = std::find_if(tables_.begin(), tables_.end(), [&row](const TableSpec& spec) { return spec.name == row.table; });
     if (table == tables_.end()) continue;
-    row.waiting = tx.exec_params1("SELECT count(*) FROM " + table->quoted +
-                                      " WHERE published_at IS NULL AND aggregate_type = $1 AND aggregate_id = $2 AND "
-                                      "position > $3",
-                                  row.aggregate_type, row.aggregate_id, row.position)[0]
-                      .as<long long>();
+    row.waiting = waiting_behind(tx, *table, row);
   }
   return rows;
 }
@@ -79,10 +84,7 @@ ParkedRow ParkedRows::find(long long id) {
   const TableSpec& table = table_of(row);
   pqxx::result payload = tx.exec_params("SELECT payload::text FROM " + table.quoted + " WHERE position = $1", row.position);
   if (!payload.empty() && !payload[0][0].is_null()) row.payload = payload[0][0].c_str();
-  row.waiting = tx.exec_params1("SELECT count(*) FROM " + table.quoted +
-                                    " WHERE published_at IS NULL AND aggregate_type = $1 AND aggregate_id = $2 AND position > $3",
-                                row.aggregate_type, row.aggregate_id, row.position)[0]
-                    .as<long long>();
+  row.waiting = waiting_behind(tx, table, row);
   return row;
 }
 

@@ -8,6 +8,7 @@
 #include "core/failpoint.hpp"
 #include "core/lag.hpp"
 #include "core/log.hpp"
+#include "core/parked_rows.hpp"
 #include "core/pg.hpp"
 #include "core/topology.hpp"
 #include "core/url.hpp"
@@ -241,10 +242,8 @@ void Relay::connect_database() {
       const std::string& table = tables_[i].quoted;
       // Rows of an aggregate with a parked row wait behind it (outbox_parked is normally empty).
       std::string columns = std::string("SELECT ") + kRowColumns + " FROM " + table +
-                            " o WHERE published_at IS NULL AND NOT (position = ANY($2::bigint[])) AND NOT EXISTS (SELECT 1 FROM "
-                            "outbox_parked p WHERE p.outbox_table = $1 AND p.parked_at IS NOT NULL AND p.aggregate_type = "
-                            "o.aggregate_type AND p.aggregate_id = o.aggregate_id "
-                            "AND p.position <= o.position)";
+                            " o WHERE published_at IS NULL AND NOT (position = ANY($2::bigint[])) AND " +
+                            parked_rows::not_held("$1");
       connection->prepare("read_all_" + std::to_string(i), columns + " ORDER BY position LIMIT $3");
       connection->prepare(
           "read_owned_" + std::to_string(i),
