@@ -262,7 +262,8 @@ void Relay::connect_database() {
                               " WHERE position = $2 ON CONFLICT (outbox_table, position) DO UPDATE SET attempts = "
                               "p.attempts + 1, error = EXCLUDED.error, last_failed_at = clock_timestamp(), parked_at = "
                               "coalesce(p.parked_at, CASE WHEN p.attempts + 1 >= $4 THEN clock_timestamp() END) "
-                              "RETURNING parked_at IS NOT NULL, attempts");
+                              "RETURNING parked_at IS NOT NULL, attempts, coalesce(event_id, ''), coalesce(event_type, ''), "
+                              "coalesce(aggregate_type, ''), coalesce(aggregate_id, '')");
       // Only positions within $3 of the oldest are looked at (a range of the primary key): a walk
       // that went on until $2 old rows were found would read the whole retention window, a day of
       // rows, at every tick once retention keeps up.
@@ -422,8 +423,8 @@ void Relay::drain() {
     // Publishing failed: the connection to the broker is gone.
     return broker_lost(error.what());
   } catch (const pqxx::conversion_error& error) {
-    // A NULL or malformed column: a table that breaks the outbox contract. Skipping the row would
-    // lose it; stopping says so.
+    // A NULL position (every other column is checked and parked by message_from_row): a table that
+    // breaks the outbox contract beyond parking. Skipping the row would lose it; stopping says so.
     fatal(config_error("relay.tables: a row does not fit the outbox columns (run 'outbox migrate', or fix the table): " +
                        std::string(error.what())));
     return;
@@ -459,14 +460,14 @@ size_t Relay::read_and_publish(size_t table_index) {
   auto& published = metrics_.counter("outbox_relay_published_total", "");
   size_t frame_max = broker_->frame_max();
   for (const pqxx::row& row : rows) {
-    std::string aggregate_type = row[2].c_str(), aggregate_id = row[3].c_str();
-    if (held.count({aggregate_type, aggregate_id})) continue;  // waits behind a row parked below
+    // Waits behind a row parked below (held is empty unless this read parks one: no copies then).
+    if (!held.empty() && held.count({row[2].c_str(), row[3].c_str()})) continue;
     RowMessage built = message_from_row(row, table, frame_max, max_message_size_);
     long long position = built.position;
     const amqp::OutgoingMessage& message = built.message;
     if (!built.problem.empty()) {
       unpublishable.emplace_back(position, built.problem);
-      held.insert({aggregate_type, aggregate_id});
+      held.insert({row[2].c_str(), row[3].c_str()});
       continue;
     }
     try {
@@ -501,16 +502,13 @@ bool Relay::record_unpublishable(size_t table_index, long long position, const s
   const TableSpec& table = tables_[table_index];
   pqxx::work tx(*db_);
   pqxx::result recorded = tx.exec_prepared("park_" + std::to_string(table_index), table.name, position, reason, park_after);
-  pqxx::result row = tx.exec_params(
-      "SELECT event_id::text, event_type, aggregate_type, aggregate_id FROM " + table.quoted + " WHERE position = $1", position);
   tx.commit();
   if (recorded.empty()) return false;  // the row is gone (deleted meanwhile): nothing to park
   bool parked = recorded[0][0].as<bool>();
   int attempts = recorded[0][1].as<int>();
   std::string what = table.name + " position " + std::to_string(position);
-  if (!row.empty())
-    what += " (event " + excerpt(row[0][0].c_str()) + " " + excerpt(row[0][1].c_str()) + ", aggregate " +
-            excerpt(row[0][2].c_str()) + " " + excerpt(row[0][3].c_str()) + ")";
+  what += " (event " + excerpt(recorded[0][2].c_str()) + " " + excerpt(recorded[0][3].c_str()) + ", aggregate " +
+          excerpt(recorded[0][4].c_str()) + " " + excerpt(recorded[0][5].c_str()) + ")";
   if (parked) {
     suspects_[table_index].erase(position);
     metrics_.counter("outbox_relay_parked_total", "").add();
