@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "core/amqp.hpp"
-#include "core/topology.hpp"
+#include "migrate/topology.hpp"
 
 using Clock = std::chrono::steady_clock;
 

@@ -26,7 +26,7 @@
 #include <vector>
 
 #include "core/amqp.hpp"
-#include "core/parking.hpp"
+#include "examples/parking/parking.hpp"
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/config.hpp"
-#include "core/verify.hpp"
+#include "ops/verify.hpp"
 
 namespace outbox::cmd {
 

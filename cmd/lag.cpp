@@ -1,7 +1,7 @@
-// Operations commands that read the whole pipeline (core/lag.hpp, core/check.hpp):
+// Operations commands that read the whole pipeline (ops/lag.hpp, ops/check.hpp):
 //   lag [--json] [--watch [SECONDS]] [--replica NAME]...   how far behind each stage is
 //   check [--warning 30s] [--critical 2m] [--replica NAME]... [--quiet]   a Nagios plugin for cron
-#include "core/lag.hpp"
+#include "ops/lag.hpp"
 
 #include <unistd.h>
 
@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "cmd/command.hpp"
-#include "core/check.hpp"
+#include "ops/check.hpp"
 #include "core/error.hpp"
 
 namespace outbox::cmd {

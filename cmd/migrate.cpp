@@ -8,7 +8,7 @@
 #include "core/error.hpp"
 #include "core/escape.hpp"
 #include "core/pg.hpp"
-#include "core/topology.hpp"
+#include "migrate/topology.hpp"
 #include "core/url.hpp"
 #include "migrate/runner.hpp"
 
@@ -61,7 +61,7 @@ std::string_view state_text(migrate::State state) {
 }
 
 // Once the databases are migrated, `outbox migrate` also declares the RabbitMQ topology (the
-// exchange, each replica's durable queue and its bindings; core/topology.hpp) from the same config,
+// exchange, each replica's durable queue and its bindings; migrate/topology.hpp) from the same config,
 // so events published before the first `outbox replicate` run are kept. A dry run only prints it.
 void declare_broker_topology(const config::Config& config, bool dry_run) {
   if (config.list("broker.url").empty()) {

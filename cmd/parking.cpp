@@ -5,14 +5,14 @@
 //   parking_slot_details --uuid UUID [--from primary|replica[:NAME]]
 //   update_parking_slot --uuid UUID [--name NAME] [--status STATUS]
 //   delete_parking_slot --uuid UUID
-#include "core/parking.hpp"
+#include "examples/parking/parking.hpp"
 
 #include <iostream>
 #include <optional>
 
 #include "cmd/command.hpp"
 #include "core/error.hpp"
-#include "core/lag.hpp"
+#include "ops/lag.hpp"
 #include "core/pg.hpp"
 
 namespace outbox::cmd {
@@ -69,7 +69,7 @@ auto with_transaction(const Source& source, Body body) {
 }
 
 // --max-staleness: refuses (exit 75, one line) to answer from a replica that is further behind
-// than `limit` by the measure of `outbox lag` (core/lag.hpp). The primary is never stale.
+// than `limit` by the measure of `outbox lag` (ops/lag.hpp). The primary is never stale.
 void require_fresh(const config::Config& config, const std::string& from, const std::string& limit) {
   std::optional<Duration> max = parse_duration(limit);
   if (!max) throw usage_error("--max-staleness: not a duration (got '" + limit + "'; e.g. 500ms, 30s, 2m)");

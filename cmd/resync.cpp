@@ -1,15 +1,15 @@
 // outbox resync [--replica NAME] (--uuid UUID ... | --all) [--timeout 60s]
-// Repairs drift through the normal outbox path (core/resync.hpp has the method): fresh full-state
+// Repairs drift through the normal outbox path (ops/resync.hpp has the method): fresh full-state
 // parking.update events for rows the primary has, parking.delete events for rows it no longer has.
 // --all resyncs every row that `outbox verify --replica NAME` finds different.
-#include "core/resync.hpp"
+#include "ops/resync.hpp"
 
 #include <iostream>
 #include <set>
 
 #include "cmd/command.hpp"
 #include "core/error.hpp"
-#include "core/parking.hpp"
+#include "examples/parking/parking.hpp"
 #include "core/pg.hpp"
 
 namespace outbox::cmd {
@@ -49,7 +49,7 @@ void add_resync_command(Registry& registry) {
     config::Config config = load_config(registry.globals());
     std::string outbox_table(kDefaultOutboxTable);
     auto primary = pg::connect(config.required("primary.url"), "primary", "outbox resync");
-    // Every configured replica: the new versions must beat each one's (core/resync.hpp).
+    // Every configured replica: the new versions must beat each one's (ops/resync.hpp).
     std::vector<std::unique_ptr<pqxx::connection>> connections;
     std::vector<resync::Replica> replicas;
     for (const std::string& name : config.replica_names()) {

@@ -1,5 +1,5 @@
 // outbox verify [--replica NAME] [--json] [--timeout 60s] [--table TABLE [--key COLUMN]] [--chunk-rows N]
-// Compares the primary with a replica at a consistent point (core/verify.hpp has the method).
+// Compares the primary with a replica at a consistent point (ops/verify.hpp has the method).
 // Exit codes (like a monitoring plugin, so that cron and CI can tell them apart):
 //   0 equal, 1 drift, 3 a database cannot be reached (the line names it),
 //   75 no consistent point within --timeout (the relay or replicate is behind or down),

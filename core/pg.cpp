@@ -118,4 +118,8 @@ bool is_connection_error(const std::exception& error) {
   return false;
 }
 
+std::string iso_utc(const std::string& column, bool microseconds) {
+  return "to_char(" + column + " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS." + (microseconds ? "US" : "MS") + "\"Z\"')";
+}
+
 }  // namespace outbox::pg

@@ -1,6 +1,7 @@
 #pragma once
 // PostgreSQL connections (libpqxx) with errors that name the database and never its password.
 #include <memory>
+#include <optional>
 #include <pqxx/pqxx>
 #include <string>
 #include <string_view>
@@ -22,6 +23,17 @@ std::string quote_identifier(std::string_view name);
 bool valid_qualified_name(std::string_view name);
 // Formats a list as a PostgreSQL array literal for a bound parameter ("{1,2,3}", strings quoted).
 std::string array_literal(const std::vector<std::string>& values);
+
+// SQL that renders a timestamp `column` as ISO 8601 UTC text on the server ("2026-12-02T01:55:42.123Z"),
+// with milliseconds or, with `microseconds`, six digits: every report shows times the same way.
+std::string iso_utc(const std::string& column, bool microseconds = false);
+
+// A nullable field as an optional.
+template <typename T>
+std::optional<T> optional_field(const pqxx::field& field) {
+  if (field.is_null()) return std::nullopt;
+  return field.as<T>();
+}
 
 // True for errors that mean the server went away (connection lost, server shutting down).
 bool is_connection_error(const std::exception& error);

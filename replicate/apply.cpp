@@ -347,7 +347,7 @@ std::string Applier::build_sql(bool part) const {
         "  RETURNING 1\n";
   // The heartbeat row keeps the newest created_at (the primary's clock) and, in applied_at, when a
   // heartbeat was last applied here (the replica's clock), whether or not it was the newest: lag
-  // measures a stalled replicate by the replica's clock alone (core/lag.hpp), so a heartbeat stamped
+  // measures a stalled replicate by the replica's clock alone (ops/lag.hpp), so a heartbeat stamped
   // ahead cannot hide a stall.
   sql +=
       "), w_heartbeat AS (\n"

@@ -5,7 +5,7 @@
 #include "core/duration.hpp"
 #include "core/error.hpp"
 #include "core/failpoint.hpp"
-#include "core/lag.hpp"
+#include "replicate/progress.hpp"
 #include "core/pg.hpp"
 #include "core/url.hpp"
 #include "migrate/runner.hpp"
@@ -122,7 +122,7 @@ void Replicator::apply_tunables(const config::Config& config) {
   heartbeat_interval_ = static_cast<double>(config.duration("relay.heartbeat_interval").count()) / 1000.0;
 }
 
-// outbox_replicate_lag_seconds{replica}: the heartbeat measure of core/lag.hpp (this daemon does
+// outbox_replicate_lag_seconds{replica}: the heartbeat measure of ops/lag.hpp (this daemon does
 // not read the primary's backlog; `outbox lag` does). Runs between batches, so no transaction is open.
 void Replicator::update_lag_gauge() {
   lag::ReplicaStage stage;
@@ -140,7 +140,7 @@ void Replicator::update_lag_gauge() {
   } else {
     stage.error = "not connected";
   }
-  lag::compute_behind(stage, nullptr, heartbeat_interval_);
+  lag::compute_behind(stage, std::nullopt, heartbeat_interval_);
   lag::set_replica_gauges(metrics_, stage);
 }
 

@@ -33,7 +33,7 @@
 #include "core/daemon.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
-#include "core/topology.hpp"
+#include "migrate/topology.hpp"
 #include "replicate/apply.hpp"
 
 namespace outbox::replicate {

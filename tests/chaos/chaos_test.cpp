@@ -19,7 +19,7 @@
 // and the check that every commit a writer saw succeed is in the outbox would catch it.
 //
 // The workload: each writer creates (30%), updates (55%) and deletes (15%) parking slots of a
-// shared pool through core/parking (row and event in one transaction, as the CLI does). Writer 0
+// shared pool through examples/parking (row and event in one transaction, as the CLI does). Writer 0
 // is a laggard that holds each of its transactions open for 0.1-1.5s before it commits, so
 // commits land out of position order all the time and other writers queue on its row locks. Each writer logs the event id it
 // committed (a commit whose outcome is unknown, because the primary went away during it, is logged
@@ -68,7 +68,7 @@
 #include <unordered_set>
 
 #include "core/error.hpp"
-#include "core/parking.hpp"
+#include "examples/parking/parking.hpp"
 #include "core/pg.hpp"
 #include "tests/integration/support/broker.hpp"
 #include "tests/integration/support/harness.hpp"

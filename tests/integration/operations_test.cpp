@@ -19,7 +19,7 @@
 #include <set>
 #include <sstream>
 
-#include "core/parking.hpp"
+#include "examples/parking/parking.hpp"
 #include "tests/integration/support/broker.hpp"
 #include "tests/integration/support/harness.hpp"
 
@@ -28,7 +28,7 @@ using namespace outbox::testing;
 namespace {
 
 // Heartbeats every second, so that lag moves within a test; every command that judges lag must
-// know the interval too (it is part of the measure, see core/lag.hpp).
+// know the interval too (it is part of the measure, see ops/lag.hpp).
 const std::vector<std::string> kFast = {"--set", "relay.heartbeat_interval=1s"};
 
 std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& extra = kFast) {

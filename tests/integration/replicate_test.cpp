@@ -10,7 +10,7 @@
 #include <random>
 #include <thread>
 
-#include "core/parking.hpp"
+#include "examples/parking/parking.hpp"
 #include "replicate/apply.hpp"
 #include "tests/integration/support/broker.hpp"
 #include "tests/integration/support/harness.hpp"

@@ -1,9 +1,9 @@
 // The Nagios line and status of `outbox check`, and the seconds-behind measure, without servers.
-#include "core/check.hpp"
+#include "ops/check.hpp"
 
 #include <gtest/gtest.h>
 
-#include "core/lag.hpp"
+#include "ops/lag.hpp"
 
 using namespace outbox;
 

@@ -5,11 +5,11 @@
 #include <gtest/gtest.h>
 #include <toml++/toml.h>
 
-#include "core/check.hpp"
+#include "ops/check.hpp"
 #include "core/config.hpp"
-#include "core/lag.hpp"
+#include "ops/lag.hpp"
 #include "core/log.hpp"
-#include "core/verify.hpp"
+#include "ops/verify.hpp"
 
 using namespace outbox;
 

@@ -1,5 +1,5 @@
 // Pure logic of the parking-slot commands: validation and output formats.
-#include "core/parking.hpp"
+#include "examples/parking/parking.hpp"
 
 #include <gtest/gtest.h>
 

@@ -6,7 +6,7 @@
 #include <pqxx/pqxx>
 
 #include "core/error.hpp"
-#include "core/topology.hpp"
+#include "migrate/topology.hpp"
 #include "core/utf8.hpp"
 #include "replicate/apply.hpp"
 #include "replicate/event.hpp"

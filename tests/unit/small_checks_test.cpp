@@ -3,7 +3,7 @@
 
 #include "core/config.hpp"
 #include "core/error.hpp"
-#include "core/parking.hpp"
+#include "examples/parking/parking.hpp"
 #include "relay/relay.hpp"
 
 using namespace outbox;

@@ -1,5 +1,5 @@
 // The output of outbox verify: one line per differing row, the summary, and the JSON document.
-#include "core/verify.hpp"
+#include "ops/verify.hpp"
 
 #include <gtest/gtest.h>
 

@@ -3,7 +3,7 @@
 #include <set>
 #include <thread>
 
-#include "core/topology.hpp"
+#include "migrate/topology.hpp"
 #include "tests/integration/support/harness.hpp"
 
 namespace outbox::testing {

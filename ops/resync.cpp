@@ -1,4 +1,4 @@
-#include "core/resync.hpp"
+#include "ops/resync.hpp"
 
 #include <algorithm>
 #include <map>
@@ -6,8 +6,8 @@
 #include "core/aggregate_version.hpp"
 #include "core/error.hpp"
 #include "core/failpoint.hpp"
-#include "core/outbox_writer.hpp"
-#include "core/parking.hpp"
+#include "writer/outbox_writer.hpp"
+#include "examples/parking/parking.hpp"
 #include "core/pg.hpp"
 
 namespace outbox::resync {

@@ -1,4 +1,4 @@
-#include "core/parking.hpp"
+#include "examples/parking/parking.hpp"
 
 #include <openssl/rand.h>
 

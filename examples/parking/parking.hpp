@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "core/outbox_writer.hpp"
+#include "writer/outbox_writer.hpp"
 
 namespace outbox::parking {
 

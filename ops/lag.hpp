@@ -38,20 +38,10 @@
 #include "core/config.hpp"
 #include "core/duration.hpp"
 #include "core/metrics.hpp"
+#include "relay/backlog.hpp"
+#include "replicate/progress.hpp"
 
 namespace outbox::lag {
-
-struct TableStage {
-  std::string table;  // "public.outbox"
-  // Unpublished rows the relay will publish: parked rows and the rows waiting behind them are
-  // counted apart, so that one poison row does not make the whole pipeline look ever further behind.
-  long long unpublished = 0;
-  std::optional<double> oldest_unpublished_age;  // seconds; none when nothing is unpublished
-  std::optional<std::string> last_published_at;  // ISO 8601 UTC; none in on_publish = delete mode
-  std::optional<double> last_published_age;
-  long long parked = 0;   // rows the relay parked (outbox_parked): the broker can never take them
-  long long waiting = 0;  // unpublished rows of an aggregate with a parked row, held back in order
-};
 
 struct PrimaryStage {
   std::string error;  // "" when it was read; else why not (unreachable, not migrated)
@@ -74,22 +64,6 @@ struct BrokerStage {
   const QueueStage* find(const std::string& queue) const;
 };
 
-struct ReplicaStage {
-  std::string name;
-  std::string error;        // "" when it was read
-  bool unmigrated = false;  // the error is a missing table: a configuration problem, not an outage
-  std::optional<std::string> last_event_id, last_created_at, last_applied_at;
-  std::optional<long long> last_position;
-  std::optional<double> last_applied_age;
-  std::optional<std::string> heartbeat_relay, heartbeat_created_at, heartbeat_applied_at;
-  std::optional<double> heartbeat_age, heartbeat_transit;
-  std::optional<double> heartbeat_applied_age;  // since a heartbeat was last applied, by the replica's clock
-  long long parked = 0;                         // failed events parked (poison)
-  long long waiting = 0;                        // events waiting behind a parked event of their aggregate
-  std::optional<double> seconds_behind;
-  std::string behind_source;  // "heartbeat", "backlog", or why it is unknown
-};
-
 struct Report {
   std::string at;  // when it was taken, ISO 8601 UTC
   double heartbeat_interval = 10;
@@ -109,21 +83,10 @@ struct Scope {
 // for that). Throws Error(config) for a replica name that is not configured.
 Report collect(const config::Config& config, const Scope& scope = {});
 
-// The pieces, for the daemons: each runs in the caller's transaction.
-TableStage read_table(pqxx::transaction_base& tx, const std::string& table);
-ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica);
-// Fills seconds_behind and behind_source from the replica's heartbeat and, when given, the
-// primary's backlog (see the comment at the top).
+// compute_behind (replicate/progress.hpp) with the primary's backlog, when it was read.
 void compute_behind(ReplicaStage& replica, const PrimaryStage* primary, double heartbeat_interval);
 
 // `outbox lag` as text (aligned columns, one section per stage) and as one JSON document.
 std::string render_text(const Report& report);
 nlohmann::ordered_json to_json(const Report& report);
-
-// Gauges for /metrics: outbox_relay_backlog, outbox_relay_oldest_unpublished_seconds and
-// outbox_relay_parked{table},
-// outbox_replicate_lag_seconds{replica} (-1 while unknown).
-void set_table_gauges(metrics::Registry& registry, const TableStage& table);
-void set_replica_gauges(metrics::Registry& registry, const ReplicaStage& replica);
-
 }  // namespace outbox::lag

@@ -1,4 +1,4 @@
-#include "core/verify.hpp"
+#include "ops/verify.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -8,7 +8,7 @@
 #include "core/error.hpp"
 #include "core/escape.hpp"
 #include "core/log.hpp"
-#include "core/parked_rows.hpp"
+#include "relay/parked_rows.hpp"
 #include "core/pg.hpp"
 
 namespace outbox::verify {

@@ -1,4 +1,4 @@
-#include "core/lag.hpp"
+#include "ops/lag.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -8,23 +8,12 @@
 #include "core/amqp.hpp"
 #include "core/error.hpp"
 #include "core/escape.hpp"
-#include "core/parked_rows.hpp"
 #include "core/pg.hpp"
-#include "core/topology.hpp"
+#include "migrate/topology.hpp"
+#include "relay/parked_rows.hpp"
 
 namespace outbox::lag {
 namespace {
-
-// An ISO 8601 UTC timestamp with milliseconds, as text from the server.
-std::string iso(const std::string& column) {
-  return "to_char(" + column + " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')";
-}
-
-template <typename T>
-std::optional<T> optional_field(const pqxx::field& field) {
-  if (field.is_null()) return std::nullopt;
-  return field.as<T>();
-}
 
 std::string now_iso() {
   auto now = std::chrono::system_clock::now();
@@ -145,6 +134,12 @@ nlohmann::ordered_json error_json(const std::string& error) {
 
 }  // namespace
 
+void compute_behind(ReplicaStage& replica, const PrimaryStage* primary, double heartbeat_interval) {
+  std::optional<double> oldest;
+  if (primary && primary->error.empty()) oldest = primary->oldest_unpublished_age();
+  compute_behind(replica, oldest, heartbeat_interval);
+}
+
 long long PrimaryStage::unpublished() const {
   long long total = 0;
   for (const TableStage& table : tables) total += table.unpublished;
@@ -163,109 +158,6 @@ const QueueStage* BrokerStage::find(const std::string& queue) const {
   for (const QueueStage& stage : queues)
     if (stage.queue == queue) return &stage;
   return nullptr;
-}
-
-TableStage read_table(pqxx::transaction_base& tx, const std::string& table) {
-  TableStage stage;
-  stage.table = table;
-  std::string quoted = pg::quote_qualified(table);
-  // A primary not yet migrated to parked rows has none.
-  bool has_parked = tx.exec1(parked_rows::kExistsSql)[0].as<bool>();
-  // Rows of an aggregate with a parked row wait behind it: not part of the backlog the relay works on.
-  std::string held = has_parked ? " AND " + parked_rows::not_held("$1") : "";
-  // Both use the outbox's indexes: the partial index of unpublished rows, and the primary key
-  // walked backwards from the newest position (unpublished rows are few and at the end).
-  pqxx::row backlog =
-      tx.exec_params1("SELECT count(*), extract(epoch FROM clock_timestamp() - (SELECT created_at FROM " + quoted +
-                          " o WHERE published_at IS NULL" + held + " ORDER BY position LIMIT 1))::float8 FROM " + quoted +
-                          " o WHERE published_at IS NULL" + held,
-                      table);
-  stage.unpublished = backlog[0].as<long long>();
-  stage.oldest_unpublished_age = optional_field<double>(backlog[1]);
-  if (has_parked) {
-    pqxx::row parked = tx.exec_params1(
-        "SELECT count(*) FILTER (WHERE o.position = p.position), count(*) FILTER (WHERE o.position > p.position) "
-        "FROM outbox_parked p JOIN " +
-            quoted +
-            " o ON o.aggregate_type = p.aggregate_type AND o.aggregate_id = p.aggregate_id AND o.position >= p.position "
-            "AND o.published_at IS NULL WHERE p.outbox_table = $1 AND p.parked_at IS NOT NULL",
-        table);
-    stage.parked = parked[0].as<long long>();
-    stage.waiting = parked[1].as<long long>();
-  }
-  pqxx::result last =
-      tx.exec("SELECT " + iso("published_at") + ", extract(epoch FROM clock_timestamp() - published_at)::float8 FROM " + quoted +
-              " WHERE published_at IS NOT NULL ORDER BY position DESC LIMIT 1");
-  if (!last.empty()) {
-    stage.last_published_at = optional_field<std::string>(last[0][0]);
-    stage.last_published_age = optional_field<double>(last[0][1]);
-  }
-  return stage;
-}
-
-ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica) {
-  ReplicaStage stage;
-  stage.name = replica;
-  pqxx::result position =
-      tx.exec_params("SELECT last_event_id::text, last_position, " + iso("last_created_at") + ", " + iso("applied_at") +
-                         ", extract(epoch FROM clock_timestamp() - applied_at)::float8 "
-                         "FROM outbox_applied_position WHERE replica = $1",
-                     replica);
-  if (!position.empty()) {
-    stage.last_event_id = optional_field<std::string>(position[0][0]);
-    stage.last_position = optional_field<long long>(position[0][1]);
-    stage.last_created_at = optional_field<std::string>(position[0][2]);
-    stage.last_applied_at = optional_field<std::string>(position[0][3]);
-    stage.last_applied_age = optional_field<double>(position[0][4]);
-  }
-  pqxx::result heartbeat = tx.exec_params("SELECT relay, " + iso("created_at") + ", " + iso("applied_at") +
-                                              ", extract(epoch FROM clock_timestamp() - created_at)::float8"
-                                              ", extract(epoch FROM applied_at - created_at)::float8"
-                                              ", extract(epoch FROM clock_timestamp() - applied_at)::float8 "
-                                              "FROM outbox_heartbeat WHERE replica = $1",
-                                          replica);
-  if (!heartbeat.empty()) {
-    stage.heartbeat_relay = optional_field<std::string>(heartbeat[0][0]);
-    stage.heartbeat_created_at = optional_field<std::string>(heartbeat[0][1]);
-    stage.heartbeat_applied_at = optional_field<std::string>(heartbeat[0][2]);
-    stage.heartbeat_age = optional_field<double>(heartbeat[0][3]);
-    stage.heartbeat_transit = optional_field<double>(heartbeat[0][4]);
-    stage.heartbeat_applied_age = optional_field<double>(heartbeat[0][5]);
-  }
-  pqxx::row failed = tx.exec_params1(
-      "SELECT count(*) FILTER (WHERE state = 'parked'), count(*) FILTER (WHERE state = 'waiting') "
-      "FROM outbox_failed_events WHERE replica = $1",
-      replica);
-  stage.parked = failed[0].as<long long>();
-  stage.waiting = failed[1].as<long long>();
-  return stage;
-}
-
-void compute_behind(ReplicaStage& replica, const PrimaryStage* primary, double heartbeat_interval) {
-  replica.seconds_behind.reset();
-  if (!replica.error.empty()) {
-    replica.behind_source = "replica unreadable";
-    return;
-  }
-  if (!replica.heartbeat_age) {
-    replica.behind_source = "no relay heartbeat applied yet";
-    // Still, the replica is at least as far behind as the oldest row nobody has published.
-    if (primary && primary->error.empty())
-      if (auto oldest = primary->oldest_unpublished_age()) {
-        replica.seconds_behind = std::max(0.0, *oldest);
-        replica.behind_source = "backlog; no relay heartbeat applied yet";
-      }
-    return;
-  }
-  double behind = std::max({replica.heartbeat_transit.value_or(0), *replica.heartbeat_age - heartbeat_interval,
-                            replica.heartbeat_applied_age.value_or(0) - heartbeat_interval});
-  replica.behind_source = "heartbeat";
-  if (primary && primary->error.empty())
-    if (auto oldest = primary->oldest_unpublished_age(); oldest && *oldest > behind) {
-      behind = *oldest;
-      replica.behind_source = "backlog";
-    }
-  replica.seconds_behind = std::max(0.0, behind);
 }
 
 Report collect(const config::Config& config, const Scope& scope) {
@@ -399,24 +291,6 @@ nlohmann::ordered_json to_json(const Report& report) {
             {"unroutable", depth(topology::kUnroutable)},
             {"dead_letter", depth(topology::kDeadLetter)}}},
           {"replicas", replicas}};
-}
-
-void set_table_gauges(metrics::Registry& registry, const TableStage& table) {
-  metrics::Labels labels = {{"table", table.table}};
-  registry.gauge("outbox_relay_backlog", "Unpublished rows in the outbox table", labels)
-      .set(static_cast<double>(table.unpublished));
-  registry.gauge("outbox_relay_oldest_unpublished_seconds", "Age of the oldest unpublished row (0 when none)", labels)
-      .set(table.oldest_unpublished_age.value_or(0));
-  registry.gauge("outbox_relay_parked", "Rows parked because the broker can never take them (outbox failed list --relay)", labels)
-      .set(static_cast<double>(table.parked));
-}
-
-void set_replica_gauges(metrics::Registry& registry, const ReplicaStage& replica) {
-  registry
-      .gauge("outbox_replicate_lag_seconds",
-             "Seconds the replica is behind the primary, from the relay heartbeats (-1 while unknown)",
-             {{"replica", replica.name}})
-      .set(replica.seconds_behind.value_or(-1));
 }
 
 }  // namespace outbox::lag

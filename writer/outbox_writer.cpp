@@ -1,4 +1,4 @@
-#include "core/outbox_writer.hpp"
+#include "writer/outbox_writer.hpp"
 
 #include "core/failpoint.hpp"
 #include "core/pg.hpp"

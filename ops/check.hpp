@@ -1,5 +1,5 @@
 #pragma once
-// `outbox check`: the lag report (core/lag.hpp) judged as a Nagios plugin. One line of output,
+// `outbox check`: the lag report (ops/lag.hpp) judged as a Nagios plugin. One line of output,
 //   OUTBOX OK - replica main 0.4s behind, backlog 0 | lag_main=0.4s;30;120;0 backlog=0;;;0 failed=0;;;0
 // and the plugin exit codes. Pure logic: unit-tested without servers.
 //   UNKNOWN   the primary, the broker or a replica cannot be read (the line says which)
@@ -12,7 +12,7 @@
 #include <string>
 #include <string_view>
 
-#include "core/lag.hpp"
+#include "ops/lag.hpp"
 
 namespace outbox::check {
 

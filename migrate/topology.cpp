@@ -1,4 +1,4 @@
-#include "core/topology.hpp"
+#include "migrate/topology.hpp"
 
 namespace outbox::topology {
 

@@ -1,10 +1,10 @@
-#include "core/check.hpp"
+#include "ops/check.hpp"
 
 #include <algorithm>
 #include <cstdio>
 
 #include "core/escape.hpp"
-#include "core/topology.hpp"
+#include "migrate/topology.hpp"
 
 namespace outbox::check {
 namespace {
