@@ -8,7 +8,6 @@
 #include <vector>
 
 #include "core/config.hpp"
-#include "ops/verify.hpp"
 
 namespace outbox::cmd {
 
@@ -23,13 +22,20 @@ struct Command {
   std::function<int()> run;
 };
 
+// What a command prints and returns for a bad command line of its own, instead of main's
+// "outbox: usage: ..." and exit 64 (check: a Nagios line and exit 3). Gets the parse error.
+using UsageErrorHandler = std::function<int(const CLI::ParseError&)>;
+
 class Registry {
  public:
   Registry(CLI::App& root, GlobalOptions& globals) : root_(root), globals_(globals) {}
   // Adds a subcommand with an optional hyphenated alias ("create_parking_slot" + "create-parking-slot").
   CLI::App* add(const std::string& name, const std::string& description);
   void on_run(CLI::App* app, std::function<int()> run) { commands_.push_back({app, std::move(run)}); }
+  void on_usage_error(CLI::App* app, UsageErrorHandler handler) { usage_handlers_.emplace_back(app, std::move(handler)); }
   const std::vector<Command>& commands() const { return commands_; }
+  // The usage-error handler of the command `word` names (its name or alias), or null.
+  const UsageErrorHandler* usage_error_handler(const std::string& word) const;
   GlobalOptions& globals() { return globals_; }
   CLI::App& root() { return root_; }
 
@@ -37,6 +43,7 @@ class Registry {
   CLI::App& root_;
   GlobalOptions& globals_;
   std::vector<Command> commands_;
+  std::vector<std::pair<CLI::App*, UsageErrorHandler>> usage_handlers_;
 };
 
 // Loads the config the global options point at, prints its warnings and sets up logging.
@@ -62,20 +69,10 @@ void add_migrate_commands(Registry& registry);
 void add_parking_commands(Registry& registry);
 void add_relay_command(Registry& registry);
 void add_replicate_command(Registry& registry);
-void add_lag_commands(Registry& registry);
+void add_lag_command(Registry& registry);
+void add_check_command(Registry& registry);
 void add_failed_commands(Registry& registry);
 void add_verify_command(Registry& registry);
 void add_resync_command(Registry& registry);
-
-// What verify and resync --all share: both connections (schemas checked to be current), the
-// mapped tables and the options. Error(config) for an unknown replica, Error(unavailable) when a
-// database cannot be reached.
-struct VerifySetup {
-  std::unique_ptr<pqxx::connection> primary, replica;
-  std::vector<verify::TableSpec> tables;
-  verify::Options options;
-};
-VerifySetup verify_setup(const config::Config& config, const std::string& replica, const std::string& timeout,
-                         const std::string& application);
 
 }  // namespace outbox::cmd

@@ -26,6 +26,11 @@ struct Options {
   bool relay = false;
 };
 
+// Which of list, show, retry and discard was given.
+struct Verb {
+  bool list = false, show = false, retry = false, discard = false;
+};
+
 std::string json_string(const std::string& text) { return "\"" + log::json_escape(text) + "\""; }
 
 // Checked as text, before CLI11 converts it: a number out of range must not become another id.
@@ -76,12 +81,12 @@ std::string waiting_text(long long waiting) {
 }
 
 // `failed ... --relay`: the outbox rows the relay parked on the primary.
-int run_relay_side(const config::Config& config, const Options& o, bool list, bool show, bool retry, bool discard) {
+int run_relay_side(const config::Config& config, const Options& o, const Verb& verb) {
   auto connection = pg::connect(config.required("primary.url"), "primary", "outbox failed");
   try {
     relay::ParkedRows parked(*connection, relay::tables_from_config(config, config.text("broker.exchange")),
                              static_cast<size_t>(config.integer("relay.max_message_size")), config.text("relay.notify_channel"));
-    if (list) {
+    if (verb.list) {
       for (const relay::ParkedRow& row : parked.list())
         std::cout << "{\"relay\": " << json_string(row.table) << ", \"id\": " << row.id
                   << ", \"state\": " << json_string(row.state) << ", \"position\": " << row.position
@@ -91,7 +96,7 @@ int run_relay_side(const config::Config& config, const Options& o, bool list, bo
                   << ", \"failed_at\": " << json_string(row.last_failed_at)
                   << ", \"parked_at\": " << (row.parked_at.empty() ? "null" : json_string(row.parked_at))
                   << ", \"waiting\": " << row.waiting << ", \"error\": " << json_string(row.error) << "}\n";
-    } else if (show) {
+    } else if (verb.show) {
       relay::ParkedRow row = parked.find(o.id);
       // Everything but the numbers and times came from a producer's row: escaped.
       std::cout << "id:           " << row.id << "\ntable:        " << escape_controls(row.table)
@@ -103,7 +108,7 @@ int run_relay_side(const config::Config& config, const Options& o, bool list, bo
                 << "\nerror:        " << escape_controls(row.error)
                 << "\npayload:      " << (row.payload ? json_string(*row.payload) : std::string("(the outbox row is gone)"))
                 << "\nwaiting:      " << row.waiting << "\n";
-    } else if (retry && o.all) {
+    } else if (verb.retry && o.all) {
       std::vector<std::string> refused;
       std::vector<relay::ParkedRow> released = parked.retry_all(refused);
       if (released.empty() && refused.empty()) std::cout << "relay: nothing to retry\n";
@@ -111,11 +116,11 @@ int run_relay_side(const config::Config& config, const Options& o, bool list, bo
         std::cout << "relay: released " << describe(row) << " for publishing; " << waiting_text(row.waiting) << "\n";
       for (const std::string& line : refused) std::cout << "relay: " << escape_controls(line) << "\n";
       return refused.empty() ? 0 : static_cast<int>(ExitCode::data);
-    } else if (retry) {
+    } else if (verb.retry) {
       relay::ParkedRow row = parked.retry(o.id);
       std::cout << "relay: released " << describe(row) << " for publishing (the relay parks it again if the broker "
                 << "still refuses it); " << waiting_text(row.waiting) << "\n";
-    } else if (discard) {
+    } else if (verb.discard) {
       relay::ParkedRow row = parked.discard(o.id);
       std::cout << "relay: discarded " << describe(row) << ": the outbox row is deleted and never published; "
                 << waiting_text(row.waiting) << "\n";
@@ -127,6 +132,86 @@ int run_relay_side(const config::Config& config, const Options& o, bool list, bo
                 "primary: " + replicate::one_line(error.what()));
   }
   return 0;
+}
+
+void print_list_line(const std::string& name, const replicate::FailedEvent& event) {
+  std::cout << "{\"replica\": " << json_string(name) << ", \"id\": " << event.id << ", \"state\": " << json_string(event.state)
+            << ", \"event_id\": " << json_string(event.event_id) << ", \"event_type\": " << json_string(event.event_type)
+            << ", \"aggregate_type\": " << json_string(event.aggregate_type)
+            << ", \"aggregate_id\": " << json_string(event.aggregate_id)
+            << ", \"aggregate_version\": " << (event.version ? std::to_string(*event.version) : "null")
+            << ", \"attempts\": " << event.attempts << ", \"failed_at\": " << json_string(event.failed_at)
+            << ", \"error\": " << json_string(event.error) << "}\n";
+}
+
+// What an event parked from a message carries may be any text: escaped.
+void print_details(const std::string& name, const replicate::FailedEvent& event) {
+  auto e = [](const std::string& text) { return escape_controls(text); };
+  std::cout << "id:          " << event.id << "\nreplica:     " << name << "\nstate:       " << e(event.state)
+            << "\nevent_id:    " << e(event.event_id) << "\nevent_type:  " << e(event.event_type)
+            << "\nrouting_key: " << e(event.routing_key)
+            << "\naggregate:   " << (event.aggregate_id.empty() ? "(none)" : e(event.aggregate_type + " " + event.aggregate_id))
+            << "\nversion:     " << (event.version ? std::to_string(*event.version) : "(none)")
+            << "\nattempts:    " << event.attempts << "\nfailed_at:   " << e(event.failed_at)
+            << "\nerror:       " << e(event.error) << "\nproperties:  " << e(event.properties)
+            << "\nbody:        " << json_string(event.body) << "\nwaiting:     "
+            << (event.waiting.empty() ? "none" : std::to_string(event.waiting.size()) + " (" + ids(event.waiting) + ")") << "\n";
+}
+
+// The verb on one replica's failed events; returns its exit code (65 when a retried event failed again).
+int run_on_replica(const config::Config& config, const Options& o, const Verb& verb, const std::string& name,
+                   const std::vector<replicate::Mapping>& mappings) {
+  std::string role = "replica " + name;
+  auto connection = pg::connect(config.required("replicas." + name + ".url"), role, "outbox failed");
+  int exit_code = 0;
+  auto failed_again = [&exit_code](bool ok) {
+    if (!ok) exit_code = static_cast<int>(ExitCode::data);
+  };
+  try {
+    replicate::FailedEvents events(*connection, name, role, mappings);
+    events.set_max_clock_skew(config.duration("replicate.max_clock_skew"));
+    if (verb.list) {
+      for (const replicate::FailedEvent& event : events.list()) print_list_line(name, event);
+    } else if (verb.show) {
+      print_details(name, events.find(o.id));
+    } else if (verb.retry && o.all) {
+      std::vector<replicate::ChainResult> results = events.retry_all();
+      if (results.empty()) std::cout << role << ": nothing to retry\n";
+      for (const auto& result : results) failed_again(report(role, "retried", result));
+    } else if (verb.retry) {
+      failed_again(report(role, "retried", events.retry(o.id)));
+    } else if (verb.discard) {
+      replicate::FailedEvent dropped;
+      replicate::ChainResult result = events.discard(o.id, dropped);
+      std::cout << role << ": discarded " << describe(dropped) << "\n";
+      if (result.applied.size() + (result.failed ? 1 : 0) > 0)
+        failed_again(report(role, "released the events waiting behind", result));
+    }
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& error) {
+    throw Error(pg::is_connection_error(error) ? ExitCode::unavailable : ExitCode::software,
+                role + ": " + replicate::one_line(error.what()));
+  }
+  return exit_code;
+}
+
+// `failed ...` without --relay: the events replicate parked on the replicas.
+int run_replica_side(const config::Config& config, const Options& o, const Verb& verb) {
+  bool many = verb.list || (verb.retry && o.all);
+  std::vector<std::string> names = without_repeats(o.replicas);
+  if (names.empty()) names = many ? config.replica_names() : std::vector<std::string>{"main"};
+  if (names.empty()) throw config_error("failed: no replica is configured (set [replicas.NAME] url, or OUTBOX_REPLICA_URL)");
+  if (!many && names.size() > 1) throw usage_error("failed: give one --replica for show, retry ID and discard");
+  std::vector<replicate::Mapping> mappings = replicate::mappings_from_config(config);
+  int exit_code = 0;
+  for (const std::string& name : names) {
+    if (!config.has_replica(name))
+      throw config_error("failed: no replica named '" + name + "' is configured (set replicas." + name + ".url" +
+                         (name == "main" ? " or OUTBOX_REPLICA_URL)" : ")"));
+    if (int code = run_on_replica(config, o, verb, name, mappings); code != 0) exit_code = code;
+  }
+  return exit_code;
 }
 
 }  // namespace
@@ -160,70 +245,9 @@ void add_failed_commands(Registry& registry) {
   registry.on_run(failed, [&registry, list, show, retry, discard] {
     config::Config config = load_config(registry.globals());
     if (retry->parsed() && o.all == (o.id != 0)) throw usage_error("failed retry: give either an ID or --all");
-    if (o.relay) return run_relay_side(config, o, list->parsed(), show->parsed(), retry->parsed(), discard->parsed());
-    bool many = list->parsed() || (retry->parsed() && o.all);
-    std::vector<std::string> names = without_repeats(o.replicas);
-    if (names.empty()) names = many ? config.replica_names() : std::vector<std::string>{"main"};
-    if (names.empty()) throw config_error("failed: no replica is configured (set [replicas.NAME] url, or OUTBOX_REPLICA_URL)");
-    if (!many && names.size() > 1) throw usage_error("failed: give one --replica for show, retry ID and discard");
-    if (retry->parsed() && o.all == (o.id != 0)) throw usage_error("failed retry: give either an ID or --all");
-    std::vector<replicate::Mapping> mappings = replicate::mappings_from_config(config);
-    int exit_code = 0;
-    for (const std::string& name : names) {
-      if (!config.has_replica(name))
-        throw config_error("failed: no replica named '" + name + "' is configured (set replicas." + name + ".url" +
-                           (name == "main" ? " or OUTBOX_REPLICA_URL)" : ")"));
-      std::string role = "replica " + name;
-      auto connection = pg::connect(config.required("replicas." + name + ".url"), role, "outbox failed");
-      try {
-        replicate::FailedEvents events(*connection, name, role, mappings);
-        events.set_max_clock_skew(config.duration("replicate.max_clock_skew"));
-        if (list->parsed()) {
-          for (const replicate::FailedEvent& event : events.list()) {
-            std::cout << "{\"replica\": " << json_string(name) << ", \"id\": " << event.id
-                      << ", \"state\": " << json_string(event.state) << ", \"event_id\": " << json_string(event.event_id)
-                      << ", \"event_type\": " << json_string(event.event_type)
-                      << ", \"aggregate_type\": " << json_string(event.aggregate_type)
-                      << ", \"aggregate_id\": " << json_string(event.aggregate_id)
-                      << ", \"aggregate_version\": " << (event.version ? std::to_string(*event.version) : "null")
-                      << ", \"attempts\": " << event.attempts << ", \"failed_at\": " << json_string(event.failed_at)
-                      << ", \"error\": " << json_string(event.error) << "}\n";
-          }
-        } else if (show->parsed()) {
-          replicate::FailedEvent event = events.find(o.id);
-          auto e = [](const std::string& text) { return escape_controls(text); };
-          std::cout << "id:          " << event.id << "\nreplica:     " << name << "\nstate:       " << e(event.state)
-                    << "\nevent_id:    " << e(event.event_id) << "\nevent_type:  " << e(event.event_type)
-                    << "\nrouting_key: " << e(event.routing_key) << "\naggregate:   "
-                    << (event.aggregate_id.empty() ? "(none)" : e(event.aggregate_type + " " + event.aggregate_id))
-                    << "\nversion:     " << (event.version ? std::to_string(*event.version) : "(none)")
-                    << "\nattempts:    " << event.attempts << "\nfailed_at:   " << e(event.failed_at)
-                    << "\nerror:       " << e(event.error) << "\nproperties:  " << e(event.properties)
-                    << "\nbody:        " << json_string(event.body) << "\nwaiting:     "
-                    << (event.waiting.empty() ? "none" : std::to_string(event.waiting.size()) + " (" + ids(event.waiting) + ")")
-                    << "\n";
-        } else if (retry->parsed() && o.all) {
-          std::vector<replicate::ChainResult> results = events.retry_all();
-          if (results.empty()) std::cout << role << ": nothing to retry\n";
-          for (const auto& result : results)
-            if (!report(role, "retried", result)) exit_code = static_cast<int>(ExitCode::data);
-        } else if (retry->parsed()) {
-          if (!report(role, "retried", events.retry(o.id))) exit_code = static_cast<int>(ExitCode::data);
-        } else if (discard->parsed()) {
-          replicate::FailedEvent dropped;
-          replicate::ChainResult result = events.discard(o.id, dropped);
-          std::cout << role << ": discarded " << describe(dropped) << "\n";
-          if (result.applied.size() + (result.failed ? 1 : 0) > 0)
-            if (!report(role, "released the events waiting behind", result)) exit_code = static_cast<int>(ExitCode::data);
-        }
-      } catch (const Error&) {
-        throw;
-      } catch (const std::exception& error) {
-        throw Error(pg::is_connection_error(error) ? ExitCode::unavailable : ExitCode::software,
-                    role + ": " + replicate::one_line(error.what()));
-      }
-    }
-    return exit_code;
+    Verb verb{list->parsed(), show->parsed(), retry->parsed(), discard->parsed()};
+    if (o.relay) return run_relay_side(config, o, verb);
+    return run_replica_side(config, o, verb);
   });
 }
 

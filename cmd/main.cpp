@@ -21,6 +21,12 @@ CLI::App* Registry::add(const std::string& name, const std::string& description)
   return app;
 }
 
+const UsageErrorHandler* Registry::usage_error_handler(const std::string& word) const {
+  for (const auto& [app, handler] : usage_handlers_)
+    if (!word.empty() && app->check_name(word)) return &handler;
+  return nullptr;
+}
+
 config::Config load_config(const GlobalOptions& globals) {
   config::LoadOptions options;
   options.config_path = globals.config_path;
@@ -94,7 +100,8 @@ int main(int argc, char** argv) {
   cmd::add_parking_commands(registry);
   cmd::add_relay_command(registry);
   cmd::add_replicate_command(registry);
-  cmd::add_lag_commands(registry);
+  cmd::add_lag_command(registry);
+  cmd::add_check_command(registry);
   cmd::add_failed_commands(registry);
   cmd::add_verify_command(registry);
   cmd::add_resync_command(registry);
@@ -111,11 +118,7 @@ int main(int argc, char** argv) {
     return app.exit(version);
   } catch (const CLI::ParseError& error) {
     std::string word = command_word(argc, argv);
-    // A monitoring system reads check's first stdout line and knows only exit codes 0..3.
-    if (word == "check") {
-      std::cout << "OUTBOX UNKNOWN - usage: " << escape_controls(error.what()) << " (see outbox check --help)\n";
-      return 3;
-    }
+    if (const cmd::UsageErrorHandler* handler = registry.usage_error_handler(word)) return (*handler)(error);
     std::vector<CLI::App*> commands = app.get_subcommands([](CLI::App*) { return true; });
     if (!word.empty() && std::none_of(commands.begin(), commands.end(), [&](CLI::App* c) { return c->check_name(word); })) {
       std::cerr << "outbox: usage: unknown command \"" << escape_controls(word) << "\" (see outbox --help)\n";

@@ -8,9 +8,9 @@
 #include "core/error.hpp"
 #include "core/escape.hpp"
 #include "core/pg.hpp"
-#include "migrate/topology.hpp"
 #include "core/url.hpp"
 #include "migrate/runner.hpp"
+#include "migrate/topology.hpp"
 
 namespace outbox::cmd {
 namespace {
@@ -46,19 +46,10 @@ std::vector<Database> select_databases(const config::Config& config, const std::
   return out;
 }
 
-std::string_view state_text(migrate::State state) {
-  switch (state) {
-    case migrate::State::applied:
-      return "applied";
-    case migrate::State::pending:
-      return "pending";
-    case migrate::State::mismatch:
-      return "CHECKSUM MISMATCH";
-    case migrate::State::unknown:
-      return "applied, unknown to this outbox";
-  }
-  return "?";
-}
+// By migrate::State, in its order.
+constexpr std::string_view kStateText[] = {"applied", "pending", "CHECKSUM MISMATCH", "applied, unknown to this outbox"};
+
+std::string_view state_text(migrate::State state) { return kStateText[static_cast<int>(state)]; }
 
 // Once the databases are migrated, `outbox migrate` also declares the RabbitMQ topology (the
 // exchange, each replica's durable queue and its bindings; migrate/topology.hpp) from the same config,
@@ -128,9 +119,8 @@ int run_status(const config::Config& config, const std::vector<std::string>& tar
     } catch (const Error& error) {
       throw error.with_context(database.role);
     } catch (const std::exception& error) {
-      std::string reason = error.what();
       throw Error(pg::is_connection_error(error) ? ExitCode::unavailable : ExitCode::software,
-                  database.role + ": reading schema_migrations: " + reason.substr(0, reason.find('\n')));
+                  database.role + ": reading schema_migrations: " + first_line(error.what()));
     }
     std::cout << database.role << " (" << mask_url(database.url) << "): version " << state.current << ", latest " << state.latest
               << ", " << state.pending() << " pending\n";

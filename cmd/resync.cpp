@@ -9,8 +9,9 @@
 
 #include "cmd/command.hpp"
 #include "core/error.hpp"
-#include "examples/parking/parking.hpp"
 #include "core/pg.hpp"
+#include "examples/parking/parking.hpp"
+#include "ops/verify_setup.hpp"
 
 namespace outbox::cmd {
 namespace {
@@ -57,7 +58,7 @@ void add_resync_command(Registry& registry) {
       replicas.push_back({"replica " + name, connections.back().get()});
     }
     if (o.all) {
-      VerifySetup setup = verify_setup(config, o.replica, o.timeout, "outbox resync");
+      verify::Setup setup = verify::set_up(config, o.replica, o.timeout, "outbox resync");
       std::vector<verify::TableSpec> tables;
       for (const verify::TableSpec& spec : setup.tables)
         if (spec.table == "parking_slots" || spec.table == "public.parking_slots") tables.push_back(spec);

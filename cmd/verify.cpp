@@ -10,9 +10,7 @@
 #include "cmd/command.hpp"
 #include "core/error.hpp"
 #include "core/escape.hpp"
-#include "core/pg.hpp"
-#include "migrate/runner.hpp"
-#include "replicate/event.hpp"
+#include "ops/verify_setup.hpp"
 
 namespace outbox::cmd {
 namespace {
@@ -27,36 +25,6 @@ struct Options {
 };
 
 }  // namespace
-
-VerifySetup verify_setup(const config::Config& config, const std::string& replica, const std::string& timeout,
-                         const std::string& application) {
-  if (!config.has_replica(replica))
-    throw config_error("no replica named '" + replica + "' is configured (set replicas." + replica + ".url" +
-                       (replica == "main" ? " or OUTBOX_REPLICA_URL)" : ")"));
-  std::optional<Duration> wait = parse_duration(timeout);
-  if (!wait || wait->count() <= 0) throw usage_error("--timeout: not a duration (got '" + timeout + "'; e.g. 30s, 2m)");
-  VerifySetup setup;
-  setup.options.replica = replica;
-  setup.options.replica_role = "replica " + replica;
-  setup.options.timeout = *wait;
-  setup.options.outbox_tables.clear();
-  for (const config::Section& section : config.sections("relay.tables"))
-    setup.options.outbox_tables.push_back(section.at("name").text);
-  // The mapped tables of the replica: each distinct (table, key column) of replicate.mappings.
-  for (const replicate::Mapping& mapping : replicate::mappings_from_config(config)) {
-    bool seen = false;
-    for (const verify::TableSpec& spec : setup.tables)
-      seen = seen || (spec.table == mapping.table && spec.key == mapping.key_column);
-    if (!seen) setup.tables.push_back({mapping.table, mapping.key_column, {}});
-  }
-  setup.primary = pg::connect(config.required("primary.url"), "primary", application);
-  setup.replica = pg::connect(config.required("replicas." + replica + ".url"), setup.options.replica_role, application);
-  migrate::require_current(*setup.primary, migrate::Target::primary, "primary");
-  migrate::require_current(*setup.replica, migrate::Target::replica, setup.options.replica_role);
-  verify::prepare_session(*setup.primary);
-  verify::prepare_session(*setup.replica);
-  return setup;
-}
 
 void add_verify_command(Registry& registry) {
   static Options o;
@@ -74,7 +42,7 @@ void add_verify_command(Registry& registry) {
   registry.on_run(app, [&registry] {
     try {
       config::Config config = load_config(registry.globals());
-      VerifySetup setup = verify_setup(config, o.replica, o.timeout, "outbox verify");
+      verify::Setup setup = verify::set_up(config, o.replica, o.timeout, "outbox verify");
       if (!o.tables.empty()) {
         std::vector<verify::TableSpec> chosen;
         for (const std::string& table : o.tables) {

@@ -3,6 +3,7 @@
 // main() has the only catch that turns them into an exit status.
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace outbox {
 
@@ -31,5 +32,9 @@ inline Error usage_error(const std::string& message) { return Error(ExitCode::us
 inline Error data_error(const std::string& message) { return Error(ExitCode::data, message); }
 inline Error config_error(const std::string& message) { return Error(ExitCode::config, message); }
 inline Error unavailable_error(const std::string& message) { return Error(ExitCode::unavailable, message); }
+
+// The first line of an error text: libpq and libpqxx messages go on over several lines ("ERROR:
+// ...\nLINE 1: ...", "...\nDETAIL: ..."), and an error reported by outbox is one line.
+inline std::string first_line(std::string_view text) { return std::string(text.substr(0, text.find('\n'))); }
 
 }  // namespace outbox

@@ -103,9 +103,17 @@ std::string array_literal(const std::vector<std::string>& values) {
 }
 
 std::string first_error_line(const std::string& text) {
-  std::string line = text.substr(0, text.find('\n'));
+  std::string line = first_line(text);
   if (line.rfind("ERROR:  ", 0) == 0) line = line.substr(8);
   return line;
+}
+
+std::string failure_line(const std::exception& error, const std::string& role) {
+  if (dynamic_cast<const pqxx::undefined_table*>(&error))
+    return role + ": schema not migrated (run 'outbox migrate'): " + first_line(error.what());
+  std::string reason = first_line(error.what());
+  if (dynamic_cast<const Error*>(&error)) return reason;
+  return role + ": " + reason;
 }
 
 bool is_connection_error(const std::exception& error) {

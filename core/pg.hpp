@@ -35,11 +35,32 @@ std::optional<T> optional_field(const pqxx::field& field) {
   return field.as<T>();
 }
 
+// Reads a row's fields, in order, into the given variables: read_fields(row, slot.uuid, slot.version).
+// A std::optional takes NULL as nullopt; any other NULL throws, as pqxx::field::as does.
+template <typename T>
+void read_field(const pqxx::field& field, T& out) {
+  out = field.as<T>();
+}
+template <typename T>
+void read_field(const pqxx::field& field, std::optional<T>& out) {
+  out = optional_field<T>(field);
+}
+template <typename... Fields>
+void read_fields(const pqxx::row& row, Fields&... fields) {
+  pqxx::row::size_type i = 0;
+  (read_field(row[i++], fields), ...);
+}
+
 // True for errors that mean the server went away (connection lost, server shutting down).
 bool is_connection_error(const std::exception& error);
 
 // The first line of a libpq/libpqxx error, without its "ERROR:  " prefix.
 std::string first_error_line(const std::string& text);
+
+// Why reading a database failed, on one line that names it (`role`: "primary", "replica main"),
+// with a hint when its schema is missing: "replica main: schema not migrated (run 'outbox
+// migrate'): ...". An Error of our own already names the database: its first line as is.
+std::string failure_line(const std::exception& error, const std::string& role);
 
 // Runs `body`; a lost connection becomes Error(unavailable) and any other server error
 // Error(software), both prefixed with `role` ("replica main"). Errors of our own pass through.

@@ -27,28 +27,6 @@ std::string now_iso() {
   return buffer;
 }
 
-// The reason of a database error on one line, with a hint when the schema is missing.
-std::string database_problem(const std::exception& error, const std::string& role) {
-  if (dynamic_cast<const pqxx::undefined_table*>(&error))
-    return role + ": schema not migrated (run 'outbox migrate'): " +
-           std::string(error.what()).substr(0, std::string(error.what()).find('\n'));
-  std::string reason = error.what();
-  reason = reason.substr(0, reason.find('\n'));
-  if (dynamic_cast<const Error*>(&error)) return reason;  // already names the database
-  return role + ": " + reason;
-}
-
-void read_primary(const config::Config& config, PrimaryStage& stage) {
-  try {
-    auto connection = pg::connect(config.required("primary.url"), "primary", "outbox lag");
-    pqxx::read_transaction tx(*connection);
-    for (const config::Section& section : config.sections("relay.tables"))
-      stage.tables.push_back(read_table(tx, section.at("name").text));
-  } catch (const std::exception& error) {
-    stage.error = database_problem(error, "primary");
-  }
-}
-
 void read_broker(const config::Config& config, const std::vector<std::string>& replicas, BrokerStage& stage) {
   std::vector<QueueStage> queues;
   for (const std::string& replica : replicas) queues.push_back({topology::replica_queue_name(replica), replica});
@@ -73,8 +51,7 @@ void read_broker(const config::Config& config, const std::vector<std::string>& r
     }
     stage.queues = std::move(queues);
   } catch (const std::exception& error) {
-    std::string reason = error.what();
-    stage.error = reason.substr(0, reason.find('\n'));
+    stage.error = first_line(error.what());
   }
 }
 
@@ -140,20 +117,6 @@ void compute_behind(ReplicaStage& replica, const PrimaryStage* primary, double h
   compute_behind(replica, oldest, heartbeat_interval);
 }
 
-long long PrimaryStage::unpublished() const {
-  long long total = 0;
-  for (const TableStage& table : tables) total += table.unpublished;
-  return total;
-}
-
-std::optional<double> PrimaryStage::oldest_unpublished_age() const {
-  std::optional<double> oldest;
-  for (const TableStage& table : tables)
-    if (table.oldest_unpublished_age && (!oldest || *table.oldest_unpublished_age > *oldest))
-      oldest = table.oldest_unpublished_age;
-  return oldest;
-}
-
 const QueueStage* BrokerStage::find(const std::string& queue) const {
   for (const QueueStage& stage : queues)
     if (stage.queue == queue) return &stage;
@@ -170,7 +133,7 @@ Report collect(const config::Config& config, const Scope& scope) {
       throw config_error("no replica named '" + name + "' is configured (set replicas." + name + ".url" +
                          (name == "main" ? " or OUTBOX_REPLICA_URL)" : ")"));
   if (scope.primary)
-    read_primary(config, report.primary);
+    report.primary = read_primary(config);
   else
     report.primary.error = "not read";
   if (scope.broker)
@@ -178,18 +141,7 @@ Report collect(const config::Config& config, const Scope& scope) {
   else
     report.broker.error = "not read";
   for (const std::string& name : names) {
-    ReplicaStage stage;
-    std::string role = "replica " + name;
-    try {
-      auto connection = pg::connect(config.required("replicas." + name + ".url"), role, "outbox lag");
-      pqxx::read_transaction tx(*connection);
-      stage = read_replica(tx, name);
-    } catch (const std::exception& error) {
-      stage = ReplicaStage{};
-      stage.name = name;
-      stage.error = database_problem(error, role);
-      stage.unmigrated = dynamic_cast<const pqxx::undefined_table*>(&error) != nullptr;
-    }
+    ReplicaStage stage = read_replica(config, name);
     compute_behind(stage, scope.primary ? &report.primary : nullptr, report.heartbeat_interval);
     report.replicas.push_back(std::move(stage));
   }

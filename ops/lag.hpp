@@ -43,13 +43,6 @@
 
 namespace outbox::lag {
 
-struct PrimaryStage {
-  std::string error;  // "" when it was read; else why not (unreachable, not migrated)
-  std::vector<TableStage> tables;
-  long long unpublished() const;
-  std::optional<double> oldest_unpublished_age() const;
-};
-
 struct QueueStage {
   std::string queue;    // "outbox.replica.main"
   std::string replica;  // "main"; "" for outbox.unroutable and outbox.dead-letter

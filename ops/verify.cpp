@@ -8,8 +8,8 @@
 #include "core/error.hpp"
 #include "core/escape.hpp"
 #include "core/log.hpp"
-#include "relay/parked_rows.hpp"
 #include "core/pg.hpp"
+#include "relay/parked_rows.hpp"
 
 namespace outbox::verify {
 namespace {
@@ -224,15 +224,9 @@ std::string decimal(double value) {
 }  // namespace
 
 std::string kind_name(Difference::Kind kind) {
-  switch (kind) {
-    case Difference::Kind::missing:
-      return "missing";
-    case Difference::Kind::extra:
-      return "extra";
-    case Difference::Kind::different:
-      return "different";
-  }
-  return "?";
+  // By Difference::Kind, in its order.
+  static constexpr const char* kNames[] = {"missing", "extra", "different"};
+  return kNames[static_cast<int>(kind)];
 }
 
 void prepare_session(pqxx::connection& connection) {
@@ -242,18 +236,19 @@ void prepare_session(pqxx::connection& connection) {
       "SET extra_float_digits = 3; SET statement_timeout = '60s'");
 }
 
-ConsistentPoint wait_for_consistent_point(pqxx::connection& primary, pqxx::connection& replica, const Options& options) {
-  ConsistentPoint point;
-  auto begin = Clock::now();
-  auto deadline = begin + options.timeout;
-  auto pause = std::chrono::milliseconds(20);
-  auto sleep = [&] {
-    std::this_thread::sleep_for(pause);
-    pause = std::min(pause * 2, std::chrono::milliseconds(250));
-  };
-  std::string timeout_text = format_duration(options.timeout);
+namespace {
 
-  // a. The primary's newest positions.
+// The pause between two polls while waiting: 20 ms, doubling up to 250 ms.
+struct Pause {
+  std::chrono::milliseconds next{20};
+  void operator()() {
+    std::this_thread::sleep_for(next);
+    next = std::min(next * 2, std::chrono::milliseconds(250));
+  }
+};
+
+// a. The primary's newest position of each outbox table.
+void read_positions(pqxx::connection& primary, const Options& options, ConsistentPoint& point) {
   for (const std::string& table : options.outbox_tables) {
     if (!pg::valid_qualified_name(table)) throw config_error("verify: not an outbox table name: \"" + table + "\"");
     std::optional<long long> max = on("primary", [&]() -> std::optional<long long> {
@@ -266,9 +261,13 @@ ConsistentPoint wait_for_consistent_point(pqxx::connection& primary, pqxx::conne
     });
     point.positions.emplace_back(table, max);
   }
-  // b. Everything up to them published, but for the rows the relay parked and those waiting behind
-  // them: they reach the replica only once released (outbox failed --relay), so their aggregates
-  // show up as differences until then rather than making verify wait for its deadline.
+}
+
+// b. Everything up to them published, but for the rows the relay parked and those waiting behind
+// them: they reach the replica only once released (outbox failed --relay), so their aggregates
+// show up as differences until then rather than making verify wait for its deadline.
+void wait_until_published(pqxx::connection& primary, const ConsistentPoint& point, Clock::time_point deadline,
+                          const std::string& timeout_text, Pause& pause) {
   bool has_parked = on("primary", [&] { return exec(primary, parked_rows::kExistsSql)[0][0].as<bool>(); });
   std::string held = " AND " + (has_parked ? parked_rows::not_held("$2") : std::string("$2::text IS NOT NULL"));
   for (const auto& [table, max] : point.positions) {
@@ -287,28 +286,41 @@ ConsistentPoint wait_for_consistent_point(pqxx::connection& primary, pqxx::conne
                                             std::to_string(*max) + " within " + timeout_text + " (" +
                                             std::to_string(unpublished) +
                                             " rows still unpublished); is outbox relay running? (see outbox lag)");
-      sleep();
+      pause();
     }
   }
+}
+
+}  // namespace
+
+ConsistentPoint wait_for_consistent_point(pqxx::connection& primary, pqxx::connection& replica, const Options& options) {
+  ConsistentPoint point;
+  auto begin = Clock::now();
+  auto deadline = begin + options.timeout;
+  Pause pause;
+  std::string timeout_text = format_duration(options.timeout);
+  read_positions(primary, options, point);
+  wait_until_published(primary, point, deadline, timeout_text, pause);
   // c. T on the primary's clock.
   std::string t_micros;
   on("primary", [&] {
-    pqxx::row row = exec(primary,
-                         "SELECT (extract(epoch FROM t) * 1000000)::bigint::text, "
-                         "to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM clock_timestamp() t")[0];
+    pqxx::row row = exec(primary, "SELECT (extract(epoch FROM t) * 1000000)::bigint::text, " + pg::iso_utc("t", true) +
+                                      " FROM clock_timestamp() t")[0];
     t_micros = row[0].as<std::string>();
     point.primary_time = row[1].as<std::string>();
     return 0;
   });
   // d. The replica has applied an event created after T.
-  pause = std::chrono::milliseconds(20);
+  pause = Pause{};
   for (;;) {
     auto [reached, newest] = on(options.replica_role, [&] {
       pqxx::row row = exec(replica,
                            "SELECT coalesce(g > timestamptz 'epoch' + $2::bigint * interval '1 microsecond', false), "
-                           "coalesce(to_char(g AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), 'nothing') "
-                           "FROM (SELECT greatest((SELECT last_created_at FROM outbox_applied_position WHERE replica = $1), "
-                           "(SELECT created_at FROM outbox_heartbeat WHERE replica = $1)) AS g) s",
+                           "coalesce(" +
+                               pg::iso_utc("g", true) +
+                               ", 'nothing') "
+                               "FROM (SELECT greatest((SELECT last_created_at FROM outbox_applied_position WHERE replica = $1), "
+                               "(SELECT created_at FROM outbox_heartbeat WHERE replica = $1)) AS g) s",
                            {options.replica, t_micros})[0];
       return std::pair{row[0].as<bool>(), row[1].as<std::string>()};
     });
@@ -320,7 +332,7 @@ ConsistentPoint wait_for_consistent_point(pqxx::connection& primary, pqxx::conne
       throw Error(ExitCode::tempfail, "verify: " + options.replica_role + " has not applied an event created after " +
                                           point.primary_time + " within " + timeout_text + " (newest applied: " + newest +
                                           "); is outbox replicate running, and are relay heartbeats on? (see outbox lag)");
-    sleep();
+    pause();
   }
   point.waited_seconds = std::chrono::duration<double>(Clock::now() - begin).count();
   return point;

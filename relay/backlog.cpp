@@ -5,6 +5,33 @@
 
 namespace outbox::lag {
 
+long long PrimaryStage::unpublished() const {
+  long long total = 0;
+  for (const TableStage& table : tables) total += table.unpublished;
+  return total;
+}
+
+std::optional<double> PrimaryStage::oldest_unpublished_age() const {
+  std::optional<double> oldest;
+  for (const TableStage& table : tables)
+    if (table.oldest_unpublished_age && (!oldest || *table.oldest_unpublished_age > *oldest))
+      oldest = table.oldest_unpublished_age;
+  return oldest;
+}
+
+PrimaryStage read_primary(const config::Config& config) {
+  PrimaryStage stage;
+  try {
+    auto connection = pg::connect(config.required("primary.url"), "primary", "outbox lag");
+    pqxx::read_transaction tx(*connection);
+    for (const config::Section& section : config.sections("relay.tables"))
+      stage.tables.push_back(read_table(tx, section.at("name").text));
+  } catch (const std::exception& error) {
+    stage.error = pg::failure_line(error, "primary");
+  }
+  return stage;
+}
+
 TableStage read_table(pqxx::transaction_base& tx, const std::string& table) {
   TableStage stage;
   stage.table = table;

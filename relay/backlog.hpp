@@ -5,7 +5,9 @@
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
+#include <vector>
 
+#include "core/config.hpp"
 #include "core/metrics.hpp"
 
 namespace outbox::lag {
@@ -24,6 +26,18 @@ struct TableStage {
 
 // Reads the table's stage in the caller's transaction.
 TableStage read_table(pqxx::transaction_base& tx, const std::string& table);
+
+// Every table of relay.tables on the primary.
+struct PrimaryStage {
+  std::string error;  // "" when it was read; else why not (unreachable, not migrated)
+  std::vector<TableStage> tables;
+  long long unpublished() const;
+  std::optional<double> oldest_unpublished_age() const;
+};
+
+// Connects to the primary and reads every relay table's stage; a primary that cannot be read
+// leaves `error` set (never throws for that).
+PrimaryStage read_primary(const config::Config& config);
 
 // Gauges for /metrics: outbox_relay_backlog, outbox_relay_oldest_unpublished_seconds and
 // outbox_relay_parked{table}.

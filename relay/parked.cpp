@@ -9,29 +9,19 @@
 namespace outbox::relay {
 namespace {
 
-constexpr const char* kParkedColumns =
+// The columns parked_from reads, in its order.
+const std::string kParkedColumns =
     "p.id, p.outbox_table, CASE WHEN p.parked_at IS NULL THEN 'retrying' ELSE 'parked' END, p.position, "
     "coalesce(p.event_id, ''), coalesce(p.event_type, ''), coalesce(p.aggregate_type, ''), coalesce(p.aggregate_id, ''), "
-    "p.attempts, to_char(p.first_failed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
-    "to_char(p.last_failed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), "
-    "coalesce(to_char(p.parked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), ''), p.error";
+    "p.attempts, " +
+    pg::iso_utc("p.first_failed_at", true) + ", " + pg::iso_utc("p.last_failed_at", true) + ", coalesce(" +
+    pg::iso_utc("p.parked_at", true) + ", ''), p.error";
 
 ParkedRow parked_from(const pqxx::row& row) {
-  ParkedRow parked;
-  parked.id = row[0].as<long long>();
-  parked.table = row[1].c_str();
-  parked.state = row[2].c_str();
-  parked.position = row[3].as<long long>();
-  parked.event_id = row[4].c_str();
-  parked.event_type = row[5].c_str();
-  parked.aggregate_type = row[6].c_str();
-  parked.aggregate_id = row[7].c_str();
-  parked.attempts = row[8].as<int>();
-  parked.first_failed_at = row[9].c_str();
-  parked.last_failed_at = row[10].c_str();
-  parked.parked_at = row[11].c_str();
-  parked.error = row[12].c_str();
-  return parked;
+  ParkedRow p;
+  pg::read_fields(row, p.id, p.table, p.state, p.position, p.event_id, p.event_type, p.aggregate_type, p.aggregate_id, p.attempts,
+                  p.first_failed_at, p.last_failed_at, p.parked_at, p.error);
+  return p;
 }
 
 // Unpublished rows of the parked row's aggregate after it: they wait for it.
@@ -66,7 +56,7 @@ const TableSpec& ParkedRows::table_of(const ParkedRow& row) const {
 std::vector<ParkedRow> ParkedRows::list() {
   pqxx::read_transaction tx(connection_);
   std::vector<ParkedRow> rows;
-  for (const pqxx::row& row : tx.exec(std::string("SELECT ") + kParkedColumns + " FROM outbox_parked p ORDER BY p.id"))
+  for (const pqxx::row& row : tx.exec("SELECT " + kParkedColumns + " FROM outbox_parked p ORDER BY p.id"))
     rows.push_back(parked_from(row));
   for (ParkedRow& row : rows) {
     auto table = std::find_if(tables_.begin(), tables_.end(), [&row](const TableSpec& spec) { return spec.name == row.table; });
@@ -78,7 +68,7 @@ std::vector<ParkedRow> ParkedRows::list() {
 
 ParkedRow ParkedRows::find(long long id) {
   pqxx::read_transaction tx(connection_);
-  pqxx::result found = tx.exec_params(std::string("SELECT ") + kParkedColumns + " FROM outbox_parked p WHERE p.id = $1", id);
+  pqxx::result found = tx.exec_params("SELECT " + kParkedColumns + " FROM outbox_parked p WHERE p.id = $1", id);
   if (found.empty()) throw data_error("no parked outbox row #" + std::to_string(id) + " (see outbox failed list --relay)");
   ParkedRow row = parked_from(found[0]);
   const TableSpec& table = table_of(row);

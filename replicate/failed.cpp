@@ -1,35 +1,25 @@
 #include "replicate/failed.hpp"
 
 #include "core/error.hpp"
+#include "core/pg.hpp"
 #include "core/utf8.hpp"
 #include "migrate/runner.hpp"
 
 namespace outbox::replicate {
 namespace {
 
+// The columns from_row reads, in its order; the body (bytea) last.
 const char* kColumns =
     "id, replica, state, coalesce(event_id, ''), coalesce(event_type, ''), coalesce(routing_key, ''), "
     "coalesce(aggregate_type, ''), coalesce(aggregate_id, ''), aggregate_version, attempts, failed_at::text, error, "
     "properties::text, body";
 
 FailedEvent from_row(const pqxx::row& row) {
-  FailedEvent out;
-  out.id = row[0].as<long long>();
-  out.replica = row[1].as<std::string>();
-  out.state = row[2].as<std::string>();
-  out.event_id = row[3].as<std::string>();
-  out.event_type = row[4].as<std::string>();
-  out.routing_key = row[5].as<std::string>();
-  out.aggregate_type = row[6].as<std::string>();
-  out.aggregate_id = row[7].as<std::string>();
-  if (!row[8].is_null()) out.version = row[8].as<long long>();
-  out.attempts = row[9].as<int>();
-  out.failed_at = row[10].as<std::string>();
-  out.error = row[11].as<std::string>();
-  out.properties = row[12].as<std::string>();
-  pqxx::binarystring body(row[13]);
-  out.body = body.str();
-  return out;
+  FailedEvent e;
+  pg::read_fields(row, e.id, e.replica, e.state, e.event_id, e.event_type, e.routing_key, e.aggregate_type, e.aggregate_id,
+                  e.version, e.attempts, e.failed_at, e.error, e.properties);
+  e.body = pqxx::binarystring(row[13]).str();
+  return e;
 }
 
 }  // namespace

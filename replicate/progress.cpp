@@ -44,6 +44,21 @@ ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica
   return stage;
 }
 
+ReplicaStage read_replica(const config::Config& config, const std::string& name) {
+  std::string role = "replica " + name;
+  try {
+    auto connection = pg::connect(config.required("replicas." + name + ".url"), role, "outbox lag");
+    pqxx::read_transaction tx(*connection);
+    return read_replica(tx, name);
+  } catch (const std::exception& error) {
+    ReplicaStage stage;
+    stage.name = name;
+    stage.error = pg::failure_line(error, role);
+    stage.unmigrated = dynamic_cast<const pqxx::undefined_table*>(&error) != nullptr;
+    return stage;
+  }
+}
+
 void compute_behind(ReplicaStage& replica, std::optional<double> oldest_unpublished_age, double heartbeat_interval) {
   replica.seconds_behind.reset();
   if (!replica.error.empty()) {

@@ -6,6 +6,7 @@
 #include <pqxx/pqxx>
 #include <string>
 
+#include "core/config.hpp"
 #include "core/metrics.hpp"
 
 namespace outbox::lag {
@@ -28,6 +29,11 @@ struct ReplicaStage {
 
 // Reads the replica's stage in the caller's transaction.
 ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica);
+
+// Connects to the configured replica `name` and reads its stage; a replica that cannot be read
+// leaves `error` (and `unmigrated`) set (never throws for that). seconds_behind is left unknown:
+// compute_behind fills it.
+ReplicaStage read_replica(const config::Config& config, const std::string& name);
 
 // Fills seconds_behind and behind_source from the replica's heartbeat and, when known, the age of
 // the primary's oldest unpublished row (see ops/lag.hpp).
