@@ -68,8 +68,8 @@
 #include <unordered_set>
 
 #include "core/error.hpp"
-#include "examples/parking/parking.hpp"
 #include "core/pg.hpp"
+#include "examples/parking/parking.hpp"
 #include "tests/integration/support/broker.hpp"
 #include "tests/integration/support/harness.hpp"
 

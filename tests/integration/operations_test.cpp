@@ -32,16 +32,21 @@ namespace {
 const std::vector<std::string> kFast = {"--set", "relay.heartbeat_interval=1s"};
 
 std::vector<std::string> with(std::vector<std::string> args, const std::vector<std::string>& extra = kFast) {
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
+  return with_args(std::move(args), extra);
 }
 
-// Empty databases and empty queues (migrate declares the queues; earlier tests may have left
-// heartbeats in them).
-void fresh_schema() {
-  reset_databases();
-  ASSERT_TRUE(migrate_all());
-  purge_outbox_queues();
+// Runs `args` until it exits with `code` (polling for up to 30 s) and returns the last run, whose
+// output the test then checks; never reaching `code` is a test failure that shows the last run.
+RunResult run_until_exit(const std::vector<std::string>& args, int code) {
+  RunResult result;
+  bool reached = eventually(
+      [&] {
+        result = run_outbox(args);
+        return result.exit_code == code;
+      },
+      30s);
+  EXPECT_TRUE(reached) << result;
+  return result;
 }
 
 // A port below the ephemeral range (32768+ on Linux), where the daemons' own outgoing connections
@@ -234,14 +239,7 @@ TEST(Operations, LagAndCheckAreOkWhenThePipelineIsIdleAfterHeartbeats) {
   fresh_schema();
   Pipeline pipeline;
   ASSERT_EQ(run_outbox({"create_parking_slot", "--name", "A"}).exit_code, 0);
-  RunResult check;
-  EXPECT_TRUE(eventually(
-      [&] {
-        check = run_outbox(with({"check", "--warning", "5s", "--critical", "10s"}));
-        return check.exit_code == 0;
-      },
-      30s))
-      << check;
+  RunResult check = run_until_exit(with({"check", "--warning", "5s", "--critical", "10s"}), 0);
   EXPECT_TRUE(std::regex_search(
       check.out,
       std::regex(
@@ -281,22 +279,10 @@ TEST(Operations, CheckWarnsThenGoesCriticalWhenReplicateIsStoppedAndTheHeartbeat
   ASSERT_EQ(pipeline.replicate.wait_exit(), 0);
 
   // Heartbeats keep going into the queue, none is applied: the measure grows by the second.
-  EXPECT_TRUE(eventually(
-      [&] {
-        check = run_outbox(with({"check", "--warning", "3s", "--critical", "1h"}));
-        return check.exit_code == 1;
-      },
-      30s))
-      << check;
+  check = run_until_exit(with({"check", "--warning", "3s", "--critical", "1h"}), 1);
   EXPECT_NE(check.out.find("OUTBOX WARNING - replica main "), std::string::npos) << check;
   EXPECT_NE(check.out.find("(warning at 3s)"), std::string::npos) << check;
-  EXPECT_TRUE(eventually(
-      [&] {
-        check = run_outbox(with({"check", "--warning", "3s", "--critical", "6s"}));
-        return check.exit_code == 2;
-      },
-      30s))
-      << check;
+  check = run_until_exit(with({"check", "--warning", "3s", "--critical", "6s"}), 2);
   EXPECT_NE(check.out.find("OUTBOX CRITICAL - replica main "), std::string::npos) << check;
   EXPECT_TRUE(std::regex_search(check.out, std::regex(R"(backlog [1-9]\d*)"))) << "the queued heartbeats: " << check;
 
@@ -356,36 +342,18 @@ TEST(Operations, AStoppedReplicateWithEventsWaitingGoesCriticalEvenWhenTheNewest
   Daemon relay(with({"relay", "--set", "relay.poll_interval=200ms"}));
   Daemon replicate(with({"replicate", "--set", "replicate.max_clock_skew=1h"}));
   const std::vector<std::string> check_args = with({"check", "--warning", "1s", "--critical", "2s"});
-  RunResult check;
-  ASSERT_TRUE(eventually(
-      [&] {
-        check = run_outbox(check_args);
-        return check.exit_code == 0;
-      },
-      30s))
-      << check;
+  RunResult check = run_until_exit(check_args, 0);
+  ASSERT_EQ(check.exit_code, 0);
 
   replicate.signal(SIGSTOP);
   for (const char* name : {"A", "B", "C"}) ASSERT_EQ(run_outbox({"create_parking_slot", "--name", name}).exit_code, 0);
-  EXPECT_TRUE(eventually(
-      [&] {
-        check = run_outbox(check_args);
-        return check.exit_code == 2;
-      },
-      30s))
-      << check;
+  check = run_until_exit(check_args, 2);
   EXPECT_NE(check.out.find("OUTBOX CRITICAL - replica main "), std::string::npos) << check;
   EXPECT_NE(check.out.find("(critical at 2s)"), std::string::npos) << check;
 
   replicate.signal(SIGCONT);
   EXPECT_TRUE(eventually([] { return scalar(servers().replica_url, "SELECT count(*) FROM parking_slots") == "3"; }, 30s));
-  EXPECT_TRUE(eventually(
-      [&] {
-        check = run_outbox(check_args);
-        return check.exit_code == 0;
-      },
-      30s))
-      << check;
+  check = run_until_exit(check_args, 0);
 }
 
 TEST(Operations, MetricsServeTheNamedCountersAndTheyMove) {

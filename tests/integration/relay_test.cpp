@@ -25,17 +25,7 @@ namespace {
 const std::vector<std::string> kQuietRelay = {
     "relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms", "--set", "relay.takeover_timeout=3s"};
 
-std::vector<std::string> relay_args(std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = kQuietRelay;
-  args.insert(args.end(), extra.begin(), extra.end());
-  return args;
-}
-
-void fresh_schema() {
-  reset_databases();
-  ASSERT_TRUE(migrate_all());
-  purge_outbox_queues();
-}
+std::vector<std::string> relay_args(const std::vector<std::string>& extra = {}) { return with_args(kQuietRelay, extra); }
 
 // Inserts `count` events of `aggregates` aggregates (versions increase per aggregate) in one transaction.
 void insert_events(const std::string& event_type, int count, int aggregates, int first = 1) {
@@ -538,6 +528,15 @@ std::vector<nlohmann::json> parked_list() {
   return rows;
 }
 
+// Waits until the relay has parked a row; returns it (null, and a test failure, unless it is the
+// only one).
+nlohmann::json the_one_parked_row(const Daemon& relay) {
+  EXPECT_TRUE(eventually([] { return parked_list().size() == 1; })) << relay.log();
+  std::vector<nlohmann::json> parked = parked_list();
+  EXPECT_EQ(parked.size(), 1u) << relay.log();
+  return parked.size() == 1 ? parked.front() : nlohmann::json();
+}
+
 void insert_row(const std::string& aggregate, long long version, const std::string& event_type_sql,
                 const std::string& payload_sql = "'{}'::json") {
   exec(servers().primary_url,
@@ -557,8 +556,8 @@ TEST(Relay, AnEventTypeLongerThanAmqpAllowsIsParkedItsAggregateWaitsAndEveryOthe
   Daemon relay(relay_args());
   // Every other aggregate, on every partition, is published.
   ASSERT_EQ(ids_of(queue.collect(40)).size(), 40u) << relay.log();
-  ASSERT_TRUE(eventually([] { return parked_list().size() == 1; })) << relay.log();
-  nlohmann::json parked = parked_list().front();
+  nlohmann::json parked = the_one_parked_row(relay);
+  ASSERT_FALSE(parked.is_null());
   EXPECT_EQ(parked["state"], "parked");
   EXPECT_EQ(parked["aggregate_id"], "victim");
   EXPECT_EQ(parked["attempts"], 1);
@@ -622,8 +621,8 @@ TEST(Relay, AnAggregateIdTooLargeForAFrameIsParkedAndDiscardReleasesTheRowsBehin
   insert_events("huge.other", 10, 3);
   Daemon relay(relay_args());
   ASSERT_EQ(ids_of(queue.collect(10)).size(), 10u) << relay.log();
-  ASSERT_TRUE(eventually([] { return parked_list().size() == 1; })) << relay.log();
-  nlohmann::json parked = parked_list().front();
+  nlohmann::json parked = the_one_parked_row(relay);
+  ASSERT_FALSE(parked.is_null());
   EXPECT_NE(parked["error"].get<std::string>().find("more than the broker's frame size of 131072"), std::string::npos) << parked;
   // The log line cuts the 300 KB id.
   std::string log = relay.log();
@@ -684,8 +683,8 @@ TEST(Relay, AMessageTheBrokerRefusesIsFoundInItsWindowParkedAfterMaxAttemptsAndR
   // Messages in flight when the broker closed the channel are published again (at least once).
   const auto& messages = queue.collect(40);
   EXPECT_EQ(ids_of(messages).size(), 40u) << relay.log();
-  ASSERT_TRUE(eventually([] { return parked_list().size() == 1; })) << relay.log();
-  nlohmann::json parked = parked_list().front();
+  nlohmann::json parked = the_one_parked_row(relay);
+  ASSERT_FALSE(parked.is_null());
   EXPECT_EQ(parked["state"], "parked");
   EXPECT_EQ(parked["attempts"], 3);
   EXPECT_EQ(parked["event_type"], "refused.big");

@@ -20,12 +20,6 @@ namespace {
 const std::vector<std::string> kRelay = {"relay", "--set", "relay.heartbeat_interval=1s", "--set", "relay.poll_interval=200ms"};
 const std::vector<std::string> kReplicate = {"replicate", "--set", "replicate.max_backoff=1s"};
 
-void fresh_start() {
-  reset_databases();
-  ASSERT_TRUE(migrate_all());
-  purge_outbox_queues();
-}
-
 std::vector<std::string> create_slots(int n, const std::string& prefix = "slot") {
   auto connection = connect(servers().primary_url);
   std::vector<std::string> uuids;
@@ -57,7 +51,7 @@ size_t count_lines(const std::string& text, const std::string& prefix) {
 }  // namespace
 
 TEST(Verify, AnEqualReplicaExitsZeroWithOneSummaryLine) {
-  fresh_start();
+  fresh_schema();
   Daemon relay(kRelay);
   Daemon replicate(kReplicate);
   create_slots(40);
@@ -72,7 +66,7 @@ TEST(Verify, AnEqualReplicaExitsZeroWithOneSummaryLine) {
 }
 
 TEST(Verify, DriftOfEachKindIsOneLineAndExitOneAndResyncAllRepairsIt) {
-  fresh_start();
+  fresh_schema();
   Daemon relay(kRelay);
   Daemon replicate(kReplicate);
   std::vector<std::string> uuids = create_slots(30);
@@ -126,7 +120,7 @@ TEST(Verify, DriftOfEachKindIsOneLineAndExitOneAndResyncAllRepairsIt) {
 }
 
 TEST(Verify, ResyncOfChosenUuidsBeatsAReplicaVersionThatIsAheadOfThePrimary) {
-  fresh_start();
+  fresh_schema();
   Daemon relay(kRelay);
   Daemon replicate(kReplicate);
   std::vector<std::string> uuids = create_slots(3);
@@ -150,7 +144,7 @@ TEST(Verify, ResyncOfChosenUuidsBeatsAReplicaVersionThatIsAheadOfThePrimary) {
 // replica at 2^63-1 made `max + 1` overflow (exit 70, the whole chunk rolled back), and a replica
 // at 2^62 had its version copied onto the primary.
 TEST(Verify, ResyncRepairsEachRowOnItsOwnNamesEveryRowItCannotAndNeverWritesAVersionOutsideTheRange) {
-  fresh_start();
+  fresh_schema();
   Daemon relay(kRelay);
   Daemon replicate(kReplicate);
   std::vector<std::string> uuids = create_slots(6);
@@ -211,7 +205,7 @@ TEST(Verify, ResyncRepairsEachRowOnItsOwnNamesEveryRowItCannotAndNeverWritesAVer
 }
 
 TEST(Verify, ResyncRejectsBadUuidsAndReportsUnknownOnesWithoutWriting) {
-  fresh_start();
+  fresh_schema();
   std::string before = scalar(servers().primary_url, "SELECT count(*) FROM outbox");
   RunResult bad = run_outbox({"resync", "--uuid", "42"});
   EXPECT_EQ(bad.exit_code, 65) << bad;
@@ -230,7 +224,7 @@ TEST(Verify, ResyncRejectsBadUuidsAndReportsUnknownOnesWithoutWriting) {
 }
 
 TEST(Verify, ResyncRefusesToWriteWhenAReplicaCannotBeRead) {
-  fresh_start();
+  fresh_schema();
   std::vector<std::string> uuids = create_slots(1);
   std::string before = scalar(servers().primary_url, "SELECT count(*) FROM outbox");
   RunResult resync =
@@ -241,7 +235,7 @@ TEST(Verify, ResyncRefusesToWriteWhenAReplicaCannotBeRead) {
 }
 
 TEST(Verify, AnUnreachableDatabaseIsExitThreeWithOneLineNamingIt) {
-  fresh_start();
+  fresh_schema();
   RunResult replica = run_outbox({"verify"}, {{"OUTBOX_REPLICA_URL", "postgresql://outbox@127.0.0.1:1/nowhere"}});
   EXPECT_EQ(replica.exit_code, 3) << replica;
   EXPECT_EQ(replica.err.rfind("outbox: verify: replica main postgresql://outbox@127.0.0.1:1/nowhere: ", 0), 0u) << replica;
@@ -253,7 +247,7 @@ TEST(Verify, AnUnreachableDatabaseIsExitThreeWithOneLineNamingIt) {
 }
 
 TEST(Verify, WithoutARelayThereIsNoConsistentPointAndVerifyExits75NamingTheRelay) {
-  fresh_start();
+  fresh_schema();
   create_slots(2);
   RunResult verify = run_outbox({"verify", "--timeout", "1s"});
   EXPECT_EQ(verify.exit_code, 75) << verify;
@@ -268,7 +262,7 @@ TEST(Verify, WithoutARelayThereIsNoConsistentPointAndVerifyExits75NamingTheRelay
 }
 
 TEST(Verify, ConcurrentWritesDuringTheCompareAreRecheckedAndNotReportedAsDrift) {
-  fresh_start();
+  fresh_schema();
   Daemon relay(kRelay);
   Daemon replicate(kReplicate);
   std::vector<std::string> uuids = create_slots(400);
@@ -314,7 +308,7 @@ TEST(Verify, ConcurrentWritesDuringTheCompareAreRecheckedAndNotReportedAsDrift) 
 }
 
 TEST(Verify, AnotherMappedTableIsComparedByItsOwnKeyAndColumns) {
-  fresh_start();
+  fresh_schema();
   for (const std::string* url : {&servers().primary_url, &servers().replica_url})
     exec(*url, "CREATE TABLE \"Odd; Table\" (id bigint PRIMARY KEY, \"weird \"\"col\" text, payload jsonb, at timestamptz)");
   exec(servers().primary_url,

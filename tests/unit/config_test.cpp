@@ -8,6 +8,7 @@
 #include <map>
 
 #include "core/error.hpp"
+#include "tests/unit/expect_error.hpp"
 
 using namespace outbox;
 using namespace outbox::config;
@@ -222,23 +223,13 @@ TEST(Config, AFileWithAPasswordThatEveryUserCanReadDrawsAWarningButGroupReadIsFi
 TEST(Config, ADirectoryGivenAsTheConfigFileIsAnErrorNotAnEmptyConfig) {
   LoadOptions options = no_env();
   options.config_path = ::testing::TempDir();
-  try {
-    Config::load(options);
-    FAIL() << "no error";
-  } catch (const Error& error) {
-    EXPECT_EQ(error.code(), ExitCode::config);
-    EXPECT_EQ(std::string(error.what()), "config " + options.config_path + ": cannot read: is a directory");
-  }
+  outbox::testing::expect_error([&] { Config::load(options); }, ExitCode::config,
+                                "config " + options.config_path + ": cannot read: is a directory");
 }
 
 TEST(Config, AMissingConfigFileNamedOnTheCommandLineIsAnError) {
   LoadOptions options = no_env();
   options.config_path = "/nonexistent/outbox.toml";
-  try {
-    Config::load(options);
-    FAIL() << "no error";
-  } catch (const Error& error) {
-    EXPECT_EQ(error.code(), ExitCode::config);
-    EXPECT_STREQ(error.what(), "config /nonexistent/outbox.toml: cannot open: No such file or directory");
-  }
+  outbox::testing::expect_error([&] { Config::load(options); }, ExitCode::config,
+                                "config /nonexistent/outbox.toml: cannot open: No such file or directory");
 }

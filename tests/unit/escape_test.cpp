@@ -5,10 +5,10 @@
 #include <gtest/gtest.h>
 #include <toml++/toml.h>
 
-#include "ops/check.hpp"
 #include "core/config.hpp"
-#include "ops/lag.hpp"
 #include "core/log.hpp"
+#include "ops/check.hpp"
+#include "ops/lag.hpp"
 #include "ops/verify.hpp"
 
 using namespace outbox;

@@ -6,8 +6,8 @@
 #include <pqxx/pqxx>
 
 #include "core/error.hpp"
-#include "migrate/topology.hpp"
 #include "core/utf8.hpp"
+#include "migrate/topology.hpp"
 #include "replicate/apply.hpp"
 #include "replicate/event.hpp"
 
@@ -179,27 +179,13 @@ TEST(ReplicateMessage, ACreatedAtAfterTheYear9999OrBefore1970IsRefusedNamingIt) 
 // integer names the value it got. Before, every such value arrived as "" (`is not an integer: ""`).
 TEST(ReplicateMessage, AVersionHeaderOfAnotherTypeIsReportedWithItsValue) {
   auto field = [](amqp_field_value_t value) { return amqp::header_value(value); };
-  amqp_field_value_t f64{};
-  f64.kind = AMQP_FIELD_KIND_F64;
-  f64.value.f64 = 3.5;
-  amqp_field_value_t whole{};
-  whole.kind = AMQP_FIELD_KIND_F64;
-  whole.value.f64 = 12.0;
-  amqp_field_value_t f32{};
-  f32.kind = AMQP_FIELD_KIND_F32;
-  f32.value.f32 = 0.25f;
-  amqp_field_value_t boolean{};
-  boolean.kind = AMQP_FIELD_KIND_BOOLEAN;
-  boolean.value.boolean = 1;
-  amqp_field_value_t decimal{};
-  decimal.kind = AMQP_FIELD_KIND_DECIMAL;
-  decimal.value.decimal = {2, 1205};
-  amqp_field_value_t huge{};
-  huge.kind = AMQP_FIELD_KIND_U64;
-  huge.value.u64 = std::numeric_limits<uint64_t>::max();
-  amqp_field_value_t array{};
-  array.kind = AMQP_FIELD_KIND_ARRAY;
-  array.value.array.num_entries = 2;
+  amqp_field_value_t f64{.kind = AMQP_FIELD_KIND_F64, .value = {.f64 = 3.5}};
+  amqp_field_value_t whole{.kind = AMQP_FIELD_KIND_F64, .value = {.f64 = 12.0}};
+  amqp_field_value_t f32{.kind = AMQP_FIELD_KIND_F32, .value = {.f32 = 0.25f}};
+  amqp_field_value_t boolean{.kind = AMQP_FIELD_KIND_BOOLEAN, .value = {.boolean = 1}};
+  amqp_field_value_t decimal{.kind = AMQP_FIELD_KIND_DECIMAL, .value = {.decimal = {2, 1205}}};
+  amqp_field_value_t huge{.kind = AMQP_FIELD_KIND_U64, .value = {.u64 = std::numeric_limits<uint64_t>::max()}};
+  amqp_field_value_t array{.kind = AMQP_FIELD_KIND_ARRAY, .value = {.array = {.num_entries = 2, .entries = nullptr}}};
   struct Case {
     amqp_field_value_t value;
     std::string reason;
@@ -217,10 +203,7 @@ TEST(ReplicateMessage, AVersionHeaderOfAnotherTypeIsReportedWithItsValue) {
     message.headers["aggregate_version"] = field(c.value);
     EXPECT_EQ(check_message(message, kParking).error, c.reason);
   }
-  amqp_field_value_t i64{};
-  i64.kind = AMQP_FIELD_KIND_I64;
-  i64.value.i64 = 7;
-  EXPECT_EQ(field(i64), amqp::HeaderValue(7LL));
+  EXPECT_EQ(field({.kind = AMQP_FIELD_KIND_I64, .value = {.i64 = 7}}), amqp::HeaderValue(7LL));
 }
 
 TEST(ReplicateMessage, StoredPropertiesRoundTripToTheSameEvent) {

@@ -1,5 +1,7 @@
 #include "tests/integration/support/broker.hpp"
 
+#include <gtest/gtest.h>
+
 #include <set>
 #include <thread>
 
@@ -25,6 +27,12 @@ void purge_outbox_queues() {
       connection = broker_connection();  // the failed purge closed the channel
     }
   }
+}
+
+void fresh_schema() {
+  reset_databases();
+  ASSERT_TRUE(migrate_all());
+  purge_outbox_queues();
 }
 
 void declare_outbox_exchange(amqp::Connection& connection, const std::string& exchange) {

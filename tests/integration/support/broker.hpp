@@ -43,6 +43,9 @@ std::unique_ptr<amqp::Connection> broker_connection();
 // unroutable events), so no test inherits, or slows the broker with, an earlier test's messages.
 // A queue that is not declared yet (no migrate) is skipped.
 void purge_outbox_queues();
+// Empty databases at the current schema and empty queues: reset_databases, migrate_all (which also
+// declares the queues) and purge_outbox_queues, as a test starts. A failed migrate fails the test.
+void fresh_schema();
 std::string header_text(const amqp::IncomingMessage& message, const std::string& key);
 long long header_number(const amqp::IncomingMessage& message, const std::string& key);
 
