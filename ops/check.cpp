@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <iterator>
 
 #include "core/escape.hpp"
 #include "migrate/topology.hpp"
@@ -43,17 +44,10 @@ std::string plural(long long count, const std::string& word) {
 }  // namespace
 
 std::string_view status_name(Status status) {
-  switch (status) {
-    case Status::ok:
-      return "OK";
-    case Status::warning:
-      return "WARNING";
-    case Status::critical:
-      return "CRITICAL";
-    case Status::unknown:
-      return "UNKNOWN";
-  }
-  return "UNKNOWN";
+  // By Status, in its order (the plugin exit codes 0..3).
+  static constexpr std::string_view kNames[] = {"OK", "WARNING", "CRITICAL", "UNKNOWN"};
+  auto index = static_cast<size_t>(status);
+  return index < std::size(kNames) ? kNames[index] : "UNKNOWN";
 }
 
 Result unknown(const std::string& reason) { return {Status::unknown, "OUTBOX UNKNOWN - " + clean(reason)}; }

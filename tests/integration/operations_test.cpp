@@ -35,6 +35,11 @@ std::vector<std::string> with(std::vector<std::string> args, const std::vector<s
   return with_args(std::move(args), extra);
 }
 
+// `outbox relay` with /metrics and /healthz on 127.0.0.1:port.
+std::vector<std::string> relay_serving_metrics_on(int port) {
+  return {"relay", "--set", "metrics.listen=127.0.0.1:" + std::to_string(port)};
+}
+
 // Runs `args` until it exits with `code` (polling for up to 30 s) and returns the last run, whose
 // output the test then checks; never reaching `code` is a test failure that shows the last run.
 RunResult run_until_exit(const std::vector<std::string>& args, int code) {
@@ -411,7 +416,7 @@ TEST(Operations, ATableNameWithAQuoteABackslashAndANewlineIsEscapedInTheMetricsL
                                   "[[relay.tables]]\nname = \"public.outbox\"\n"
                                   "[[relay.tables]]\nname = \"public.ev\\\"il\\\\\\nx\"\n");
   int port = free_port();
-  Daemon relay({"relay", "--set", "metrics.listen=127.0.0.1:" + std::to_string(port)}, {{"OUTBOX_CONFIG", config}});
+  Daemon relay(relay_serving_metrics_on(port), {{"OUTBOX_CONFIG", config}});
   // The label as the text format writes it: \" for the quote, \\ for the backslash, \n for the newline.
   const std::string escaped = "outbox_relay_backlog{table=\"public.ev\\\"il\\\\\\nx\"}";
   std::string metrics;
@@ -428,8 +433,7 @@ TEST(Operations, ATableNameWithAQuoteABackslashAndANewlineIsEscapedInTheMetricsL
 TEST(Operations, HealthzIsNotOkWhileTheRelayCannotReachTheBroker) {
   fresh_schema();
   int port = free_port();
-  Daemon relay({"relay", "--set", "metrics.listen=127.0.0.1:" + std::to_string(port)},
-               {{"OUTBOX_BROKER_URL", "amqp://outbox:outbox@127.0.0.1:1/"}});
+  Daemon relay(relay_serving_metrics_on(port), {{"OUTBOX_BROKER_URL", "amqp://outbox:outbox@127.0.0.1:1/"}});
   Http health;
   EXPECT_TRUE(eventually(
       [&] {
@@ -462,7 +466,7 @@ size_t open_files(pid_t pid) {
 TEST(Operations, TheMetricsPortDropsARequestBodyAndBoundsItsConnections) {
   fresh_schema();
   int port = free_port();
-  Daemon relay({"relay", "--set", "metrics.listen=127.0.0.1:" + std::to_string(port)});
+  Daemon relay(relay_serving_metrics_on(port));
   ASSERT_TRUE(eventually([&] { return http_get(port, "/healthz").status == 200; })) << relay.log();
   long peak_before = proc_status_kb(relay.pid(), "VmHWM");
 
@@ -563,7 +567,7 @@ struct SlowClients {
 TEST(Operations, AHealthProbeFromANewAddressIsAnsweredWhileSlowClientsHoldTheMetricsPort) {
   fresh_schema();
   int port = free_port();
-  Daemon relay({"relay", "--set", "metrics.listen=127.0.0.1:" + std::to_string(port)});
+  Daemon relay(relay_serving_metrics_on(port));
   ASSERT_TRUE(eventually([&] { return http_get(port, "/healthz").status == 200; })) << relay.log();
   size_t files_before = open_files(relay.pid());
 
@@ -609,7 +613,7 @@ TEST(Operations, AHealthProbeFromANewAddressIsAnsweredWhileSlowClientsHoldTheMet
 TEST(Operations, ARequestSentSlowlyIsClosedAtItsDeadlineThoughItNeverGoesIdle) {
   fresh_schema();
   int port = free_port();
-  Daemon relay({"relay", "--set", "metrics.listen=127.0.0.1:" + std::to_string(port)});
+  Daemon relay(relay_serving_metrics_on(port));
   ASSERT_TRUE(eventually([&] { return http_get(port, "/healthz").status == 200; })) << relay.log();
   SlowClients slow;
   ASSERT_NO_FATAL_FAILURE(slow.connect(2, port));

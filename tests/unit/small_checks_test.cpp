@@ -45,11 +45,14 @@ TEST(ParkingName, ANameOfOnlySpacesIsRefusedWithExit65) {
 }
 
 TEST(ErrorText, AServerMessageIsCutToItsFirstLine) {
-  EXPECT_EQ(first_line("ERROR:  relation \"outbox\" does not exist\nLINE 1: SELECT 1 FROM outbox\n"),
-            "ERROR:  relation \"outbox\" does not exist");
-  EXPECT_EQ(first_line("one line"), "one line");
-  EXPECT_EQ(first_line(""), "");
-  EXPECT_EQ(first_line("\nafter an empty first line"), "");
+  const std::pair<std::string, std::string> cases[] = {
+      {"ERROR:  relation \"outbox\" does not exist\nLINE 1: SELECT 1 FROM outbox\n",
+       "ERROR:  relation \"outbox\" does not exist"},
+      {"one line", "one line"},
+      {"", ""},
+      {"\nafter an empty first line", ""},
+  };
+  for (const auto& [text, line] : cases) EXPECT_EQ(first_line(text), line) << text;
   // libpq's prefix goes too where the text names a server error.
   EXPECT_EQ(pg::first_error_line("ERROR:  duplicate key value\nDETAIL:  Key (uuid)=(x) already exists."), "duplicate key value");
 }
