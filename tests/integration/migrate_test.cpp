@@ -15,6 +15,12 @@ namespace {
 
 using migrate::Target;
 
+// A run that exits with `code` and shows `text` in `shown` (its stdout or stderr).
+void expect_exit(const RunResult& result, int code, const std::string& shown, const std::string& text) {
+  EXPECT_EQ(result.exit_code, code) << result;
+  EXPECT_NE(shown.find(text), std::string::npos) << "expected: " << text << "\n" << result;
+}
+
 class Migrate : public ::testing::Test {
  protected:
   void SetUp() override { reset_databases(); }
@@ -140,16 +146,14 @@ TEST_F(Migrate, AnUnknownTargetIsAUsageErrorAndAnUnconfiguredReplicaAConfigError
   RunResult bad = migrate({"--target", "secondary"});
   EXPECT_EQ(bad.exit_code, 64) << bad;
   RunResult unknown = migrate({"--target", "replica", "nope"});
-  EXPECT_EQ(unknown.exit_code, 78) << unknown;
-  EXPECT_NE(unknown.err.find("no replica named 'nope'"), std::string::npos) << unknown;
+  expect_exit(unknown, 78, unknown.err, "no replica named 'nope'");
   EXPECT_FALSE(has_table(servers().primary_url, "schema_migrations"));
 }
 
 TEST_F(Migrate, AnUnreachableDatabaseExits69WithoutItsPassword) {
   RunResult result = run_outbox({"migrate", "--target", "primary"},
                                 {{"OUTBOX_PRIMARY_URL", "postgresql://outbox:secret@127.0.0.1:1/outbox_primary"}});
-  EXPECT_EQ(result.exit_code, 69) << result;
-  EXPECT_NE(result.err.find("primary postgresql://outbox:****@127.0.0.1:1/"), std::string::npos) << result;
+  expect_exit(result, 69, result.err, "primary postgresql://outbox:****@127.0.0.1:1/");
   EXPECT_EQ(result.err.find("secret"), std::string::npos) << result;
 }
 
@@ -158,36 +162,27 @@ TEST_F(Migrate, AChecksumMismatchOnAnAppliedMigrationIsAConfigErrorNamingTheData
   exec(servers().replica_url, "UPDATE schema_migrations SET checksum = 'deadbeef' WHERE version = 1");
 
   RunResult result = migrate();
-  EXPECT_EQ(result.exit_code, 78) << result;
-  EXPECT_NE(result.err.find("outbox: replica main: migration " + first_file(Target::replica) +
-                            " was applied with checksum deadbeef but this outbox has "),
-            std::string::npos)
-      << result;
+  expect_exit(result, 78, result.err,
+              "outbox: replica main: migration " + first_file(Target::replica) +
+                  " was applied with checksum deadbeef but this outbox has ");
   EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result;
 
   RunResult status = run_outbox({"migrate", "status"});
-  EXPECT_EQ(status.exit_code, 78) << status;
-  EXPECT_NE(status.out.find(first_file(Target::replica) + "  CHECKSUM MISMATCH"), std::string::npos) << status;
+  expect_exit(status, 78, status.out, first_file(Target::replica) + "  CHECKSUM MISMATCH");
 }
 
 TEST_F(Migrate, ADatabaseMigratedByANewerOutboxIsRefusedAndAMissingVersionIsNotAppliedOutOfOrder) {
   ASSERT_EQ(migrate().exit_code, 0);
   exec(servers().replica_url, "INSERT INTO schema_migrations (version, name, checksum) VALUES (999, 'future', 'x')");
   RunResult newer = migrate({"--target", "replica", "main"});
-  EXPECT_EQ(newer.exit_code, 78) << newer;
-  EXPECT_NE(newer.err.find("outbox: replica main: migration 0999_future.sql is applied but unknown to this outbox"),
-            std::string::npos)
-      << newer;
+  expect_exit(newer, 78, newer.err, "outbox: replica main: migration 0999_future.sql is applied but unknown to this outbox");
   RunResult status = run_outbox({"migrate", "status", "--target", "replica", "main"});
-  EXPECT_EQ(status.exit_code, 78) << status;
-  EXPECT_NE(status.out.find("0999_future.sql  applied, unknown to this outbox"), std::string::npos) << status;
+  expect_exit(status, 78, status.out, "0999_future.sql  applied, unknown to this outbox");
 
   exec(servers().replica_url, "DELETE FROM schema_migrations WHERE version IN (2, 999)");
   RunResult gap = migrate({"--target", "replica", "main"});
-  EXPECT_EQ(gap.exit_code, 78) << gap;
-  EXPECT_NE(gap.err.find("migration 0002_heartbeat.sql is not applied but version 3 is; refusing to apply it out of order"),
-            std::string::npos)
-      << gap;
+  expect_exit(gap, 78, gap.err,
+              "migration 0002_heartbeat.sql is not applied but version 3 is; refusing to apply it out of order");
   EXPECT_EQ(scalar(servers().replica_url, "SELECT count(*) FROM schema_migrations"), "2");
 }
 
@@ -205,8 +200,7 @@ TEST_F(Migrate, ASchemaMigrationsTableOfAnotherToolIsRefusedWithOneLine) {
 
 TEST_F(Migrate, AnEmptyReplicaNameIsAUsageError) {
   RunResult result = migrate({"--target", "replica:"});
-  EXPECT_EQ(result.exit_code, 64) << result;
-  EXPECT_NE(result.err.find("needs a replica name"), std::string::npos) << result;
+  expect_exit(result, 64, result.err, "needs a replica name");
 }
 
 TEST_F(Migrate, TwoConcurrentRunsWaitForEachOtherAndApplyEachMigrationOnce) {
