@@ -37,6 +37,22 @@ std::vector<std::vector<std::string>> slots(const std::string& url) {
 
 bool converged() { return slots(servers().replica_url) == slots(servers().primary_url); }
 
+// Empty databases first: a base, so that it comes before the daemons start.
+struct FreshSchema {
+  FreshSchema() { fresh_schema(); }
+};
+
+// Empty databases, the relay and replicate running, and `slots` parking slots created on the
+// primary (`uuids`); `replicated` says whether the replica had them all by `deadline`.
+struct ConvergedPipeline : FreshSchema {
+  explicit ConvergedPipeline(int slots, std::chrono::milliseconds deadline = 30s)
+      : uuids(create_slots(slots)), replicated(eventually(converged, deadline)) {}
+  Daemon relay{kRelay};
+  Daemon replicate{kReplicate};
+  std::vector<std::string> uuids;
+  bool replicated;
+};
+
 size_t count_lines(const std::string& text, const std::string& prefix) {
   size_t n = 0, at = 0;
   while (at < text.size()) {
@@ -66,11 +82,9 @@ TEST(Verify, AnEqualReplicaExitsZeroWithOneSummaryLine) {
 }
 
 TEST(Verify, DriftOfEachKindIsOneLineAndExitOneAndResyncAllRepairsIt) {
-  fresh_schema();
-  Daemon relay(kRelay);
-  Daemon replicate(kReplicate);
-  std::vector<std::string> uuids = create_slots(30);
-  ASSERT_TRUE(eventually(converged));
+  ConvergedPipeline pipeline(30);
+  ASSERT_TRUE(pipeline.replicated);
+  const std::vector<std::string>& uuids = pipeline.uuids;
   // Drift made behind the pipeline's back: a changed row, a lost row, a row the primary never had,
   // and a row deleted on the primary without an event.
   exec(servers().replica_url, "UPDATE parking_slots SET status = 'blocked' WHERE uuid = '" + uuids[3] + "'");
@@ -120,11 +134,10 @@ TEST(Verify, DriftOfEachKindIsOneLineAndExitOneAndResyncAllRepairsIt) {
 }
 
 TEST(Verify, ResyncOfChosenUuidsBeatsAReplicaVersionThatIsAheadOfThePrimary) {
-  fresh_schema();
-  Daemon relay(kRelay);
-  Daemon replicate(kReplicate);
-  std::vector<std::string> uuids = create_slots(3);
-  ASSERT_TRUE(eventually(converged));
+  ConvergedPipeline pipeline(3);
+  ASSERT_TRUE(pipeline.replicated);
+  const std::vector<std::string>& uuids = pipeline.uuids;
+  Daemon& replicate = pipeline.replicate;
   // The replica is ahead (say the primary was restored from a backup): version 9 with other data.
   exec(servers().replica_url, "UPDATE parking_slots SET name = 'future', version = 9 WHERE uuid = '" + uuids[0] + "'");
   exec(servers().replica_url, "UPDATE outbox_aggregate_versions SET version = 9 WHERE aggregate_id = '" + uuids[0] + "'");
@@ -144,11 +157,10 @@ TEST(Verify, ResyncOfChosenUuidsBeatsAReplicaVersionThatIsAheadOfThePrimary) {
 // replica at 2^63-1 made `max + 1` overflow (exit 70, the whole chunk rolled back), and a replica
 // at 2^62 had its version copied onto the primary.
 TEST(Verify, ResyncRepairsEachRowOnItsOwnNamesEveryRowItCannotAndNeverWritesAVersionOutsideTheRange) {
-  fresh_schema();
-  Daemon relay(kRelay);
-  Daemon replicate(kReplicate);
-  std::vector<std::string> uuids = create_slots(6);
-  ASSERT_TRUE(eventually(converged));
+  ConvergedPipeline pipeline(6);
+  ASSERT_TRUE(pipeline.replicated);
+  const std::vector<std::string>& uuids = pipeline.uuids;
+  Daemon& replicate = pipeline.replicate;
   auto drift = [](const std::string& uuid, long long version) {
     std::string v = std::to_string(version);
     exec(servers().replica_url, "UPDATE parking_slots SET name = 'drifted', version = " + v + " WHERE uuid = '" + uuid +
@@ -262,11 +274,9 @@ TEST(Verify, WithoutARelayThereIsNoConsistentPointAndVerifyExits75NamingTheRelay
 }
 
 TEST(Verify, ConcurrentWritesDuringTheCompareAreRecheckedAndNotReportedAsDrift) {
-  fresh_schema();
-  Daemon relay(kRelay);
-  Daemon replicate(kReplicate);
-  std::vector<std::string> uuids = create_slots(400);
-  ASSERT_TRUE(eventually(converged, 60s));
+  ConvergedPipeline pipeline(400, 60s);
+  ASSERT_TRUE(pipeline.replicated);
+  const std::vector<std::string>& uuids = pipeline.uuids;
   std::atomic<bool> stop{false};
   std::atomic<int> writes{0};
   std::thread writer;
