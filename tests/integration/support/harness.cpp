@@ -528,9 +528,11 @@ void reset_databases() {
     if (url->empty()) continue;
     auto connection = connect(*url);
     pqxx::nontransaction tx(connection);
+    // Client sessions only: an autovacuum worker (after a test's large drain) runs as a superuser,
+    // which this role may not terminate; it cancels itself when DROP SCHEMA waits for its lock.
     tx.exec(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'");
     tx.exec("DROP SCHEMA IF EXISTS public CASCADE");
     tx.exec("CREATE SCHEMA public");
   }
