@@ -137,7 +137,6 @@ TEST(Verify, ResyncOfChosenUuidsBeatsAReplicaVersionThatIsAheadOfThePrimary) {
   ConvergedPipeline pipeline(3);
   ASSERT_TRUE(pipeline.replicated);
   const std::vector<std::string>& uuids = pipeline.uuids;
-  Daemon& replicate = pipeline.replicate;
   // The replica is ahead (say the primary was restored from a backup): version 9 with other data.
   exec(servers().replica_url, "UPDATE parking_slots SET name = 'future', version = 9 WHERE uuid = '" + uuids[0] + "'");
   exec(servers().replica_url, "UPDATE outbox_aggregate_versions SET version = 9 WHERE aggregate_id = '" + uuids[0] + "'");
@@ -146,7 +145,7 @@ TEST(Verify, ResyncOfChosenUuidsBeatsAReplicaVersionThatIsAheadOfThePrimary) {
   EXPECT_EQ(resync.out, "resynced " + uuids[0] +
                             ": parking.update v10\nresync: 1 row(s) resynced (1 parking.update, 0 parking.delete) "
                             "through public.outbox; every replica applies them\n");
-  EXPECT_TRUE(eventually(converged)) << replicate.log();
+  EXPECT_TRUE(eventually(converged)) << pipeline.replicate.log();
   EXPECT_EQ(scalar(servers().replica_url, "SELECT name FROM parking_slots WHERE uuid = '" + uuids[0] + "'"), "slot-0");
 }
 
@@ -160,7 +159,6 @@ TEST(Verify, ResyncRepairsEachRowOnItsOwnNamesEveryRowItCannotAndNeverWritesAVer
   ConvergedPipeline pipeline(6);
   ASSERT_TRUE(pipeline.replicated);
   const std::vector<std::string>& uuids = pipeline.uuids;
-  Daemon& replicate = pipeline.replicate;
   auto drift = [](const std::string& uuid, long long version) {
     std::string v = std::to_string(version);
     exec(servers().replica_url, "UPDATE parking_slots SET name = 'drifted', version = " + v + " WHERE uuid = '" + uuid +
@@ -202,7 +200,7 @@ TEST(Verify, ResyncRepairsEachRowOnItsOwnNamesEveryRowItCannotAndNeverWritesAVer
     EXPECT_TRUE(eventually([&] {
       return scalar(servers().replica_url, "SELECT name || ' ' || version FROM parking_slots WHERE uuid = '" + uuids[i] + "'") ==
              "slot-" + std::to_string(i) + " 2";
-    })) << replicate.log();
+    })) << pipeline.replicate.log();
 
   // --all: verify finds the two rows still drifted and a new drift, which is repaired.
   exec(servers().replica_url, "UPDATE parking_slots SET status = 'blocked' WHERE uuid = '" + uuids[5] + "'");
@@ -213,7 +211,7 @@ TEST(Verify, ResyncRepairsEachRowOnItsOwnNamesEveryRowItCannotAndNeverWritesAVer
   EXPECT_TRUE(all.err == top + refused || all.err == refused + top) << all;
   EXPECT_TRUE(eventually([&] {
     return scalar(servers().replica_url, "SELECT status FROM parking_slots WHERE uuid = '" + uuids[5] + "'") == "available";
-  })) << replicate.log();
+  })) << pipeline.replicate.log();
 }
 
 TEST(Verify, ResyncRejectsBadUuidsAndReportsUnknownOnesWithoutWriting) {
