@@ -15,6 +15,9 @@
 #include "core/log.hpp"
 #include "core/pg.hpp"
 #include "relay/parked.hpp"
+#include "core/settings.hpp"
+#include "relay/settings.hpp"
+#include "replicate/settings.hpp"
 
 namespace outbox::cmd {
 namespace {
@@ -77,10 +80,10 @@ std::string waiting_text(long long waiting) {
 
 // `failed ... --relay`: the outbox rows the relay parked on the primary.
 int run_relay_side(const config::Config& config, const Options& o, bool list, bool show, bool retry, bool discard) {
-  auto connection = pg::connect(config.required("primary.url"), "primary", "outbox failed");
+  auto connection = pg::connect(config::primary_url(config), "primary", "outbox failed");
   try {
-    relay::ParkedRows parked(*connection, relay::tables_from_config(config, config.text("broker.exchange")),
-                             static_cast<size_t>(config.integer("relay.max_message_size")), config.text("relay.notify_channel"));
+    relay::Settings settings = relay::settings_from_config(config);
+    relay::ParkedRows parked(*connection, settings.tables, settings.tunables.max_message_size, settings.notify_channel);
     if (list) {
       for (const relay::ParkedRow& row : parked.list())
         std::cout << "{\"relay\": " << json_string(row.table) << ", \"id\": " << row.id
@@ -170,14 +173,12 @@ void add_failed_commands(Registry& registry) {
     std::vector<replicate::Mapping> mappings = replicate::mappings_from_config(config);
     int exit_code = 0;
     for (const std::string& name : names) {
-      if (!config.has_replica(name))
-        throw config_error("failed: no replica named '" + name + "' is configured (set replicas." + name + ".url" +
-                           (name == "main" ? " or OUTBOX_REPLICA_URL)" : ")"));
+      const std::string& url = config::replica_url(config, name, "failed");
       std::string role = "replica " + name;
-      auto connection = pg::connect(config.required("replicas." + name + ".url"), role, "outbox failed");
+      auto connection = pg::connect(url, role, "outbox failed");
       try {
         replicate::FailedEvents events(*connection, name, role, mappings);
-        events.set_max_clock_skew(config.duration("replicate.max_clock_skew"));
+        events.set_max_clock_skew(replicate::tunables_from_config(config).max_clock_skew);
         if (list->parsed()) {
           for (const replicate::FailedEvent& event : events.list()) {
             std::cout << "{\"replica\": " << json_string(name) << ", \"id\": " << event.id

@@ -14,6 +14,7 @@
 #include "core/error.hpp"
 #include "ops/lag.hpp"
 #include "core/pg.hpp"
+#include "core/settings.hpp"
 
 namespace outbox::cmd {
 namespace {
@@ -25,7 +26,7 @@ struct Source {
 
 // --from primary | replica | replica:NAME
 Source resolve_source(const config::Config& config, const std::string& from) {
-  if (from == "primary") return {"primary", config.required("primary.url")};
+  if (from == "primary") return {"primary", config::primary_url(config)};
   std::string name;
   if (from == "replica")
     name = "main";
@@ -33,10 +34,7 @@ Source resolve_source(const config::Config& config, const std::string& from) {
     name = from.substr(8);
   else
     throw usage_error("--from must be primary, replica or replica:NAME (got '" + from + "')");
-  if (!config.has_replica(name))
-    throw config_error("no replica named '" + name + "' is configured (set replicas." + name + ".url" +
-                       (name == "main" ? " or OUTBOX_REPLICA_URL)" : ")"));
-  return {"replica " + name, config.required("replicas." + name + ".url")};
+  return {"replica " + name, config::replica_url(config, name)};
 }
 
 // Runs `body` in a transaction of the given kind on the database, mapping server errors to
@@ -102,7 +100,7 @@ void add_parking_commands(Registry& registry) {
   static Options o;
   auto primary = [&registry] {
     config::Config config = load_config(registry.globals());
-    return Source{"primary", config.required("primary.url")};
+    return Source{"primary", config::primary_url(config)};
   };
   auto from = [&registry] { return resolve_source(load_config(registry.globals()), o.from); };
   const std::string from_help = "primary, replica (the replica named main; the default) or replica:NAME";

@@ -13,6 +13,9 @@
 #include "core/pg.hpp"
 #include "migrate/runner.hpp"
 #include "replicate/event.hpp"
+#include "core/settings.hpp"
+#include "relay/settings.hpp"
+#include "replicate/settings.hpp"
 
 namespace outbox::cmd {
 namespace {
@@ -30,9 +33,7 @@ struct Options {
 
 VerifySetup verify_setup(const config::Config& config, const std::string& replica, const std::string& timeout,
                          const std::string& application) {
-  if (!config.has_replica(replica))
-    throw config_error("no replica named '" + replica + "' is configured (set replicas." + replica + ".url" +
-                       (replica == "main" ? " or OUTBOX_REPLICA_URL)" : ")"));
+  const std::string& replica_url = config::replica_url(config, replica);
   std::optional<Duration> wait = parse_duration(timeout);
   if (!wait || wait->count() <= 0) throw usage_error("--timeout: not a duration (got '" + timeout + "'; e.g. 30s, 2m)");
   VerifySetup setup;
@@ -40,8 +41,8 @@ VerifySetup verify_setup(const config::Config& config, const std::string& replic
   setup.options.replica_role = "replica " + replica;
   setup.options.timeout = *wait;
   setup.options.outbox_tables.clear();
-  for (const config::Section& section : config.sections("relay.tables"))
-    setup.options.outbox_tables.push_back(section.at("name").text);
+  for (const relay::TableSpec& table : relay::tables_from_config(config, ""))
+    setup.options.outbox_tables.push_back(table.name);
   // The mapped tables of the replica: each distinct (table, key column) of replicate.mappings.
   for (const replicate::Mapping& mapping : replicate::mappings_from_config(config)) {
     bool seen = false;
@@ -49,8 +50,8 @@ VerifySetup verify_setup(const config::Config& config, const std::string& replic
       seen = seen || (spec.table == mapping.table && spec.key == mapping.key_column);
     if (!seen) setup.tables.push_back({mapping.table, mapping.key_column, {}});
   }
-  setup.primary = pg::connect(config.required("primary.url"), "primary", application);
-  setup.replica = pg::connect(config.required("replicas." + replica + ".url"), setup.options.replica_role, application);
+  setup.primary = pg::connect(config::primary_url(config), "primary", application);
+  setup.replica = pg::connect(replica_url, setup.options.replica_role, application);
   migrate::require_current(*setup.primary, migrate::Target::primary, "primary");
   migrate::require_current(*setup.replica, migrate::Target::replica, setup.options.replica_role);
   verify::prepare_session(*setup.primary);

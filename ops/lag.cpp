@@ -11,6 +11,8 @@
 #include "core/pg.hpp"
 #include "migrate/topology.hpp"
 #include "relay/parked_rows.hpp"
+#include "core/settings.hpp"
+#include "relay/settings.hpp"
 
 namespace outbox::lag {
 namespace {
@@ -40,10 +42,10 @@ std::string database_problem(const std::exception& error, const std::string& rol
 
 void read_primary(const config::Config& config, PrimaryStage& stage) {
   try {
-    auto connection = pg::connect(config.required("primary.url"), "primary", "outbox lag");
+    std::vector<relay::TableSpec> tables = relay::tables_from_config(config, "");
+    auto connection = pg::connect(config::primary_url(config), "primary", "outbox lag");
     pqxx::read_transaction tx(*connection);
-    for (const config::Section& section : config.sections("relay.tables"))
-      stage.tables.push_back(read_table(tx, section.at("name").text));
+    for (const relay::TableSpec& table : tables) stage.tables.push_back(read_table(tx, table.name));
   } catch (const std::exception& error) {
     stage.error = database_problem(error, "primary");
   }
@@ -163,12 +165,9 @@ const QueueStage* BrokerStage::find(const std::string& queue) const {
 Report collect(const config::Config& config, const Scope& scope) {
   Report report;
   report.at = now_iso();
-  report.heartbeat_interval = static_cast<double>(config.duration("relay.heartbeat_interval").count()) / 1000.0;
+  report.heartbeat_interval = static_cast<double>(relay::tunables_from_config(config).heartbeat_interval.count()) / 1000.0;
   std::vector<std::string> names = scope.replicas.empty() ? config.replica_names() : scope.replicas;
-  for (const std::string& name : names)
-    if (!config.has_replica(name))
-      throw config_error("no replica named '" + name + "' is configured (set replicas." + name + ".url" +
-                         (name == "main" ? " or OUTBOX_REPLICA_URL)" : ")"));
+  for (const std::string& name : names) config::replica_url(config, name);
   if (scope.primary)
     read_primary(config, report.primary);
   else
@@ -181,7 +180,7 @@ Report collect(const config::Config& config, const Scope& scope) {
     ReplicaStage stage;
     std::string role = "replica " + name;
     try {
-      auto connection = pg::connect(config.required("replicas." + name + ".url"), role, "outbox lag");
+      auto connection = pg::connect(config::replica_url(config, name), role, "outbox lag");
       pqxx::read_transaction tx(*connection);
       stage = read_replica(tx, name);
     } catch (const std::exception& error) {
