@@ -14,8 +14,8 @@
 #include "core/escape.hpp"
 #include "core/log.hpp"
 #include "core/pg.hpp"
-#include "relay/parked.hpp"
 #include "core/settings.hpp"
+#include "relay/parked.hpp"
 #include "relay/settings.hpp"
 #include "replicate/settings.hpp"
 

@@ -8,10 +8,10 @@
 #include "core/error.hpp"
 #include "core/escape.hpp"
 #include "core/pg.hpp"
-#include "migrate/topology.hpp"
+#include "core/settings.hpp"
 #include "core/url.hpp"
 #include "migrate/runner.hpp"
-#include "core/settings.hpp"
+#include "migrate/topology.hpp"
 
 namespace outbox::cmd {
 namespace {

@@ -12,9 +12,9 @@
 
 #include "cmd/command.hpp"
 #include "core/error.hpp"
-#include "ops/lag.hpp"
 #include "core/pg.hpp"
 #include "core/settings.hpp"
+#include "ops/lag.hpp"
 
 namespace outbox::cmd {
 namespace {

@@ -9,9 +9,9 @@
 
 #include "cmd/command.hpp"
 #include "core/error.hpp"
-#include "examples/parking/parking.hpp"
 #include "core/pg.hpp"
 #include "core/settings.hpp"
+#include "examples/parking/parking.hpp"
 
 namespace outbox::cmd {
 namespace {

@@ -11,10 +11,10 @@
 #include "core/error.hpp"
 #include "core/escape.hpp"
 #include "core/pg.hpp"
-#include "migrate/runner.hpp"
-#include "replicate/event.hpp"
 #include "core/settings.hpp"
+#include "migrate/runner.hpp"
 #include "relay/settings.hpp"
+#include "replicate/event.hpp"
 #include "replicate/settings.hpp"
 
 namespace outbox::cmd {
@@ -41,8 +41,7 @@ VerifySetup verify_setup(const config::Config& config, const std::string& replic
   setup.options.replica_role = "replica " + replica;
   setup.options.timeout = *wait;
   setup.options.outbox_tables.clear();
-  for (const relay::TableSpec& table : relay::tables_from_config(config, ""))
-    setup.options.outbox_tables.push_back(table.name);
+  for (const relay::TableSpec& table : relay::tables_from_config(config, "")) setup.options.outbox_tables.push_back(table.name);
   // The mapped tables of the replica: each distinct (table, key column) of replicate.mappings.
   for (const replicate::Mapping& mapping : replicate::mappings_from_config(config)) {
     bool seen = false;

@@ -58,13 +58,15 @@ std::string element_origin(const std::string& origin, const toml::node& element)
 
 std::string node_type_name(const toml::node& node) {
   // Indexed by toml::node_type: none, table, array, string, integer, floating_point, boolean, dates.
-  static constexpr std::string_view kNames[] = {"nothing", "a table", "an array", "a string", "an integer", "a float", "a boolean"};
+  static constexpr std::string_view kNames[] = {"nothing",    "a table", "an array", "a string",
+                                                "an integer", "a float", "a boolean"};
   size_t index = static_cast<size_t>(node.type());
   return std::string(index < std::size(kNames) ? kNames[index] : "a date or time");
 }
 
 // An array of strings, each checked as the type wants (a URL of broker.url).
-Setting from_array(const Option& option, std::string_view key, const toml::array& array, Source source, const std::string& origin) {
+Setting from_array(const Option& option, std::string_view key, const toml::array& array, Source source,
+                   const std::string& origin) {
   Setting setting{&option, "", 0, false, {}, source, origin};
   for (const toml::node& element : array) {
     auto text = element.value_exact<std::string>();
@@ -86,7 +88,8 @@ Setting from_node(const Option& option, std::string_view key, const toml::node& 
     return from_text(option, key, *value ? "true" : "false", source, origin);
   if (auto value = node.value_exact<std::string>(); value && row.takes_string)
     return from_text(option, key, *value, source, origin);
-  if (const toml::array* array = node.as_array(); array && row.takes_array) return from_array(option, key, *array, source, origin);
+  if (const toml::array* array = node.as_array(); array && row.takes_array)
+    return from_array(option, key, *array, source, origin);
   throw invalid(origin, key, describe_allowed(option) + " (got " + node_type_name(node) + ")");
 }
 
@@ -175,7 +178,8 @@ class Loader {
         if (candidate_key.rfind(array_prefix, 0) != 0) continue;
         std::string field_name(candidate_key.substr(array_prefix.size()));
         if (section.count(field_name)) continue;
-        if (candidate.required) throw invalid(where(path(), element), key + "." + field_name, "is required in every [[" + key + "]] block");
+        if (candidate.required)
+          throw invalid(where(path(), element), key + "." + field_name, "is required in every [[" + key + "]] block");
         section[field_name] = default_setting(candidate, candidate_key);
       }
       sections.push_back(std::move(section));
@@ -244,6 +248,7 @@ class Loader {
     }
   }
 
+  // Each [replicas.NAME] section gets the defaults of its fields and must set the required ones.
   void fill_replica_defaults() {
     for (const std::string& name : replicas_)
       for (const Option& option : options()) {
@@ -251,14 +256,13 @@ class Loader {
         if (pattern.rfind("replicas.*.", 0) != 0) continue;
         std::string key = "replicas." + name + "." + std::string(pattern.substr(11));
         if (!config_.values_.count(key)) config_.values_[key] = default_setting(option, key);
+        if (option.required && config_.values_[key].text.empty())
+          throw config_error("config " +
+                             (replica_origins_.count(name) ? replica_origins_[name]
+                              : path().empty()             ? std::string("(none)")
+                                                           : path()) +
+                             ": " + key + ": is required for every [replicas." + name + "] section");
       }
-    for (const std::string& name : replicas_)
-      if (config_.values_["replicas." + name + ".url"].text.empty())
-        throw config_error("config " +
-                           (replica_origins_.count(name) ? replica_origins_[name]
-                            : path().empty()             ? std::string("(none)")
-                                                         : path()) +
-                           ": replicas." + name + ".url: is required for every [replicas." + name + "] section");
   }
 
   void check_permissions() {

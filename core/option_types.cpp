@@ -13,7 +13,6 @@ namespace {
 
 // allowed
 
-std::string any(const Option&) { return ""; }
 std::string number_range(const Option& option) { return std::to_string(option.min) + ".." + std::to_string(option.max); }
 std::string duration_range(const Option& option) {
   return format_duration(Duration(option.min)) + ".." + format_duration(Duration(option.max));
@@ -46,8 +45,8 @@ void check_url(const Option& option, std::string_view key, const std::string& ur
   bool ok = broker ? valid_url(url, {"amqp", "amqps"}) : valid_url(url, {"postgresql", "postgres"});
   if (!ok)
     throw invalid_value(origin, key,
-                        std::string(broker ? "must be an amqp:// or amqps:// URL" : "must be a postgresql:// URL") +
-                            " (got " + mask_credentials(url) + ")");
+                        std::string(broker ? "must be an amqp:// or amqps:// URL" : "must be a postgresql:// URL") + " (got " +
+                            mask_credentials(url) + ")");
 }
 
 std::vector<std::string> split_commas(std::string_view text, bool keep_empty) {
@@ -113,7 +112,6 @@ bool parse_nothing(const Option&, std::string_view, std::string_view, Setting&) 
 
 // display
 
-std::string show_text(const Setting& setting) { return toml_string(setting.text); }
 std::string show_url(const Setting& setting) { return toml_string(mask_url(setting.text)); }
 std::string show_number(const Setting& setting) { return std::to_string(setting.number); }
 std::string show_duration(const Setting& setting) { return toml_string(format_duration(Duration(setting.number))); }
@@ -128,33 +126,22 @@ std::string show_list(const Setting& setting) {
 
 // same
 
-bool same_text(const Setting& a, const Setting& b) { return a.text == b.text; }
 bool same_number(const Setting& a, const Setting& b) { return a.number == b.number; }
 bool same_flag(const Setting& a, const Setting& b) { return a.flag == b.flag; }
 bool same_list(const Setting& a, const Setting& b) { return a.list == b.list; }
 
+// Unset fields: any value allowed, no element check, shown and compared as text, taken from no TOML value.
 // clang-format off
 constexpr std::array kTypes{
-  //      type            name                    allowed         must_be           parse                check_element
-  //      display        same         string integer as_text boolean array
-  TypeRow{Type::string,      "string",               any,            must_be_string,   parse_any_text,      nullptr,
-          show_text,     same_text,   true,  false,  false,  false,  false},
-  TypeRow{Type::url,         "url",                  any,            must_be_string,   parse_url,           nullptr,
-          show_url,      same_text,   true,  false,  false,  false,  false},
-  TypeRow{Type::url_list,    "url or array of urls", any,            must_be_urls,     parse_url_list,      check_url,
-          show_list,     same_list,   true,  false,  false,  false,  true},
-  TypeRow{Type::integer,     "integer",              number_range,   must_be_in_range, parse_integer,       nullptr,
-          show_number,   same_number, false, true,   false,  false,  false},
-  TypeRow{Type::duration,    "duration",             duration_range, must_be_in_range, parse_duration_text, nullptr,
-          show_duration, same_number, true,  false,  true,   false,  false},
-  TypeRow{Type::boolean,     "boolean",              true_or_false,  must_be_boolean,  parse_boolean,       nullptr,
-          show_flag,     same_flag,   false, false,  false,  true,   false},
-  TypeRow{Type::enumeration, "enum",                 enumeration_values, must_be_one_of, parse_enumeration, nullptr,
-          show_text,     same_text,   true,  false,  false,  false,  false},
-  TypeRow{Type::string_list, "array of strings",     any,            must_be_strings,  parse_string_list,   nullptr,
-          show_list,     same_list,   false, false,  false,  false,  true},
-  TypeRow{Type::table_array, "array of tables",      any,            must_be_tables,   parse_nothing,       nullptr,
-          show_text,     same_text,   false, false,  false,  false,  false},
+  TypeRow{.type = Type::string, .name = "string", .must_be = must_be_string, .parse = parse_any_text, .takes_string = true},
+  TypeRow{.type = Type::url, .name = "url", .must_be = must_be_string, .parse = parse_url, .display = show_url, .takes_string = true},
+  TypeRow{.type = Type::url_list, .name = "url or array of urls", .must_be = must_be_urls, .parse = parse_url_list, .check_element = check_url, .display = show_list, .same = same_list, .takes_string = true, .takes_array = true},
+  TypeRow{.type = Type::integer, .name = "integer", .allowed = number_range, .must_be = must_be_in_range, .parse = parse_integer, .display = show_number, .same = same_number, .takes_integer = true},
+  TypeRow{.type = Type::duration, .name = "duration", .allowed = duration_range, .must_be = must_be_in_range, .parse = parse_duration_text, .display = show_duration, .same = same_number, .takes_string = true, .takes_integer_as_text = true},
+  TypeRow{.type = Type::boolean, .name = "boolean", .allowed = true_or_false, .must_be = must_be_boolean, .parse = parse_boolean, .display = show_flag, .same = same_flag, .takes_boolean = true},
+  TypeRow{.type = Type::enumeration, .name = "enum", .allowed = enumeration_values, .must_be = must_be_one_of, .parse = parse_enumeration, .takes_string = true},
+  TypeRow{.type = Type::string_list, .name = "array of strings", .must_be = must_be_strings, .parse = parse_string_list, .display = show_list, .same = same_list, .takes_array = true},
+  TypeRow{.type = Type::table_array, .name = "array of tables", .must_be = must_be_tables, .parse = parse_nothing},
 };
 // clang-format on
 
@@ -166,6 +153,10 @@ constexpr bool rows_in_type_order() {
 static_assert(rows_in_type_order(), "kTypes must hold one row per Type, in the order of the enum");
 
 }  // namespace
+
+std::string any_value(const Option&) { return ""; }
+std::string display_text(const Setting& setting) { return toml_string(setting.text); }
+bool same_text(const Setting& a, const Setting& b) { return a.text == b.text; }
 
 const TypeRow& type_row(Type type) { return kTypes.at(static_cast<size_t>(type)); }
 

@@ -12,24 +12,30 @@
 
 namespace outbox::config {
 
+// The defaults of a row's fields.
+std::string any_value(const Option& option);  // ""
+std::string display_text(const Setting& setting);
+bool same_text(const Setting& a, const Setting& b);
+
 struct TypeRow {
-  Type type;
-  std::string_view name;  // in the man page: "integer"
+  Type type = Type::string;
+  std::string_view name{};  // in the man page: "integer"
   // "1..10000", "10ms..1h", "text|json"; "" when any value of the type is allowed.
-  std::string (*allowed)(const Option& option);
+  std::string (*allowed)(const Option& option) = any_value;
   // The rule for error messages: "must be 1..10000", "must be one of text|json".
-  std::string (*must_be)(const Option& option);
+  std::string (*must_be)(const Option& option) = nullptr;
   // Reads `text` into `setting` (its text, number, flag or list). Returns false when the text is not
   // allowed; throws Error(config) itself when it can say more (a URL's problem).
-  bool (*parse)(const Option& option, std::string_view key, std::string_view text, Setting& setting);
+  bool (*parse)(const Option& option, std::string_view key, std::string_view text, Setting& setting) = nullptr;
   // Checks one element of a TOML array (a URL of broker.url); null when any string will do.
-  void (*check_element)(const Option& option, std::string_view key, const std::string& element, const std::string& origin);
-  std::string (*display)(const Setting& setting);  // as TOML; passwords masked
+  void (*check_element)(const Option& option, std::string_view key, const std::string& element,
+                        const std::string& origin) = nullptr;
+  std::string (*display)(const Setting& setting) = display_text;  // as TOML; passwords masked
   // Compares what two values mean, unmasked: a changed password is a change.
-  bool (*same)(const Setting& a, const Setting& b);
+  bool (*same)(const Setting& a, const Setting& b) = same_text;
   // The TOML values it takes besides arrays of strings (takes_array): a string is parsed as text;
   // an integer is taken as a number (its "got" unquoted) or, for a duration, parsed as text.
-  bool takes_string, takes_integer, takes_integer_as_text, takes_boolean, takes_array;
+  bool takes_string = false, takes_integer = false, takes_integer_as_text = false, takes_boolean = false, takes_array = false;
 };
 
 const TypeRow& type_row(Type type);

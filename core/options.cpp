@@ -3,13 +3,23 @@
 #include <array>
 #include <string>
 
-
 namespace outbox::config {
 namespace {
 
 constexpr long long kSecond = 1000;
 constexpr long long kHour = 3600 * kSecond;
 constexpr long long kDay = 24 * kHour;
+
+// Both daemons' reconnect backoff.
+constexpr Option max_backoff(std::string_view key) {
+  return Option{.key = key,
+                .type = Type::duration,
+                .default_value = "30s",
+                .min = 100,
+                .max = kHour,
+                .reloadable = true,
+                .help = "Cap of the exponential backoff (with jitter) between reconnect attempts."};
+}
 
 // clang-format off
 constexpr std::array kOptions{
@@ -68,8 +78,7 @@ constexpr std::array kOptions{
          .help = "What to do with a confirmed row: mark it published (kept for relay.retention) or delete it."},
   Option{.key = "relay.retention", .type = Type::duration, .default_value = "24h", .min = 0, .max = 365 * kDay, .reloadable = true,
          .help = "How long published rows are kept before they are removed in small batches; 0 removes them at once."},
-  Option{.key = "relay.max_backoff", .type = Type::duration, .default_value = "30s", .min = 100, .max = kHour, .reloadable = true,
-         .help = "Cap of the exponential backoff (with jitter) between reconnect attempts."},
+  max_backoff("relay.max_backoff"),
   Option{.key = "relay.shutdown_timeout", .type = Type::duration, .default_value = "30s", .min = 100, .max = kHour, .reloadable = true,
          .help = "On SIGTERM, how long to wait for the in-flight batch to be confirmed and committed."},
   Option{.key = "relay.heartbeat_interval", .type = Type::duration, .default_value = "10s", .min = 0, .max = kHour, .reloadable = true,
@@ -95,8 +104,7 @@ constexpr std::array kOptions{
          "but its time moves neither the applied position nor the heartbeat that lag, check and verify read; it is "
          "counted in outbox_replicate_future_events_total and logged. The larger it is, the longer a forged heartbeat "
          "can hold the heartbeat's time back; a stalled replicate is still seen, by the replica's clock alone."},
-  Option{.key = "replicate.max_backoff", .type = Type::duration, .default_value = "30s", .min = 100, .max = kHour, .reloadable = true,
-         .help = "Cap of the exponential backoff (with jitter) between reconnect attempts."},
+  max_backoff("replicate.max_backoff"),
   Option{.key = "replicate.shutdown_timeout", .type = Type::duration, .default_value = "30s", .min = 100, .max = kHour, .reloadable = true,
          .help = "On SIGTERM, how long to wait for the in-flight batch to commit; then it is cancelled and rolled back, to be redelivered."},
   Option{.key = "replicate.mappings", .type = Type::table_array,

@@ -9,9 +9,9 @@
 #include "core/error.hpp"
 #include "core/escape.hpp"
 #include "core/pg.hpp"
+#include "core/settings.hpp"
 #include "migrate/topology.hpp"
 #include "relay/parked_rows.hpp"
-#include "core/settings.hpp"
 #include "relay/settings.hpp"
 
 namespace outbox::lag {

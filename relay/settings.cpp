@@ -33,21 +33,23 @@ std::vector<TableSpec> tables_from_config(const config::Config& config, const st
 }
 
 Tunables tunables_from_config(const config::Config& config) {
-  Tunables tunables;
-  tunables.batch_size = static_cast<int>(config.integer("relay.batch_size"));
-  tunables.max_unconfirmed = std::max(static_cast<int>(config.integer("relay.max_unconfirmed")), tunables.batch_size);
-  tunables.poll_interval = config.duration("relay.poll_interval");
-  tunables.confirm_timeout = config.duration("relay.confirm_timeout");
-  tunables.takeover_timeout = config.duration("relay.takeover_timeout");
-  tunables.retention = config.duration("relay.retention");
-  tunables.shutdown_timeout = config.duration("relay.shutdown_timeout");
-  tunables.heartbeat_interval = config.duration("relay.heartbeat_interval");
-  tunables.max_backoff = config.duration("relay.max_backoff");
-  tunables.max_message_size = static_cast<size_t>(config.integer("relay.max_message_size"));
-  tunables.max_attempts = static_cast<int>(config.integer("relay.max_attempts"));
-  // Retention 0 means "delete at once", which is what on_publish = delete does.
-  tunables.delete_on_publish = config.text("relay.on_publish") == "delete" || tunables.retention.count() == 0;
-  return tunables;
+  int batch_size = static_cast<int>(config.integer("relay.batch_size"));
+  std::chrono::milliseconds retention = config.duration("relay.retention");
+  return Tunables{
+      .batch_size = batch_size,
+      .max_unconfirmed = std::max(static_cast<int>(config.integer("relay.max_unconfirmed")), batch_size),
+      .poll_interval = config.duration("relay.poll_interval"),
+      .confirm_timeout = config.duration("relay.confirm_timeout"),
+      .takeover_timeout = config.duration("relay.takeover_timeout"),
+      .retention = retention,
+      .shutdown_timeout = config.duration("relay.shutdown_timeout"),
+      .heartbeat_interval = config.duration("relay.heartbeat_interval"),
+      .max_backoff = config.duration("relay.max_backoff"),
+      .max_message_size = static_cast<size_t>(config.integer("relay.max_message_size")),
+      .max_attempts = static_cast<int>(config.integer("relay.max_attempts")),
+      // Retention 0 means "delete at once", which is what on_publish = delete does.
+      .delete_on_publish = config.text("relay.on_publish") == "delete" || retention.count() == 0,
+  };
 }
 
 Settings settings_from_config(const config::Config& config) {

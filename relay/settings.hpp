@@ -23,8 +23,13 @@ struct TableSpec {
 struct Tunables {
   int batch_size = 500;
   int max_unconfirmed = 6000;  // at least batch_size
-  std::chrono::milliseconds poll_interval{1000}, confirm_timeout{10000}, takeover_timeout{10000};
-  std::chrono::milliseconds retention{0}, shutdown_timeout{30000}, heartbeat_interval{10000}, max_backoff{30000};
+  std::chrono::milliseconds poll_interval{1000};
+  std::chrono::milliseconds confirm_timeout{10000};
+  std::chrono::milliseconds takeover_timeout{10000};
+  std::chrono::milliseconds retention{0};
+  std::chrono::milliseconds shutdown_timeout{30000};
+  std::chrono::milliseconds heartbeat_interval{10000};
+  std::chrono::milliseconds max_backoff{30000};
   size_t max_message_size = amqp::kDefaultMaxMessageSize;
   int max_attempts = 3;
   bool delete_on_publish = false;  // relay.on_publish = delete, or a retention of 0

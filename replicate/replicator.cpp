@@ -567,7 +567,8 @@ std::string Replicator::status_line() const {
          std::to_string(self.counter("outbox_replicate_parked_total").value()) + " parked";
 }
 
-Service::Service(daemon::Runtime& runtime, Settings settings) : runtime_(runtime), shutdown_timeout_(settings.tunables.shutdown_timeout) {
+Service::Service(daemon::Runtime& runtime, Settings settings)
+    : runtime_(runtime), shutdown_timeout_(settings.tunables.shutdown_timeout) {
   for (const ReplicaSettings& replica : settings.replicas) {
     Replicator::Callbacks callbacks;
     callbacks.on_ready = [this] {

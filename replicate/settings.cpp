@@ -37,16 +37,16 @@ std::vector<Mapping> mappings_from_config(const config::Config& config) {
 }
 
 Tunables tunables_from_config(const config::Config& config) {
-  Tunables tunables;
-  tunables.batch_size = static_cast<size_t>(config.integer("replicate.batch_size"));
-  tunables.batch_wait = config.duration("replicate.batch_wait");
-  tunables.max_attempts = static_cast<int>(config.integer("replicate.max_attempts"));
-  tunables.applied_retention = config.duration("replicate.applied_retention");
-  tunables.max_clock_skew = config.duration("replicate.max_clock_skew");
-  tunables.max_backoff = config.duration("replicate.max_backoff");
-  tunables.shutdown_timeout = config.duration("replicate.shutdown_timeout");
-  tunables.heartbeat_interval = static_cast<double>(config.duration("relay.heartbeat_interval").count()) / 1000.0;
-  return tunables;
+  return Tunables{
+      .batch_size = static_cast<size_t>(config.integer("replicate.batch_size")),
+      .batch_wait = config.duration("replicate.batch_wait"),
+      .max_attempts = static_cast<int>(config.integer("replicate.max_attempts")),
+      .applied_retention = config.duration("replicate.applied_retention"),
+      .max_clock_skew = config.duration("replicate.max_clock_skew"),
+      .max_backoff = config.duration("replicate.max_backoff"),
+      .shutdown_timeout = config.duration("replicate.shutdown_timeout"),
+      .heartbeat_interval = static_cast<double>(config.duration("relay.heartbeat_interval").count()) / 1000.0,
+  };
 }
 
 Settings settings_from_config(const config::Config& config, std::vector<std::string> replicas) {

@@ -70,7 +70,8 @@ TEST(Reload, ASettingTheDaemonRefusesKeepsTheOldConfigAndSettings) {
   };
   daemon.runtime.set_hooks(std::move(hooks));
   // Valid option by option (batch_size too), refused by the relay's builder as a whole.
-  write_config("[primary]\nurl = \"postgresql://app@primary/app\"\n[relay]\nbatch_size = 9\n[[relay.tables]]\nname = \"a.b.c\"\n");
+  write_config(
+      "[primary]\nurl = \"postgresql://app@primary/app\"\n[relay]\nbatch_size = 9\n[[relay.tables]]\nname = \"a.b.c\"\n");
   reload_and_wait(daemon.runtime, [&] { return daemon.prepared == 1; });
   EXPECT_EQ(daemon.prepared, 1);
   EXPECT_EQ(daemon.tunables.batch_size, 7);

@@ -6,8 +6,8 @@
 #include <pqxx/pqxx>
 
 #include "core/error.hpp"
-#include "migrate/topology.hpp"
 #include "core/utf8.hpp"
+#include "migrate/topology.hpp"
 #include "replicate/apply.hpp"
 #include "replicate/event.hpp"
 #include "replicate/settings.hpp"

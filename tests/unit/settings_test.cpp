@@ -1,6 +1,8 @@
 // Every settings builder over the defaults and over a config that sets every option: a builder
 // that looks up a mistyped key (Config::get: "not a registered option") fails here, not at a user's
 // start or reload.
+#include "core/settings.hpp"
+
 #include <gtest/gtest.h>
 
 #include <map>
@@ -10,7 +12,6 @@
 #include "core/config.hpp"
 #include "core/duration.hpp"
 #include "core/escape.hpp"
-#include "core/settings.hpp"
 #include "migrate/topology.hpp"
 #include "relay/settings.hpp"
 #include "replicate/settings.hpp"
@@ -35,12 +36,9 @@ config::LoadOptions load_options(bool with_urls) {
 // A value of the option's type other than its default where one is easy to find, in TOML.
 std::string value_for(const config::Option& option) {
   static const std::map<std::string_view, std::string> kSpecial = {
-      {"relay.tables[].name", "\"app.outbox\""},
-      {"replicate.mappings[].event_type", "\"order.placed\""},
-      {"replicate.mappings[].table", "\"orders\""},
-      {"replicate.mappings[].key_column", "\"id\""},
-      {"metrics.listen", "\"127.0.0.1:9100\""},
-      {"broker.url", "[\"amqp://guest@a/\", \"amqp://guest@b/\"]"},
+      {"relay.tables[].name", "\"app.outbox\""},    {"replicate.mappings[].event_type", "\"order.placed\""},
+      {"replicate.mappings[].table", "\"orders\""}, {"replicate.mappings[].key_column", "\"id\""},
+      {"metrics.listen", "\"127.0.0.1:9100\""},     {"broker.url", "[\"amqp://guest@a/\", \"amqp://guest@b/\"]"},
   };
   if (auto found = kSpecial.find(option.key); found != kSpecial.end()) return found->second;
   switch (option.type) {
