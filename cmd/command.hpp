@@ -49,12 +49,6 @@ class Registry {
 // Loads the config the global options point at, prints its warnings and sets up logging.
 config::Config load_config(const GlobalOptions& globals);
 
-// What the daemons check at start beyond each option's own type and range, and again on each
-// SIGHUP before a new config is used: the relay its tables, replicate its mappings, both
-// metrics.listen. `outbox config check` runs both. Throws Error(config).
-void check_relay_config(const config::Config& config);
-void check_replicate_config(const config::Config& config);
-
 // A repeatable option's values in their first order, each once (--replica main --replica main).
 inline std::vector<std::string> without_repeats(const std::vector<std::string>& values) {
   std::vector<std::string> out;

@@ -4,29 +4,12 @@
 #include <iostream>
 
 #include "cmd/command.hpp"
-#include "core/metrics_server.hpp"
 #include "core/options.hpp"
-#include "relay/relay.hpp"
-#include "replicate/event.hpp"
+#include "core/settings.hpp"
+#include "relay/settings.hpp"
+#include "replicate/settings.hpp"
 
 namespace outbox::cmd {
-
-namespace {
-void check_metrics_listen(const config::Config& config) {
-  if (!config.text("metrics.listen").empty())
-    metrics::parse_listen(config.text("metrics.listen"), config.get("metrics.listen").origin);
-}
-}  // namespace
-
-void check_relay_config(const config::Config& config) {
-  relay::tables_from_config(config, config.text("broker.exchange"));
-  check_metrics_listen(config);
-}
-
-void check_replicate_config(const config::Config& config) {
-  replicate::mappings_from_config(config);
-  check_metrics_listen(config);
-}
 
 void add_config_commands(Registry& registry) {
   CLI::App* config = registry.add("config", "Show or check the configuration");
@@ -42,12 +25,15 @@ void add_config_commands(Registry& registry) {
       config->add_subcommand("check", "Validate the configuration and exit 0, or print the first error and exit 78");
   registry.on_run(check, [&registry] {
     config::Config loaded = load_config(registry.globals());
-    // The relay, migrate, lag, check, verify, resync and the parking writes all need the primary:
-    // unset, it is an error here as it is there, not an "ok" that the first command contradicts.
-    // Like the relay's tables, it is checked even where only replicate runs.
-    loaded.required("primary.url");
-    check_relay_config(loaded);
-    check_replicate_config(loaded);
+    // The builders the daemons run at start and on SIGHUP. The relay's needs primary.url, as do
+    // migrate, lag, check, verify, resync and the parking writes: unset, it is an error here as it is
+    // there, not an "ok" that the first command contradicts; like the relay's tables, it is checked
+    // even where only replicate runs. Replicate's runs without choosing replicas: a config for the
+    // relay alone has none.
+    relay::settings_from_config(loaded);
+    config::metrics_settings(loaded);
+    replicate::mappings_from_config(loaded);
+    replicate::tunables_from_config(loaded);
     std::cout << "config " << (loaded.path().empty() ? "(defaults and environment)" : loaded.path()) << ": ok\n";
     return 0;
   });

@@ -14,7 +14,10 @@
 #include "core/escape.hpp"
 #include "core/log.hpp"
 #include "core/pg.hpp"
+#include "core/settings.hpp"
 #include "relay/parked.hpp"
+#include "relay/settings.hpp"
+#include "replicate/settings.hpp"
 
 namespace outbox::cmd {
 namespace {
@@ -82,10 +85,10 @@ std::string waiting_text(long long waiting) {
 
 // `failed ... --relay`: the outbox rows the relay parked on the primary.
 int run_relay_side(const config::Config& config, const Options& o, const Verb& verb) {
-  auto connection = pg::connect(config.required("primary.url"), "primary", "outbox failed");
+  auto connection = pg::connect(config::primary_url(config), "primary", "outbox failed");
   try {
-    relay::ParkedRows parked(*connection, relay::tables_from_config(config, config.text("broker.exchange")),
-                             static_cast<size_t>(config.integer("relay.max_message_size")), config.text("relay.notify_channel"));
+    relay::Settings settings = relay::settings_from_config(config);
+    relay::ParkedRows parked(*connection, settings.tables, settings.tunables.max_message_size, settings.notify_channel);
     if (verb.list) {
       for (const relay::ParkedRow& row : parked.list())
         std::cout << "{\"relay\": " << json_string(row.table) << ", \"id\": " << row.id
@@ -162,14 +165,14 @@ void print_details(const std::string& name, const replicate::FailedEvent& event)
 int run_on_replica(const config::Config& config, const Options& o, const Verb& verb, const std::string& name,
                    const std::vector<replicate::Mapping>& mappings) {
   std::string role = "replica " + name;
-  auto connection = pg::connect(config.required("replicas." + name + ".url"), role, "outbox failed");
+  auto connection = pg::connect(config::replica_url(config, name, "failed"), role, "outbox failed");
   int exit_code = 0;
   auto failed_again = [&exit_code](bool ok) {
     if (!ok) exit_code = static_cast<int>(ExitCode::data);
   };
   try {
     replicate::FailedEvents events(*connection, name, role, mappings);
-    events.set_max_clock_skew(config.duration("replicate.max_clock_skew"));
+    events.set_max_clock_skew(replicate::tunables_from_config(config).max_clock_skew);
     if (verb.list) {
       for (const replicate::FailedEvent& event : events.list()) print_list_line(name, event);
     } else if (verb.show) {
@@ -206,9 +209,7 @@ int run_replica_side(const config::Config& config, const Options& o, const Verb&
   std::vector<replicate::Mapping> mappings = replicate::mappings_from_config(config);
   int exit_code = 0;
   for (const std::string& name : names) {
-    if (!config.has_replica(name))
-      throw config_error("failed: no replica named '" + name + "' is configured (set replicas." + name + ".url" +
-                         (name == "main" ? " or OUTBOX_REPLICA_URL)" : ")"));
+    config::replica_url(config, name, "failed");
     if (int code = run_on_replica(config, o, verb, name, mappings); code != 0) exit_code = code;
   }
   return exit_code;

@@ -7,6 +7,7 @@
 #include "core/error.hpp"
 #include "core/escape.hpp"
 #include "core/log.hpp"
+#include "core/settings.hpp"
 
 namespace outbox::cmd {
 
@@ -32,7 +33,8 @@ config::Config load_config(const GlobalOptions& globals) {
   options.config_path = globals.config_path;
   options.overrides = globals.overrides;
   config::Config config = config::Config::load(options);
-  log::setup(config.text("log.level"), config.text("log.format"));
+  config::LogSettings log_settings = config::log_settings(config);
+  log::setup(log_settings.level, log_settings.format);
   for (const std::string& warning : config.warnings()) spdlog::warn("{}", warning);
   return config;
 }

@@ -31,14 +31,12 @@ std::vector<Database> select_databases(const config::Config& config, const std::
     throw usage_error("migrate: --target must be primary, replica NAME or all (got '" + target.front() +
                       (target.size() > 1 ? " " + target.back() : "") + "')");
   std::vector<Database> out;
-  if (what == "primary" || what == "all") out.push_back({"primary", migrate::Target::primary, config.required("primary.url")});
+  if (what == "primary" || what == "all") out.push_back({"primary", migrate::Target::primary, config::primary_url(config)});
   if (what == "replica" || what == "all") {
     std::vector<std::string> names = named ? std::vector<std::string>{words[1]} : config.replica_names();
     for (const std::string& name : names) {
       if (name.empty()) throw usage_error("migrate: --target replica needs a replica name (got an empty one)");
-      if (!config.has_replica(name))
-        throw config_error("migrate: no replica named '" + name + "' is configured (set replicas." + name + ".url)");
-      out.push_back({"replica " + name, migrate::Target::replica, config.required("replicas." + name + ".url")});
+      out.push_back({"replica " + name, migrate::Target::replica, config::replica_url(config, name, "migrate")});
     }
     if (names.empty() && what == "replica")
       throw config_error("migrate: no replica is configured (set [replicas.NAME] url, or OUTBOX_REPLICA_URL)");
@@ -55,11 +53,11 @@ std::string_view state_text(migrate::State state) { return kStateText[static_cas
 // exchange, each replica's durable queue and its bindings; migrate/topology.hpp) from the same config,
 // so events published before the first `outbox replicate` run are kept. A dry run only prints it.
 void declare_broker_topology(const config::Config& config, bool dry_run) {
-  if (config.list("broker.url").empty()) {
+  amqp::BrokerSettings settings = amqp::broker_settings(config);
+  if (settings.urls.empty()) {
     std::cout << "broker: broker.url is not set; skipping the RabbitMQ topology (outbox replicate declares it at start)\n";
     return;
   }
-  amqp::BrokerSettings settings = amqp::broker_settings(config);
   std::vector<topology::ReplicaQueue> replicas;
   for (const std::string& name : config.replica_names()) replicas.push_back(topology::replica_queue(config, name));
   if (dry_run) {

@@ -3,6 +3,7 @@
 
 #include "cmd/command.hpp"
 #include "core/daemon.hpp"
+#include "relay/settings.hpp"
 
 namespace outbox::cmd {
 
@@ -12,11 +13,11 @@ void add_relay_command(Registry& registry) {
   app->add_option("--instance", *instance, "Name of this instance in logs (default host:pid; overrides relay.instance)");
   registry.on_run(app, [&registry, instance] {
     config::Config config = load_config(registry.globals());
-    std::string name = instance->empty() ? config.text("relay.instance") : *instance;
+    relay::Settings settings = relay::settings_from_config(config);
+    if (!instance->empty()) settings.instance = *instance;
     config::LoadOptions load_options{registry.globals().config_path, registry.globals().overrides};
     daemon::Runtime runtime("relay", load_options, std::move(config));
-    runtime.set_validator(check_relay_config);
-    relay::Relay relay(runtime, name);
+    relay::Relay relay(runtime, std::move(settings));
     runtime.serve_metrics(relay.metrics());  // /metrics and /healthz when metrics.listen is set
     relay.start();
     int code = runtime.run();

@@ -4,6 +4,7 @@
 #include "core/daemon.hpp"
 #include "core/error.hpp"
 #include "replicate/replicator.hpp"
+#include "replicate/settings.hpp"
 
 namespace outbox::cmd {
 
@@ -14,10 +15,10 @@ void add_replicate_command(Registry& registry) {
       ->type_name("NAME");
   registry.on_run(app, [&registry, replicas] {
     config::Config config = load_config(registry.globals());
+    replicate::Settings settings = replicate::settings_from_config(config, *replicas);
     config::LoadOptions load_options{registry.globals().config_path, registry.globals().overrides};
     daemon::Runtime runtime("replicate", load_options, std::move(config));
-    runtime.set_validator(check_replicate_config);
-    replicate::Service service(runtime, *replicas);
+    replicate::Service service(runtime, std::move(settings));
     runtime.serve_metrics(service.metrics());  // /metrics and /healthz when metrics.listen is set
     service.start();
     int code = runtime.run();

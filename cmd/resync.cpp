@@ -49,12 +49,12 @@ void add_resync_command(Registry& registry) {
     }
     config::Config config = load_config(registry.globals());
     std::string outbox_table(kDefaultOutboxTable);
-    auto primary = pg::connect(config.required("primary.url"), "primary", "outbox resync");
+    auto primary = pg::connect(config::primary_url(config), "primary", "outbox resync");
     // Every configured replica: the new versions must beat each one's (ops/resync.hpp).
     std::vector<std::unique_ptr<pqxx::connection>> connections;
     std::vector<resync::Replica> replicas;
     for (const std::string& name : config.replica_names()) {
-      connections.push_back(pg::connect(config.required("replicas." + name + ".url"), "replica " + name, "outbox resync"));
+      connections.push_back(pg::connect(config::replica_url(config, name), "replica " + name, "outbox resync"));
       replicas.push_back({"replica " + name, connections.back().get()});
     }
     if (o.all) {

@@ -141,7 +141,6 @@ void copy_properties(const amqp_basic_properties_t& props, IncomingMessage& mess
 BrokerSettings broker_settings(const config::Config& config) {
   BrokerSettings settings;
   settings.urls = config.list("broker.url");
-  if (settings.urls.empty()) config.required("broker.url");
   settings.exchange = config.text("broker.exchange");
   settings.tls_ca = config.text("broker.tls_ca");
   settings.tls_cert = config.text("broker.tls_cert");
@@ -152,9 +151,13 @@ BrokerSettings broker_settings(const config::Config& config) {
   return settings;
 }
 
+void require_broker(const BrokerSettings& settings) {
+  if (settings.urls.empty()) throw config_error("config: broker.url: not set (set it in the config file or OUTBOX_BROKER_URL)");
+}
+
 std::unique_ptr<Connection> Connection::open(const BrokerSettings& settings, size_t& next_node, const std::string& role,
                                              size_t max_nodes) {
-  if (settings.urls.empty()) throw config_error("config: broker.url: not set (set it in the config file or OUTBOX_BROKER_URL)");
+  require_broker(settings);
   std::string last_error;
   bool last_ours = false;
   for (size_t attempt = 0; attempt < std::min(max_nodes, settings.urls.size()); ++attempt) {

@@ -27,7 +27,10 @@ struct BrokerSettings {
   Duration connect_timeout{5000};
   Duration heartbeat{30000};
 };
+// The broker.* options; broker.url may be unset (outbox migrate then skips the topology).
 BrokerSettings broker_settings(const config::Config& config);
+// Throws Error(config) "broker.url: not set" when there is no broker URL (the daemons need one).
+void require_broker(const BrokerSettings& settings);
 
 using HeaderValue = std::variant<std::string, long long>;
 // A received header's value: integers of every width as long long (an unsigned one above 2^63-1

@@ -4,134 +4,42 @@
 #include <toml++/toml.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "core/error.hpp"
-#include "core/escape.hpp"
+#include "core/option_types.hpp"
 #include "core/url.hpp"
 
 namespace outbox::config {
 
 std::string_view source_name(Source source) {
-  switch (source) {
-    case Source::default_value:
-      return "default";
-    case Source::file:
-      return "file";
-    case Source::env:
-      return "env";
-    case Source::flag:
-      return "flag";
-  }
-  return "?";
+  static constexpr std::string_view kNames[] = {"default", "file", "env", "flag"};
+  return kNames[static_cast<size_t>(source)];
 }
 
 namespace {
 
-std::string describe_allowed(const Option& option) {
-  std::string allowed = allowed_text(option);
-  switch (option.type) {
-    case Type::integer:
-    case Type::duration:
-      return "must be " + allowed;
-    case Type::enumeration:
-      return "must be one of " + allowed;
-    case Type::boolean:
-      return "must be true or false";
-    case Type::url_list:
-      return "must be a URL or an array of URLs";
-    case Type::string_list:
-      return "must be an array of strings";
-    case Type::table_array:
-      return "must be an array of tables ([[" + std::string(option.key) + "]])";
-    default:
-      return "must be a string";
-  }
-}
+std::string describe_allowed(const Option& option) { return type_row(option.type).must_be(option); }
 
-// A value failed validation: "<origin>: <key>: must be 1..10000 (got 0)".
 Error invalid(const std::string& origin, std::string_view key, const std::string& what) {
-  return config_error("config " + origin + ": " + std::string(key) + ": " + what);
+  return invalid_value(origin, key, what);
 }
 
-bool valid_url(std::string_view url, std::initializer_list<std::string_view> schemes) {
-  for (std::string_view scheme : schemes)
-    if (url.rfind(std::string(scheme) + "://", 0) == 0 && url.size() > scheme.size() + 3) return true;
-  return false;
-}
-
-void check_url(const Option& option, std::string_view key, const std::string& url, const std::string& origin) {
-  if (url.empty()) return;
-  if (std::string problem = url_syntax_problem(url); !problem.empty()) throw invalid(origin, key, problem);
-  bool broker = option.key.rfind("broker.", 0) == 0;
-  bool ok = broker ? valid_url(url, {"amqp", "amqps"}) : valid_url(url, {"postgresql", "postgres"});
-  if (!ok)
-    throw invalid(origin, key,
-                  std::string(broker ? "must be an amqp:// or amqps:// URL" : "must be a postgresql:// URL") + " (got " +
-                      mask_credentials(url) + ")");
-}
-
-// Converts text (an environment variable or a --set value that is not TOML) into a setting.
-Setting from_text(const Option& option, std::string_view key, std::string_view text, Source source, const std::string& origin) {
+// Converts text (a TOML string, an environment variable, a --set value that is not TOML) into a
+// setting; `got` is how an error shows the value.
+Setting from_text(const Option& option, std::string_view key, std::string_view text, Source source, const std::string& origin,
+                  const std::string& got) {
   Setting setting{&option, std::string(text), 0, false, {}, source, origin};
-  auto fail = [&] { return invalid(origin, key, describe_allowed(option) + " (got \"" + std::string(text) + "\")"); };
-  switch (option.type) {
-    case Type::string:
-      break;
-    case Type::url:
-      check_url(option, key, setting.text, origin);
-      break;
-    case Type::url_list: {
-      std::stringstream parts{std::string(text)};
-      for (std::string part; std::getline(parts, part, ',');)
-        if (!part.empty()) {
-          check_url(option, key, part, origin);
-          setting.list.push_back(part);
-        }
-      setting.text = setting.list.empty() ? "" : setting.list.front();
-      break;
-    }
-    case Type::integer: {
-      long long value = 0;
-      auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-      if (ec != std::errc() || end != text.data() + text.size() || value < option.min || value > option.max) throw fail();
-      setting.number = value;
-      break;
-    }
-    case Type::duration: {
-      auto value = parse_duration(text);
-      if (!value || value->count() < option.min || value->count() > option.max) throw fail();
-      setting.number = value->count();
-      break;
-    }
-    case Type::boolean:
-      if (text == "true" || text == "1" || text == "yes")
-        setting.flag = true;
-      else if (text == "false" || text == "0" || text == "no")
-        setting.flag = false;
-      else
-        throw fail();
-      break;
-    case Type::enumeration: {
-      std::string allowed = "|" + std::string(option.allowed) + "|";
-      if (text.empty() || text.find('|') != std::string_view::npos ||
-          allowed.find("|" + std::string(text) + "|") == std::string::npos)
-        throw fail();
-      break;
-    }
-    case Type::string_list: {
-      std::stringstream parts{std::string(text)};
-      for (std::string part; std::getline(parts, part, ',');) setting.list.push_back(part);
-      break;
-    }
-    case Type::table_array:
-      throw fail();
-  }
+  if (!type_row(option.type).parse(option, key, text, setting))
+    throw invalid(origin, key, describe_allowed(option) + " (got " + got + ")");
   return setting;
+}
+
+Setting from_text(const Option& option, std::string_view key, std::string_view text, Source source, const std::string& origin) {
+  return from_text(option, key, text, source, origin, "\"" + std::string(text) + "\"");
 }
 
 std::string where(const std::string& path, const toml::node& node) {
@@ -149,66 +57,40 @@ std::string element_origin(const std::string& origin, const toml::node& element)
 }
 
 std::string node_type_name(const toml::node& node) {
-  switch (node.type()) {
-    case toml::node_type::string:
-      return "a string";
-    case toml::node_type::integer:
-      return "an integer";
-    case toml::node_type::floating_point:
-      return "a float";
-    case toml::node_type::boolean:
-      return "a boolean";
-    case toml::node_type::array:
-      return "an array";
-    case toml::node_type::table:
-      return "a table";
-    default:
-      return "a date or time";
+  // Indexed by toml::node_type: none, table, array, string, integer, floating_point, boolean, dates.
+  static constexpr std::string_view kNames[] = {"nothing",    "a table", "an array", "a string",
+                                                "an integer", "a float", "a boolean"};
+  size_t index = static_cast<size_t>(node.type());
+  return std::string(index < std::size(kNames) ? kNames[index] : "a date or time");
+}
+
+// An array of strings, each checked as the type wants (a URL of broker.url).
+Setting from_array(const Option& option, std::string_view key, const toml::array& array, Source source,
+                   const std::string& origin) {
+  Setting setting{&option, "", 0, false, {}, source, origin};
+  for (const toml::node& element : array) {
+    auto text = element.value_exact<std::string>();
+    if (!text) throw invalid(element_origin(origin, element), key, describe_allowed(option));
+    if (auto check = type_row(option.type).check_element) check(option, key, *text, element_origin(origin, element));
+    setting.list.push_back(*text);
   }
+  if (!setting.list.empty()) setting.text = setting.list.front();
+  return setting;
 }
 
 Setting from_node(const Option& option, std::string_view key, const toml::node& node, Source source, const std::string& origin) {
-  auto wrong_type = [&] { return invalid(origin, key, describe_allowed(option) + " (got " + node_type_name(node) + ")"); };
-  switch (option.type) {
-    case Type::integer:
-      if (auto value = node.value_exact<int64_t>()) {
-        if (*value < option.min || *value > option.max)
-          throw invalid(origin, key, describe_allowed(option) + " (got " + std::to_string(*value) + ")");
-        return Setting{&option, std::to_string(*value), *value, false, {}, source, origin};
-      }
-      throw wrong_type();
-    case Type::boolean:
-      if (auto value = node.value_exact<bool>())
-        return Setting{&option, *value ? "true" : "false", 0, *value, {}, source, origin};
-      throw wrong_type();
-    case Type::duration:
-      if (auto value = node.value_exact<int64_t>()) return from_text(option, key, std::to_string(*value), source, origin);
-      if (auto value = node.value_exact<std::string>()) return from_text(option, key, *value, source, origin);
-      throw wrong_type();
-    case Type::url_list:
-    case Type::string_list:
-      if (auto value = node.value_exact<std::string>()) {
-        if (option.type == Type::string_list) throw wrong_type();
-        return from_text(option, key, *value, source, origin);
-      }
-      if (const toml::array* array = node.as_array()) {
-        Setting setting{&option, "", 0, false, {}, source, origin};
-        for (const toml::node& element : *array) {
-          auto text = element.value_exact<std::string>();
-          if (!text) throw invalid(element_origin(origin, element), key, describe_allowed(option));
-          if (option.type == Type::url_list) check_url(option, key, *text, element_origin(origin, element));
-          setting.list.push_back(*text);
-        }
-        if (!setting.list.empty()) setting.text = setting.list.front();
-        return setting;
-      }
-      throw wrong_type();
-    case Type::table_array:
-      throw wrong_type();
-    default:
-      if (auto value = node.value_exact<std::string>()) return from_text(option, key, *value, source, origin);
-      throw wrong_type();
-  }
+  const TypeRow& row = type_row(option.type);
+  if (auto value = node.value_exact<int64_t>(); value && row.takes_integer)
+    return from_text(option, key, std::to_string(*value), source, origin, std::to_string(*value));
+  if (auto value = node.value_exact<int64_t>(); value && row.takes_integer_as_text)
+    return from_text(option, key, std::to_string(*value), source, origin);
+  if (auto value = node.value_exact<bool>(); value && row.takes_boolean)
+    return from_text(option, key, *value ? "true" : "false", source, origin);
+  if (auto value = node.value_exact<std::string>(); value && row.takes_string)
+    return from_text(option, key, *value, source, origin);
+  if (const toml::array* array = node.as_array(); array && row.takes_array)
+    return from_array(option, key, *array, source, origin);
+  throw invalid(origin, key, describe_allowed(option) + " (got " + node_type_name(node) + ")");
 }
 
 Setting default_setting(const Option& option, std::string_view key) {
@@ -296,9 +178,8 @@ class Loader {
         if (candidate_key.rfind(array_prefix, 0) != 0) continue;
         std::string field_name(candidate_key.substr(array_prefix.size()));
         if (section.count(field_name)) continue;
-        bool required =
-            candidate.default_value.empty() && (field_name == "name" || field_name == "event_type" || field_name == "table");
-        if (required) throw invalid(where(path(), element), key + "." + field_name, "is required in every [[" + key + "]] block");
+        if (candidate.required)
+          throw invalid(where(path(), element), key + "." + field_name, "is required in every [[" + key + "]] block");
         section[field_name] = default_setting(candidate, candidate_key);
       }
       sections.push_back(std::move(section));
@@ -367,6 +248,7 @@ class Loader {
     }
   }
 
+  // Each [replicas.NAME] section gets the defaults of its fields and must set the required ones.
   void fill_replica_defaults() {
     for (const std::string& name : replicas_)
       for (const Option& option : options()) {
@@ -374,14 +256,13 @@ class Loader {
         if (pattern.rfind("replicas.*.", 0) != 0) continue;
         std::string key = "replicas." + name + "." + std::string(pattern.substr(11));
         if (!config_.values_.count(key)) config_.values_[key] = default_setting(option, key);
+        if (option.required && config_.values_[key].text.empty())
+          throw config_error("config " +
+                             (replica_origins_.count(name) ? replica_origins_[name]
+                              : path().empty()             ? std::string("(none)")
+                                                           : path()) +
+                             ": " + key + ": is required for every [replicas." + name + "] section");
       }
-    for (const std::string& name : replicas_)
-      if (config_.values_["replicas." + name + ".url"].text.empty())
-        throw config_error("config " +
-                           (replica_origins_.count(name) ? replica_origins_[name]
-                            : path().empty()             ? std::string("(none)")
-                                                         : path()) +
-                           ": replicas." + name + ".url: is required for every [replicas." + name + "] section");
   }
 
   void check_permissions() {
@@ -497,30 +378,12 @@ const std::vector<Section>& Config::sections(std::string_view array_key) const {
   return found == arrays_.end() ? none : found->second;
 }
 
-namespace {
-// Compares what a setting means, unmasked: a changed password is a change.
-bool same_value(const Setting& a, const Setting& b) {
-  switch (a.option->type) {
-    case Type::integer:
-    case Type::duration:
-      return a.number == b.number;
-    case Type::boolean:
-      return a.flag == b.flag;
-    case Type::url_list:
-    case Type::string_list:
-      return a.list == b.list;
-    default:
-      return a.text == b.text;
-  }
-}
-}  // namespace
-
 std::vector<std::string> restart_only_changes(const Config& running, const Config& fresh) {
   std::vector<std::string> changed;
   for (const auto& [key, setting] : fresh.values()) {
     if (setting.option->reloadable) continue;
     auto old = running.values().find(key);
-    if (old == running.values().end() || !same_value(old->second, setting)) changed.push_back(key);
+    if (old == running.values().end() || !type_row(setting.option->type).same(old->second, setting)) changed.push_back(key);
   }
   for (const auto& [key, old] : running.values())
     if (!old.option->reloadable && !fresh.values().count(key)) changed.push_back(key);
@@ -531,85 +394,11 @@ std::vector<std::string> restart_only_changes(const Config& running, const Confi
     for (size_t i = 0; same && i < a.size(); ++i) {
       same = a[i].size() == b[i].size();
       for (const auto& [field, setting] : a[i])
-        if (same && (!b[i].count(field) || !same_value(b[i].at(field), setting))) same = false;
+        if (same && (!b[i].count(field) || !type_row(setting.option->type).same(b[i].at(field), setting))) same = false;
     }
     if (!same) changed.emplace_back(array);
   }
   return changed;
-}
-
-std::string display_value(const Setting& setting) {
-  switch (setting.option->type) {
-    case Type::integer:
-      return std::to_string(setting.number);
-    case Type::boolean:
-      return setting.flag ? "true" : "false";
-    case Type::duration:
-      return toml_string(format_duration(Duration(setting.number)));
-    case Type::url:
-      return toml_string(mask_url(setting.text));
-    case Type::url_list:
-    case Type::string_list: {
-      std::string out = "[";
-      for (size_t i = 0; i < setting.list.size(); ++i)
-        out +=
-            (i ? ", " : "") + toml_string(setting.option->type == Type::url_list ? mask_url(setting.list[i]) : setting.list[i]);
-      return out + "]";
-    }
-    default:
-      return toml_string(setting.text);
-  }
-}
-
-std::string show(const Config& config) {
-  std::ostringstream out;
-  // The comments carry file names, which may hold any byte but a newline must not end a comment.
-  out << "# config file: " << (config.path().empty() ? "(none)" : escape_controls(config.path())) << "\n";
-  auto line = [&](const std::string& key, const Setting& setting) {
-    std::string text = key + " = " + display_value(setting);
-    out << text << std::string(text.size() < 56 ? 56 - text.size() : 1, ' ') << "# ";
-    // An environment origin names itself ("env OUTBOX_LOG_LEVEL"), as in error messages.
-    if (setting.source == Source::env)
-      out << setting.origin;
-    else if (setting.source == Source::default_value)
-      out << source_name(setting.source);
-    else
-      out << source_name(setting.source) << " " << escape_controls(setting.origin);
-    out << "\n";
-  };
-  // Named sections ([replicas.NAME]) and array fields are printed elsewhere.
-  auto shown = [](std::string_view key) {
-    return key.find('*') == std::string_view::npos && key.find("[]") == std::string_view::npos;
-  };
-  std::vector<std::string> sections;
-  for (const Option& option : options()) {
-    std::string section(option.key.substr(0, option.key.find('.')));
-    if (shown(option.key) && std::find(sections.begin(), sections.end(), section) == sections.end()) sections.push_back(section);
-  }
-  auto in_section = [&shown](std::string_view key, const std::string& section) {
-    return key.substr(0, key.find('.')) == section && shown(key);
-  };
-  for (const std::string& section : sections) {
-    out << "\n[" << section << "]\n";
-    // A section's keys before its [[arrays]]: in TOML, a key after [[a.b]] belongs to that element.
-    for (const Option& option : options())
-      if (in_section(option.key, section) && option.type != Type::table_array)
-        line(std::string(option.key.substr(option.key.find('.') + 1)), config.get(option.key));
-    for (const Option& option : options()) {
-      if (!in_section(option.key, section) || option.type != Type::table_array) continue;
-      for (const Section& block : config.sections(option.key)) {
-        out << "[[" << option.key << "]]\n";
-        for (const auto& [field, setting] : block) line("  " + field, setting);
-      }
-      if (config.sections(option.key).empty()) out << "# " << option.key << ": none\n";
-    }
-  }
-  for (const std::string& name : config.replica_names()) {
-    out << "\n[replicas." << name << "]\n";
-    for (const auto& [key, setting] : config.values())
-      if (key.rfind("replicas." + name + ".", 0) == 0) line(key.substr(10 + name.size()), setting);
-  }
-  return out.str();
 }
 
 }  // namespace outbox::config

@@ -9,6 +9,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/metrics_server.hpp"
+#include "core/settings.hpp"
 
 namespace outbox::daemon {
 
@@ -84,9 +85,10 @@ void Runtime::stop(int exit_code) {
 }
 
 void Runtime::serve_metrics(metrics::Registry& registry) {
-  const std::string& listen = config_->text("metrics.listen");
+  config::MetricsSettings settings = config::metrics_settings(*config_);
+  const std::string& listen = settings.listen;
   if (listen.empty()) return;
-  metrics_server_ = std::make_unique<metrics::Server>(listen, registry, config_->get("metrics.listen").origin);
+  metrics_server_ = std::make_unique<metrics::Server>(listen, registry, settings.origin);
   health_timer_ = std::make_unique<loop::Timer>(loop_, [this] { update_health(); });
   health_timer_->start(std::chrono::milliseconds(0), std::chrono::seconds(1));
   spdlog::info("{}: serving /metrics and /healthz on {}", name_, listen);
@@ -124,19 +126,33 @@ void Runtime::on_reload() {
   spdlog::info("{}: reload begin", name_);
   notify_reloading();
   try {
-    auto fresh = std::make_unique<config::Config>(config::Config::load(load_options_));
-    if (validate_) validate_(*fresh);
-    for (const std::string& key : config::restart_only_changes(*config_, *fresh))
-      spdlog::warn("{}: reload: {} changed but takes effect only after a restart", name_, key);
-    for (const std::string& warning : fresh->warnings()) spdlog::warn("{}", warning);
-    log::setup(fresh->text("log.level"), fresh->text("log.format"));
-    config_ = std::move(fresh);
-    if (hooks_.on_reload) hooks_.on_reload(*config_);
+    reload();
     spdlog::info("{}: reload end: new configuration in effect", name_);
   } catch (const std::exception& error) {
     spdlog::error("{}: reload failed, keeping the running configuration: {}", name_, error.what());
   }
   if (g_ready_sent) sd_notify(0, "READY=1");
+}
+
+// Build and validate everything first, then swap: a reload is applied whole or not at all.
+void Runtime::reload() {
+  auto fresh = std::make_unique<config::Config>(config::Config::load(load_options_));
+  config::metrics_settings(*fresh);  // restart-only, but a bad one is refused as at start
+  config::LogSettings log_settings = config::log_settings(*fresh);
+  std::function<void()> commit = hooks_.prepare_reload ? hooks_.prepare_reload(*fresh) : nullptr;
+  for (const std::string& key : config::restart_only_changes(*config_, *fresh))
+    spdlog::warn("{}: reload: {} changed but takes effect only after a restart", name_, key);
+  for (const std::string& warning : fresh->warnings()) spdlog::warn("{}", warning);
+  std::swap(config_, fresh);  // `fresh` now holds the running config, to restore
+  try {
+    log::setup(log_settings.level, log_settings.format);
+    if (commit) commit();
+  } catch (...) {
+    std::swap(config_, fresh);
+    config::LogSettings running = config::log_settings(*config_);
+    log::setup(running.level, running.format);
+    throw;
+  }
 }
 
 }  // namespace outbox::daemon

@@ -28,8 +28,11 @@ void notify_stopping();
 struct Hooks {
   // First SIGTERM or SIGINT: finish in-flight work, then call Runtime::stop().
   std::function<void()> on_shutdown_request;
-  // SIGHUP with a valid new config (already validated and swapped in).
-  std::function<void(const config::Config& fresh)> on_reload;
+  // SIGHUP: builds and validates the daemon's settings from the fresh config (with the same
+  // builders as at start and in `outbox config check`) and returns the step that puts them in
+  // effect. Throwing keeps the running config and settings. The step runs after the fresh config
+  // is swapped in; if it throws, the running config is restored.
+  std::function<std::function<void()>(const config::Config& fresh)> prepare_reload;
   // One-line summary for systemd's STATUS= and the logs.
   std::function<std::string()> status_line;
   // False while the daemon is stuck (no progress); the watchdog is then not fed, so systemd restarts it.
@@ -45,9 +48,6 @@ class Runtime {
   loop::Loop& loop() { return loop_; }
   const config::Config& config() const { return *config_; }
   void set_hooks(Hooks hooks) { hooks_ = std::move(hooks); }
-  // The checks a new config must pass on SIGHUP beyond each option's own type and range (the same
-  // ones as at start and in `outbox config check`); throws to keep the running config.
-  void set_validator(std::function<void(const config::Config&)> validate) { validate_ = std::move(validate); }
   // Runs the loop until stop(); returns the exit code.
   int run();
   void stop(int exit_code = 0);
@@ -76,6 +76,7 @@ class Runtime {
  private:
   void on_terminate();
   void on_reload();
+  void reload();
   void update_health();
 
   std::string name_;
@@ -83,7 +84,6 @@ class Runtime {
   std::unique_ptr<config::Config> config_;
   loop::Loop loop_;
   Hooks hooks_;
-  std::function<void(const config::Config&)> validate_;
   std::unique_ptr<loop::Signal> sigterm_, sigint_, sighup_;
   std::unique_ptr<loop::Timer> watchdog_, status_timer_, health_timer_;
   std::unique_ptr<metrics::Server> metrics_server_;

@@ -69,24 +69,25 @@ std::string Histogram::render(const std::string& name, const std::string& labels
   return out;
 }
 
-Counter& Registry::counter(const std::string& name, const std::string& help, const Labels& labels) {
+// The metric of `labels` in its slots, made on first use.
+template <typename Metric>
+Metric& Registry::labelled(std::map<std::string, std::unique_ptr<Metric>> Family::*slots, const std::string& name,
+                           const std::string& type, const std::string& help, const Labels& labels) {
   std::lock_guard lock(mutex_);
   Family& family = families_[name];
-  family.type = "counter";
+  family.type = type;
   if (!help.empty()) family.help = help;
-  auto& slot = family.counters[render_labels(labels)];
-  if (!slot) slot = std::make_unique<Counter>();
+  auto& slot = (family.*slots)[render_labels(labels)];
+  if (!slot) slot = std::make_unique<Metric>();
   return *slot;
 }
 
+Counter& Registry::counter(const std::string& name, const std::string& help, const Labels& labels) {
+  return labelled(&Family::counters, name, "counter", help, labels);
+}
+
 Gauge& Registry::gauge(const std::string& name, const std::string& help, const Labels& labels) {
-  std::lock_guard lock(mutex_);
-  Family& family = families_[name];
-  family.type = "gauge";
-  if (!help.empty()) family.help = help;
-  auto& slot = family.gauges[render_labels(labels)];
-  if (!slot) slot = std::make_unique<Gauge>();
-  return *slot;
+  return labelled(&Family::gauges, name, "gauge", help, labels);
 }
 
 Histogram& Registry::histogram(const std::string& name, const std::string& help, std::vector<double> bounds) {

@@ -72,6 +72,9 @@ class Registry {
     std::map<std::string, std::unique_ptr<Gauge>> gauges;
     std::unique_ptr<Histogram> histogram;
   };
+  template <typename Metric>
+  Metric& labelled(std::map<std::string, std::unique_ptr<Metric>> Family::*slots, const std::string& name,
+                   const std::string& type, const std::string& help, const Labels& labels);
   mutable std::mutex mutex_;
   std::map<std::string, Family> families_;
 };

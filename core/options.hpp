@@ -21,20 +21,24 @@ enum class Type {
 };
 
 struct Option {
-  std::string_view key;  // "relay.batch_size"; "replicas.*.url" for named sections; "relay.tables[].name" for array fields
-  Type type;
-  std::string_view default_value;  // written as in the TOML file ("" = not set)
-  long long min = 0;               // integer: range; duration: range in ms
+  std::string_view key{};  // "relay.batch_size"; "replicas.*.url" for named sections; "relay.tables[].name" for array fields
+  Type type = Type::string;
+  std::string_view default_value{};  // written as in the TOML file ("" = not set)
+  long long min = 0;                 // integer: range; duration: range in ms
   long long max = 0;
-  std::string_view allowed;  // enumeration values, '|'-separated
-  bool reloadable = false;   // SIGHUP may change it; otherwise a change needs a restart
-  std::string_view env;      // environment variable that overrides it, if any
-  std::string_view help;
+  std::string_view allowed{};  // enumeration values, '|'-separated
+  bool reloadable = false;     // SIGHUP may change it; otherwise a change needs a restart
+  // Must be set: in every [[array]] block and [replicas.NAME] section (checked on load); a top-level
+  // one by every command that uses it and by `outbox config check`.
+  bool required = false;
+  std::string_view env{};  // environment variable that overrides it, if any
+  std::string_view help{};
 };
 
 std::span<const Option> options();
 // Finds the option for a concrete key: "replicas.eu.url" matches "replicas.*.url".
 const Option* find_option(std::string_view key);
+// The type's name in the man page ("integer"); from the type table in option_types.cpp.
 std::string_view type_name(Type type);
 // "1..10000", "10ms..1h", "text|json", or "" when anything of the type is allowed.
 std::string allowed_text(const Option& option);

@@ -9,8 +9,10 @@
 #include "core/error.hpp"
 #include "core/escape.hpp"
 #include "core/pg.hpp"
+#include "core/settings.hpp"
 #include "migrate/topology.hpp"
 #include "relay/parked_rows.hpp"
+#include "relay/settings.hpp"
 
 namespace outbox::lag {
 namespace {
@@ -126,12 +128,9 @@ const QueueStage* BrokerStage::find(const std::string& queue) const {
 Report collect(const config::Config& config, const Scope& scope) {
   Report report;
   report.at = now_iso();
-  report.heartbeat_interval = static_cast<double>(config.duration("relay.heartbeat_interval").count()) / 1000.0;
+  report.heartbeat_interval = static_cast<double>(relay::tunables_from_config(config).heartbeat_interval.count()) / 1000.0;
   std::vector<std::string> names = scope.replicas.empty() ? config.replica_names() : scope.replicas;
-  for (const std::string& name : names)
-    if (!config.has_replica(name))
-      throw config_error("no replica named '" + name + "' is configured (set replicas." + name + ".url" +
-                         (name == "main" ? " or OUTBOX_REPLICA_URL)" : ")"));
+  for (const std::string& name : names) config::replica_url(config, name);
   if (scope.primary)
     report.primary = read_primary(config);
   else

@@ -5,16 +5,16 @@
 #include "core/duration.hpp"
 #include "core/error.hpp"
 #include "core/pg.hpp"
+#include "core/settings.hpp"
 #include "migrate/runner.hpp"
+#include "relay/settings.hpp"
 #include "replicate/event.hpp"
 
 namespace outbox::verify {
 
 Setup set_up(const config::Config& config, const std::string& replica, const std::string& timeout,
              const std::string& application) {
-  if (!config.has_replica(replica))
-    throw config_error("no replica named '" + replica + "' is configured (set replicas." + replica + ".url" +
-                       (replica == "main" ? " or OUTBOX_REPLICA_URL)" : ")"));
+  const std::string& replica_url = config::replica_url(config, replica);
   std::optional<Duration> wait = parse_duration(timeout);
   if (!wait || wait->count() <= 0) throw usage_error("--timeout: not a duration (got '" + timeout + "'; e.g. 30s, 2m)");
   Setup setup;
@@ -22,16 +22,15 @@ Setup set_up(const config::Config& config, const std::string& replica, const std
   setup.options.replica_role = "replica " + replica;
   setup.options.timeout = *wait;
   setup.options.outbox_tables.clear();
-  for (const config::Section& section : config.sections("relay.tables"))
-    setup.options.outbox_tables.push_back(section.at("name").text);
+  for (const relay::TableSpec& table : relay::tables_from_config(config, "")) setup.options.outbox_tables.push_back(table.name);
   // The mapped tables of the replica: each distinct (table, key column) of replicate.mappings.
   for (const replicate::Mapping& mapping : replicate::mappings_from_config(config)) {
     bool seen = false;
     for (const TableSpec& spec : setup.tables) seen = seen || (spec.table == mapping.table && spec.key == mapping.key_column);
     if (!seen) setup.tables.push_back({mapping.table, mapping.key_column, {}});
   }
-  setup.primary = pg::connect(config.required("primary.url"), "primary", application);
-  setup.replica = pg::connect(config.required("replicas." + replica + ".url"), setup.options.replica_role, application);
+  setup.primary = pg::connect(config::primary_url(config), "primary", application);
+  setup.replica = pg::connect(replica_url, setup.options.replica_role, application);
   migrate::require_current(*setup.primary, migrate::Target::primary, "primary");
   migrate::require_current(*setup.replica, migrate::Target::replica, setup.options.replica_role);
   prepare_session(*setup.primary);

@@ -1,7 +1,9 @@
 #include "relay/backlog.hpp"
 
 #include "core/pg.hpp"
+#include "core/settings.hpp"
 #include "relay/parked_rows.hpp"
+#include "relay/settings.hpp"
 
 namespace outbox::lag {
 
@@ -22,10 +24,10 @@ std::optional<double> PrimaryStage::oldest_unpublished_age() const {
 PrimaryStage read_primary(const config::Config& config) {
   PrimaryStage stage;
   try {
-    auto connection = pg::connect(config.required("primary.url"), "primary", "outbox lag");
+    std::vector<relay::TableSpec> tables = relay::tables_from_config(config, "");
+    auto connection = pg::connect(config::primary_url(config), "primary", "outbox lag");
     pqxx::read_transaction tx(*connection);
-    for (const config::Section& section : config.sections("relay.tables"))
-      stage.tables.push_back(read_table(tx, section.at("name").text));
+    for (const relay::TableSpec& table : tables) stage.tables.push_back(read_table(tx, table.name));
   } catch (const std::exception& error) {
     stage.error = pg::failure_line(error, "primary");
   }

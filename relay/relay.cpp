@@ -80,44 +80,20 @@ class Relay::Listener : public pqxx::notification_receiver {
   loop::Deferred& wake_;
 };
 
-std::vector<TableSpec> tables_from_config(const config::Config& config, const std::string& default_exchange) {
-  std::vector<TableSpec> tables;
-  for (const config::Section& section : config.sections("relay.tables")) {
-    TableSpec table;
-    table.name = section.at("name").text;
-    if (!pg::valid_qualified_name(table.name))
-      throw config_error("config " + section.at("name").origin +
-                         ": relay.tables.name: must be a table name, optionally schema-qualified (got \"" + table.name + "\")");
-    table.quoted = pg::quote_qualified(table.name);
-    // A table listed twice would have each of its events published twice. Only the very same name
-    // is known to be the same table: "outbox" may resolve to another schema than "public".
-    for (size_t earlier = 0; earlier < tables.size(); ++earlier)
-      if (tables[earlier].quoted == table.quoted)
-        throw config_error("config " + section.at("name").origin + ": relay.tables.name: \"" + table.name +
-                           "\" is listed twice (first at " + config.sections("relay.tables")[earlier].at("name").origin +
-                           "); list each outbox table once");
-    table.exchange = section.at("exchange").text.empty() ? default_exchange : section.at("exchange").text;
-    table.routing_key = section.at("routing_key").text;
-    tables.push_back(table);
-  }
-  if (tables.empty()) throw config_error("config: relay.tables: at least one outbox table is needed");
-  return tables;
-}
-
-Relay::Relay(daemon::Runtime& runtime, std::string instance)
+Relay::Relay(daemon::Runtime& runtime, Settings settings)
     : runtime_(runtime),
-      instance_(instance.empty() ? default_instance() : std::move(instance)),
+      instance_(settings.instance.empty() ? default_instance() : std::move(settings.instance)),
       log_(log::get("relay " + instance_)),
       backoff_(milliseconds(30000)) {
-  const config::Config& config = runtime_.config();
-  broker_settings_ = amqp::broker_settings(config);
-  primary_url_ = config.required("primary.url");
-  notify_channel_ = config.text("relay.notify_channel");
-  partitions_ = static_cast<int>(config.integer("relay.partitions"));
-  tables_ = tables_from_config(config, broker_settings_.exchange);
+  amqp::require_broker(settings.broker);
+  broker_settings_ = std::move(settings.broker);
+  primary_url_ = std::move(settings.primary_url);
+  notify_channel_ = std::move(settings.notify_channel);
+  partitions_ = settings.partitions;
+  tables_ = std::move(settings.tables);
   in_flight_positions_.resize(tables_.size());
   suspects_.resize(tables_.size());
-  apply_tunables(config);
+  apply_tunables(settings.tunables);
 
   metrics_.counter("outbox_relay_published_total", "Messages published to the broker");
   metrics_.counter("outbox_relay_confirmed_total", "Messages confirmed by the broker and marked in the outbox");
@@ -143,19 +119,22 @@ Relay::Relay(daemon::Runtime& runtime, std::string instance)
 
   daemon::Hooks hooks;
   hooks.on_shutdown_request = [this] { shutdown_requested(); };
-  hooks.on_reload = [this](const config::Config& fresh) {
-    milliseconds heartbeat_before = heartbeat_interval_;
-    apply_tunables(fresh);
-    poll_timer_->start(poll_interval_, poll_interval_);
-    // A running heartbeat keeps its period until restarted; a stopped one is started by rebalance().
-    if (heartbeat_interval_ != heartbeat_before && heartbeat_timer_->active()) {
-      if (heartbeat_interval_.count() > 0)
-        heartbeat_timer_->start(heartbeat_interval_, heartbeat_interval_);
-      else
-        heartbeat_timer_->stop();
-    }
-    log_->info("reloaded: batch_size={} poll_interval={}ms confirm_timeout={}ms on_publish={}", batch_size_,
-               poll_interval_.count(), confirm_timeout_.count(), delete_on_publish_ ? "delete" : "mark");
+  hooks.prepare_reload = [this](const config::Config& fresh) -> std::function<void()> {
+    // The whole of the relay's settings is built: a reload refuses what a start would refuse.
+    return [this, tunables = settings_from_config(fresh).tunables] {
+      milliseconds heartbeat_before = heartbeat_interval_;
+      apply_tunables(tunables);
+      poll_timer_->start(poll_interval_, poll_interval_);
+      // A running heartbeat keeps its period until restarted; a stopped one is started by rebalance().
+      if (heartbeat_interval_ != heartbeat_before && heartbeat_timer_->active()) {
+        if (heartbeat_interval_.count() > 0)
+          heartbeat_timer_->start(heartbeat_interval_, heartbeat_interval_);
+        else
+          heartbeat_timer_->stop();
+      }
+      log_->info("reloaded: batch_size={} poll_interval={}ms confirm_timeout={}ms on_publish={}", batch_size_,
+                 poll_interval_.count(), confirm_timeout_.count(), delete_on_publish_ ? "delete" : "mark");
+    };
   };
   hooks.status_line = [this] { return status_line(); };
   hooks.connected = [this] { return ready(); };
@@ -177,20 +156,19 @@ Relay::~Relay() {
   broker_.reset();
 }
 
-void Relay::apply_tunables(const config::Config& config) {
-  batch_size_ = static_cast<int>(config.integer("relay.batch_size"));
-  max_unconfirmed_ = std::max(static_cast<int>(config.integer("relay.max_unconfirmed")), batch_size_);
-  poll_interval_ = config.duration("relay.poll_interval");
-  confirm_timeout_ = config.duration("relay.confirm_timeout");
-  takeover_timeout_ = config.duration("relay.takeover_timeout");
-  retention_ = config.duration("relay.retention");
-  shutdown_timeout_ = config.duration("relay.shutdown_timeout");
-  heartbeat_interval_ = config.duration("relay.heartbeat_interval");
-  max_message_size_ = static_cast<size_t>(config.integer("relay.max_message_size"));
-  max_attempts_ = static_cast<int>(config.integer("relay.max_attempts"));
-  // Retention 0 means "delete at once", which is what on_publish = delete does.
-  delete_on_publish_ = config.text("relay.on_publish") == "delete" || retention_.count() == 0;
-  backoff_.set_cap(config.duration("relay.max_backoff"));
+void Relay::apply_tunables(const Tunables& tunables) {
+  batch_size_ = tunables.batch_size;
+  max_unconfirmed_ = tunables.max_unconfirmed;
+  poll_interval_ = tunables.poll_interval;
+  confirm_timeout_ = tunables.confirm_timeout;
+  takeover_timeout_ = tunables.takeover_timeout;
+  retention_ = tunables.retention;
+  shutdown_timeout_ = tunables.shutdown_timeout;
+  heartbeat_interval_ = tunables.heartbeat_interval;
+  max_message_size_ = tunables.max_message_size;
+  max_attempts_ = tunables.max_attempts;
+  delete_on_publish_ = tunables.delete_on_publish;
+  backoff_.set_cap(tunables.max_backoff);
 }
 
 void Relay::start() {

@@ -36,23 +36,13 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "relay/settings.hpp"
 
 namespace outbox::relay {
 
-struct TableSpec {
-  std::string name;         // as configured: "public.outbox"
-  std::string quoted;       // "\"public\".\"outbox\""
-  std::string exchange;     // target exchange
-  std::string routing_key;  // fixed routing key, or "" for the event type
-};
-
-// The [[relay.tables]] of a configuration, validated (a valid name, each table once); throws a
-// configuration error naming the key.
-std::vector<TableSpec> tables_from_config(const config::Config& config, const std::string& default_exchange);
-
 class Relay {
  public:
-  Relay(daemon::Runtime& runtime, std::string instance);
+  Relay(daemon::Runtime& runtime, Settings settings);
   ~Relay();
   // Connects (retrying in the background) and starts relaying; returns at once.
   void start();
@@ -67,7 +57,7 @@ class Relay {
   };
   class Listener;
 
-  void apply_tunables(const config::Config& config);
+  void apply_tunables(const Tunables& tunables);
   void connect();
   void connect_database();
   void connect_broker();

@@ -92,36 +92,6 @@ std::vector<Mapping> default_mappings() {
           {"parking.delete", "parking_slots", Operation::remove, "uuid"}};
 }
 
-std::vector<Mapping> mappings_from_config(const config::Config& config) {
-  const auto& sections = config.sections("replicate.mappings");
-  if (sections.empty()) return default_mappings();
-  std::vector<Mapping> out;
-  for (const config::Section& section : sections) {
-    Mapping mapping;
-    mapping.event_type = section.at("event_type").text;
-    mapping.table = section.at("table").text;
-    mapping.operation = section.at("operation").text == "delete" ? Operation::remove : Operation::upsert;
-    mapping.key_column = section.at("key_column").text;
-    const std::string& origin = section.at("table").origin;
-    if (!pg::valid_qualified_name(mapping.table))
-      throw config_error("config " + origin +
-                         ": replicate.mappings.table: must be a table name, optionally schema-qualified (got \"" + mapping.table +
-                         "\")");
-    if (mapping.event_type.empty())
-      throw config_error("config " + section.at("event_type").origin + ": replicate.mappings.event_type: must not be empty");
-    if (mapping.event_type == kHeartbeatType)
-      throw config_error("config " + section.at("event_type").origin +
-                         ": replicate.mappings.event_type: " + std::string(kHeartbeatType) + " is reserved for relay heartbeats");
-    if (mapping.key_column.empty())
-      throw config_error("config " + section.at("key_column").origin + ": replicate.mappings.key_column: must not be empty");
-    if (find_mapping(out, mapping.event_type) >= 0)
-      throw config_error("config " + section.at("event_type").origin + ": replicate.mappings.event_type: \"" +
-                         mapping.event_type + "\" is mapped twice");
-    out.push_back(mapping);
-  }
-  return out;
-}
-
 int find_mapping(const std::vector<Mapping>& mappings, std::string_view event_type) {
   for (size_t i = 0; i < mappings.size(); ++i)
     if (mappings[i].event_type == event_type) return static_cast<int>(i);

@@ -40,9 +40,7 @@ struct Mapping {
   std::string key_column;  // "uuid"
 };
 
-// The [[replicate.mappings]] blocks, or the built-in parking mapping when there are none.
-// Throws Error(config) for an invalid table name or an event type mapped twice.
-std::vector<Mapping> mappings_from_config(const config::Config& config);
+// The built-in parking mapping, used when replicate.mappings has no block (replicate/settings.hpp).
 std::vector<Mapping> default_mappings();
 // Index of the event type's mapping, or -1.
 int find_mapping(const std::vector<Mapping>& mappings, std::string_view event_type);

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/pg.hpp"
+#include "core/settings.hpp"
 
 namespace outbox::lag {
 
@@ -47,7 +48,7 @@ ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica
 ReplicaStage read_replica(const config::Config& config, const std::string& name) {
   std::string role = "replica " + name;
   try {
-    auto connection = pg::connect(config.required("replicas." + name + ".url"), role, "outbox lag");
+    auto connection = pg::connect(config::replica_url(config, name), role, "outbox lag");
     pqxx::read_transaction tx(*connection);
     return read_replica(tx, name);
   } catch (const std::exception& error) {

@@ -35,24 +35,25 @@ constexpr auto kPruneInterval = std::chrono::seconds(10);
 
 }  // namespace
 
-Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, const config::Config& config, std::string replica,
-                       Callbacks callbacks)
+Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, const Settings& settings,
+                       const ReplicaSettings& replica, Callbacks callbacks)
     : runtime_(runtime),
       loop_(runtime.loop()),
       metrics_(metrics),
-      replica_(std::move(replica)),
+      replica_(replica.name),
       role_("replica " + replica_),
       labels_({{"replica", replica_}}),
       log_(log::get("replicate " + replica_)),
       callbacks_(std::move(callbacks)),
       backoff_(milliseconds(30000)) {
-  url_ = config.required("replicas." + replica_ + ".url");
-  broker_settings_ = amqp::broker_settings(config);
-  queue_ = topology::replica_queue(config, replica_);
-  mappings_ = mappings_from_config(config);
-  prefetch_ = static_cast<int>(config.integer("replicate.prefetch"));
-  apply_connections_ = static_cast<int>(config.integer("replicate.apply_connections"));
-  apply_tunables(config);
+  amqp::require_broker(settings.broker);
+  url_ = replica.url;
+  broker_settings_ = settings.broker;
+  queue_ = replica.queue;
+  mappings_ = settings.mappings;
+  prefetch_ = settings.prefetch;
+  apply_connections_ = settings.apply_connections;
+  apply_tunables(settings.tunables);
 
   counter("outbox_replicate_applied_total");
   counter("outbox_replicate_skipped_total", {{"reason", "stale"}});
@@ -111,15 +112,15 @@ metrics::Counter& Replicator::counter(const std::string& name, const metrics::La
   return metrics_.counter(name, help.at(name), labels);
 }
 
-void Replicator::apply_tunables(const config::Config& config) {
-  batch_size_ = static_cast<size_t>(config.integer("replicate.batch_size"));
-  batch_wait_ = config.duration("replicate.batch_wait");
-  max_attempts_ = static_cast<int>(config.integer("replicate.max_attempts"));
-  applied_retention_ = config.duration("replicate.applied_retention");
-  max_clock_skew_ = config.duration("replicate.max_clock_skew");
-  backoff_.set_cap(config.duration("replicate.max_backoff"));
+void Replicator::apply_tunables(const Tunables& tunables) {
+  batch_size_ = tunables.batch_size;
+  batch_wait_ = tunables.batch_wait;
+  max_attempts_ = tunables.max_attempts;
+  applied_retention_ = tunables.applied_retention;
+  max_clock_skew_ = tunables.max_clock_skew;
+  backoff_.set_cap(tunables.max_backoff);
   // The applier takes max_attempts_ when the next batch starts: one may be running on the worker.
-  heartbeat_interval_ = static_cast<double>(config.duration("relay.heartbeat_interval").count()) / 1000.0;
+  heartbeat_interval_ = tunables.heartbeat_interval;
 }
 
 // outbox_replicate_lag_seconds{replica}: the heartbeat measure of ops/lag.hpp (this daemon does
@@ -566,14 +567,9 @@ std::string Replicator::status_line() const {
          std::to_string(self.counter("outbox_replicate_parked_total").value()) + " parked";
 }
 
-Service::Service(daemon::Runtime& runtime, std::vector<std::string> replicas) : runtime_(runtime) {
-  const config::Config& config = runtime_.config();
-  if (replicas.empty()) replicas = config.replica_names();
-  if (replicas.empty())
-    throw config_error("replicate: no replica is configured (set [replicas.NAME] url, or OUTBOX_REPLICA_URL)");
-  for (const std::string& name : replicas) {
-    if (!config.has_replica(name))
-      throw config_error("replicate: no replica named '" + name + "' is configured (set replicas." + name + ".url)");
+Service::Service(daemon::Runtime& runtime, Settings settings)
+    : runtime_(runtime), shutdown_timeout_(settings.tunables.shutdown_timeout) {
+  for (const ReplicaSettings& replica : settings.replicas) {
     Replicator::Callbacks callbacks;
     callbacks.on_ready = [this] {
       if (announced_ready_) return;
@@ -593,20 +589,26 @@ Service::Service(daemon::Runtime& runtime, std::vector<std::string> replicas) : 
       spdlog::info("replicate: shutdown end");
       runtime_.stop(0);
     };
-    replicators_.push_back(std::make_unique<Replicator>(runtime_, metrics_, config, name, std::move(callbacks)));
+    replicators_.push_back(std::make_unique<Replicator>(runtime_, metrics_, settings, replica, std::move(callbacks)));
   }
   shutdown_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] {
     spdlog::warn("replicate: shutdown timeout ({}s) reached; unacked events will be redelivered to the next run",
-                 runtime_.config().duration("replicate.shutdown_timeout").count() / 1000.0);
+                 shutdown_timeout_.count() / 1000.0);
     for (auto& replicator : replicators_) replicator->cancel_in_flight();
     runtime_.stop(0);
   });
   daemon::Hooks hooks;
   hooks.on_shutdown_request = [this] { shutdown_requested(); };
-  hooks.on_reload = [this](const config::Config& fresh) {
-    for (auto& replicator : replicators_) replicator->apply_tunables(fresh);
-    spdlog::info("replicate: reloaded: batch_size={} batch_wait={}ms max_attempts={}", fresh.integer("replicate.batch_size"),
-                 fresh.duration("replicate.batch_wait").count(), fresh.integer("replicate.max_attempts"));
+  hooks.prepare_reload = [this](const config::Config& fresh) -> std::function<void()> {
+    // The whole of the settings of the served replicas is built: a reload refuses what a start would.
+    std::vector<std::string> names;
+    for (const auto& replicator : replicators_) names.push_back(replicator->replica());
+    return [this, tunables = settings_from_config(fresh, names).tunables] {
+      for (auto& replicator : replicators_) replicator->apply_tunables(tunables);
+      shutdown_timeout_ = tunables.shutdown_timeout;
+      spdlog::info("replicate: reloaded: batch_size={} batch_wait={}ms max_attempts={}", tunables.batch_size,
+                   tunables.batch_wait.count(), tunables.max_attempts);
+    };
   };
   hooks.status_line = [this] {
     std::string out;
@@ -629,7 +631,7 @@ void Service::start() {
 }
 
 void Service::shutdown_requested() {
-  shutdown_timer_->start(runtime_.config().duration("replicate.shutdown_timeout"));
+  shutdown_timer_->start(shutdown_timeout_);
   for (auto& replicator : replicators_) replicator->begin_shutdown();
 }
 

@@ -35,6 +35,7 @@
 #include "core/metrics.hpp"
 #include "migrate/topology.hpp"
 #include "replicate/apply.hpp"
+#include "replicate/settings.hpp"
 
 namespace outbox::replicate {
 
@@ -45,11 +46,11 @@ class Replicator {
     std::function<void(const std::string&)> on_fatal;  // a config error: the daemon exits 78
     std::function<void()> on_drained;                  // shutdown finished for this replica
   };
-  Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, const config::Config& config, std::string replica,
+  Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, const Settings& settings, const ReplicaSettings& replica,
              Callbacks callbacks);
   ~Replicator();
   void start();
-  void apply_tunables(const config::Config& config);
+  void apply_tunables(const Tunables& tunables);
   // Applies what has been received, acks it, and then calls on_drained.
   void begin_shutdown();
   // Cancels the statement of the batch in flight (the shutdown timeout passed): its transaction
@@ -155,9 +156,8 @@ class Replicator {
 // sd_notify and the metrics registry.
 class Service {
  public:
-  // `replicas` empty: every configured replica. Throws Error(config) for an unknown name or when
-  // no replica is configured.
-  Service(daemon::Runtime& runtime, std::vector<std::string> replicas);
+  // One replicator per replica of `settings` (replicate::settings_from_config chose and checked them).
+  Service(daemon::Runtime& runtime, Settings settings);
   ~Service();
   void start();
   metrics::Registry& metrics() { return metrics_; }
@@ -170,6 +170,7 @@ class Service {
   metrics::Registry metrics_;
   std::vector<std::unique_ptr<Replicator>> replicators_;
   std::unique_ptr<loop::Timer> shutdown_timer_;
+  std::chrono::milliseconds shutdown_timeout_;  // replicate.shutdown_timeout, reloadable
   std::string fatal_error_;
   size_t drained_ = 0;
   bool announced_ready_ = false;

@@ -3,7 +3,9 @@
 #include <optional>
 
 #include "core/duration.hpp"
+#include "core/settings.hpp"
 #include "relay/backlog.hpp"
+#include "relay/settings.hpp"
 #include "replicate/progress.hpp"
 
 namespace outbox::parking {
@@ -17,13 +19,10 @@ Source resolve_source(const config::Config& config, const std::string& from) {
     name = from.substr(8);
   else
     throw usage_error("--from must be primary, replica or replica:NAME (got '" + from + "')");
-  if (!config.has_replica(name))
-    throw config_error("no replica named '" + name + "' is configured (set replicas." + name + ".url" +
-                       (name == "main" ? " or OUTBOX_REPLICA_URL)" : ")"));
-  return {"replica " + name, config.required("replicas." + name + ".url")};
+  return {"replica " + name, config::replica_url(config, name)};
 }
 
-Source primary_source(const config::Config& config) { return {"primary", config.required("primary.url")}; }
+Source primary_source(const config::Config& config) { return {"primary", config::primary_url(config)}; }
 
 void require_fresh(const config::Config& config, const std::string& from, const std::string& limit) {
   std::optional<Duration> max = parse_duration(limit);
@@ -32,7 +31,7 @@ void require_fresh(const config::Config& config, const std::string& from, const 
   if (source.role == "primary") return;
   std::string name = source.role.substr(std::string("replica ").size());
   // outbox lag's measure of this replica, without the broker (lag::collect in ops/lag.cpp).
-  double heartbeat_interval = static_cast<double>(config.duration("relay.heartbeat_interval").count()) / 1000.0;
+  double heartbeat_interval = static_cast<double>(relay::tunables_from_config(config).heartbeat_interval.count()) / 1000.0;
   lag::PrimaryStage primary = lag::read_primary(config);
   lag::ReplicaStage replica = lag::read_replica(config, name);
   lag::compute_behind(replica, primary.error.empty() ? primary.oldest_unpublished_age() : std::nullopt, heartbeat_interval);

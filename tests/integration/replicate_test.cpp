@@ -847,6 +847,15 @@ TEST(Replicate, ASighupReloadChangesTheBatchSizeAndABadConfigKeepsTheRunningOne)
   EXPECT_TRUE(eventually([&] { return replicate.log().find("keeping the running configuration") != std::string::npos; }))
       << replicate.log();
   EXPECT_TRUE(replicate.running());
+  // Valid option by option, refused by replicate's settings builder as a whole: nothing of it is
+  // applied, not even its valid batch size.
+  write_file("reload.toml", "[replicate]\nbatch_size = 30\n[[replicate.mappings]]\nevent_type = \"a\"\ntable = \"a.b.c\"\n");
+  replicate.signal(SIGHUP);
+  EXPECT_TRUE(eventually([&] {
+    return replicate.log().find("replicate.mappings.table: must be a table name") != std::string::npos;
+  })) << replicate.log();
+  EXPECT_EQ(replicate.log().find("batch_size=30"), std::string::npos) << replicate.log();
+  EXPECT_TRUE(replicate.running());
 }
 
 TEST(Replicate, AReplicaSchemaThatIsNotCurrentStopsReplicateWithExitCode78AndOneLine) {

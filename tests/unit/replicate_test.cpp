@@ -10,6 +10,7 @@
 #include "migrate/topology.hpp"
 #include "replicate/apply.hpp"
 #include "replicate/event.hpp"
+#include "replicate/settings.hpp"
 
 using namespace outbox;
 using namespace outbox::replicate;

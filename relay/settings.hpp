@@ -1,0 +1,56 @@
+#pragma once
+// The relay's settings, built and validated once from a configuration by settings_from_config:
+// at start, on SIGHUP (a reload keeps the running settings when the build throws) and by
+// `outbox config check`. Nothing else in the relay reads an option by its key.
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "core/amqp.hpp"
+#include "core/config.hpp"
+
+namespace outbox::relay {
+
+struct TableSpec {
+  std::string name;         // as configured: "public.outbox"
+  std::string quoted;       // "\"public\".\"outbox\""
+  std::string exchange;     // target exchange
+  std::string routing_key;  // fixed routing key, or "" for the event type
+};
+
+// The options SIGHUP may change.
+struct Tunables {
+  int batch_size = 500;
+  int max_unconfirmed = 6000;  // at least batch_size
+  std::chrono::milliseconds poll_interval{1000};
+  std::chrono::milliseconds confirm_timeout{10000};
+  std::chrono::milliseconds takeover_timeout{10000};
+  std::chrono::milliseconds retention{0};
+  std::chrono::milliseconds shutdown_timeout{30000};
+  std::chrono::milliseconds heartbeat_interval{10000};
+  std::chrono::milliseconds max_backoff{30000};
+  size_t max_message_size = amqp::kDefaultMaxMessageSize;
+  int max_attempts = 3;
+  bool delete_on_publish = false;  // relay.on_publish = delete, or a retention of 0
+};
+
+struct Settings {
+  std::string primary_url;
+  std::string notify_channel;  // "" = no LISTEN
+  std::vector<TableSpec> tables;
+  int partitions = 16;
+  std::string instance;  // relay.instance; "" = host:pid
+  amqp::BrokerSettings broker;
+  Tunables tunables;
+};
+
+// The [[relay.tables]] of a configuration, validated (a valid name, each table once); throws a
+// configuration error naming the key.
+std::vector<TableSpec> tables_from_config(const config::Config& config, const std::string& default_exchange);
+Tunables tunables_from_config(const config::Config& config);
+// Everything above; primary.url must be set. broker.url may be unset here: the daemon requires it
+// when it starts (amqp::require_broker), `outbox config check` does not.
+Settings settings_from_config(const config::Config& config);
+
+}  // namespace outbox::relay

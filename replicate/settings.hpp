@@ -1,0 +1,53 @@
+#pragma once
+// The replicate daemon's settings, built and validated once from a configuration by
+// settings_from_config: at start, on SIGHUP (a reload keeps the running settings when the build
+// throws) and by `outbox config check`. Nothing else in replicate reads an option by its key.
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "core/amqp.hpp"
+#include "core/config.hpp"
+#include "migrate/topology.hpp"
+#include "replicate/event.hpp"
+
+namespace outbox::replicate {
+
+// The options SIGHUP may change.
+struct Tunables {
+  size_t batch_size = 500;
+  std::chrono::milliseconds batch_wait{20};
+  int max_attempts = 3;
+  std::chrono::milliseconds applied_retention{0};  // 0: keep applied event ids forever
+  std::chrono::milliseconds max_clock_skew{60000};
+  std::chrono::milliseconds max_backoff{30000};
+  std::chrono::milliseconds shutdown_timeout{30000};
+  double heartbeat_interval = 10;  // relay.heartbeat_interval in seconds, for the lag gauge
+};
+
+struct ReplicaSettings {
+  std::string name;  // "main"
+  std::string url;
+  topology::ReplicaQueue queue;
+};
+
+struct Settings {
+  std::vector<ReplicaSettings> replicas;  // the replicas this daemon serves
+  amqp::BrokerSettings broker;
+  std::vector<Mapping> mappings;
+  int prefetch = 5000;
+  int apply_connections = 1;
+  Tunables tunables;
+};
+
+// The [[replicate.mappings]] blocks, or the built-in parking mapping when there are none.
+// Throws Error(config) for an invalid table name or an event type mapped twice.
+std::vector<Mapping> mappings_from_config(const config::Config& config);
+Tunables tunables_from_config(const config::Config& config);
+// Everything above for the named replicas (none: every configured one); Error(config) for a
+// replica that is not configured, or when none is. broker.url may be unset here (see
+// relay::settings_from_config).
+Settings settings_from_config(const config::Config& config, std::vector<std::string> replicas = {});
+
+}  // namespace outbox::replicate

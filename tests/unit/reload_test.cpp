@@ -1,0 +1,97 @@
+// Runtime's reload on SIGHUP: the daemon builds its settings from the fresh config, and the
+// config is swapped and the settings committed only when that works; a failing commit restores
+// the running config. Never half-applied.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "core/daemon.hpp"
+#include "relay/settings.hpp"
+
+using namespace outbox;
+
+namespace {
+
+std::string write_config(const std::string& text) {
+  std::string path = ::testing::TempDir() + "/reload_test.toml";
+  std::ofstream(path) << text;
+  return path;
+}
+
+// Sends SIGHUP once the loop runs, then stops the runtime once `done` holds (or after 10 s).
+void reload_and_wait(daemon::Runtime& runtime, const std::function<bool()>& done) {
+  loop::Timer hangup(runtime.loop(), [] { std::raise(SIGHUP); });
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  loop::Timer check(runtime.loop(), [&] {
+    if (done() || std::chrono::steady_clock::now() > deadline) runtime.stop();
+  });
+  hangup.start(std::chrono::milliseconds(0));
+  check.start(std::chrono::milliseconds(10), std::chrono::milliseconds(10));
+  runtime.run();
+}
+
+struct Daemon {
+  explicit Daemon(const std::string& first_config)
+      : options{write_config(first_config), {}, [](const char*) -> const char* { return nullptr; }},
+        runtime("test", options, config::Config::load(options)),
+        tunables(relay::tunables_from_config(runtime.config())) {}
+  config::LoadOptions options;
+  daemon::Runtime runtime;
+  relay::Tunables tunables;  // the settings in effect
+  int prepared = 0;
+};
+
+}  // namespace
+
+TEST(Reload, AValidConfigIsSwappedInAndItsSettingsCommitted) {
+  Daemon daemon("[relay]\nbatch_size = 7\n");
+  daemon::Hooks hooks;
+  hooks.prepare_reload = [&](const config::Config& fresh) -> std::function<void()> {
+    ++daemon.prepared;
+    return [&daemon, next = relay::tunables_from_config(fresh)] { daemon.tunables = next; };
+  };
+  daemon.runtime.set_hooks(std::move(hooks));
+  write_config("[relay]\nbatch_size = 9\n");
+  reload_and_wait(daemon.runtime, [&] { return daemon.tunables.batch_size == 9; });
+  EXPECT_EQ(daemon.tunables.batch_size, 9);
+  EXPECT_EQ(daemon.runtime.config().integer("relay.batch_size"), 9);
+}
+
+TEST(Reload, ASettingTheDaemonRefusesKeepsTheOldConfigAndSettings) {
+  Daemon daemon("[primary]\nurl = \"postgresql://app@primary/app\"\n[relay]\nbatch_size = 7\n");
+  daemon::Hooks hooks;
+  hooks.prepare_reload = [&](const config::Config& fresh) -> std::function<void()> {
+    ++daemon.prepared;
+    relay::Settings next = relay::settings_from_config(fresh);  // throws: the table name is invalid
+    return [&daemon, next] { daemon.tunables = next.tunables; };
+  };
+  daemon.runtime.set_hooks(std::move(hooks));
+  // Valid option by option (batch_size too), refused by the relay's builder as a whole.
+  write_config(
+      "[primary]\nurl = \"postgresql://app@primary/app\"\n[relay]\nbatch_size = 9\n[[relay.tables]]\nname = \"a.b.c\"\n");
+  reload_and_wait(daemon.runtime, [&] { return daemon.prepared == 1; });
+  EXPECT_EQ(daemon.prepared, 1);
+  EXPECT_EQ(daemon.tunables.batch_size, 7);
+  EXPECT_EQ(daemon.runtime.config().integer("relay.batch_size"), 7);
+  EXPECT_EQ(daemon.runtime.config().sections("relay.tables").front().at("name").text, "public.outbox");
+}
+
+TEST(Reload, ACommitThatThrowsRestoresTheRunningConfig) {
+  Daemon daemon("[relay]\nbatch_size = 7\n");
+  bool committed = false;
+  daemon::Hooks hooks;
+  hooks.prepare_reload = [&](const config::Config&) -> std::function<void()> {
+    return [&] {
+      committed = true;
+      throw std::runtime_error("cannot apply");
+    };
+  };
+  daemon.runtime.set_hooks(std::move(hooks));
+  write_config("[relay]\nbatch_size = 9\n");
+  reload_and_wait(daemon.runtime, [&] { return committed; });
+  EXPECT_TRUE(committed);
+  EXPECT_EQ(daemon.runtime.config().integer("relay.batch_size"), 7);
+}
