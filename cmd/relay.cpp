@@ -2,7 +2,7 @@
 #include "relay/relay.hpp"
 
 #include "cmd/command.hpp"
-#include "core/daemon.hpp"
+#include "cmd/daemon_command.hpp"
 
 namespace outbox::cmd {
 
@@ -14,14 +14,7 @@ void add_relay_command(Registry& registry) {
     config::Config config = load_config(registry.globals());
     std::string name = instance->empty() ? config.text("relay.instance") : *instance;
     config::LoadOptions load_options{registry.globals().config_path, registry.globals().overrides};
-    daemon::Runtime runtime("relay", load_options, std::move(config));
-    runtime.set_validator(check_relay_config);
-    relay::Relay relay(runtime, name);
-    runtime.serve_metrics(relay.metrics());  // /metrics and /healthz when metrics.listen is set
-    relay.start();
-    int code = runtime.run();
-    if (!relay.fatal_error().empty()) throw config_error(relay.fatal_error());
-    return code;
+    return run_daemon<relay::Relay>("relay", load_options, std::move(config), check_relay_config, name);
   });
 }
 
