@@ -43,6 +43,9 @@ std::unique_ptr<amqp::Connection> broker_connection();
 // unroutable events), so no test inherits, or slows the broker with, an earlier test's messages.
 // A queue that is not declared yet (no migrate) is skipped.
 void purge_outbox_queues();
+// Polls `connection` for up to `wait`, hands each delivery to `take` and acks them all at once.
+void take_deliveries(amqp::Connection& connection, const std::function<void(const amqp::IncomingMessage&)>& take,
+                     std::chrono::milliseconds wait = std::chrono::milliseconds(200));
 std::string header_text(const amqp::IncomingMessage& message, const std::string& key);
 long long header_number(const amqp::IncomingMessage& message, const std::string& key);
 
