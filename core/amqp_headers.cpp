@@ -1,6 +1,8 @@
 // Received message properties and header values, turned into the plain types of core/amqp.hpp.
 #include <charconv>
+#include <cstring>
 #include <limits>
+#include <map>
 
 #include "core/amqp.hpp"
 
@@ -28,42 +30,29 @@ std::string decimal_text(amqp_decimal_t decimal) {
   return digits;
 }
 
-// The value of a signed, or narrower than 64 bits unsigned, integer field: each kind in its own
-// member of the union, every one of which fits a long long.
-long long signed_integer(const amqp_field_value_t& value) {
-  switch (value.kind) {
-    case AMQP_FIELD_KIND_I8:
-      return value.value.i8;
-    case AMQP_FIELD_KIND_U8:
-      return value.value.u8;
-    case AMQP_FIELD_KIND_I16:
-      return value.value.i16;
-    case AMQP_FIELD_KIND_U16:
-      return value.value.u16;
-    case AMQP_FIELD_KIND_I32:
-      return value.value.i32;
-    case AMQP_FIELD_KIND_U32:
-      return value.value.u32;
-    default:
-      return value.value.i64;
-  }
+// An integer field that fits a long long (all but an unsigned 64-bit one), by kind: every member
+// of the value union starts at its first byte.
+template <typename Integer>
+long long read_integer(const amqp_field_value_t& value) {
+  Integer integer;
+  std::memcpy(&integer, &value.value, sizeof integer);
+  return integer;
 }
+
+const std::map<uint8_t, long long (*)(const amqp_field_value_t&)> kIntegerReaders = {
+    {AMQP_FIELD_KIND_I8, read_integer<int8_t>},   {AMQP_FIELD_KIND_U8, read_integer<uint8_t>},
+    {AMQP_FIELD_KIND_I16, read_integer<int16_t>}, {AMQP_FIELD_KIND_U16, read_integer<uint16_t>},
+    {AMQP_FIELD_KIND_I32, read_integer<int32_t>}, {AMQP_FIELD_KIND_U32, read_integer<uint32_t>},
+    {AMQP_FIELD_KIND_I64, read_integer<int64_t>}};
 
 }  // namespace
 
 HeaderValue header_value(const amqp_field_value_t& value) {
+  if (auto reader = kIntegerReaders.find(value.kind); reader != kIntegerReaders.end()) return reader->second(value);
   switch (value.kind) {
     case AMQP_FIELD_KIND_UTF8:
     case AMQP_FIELD_KIND_BYTES:
       return text(value.value.bytes);
-    case AMQP_FIELD_KIND_I8:
-    case AMQP_FIELD_KIND_U8:
-    case AMQP_FIELD_KIND_I16:
-    case AMQP_FIELD_KIND_U16:
-    case AMQP_FIELD_KIND_I32:
-    case AMQP_FIELD_KIND_U32:
-    case AMQP_FIELD_KIND_I64:
-      return signed_integer(value);
     case AMQP_FIELD_KIND_U64:
     case AMQP_FIELD_KIND_TIMESTAMP:
       // Above 2^63-1 a cast would wrap to a negative number: keep the digits instead.

@@ -168,7 +168,11 @@ std::unique_ptr<ConnectionLifecycle> Relay::make_lifecycle() {
   ConnectionLifecycle::Side primary;
   primary.name = "primary";
   primary.open = [this] { open_database(); };
-  primary.close = [this] { close_database(); };
+  primary.close = [this] {
+    db_poll_.reset();
+    listener_.reset();
+    db_.reset();
+  };
   primary.is_open = [this] { return db_ != nullptr; };
   primary.connected_detail = [this](bool) { return " (" + mask_url(primary_url_) + ")"; };
   primary.failure_reason = [](const std::exception& error) {
@@ -181,7 +185,10 @@ std::unique_ptr<ConnectionLifecycle> Relay::make_lifecycle() {
   ConnectionLifecycle::Side broker;
   broker.name = "broker";
   broker.open = [this] { open_broker(); };
-  broker.close = [this] { close_broker(); };
+  broker.close = [this] {
+    broker_poll_.reset();
+    broker_.reset();
+  };
   broker.is_open = [this] { return broker_ != nullptr; };
   broker.connected_detail = [this](bool) { return " (" + broker_->node() + ")"; };
   ConnectionLifecycle::Hooks hooks;
@@ -227,12 +234,6 @@ void Relay::open_database() {
   });
 }
 
-void Relay::close_database() {
-  db_poll_.reset();
-  listener_.reset();
-  db_.reset();
-}
-
 void Relay::open_broker() {
   auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, "outbox-relay " + instance_, 1);
   // Unroutable messages go to the alternate exchange and its durable queue instead of being dropped.
@@ -243,11 +244,6 @@ void Relay::open_broker() {
   broker_ = std::move(connection);
   broker_poll_ = std::make_unique<loop::Poll>(runtime_.loop(), broker_->fd(), [this] { on_broker_readable(); });
   window_.new_channel();
-}
-
-void Relay::close_broker() {
-  broker_poll_.reset();
-  broker_.reset();
 }
 
 void Relay::fatal(const Error& error) {

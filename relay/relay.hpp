@@ -70,8 +70,6 @@ class Relay {
   std::unique_ptr<ConnectionLifecycle> make_lifecycle();
   void open_database();
   void open_broker();
-  void close_database();
-  void close_broker();
   void on_connected();
   void database_lost(const std::string& reason);
   void broker_lost(const std::string& reason);

@@ -12,7 +12,11 @@ std::unique_ptr<ConnectionLifecycle> Replicator::make_lifecycle() {
   ConnectionLifecycle::Side replica;
   replica.name = role_;
   replica.open = [this] { open_replica(); };
-  replica.close = [this] { close_replica(); };
+  replica.close = [this] {
+    applier_.reset();
+    helper_dbs_.clear();
+    db_.reset();
+  };
   replica.is_open = [this] { return db_ != nullptr; };
   replica.connected_detail = [this](bool again) {
     return again ? "; " + std::to_string(pending_.size()) + " received event(s) will be applied" : " (" + mask_url(url_) + ")";
@@ -24,7 +28,7 @@ std::unique_ptr<ConnectionLifecycle> Replicator::make_lifecycle() {
   ConnectionLifecycle::Side broker;
   broker.name = "broker";
   broker.open = [this] { open_broker(); };
-  broker.close = [this] { close_broker(); };
+  broker.close = [this] { drop_broker(); };
   broker.is_open = [this] { return broker_ != nullptr; };
   broker.needed = [this] { return !stopping_; };
   broker.connected_detail = [this](bool again) {
@@ -102,7 +106,7 @@ void Replicator::stand_by() {
   // A standby must not hold deliveries: they go back to the broker, which gives them to the
   // daemon that holds the lock (after losing its session, this one may still consume).
   if (broker_) {
-    close_broker();
+    drop_broker();
     pending_.clear();
     batch_due_ = false;
     batch_timer_->stop();
@@ -112,10 +116,9 @@ void Replicator::stand_by() {
   announce_ready();
 }
 
-void Replicator::close_replica() {
-  applier_.reset();
-  helper_dbs_.clear();
-  db_.reset();
+void Replicator::drop_broker() {
+  broker_poll_.reset();
+  broker_.reset();
 }
 
 void Replicator::open_broker() {
@@ -127,11 +130,6 @@ void Replicator::open_broker() {
   broker_ = std::move(connection);
   ++broker_generation_;
   broker_poll_ = std::make_unique<loop::Poll>(loop_, broker_->fd(), [this] { on_broker_readable(); });
-}
-
-void Replicator::close_broker() {
-  broker_poll_.reset();
-  broker_.reset();
 }
 
 void Replicator::database_lost(const std::string& reason) {

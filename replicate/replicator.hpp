@@ -72,9 +72,8 @@ class Replicator {
   // Throws NotNow when another daemon serves this replica.
   void take_serve_lock(pqxx::connection& connection);
   void stand_by();
-  void close_replica();
   void open_broker();
-  void close_broker();
+  void drop_broker();
   void database_lost(const std::string& reason);
   void broker_lost(const std::string& reason);
   void on_broker_readable();

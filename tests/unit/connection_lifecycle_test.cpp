@@ -8,17 +8,12 @@
 
 #include <sstream>
 
+#include "tests/unit/default_config.hpp"
+
 using namespace outbox;
 using namespace std::chrono_literals;
 
 namespace {
-
-config::Config empty_config() {
-  config::LoadOptions options;
-  options.config_path = "/dev/null";
-  options.getenv = [](const char*) -> const char* { return nullptr; };
-  return config::Config::load(options);
-}
 
 // A side whose next opens fail with the queued errors, then succeed.
 struct FakeSide {
@@ -50,7 +45,7 @@ struct FakeSide {
 void refuse(const std::string& why) { throw std::runtime_error(why); }
 
 struct Lifecycle : ::testing::Test {
-  daemon::Runtime runtime{"test", config::LoadOptions{}, empty_config()};
+  daemon::Runtime runtime{"test", config::LoadOptions{}, outbox::testing::default_config()};
   std::ostringstream lines;
   std::shared_ptr<spdlog::logger> log =
       std::make_shared<spdlog::logger>("test", std::make_shared<spdlog::sinks::ostream_sink_mt>(lines));

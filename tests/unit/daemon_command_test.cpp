@@ -6,17 +6,11 @@
 
 #include "core/error.hpp"
 #include "core/loop.hpp"
+#include "tests/unit/default_config.hpp"
 
 using namespace outbox;
 
 namespace {
-
-config::Config empty_config() {
-  config::LoadOptions options;
-  options.config_path = "/dev/null";
-  options.getenv = [](const char*) -> const char* { return nullptr; };
-  return config::Config::load(options);
-}
 
 // Stops itself on the loop with the error it was given (or cleanly, without one).
 class SelfStoppingDaemon {
@@ -40,28 +34,35 @@ class SelfStoppingDaemon {
 
 int run(std::optional<Error> error) {
   return cmd::run_daemon<SelfStoppingDaemon>(
-      "test", config::LoadOptions{}, empty_config(), [](const config::Config&) {}, std::move(error));
+      "test", config::LoadOptions{}, outbox::testing::default_config(), [](const config::Config&) {}, std::move(error));
+}
+
+// The error run_daemon threw, if any.
+std::optional<Error> thrown(std::optional<Error> error) {
+  try {
+    run(std::move(error));
+  } catch (const Error& thrown) {
+    return thrown;
+  }
+  return std::nullopt;
 }
 
 }  // namespace
 
 TEST(DaemonCommand, TheErrorADaemonStoppedWithReachesMainWithItsOwnExitCode) {
-  try {
-    run(data_error("relay.tables: a row does not fit the outbox columns"));
-    FAIL() << "no error was thrown";
-  } catch (const Error& error) {
-    EXPECT_EQ(error.code(), ExitCode::data);
-    EXPECT_STREQ(error.what(), "relay.tables: a row does not fit the outbox columns");
-  }
+  std::optional<Error> error = thrown(data_error("relay.tables: a row does not fit the outbox columns"));
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->code(), ExitCode::data);
+  EXPECT_STREQ(error->what(), "relay.tables: a row does not fit the outbox columns");
 }
 
 TEST(DaemonCommand, AConfigurationErrorKeepsExit78) {
-  try {
-    run(config_error("broker.url: unknown scheme"));
-    FAIL() << "no error was thrown";
-  } catch (const Error& error) {
-    EXPECT_EQ(error.code(), ExitCode::config);
-  }
+  std::optional<Error> error = thrown(config_error("broker.url: unknown scheme"));
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(error->code(), ExitCode::config);
 }
 
-TEST(DaemonCommand, ADaemonThatStopsCleanlyReturnsItsExitCode) { EXPECT_EQ(run(std::nullopt), 0); }
+TEST(DaemonCommand, ADaemonThatStopsCleanlyReturnsItsExitCode) {
+  EXPECT_FALSE(thrown(std::nullopt).has_value());
+  EXPECT_EQ(run(std::nullopt), 0);
+}

@@ -528,9 +528,11 @@ void reset_databases() {
     if (url->empty()) continue;
     auto connection = connect(*url);
     pqxx::nontransaction tx(connection);
+    // Client sessions only: an autovacuum worker on this database is a superuser process, which
+    // the test user may not terminate (the test would fail with "must be a superuser").
     tx.exec(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-        "WHERE datname = current_database() AND pid <> pg_backend_pid()");
+        "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'");
     tx.exec("DROP SCHEMA IF EXISTS public CASCADE");
     tx.exec("CREATE SCHEMA public");
   }
