@@ -7,6 +7,7 @@
 
 #include "core/config.hpp"
 #include "core/daemon.hpp"
+#include "core/error.hpp"
 
 namespace outbox::cmd {
 
