@@ -41,39 +41,40 @@ struct NotNow : std::runtime_error {
 
 class ConnectionLifecycle {
  public:
+  // Designated initializers name only what a side needs: every field has a default.
   struct Side {
-    std::string name;  // in log lines: "primary", "broker", "replica main"
+    std::string name{};  // in log lines: "primary", "broker", "replica main"
     // Connects and keeps the connection in the owner; throws when it cannot. Runs inside a
     // BlockingCall.
-    std::function<void()> open;
+    std::function<void()> open{};
     // Drops whatever `open` or the connection left behind (after a failure or a loss).
-    std::function<void()> close;
-    std::function<bool()> is_open;
+    std::function<void()> close{};
+    std::function<bool()> is_open{};
     // The tail of "NAME connected..." (again: after an outage), e.g. " (broker-1:5672)".
-    std::function<std::string(bool again)> connected_detail;
+    std::function<std::string(bool again)> connected_detail{};
     // Why `open` failed, before masking; unset: the exception's message.
-    std::function<std::string(const std::exception&)> failure_reason;
+    std::function<std::string(const std::exception&)> failure_reason{};
     // Unset: always. False: this side is not connected (while shutting down, say).
-    std::function<bool()> needed;
+    std::function<bool()> needed{};
     // Runs after the "connected" line (work that may already lose the connection again).
-    std::function<void()> opened;
+    std::function<void()> opened{};
     // Runs after a NotNow was logged.
-    std::function<void()> not_now;
+    std::function<void()> not_now{};
     // A configuration error (a bad URL, unreadable TLS files) stops the daemon instead of a retry.
     bool config_errors_are_fatal = true;
   };
 
   struct Hooks {
     // Every needed side is connected (after a connect() that connected the last one).
-    std::function<void()> ready;
+    std::function<void()> ready{};
     // While true, connect() calls on_halted instead of connecting, and retry() does nothing.
-    std::function<bool()> halted;
-    std::function<void()> on_halted;
+    std::function<bool()> halted{};
+    std::function<void()> on_halted{};
     // A side's configuration error; nothing connects afterwards.
-    std::function<void(const Error&)> fatal;
+    std::function<void(const Error&)> fatal{};
     // Unset: always. False: a connection that stayed up does not reset the backoff (the owner's
     // work fails while connected).
-    std::function<bool()> stable_resets_backoff;
+    std::function<bool()> stable_resets_backoff{};
   };
 
   // `backoff` and `reconnects` belong to the owner (its tunables set the cap; its metrics count).

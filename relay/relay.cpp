@@ -165,38 +165,44 @@ void Relay::start() {
 }
 
 std::unique_ptr<ConnectionLifecycle> Relay::make_lifecycle() {
-  ConnectionLifecycle::Side primary;
-  primary.name = "primary";
-  primary.open = [this] { open_database(); };
-  primary.close = [this] {
-    db_poll_.reset();
-    listener_.reset();
-    db_.reset();
+  ConnectionLifecycle::Side primary{
+      .name = "primary",
+      .open = [this] { open_database(); },
+      .close =
+          [this] {
+            db_poll_.reset();
+            listener_.reset();
+            db_.reset();
+          },
+      .is_open = [this] { return db_ != nullptr; },
+      .connected_detail = [this](bool) { return " (" + mask_url(primary_url_) + ")"; },
+      .failure_reason =
+          [](const std::exception& error) {
+            std::string reason = error.what();
+            if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&error); sql && sql->sqlstate() == "42P01")
+              reason = "outbox table missing (run 'outbox migrate'): " + reason;
+            return reason;
+          },
+      .config_errors_are_fatal = false,
   };
-  primary.is_open = [this] { return db_ != nullptr; };
-  primary.connected_detail = [this](bool) { return " (" + mask_url(primary_url_) + ")"; };
-  primary.failure_reason = [](const std::exception& error) {
-    std::string reason = error.what();
-    if (const auto* sql = dynamic_cast<const pqxx::sql_error*>(&error); sql && sql->sqlstate() == "42P01")
-      reason = "outbox table missing (run 'outbox migrate'): " + reason;
-    return reason;
+  ConnectionLifecycle::Side broker{
+      .name = "broker",
+      .open = [this] { open_broker(); },
+      .close =
+          [this] {
+            broker_poll_.reset();
+            broker_.reset();
+          },
+      .is_open = [this] { return broker_ != nullptr; },
+      .connected_detail = [this](bool) { return " (" + broker_->node() + ")"; },
   };
-  primary.config_errors_are_fatal = false;
-  ConnectionLifecycle::Side broker;
-  broker.name = "broker";
-  broker.open = [this] { open_broker(); };
-  broker.close = [this] {
-    broker_poll_.reset();
-    broker_.reset();
+  ConnectionLifecycle::Hooks hooks{
+      .ready = [this] { on_connected(); },
+      .halted = [this] { return runtime_.stopping(); },
+      .on_halted = [this] { maybe_finish_shutdown(); },
+      // A bad URL, unreadable TLS files, an exchange declared otherwise: no retry can fix these.
+      .fatal = [this](const Error& error) { fatal(error); },
   };
-  broker.is_open = [this] { return broker_ != nullptr; };
-  broker.connected_detail = [this](bool) { return " (" + broker_->node() + ")"; };
-  ConnectionLifecycle::Hooks hooks;
-  hooks.ready = [this] { on_connected(); };
-  hooks.halted = [this] { return runtime_.stopping(); };
-  hooks.on_halted = [this] { maybe_finish_shutdown(); };
-  // A bad URL, unreadable TLS files, an exchange declared otherwise: no retry can fix these.
-  hooks.fatal = [this](const Error& error) { fatal(error); };
   return std::make_unique<ConnectionLifecycle>(runtime_, log_, backoff_, metrics_.counter("outbox_relay_reconnects_total", ""),
                                                std::vector{std::move(primary), std::move(broker)}, std::move(hooks));
 }

@@ -9,44 +9,54 @@
 namespace outbox::replicate {
 
 std::unique_ptr<ConnectionLifecycle> Replicator::make_lifecycle() {
-  ConnectionLifecycle::Side replica;
-  replica.name = role_;
-  replica.open = [this] { open_replica(); };
-  replica.close = [this] {
-    applier_.reset();
-    helper_dbs_.clear();
-    db_.reset();
+  ConnectionLifecycle::Side replica{
+      .name = role_,
+      .open = [this] { open_replica(); },
+      .close =
+          [this] {
+            applier_.reset();
+            helper_dbs_.clear();
+            db_.reset();
+          },
+      .is_open = [this] { return db_ != nullptr; },
+      .connected_detail =
+          [this](bool again) {
+            return again ? "; " + std::to_string(pending_.size()) + " received event(s) will be applied"
+                         : " (" + mask_url(url_) + ")";
+          },
+      .failure_reason =
+          [](const std::exception& error) {
+            return dynamic_cast<const Error*>(&error) ? std::string(error.what()) : one_line(error.what());
+          },
+      .not_now = [this] { stand_by(); },
   };
-  replica.is_open = [this] { return db_ != nullptr; };
-  replica.connected_detail = [this](bool again) {
-    return again ? "; " + std::to_string(pending_.size()) + " received event(s) will be applied" : " (" + mask_url(url_) + ")";
+  ConnectionLifecycle::Side broker{
+      .name = "broker",
+      .open = [this] { open_broker(); },
+      .close = [this] { drop_broker(); },
+      .is_open = [this] { return broker_ != nullptr; },
+      .connected_detail =
+          [this](bool again) {
+            return " (" + broker_->node() + "); consuming " + queue_.queue +
+                   (again ? std::string() : " with prefetch " + std::to_string(prefetch_));
+          },
+      .needed = [this] { return !stopping_; },
+      // Deliveries that arrived with the consume-ok sit in rabbitmq-c's buffer, unseen by the socket poll.
+      .opened =
+          [this] {
+            if (broker_->has_buffered_data()) on_broker_readable();
+          },
   };
-  replica.failure_reason = [](const std::exception& error) {
-    return dynamic_cast<const Error*>(&error) ? std::string(error.what()) : one_line(error.what());
+  ConnectionLifecycle::Hooks hooks{
+      .ready = [this] { on_connected(); },
+      .halted = [this] { return drained_; },
+      .fatal =
+          [this](const Error& error) {
+            if (callbacks_.on_fatal) callbacks_.on_fatal(error);
+          },
+      // A batch that keeps failing while connected is no progress.
+      .stable_resets_backoff = [this] { return apply_problem_.empty(); },
   };
-  replica.not_now = [this] { stand_by(); };
-  ConnectionLifecycle::Side broker;
-  broker.name = "broker";
-  broker.open = [this] { open_broker(); };
-  broker.close = [this] { drop_broker(); };
-  broker.is_open = [this] { return broker_ != nullptr; };
-  broker.needed = [this] { return !stopping_; };
-  broker.connected_detail = [this](bool again) {
-    return " (" + broker_->node() + "); consuming " + queue_.queue +
-           (again ? std::string() : " with prefetch " + std::to_string(prefetch_));
-  };
-  // Deliveries that arrived with the consume-ok sit in rabbitmq-c's buffer, unseen by the socket poll.
-  broker.opened = [this] {
-    if (broker_->has_buffered_data()) on_broker_readable();
-  };
-  ConnectionLifecycle::Hooks hooks;
-  hooks.ready = [this] { on_connected(); };
-  hooks.halted = [this] { return drained_; };
-  hooks.fatal = [this](const Error& error) {
-    if (callbacks_.on_fatal) callbacks_.on_fatal(error);
-  };
-  // A batch that keeps failing while connected is no progress.
-  hooks.stable_resets_backoff = [this] { return apply_problem_.empty(); };
   return std::make_unique<ConnectionLifecycle>(runtime_, log_, backoff_, counter("outbox_replicate_reconnects_total"),
                                                std::vector{std::move(replica), std::move(broker)}, std::move(hooks));
 }
