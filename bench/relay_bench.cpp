@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/broker.hpp"
 #include "core/amqp.hpp"
 #include "migrate/topology.hpp"
 
@@ -30,13 +31,7 @@ long long now_us() {
   return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
-std::unique_ptr<outbox::amqp::Connection> open(const std::string& url) {
-  outbox::amqp::BrokerSettings settings;
-  settings.urls = {url};
-  settings.heartbeat = std::chrono::seconds(0);
-  size_t node = 0;
-  return outbox::amqp::Connection::open(settings, node, "outbox-bench");
-}
+std::unique_ptr<outbox::amqp::Connection> open(const std::string& url) { return outbox::bench::open_broker(url, "outbox-bench"); }
 
 // The exchanges exactly as the relay declares them.
 void declare_outbox_exchange(outbox::amqp::Connection& connection) { outbox::topology::declare_exchange(connection, "outbox"); }

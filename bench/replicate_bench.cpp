@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench/broker.hpp"
 #include "core/amqp.hpp"
 #include "examples/parking/parking.hpp"
 
@@ -33,11 +34,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 std::unique_ptr<outbox::amqp::Connection> open(const std::string& url) {
-  outbox::amqp::BrokerSettings settings;
-  settings.urls = {url};
-  settings.heartbeat = std::chrono::seconds(0);
-  size_t node = 0;
-  return outbox::amqp::Connection::open(settings, node, "replicate-bench");
+  return outbox::bench::open_broker(url, "replicate-bench");
 }
 
 int fill(const std::string& url, long long count, const std::vector<std::string>& queues) {

@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "core/escape.hpp"
 #include "core/pg.hpp"
+#include "core/settings.hpp"
 #include "core/url.hpp"
 #include "migrate/runner.hpp"
 #include "migrate/topology.hpp"

@@ -2,7 +2,7 @@
 #include "relay/relay.hpp"
 
 #include "cmd/command.hpp"
-#include "core/daemon.hpp"
+#include "cmd/daemon_command.hpp"
 #include "relay/settings.hpp"
 
 namespace outbox::cmd {
@@ -16,13 +16,7 @@ void add_relay_command(Registry& registry) {
     relay::Settings settings = relay::settings_from_config(config);
     if (!instance->empty()) settings.instance = *instance;
     config::LoadOptions load_options{registry.globals().config_path, registry.globals().overrides};
-    daemon::Runtime runtime("relay", load_options, std::move(config));
-    relay::Relay relay(runtime, std::move(settings));
-    runtime.serve_metrics(relay.metrics());  // /metrics and /healthz when metrics.listen is set
-    relay.start();
-    int code = runtime.run();
-    if (!relay.fatal_error().empty()) throw config_error(relay.fatal_error());
-    return code;
+    return run_daemon<relay::Relay>("relay", load_options, std::move(config), std::move(settings));
   });
 }
 

@@ -1,9 +1,8 @@
 // outbox replicate [--replica NAME]: the daemon that applies the relay's events to the replica
-// databases (see replicate/replicator.hpp).
+// databases (see replicate/service.hpp).
 #include "cmd/command.hpp"
-#include "core/daemon.hpp"
-#include "core/error.hpp"
-#include "replicate/replicator.hpp"
+#include "cmd/daemon_command.hpp"
+#include "replicate/service.hpp"
 #include "replicate/settings.hpp"
 
 namespace outbox::cmd {
@@ -17,13 +16,7 @@ void add_replicate_command(Registry& registry) {
     config::Config config = load_config(registry.globals());
     replicate::Settings settings = replicate::settings_from_config(config, *replicas);
     config::LoadOptions load_options{registry.globals().config_path, registry.globals().overrides};
-    daemon::Runtime runtime("replicate", load_options, std::move(config));
-    replicate::Service service(runtime, std::move(settings));
-    runtime.serve_metrics(service.metrics());  // /metrics and /healthz when metrics.listen is set
-    service.start();
-    int code = runtime.run();
-    if (!service.fatal_error().empty()) throw config_error(service.fatal_error());
-    return code;
+    return run_daemon<replicate::Service>("replicate", load_options, std::move(config), std::move(settings));
   });
 }
 

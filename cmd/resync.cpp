@@ -10,6 +10,7 @@
 #include "cmd/command.hpp"
 #include "core/error.hpp"
 #include "core/pg.hpp"
+#include "core/settings.hpp"
 #include "examples/parking/parking.hpp"
 #include "ops/verify_setup.hpp"
 

@@ -61,81 +61,6 @@ std::string system_ca_file() {
   return access(file.c_str(), R_OK) == 0 ? file : "";
 }
 
-// A float as its shortest exact text, always with a point or an exponent: 12.0 must not read as the
-// integer 12 when a header that wants an integer is checked.
-template <typename Float>
-std::string float_text(Float value) {
-  char buffer[64];
-  auto [end, error] = std::to_chars(buffer, buffer + sizeof buffer, value);
-  std::string out(buffer, error == std::errc() ? end : buffer);
-  if (out.find_first_not_of("-0123456789") == std::string::npos) out += ".0";
-  return out;
-}
-
-std::string decimal_text(amqp_decimal_t decimal) {
-  std::string digits = std::to_string(decimal.value);
-  if (decimal.decimals == 0) return digits;
-  if (digits.size() <= decimal.decimals) digits.insert(0, decimal.decimals - digits.size() + 1, '0');
-  digits.insert(digits.size() - decimal.decimals, ".");
-  return digits;
-}
-
-}  // namespace
-
-HeaderValue header_value(const amqp_field_value_t& value) {
-  switch (value.kind) {
-    case AMQP_FIELD_KIND_UTF8:
-    case AMQP_FIELD_KIND_BYTES:
-      return text(value.value.bytes);
-    case AMQP_FIELD_KIND_I8:
-      return static_cast<long long>(value.value.i8);
-    case AMQP_FIELD_KIND_U8:
-      return static_cast<long long>(value.value.u8);
-    case AMQP_FIELD_KIND_I16:
-      return static_cast<long long>(value.value.i16);
-    case AMQP_FIELD_KIND_U16:
-      return static_cast<long long>(value.value.u16);
-    case AMQP_FIELD_KIND_I32:
-      return static_cast<long long>(value.value.i32);
-    case AMQP_FIELD_KIND_U32:
-      return static_cast<long long>(value.value.u32);
-    case AMQP_FIELD_KIND_I64:
-      return static_cast<long long>(value.value.i64);
-    case AMQP_FIELD_KIND_U64:
-    case AMQP_FIELD_KIND_TIMESTAMP:
-      // Above 2^63-1 a cast would wrap to a negative number: keep the digits instead.
-      if (value.value.u64 > static_cast<uint64_t>(std::numeric_limits<long long>::max())) return std::to_string(value.value.u64);
-      return static_cast<long long>(value.value.u64);
-    case AMQP_FIELD_KIND_F32:
-      return float_text(value.value.f32);
-    case AMQP_FIELD_KIND_F64:
-      return float_text(value.value.f64);
-    case AMQP_FIELD_KIND_BOOLEAN:
-      return std::string(value.value.boolean ? "true" : "false");
-    case AMQP_FIELD_KIND_DECIMAL:
-      return decimal_text(value.value.decimal);
-    case AMQP_FIELD_KIND_ARRAY:
-      return "(an array of " + std::to_string(value.value.array.num_entries) + " values)";
-    case AMQP_FIELD_KIND_TABLE:
-      return "(a table of " + std::to_string(value.value.table.num_entries) + " fields)";
-    default:  // void: a header without a value
-      return std::string();
-  }
-}
-
-namespace {
-
-void copy_properties(const amqp_basic_properties_t& props, IncomingMessage& message) {
-  if (props._flags & AMQP_BASIC_MESSAGE_ID_FLAG) message.message_id = text(props.message_id);
-  if (props._flags & AMQP_BASIC_TYPE_FLAG) message.type = text(props.type);
-  if (props._flags & AMQP_BASIC_CONTENT_TYPE_FLAG) message.content_type = text(props.content_type);
-  if (props._flags & AMQP_BASIC_APP_ID_FLAG) message.app_id = text(props.app_id);
-  if (props._flags & AMQP_BASIC_TIMESTAMP_FLAG) message.timestamp_seconds = static_cast<long long>(props.timestamp);
-  if (props._flags & AMQP_BASIC_HEADERS_FLAG)
-    for (int i = 0; i < props.headers.num_entries; ++i)
-      message.headers[text(props.headers.entries[i].key)] = header_value(props.headers.entries[i].value);
-}
-
 }  // namespace
 
 BrokerSettings broker_settings(const config::Config& config) {
@@ -155,6 +80,76 @@ void require_broker(const BrokerSettings& settings) {
   if (settings.urls.empty()) throw config_error("config: broker.url: not set (set it in the config file or OUTBOX_BROKER_URL)");
 }
 
+namespace {
+
+// Why one node could not be reached; `ours`: a mistake on this side (a bad URL, unreadable TLS
+// files) that no retry can fix.
+struct NodeFailure {
+  std::string reason;
+  bool ours = false;
+};
+
+// `mutable_url` must outlive the result: its fields point into it.
+amqp_connection_info parse_url(std::vector<char>& mutable_url) {
+  amqp_connection_info info{};
+  if (int rc = amqp_parse_url(mutable_url.data(), &info); rc != AMQP_STATUS_OK)
+    throw NodeFailure{std::string("invalid URL: ") + amqp_error_string2(rc), true};
+  // "amqp://host/" names the empty vhost in the AMQP URI spec, but everyone means the default "/".
+  if (info.vhost == nullptr || *info.vhost == '\0') info.vhost = const_cast<char*>("/");
+  return info;
+}
+
+amqp_socket_t* tls_socket(amqp_connection_state_t state, const BrokerSettings& settings) {
+  amqp_socket_t* socket = amqp_ssl_socket_new(state);
+  if (!socket) throw NodeFailure{"cannot create a TLS socket"};
+  amqp_ssl_socket_set_verify_peer(socket, settings.tls_verify ? 1 : 0);
+  amqp_ssl_socket_set_verify_hostname(socket, settings.tls_verify ? 1 : 0);
+  // librabbitmq trusts no CA unless given one: without broker.tls_ca, the system's bundle
+  // (SSL_CERT_FILE, else OpenSSL's default file) lets a publicly trusted broker verify.
+  std::string ca = settings.tls_ca.empty() ? system_ca_file() : settings.tls_ca;
+  if (!ca.empty() && amqp_ssl_socket_set_cacert(socket, ca.c_str()) != AMQP_STATUS_OK)
+    throw NodeFailure{
+        (settings.tls_ca.empty() ? "the system CA bundle " : "broker.tls_ca ") + ca + ": cannot load CA certificate", true};
+  if (!settings.tls_cert.empty() &&
+      amqp_ssl_socket_set_key(socket, settings.tls_cert.c_str(), settings.tls_key.c_str()) != AMQP_STATUS_OK)
+    throw NodeFailure{"broker.tls_cert " + settings.tls_cert + ": cannot load certificate or key", true};
+  return socket;
+}
+
+void log_in(amqp_connection_state_t state, const amqp_connection_info& info, const BrokerSettings& settings,
+            const std::string& role) {
+  int heartbeat_seconds = static_cast<int>(settings.heartbeat.count() / 1000);
+  amqp_table_entry_t client_properties[1];
+  client_properties[0].key = amqp_cstring_bytes("connection_name");
+  client_properties[0].value.kind = AMQP_FIELD_KIND_UTF8;
+  client_properties[0].value.value.bytes = bytes(role);
+  amqp_table_t properties{1, client_properties};
+  amqp_rpc_reply_t login = amqp_login_with_properties(state, info.vhost, 0, 131072, heartbeat_seconds, &properties,
+                                                      AMQP_SASL_METHOD_PLAIN, info.user, info.password);
+  if (std::string reason = reply_reason(login); !reason.empty()) throw NodeFailure{reason};
+}
+
+// Connects to one node: the socket (TLS or TCP), the login, the channel. `state` is set as soon as
+// it exists, so that its owner closes it whatever fails next.
+void connect_node(amqp_connection_state_t& state, const std::string& url, const BrokerSettings& settings,
+                  const std::string& role) {
+  std::vector<char> mutable_url(url.begin(), url.end());
+  mutable_url.push_back('\0');
+  amqp_connection_info info = parse_url(mutable_url);
+  state = amqp_new_connection();
+  amqp_socket_t* socket = info.ssl ? tls_socket(state, settings) : amqp_tcp_socket_new(state);
+  timeval timeout = to_timeval(settings.connect_timeout);
+  if (int rc = amqp_socket_open_noblock(socket, info.host, info.port, &timeout); rc != AMQP_STATUS_OK)
+    throw NodeFailure{amqp_error_string2(rc)};
+  amqp_set_handshake_timeout(state, &timeout);
+  amqp_set_rpc_timeout(state, &timeout);
+  log_in(state, info, settings, role);
+  amqp_channel_open(state, kChannel);
+  if (std::string reason = reply_reason(amqp_get_rpc_reply(state)); !reason.empty()) throw NodeFailure{reason};
+}
+
+}  // namespace
+
 std::unique_ptr<Connection> Connection::open(const BrokerSettings& settings, size_t& next_node, const std::string& role,
                                              size_t max_nodes) {
   require_broker(settings);
@@ -166,71 +161,14 @@ std::unique_ptr<Connection> Connection::open(const BrokerSettings& settings, siz
     std::unique_ptr<Connection> connection(new Connection());  // private constructor: make_unique cannot reach it
     connection->masked_node_ = mask_url(url);
     connection->role_ = role;
-    std::string reason;
-    bool ours = false;  // a mistake on this side (a bad URL, unreadable TLS files): no retry can fix it
-    do {
-      std::vector<char> mutable_url(url.begin(), url.end());
-      mutable_url.push_back('\0');
-      amqp_connection_info info{};
-      if (int rc = amqp_parse_url(mutable_url.data(), &info); rc != AMQP_STATUS_OK) {
-        reason = std::string("invalid URL: ") + amqp_error_string2(rc);
-        ours = true;
-        break;
-      }
-      // "amqp://host/" names the empty vhost in the AMQP URI spec, but everyone means the default "/".
-      if (info.vhost == nullptr || *info.vhost == '\0') info.vhost = const_cast<char*>("/");
-      connection->state_ = amqp_new_connection();
-      amqp_socket_t* socket = nullptr;
-      if (info.ssl) {
-        socket = amqp_ssl_socket_new(connection->state_);
-        if (!socket) {
-          reason = "cannot create a TLS socket";
-          break;
-        }
-        amqp_ssl_socket_set_verify_peer(socket, settings.tls_verify ? 1 : 0);
-        amqp_ssl_socket_set_verify_hostname(socket, settings.tls_verify ? 1 : 0);
-        // librabbitmq trusts no CA unless given one: without broker.tls_ca, the system's bundle
-        // (SSL_CERT_FILE, else OpenSSL's default file) lets a publicly trusted broker verify.
-        std::string ca = settings.tls_ca.empty() ? system_ca_file() : settings.tls_ca;
-        if (!ca.empty() && amqp_ssl_socket_set_cacert(socket, ca.c_str()) != AMQP_STATUS_OK) {
-          reason = (settings.tls_ca.empty() ? "the system CA bundle " : "broker.tls_ca ") + ca + ": cannot load CA certificate";
-          ours = true;
-          break;
-        }
-        if (!settings.tls_cert.empty() &&
-            amqp_ssl_socket_set_key(socket, settings.tls_cert.c_str(), settings.tls_key.c_str()) != AMQP_STATUS_OK) {
-          reason = "broker.tls_cert " + settings.tls_cert + ": cannot load certificate or key";
-          ours = true;
-          break;
-        }
-      } else {
-        socket = amqp_tcp_socket_new(connection->state_);
-      }
-      timeval timeout = to_timeval(settings.connect_timeout);
-      if (int rc = amqp_socket_open_noblock(socket, info.host, info.port, &timeout); rc != AMQP_STATUS_OK) {
-        reason = amqp_error_string2(rc);
-        break;
-      }
-      amqp_set_handshake_timeout(connection->state_, &timeout);
-      amqp_set_rpc_timeout(connection->state_, &timeout);
-      int heartbeat_seconds = static_cast<int>(settings.heartbeat.count() / 1000);
-      amqp_table_entry_t client_properties[1];
-      client_properties[0].key = amqp_cstring_bytes("connection_name");
-      client_properties[0].value.kind = AMQP_FIELD_KIND_UTF8;
-      client_properties[0].value.value.bytes = bytes(role);
-      amqp_table_t properties{1, client_properties};
-      amqp_rpc_reply_t login = amqp_login_with_properties(connection->state_, info.vhost, 0, 131072, heartbeat_seconds,
-                                                          &properties, AMQP_SASL_METHOD_PLAIN, info.user, info.password);
-      if (reason = reply_reason(login); !reason.empty()) break;
-      amqp_channel_open(connection->state_, kChannel);
-      if (reason = reply_reason(amqp_get_rpc_reply(connection->state_)); !reason.empty()) break;
-    } while (false);
-    if (reason.empty()) {
+    try {
+      connect_node(connection->state_, url, settings, role);
       next_node = index + 1;
       return connection;
+    } catch (const NodeFailure& failure) {
+      last_error = role + " " + connection->masked_node_ + ": " + failure.reason;
+      last_ours = failure.ours;
     }
-    last_error = role + " " + connection->masked_node_ + ": " + reason;
-    last_ours = ours;
   }
   next_node = next_node + 1;
   // Only this side's mistakes are config errors. What the broker refuses (credentials, 403; a vhost

@@ -88,6 +88,9 @@ struct IncomingMessage {
   std::map<std::string, HeaderValue> headers;
 };
 
+// Copies the properties (message id, type, headers...) that are set into `message`.
+void copy_properties(const amqp_basic_properties_t& props, IncomingMessage& message);
+
 // What a non-blocking read found.
 struct Event {
   enum class Kind { ack, nack, returned, delivery } kind;

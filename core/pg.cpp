@@ -66,14 +66,24 @@ std::unique_ptr<pqxx::connection> connect(const std::string& url, std::string_vi
   }
 }
 
-std::string quote_identifier(std::string_view name) {
-  std::string out = "\"";
-  for (char c : name) {
-    if (c == '"') out += '"';
+namespace {
+
+// Encloses text in `quote`, doubling each one inside: PostgreSQL's quoting of identifiers and of
+// string literals (with standard_conforming_strings, the default since 9.1).
+std::string enclose(std::string_view text, char quote) {
+  std::string out(1, quote);
+  for (char c : text) {
+    if (c == quote) out += quote;
     out += c;
   }
-  return out + "\"";
+  return out + quote;
 }
+
+}  // namespace
+
+std::string quote_identifier(std::string_view name) { return enclose(name, '"'); }
+
+std::string quote_literal(std::string_view text) { return enclose(text, '\''); }
 
 bool valid_qualified_name(std::string_view name) {
   size_t dot = name.find('.');

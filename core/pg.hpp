@@ -19,6 +19,9 @@ std::unique_ptr<pqxx::connection> connect(const std::string& url, std::string_vi
 // would, so names that come from config can never inject SQL.
 std::string quote_qualified(std::string_view name);
 std::string quote_identifier(std::string_view name);
+// 'it''s': a string literal for SQL text that cannot take a bound parameter (a prepared statement's
+// constant).
+std::string quote_literal(std::string_view text);
 // Checks a config table name: one or two non-empty parts separated by '.'.
 bool valid_qualified_name(std::string_view name);
 // Formats a list as a PostgreSQL array literal for a bound parameter ("{1,2,3}", strings quoted).

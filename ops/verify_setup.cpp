@@ -9,6 +9,7 @@
 #include "migrate/runner.hpp"
 #include "relay/settings.hpp"
 #include "replicate/event.hpp"
+#include "replicate/settings.hpp"
 
 namespace outbox::verify {
 

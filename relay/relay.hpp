@@ -21,7 +21,6 @@
 // When the broker refuses one message of a window (it closes the channel, 406), the rows that were
 // in flight become suspects, published one at a time until each is confirmed or parked.
 #include <chrono>
-#include <deque>
 #include <map>
 #include <memory>
 #include <optional>
@@ -32,10 +31,13 @@
 
 #include "core/amqp.hpp"
 #include "core/backoff.hpp"
+#include "core/connection_lifecycle.hpp"
 #include "core/daemon.hpp"
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "relay/confirm_window.hpp"
+#include "relay/ownership.hpp"
 #include "relay/settings.hpp"
 
 namespace outbox::relay {
@@ -47,43 +49,45 @@ class Relay {
   // Connects (retrying in the background) and starts relaying; returns at once.
   void start();
   metrics::Registry& metrics() { return metrics_; }
+  // Why the relay stopped itself (exit 78 for a configuration problem), with its exit code.
+  const std::optional<Error>& fatal_error() const { return fatal_error_; }
 
  private:
-  struct Batch {
-    size_t table;
-    std::vector<long long> positions;
-    uint64_t last_tag;
-    std::chrono::steady_clock::time_point published;
-  };
   class Listener;
+  enum Side : size_t { kPrimary, kBroker };
 
   void apply_tunables(const Tunables& tunables);
-  void connect();
-  void connect_database();
-  void connect_broker();
+  std::unique_ptr<ConnectionLifecycle> make_lifecycle();
+  void open_database();
+  void open_broker();
+  void on_connected();
   void database_lost(const std::string& reason);
   void broker_lost(const std::string& reason);
   void forget_in_flight_and_reconnect();
-  void schedule_reconnect();
   bool ready() const { return db_ && broker_; }
 
   void drain();
   size_t read_and_publish(size_t table);
+  pqxx::result read_rows(size_t table, int room);
   void on_broker_readable();
-  void on_confirm(uint64_t tag, bool multiple);
   void refused_by_broker(const std::string& reason);
   // Records that the broker cannot take the row at `position`: parks it at once when `park_after`
   // is 1, else after that many refusals. Returns whether it is parked now.
   bool record_unpublishable(size_t table, long long position, const std::string& reason, int park_after);
   void complete_batches();
+  bool mark_confirmed(const ConfirmWindow::Confirmed& confirmed);
   void check_confirm_timeout();
   void rebalance();
+  void keep_heartbeat_with_its_partition();
   void run_retention();
   void write_heartbeat();
   void shutdown_requested();
   void maybe_finish_shutdown();
   std::string status_line() const;
-  bool owns_all() const { return static_cast<int>(owned_.size()) == partitions_; }
+  bool isolating() const;
+  void side_problem(const std::string& task, const std::string& reason);
+  void side_task_works(const std::string& task);
+  void fatal(const Error& error);
 
   daemon::Runtime& runtime_;
   std::string instance_;
@@ -114,39 +118,21 @@ class Relay {
   size_t next_broker_node_ = 0;
 
   std::unique_ptr<loop::Deferred> drain_soon_;
-  std::unique_ptr<loop::Timer> poll_timer_, reconnect_timer_, confirm_timer_, rebalance_timer_, retention_timer_,
-      heartbeat_timer_, shutdown_timer_;
+  std::unique_ptr<loop::Timer> poll_timer_, confirm_timer_, rebalance_timer_, retention_timer_, heartbeat_timer_, shutdown_timer_;
   Backoff backoff_;
-  std::string database_problem_, broker_problem_;     // "" while fine; logged once per change
+  std::unique_ptr<ConnectionLifecycle> lifecycle_;
   std::map<std::string, std::string> side_problems_;  // failing side task -> why, logged once
-  std::string fatal_error_;
+  std::optional<Error> fatal_error_;
   bool releasing_ = false;  // over its fair share with rows in flight: reads pause until they are confirmed
   // Rows in flight when the broker refused one of them (per table): published one at a time until
   // each is confirmed or parked. Empty in normal operation.
   std::vector<std::set<long long>> suspects_;
-  bool isolating() const;
-  // When the last connection was made: one that dies soon after does not reset the backoff.
-  std::optional<std::chrono::steady_clock::time_point> connected_at_;
-  void side_problem(const std::string& task, const std::string& reason);
-  void side_task_works(const std::string& task);
-  void fatal(const Error& error);
-
- public:
-  // Why the relay stopped itself with exit 78, or "".
-  const std::string& fatal_error() const { return fatal_error_; }
-
- private:
   bool announced_ready_ = false;
 
-  std::set<int> owned_;
-  int member_slot_ = -1;
+  Ownership ownership_;
   int heartbeat_partition_ = -1;
 
-  std::deque<Batch> in_flight_;
-  std::vector<std::set<long long>> in_flight_positions_;  // per table
-  size_t unconfirmed_ = 0;
-  uint64_t confirmed_through_ = 0;      // every tag <= this is confirmed
-  std::set<uint64_t> confirmed_ahead_;  // single acks beyond confirmed_through_
+  ConfirmWindow window_;
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
 };
 

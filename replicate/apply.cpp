@@ -38,29 +38,6 @@ struct LockBusy : std::runtime_error {
 // exec_prepared, so a failing prepared statement would abort the whole transaction.
 constexpr const char* kSavepoint = "replicate_event";
 
-std::string literal(std::string_view text) {
-  std::string out = "'";
-  for (char c : text) {
-    if (c == '\'') out += '\'';
-    out += c;
-  }
-  return out + "'";
-}
-
-std::string int_array(const std::vector<int>& values) {
-  std::string out = "'{";
-  for (size_t i = 0; i < values.size(); ++i) out += (i ? "," : "") + std::to_string(values[i]);
-  return out + "}'::int[]";
-}
-
-void append_json_string(std::string& out, std::string_view text) {
-  out += '"';
-  out += log::json_escape(text);
-  out += '"';
-}
-
-void append_optional(std::string& out, const std::optional<long long>& value) { out += value ? std::to_string(*value) : "null"; }
-
 std::vector<int> parse_int_array(const std::string& text) {
   std::vector<int> out;
   size_t at = 0;
@@ -128,14 +105,6 @@ std::string one_line(const std::string& message) {
   return squeezed;
 }
 
-struct Applier::Table {
-  std::string name;    // as configured
-  std::string quoted;  // "\"public\".\"parking_slots\""
-  std::string key;     // key column
-  std::vector<std::string> columns;
-  std::vector<int> upserts, deletes;  // mapping indexes
-};
-
 Applier::Applier(pqxx::connection& connection, std::string replica, std::string role, std::vector<Mapping> mappings,
                  std::shared_ptr<spdlog::logger> log)
     : connection_(connection),
@@ -147,53 +116,36 @@ Applier::Applier(pqxx::connection& connection, std::string replica, std::string 
 Applier::~Applier() = default;
 
 void Applier::prepare() {
-  tables_.clear();
-  table_of_mapping_.assign(mappings_.size(), 0);
-  for (size_t m = 0; m < mappings_.size(); ++m) {
-    const Mapping& mapping = mappings_[m];
-    std::string quoted = pg::quote_qualified(mapping.table);
-    auto found = std::find_if(tables_.begin(), tables_.end(),
-                              [&](const auto& table) { return table->quoted == quoted && table->key == mapping.key_column; });
-    if (found == tables_.end()) {
-      auto table = std::make_unique<Table>();
-      table->name = mapping.table;
-      table->quoted = quoted;
-      table->key = mapping.key_column;
-      tables_.push_back(std::move(table));
-      found = tables_.end() - 1;
-    }
-    (mapping.operation == Operation::upsert ? (*found)->upserts : (*found)->deletes).push_back(static_cast<int>(m));
-    table_of_mapping_[m] = static_cast<int>(found - tables_.begin());
-  }
+  tables_ = tables_of(mappings_, table_of_mapping_);
   pqxx::nontransaction tx(connection_);
-  for (auto& table : tables_) {
-    std::string what = role_ + ": replicate.mappings table " + table->name;
+  for (ReplicaTable& table : tables_) {
+    std::string what = role_ + ": replicate.mappings table " + table.name;
     pqxx::result columns = tx.exec_params(
         "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 "
         "AND NOT a.attisdropped AND a.attgenerated = '' AND a.attidentity <> 'a' ORDER BY a.attnum",
-        table->quoted);
+        table.quoted);
     if (columns.empty()) throw config_error(what + " does not exist (run 'outbox migrate', or fix the mapping)");
-    for (const auto& row : columns) table->columns.push_back(row[0].as<std::string>());
-    if (std::find(table->columns.begin(), table->columns.end(), table->key) == table->columns.end())
-      throw config_error(what + " has no column \"" + table->key + "\" (replicate.mappings.key_column)");
-    if (!table->upserts.empty()) {
+    for (const auto& row : columns) table.columns.push_back(row[0].as<std::string>());
+    if (std::find(table.columns.begin(), table.columns.end(), table.key) == table.columns.end())
+      throw config_error(what + " has no column \"" + table.key + "\" (replicate.mappings.key_column)");
+    if (!table.upserts.empty()) {
       bool unique = tx.exec_params1(
                           "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
                           "AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass($1) AND i.indisunique "
                           "AND i.indnkeyatts = 1 AND i.indpred IS NULL AND a.attname = $2)",
-                          table->quoted, table->key)[0]
+                          table.quoted, table.key)[0]
                         .as<bool>();
-      if (!unique) throw config_error(what + ": upserts need a primary key or unique index on exactly \"" + table->key + "\"");
+      if (!unique) throw config_error(what + ": upserts need a primary key or unique index on exactly \"" + table.key + "\"");
     }
   }
-  std::string sql = build_sql(false);
+  std::string sql = apply_statement(mappings_, tables_, false);
   log_->trace("apply statement:\n{}", sql);
   connection_.prepare(kApplyStatement, sql);
   connection_.prepare(kLockStatement, "SELECT pg_advisory_xact_lock($1, hashtext($2))");
   connection_.prepare(kLockSharedStatement, "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))");
   prepare_failed_statement(connection_);
   if (!helpers_.empty()) {
-    std::string part_sql = build_sql(true);
+    std::string part_sql = apply_statement(mappings_, tables_, true);
     for (pqxx::connection* helper : helpers_) {
       pqxx::nontransaction(*helper).exec(std::string("SET lock_timeout = '") + kPartLockTimeout + "'");
       helper->prepare(kApplyPartStatement, part_sql);
@@ -220,158 +172,6 @@ void Applier::prepare_failed_statement(pqxx::connection& connection) {
       "ORDER BY x.o RETURNING state");
 }
 
-std::string Applier::build_sql(bool part) const {
-  std::vector<int> deletes;
-  for (size_t m = 0; m < mappings_.size(); ++m)
-    if (mappings_[m].operation == Operation::remove) deletes.push_back(static_cast<int>(m));
-  // $1: the batch as a jsonb array; $2: the replica name; $3: ignore the aggregates' failed events.
-  // Event ids seen before are not looked up first: an applied event id implies a stored version at
-  // least as new as the event's, so the version guard already makes it a no-op, and the conflict on
-  // outbox_applied_events tells duplicates (no row inserted) from stale events (inserted, not effective).
-  // The stored version is read by a correlated subquery, one index probe per event: as a join, the
-  // planner (estimating the batch at jsonb_to_recordset's 100 rows) hashes the whole version table.
-  std::string row_key = "CASE e.t";
-  for (size_t t = 0; t < tables_.size(); ++t)
-    row_key += " WHEN " + std::to_string(t) + " THEN coalesce(e.p->>" + literal(tables_[t]->key) + ", e.ag)";
-  row_key += " END";
-  // A stored version outside the valid range (left by a replicate from before the range was
-  // enforced) is beaten by any valid event: nothing valid could ever be newer, so it would freeze
-  // its row forever.
-  std::string beatable =
-      "s.version NOT BETWEEN " + std::to_string(kMinAggregateVersion) + " AND " + std::to_string(kMaxAggregateVersion);
-  // $4: replicate.max_clock_skew in milliseconds. A created_at later than the replica's clock plus
-  // it is "from the future" (a forged message, a primary clock running ahead): the event applies,
-  // but its time moves neither the applied position nor the heartbeat, and a time from the future
-  // stored before this check existed is replaced.
-  std::string sql =
-      "WITH clock AS (SELECT clock_timestamp() + $4::bigint * interval '1 millisecond' AS latest\n"
-      "), input AS (\n"
-      "  SELECT x.i, x.id, x.at, x.ag, x.v, x.m, x.t, x.pos, x.p,\n"
-      "         timestamptz 'epoch' + x.ts * interval '1 microsecond' AS ts,\n"
-      "         coalesce(timestamptz 'epoch' + x.ts * interval '1 microsecond' > (SELECT latest FROM clock), false) AS future\n"
-      "  FROM jsonb_to_recordset($1::jsonb) AS x(i int, id uuid, at text, ag text, v bigint, m int, t int, pos bigint,\n"
-      "                                         ts bigint, p jsonb)\n"
-      "), events AS (SELECT * FROM input WHERE m >= 0\n"
-      "), blocked AS (\n"
-      "  SELECT e.i FROM events e WHERE NOT $3::boolean AND EXISTS (SELECT 1 FROM outbox_failed_events f\n"
-      "    WHERE f.replica = $2 AND f.aggregate_type = e.at AND f.aggregate_id = e.ag)\n"
-      "), fresh AS (\n"
-      "  SELECT DISTINCT ON (e.id) e.* FROM events e\n"
-      "  WHERE e.i NOT IN (SELECT i FROM blocked)\n"
-      "  ORDER BY e.id, e.i\n"
-      "), guarded AS (\n"
-      "  SELECT f.*, (SELECT s.version FROM outbox_aggregate_versions s\n"
-      "                WHERE s.aggregate_type = f.at AND s.aggregate_id = f.ag AND NOT (" +
-      beatable +
-      ")) AS stored FROM fresh f\n"
-      "), effective AS (SELECT * FROM guarded WHERE stored IS NULL OR v > stored\n"
-      // The newest event per row: an aggregate may write several tables (an order and its lines) and
-      // several rows of one (each line by its own key); k is the row's key as the write finds it.
-      "), winners AS (SELECT DISTINCT ON (at, ag, t, k) * FROM (SELECT e.*, " +
-      row_key + " AS k FROM effective e) e ORDER BY at, ag, t, k, v DESC, i DESC\n" +
-      "), newest AS (SELECT DISTINCT ON (at, ag) * FROM winners ORDER BY at, ag, v DESC, i DESC\n"
-      "), w_versions AS (\n"
-      "  INSERT INTO outbox_aggregate_versions AS s (aggregate_type, aggregate_id, version, deleted, updated_at)\n"
-      "  SELECT at, ag, v, m = ANY(" +
-      int_array(deletes) +
-      "), clock_timestamp() FROM newest\n"
-      "  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version,\n"
-      "    deleted = EXCLUDED.deleted, updated_at = EXCLUDED.updated_at WHERE s.version < EXCLUDED.version OR " +
-      beatable +
-      "\n"
-      "  RETURNING 1\n";
-  for (size_t t = 0; t < tables_.size(); ++t) {
-    const Table& table = *tables_[t];
-    std::string n = std::to_string(t);
-    std::string key = pg::quote_identifier(table.key);
-    if (!table.upserts.empty()) {
-      std::string columns, values, updates;
-      for (const std::string& column : table.columns) {
-        std::string quoted = pg::quote_identifier(column);
-        columns += (columns.empty() ? "" : ", ") + quoted;
-        values += (values.empty() ? "r." : ", r.") + quoted;
-        if (column != table.key) updates += (updates.empty() ? "" : ", ") + quoted + " = EXCLUDED." + quoted;
-      }
-      sql += "), w_upsert_" + n +
-             " AS (\n"
-             "  INSERT INTO " +
-             table.quoted + " AS t (" + columns +
-             ")\n"
-             "  SELECT " +
-             values +
-             " FROM winners w\n"
-             "  CROSS JOIN LATERAL jsonb_populate_record(NULL::" +
-             table.quoted +
-             ", w.p) r\n"
-             "  WHERE w.m = ANY(" +
-             int_array(table.upserts) +
-             ")\n"
-             "  ON CONFLICT (" +
-             key + ") DO " + (updates.empty() ? "NOTHING" : "UPDATE SET " + updates) +
-             "\n"
-             "  RETURNING 1\n";
-    }
-    if (!table.deletes.empty()) {
-      // The key comes from the payload, else from the aggregate id.
-      sql += "), w_delete_" + n +
-             " AS (\n"
-             "  DELETE FROM " +
-             table.quoted +
-             " t USING winners w\n"
-             "  WHERE w.m = ANY(" +
-             int_array(table.deletes) + ") AND t." + key + " = (jsonb_populate_record(NULL::" + table.quoted +
-             ", jsonb_build_object(" + literal(table.key) + ", w.ag) || w.p))." + key +
-             "\n"
-             "  RETURNING 1\n";
-    }
-  }
-  sql +=
-      "), w_applied AS (\n"
-      "  INSERT INTO outbox_applied_events (event_id, aggregate_type, aggregate_id, aggregate_version,\n"
-      "    outbox_position, created_at, effective)\n"
-      "  SELECT id, at, ag, v, pos, ts, stored IS NULL OR v > stored FROM guarded\n"
-      "  ON CONFLICT (event_id) DO NOTHING\n"
-      "  RETURNING event_id\n";
-  if (!part)
-    sql +=
-        "), w_position AS (\n"
-        "  INSERT INTO outbox_applied_position AS o (replica, last_event_id, last_position, last_created_at, applied_at)\n"
-        "  SELECT $2, id, pos, ts, clock_timestamp() FROM input WHERE NOT future ORDER BY i DESC LIMIT 1\n"
-        "  ON CONFLICT (replica) DO UPDATE SET last_event_id = EXCLUDED.last_event_id,\n"
-        "    last_position = EXCLUDED.last_position, last_created_at = EXCLUDED.last_created_at,\n"
-        "    applied_at = EXCLUDED.applied_at\n"
-        // An event without created_at (not from the relay) moves the position too, except in
-        // `outbox failed retry` ($3): the retry of an old event must not move it back.
-        "  WHERE o.last_created_at IS NULL OR (EXCLUDED.last_created_at IS NULL AND NOT $3::boolean)\n"
-        "    OR o.last_created_at <= EXCLUDED.last_created_at OR o.last_created_at > (SELECT latest FROM clock)\n"
-        "  RETURNING 1\n";
-  // The heartbeat row keeps the newest created_at (the primary's clock) and, in applied_at, when a
-  // heartbeat was last applied here (the replica's clock), whether or not it was the newest: lag
-  // measures a stalled replicate by the replica's clock alone (ops/lag.hpp), so a heartbeat stamped
-  // ahead cannot hide a stall.
-  sql +=
-      "), w_heartbeat AS (\n"
-      "  INSERT INTO outbox_heartbeat AS h (replica, relay, created_at, applied_at)\n"
-      "  SELECT $2, p->>'relay', ts, clock_timestamp() FROM input WHERE m = -1 AND NOT future ORDER BY ts DESC LIMIT 1\n"
-      "  ON CONFLICT (replica) DO UPDATE SET\n"
-      "    relay = CASE WHEN h.created_at < EXCLUDED.created_at OR h.created_at > (SELECT latest FROM clock)\n"
-      "                 THEN EXCLUDED.relay ELSE h.relay END,\n"
-      "    created_at = CASE WHEN h.created_at < EXCLUDED.created_at OR h.created_at > (SELECT latest FROM clock)\n"
-      "                      THEN EXCLUDED.created_at ELSE h.created_at END,\n"
-      "    applied_at = EXCLUDED.applied_at\n"
-      "  RETURNING 1\n"
-      ")\n"
-      "SELECT (SELECT count(*) FROM effective),\n"
-      "       greatest(0, (SELECT count(*) FROM w_applied) - (SELECT count(*) FROM effective)),\n"
-      "       (SELECT count(*) FROM events) - (SELECT count(*) FROM blocked) - (SELECT count(*) FROM w_applied),\n"
-      "       (SELECT count(*) FROM input WHERE m = -1),\n"
-      "       (SELECT coalesce(array_agg(i ORDER BY i), '{}')::text FROM blocked),\n"
-      // The position entry (m = -2) repeats an event of the batch: not counted twice.
-      "       (SELECT count(*) FROM input WHERE future AND m <> -2),\n"
-      "       (SELECT coalesce(extract(epoch FROM max(ts) - clock_timestamp()), 0)::float8 FROM input WHERE future AND m <> -2)";
-  return sql;
-}
-
 void Applier::lock(pqxx::transaction_base& tx) { tx.exec_prepared(kLockStatement, kApplyLockClass, replica_); }
 
 void Applier::lock_shared(pqxx::transaction_base& tx) { tx.exec_prepared(kLockSharedStatement, kApplyLockClass, replica_); }
@@ -380,31 +180,7 @@ Counts Applier::run(pqxx::transaction_base& tx, const std::vector<Item*>& items,
                     bool part) {
   Counts counts;
   if (items.empty() && !position_of) return counts;
-  std::string batch = "[";
-  batch.reserve((items.size() + 1) * 320);
-  // The position entry (m = -2) is last, so the statement moves the position to it; nothing else
-  // reads it.
-  auto append = [&](size_t i, const Item& item, bool position_only) {
-    const Event& event = *item.checked.event;
-    if (i) batch += ',';
-    batch += "{\"i\":" + std::to_string(i) + ",\"id\":\"" + event.event_id + "\",\"at\":";
-    append_json_string(batch, event.aggregate_type);
-    batch += ",\"ag\":";
-    append_json_string(batch, event.aggregate_id);
-    int mapping = position_only ? -2 : event.heartbeat ? -1 : event.mapping;
-    int table = mapping >= 0 ? table_of_mapping_[static_cast<size_t>(mapping)] : -1;
-    batch += ",\"v\":" + std::to_string(event.version) + ",\"m\":" + std::to_string(mapping) + ",\"t\":" + std::to_string(table);
-    batch += ",\"pos\":";
-    append_optional(batch, event.position);
-    batch += ",\"ts\":";
-    append_optional(batch, event.created_at_us);
-    batch += ",\"p\":";
-    batch += position_only ? "{}" : item.message->body;
-    batch += '}';
-  };
-  for (size_t i = 0; i < items.size(); ++i) append(i, *items[i], false);
-  if (position_of) append(items.size(), *position_of, true);
-  batch += ']';
+  std::string batch = batch_parameter(items, position_of, table_of_mapping_);
   pqxx::row row = tx.exec_prepared1(part ? kApplyPartStatement : kApplyStatement, batch, replica_, ignore_blocked,
                                     static_cast<long long>(max_clock_skew_.count()));
   counts.applied = row[0].as<long long>();

@@ -48,6 +48,7 @@
 
 #include "core/amqp.hpp"
 #include "core/log.hpp"
+#include "replicate/apply_sql.hpp"
 #include "replicate/event.hpp"
 
 namespace outbox::replicate {
@@ -55,11 +56,6 @@ namespace outbox::replicate {
 inline constexpr int kApplyLockClass = 0x6F627833;
 // Session lock (class, hashtext(replica name)) held by the one daemon that serves a replica.
 inline constexpr int kServeLockClass = 0x6F627834;
-
-struct Item {
-  const amqp::IncomingMessage* message = nullptr;
-  Checked checked;
-};
 
 struct Counts {
   long long applied = 0;            // effective: the row changed
@@ -122,7 +118,6 @@ class Applier {
   void lock(pqxx::transaction_base& tx);
 
  private:
-  struct Table;
   // The shared lock of batches (see above).
   void lock_shared(pqxx::transaction_base& tx);
   // `position_of`: the event that the applied position moves to (default: the last item); a part
@@ -140,7 +135,6 @@ class Applier {
   // failed events); returns {parked, waiting} counts.
   std::pair<long long, long long> record_failed(pqxx::transaction_base& tx, const std::vector<const Item*>& items,
                                                 const std::string& state, const std::vector<std::string>& errors, int attempts);
-  std::string build_sql(bool part) const;
   void prepare_failed_statement(pqxx::connection& connection);
 
   pqxx::connection& connection_;
@@ -148,7 +142,7 @@ class Applier {
   std::string replica_, role_;
   std::vector<Mapping> mappings_;
   std::shared_ptr<spdlog::logger> log_;
-  std::vector<std::unique_ptr<Table>> tables_;
+  std::vector<ReplicaTable> tables_;
   std::atomic<bool> cancelled_{false};
   void stop_if_cancelled() const;
   std::vector<int> table_of_mapping_;  // index into tables_ per mapping

@@ -5,10 +5,10 @@
 #include "core/duration.hpp"
 #include "core/error.hpp"
 #include "core/failpoint.hpp"
-#include "replicate/progress.hpp"
 #include "core/pg.hpp"
 #include "core/url.hpp"
 #include "migrate/runner.hpp"
+#include "replicate/progress.hpp"
 
 namespace outbox::replicate {
 namespace {
@@ -23,10 +23,6 @@ constexpr const char* kLoopStatementLimits = "SET LOCAL lock_timeout = '1s'; SET
 // A batch applying for this long is stuck: the watchdog is no longer fed.
 constexpr auto kStuckAfter = std::chrono::minutes(2);
 
-// Another daemon holds the replica's serve lock.
-struct StandingBy : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
 // outbox_applied_events is pruned between batches, at most this many rows per statement and this
 // many statements per tick, so a batch never waits long behind it.
 constexpr int kPruneBatch = 1000;
@@ -74,7 +70,6 @@ Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, con
     batch_due_ = true;
     apply_pending();
   });
-  reconnect_timer_ = std::make_unique<loop::Timer>(loop_, [this] { connect(); });
   // Reads frames the socket poll has not signalled (buffered in rabbitmq-c) and keeps AMQP
   // heartbeats flowing while the replica is down and nothing is acked.
   tick_timer_ = std::make_unique<loop::Timer>(loop_, [this] {
@@ -83,6 +78,7 @@ Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, con
     prune_applied();
     log_future_events();
   });
+  lifecycle_ = make_lifecycle();
 }
 
 Replicator::~Replicator() {
@@ -184,186 +180,7 @@ void Replicator::start() {
   log_->info("starting: {} {}, queue {} ({}, bound with {}), broker {}, {} mapping(s)", role_, mask_url(url_), queue_.queue,
              queue_.quorum ? "quorum" : "classic", keys, mask_url(broker_settings_.urls.front()), mappings_.size());
   tick_timer_->start(kTick, kTick);
-  connect();
-}
-
-void Replicator::connect() {
-  if (fatal_ || drained_) return;
-  if (!db_) connect_database();
-  if (fatal_) return;
-  if (db_ && !broker_ && !stopping_) connect_broker();
-  if (fatal_) return;
-  if (!db_ || (!broker_ && !stopping_)) {
-    schedule_reconnect();
-    return;
-  }
-  // Connecting is no progress: an applied batch is, or a connection that stays up (see
-  // schedule_reconnect). Else a broker or replica that drops the connection at once would be
-  // reconnected to in a tight loop.
-  connected_at_ = std::chrono::steady_clock::now();
-  if (!ever_ready_) {
-    ever_ready_ = true;
-    if (callbacks_.on_ready) callbacks_.on_ready();
-  }
-  if (!pending_.empty()) apply_soon_->request();
-  finish_if_drained();
-}
-
-void Replicator::schedule_reconnect() {
-  if (reconnect_timer_->active() || fatal_ || drained_) return;
-  // A connection that lived 10 s was a success: the next outage starts the backoff afresh.
-  if (connected_at_ && apply_problem_.empty() && std::chrono::steady_clock::now() - *connected_at_ > std::chrono::seconds(10))
-    backoff_.reset();
-  connected_at_.reset();
-  auto delay = backoff_.next();
-  // The error itself is logged once per change; each attempt only at debug.
-  log_->debug("reconnect attempt {} in {} ms", backoff_.attempts(), delay.count());
-  reconnect_timer_->start(delay);
-}
-
-void Replicator::connect_database() {
-  try {
-    daemon::Runtime::BlockingCall blocking(runtime_);
-    auto connection = pg::connect(url_, role_, "outbox-replicate");
-    migrate::require_current(*connection, migrate::Target::replica, role_);
-    // One daemon per replica, held for the session: two consumers of its queue would apply an
-    // aggregate's events in concurrent transactions, and the older row write could land last.
-    // The other one's session ends when it dies; this one, retrying, then takes over.
-    {
-      pqxx::nontransaction tx(*connection);
-      if (!tx.exec_params1("SELECT pg_try_advisory_lock($1, hashtext($2))", kServeLockClass, replica_)[0].as<bool>()) {
-        pqxx::result holder = tx.exec_params(
-            "SELECT a.pid::text || coalesce(' from ' || host(a.client_addr), '') || coalesce(' (' || "
-            "nullif(a.application_name, '') || ')', '') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.objid = hashtext($2)::oid AND l.granted LIMIT 1",
-            static_cast<long long>(static_cast<unsigned>(kServeLockClass)), replica_);
-        throw StandingBy(role_ + ": another outbox replicate serves this replica" +
-                         (holder.empty() ? std::string() : " (backend " + holder[0][0].as<std::string>() + ")") +
-                         "; standing by until it stops");
-      }
-    }
-    std::vector<std::unique_ptr<pqxx::connection>> helpers;
-    std::vector<pqxx::connection*> helper_pointers;
-    for (int i = 1; i < apply_connections_; ++i) {
-      helpers.push_back(pg::connect(url_, role_, "outbox-replicate"));
-      helper_pointers.push_back(helpers.back().get());
-    }
-    auto applier = std::make_unique<Applier>(*connection, replica_, role_, mappings_, log_);
-    applier->use_helpers(std::move(helper_pointers));
-    applier->prepare();
-    applier->set_max_attempts(max_attempts_);
-    db_ = std::move(connection);
-    helper_dbs_ = std::move(helpers);
-    applier_ = std::move(applier);
-    if (!database_problem_.empty()) {
-      counter("outbox_replicate_reconnects_total").add();
-      log_->info("{} connected again; {} received event(s) will be applied", role_, pending_.size());
-    } else {
-      log_->info("{} connected ({})", role_, mask_url(url_));
-    }
-    database_problem_.clear();
-    standing_by_ = false;
-  } catch (const StandingBy& standby) {
-    applier_.reset();
-    helper_dbs_.clear();
-    db_.reset();
-    // A standby must not hold deliveries: they go back to the broker, which gives them to the
-    // daemon that holds the lock (after losing its session, this one may still consume).
-    if (broker_) {
-      broker_poll_.reset();
-      broker_.reset();
-      pending_.clear();
-      batch_due_ = false;
-      batch_timer_->stop();
-    }
-    if (standby.what() != database_problem_) log_->info("{}", standby.what());
-    database_problem_ = standby.what();
-    standing_by_ = true;
-    // Standing by is this instance's working state: systemd should not time its start out.
-    if (!ever_ready_) {
-      ever_ready_ = true;
-      if (callbacks_.on_ready) callbacks_.on_ready();
-    }
-  } catch (const Error& error) {
-    applier_.reset();
-    helper_dbs_.clear();
-    db_.reset();
-    if (error.code() == ExitCode::config) {
-      fatal_ = true;
-      if (callbacks_.on_fatal) callbacks_.on_fatal(error.what());
-      return;
-    }
-    std::string reason = mask_url(error.what());
-    if (reason != database_problem_) log_->error("{} unavailable, retrying with backoff: {}", role_, reason);
-    database_problem_ = reason;
-  } catch (const std::exception& error) {
-    applier_.reset();
-    helper_dbs_.clear();
-    db_.reset();
-    std::string reason = mask_url(one_line(error.what()));
-    if (reason != database_problem_) log_->error("{} unavailable, retrying with backoff: {}", role_, reason);
-    database_problem_ = reason;
-  }
-}
-
-void Replicator::connect_broker() {
-  try {
-    daemon::Runtime::BlockingCall blocking(runtime_);
-    auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, "outbox-replicate " + replica_, 1);
-    topology::declare_exchange(*connection, broker_settings_.exchange);
-    topology::declare_replica(*connection, broker_settings_.exchange, queue_);
-    connection->set_prefetch(static_cast<uint16_t>(prefetch_));
-    connection->consume(queue_.queue, "outbox-replicate-" + replica_);
-    broker_ = std::move(connection);
-    ++broker_generation_;
-    broker_poll_ = std::make_unique<loop::Poll>(loop_, broker_->fd(), [this] { on_broker_readable(); });
-    if (!broker_problem_.empty()) {
-      counter("outbox_replicate_reconnects_total").add();
-      log_->info("broker connected again ({}); consuming {}", broker_->node(), queue_.queue);
-    } else {
-      log_->info("broker connected ({}); consuming {} with prefetch {}", broker_->node(), queue_.queue, prefetch_);
-    }
-    broker_problem_.clear();
-    // Deliveries that arrived with the consume-ok sit in rabbitmq-c's buffer, unseen by the socket poll.
-    if (broker_->has_buffered_data()) on_broker_readable();
-  } catch (const Error& error) {
-    broker_poll_.reset();
-    broker_.reset();
-    if (error.code() == ExitCode::config) {
-      fatal_ = true;
-      if (callbacks_.on_fatal) callbacks_.on_fatal(error.what());
-      return;
-    }
-    std::string reason = error.what();
-    if (reason != broker_problem_) log_->error("broker unavailable, retrying with backoff: {}", reason);
-    broker_problem_ = reason;
-  }
-}
-
-void Replicator::database_lost(const std::string& reason) {
-  std::string masked = mask_url(one_line(reason));
-  if (database_problem_.empty())
-    log_->error("{} connection lost; {} received event(s) are kept unacked until it is back: {}", role_, pending_.size(), masked);
-  database_problem_ = masked.empty() ? "connection lost" : masked;
-  applier_.reset();
-  helper_dbs_.clear();
-  db_.reset();
-  schedule_reconnect();
-}
-
-void Replicator::broker_lost(const std::string& reason) {
-  if (broker_problem_.empty())
-    log_->error("broker connection lost; {} unacked event(s) will be redelivered: {}",
-                pending_.size() + (in_flight_ ? in_flight_->received.size() : 0), reason);
-  broker_problem_ = reason.empty() ? "connection lost" : reason;
-  broker_poll_.reset();
-  broker_.reset();
-  // Delivery tags belong to the channel that just died; the broker redelivers these messages.
-  pending_.clear();
-  batch_due_ = false;
-  batch_timer_->stop();
-  if (stopping_) return finish_if_drained();
-  schedule_reconnect();
+  lifecycle_->connect();
 }
 
 void Replicator::on_broker_readable() {
@@ -394,7 +211,7 @@ void Replicator::schedule_batch() {
 }
 
 void Replicator::apply_pending() {
-  if (in_flight_ || !db_ || !broker_ || pending_.empty() || reconnect_timer_->active()) return;
+  if (in_flight_ || !db_ || !broker_ || pending_.empty() || lifecycle_->retry_scheduled()) return;
   if (pending_.size() < batch_size_ && !batch_due_ && !stopping_) return;
   size_t count = std::min(batch_size_, pending_.size());
   auto batch = std::make_unique<InFlight>();
@@ -445,9 +262,7 @@ void Replicator::on_applied() {
         log_->error("{} cannot apply a batch of {} event(s), retrying with backoff ({}): {}", role_, batch->received.size(),
                     kind == Failure::transient ? "transient" : "replica problem", reason);
       apply_problem_ = reason;
-      auto delay = backoff_.next();
-      log_->debug("apply retry {} in {} ms", backoff_.attempts(), delay.count());
-      reconnect_timer_->start(delay);
+      lifecycle_->retry_after("apply retry");
     }
     if (stopping_) finish_if_drained();
     return;
@@ -530,7 +345,7 @@ void Replicator::finish_if_drained() {
   if (in_flight_) return;  // on_applied comes back here
   if (!pending_.empty() && broker_) return;
   drained_ = true;
-  reconnect_timer_->stop();
+  lifecycle_->stop_retrying();
   tick_timer_->stop();
   batch_timer_->stop();
   if (callbacks_.on_drained) callbacks_.on_drained();
@@ -565,74 +380,6 @@ std::string Replicator::status_line() const {
   return replica_ + ": " + state + ", " + std::to_string(received) + " received, " +
          std::to_string(self.counter("outbox_replicate_applied_total").value()) + " applied, " +
          std::to_string(self.counter("outbox_replicate_parked_total").value()) + " parked";
-}
-
-Service::Service(daemon::Runtime& runtime, Settings settings)
-    : runtime_(runtime), shutdown_timeout_(settings.tunables.shutdown_timeout) {
-  for (const ReplicaSettings& replica : settings.replicas) {
-    Replicator::Callbacks callbacks;
-    callbacks.on_ready = [this] {
-      if (announced_ready_) return;
-      for (const auto& replicator : replicators_)
-        if (!replicator->ever_ready()) return;
-      announced_ready_ = true;
-      daemon::notify_ready();
-      spdlog::info("replicate: ready ({} replica(s))", replicators_.size());
-    };
-    callbacks.on_fatal = [this](const std::string& message) {
-      if (!fatal_error_.empty()) return;
-      fatal_error_ = message;
-      runtime_.stop(static_cast<int>(ExitCode::config));
-    };
-    callbacks.on_drained = [this] {
-      if (++drained_ < replicators_.size()) return;
-      spdlog::info("replicate: shutdown end");
-      runtime_.stop(0);
-    };
-    replicators_.push_back(std::make_unique<Replicator>(runtime_, metrics_, settings, replica, std::move(callbacks)));
-  }
-  shutdown_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] {
-    spdlog::warn("replicate: shutdown timeout ({}s) reached; unacked events will be redelivered to the next run",
-                 shutdown_timeout_.count() / 1000.0);
-    for (auto& replicator : replicators_) replicator->cancel_in_flight();
-    runtime_.stop(0);
-  });
-  daemon::Hooks hooks;
-  hooks.on_shutdown_request = [this] { shutdown_requested(); };
-  hooks.prepare_reload = [this](const config::Config& fresh) -> std::function<void()> {
-    // The whole of the settings of the served replicas is built: a reload refuses what a start would.
-    std::vector<std::string> names;
-    for (const auto& replicator : replicators_) names.push_back(replicator->replica());
-    return [this, tunables = settings_from_config(fresh, names).tunables] {
-      for (auto& replicator : replicators_) replicator->apply_tunables(tunables);
-      shutdown_timeout_ = tunables.shutdown_timeout;
-      spdlog::info("replicate: reloaded: batch_size={} batch_wait={}ms max_attempts={}", tunables.batch_size,
-                   tunables.batch_wait.count(), tunables.max_attempts);
-    };
-  };
-  hooks.status_line = [this] {
-    std::string out;
-    for (const auto& replicator : replicators_) out += (out.empty() ? "" : "; ") + replicator->status_line();
-    return out;
-  };
-  hooks.healthy = [this] {
-    return std::all_of(replicators_.begin(), replicators_.end(), [](const auto& r) { return r->healthy(); });
-  };
-  hooks.connected = [this] {  // for /healthz
-    return std::all_of(replicators_.begin(), replicators_.end(), [](const auto& r) { return r->ready(); });
-  };
-  runtime_.set_hooks(std::move(hooks));
-}
-
-Service::~Service() { replicators_.clear(); }
-
-void Service::start() {
-  for (auto& replicator : replicators_) replicator->start();
-}
-
-void Service::shutdown_requested() {
-  shutdown_timer_->start(shutdown_timeout_);
-  for (auto& replicator : replicators_) replicator->begin_shutdown();
 }
 
 }  // namespace outbox::replicate

@@ -30,7 +30,9 @@
 
 #include "core/amqp.hpp"
 #include "core/backoff.hpp"
+#include "core/connection_lifecycle.hpp"
 #include "core/daemon.hpp"
+#include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "migrate/topology.hpp"
@@ -42,9 +44,9 @@ namespace outbox::replicate {
 class Replicator {
  public:
   struct Callbacks {
-    std::function<void()> on_ready;                    // first connected to both servers
-    std::function<void(const std::string&)> on_fatal;  // a config error: the daemon exits 78
-    std::function<void()> on_drained;                  // shutdown finished for this replica
+    std::function<void()> on_ready;              // first connected to both servers
+    std::function<void(const Error&)> on_fatal;  // a config error: the daemon exits 78
+    std::function<void()> on_drained;            // shutdown finished for this replica
   };
   Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, const Settings& settings, const ReplicaSettings& replica,
              Callbacks callbacks);
@@ -63,12 +65,18 @@ class Replicator {
   const std::string& replica() const { return replica_; }
 
  private:
-  void connect();
-  void connect_database();
-  void connect_broker();
+  enum Side : size_t { kReplica, kBroker };
+  std::unique_ptr<ConnectionLifecycle> make_lifecycle();
+  void on_connected();
+  void announce_ready();
+  void open_replica();
+  // Throws NotNow when another daemon serves this replica.
+  void take_serve_lock(pqxx::connection& connection);
+  void stand_by();
+  void open_broker();
+  void drop_broker();
   void database_lost(const std::string& reason);
   void broker_lost(const std::string& reason);
-  void schedule_reconnect();
   void on_broker_readable();
   void schedule_batch();
   void apply_pending();
@@ -112,10 +120,10 @@ class Replicator {
   size_t next_broker_node_ = 0;
 
   std::unique_ptr<loop::Deferred> apply_soon_;
-  std::unique_ptr<loop::Timer> batch_timer_, reconnect_timer_, tick_timer_;
+  std::unique_ptr<loop::Timer> batch_timer_, tick_timer_;
   Backoff backoff_;
-  std::optional<std::chrono::steady_clock::time_point> connected_at_;  // when the last connection was made
-  std::string database_problem_, broker_problem_, apply_problem_;      // "" while fine; logged once per change
+  std::unique_ptr<ConnectionLifecycle> lifecycle_;
+  std::string apply_problem_;  // "" while fine; logged once per change
   std::string prune_problem_;
   std::chrono::steady_clock::time_point next_prune_{};
   // Times from the future are logged at most once a minute, with what came since the last line.
@@ -148,32 +156,8 @@ class Replicator {
   bool batch_due_ = false;
   bool ever_ready_ = false;
   bool standing_by_ = false;
-  bool stopping_ = false, drained_ = false, fatal_ = false;
+  bool stopping_ = false, drained_ = false;
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
-};
-
-// The daemon: the replicators of the chosen replicas on one Runtime, with shutdown, reload,
-// sd_notify and the metrics registry.
-class Service {
- public:
-  // One replicator per replica of `settings` (replicate::settings_from_config chose and checked them).
-  Service(daemon::Runtime& runtime, Settings settings);
-  ~Service();
-  void start();
-  metrics::Registry& metrics() { return metrics_; }
-  // Set when the daemon stopped because of a configuration problem (exit 78).
-  const std::string& fatal_error() const { return fatal_error_; }
-
- private:
-  void shutdown_requested();
-  daemon::Runtime& runtime_;
-  metrics::Registry metrics_;
-  std::vector<std::unique_ptr<Replicator>> replicators_;
-  std::unique_ptr<loop::Timer> shutdown_timer_;
-  std::chrono::milliseconds shutdown_timeout_;  // replicate.shutdown_timeout, reloadable
-  std::string fatal_error_;
-  size_t drained_ = 0;
-  bool announced_ready_ = false;
 };
 
 }  // namespace outbox::replicate

@@ -340,15 +340,7 @@ class Audit {
           connection->set_prefetch(2000);
           connection->consume(kQueue, "chaos-audit");
         }
-        uint64_t last_tag = 0;
-        connection->poll(
-            [&](amqp::Event& event) {
-              if (event.kind != amqp::Event::Kind::delivery) return;
-              last_tag = event.delivery_tag;
-              take(*event.message);
-            },
-            std::chrono::milliseconds(200));
-        if (last_tag) connection->ack(last_tag, true);
+        take_deliveries(*connection, [&](const amqp::IncomingMessage& message) { take(message); });
       } catch (const std::exception&) {
         connection.reset();
         std::this_thread::sleep_for(std::chrono::milliseconds(300));

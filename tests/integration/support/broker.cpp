@@ -73,16 +73,10 @@ const std::vector<amqp::IncomingMessage>& TestQueue::collect_while(
   while (wanting_more() && std::chrono::steady_clock::now() < until) {
     try {
       if (!connection_) connect();
-      uint64_t last_tag = 0;
-      connection_->poll(
-          [&](amqp::Event& event) {
-            if (event.kind != amqp::Event::Kind::delivery) return;
-            last_tag = event.delivery_tag;
-            on_message(*event.message);
-            messages_.push_back(*event.message);
-          },
-          std::chrono::milliseconds(200));
-      if (last_tag) connection_->ack(last_tag, true);
+      take_deliveries(*connection_, [&](const amqp::IncomingMessage& message) {
+        on_message(message);
+        messages_.push_back(message);
+      });
     } catch (const std::exception&) {
       // The broker restarted (or is down): unacked messages come again after reconnecting.
       connection_.reset();
@@ -93,6 +87,19 @@ const std::vector<amqp::IncomingMessage>& TestQueue::collect_while(
 }
 
 uint32_t TestQueue::depth(const std::string& queue) { return broker_connection()->inspect_queue(queue).first; }
+
+void take_deliveries(amqp::Connection& connection, const std::function<void(const amqp::IncomingMessage&)>& take,
+                     std::chrono::milliseconds wait) {
+  uint64_t last_tag = 0;
+  connection.poll(
+      [&](amqp::Event& event) {
+        if (event.kind != amqp::Event::Kind::delivery) return;
+        last_tag = event.delivery_tag;
+        take(*event.message);
+      },
+      wait);
+  if (last_tag) connection.ack(last_tag, true);
+}
 
 std::string header_text(const amqp::IncomingMessage& message, const std::string& key) {
   auto found = message.headers.find(key);

@@ -46,6 +46,9 @@ void purge_outbox_queues();
 // Empty databases at the current schema and empty queues: reset_databases, migrate_all (which also
 // declares the queues) and purge_outbox_queues, as a test starts. A failed migrate fails the test.
 void fresh_schema();
+// Polls `connection` for up to `wait`, hands each delivery to `take` and acks them all at once.
+void take_deliveries(amqp::Connection& connection, const std::function<void(const amqp::IncomingMessage&)>& take,
+                     std::chrono::milliseconds wait = std::chrono::milliseconds(200));
 std::string header_text(const amqp::IncomingMessage& message, const std::string& key);
 long long header_number(const amqp::IncomingMessage& message, const std::string& key);
 

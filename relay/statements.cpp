@@ -1,0 +1,76 @@
+#include "relay/statements.hpp"
+
+#include "relay/outbox_row.hpp"
+#include "relay/parked_rows.hpp"
+
+namespace outbox::relay {
+
+std::string statement(const char* kind, size_t table) { return std::string(kind) + "_" + std::to_string(table); }
+
+namespace {
+
+void prepare_reads(pqxx::connection& connection, size_t index, const std::string& table) {
+  // Rows of an aggregate with a parked row wait behind it (outbox_parked is normally empty).
+  std::string columns = std::string("SELECT ") + kRowColumns + " FROM " + table +
+                        " o WHERE published_at IS NULL AND NOT (position = ANY($2::bigint[])) AND " + parked_rows::not_held("$1");
+  connection.prepare(statement("read_all", index), columns + " ORDER BY position LIMIT $3");
+  connection.prepare(statement("read_owned", index),
+                     columns + " AND (hashtext(aggregate_id) & 2147483647) % $4 = ANY($5::int[]) ORDER BY position LIMIT $3");
+}
+
+void prepare_park(pqxx::connection& connection, size_t index, const std::string& table) {
+  // Records a row the broker cannot take; it is parked when its attempts reach $4.
+  connection.prepare(statement("park", index),
+                     "INSERT INTO outbox_parked AS p (outbox_table, position, event_id, event_type, aggregate_type, "
+                     "aggregate_id, error, parked_at) SELECT $1, position, event_id::text, event_type, aggregate_type, "
+                     "aggregate_id, $3, CASE WHEN 1 >= $4 THEN clock_timestamp() END FROM " +
+                         table +
+                         " WHERE position = $2 ON CONFLICT (outbox_table, position) DO UPDATE SET attempts = "
+                         "p.attempts + 1, error = EXCLUDED.error, last_failed_at = clock_timestamp(), parked_at = "
+                         "coalesce(p.parked_at, CASE WHEN p.attempts + 1 >= $4 THEN clock_timestamp() END) "
+                         "RETURNING parked_at IS NOT NULL, attempts, coalesce(event_id, ''), coalesce(event_type, ''), "
+                         "coalesce(aggregate_type, ''), coalesce(aggregate_id, '')");
+}
+
+}  // namespace
+
+void prepare_statements(pqxx::connection& connection, size_t index, const std::string& table) {
+  prepare_reads(connection, index, table);
+  connection.prepare(
+      statement("mark", index),
+      "UPDATE " + table + " SET published_at = clock_timestamp() WHERE position = ANY($1::bigint[]) AND published_at IS NULL");
+  connection.prepare(statement("delete", index), "DELETE FROM " + table + " WHERE position = ANY($1::bigint[])");
+  prepare_park(connection, index, table);
+  // Only positions within $3 of the oldest are looked at (a range of the primary key): a walk
+  // that went on until $2 old rows were found would read the whole retention window, a day of
+  // rows, at every tick once retention keeps up.
+  connection.prepare(statement("retention", index),
+                     "DELETE FROM " + table + " WHERE position IN (SELECT position FROM " + table +
+                         " WHERE position < (SELECT min(position) FROM " + table +
+                         " WHERE published_at IS NOT NULL) + $3 AND published_at < clock_timestamp() - $1::interval "
+                         "ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED)");
+  connection.prepare(statement("heartbeat", index),
+                     "INSERT INTO " + table +
+                         " (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+                         "VALUES (gen_random_uuid(), 'outbox.heartbeat', 'heartbeat', "
+                         "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint, 'outbox.heartbeat', "
+                         "json_build_object('relay', $1::text, 'at', clock_timestamp()))");
+}
+
+void configure_session(pqxx::connection& connection) {
+  pqxx::nontransaction tx(connection);
+  // A mark lost in a crash only means the row is published again (at least once, same
+  // message_id), so marks need not wait for the WAL flush; this halves the drain time.
+  tx.exec("SET synchronous_commit = off");
+  // Every statement runs on the event loop: a table lock held elsewhere (a migration, a manual
+  // LOCK) must not freeze signals, confirms and the watchdog. A statement that gives up is
+  // retried at the next poll.
+  tx.exec("SET lock_timeout = '1s'");
+}
+
+int heartbeat_partition(pqxx::connection& connection, int partitions) {
+  pqxx::nontransaction tx(connection);
+  return tx.exec_params1("SELECT (hashtext('heartbeat') & 2147483647) % $1", partitions)[0].as<int>();
+}
+
+}  // namespace outbox::relay

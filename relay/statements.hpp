@@ -1,0 +1,50 @@
+#pragma once
+// The relay's SQL: the prepared statements of each outbox table, on the relay's primary session.
+// Each is prepared under its name and the table's index ("read_all_0", "mark_1"): call them
+// through statement().
+#include <pqxx/pqxx>
+#include <string>
+
+namespace outbox::relay {
+
+// The statements of one table, prepared by prepare_statements():
+//   read_all    ($1 table name, $2 positions in flight, $3 limit): unpublished rows in position order,
+//               without the ones in flight and the ones held behind a parked row.
+//   read_owned  (the same, $4 partitions, $5 owned partitions): only the owned partitions' rows.
+//   mark        ($1 positions): sets published_at.
+//   delete      ($1 positions): deletes published rows (relay.on_publish = delete).
+//   park        ($1 table name, $2 position, $3 error, $4 attempts to park after): records a refusal.
+//   retention   ($1 interval, $2 limit, $3 window): deletes old published rows.
+//   heartbeat   ($1 instance): inserts a heartbeat event.
+std::string statement(const char* kind, size_t table);
+
+// Prepares the statements of the table at `index` (`quoted`: its quoted, qualified name).
+void prepare_statements(pqxx::connection& connection, size_t index, const std::string& quoted);
+
+// Sets up the relay's session: marks need not wait for the WAL flush, and no statement waits long
+// for a lock.
+void configure_session(pqxx::connection& connection);
+
+// Which partition the heartbeat aggregate hashes to.
+int heartbeat_partition(pqxx::connection& connection, int partitions);
+
+// Values as a PostgreSQL array literal, for a bound array parameter: "{1,5,7}".
+template <typename Values>
+std::string int_array_literal(const Values& values) {
+  std::string out = "{";
+  for (const auto& value : values) {
+    if (out.size() > 1) out += ',';
+    out += std::to_string(value);
+  }
+  return out + "}";
+}
+
+// Advisory lock statements of partition ownership (relay/ownership.hpp).
+inline constexpr const char* kTryLock = "SELECT pg_try_advisory_lock($1, $2)";
+inline constexpr const char* kUnlock = "SELECT pg_advisory_unlock($1, $2)";
+// The live relay instances: the granted member locks of this database.
+inline constexpr const char* kCountMembers =
+    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::bigint::oid "
+    "AND objsubid = 2 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+
+}  // namespace outbox::relay

@@ -1,0 +1,241 @@
+#include "replicate/apply_sql.hpp"
+
+#include <algorithm>
+
+#include "core/aggregate_version.hpp"
+#include "core/log.hpp"
+#include "core/pg.hpp"
+
+namespace outbox::replicate {
+namespace {
+
+std::string int_array(const std::vector<int>& values) {
+  std::string out = "'{";
+  for (size_t i = 0; i < values.size(); ++i) out += (i ? "," : "") + std::to_string(values[i]);
+  return out + "}'::int[]";
+}
+
+// $1: the batch as a jsonb array; $2: the replica name; $3: ignore the aggregates' failed events.
+// Event ids seen before are not looked up first: an applied event id implies a stored version at
+// least as new as the event's, so the version guard already makes it a no-op, and the conflict on
+// outbox_applied_events tells duplicates (no row inserted) from stale events (inserted, not effective).
+// The stored version is read by a correlated subquery, one index probe per event: as a join, the
+// planner (estimating the batch at jsonb_to_recordset's 100 rows) hashes the whole version table.
+//
+// $4: replicate.max_clock_skew in milliseconds. A created_at later than the replica's clock plus
+// it is "from the future" (a forged message, a primary clock running ahead): the event applies,
+// but its time moves neither the applied position nor the heartbeat, and a time from the future
+// stored before this check existed is replaced.
+std::string guarded_events(const std::string& beatable) {
+  return "WITH clock AS (SELECT clock_timestamp() + $4::bigint * interval '1 millisecond' AS latest\n"
+         "), input AS (\n"
+         "  SELECT x.i, x.id, x.at, x.ag, x.v, x.m, x.t, x.pos, x.p,\n"
+         "         timestamptz 'epoch' + x.ts * interval '1 microsecond' AS ts,\n"
+         "         coalesce(timestamptz 'epoch' + x.ts * interval '1 microsecond' > (SELECT latest FROM clock), false) AS "
+         "future\n"
+         "  FROM jsonb_to_recordset($1::jsonb) AS x(i int, id uuid, at text, ag text, v bigint, m int, t int, pos bigint,\n"
+         "                                         ts bigint, p jsonb)\n"
+         "), events AS (SELECT * FROM input WHERE m >= 0\n"
+         "), blocked AS (\n"
+         "  SELECT e.i FROM events e WHERE NOT $3::boolean AND EXISTS (SELECT 1 FROM outbox_failed_events f\n"
+         "    WHERE f.replica = $2 AND f.aggregate_type = e.at AND f.aggregate_id = e.ag)\n"
+         "), fresh AS (\n"
+         "  SELECT DISTINCT ON (e.id) e.* FROM events e\n"
+         "  WHERE e.i NOT IN (SELECT i FROM blocked)\n"
+         "  ORDER BY e.id, e.i\n"
+         "), guarded AS (\n"
+         "  SELECT f.*, (SELECT s.version FROM outbox_aggregate_versions s\n"
+         "                WHERE s.aggregate_type = f.at AND s.aggregate_id = f.ag AND NOT (" +
+         beatable +
+         ")) AS stored FROM fresh f\n"
+         "), effective AS (SELECT * FROM guarded WHERE stored IS NULL OR v > stored\n";
+}
+
+// The key of the row an event writes, per table: the key column from the payload, else the
+// aggregate id.
+std::string row_key(const std::vector<ReplicaTable>& tables) {
+  std::string key = "CASE e.t";
+  for (size_t t = 0; t < tables.size(); ++t)
+    key += " WHEN " + std::to_string(t) + " THEN coalesce(e.p->>" + pg::quote_literal(tables[t].key) + ", e.ag)";
+  return key + " END";
+}
+
+// The newest event per row: an aggregate may write several tables (an order and its lines) and
+// several rows of one (each line by its own key); k is the row's key as the write finds it. The
+// newest per aggregate sets its version (a delete keeps a tombstone version).
+std::string newest_versions(const std::vector<Mapping>& mappings, const std::vector<ReplicaTable>& tables,
+                            const std::string& beatable) {
+  std::vector<int> deletes;
+  for (size_t m = 0; m < mappings.size(); ++m)
+    if (mappings[m].operation == Operation::remove) deletes.push_back(static_cast<int>(m));
+  return "), winners AS (SELECT DISTINCT ON (at, ag, t, k) * FROM (SELECT e.*, " + row_key(tables) +
+         " AS k FROM effective e) e ORDER BY at, ag, t, k, v DESC, i DESC\n" +
+         "), newest AS (SELECT DISTINCT ON (at, ag) * FROM winners ORDER BY at, ag, v DESC, i DESC\n"
+         "), w_versions AS (\n"
+         "  INSERT INTO outbox_aggregate_versions AS s (aggregate_type, aggregate_id, version, deleted, updated_at)\n"
+         "  SELECT at, ag, v, m = ANY(" +
+         int_array(deletes) +
+         "), clock_timestamp() FROM newest\n"
+         "  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version,\n"
+         "    deleted = EXCLUDED.deleted, updated_at = EXCLUDED.updated_at WHERE s.version < EXCLUDED.version OR " +
+         beatable +
+         "\n"
+         "  RETURNING 1\n";
+}
+
+std::string upsert_rows(const ReplicaTable& table, const std::string& n) {
+  std::string key = pg::quote_identifier(table.key);
+  std::string columns, values, updates;
+  for (const std::string& column : table.columns) {
+    std::string quoted = pg::quote_identifier(column);
+    columns += (columns.empty() ? "" : ", ") + quoted;
+    values += (values.empty() ? "r." : ", r.") + quoted;
+    if (column != table.key) updates += (updates.empty() ? "" : ", ") + quoted + " = EXCLUDED." + quoted;
+  }
+  return "), w_upsert_" + n + " AS (\n  INSERT INTO " + table.quoted + " AS t (" + columns + ")\n  SELECT " + values +
+         " FROM winners w\n  CROSS JOIN LATERAL jsonb_populate_record(NULL::" + table.quoted + ", w.p) r\n" +
+         "  WHERE w.m = ANY(" + int_array(table.upserts) + ")\n  ON CONFLICT (" + key + ") DO " +
+         (updates.empty() ? "NOTHING" : "UPDATE SET " + updates) + "\n  RETURNING 1\n";
+}
+
+// The key comes from the payload, else from the aggregate id.
+std::string delete_rows(const ReplicaTable& table, const std::string& n) {
+  std::string key = pg::quote_identifier(table.key);
+  return "), w_delete_" + n + " AS (\n  DELETE FROM " + table.quoted + " t USING winners w\n  WHERE w.m = ANY(" +
+         int_array(table.deletes) + ") AND t." + key + " = (jsonb_populate_record(NULL::" + table.quoted +
+         ", jsonb_build_object(" + pg::quote_literal(table.key) + ", w.ag) || w.p))." + key + "\n  RETURNING 1\n";
+}
+
+std::string row_writes(const std::vector<ReplicaTable>& tables) {
+  std::string sql;
+  for (size_t t = 0; t < tables.size(); ++t) {
+    if (!tables[t].upserts.empty()) sql += upsert_rows(tables[t], std::to_string(t));
+    if (!tables[t].deletes.empty()) sql += delete_rows(tables[t], std::to_string(t));
+  }
+  return sql;
+}
+
+std::string applied_events() {
+  return "), w_applied AS (\n"
+         "  INSERT INTO outbox_applied_events (event_id, aggregate_type, aggregate_id, aggregate_version,\n"
+         "    outbox_position, created_at, effective)\n"
+         "  SELECT id, at, ag, v, pos, ts, stored IS NULL OR v > stored FROM guarded\n"
+         "  ON CONFLICT (event_id) DO NOTHING\n"
+         "  RETURNING event_id\n";
+}
+
+std::string applied_position() {
+  return "), w_position AS (\n"
+         "  INSERT INTO outbox_applied_position AS o (replica, last_event_id, last_position, last_created_at, applied_at)\n"
+         "  SELECT $2, id, pos, ts, clock_timestamp() FROM input WHERE NOT future ORDER BY i DESC LIMIT 1\n"
+         "  ON CONFLICT (replica) DO UPDATE SET last_event_id = EXCLUDED.last_event_id,\n"
+         "    last_position = EXCLUDED.last_position, last_created_at = EXCLUDED.last_created_at,\n"
+         "    applied_at = EXCLUDED.applied_at\n"
+         // An event without created_at (not from the relay) moves the position too, except in
+         // `outbox failed retry` ($3): the retry of an old event must not move it back.
+         "  WHERE o.last_created_at IS NULL OR (EXCLUDED.last_created_at IS NULL AND NOT $3::boolean)\n"
+         "    OR o.last_created_at <= EXCLUDED.last_created_at OR o.last_created_at > (SELECT latest FROM clock)\n"
+         "  RETURNING 1\n";
+}
+
+// The heartbeat row keeps the newest created_at (the primary's clock) and, in applied_at, when a
+// heartbeat was last applied here (the replica's clock), whether or not it was the newest: lag
+// measures a stalled replicate by the replica's clock alone (ops/lag.hpp), so a heartbeat stamped
+// ahead cannot hide a stall.
+std::string heartbeat() {
+  return "), w_heartbeat AS (\n"
+         "  INSERT INTO outbox_heartbeat AS h (replica, relay, created_at, applied_at)\n"
+         "  SELECT $2, p->>'relay', ts, clock_timestamp() FROM input WHERE m = -1 AND NOT future ORDER BY ts DESC LIMIT 1\n"
+         "  ON CONFLICT (replica) DO UPDATE SET\n"
+         "    relay = CASE WHEN h.created_at < EXCLUDED.created_at OR h.created_at > (SELECT latest FROM clock)\n"
+         "                 THEN EXCLUDED.relay ELSE h.relay END,\n"
+         "    created_at = CASE WHEN h.created_at < EXCLUDED.created_at OR h.created_at > (SELECT latest FROM clock)\n"
+         "                      THEN EXCLUDED.created_at ELSE h.created_at END,\n"
+         "    applied_at = EXCLUDED.applied_at\n"
+         "  RETURNING 1\n"
+         ")\n";
+}
+
+// The counts of replicate/apply.cpp's Counts, and the events left out (blocked) for the caller to
+// record as waiting.
+std::string counts() {
+  return "SELECT (SELECT count(*) FROM effective),\n"
+         "       greatest(0, (SELECT count(*) FROM w_applied) - (SELECT count(*) FROM effective)),\n"
+         "       (SELECT count(*) FROM events) - (SELECT count(*) FROM blocked) - (SELECT count(*) FROM w_applied),\n"
+         "       (SELECT count(*) FROM input WHERE m = -1),\n"
+         "       (SELECT coalesce(array_agg(i ORDER BY i), '{}')::text FROM blocked),\n"
+         // The position entry (m = -2) repeats an event of the batch: not counted twice.
+         "       (SELECT count(*) FROM input WHERE future AND m <> -2),\n"
+         "       (SELECT coalesce(extract(epoch FROM max(ts) - clock_timestamp()), 0)::float8 FROM input WHERE future AND m "
+         "<> -2)";
+}
+
+}  // namespace
+
+void append_json_string(std::string& out, std::string_view text) {
+  out += '"';
+  out += log::json_escape(text);
+  out += '"';
+}
+
+void append_optional(std::string& out, const std::optional<long long>& value) { out += value ? std::to_string(*value) : "null"; }
+
+std::vector<ReplicaTable> tables_of(const std::vector<Mapping>& mappings, std::vector<int>& table_of_mapping) {
+  std::vector<ReplicaTable> tables;
+  table_of_mapping.assign(mappings.size(), 0);
+  for (size_t m = 0; m < mappings.size(); ++m) {
+    const Mapping& mapping = mappings[m];
+    std::string quoted = pg::quote_qualified(mapping.table);
+    auto found = std::find_if(tables.begin(), tables.end(), [&](const ReplicaTable& table) {
+      return table.quoted == quoted && table.key == mapping.key_column;
+    });
+    if (found == tables.end()) {
+      tables.push_back(ReplicaTable{mapping.table, quoted, mapping.key_column, {}, {}, {}});
+      found = tables.end() - 1;
+    }
+    (mapping.operation == Operation::upsert ? found->upserts : found->deletes).push_back(static_cast<int>(m));
+    table_of_mapping[m] = static_cast<int>(found - tables.begin());
+  }
+  return tables;
+}
+
+std::string apply_statement(const std::vector<Mapping>& mappings, const std::vector<ReplicaTable>& tables, bool part) {
+  // A stored version outside the valid range (left by a replicate from before the range was
+  // enforced) is beaten by any valid event: nothing valid could ever be newer, so it would freeze
+  // its row forever.
+  std::string beatable =
+      "s.version NOT BETWEEN " + std::to_string(kMinAggregateVersion) + " AND " + std::to_string(kMaxAggregateVersion);
+  return guarded_events(beatable) + newest_versions(mappings, tables, beatable) + row_writes(tables) + applied_events() +
+         (part ? "" : applied_position()) + heartbeat() + counts();
+}
+
+std::string batch_parameter(const std::vector<Item*>& items, const Item* position_of, const std::vector<int>& table_of_mapping) {
+  std::string batch = "[";
+  batch.reserve((items.size() + 1) * 320);
+  // The position entry (m = -2) is last, so the statement moves the position to it; nothing else
+  // reads it.
+  auto append = [&](size_t i, const Item& item, bool position_only) {
+    const Event& event = *item.checked.event;
+    if (i) batch += ',';
+    batch += "{\"i\":" + std::to_string(i) + ",\"id\":\"" + event.event_id + "\",\"at\":";
+    append_json_string(batch, event.aggregate_type);
+    batch += ",\"ag\":";
+    append_json_string(batch, event.aggregate_id);
+    int mapping = position_only ? -2 : event.heartbeat ? -1 : event.mapping;
+    int table = mapping >= 0 ? table_of_mapping[static_cast<size_t>(mapping)] : -1;
+    batch += ",\"v\":" + std::to_string(event.version) + ",\"m\":" + std::to_string(mapping) + ",\"t\":" + std::to_string(table);
+    batch += ",\"pos\":";
+    append_optional(batch, event.position);
+    batch += ",\"ts\":";
+    append_optional(batch, event.created_at_us);
+    batch += ",\"p\":";
+    batch += position_only ? "{}" : item.message->body;
+    batch += '}';
+  };
+  for (size_t i = 0; i < items.size(); ++i) append(i, *items[i], false);
+  if (position_of) append(items.size(), *position_of, true);
+  batch += ']';
+  return batch;
+}
+
+}  // namespace outbox::replicate

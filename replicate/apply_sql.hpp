@@ -1,0 +1,46 @@
+#pragma once
+// The text of the apply statement and its batch parameter (replicate/apply.hpp says what the
+// statement does), built from the mappings and the replica's catalog alone: no database is
+// needed, so a unit test pins both.
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/amqp.hpp"
+#include "replicate/event.hpp"
+
+namespace outbox::replicate {
+
+struct Item {
+  const amqp::IncomingMessage* message = nullptr;
+  Checked checked;
+};
+
+// A replica table that the mappings write, as its catalog describes it.
+struct ReplicaTable {
+  std::string name;                   // as configured
+  std::string quoted;                 // "\"public\".\"parking_slots\""
+  std::string key;                    // key column
+  std::vector<std::string> columns;   // the writable columns, in the table's order (from the catalog)
+  std::vector<int> upserts, deletes;  // mapping indexes
+};
+
+// The tables the mappings write (one per table and key column, in the mappings' order), without
+// their columns; `table_of_mapping` gets each mapping's index into them.
+std::vector<ReplicaTable> tables_of(const std::vector<Mapping>& mappings, std::vector<int>& table_of_mapping);
+
+// The apply statement. $1: the batch (batch_parameter); $2: the replica name; $3: ignore the
+// aggregates' failed events; $4: replicate.max_clock_skew in milliseconds. `part`: a part on a
+// helper connection, which leaves the applied position to the main transaction.
+std::string apply_statement(const std::vector<Mapping>& mappings, const std::vector<ReplicaTable>& tables, bool part);
+
+// $1 of the apply statement: the items as a jsonb array, and `position_of`, if set, last as the
+// position entry (m = -2).
+std::string batch_parameter(const std::vector<Item*>& items, const Item* position_of, const std::vector<int>& table_of_mapping);
+
+// JSON pieces shared with the rows that park events: a string (escaped), a number or null.
+void append_json_string(std::string& out, std::string_view text);
+void append_optional(std::string& out, const std::optional<long long>& value);
+
+}  // namespace outbox::replicate

@@ -1,0 +1,162 @@
+// The Replicator's two connections (see replicate/replicator.hpp): the replica, held by one daemon
+// at a time (its serve lock), with the Applier on it; and the broker, consuming the replica's queue.
+// Both go through the ConnectionLifecycle shared with the relay.
+#include "core/pg.hpp"
+#include "core/url.hpp"
+#include "migrate/runner.hpp"
+#include "replicate/replicator.hpp"
+
+namespace outbox::replicate {
+
+std::unique_ptr<ConnectionLifecycle> Replicator::make_lifecycle() {
+  ConnectionLifecycle::Side replica{
+      .name = role_,
+      .open = [this] { open_replica(); },
+      .close =
+          [this] {
+            applier_.reset();
+            helper_dbs_.clear();
+            db_.reset();
+          },
+      .is_open = [this] { return db_ != nullptr; },
+      .connected_detail =
+          [this](bool again) {
+            return again ? "; " + std::to_string(pending_.size()) + " received event(s) will be applied"
+                         : " (" + mask_url(url_) + ")";
+          },
+      .failure_reason =
+          [](const std::exception& error) {
+            return dynamic_cast<const Error*>(&error) ? std::string(error.what()) : one_line(error.what());
+          },
+      .not_now = [this] { stand_by(); },
+  };
+  ConnectionLifecycle::Side broker{
+      .name = "broker",
+      .open = [this] { open_broker(); },
+      .close = [this] { drop_broker(); },
+      .is_open = [this] { return broker_ != nullptr; },
+      .connected_detail =
+          [this](bool again) {
+            return " (" + broker_->node() + "); consuming " + queue_.queue +
+                   (again ? std::string() : " with prefetch " + std::to_string(prefetch_));
+          },
+      .needed = [this] { return !stopping_; },
+      // Deliveries that arrived with the consume-ok sit in rabbitmq-c's buffer, unseen by the socket poll.
+      .opened =
+          [this] {
+            if (broker_->has_buffered_data()) on_broker_readable();
+          },
+  };
+  ConnectionLifecycle::Hooks hooks{
+      .ready = [this] { on_connected(); },
+      .halted = [this] { return drained_; },
+      .fatal =
+          [this](const Error& error) {
+            if (callbacks_.on_fatal) callbacks_.on_fatal(error);
+          },
+      // A batch that keeps failing while connected is no progress.
+      .stable_resets_backoff = [this] { return apply_problem_.empty(); },
+  };
+  return std::make_unique<ConnectionLifecycle>(runtime_, log_, backoff_, counter("outbox_replicate_reconnects_total"),
+                                               std::vector{std::move(replica), std::move(broker)}, std::move(hooks));
+}
+
+// Connecting is no progress: an applied batch is, or a connection that stays up (see
+// ConnectionLifecycle). Else a broker or replica that drops the connection at once would be
+// reconnected to in a tight loop.
+void Replicator::on_connected() {
+  announce_ready();
+  if (!pending_.empty()) apply_soon_->request();
+  finish_if_drained();
+}
+
+void Replicator::announce_ready() {
+  if (ever_ready_) return;
+  ever_ready_ = true;
+  if (callbacks_.on_ready) callbacks_.on_ready();
+}
+
+void Replicator::open_replica() {
+  auto connection = pg::connect(url_, role_, "outbox-replicate");
+  migrate::require_current(*connection, migrate::Target::replica, role_);
+  take_serve_lock(*connection);
+  std::vector<std::unique_ptr<pqxx::connection>> helpers;
+  std::vector<pqxx::connection*> helper_pointers;
+  for (int i = 1; i < apply_connections_; ++i) {
+    helpers.push_back(pg::connect(url_, role_, "outbox-replicate"));
+    helper_pointers.push_back(helpers.back().get());
+  }
+  auto applier = std::make_unique<Applier>(*connection, replica_, role_, mappings_, log_);
+  applier->use_helpers(std::move(helper_pointers));
+  applier->prepare();
+  applier->set_max_attempts(max_attempts_);
+  db_ = std::move(connection);
+  helper_dbs_ = std::move(helpers);
+  applier_ = std::move(applier);
+  standing_by_ = false;
+}
+
+// One daemon per replica, held for the session: two consumers of its queue would apply an
+// aggregate's events in concurrent transactions, and the older row write could land last. The
+// other one's session ends when it dies; this one, retrying, then takes over.
+void Replicator::take_serve_lock(pqxx::connection& connection) {
+  pqxx::nontransaction tx(connection);
+  if (tx.exec_params1("SELECT pg_try_advisory_lock($1, hashtext($2))", kServeLockClass, replica_)[0].as<bool>()) return;
+  pqxx::result holder = tx.exec_params(
+      "SELECT a.pid::text || coalesce(' from ' || host(a.client_addr), '') || coalesce(' (' || "
+      "nullif(a.application_name, '') || ')', '') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+      "WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.objid = hashtext($2)::oid AND l.granted LIMIT 1",
+      static_cast<long long>(static_cast<unsigned>(kServeLockClass)), replica_);
+  throw NotNow(role_ + ": another outbox replicate serves this replica" +
+               (holder.empty() ? std::string() : " (backend " + holder[0][0].as<std::string>() + ")") +
+               "; standing by until it stops");
+}
+
+void Replicator::stand_by() {
+  // A standby must not hold deliveries: they go back to the broker, which gives them to the
+  // daemon that holds the lock (after losing its session, this one may still consume).
+  if (broker_) {
+    drop_broker();
+    pending_.clear();
+    batch_due_ = false;
+    batch_timer_->stop();
+  }
+  standing_by_ = true;
+  // Standing by is this instance's working state: systemd should not time its start out.
+  announce_ready();
+}
+
+void Replicator::drop_broker() {
+  broker_poll_.reset();
+  broker_.reset();
+}
+
+void Replicator::open_broker() {
+  auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, "outbox-replicate " + replica_, 1);
+  topology::declare_exchange(*connection, broker_settings_.exchange);
+  topology::declare_replica(*connection, broker_settings_.exchange, queue_);
+  connection->set_prefetch(static_cast<uint16_t>(prefetch_));
+  connection->consume(queue_.queue, "outbox-replicate-" + replica_);
+  broker_ = std::move(connection);
+  ++broker_generation_;
+  broker_poll_ = std::make_unique<loop::Poll>(loop_, broker_->fd(), [this] { on_broker_readable(); });
+}
+
+void Replicator::database_lost(const std::string& reason) {
+  lifecycle_->lost(kReplica, one_line(reason),
+                   "; " + std::to_string(pending_.size()) + " received event(s) are kept unacked until it is back");
+  lifecycle_->retry();
+}
+
+void Replicator::broker_lost(const std::string& reason) {
+  size_t unacked = pending_.size() + (in_flight_ ? in_flight_->received.size() : 0);
+  lifecycle_->lost(kBroker, reason, "; " + std::to_string(unacked) + " unacked event(s) will be redelivered");
+  // Delivery tags belong to the channel that just died; the broker redelivers these messages.
+  pending_.clear();
+  batch_due_ = false;
+  batch_timer_->stop();
+  if (stopping_) return finish_if_drained();
+  lifecycle_->retry();
+}
+
+}  // namespace outbox::replicate

@@ -1,0 +1,174 @@
+// The apply statement and its batch parameter, pinned (replicate/apply_sql.hpp): a change of the
+// SQL text shows here as a diff to review, not only as a behaviour in the integration tests.
+#include "replicate/apply_sql.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace outbox;
+using namespace outbox::replicate;
+
+namespace {
+
+// Two tables: parking slots (upserted and deleted by uuid, with a quote in a column name) and
+// order lines, whose only column is the key (an upsert then does nothing on conflict).
+std::vector<Mapping> mappings() {
+  return {{"parking.create", "public.parking_slots", Operation::upsert, "uuid"},
+          {"parking.delete", "public.parking_slots", Operation::remove, "uuid"},
+          {"order.line_added", "order_lines", Operation::upsert, "line's id"}};
+}
+
+std::vector<ReplicaTable> tables(std::vector<int>& table_of_mapping) {
+  std::vector<ReplicaTable> tables = tables_of(mappings(), table_of_mapping);
+  tables[0].columns = {"uuid", "name", "free"};
+  tables[1].columns = {"line's id"};
+  return tables;
+}
+
+Item item(amqp::IncomingMessage& message, Event event) {
+  Item item;
+  item.message = &message;
+  item.checked.event = std::move(event);
+  return item;
+}
+
+// The statement for mappings(): read it as the SQL it is.
+const char* kMainStatement = R"SQL(WITH clock AS (SELECT clock_timestamp() + $4::bigint * interval '1 millisecond' AS latest
+), input AS (
+  SELECT x.i, x.id, x.at, x.ag, x.v, x.m, x.t, x.pos, x.p,
+         timestamptz 'epoch' + x.ts * interval '1 microsecond' AS ts,
+         coalesce(timestamptz 'epoch' + x.ts * interval '1 microsecond' > (SELECT latest FROM clock), false) AS future
+  FROM jsonb_to_recordset($1::jsonb) AS x(i int, id uuid, at text, ag text, v bigint, m int, t int, pos bigint,
+                                         ts bigint, p jsonb)
+), events AS (SELECT * FROM input WHERE m >= 0
+), blocked AS (
+  SELECT e.i FROM events e WHERE NOT $3::boolean AND EXISTS (SELECT 1 FROM outbox_failed_events f
+    WHERE f.replica = $2 AND f.aggregate_type = e.at AND f.aggregate_id = e.ag)
+), fresh AS (
+  SELECT DISTINCT ON (e.id) e.* FROM events e
+  WHERE e.i NOT IN (SELECT i FROM blocked)
+  ORDER BY e.id, e.i
+), guarded AS (
+  SELECT f.*, (SELECT s.version FROM outbox_aggregate_versions s
+                WHERE s.aggregate_type = f.at AND s.aggregate_id = f.ag AND NOT (s.version NOT BETWEEN 1 AND 9007199254740991)) AS stored FROM fresh f
+), effective AS (SELECT * FROM guarded WHERE stored IS NULL OR v > stored
+), winners AS (SELECT DISTINCT ON (at, ag, t, k) * FROM (SELECT e.*, CASE e.t WHEN 0 THEN coalesce(e.p->>'uuid', e.ag) WHEN 1 THEN coalesce(e.p->>'line''s id', e.ag) END AS k FROM effective e) e ORDER BY at, ag, t, k, v DESC, i DESC
+), newest AS (SELECT DISTINCT ON (at, ag) * FROM winners ORDER BY at, ag, v DESC, i DESC
+), w_versions AS (
+  INSERT INTO outbox_aggregate_versions AS s (aggregate_type, aggregate_id, version, deleted, updated_at)
+  SELECT at, ag, v, m = ANY('{1}'::int[]), clock_timestamp() FROM newest
+  ON CONFLICT (aggregate_type, aggregate_id) DO UPDATE SET version = EXCLUDED.version,
+    deleted = EXCLUDED.deleted, updated_at = EXCLUDED.updated_at WHERE s.version < EXCLUDED.version OR s.version NOT BETWEEN 1 AND 9007199254740991
+  RETURNING 1
+), w_upsert_0 AS (
+  INSERT INTO "public"."parking_slots" AS t ("uuid", "name", "free")
+  SELECT r."uuid", r."name", r."free" FROM winners w
+  CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."parking_slots", w.p) r
+  WHERE w.m = ANY('{0}'::int[])
+  ON CONFLICT ("uuid") DO UPDATE SET "name" = EXCLUDED."name", "free" = EXCLUDED."free"
+  RETURNING 1
+), w_delete_0 AS (
+  DELETE FROM "public"."parking_slots" t USING winners w
+  WHERE w.m = ANY('{1}'::int[]) AND t."uuid" = (jsonb_populate_record(NULL::"public"."parking_slots", jsonb_build_object('uuid', w.ag) || w.p))."uuid"
+  RETURNING 1
+), w_upsert_1 AS (
+  INSERT INTO "order_lines" AS t ("line's id")
+  SELECT r."line's id" FROM winners w
+  CROSS JOIN LATERAL jsonb_populate_record(NULL::"order_lines", w.p) r
+  WHERE w.m = ANY('{2}'::int[])
+  ON CONFLICT ("line's id") DO NOTHING
+  RETURNING 1
+), w_applied AS (
+  INSERT INTO outbox_applied_events (event_id, aggregate_type, aggregate_id, aggregate_version,
+    outbox_position, created_at, effective)
+  SELECT id, at, ag, v, pos, ts, stored IS NULL OR v > stored FROM guarded
+  ON CONFLICT (event_id) DO NOTHING
+  RETURNING event_id
+), w_position AS (
+  INSERT INTO outbox_applied_position AS o (replica, last_event_id, last_position, last_created_at, applied_at)
+  SELECT $2, id, pos, ts, clock_timestamp() FROM input WHERE NOT future ORDER BY i DESC LIMIT 1
+  ON CONFLICT (replica) DO UPDATE SET last_event_id = EXCLUDED.last_event_id,
+    last_position = EXCLUDED.last_position, last_created_at = EXCLUDED.last_created_at,
+    applied_at = EXCLUDED.applied_at
+  WHERE o.last_created_at IS NULL OR (EXCLUDED.last_created_at IS NULL AND NOT $3::boolean)
+    OR o.last_created_at <= EXCLUDED.last_created_at OR o.last_created_at > (SELECT latest FROM clock)
+  RETURNING 1
+), w_heartbeat AS (
+  INSERT INTO outbox_heartbeat AS h (replica, relay, created_at, applied_at)
+  SELECT $2, p->>'relay', ts, clock_timestamp() FROM input WHERE m = -1 AND NOT future ORDER BY ts DESC LIMIT 1
+  ON CONFLICT (replica) DO UPDATE SET
+    relay = CASE WHEN h.created_at < EXCLUDED.created_at OR h.created_at > (SELECT latest FROM clock)
+                 THEN EXCLUDED.relay ELSE h.relay END,
+    created_at = CASE WHEN h.created_at < EXCLUDED.created_at OR h.created_at > (SELECT latest FROM clock)
+                      THEN EXCLUDED.created_at ELSE h.created_at END,
+    applied_at = EXCLUDED.applied_at
+  RETURNING 1
+)
+SELECT (SELECT count(*) FROM effective),
+       greatest(0, (SELECT count(*) FROM w_applied) - (SELECT count(*) FROM effective)),
+       (SELECT count(*) FROM events) - (SELECT count(*) FROM blocked) - (SELECT count(*) FROM w_applied),
+       (SELECT count(*) FROM input WHERE m = -1),
+       (SELECT coalesce(array_agg(i ORDER BY i), '{}')::text FROM blocked),
+       (SELECT count(*) FROM input WHERE future AND m <> -2),
+       (SELECT coalesce(extract(epoch FROM max(ts) - clock_timestamp()), 0)::float8 FROM input WHERE future AND m <> -2))SQL";
+
+}  // namespace
+
+TEST(ApplySql, TheMappingsAreGroupedByTableAndKeyColumn) {
+  std::vector<int> table_of_mapping;
+  std::vector<ReplicaTable> grouped = tables_of(mappings(), table_of_mapping);
+  ASSERT_EQ(grouped.size(), 2u);
+  EXPECT_EQ(grouped[0].quoted, "\"public\".\"parking_slots\"");
+  EXPECT_EQ(grouped[0].upserts, (std::vector<int>{0}));
+  EXPECT_EQ(grouped[0].deletes, (std::vector<int>{1}));
+  EXPECT_EQ(grouped[1].quoted, "\"order_lines\"");
+  EXPECT_EQ(grouped[1].key, "line's id");
+  EXPECT_EQ(table_of_mapping, (std::vector<int>{0, 0, 1}));
+}
+
+TEST(ApplySql, TheBatchParameterListsEachEventWithItsMappingTableAndPayloadAndThePositionEntryLast) {
+  std::vector<int> table_of_mapping;
+  tables(table_of_mapping);
+  amqp::IncomingMessage create, heartbeat;
+  create.body = R"({"uuid":"5a1","name":"A \"1\""})";
+  heartbeat.body = R"({"relay":"host:1"})";
+  Item created = item(create, Event{"0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d", "parking.create", "parking_slot", "5a1", 7, 41,
+                                    1700000000000000, 0, false});
+  Item beat = item(heartbeat, Event{"1c1e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d", "outbox.heartbeat", "outbox.heartbeat", "heartbeat\n",
+                                    9, std::nullopt, std::nullopt, -1, true});
+  std::vector<Item*> items{&created, &beat};
+  EXPECT_EQ(batch_parameter(items, &created, table_of_mapping),
+            R"([{"i":0,"id":"0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d","at":"parking_slot","ag":"5a1","v":7,"m":0,"t":0,)"
+            R"("pos":41,"ts":1700000000000000,"p":{"uuid":"5a1","name":"A \"1\""}},)"
+            R"({"i":1,"id":"1c1e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d","at":"outbox.heartbeat","ag":"heartbeat\n","v":9,)"
+            R"("m":-1,"t":-1,"pos":null,"ts":null,"p":{"relay":"host:1"}},)"
+            R"({"i":2,"id":"0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d","at":"parking_slot","ag":"5a1","v":7,"m":-2,"t":-1,)"
+            R"("pos":41,"ts":1700000000000000,"p":{}}])");
+}
+
+TEST(ApplySql, AnEmptyBatchWithOnlyAPositionEntryIsAnArrayOfOne) {
+  std::vector<int> table_of_mapping;
+  tables(table_of_mapping);
+  amqp::IncomingMessage message;
+  Item last = item(message, Event{"0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d", "parking.create", "parking_slot", "5a1", 7,
+                                  std::nullopt, std::nullopt, 0, false});
+  EXPECT_EQ(batch_parameter({}, &last, table_of_mapping),
+            R"([{"i":0,"id":"0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d","at":"parking_slot","ag":"5a1","v":7,"m":-2,"t":-1,)"
+            R"("pos":null,"ts":null,"p":{}}])");
+}
+
+TEST(ApplySql, TheStatementOfTheMainTransactionIsPinned) {
+  std::vector<int> table_of_mapping;
+  std::string sql = apply_statement(mappings(), tables(table_of_mapping), false);
+  EXPECT_EQ(sql, kMainStatement);
+}
+
+TEST(ApplySql, AHelpersPartLeavesTheAppliedPositionToTheMainTransaction) {
+  std::vector<int> table_of_mapping;
+  std::string part = apply_statement(mappings(), tables(table_of_mapping), true);
+  std::string main = apply_statement(mappings(), tables(table_of_mapping), false);
+  size_t from = main.find("), w_position AS (");
+  size_t to = main.find("), w_heartbeat AS (");
+  ASSERT_NE(from, std::string::npos);
+  ASSERT_NE(to, std::string::npos);
+  EXPECT_EQ(part, main.substr(0, from) + main.substr(to));
+}
