@@ -41,7 +41,8 @@ size_t Relay::read_and_publish(size_t table_index) {
   const TableSpec& table = tables_[table_index];
   size_t unconfirmed = window_.unconfirmed();
   // While suspects are isolated, one message at a time is in flight, so a refusal names its row.
-  int room = isolating() ? (unconfirmed == 0 ? 1 : 0) : std::min(batch_size_, max_unconfirmed_ - static_cast<int>(unconfirmed));
+  int room = isolating() ? (unconfirmed == 0 ? 1 : 0)
+                         : std::min(tunables_.batch_size, tunables_.max_unconfirmed - static_cast<int>(unconfirmed));
   if (room <= 0) return 0;
   auto read_started = Clock::now();
   pqxx::result rows = read_rows(table_index, room);
@@ -60,7 +61,7 @@ size_t Relay::read_and_publish(size_t table_index) {
   for (const pqxx::row& row : rows) {
     // Waits behind a row parked below (held is empty unless this read parks one: no copies then).
     if (!held.empty() && held.count({row[2].c_str(), row[3].c_str()})) continue;
-    RowMessage built = message_from_row(row, table, frame_max, max_message_size_);
+    RowMessage built = message_from_row(row, table, frame_max, tunables_.max_message_size);
     long long position = built.position;
     if (!built.problem.empty()) {
       unpublishable.emplace_back(position, built.problem);
@@ -127,7 +128,7 @@ void Relay::refused_by_broker(const std::string& reason) {
     // Published alone: this is the row the broker refuses.
     auto [table, position] = unconfirmed.front();
     try {
-      record_unpublishable(table, position, reason, max_attempts_);
+      record_unpublishable(table, position, reason, tunables_.max_attempts);
     } catch (const std::exception& error) {
       log_->warn("could not record the broker's refusal of {} position {}: {}", tables_[table].name, position,
                  mask_url(error.what()));
@@ -178,7 +179,8 @@ bool Relay::mark_confirmed(const ConfirmWindow::Confirmed& confirmed) {
     pqxx::work tx(*db_);
     for (size_t table = 0; table < tables_.size(); ++table)
       if (!confirmed.positions[table].empty())
-        tx.exec_prepared(statement(delete_on_publish_ ? "delete" : "mark", table), int_array_literal(confirmed.positions[table]));
+        tx.exec_prepared(statement(tunables_.delete_on_publish ? "delete" : "mark", table),
+                         int_array_literal(confirmed.positions[table]));
     tx.commit();
     side_task_works("marking published rows");
     return true;
@@ -228,8 +230,8 @@ void Relay::check_confirm_timeout() {
   }
   // Only an unconfirmed batch can time out: a confirmed one may wait for its mark (a lock).
   const ConfirmWindow::Batch* unconfirmed = window_.oldest_unconfirmed();
-  if (unconfirmed && Clock::now() - unconfirmed->published > confirm_timeout_)
-    broker_lost("publisher confirms timed out after " + std::to_string(confirm_timeout_.count()) + "ms");
+  if (unconfirmed && Clock::now() - unconfirmed->published > tunables_.confirm_timeout)
+    broker_lost("publisher confirms timed out after " + std::to_string(tunables_.confirm_timeout.count()) + "ms");
 }
 
 }  // namespace outbox::relay

@@ -76,7 +76,7 @@ Relay::Relay(daemon::Runtime& runtime, Settings settings)
   heartbeat_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { write_heartbeat(); });
   shutdown_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] {
     log_->warn("shutdown timeout ({}s) reached with {} messages unconfirmed; they will be published again by the next run",
-               shutdown_timeout_.count() / 1000.0, window_.unconfirmed());
+               tunables_.shutdown_timeout.count() / 1000.0, window_.unconfirmed());
     runtime_.stop(0);
   });
 
@@ -85,18 +85,19 @@ Relay::Relay(daemon::Runtime& runtime, Settings settings)
   hooks.prepare_reload = [this](const config::Config& fresh) -> std::function<void()> {
     // The whole of the relay's settings is built: a reload refuses what a start would refuse.
     return [this, tunables = settings_from_config(fresh).tunables] {
-      milliseconds heartbeat_before = heartbeat_interval_;
+      milliseconds heartbeat_before = tunables_.heartbeat_interval;
       apply_tunables(tunables);
-      poll_timer_->start(poll_interval_, poll_interval_);
+      poll_timer_->start(tunables_.poll_interval, tunables_.poll_interval);
       // A running heartbeat keeps its period until restarted; a stopped one is started by rebalance().
-      if (heartbeat_interval_ != heartbeat_before && heartbeat_timer_->active()) {
-        if (heartbeat_interval_.count() > 0)
-          heartbeat_timer_->start(heartbeat_interval_, heartbeat_interval_);
+      if (tunables_.heartbeat_interval != heartbeat_before && heartbeat_timer_->active()) {
+        if (tunables_.heartbeat_interval.count() > 0)
+          heartbeat_timer_->start(tunables_.heartbeat_interval, tunables_.heartbeat_interval);
         else
           heartbeat_timer_->stop();
       }
-      log_->info("reloaded: batch_size={} poll_interval={}ms confirm_timeout={}ms on_publish={}", batch_size_,
-                 poll_interval_.count(), confirm_timeout_.count(), delete_on_publish_ ? "delete" : "mark");
+      log_->info("reloaded: batch_size={} poll_interval={}ms confirm_timeout={}ms on_publish={}", tunables_.batch_size,
+                 tunables_.poll_interval.count(), tunables_.confirm_timeout.count(),
+                 tunables_.delete_on_publish ? "delete" : "mark");
     };
   };
   hooks.status_line = [this] { return status_line(); };
@@ -105,7 +106,7 @@ Relay::Relay(daemon::Runtime& runtime, Settings settings)
     // Stuck means: work is in flight but nothing has been confirmed for two confirm timeouts. A
     // confirmed batch that waits for its mark waits for a lock held elsewhere (retried each tick),
     // like an outage: a restart would only wait again.
-    return window_.empty() || Clock::now() - last_progress_ < 2 * confirm_timeout_ || window_.oldest_confirmed();
+    return window_.empty() || Clock::now() - last_progress_ < 2 * tunables_.confirm_timeout || window_.oldest_confirmed();
   };
   runtime_.set_hooks(std::move(hooks));
   lifecycle_ = make_lifecycle();
@@ -120,24 +121,14 @@ Relay::~Relay() {
 }
 
 void Relay::apply_tunables(const Tunables& tunables) {
-  batch_size_ = tunables.batch_size;
-  max_unconfirmed_ = tunables.max_unconfirmed;
-  poll_interval_ = tunables.poll_interval;
-  confirm_timeout_ = tunables.confirm_timeout;
-  takeover_timeout_ = tunables.takeover_timeout;
-  retention_ = tunables.retention;
-  shutdown_timeout_ = tunables.shutdown_timeout;
-  heartbeat_interval_ = tunables.heartbeat_interval;
-  max_message_size_ = tunables.max_message_size;
-  max_attempts_ = tunables.max_attempts;
-  delete_on_publish_ = tunables.delete_on_publish;
+  tunables_ = tunables;
   backoff_.set_cap(tunables.max_backoff);
 }
 
 void Relay::start() {
   log_->info("starting: {} table(s), {} partitions, primary {}, broker {}", tables_.size(), partitions_, mask_url(primary_url_),
              mask_url(broker_settings_.urls.front()));
-  poll_timer_->start(poll_interval_, poll_interval_);
+  poll_timer_->start(tunables_.poll_interval, tunables_.poll_interval);
   retention_timer_->start(milliseconds(1000), milliseconds(10000));
   lifecycle_->connect();
 }
@@ -268,10 +259,11 @@ void Relay::drain() {
   try {
     // Round-robin over the tables until the window of unconfirmed messages is full or all are caught up.
     bool progress = true;
-    while (progress && static_cast<int>(window_.unconfirmed()) < max_unconfirmed_) {
+    while (progress && static_cast<int>(window_.unconfirmed()) < tunables_.max_unconfirmed) {
       progress = false;
-      for (size_t table = 0; table < tables_.size() && static_cast<int>(window_.unconfirmed()) < max_unconfirmed_; ++table)
-        if (read_and_publish(table) == static_cast<size_t>(batch_size_)) progress = true;
+      for (size_t table = 0; table < tables_.size() && static_cast<int>(window_.unconfirmed()) < tunables_.max_unconfirmed;
+           ++table)
+        if (read_and_publish(table) == static_cast<size_t>(tunables_.batch_size)) progress = true;
     }
     side_task_works("reading the outbox");
   } catch (const pqxx::sql_error& error) {
@@ -310,7 +302,7 @@ void Relay::rebalance() {
       if (ownership_.holds_locks())
         log_->info("released {} partition(s) while the broker is unavailable", ownership_.release_all(tx));
       heartbeat_timer_->stop();
-      rebalance_timer_->start(takeover_timeout_ / 3);
+      rebalance_timer_->start(tunables_.takeover_timeout / 3);
       return;
     }
     std::set<int> before = ownership_.owned();
@@ -334,27 +326,27 @@ void Relay::rebalance() {
   }
   // A dead instance's partitions are free as soon as its session ends; look often enough to take
   // them over within relay.takeover_timeout.
-  rebalance_timer_->start(takeover_timeout_ / 3);
+  rebalance_timer_->start(tunables_.takeover_timeout / 3);
 }
 
 // The heartbeat is written by the owner of the heartbeat aggregate's partition, so it is ordered
 // like any other aggregate.
 void Relay::keep_heartbeat_with_its_partition() {
-  if (ownership_.owns(heartbeat_partition_) && heartbeat_interval_.count() > 0) {
-    if (!heartbeat_timer_->active()) heartbeat_timer_->start(milliseconds(0), heartbeat_interval_);
+  if (ownership_.owns(heartbeat_partition_) && tunables_.heartbeat_interval.count() > 0) {
+    if (!heartbeat_timer_->active()) heartbeat_timer_->start(milliseconds(0), tunables_.heartbeat_interval);
   } else {
     heartbeat_timer_->stop();
   }
 }
 
 void Relay::run_retention() {
-  if (!db_ || delete_on_publish_) return;
+  if (!db_ || tunables_.delete_on_publish) return;
   try {
     for (size_t table = 0; table < tables_.size(); ++table)
       for (int round = 0; round < kRetentionBatchesPerTick; ++round) {
         pqxx::work tx(*db_);
         pqxx::result removed =
-            tx.exec_prepared(statement("retention", table), interval(retention_), kRetentionBatch, kRetentionWindow);
+            tx.exec_prepared(statement("retention", table), interval(tunables_.retention), kRetentionBatch, kRetentionWindow);
         tx.commit();
         if (removed.affected_rows() < kRetentionBatch) break;
       }
@@ -397,7 +389,7 @@ void Relay::shutdown_requested() {
   retention_timer_->stop();
   rebalance_timer_->stop();
   lifecycle_->stop_retrying();
-  shutdown_timer_->start(shutdown_timeout_);
+  shutdown_timer_->start(tunables_.shutdown_timeout);
   log_->info("draining: waiting for {} unconfirmed message(s)", window_.unconfirmed());
   maybe_finish_shutdown();
 }

@@ -101,14 +101,8 @@ class Relay {
   std::vector<TableSpec> tables_;
   int partitions_;
 
-  // Reloadable settings.
-  int batch_size_ = 500;
-  int max_unconfirmed_ = 2000;
-  std::chrono::milliseconds poll_interval_{1000}, confirm_timeout_{10000}, takeover_timeout_{10000};
-  std::chrono::milliseconds retention_{0}, shutdown_timeout_{30000}, heartbeat_interval_{10000};
-  bool delete_on_publish_ = false;
-  size_t max_message_size_ = amqp::kDefaultMaxMessageSize;
-  int max_attempts_ = 3;
+  // The reloadable settings: a reload replaces them whole (apply_tunables).
+  Tunables tunables_;
 
   std::unique_ptr<pqxx::connection> db_;
   std::unique_ptr<Listener> listener_;

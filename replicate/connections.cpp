@@ -89,7 +89,7 @@ void Replicator::open_replica() {
   auto applier = std::make_unique<Applier>(*connection, replica_, role_, mappings_, log_);
   applier->use_helpers(std::move(helper_pointers));
   applier->prepare();
-  applier->set_max_attempts(max_attempts_);
+  applier->set_max_attempts(tunables_.max_attempts);
   db_ = std::move(connection);
   helper_dbs_ = std::move(helpers);
   applier_ = std::move(applier);

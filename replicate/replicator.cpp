@@ -109,14 +109,9 @@ metrics::Counter& Replicator::counter(const std::string& name, const metrics::La
 }
 
 void Replicator::apply_tunables(const Tunables& tunables) {
-  batch_size_ = tunables.batch_size;
-  batch_wait_ = tunables.batch_wait;
-  max_attempts_ = tunables.max_attempts;
-  applied_retention_ = tunables.applied_retention;
-  max_clock_skew_ = tunables.max_clock_skew;
+  // The applier takes tunables_.max_attempts when the next batch starts: one may be running on the worker.
+  tunables_ = tunables;
   backoff_.set_cap(tunables.max_backoff);
-  // The applier takes max_attempts_ when the next batch starts: one may be running on the worker.
-  heartbeat_interval_ = tunables.heartbeat_interval;
 }
 
 // outbox_replicate_lag_seconds{replica}: the heartbeat measure of ops/lag.hpp (this daemon does
@@ -137,7 +132,7 @@ void Replicator::update_lag_gauge() {
   } else {
     stage.error = "not connected";
   }
-  lag::compute_behind(stage, std::nullopt, heartbeat_interval_);
+  lag::compute_behind(stage, std::nullopt, tunables_.heartbeat_interval);
   lag::set_replica_gauges(metrics_, stage);
 }
 
@@ -146,7 +141,7 @@ void Replicator::update_lag_gauge() {
 // event is still a no-op (counted as stale instead of duplicate). Runs on the loop thread between
 // batches, when the worker does not own the replica connection.
 void Replicator::prune_applied() {
-  if (!db_ || in_flight_ || stopping_ || applied_retention_.count() == 0 || Clock::now() < next_prune_) return;
+  if (!db_ || in_flight_ || stopping_ || tunables_.applied_retention.count() == 0 || Clock::now() < next_prune_) return;
   next_prune_ = Clock::now() + kPruneInterval;
   try {
     uint64_t pruned = 0;
@@ -156,14 +151,14 @@ void Replicator::prune_applied() {
       pqxx::result removed = tx.exec_params(
           "DELETE FROM outbox_applied_events WHERE event_id IN (SELECT event_id FROM outbox_applied_events "
           "WHERE applied_at < clock_timestamp() - $1 * interval '1 millisecond' ORDER BY applied_at LIMIT $2)",
-          static_cast<long long>(applied_retention_.count()), kPruneBatch);
+          static_cast<long long>(tunables_.applied_retention.count()), kPruneBatch);
       tx.commit();
       pruned += static_cast<uint64_t>(removed.affected_rows());
       if (removed.affected_rows() < kPruneBatch) break;
       if (round + 1 == kPruneBatchesPerTick) next_prune_ = Clock::now();  // more to do: go on at the next tick
     }
     counter("outbox_replicate_pruned_total").add(pruned);
-    if (pruned) log_->debug("pruned {} applied event id(s) older than {}", pruned, format_duration(applied_retention_));
+    if (pruned) log_->debug("pruned {} applied event id(s) older than {}", pruned, format_duration(tunables_.applied_retention));
     if (!prune_problem_.empty()) log_->info("pruning outbox_applied_events works again");
     prune_problem_.clear();
   } catch (const std::exception& error) {
@@ -203,17 +198,17 @@ void Replicator::on_broker_readable() {
 
 void Replicator::schedule_batch() {
   if (pending_.empty()) return;
-  if (pending_.size() >= batch_size_ || batch_due_ || stopping_) {
+  if (pending_.size() >= tunables_.batch_size || batch_due_ || stopping_) {
     apply_soon_->request();
   } else if (!batch_timer_->active()) {
-    batch_timer_->start(batch_wait_);
+    batch_timer_->start(tunables_.batch_wait);
   }
 }
 
 void Replicator::apply_pending() {
   if (in_flight_ || !db_ || !broker_ || pending_.empty() || lifecycle_->retry_scheduled()) return;
-  if (pending_.size() < batch_size_ && !batch_due_ && !stopping_) return;
-  size_t count = std::min(batch_size_, pending_.size());
+  if (pending_.size() < tunables_.batch_size && !batch_due_ && !stopping_) return;
+  size_t count = std::min(tunables_.batch_size, pending_.size());
   auto batch = std::make_unique<InFlight>();
   batch->received.reserve(count);
   batch->items.reserve(count);
@@ -226,8 +221,8 @@ void Replicator::apply_pending() {
   batch->started = Clock::now();
   batch_due_ = false;
   batch_timer_->stop();
-  applier_->set_max_attempts(max_attempts_);
-  applier_->set_max_clock_skew(max_clock_skew_);
+  applier_->set_max_attempts(tunables_.max_attempts);
+  applier_->set_max_clock_skew(tunables_.max_clock_skew);
   in_flight_ = std::move(batch);
   InFlight* work = in_flight_.get();
   Applier* applier = applier_.get();
@@ -324,7 +319,7 @@ void Replicator::log_future_events() {
       "{} event(s) or heartbeat(s) created up to {} ahead of the replica's clock, more than replicate.max_clock_skew {}: "
       "applied, but their time moves neither the applied position nor lag (a forged message, or a primary clock running "
       "ahead?)",
-      future_unlogged_, format_seconds(future_unlogged_ahead_), format_duration(max_clock_skew_));
+      future_unlogged_, format_seconds(future_unlogged_ahead_), format_duration(tunables_.max_clock_skew));
   future_unlogged_ = 0;
   future_unlogged_ahead_ = 0;
   next_future_log_ = Clock::now() + std::chrono::minutes(1);

@@ -104,13 +104,8 @@ class Replicator {
   int prefetch_ = 1000;
   int apply_connections_ = 1;
 
-  // Reloadable settings.
-  size_t batch_size_ = 500;
-  std::chrono::milliseconds batch_wait_{20};
-  int max_attempts_ = 3;
-  std::chrono::milliseconds applied_retention_{0};  // 0: keep applied event ids forever
-  double heartbeat_interval_ = 10;                  // relay.heartbeat_interval in seconds, for the lag gauge
-  std::chrono::milliseconds max_clock_skew_{0};     // replicate.max_clock_skew
+  // The reloadable settings: a reload replaces them whole (apply_tunables).
+  Tunables tunables_;
 
   std::unique_ptr<pqxx::connection> db_;
   std::vector<std::unique_ptr<pqxx::connection>> helper_dbs_;  // apply parts of large batches (Applier)
