@@ -262,6 +262,8 @@ size_t content_header_size(const OutgoingMessage& message) {
   size += 1;                                          // delivery_mode
   size += 1 + message.message_id.size();              // message_id
   size += 1 + message.type.size();                    // type
+  if (!message.correlation_id.empty()) size += 1 + message.correlation_id.size();
+  if (!message.reply_to.empty()) size += 1 + message.reply_to.size();
   size += 8;                                          // timestamp
   size += 1 + std::string_view(kAppId).size();        // app_id
   size += 4;                                          // headers: the table's length
@@ -284,6 +286,8 @@ std::string unpublishable_reason(const OutgoingMessage& message, size_t frame_ma
   if (message.routing_key.size() > kShortStringMax) return too_long("the routing key", message.routing_key);
   if (message.message_id.size() > kShortStringMax) return too_long("the message id", message.message_id);
   if (message.exchange.size() > kShortStringMax) return too_long("the exchange name", message.exchange);
+  if (message.correlation_id.size() > kShortStringMax) return too_long("the correlation id", message.correlation_id);
+  if (message.reply_to.size() > kShortStringMax) return too_long("the reply-to", message.reply_to);
   for (const auto& header : message.headers)
     if (header.first.size() > kShortStringMax) return too_long("a header name", header.first);
   // A frame is 7 bytes of header, the payload and 1 end byte; the content header is one frame.
@@ -310,6 +314,14 @@ uint64_t Connection::publish(const OutgoingMessage& message) {
   props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
   props.message_id = bytes(message.message_id);
   props.type = bytes(message.type);
+  if (!message.correlation_id.empty()) {
+    props._flags |= AMQP_BASIC_CORRELATION_ID_FLAG;
+    props.correlation_id = bytes(message.correlation_id);
+  }
+  if (!message.reply_to.empty()) {
+    props._flags |= AMQP_BASIC_REPLY_TO_FLAG;
+    props.reply_to = bytes(message.reply_to);
+  }
   props.timestamp = static_cast<uint64_t>(message.timestamp_seconds);
   props.app_id = amqp_cstring_bytes(kAppId);
   std::vector<amqp_table_entry_t> entries(message.headers.size());

@@ -45,6 +45,8 @@ struct OutgoingMessage {
   std::string body;
   std::string message_id;
   std::string type;
+  // AMQP's own properties for request/reply: sent only when not empty.
+  std::string correlation_id, reply_to;
   long long timestamp_seconds = 0;
   std::vector<std::pair<std::string, HeaderValue>> headers;
 };
@@ -83,7 +85,7 @@ struct IncomingMessage {
   uint64_t delivery_tag = 0;
   bool redelivered = false;
   std::string exchange, routing_key, body;
-  std::optional<std::string> message_id, type, content_type, app_id;
+  std::optional<std::string> message_id, type, content_type, app_id, correlation_id, reply_to;
   std::optional<long long> timestamp_seconds;
   std::map<std::string, HeaderValue> headers;
 };

@@ -223,6 +223,8 @@ std::string properties_json(const amqp::IncomingMessage& message) {
   put("type", message.type);
   put("content_type", message.content_type);
   put("app_id", message.app_id);
+  put("correlation_id", message.correlation_id);
+  put("reply_to", message.reply_to);
   if (message.timestamp_seconds) out["timestamp"] = *message.timestamp_seconds;
   out["exchange"] = stored_text(message.exchange);
   out["routing_key"] = stored_text(message.routing_key);
@@ -253,6 +255,8 @@ amqp::IncomingMessage message_from_stored(const std::string& properties, std::st
   message.type = get("type");
   message.content_type = get("content_type");
   message.app_id = get("app_id");
+  message.correlation_id = get("correlation_id");
+  message.reply_to = get("reply_to");
   if (auto found = stored.find("timestamp"); found != stored.end() && found->is_number_integer())
     message.timestamp_seconds = found->get<long long>();
   message.exchange = get("exchange").value_or("");
