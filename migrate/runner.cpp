@@ -244,6 +244,9 @@ ApplyResult apply(pqxx::connection& connection, Target target, std::string_view 
       if (write) {
         try {
           pqxx::work tx(connection, "migrate");
+          // The service set's IF NOT EXISTS skips are expected (a primary that is also a service):
+          // no "NOTICE: relation ... already exists, skipping" on the operator's terminal.
+          tx.exec("SET LOCAL client_min_messages = warning");
           tx.exec(std::string(migration.sql));
           tx.exec_params("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, now())",
                          migration.version, migration.name, migration.checksum);
