@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 
 #include "migrate/runner.hpp"
 #include "tests/integration/support/broker.hpp"
@@ -215,6 +217,40 @@ TEST_F(Services, RelayServiceRelaysThatServicesOutboxWithItsSagaProperties) {
   RunResult unknown = run_outbox({"relay", "--service", "nope"}, {{"OUTBOX_CONFIG", services_config()}});
   EXPECT_EQ(unknown.exit_code, 78) << unknown;
   EXPECT_NE(unknown.err.find("no service named 'nope'"), std::string::npos) << unknown;
+}
+
+TEST_F(Services, LagAndCheckOfAServiceReportItsOutboxItsConsumerQueueAndItsConsumer) {
+  ASSERT_EQ(migrate().exit_code, 0);
+  exec(booking, "SELECT outbox_emit('booking.created', 'booking', 'b1', 1, '{}')");
+  exec(booking,
+       "INSERT INTO outbox_failed_events (replica, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, "
+       "routing_key, body, error, attempts, state) VALUES ('booking', gen_random_uuid()::text, 'parking_slot', 's1', 1, "
+       "'parking.reserved', 'parking.reserved', '{}', 'handler raised', 1, 'parked')");
+  std::map<std::string, std::string> env = {{"OUTBOX_CONFIG", services_config()}, {"OUTBOX_PRIMARY_URL", kUnset}};
+
+  RunResult lag = run_outbox({"lag", "--service", "booking", "--json"}, env);
+  ASSERT_EQ(lag.exit_code, 0) << lag;
+  nlohmann::json report = nlohmann::json::parse(lag.out);
+  EXPECT_EQ(report["service"], "booking");
+  EXPECT_EQ(report["outbox"]["tables"][0]["unpublished"], 1) << lag.out;
+  EXPECT_EQ(report["broker"]["queues"][0]["queue"], "outbox.consumer.booking") << lag.out;
+  EXPECT_EQ(report["broker"]["queues"][0]["exists"], true) << lag.out;
+  EXPECT_EQ(report["replicas"][0]["name"], "booking") << lag.out;
+  EXPECT_EQ(report["replicas"][0]["failed"]["parked"], 1) << lag.out;
+  RunResult text = run_outbox({"lag", "--service", "booking"}, env);
+  EXPECT_NE(text.out.find("CONSUMER"), std::string::npos) << text;
+
+  RunResult check = run_outbox({"check", "--service", "booking"}, env);
+  EXPECT_EQ(check.exit_code, 1) << check;
+  EXPECT_NE(check.out.find("consumer booking has 1 failed event parked (see outbox failed list --consumer booking)"),
+            std::string::npos)
+      << check;
+
+  RunResult unknown = run_outbox({"lag", "--service", "nope"}, env);
+  EXPECT_EQ(unknown.exit_code, 78) << unknown;
+  EXPECT_NE(unknown.err.find("no service named 'nope'"), std::string::npos) << unknown;
+  RunResult unknown_check = run_outbox({"check", "--service", "nope"}, env);
+  EXPECT_EQ(unknown_check.exit_code, 3) << unknown_check;
 }
 
 // The functions a handler calls, straight in SQL: what `outbox consume` sets before a handler is
