@@ -253,6 +253,41 @@ TEST_F(Services, LagAndCheckOfAServiceReportItsOutboxItsConsumerQueueAndItsConsu
   EXPECT_EQ(unknown_check.exit_code, 3) << unknown_check;
 }
 
+TEST_F(Services, VerifyServiceChecksItsSchemaItsHandlerFunctionsItsQueueAndThatNothingIsParked) {
+  std::string config = services_config(false,
+                                       "[[services.booking.handlers]]\nevent_type = \"parking.reserved\"\n"
+                                       "function = \"on_reserved\"\n[[services.booking.deadlines]]\nfunction = \"expire\"\n");
+  std::map<std::string, std::string> env = {{"OUTBOX_CONFIG", config}, {"OUTBOX_PRIMARY_URL", kUnset}};
+  RunResult before = run_outbox({"verify", "--service", "booking"}, env);
+  EXPECT_EQ(before.exit_code, 1) << before;
+  EXPECT_NE(before.out.find("PROBLEM  schema: 1 migration(s) of the service set pending"), std::string::npos) << before;
+
+  ASSERT_EQ(migrate({"--service", "booking"}, config).exit_code, 0);
+  RunResult missing = run_outbox({"verify", "--service", "booking"}, env);
+  EXPECT_EQ(missing.exit_code, 1) << missing;
+  EXPECT_NE(missing.out.find("PROBLEM  handlers: missing in the database: on_reserved(jsonb), expire()"), std::string::npos)
+      << missing;
+
+  exec(booking,
+       "CREATE FUNCTION on_reserved(event jsonb) RETURNS void LANGUAGE sql AS ''; "
+       "CREATE FUNCTION expire() RETURNS void LANGUAGE sql AS ''");
+  RunResult ready = run_outbox({"verify", "--service", "booking"}, env);
+  EXPECT_EQ(ready.exit_code, 0) << ready;
+  EXPECT_NE(ready.out.find("ok       queue: outbox.consumer.booking exists"), std::string::npos) << ready;
+  EXPECT_NE(ready.out.find("service booking: ready, nothing stuck"), std::string::npos) << ready;
+
+  exec(booking,
+       "INSERT INTO outbox_failed_events (replica, event_id, body, error, attempts, state) "
+       "VALUES ('booking', gen_random_uuid()::text, '{}', 'handler raised', 1, 'parked')");
+  RunResult stuck = run_outbox({"verify", "--service", "booking", "--json"}, env);
+  EXPECT_EQ(stuck.exit_code, 1) << stuck;
+  EXPECT_EQ(nlohmann::json::parse(stuck.out)["ok"], false) << stuck;
+  EXPECT_NE(stuck.out.find("see outbox failed list --consumer booking"), std::string::npos) << stuck;
+
+  RunResult mixed = run_outbox({"verify", "--service", "booking", "--replica", "main"}, env);
+  EXPECT_EQ(mixed.exit_code, 64) << mixed;
+}
+
 // The functions a handler calls, straight in SQL: what `outbox consume` sets before a handler is
 // set here by hand (transaction-local, as the engine does).
 class EmitAndReply : public Services {
