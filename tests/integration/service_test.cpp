@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 
 #include "migrate/runner.hpp"
 #include "tests/integration/support/broker.hpp"
@@ -48,12 +50,11 @@ class Services : public ::testing::Test {
 
   // booking (with its own migrations in booking-sql/ when `own` is set) and billing.
   std::string services_config(bool own = false, const std::string& extra = "") {
-    return write_file("services.toml", "[services.booking]\nurl = \"" + booking + "\"\n" +
-                                           (own ? "migrations = \"booking-sql\"\n" : "") +
-                                           "binding_keys = [\"booking.*\", \"reply.booking\"]\n"
-                                           "[services.billing]\nurl = \"" +
-                                           billing + "\"\nbinding_keys = [\"booking.created\"]\nqueue_type = \"quorum\"\n" +
-                                           extra);
+    return write_file("services.toml",
+                      "[services.booking]\nurl = \"" + booking + "\"\n" + (own ? "migrations = \"booking-sql\"\n" : "") +
+                          "binding_keys = [\"booking.*\", \"reply.booking\"]\n"
+                          "[services.billing]\nurl = \"" +
+                          billing + "\"\nbinding_keys = [\"booking.created\"]\nqueue_type = \"quorum\"\n" + extra);
   }
   RunResult migrate(std::vector<std::string> args = {}, const std::string& config = "") {
     args.insert(args.begin(), "migrate");
@@ -72,8 +73,9 @@ TEST_F(Services, MigratePreparesEveryServiceDatabaseWithItsOutboxInboxAndFunctio
   EXPECT_NE(result.out.find("service booking: applied " + first), std::string::npos) << result;
   EXPECT_NE(result.out.find("service billing: applied " + first), std::string::npos) << result;
   for (const std::string& url : {booking, billing}) {
-    for (const char* table : {"outbox", "outbox_parked", "outbox_applied_events", "outbox_applied_position",
-                              "outbox_failed_events", "outbox_aggregate_versions", "outbox_heartbeat", "outbox_service_migrations"})
+    for (const char* table :
+         {"outbox", "outbox_parked", "outbox_applied_events", "outbox_applied_position", "outbox_failed_events",
+          "outbox_aggregate_versions", "outbox_heartbeat", "outbox_service_migrations"})
       EXPECT_TRUE(has_table(url, table)) << url << " " << table;
     EXPECT_EQ(scalar(url, "SELECT count(*) FROM pg_proc WHERE proname IN ('outbox_emit', 'outbox_reply')"), "2") << url;
     EXPECT_EQ(scalar(url, "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations"), "1001") << url;
@@ -138,8 +140,9 @@ TEST_F(Services, MigrateDeclaresEachServicesConsumerQueueBoundWithItsKeys) {
 }
 
 TEST_F(Services, AServicesOwnMigrationsAreAppliedInNameOrderEachOnce) {
-  write_own("0002_functions.sql", "CREATE FUNCTION booking.count_bookings() RETURNS bigint LANGUAGE sql AS "
-                                  "'SELECT count(*) FROM booking.bookings';");
+  write_own("0002_functions.sql",
+            "CREATE FUNCTION booking.count_bookings() RETURNS bigint LANGUAGE sql AS "
+            "'SELECT count(*) FROM booking.bookings';");
   write_own("0001_schema.sql", "CREATE SCHEMA booking; CREATE TABLE booking.bookings (id uuid PRIMARY KEY);");
   write_own("notes.txt", "not a migration");
   RunResult first = migrate({}, services_config(true));
@@ -191,6 +194,100 @@ TEST_F(Services, AMissingOwnMigrationsDirectoryIsAConfigErrorNamingIt) {
   EXPECT_NE(result.err.find("booking-sql does not exist"), std::string::npos) << result;
 }
 
+TEST_F(Services, RelayServiceRelaysThatServicesOutboxWithItsSagaProperties) {
+  ASSERT_EQ(migrate().exit_code, 0);
+  TestQueue queue("test.service.relay", "booking.#");
+  exec(booking,
+       "SELECT set_config('outbox.correlation_id', 'saga-1', true), set_config('outbox.causation_id', 'cause-1', true); "
+       "SELECT outbox_emit('booking.created', 'booking', 'b1', 1, '{\"slot\": \"s1\"}', reply_to => 'reply.booking')");
+  Daemon relay({"relay", "--service", "booking", "--set", "relay.heartbeat_interval=0"},
+               {{"OUTBOX_CONFIG", services_config()}, {"OUTBOX_PRIMARY_URL", kUnset}});
+  ASSERT_EQ(queue.collect(1).size(), 1u) << relay.log();
+  const amqp::IncomingMessage& message = queue.messages()[0];
+  EXPECT_EQ(message.routing_key, "booking.created");
+  EXPECT_EQ(message.correlation_id, "saga-1");
+  EXPECT_EQ(message.reply_to, "reply.booking");
+  EXPECT_EQ(header_text(message, "causation_id"), "cause-1");
+  EXPECT_TRUE(eventually([&] { return scalar(booking, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == "0"; }))
+      << relay.log();
+  EXPECT_NE(relay.log().find("service booking"), std::string::npos) << relay.log();
+  relay.signal(SIGTERM);
+  EXPECT_EQ(relay.wait_exit(), 0) << relay.log();
+
+  RunResult unknown = run_outbox({"relay", "--service", "nope"}, {{"OUTBOX_CONFIG", services_config()}});
+  EXPECT_EQ(unknown.exit_code, 78) << unknown;
+  EXPECT_NE(unknown.err.find("no service named 'nope'"), std::string::npos) << unknown;
+}
+
+TEST_F(Services, LagAndCheckOfAServiceReportItsOutboxItsConsumerQueueAndItsConsumer) {
+  ASSERT_EQ(migrate().exit_code, 0);
+  exec(booking, "SELECT outbox_emit('booking.created', 'booking', 'b1', 1, '{}')");
+  exec(booking,
+       "INSERT INTO outbox_failed_events (replica, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, "
+       "routing_key, body, error, attempts, state) VALUES ('booking', gen_random_uuid()::text, 'parking_slot', 's1', 1, "
+       "'parking.reserved', 'parking.reserved', '{}', 'handler raised', 1, 'parked')");
+  std::map<std::string, std::string> env = {{"OUTBOX_CONFIG", services_config()}, {"OUTBOX_PRIMARY_URL", kUnset}};
+
+  RunResult lag = run_outbox({"lag", "--service", "booking", "--json"}, env);
+  ASSERT_EQ(lag.exit_code, 0) << lag;
+  nlohmann::json report = nlohmann::json::parse(lag.out);
+  EXPECT_EQ(report["service"], "booking");
+  EXPECT_EQ(report["outbox"]["tables"][0]["unpublished"], 1) << lag.out;
+  EXPECT_EQ(report["broker"]["queues"][0]["queue"], "outbox.consumer.booking") << lag.out;
+  EXPECT_EQ(report["broker"]["queues"][0]["exists"], true) << lag.out;
+  EXPECT_EQ(report["replicas"][0]["name"], "booking") << lag.out;
+  EXPECT_EQ(report["replicas"][0]["failed"]["parked"], 1) << lag.out;
+  RunResult text = run_outbox({"lag", "--service", "booking"}, env);
+  EXPECT_NE(text.out.find("CONSUMER"), std::string::npos) << text;
+
+  RunResult check = run_outbox({"check", "--service", "booking"}, env);
+  EXPECT_EQ(check.exit_code, 1) << check;
+  EXPECT_NE(check.out.find("consumer booking has 1 failed event parked (see outbox failed list --consumer booking)"),
+            std::string::npos)
+      << check;
+
+  RunResult unknown = run_outbox({"lag", "--service", "nope"}, env);
+  EXPECT_EQ(unknown.exit_code, 78) << unknown;
+  EXPECT_NE(unknown.err.find("no service named 'nope'"), std::string::npos) << unknown;
+  RunResult unknown_check = run_outbox({"check", "--service", "nope"}, env);
+  EXPECT_EQ(unknown_check.exit_code, 3) << unknown_check;
+}
+
+TEST_F(Services, VerifyServiceChecksItsSchemaItsHandlerFunctionsItsQueueAndThatNothingIsParked) {
+  std::string config = services_config(false,
+                                       "[[services.booking.handlers]]\nevent_type = \"parking.reserved\"\n"
+                                       "function = \"on_reserved\"\n[[services.booking.deadlines]]\nfunction = \"expire\"\n");
+  std::map<std::string, std::string> env = {{"OUTBOX_CONFIG", config}, {"OUTBOX_PRIMARY_URL", kUnset}};
+  RunResult before = run_outbox({"verify", "--service", "booking"}, env);
+  EXPECT_EQ(before.exit_code, 1) << before;
+  EXPECT_NE(before.out.find("PROBLEM  schema: 1 migration(s) of the service set pending"), std::string::npos) << before;
+
+  ASSERT_EQ(migrate({"--service", "booking"}, config).exit_code, 0);
+  RunResult missing = run_outbox({"verify", "--service", "booking"}, env);
+  EXPECT_EQ(missing.exit_code, 1) << missing;
+  EXPECT_NE(missing.out.find("PROBLEM  handlers: missing in the database: on_reserved(jsonb), expire()"), std::string::npos)
+      << missing;
+
+  exec(booking,
+       "CREATE FUNCTION on_reserved(event jsonb) RETURNS void LANGUAGE sql AS ''; "
+       "CREATE FUNCTION expire() RETURNS void LANGUAGE sql AS ''");
+  RunResult ready = run_outbox({"verify", "--service", "booking"}, env);
+  EXPECT_EQ(ready.exit_code, 0) << ready;
+  EXPECT_NE(ready.out.find("ok       queue: outbox.consumer.booking exists"), std::string::npos) << ready;
+  EXPECT_NE(ready.out.find("service booking: ready, nothing stuck"), std::string::npos) << ready;
+
+  exec(booking,
+       "INSERT INTO outbox_failed_events (replica, event_id, body, error, attempts, state) "
+       "VALUES ('booking', gen_random_uuid()::text, '{}', 'handler raised', 1, 'parked')");
+  RunResult stuck = run_outbox({"verify", "--service", "booking", "--json"}, env);
+  EXPECT_EQ(stuck.exit_code, 1) << stuck;
+  EXPECT_EQ(nlohmann::json::parse(stuck.out)["ok"], false) << stuck;
+  EXPECT_NE(stuck.out.find("see outbox failed list --consumer booking"), std::string::npos) << stuck;
+
+  RunResult mixed = run_outbox({"verify", "--service", "booking", "--replica", "main"}, env);
+  EXPECT_EQ(mixed.exit_code, 64) << mixed;
+}
+
 // The functions a handler calls, straight in SQL: what `outbox consume` sets before a handler is
 // set here by hand (transaction-local, as the engine does).
 class EmitAndReply : public Services {
@@ -234,9 +331,9 @@ TEST_F(EmitAndReply, AnEventEmittedInAHandlerCarriesTheIncomingCorrelationAndNam
   EXPECT_EQ(row_of(id), (std::vector<std::string>{"bill.paid", "bill", "b1", "2", "{}", "saga-7", "event-3", "NULL", "NULL"}));
 
   // The engine resets the settings to '' after a handler: what follows is outside a handler again.
-  std::string after = in_handler(
-      "SELECT set_config('outbox.correlation_id', '', true), set_config('outbox.causation_id', '', true)",
-      "SELECT outbox_emit('bill.created', 'bill', 'b2', 1, '{}')");
+  std::string after =
+      in_handler("SELECT set_config('outbox.correlation_id', '', true), set_config('outbox.causation_id', '', true)",
+                 "SELECT outbox_emit('bill.created', 'bill', 'b2', 1, '{}')");
   EXPECT_EQ(row_of(after)[5], after);
   EXPECT_EQ(row_of(after)[6], "NULL");
 }
