@@ -309,7 +309,10 @@ void Replicator::on_applied() {
         log_->warn("{}: the work between batches failed: {}", role_, one_line(error.what()));
       }
     }
-    if (stopping_) return finish_if_drained();
+    if (stopping_) {
+      if (!pending_.empty()) apply_soon_->request();  // what was received when the stop began
+      return finish_if_drained();
+    }
     if (broker_)
       on_broker_readable();
     else
