@@ -8,8 +8,8 @@
 # writes a copy with the servers' ports into the work dir, and `outbox_x` runs outbox with it.
 set -eEuo pipefail
 
-example_dir="$(cd "$(dirname "${BASH_SOURCE[1]}")" && pwd -P)"
-repo_root="$(cd "$example_dir/../.." && pwd -P)"
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
+example_dir="$repo_root/examples/$EXAMPLE"
 style="${EXAMPLE#saga-}"
 outbox_bin="${OUTBOX_BIN:-$repo_root/build/outbox}"
 
@@ -86,7 +86,9 @@ start_daemon() {
     return
   fi
   printf '+ outbox %s &\n' "$*" >&2
-  outbox_x "$@" >>"$work_dir/$name.log" 2>&1 &
+  # Not through outbox_x: $! must be the daemon's own pid (env execs outbox).
+  env -u OUTBOX_PRIMARY_URL -u OUTBOX_REPLICA_URL -u OUTBOX_REPLICA2_URL -u OUTBOX_BROKER_URL \
+    OUTBOX_CONFIG="$config" "$outbox_bin" "$@" >>"$work_dir/$name.log" 2>&1 &
   echo $! >"$pid_file"
 }
 stop_daemon() {
