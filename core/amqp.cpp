@@ -264,9 +264,9 @@ size_t content_header_size(const OutgoingMessage& message) {
   size += 1 + message.type.size();                    // type
   if (!message.correlation_id.empty()) size += 1 + message.correlation_id.size();
   if (!message.reply_to.empty()) size += 1 + message.reply_to.size();
-  size += 8;                                          // timestamp
-  size += 1 + std::string_view(kAppId).size();        // app_id
-  size += 4;                                          // headers: the table's length
+  size += 8;                                    // timestamp
+  size += 1 + std::string_view(kAppId).size();  // app_id
+  size += 4;                                    // headers: the table's length
   for (const auto& [key, value] : message.headers) {
     size += 1 + key.size() + 1;  // key (short string) and the value's kind
     if (const auto* text = std::get_if<std::string>(&value))

@@ -122,23 +122,29 @@ class Loader {
     for (auto&& [section_key, section_node] : root) {
       std::string section(section_key.str());
       const toml::table* table = section_node.as_table();
-      if (section == "replicas") {
-        if (!table) throw invalid(where(path(), section_node), section, "must be a table of [replicas.NAME] sections");
-        for (auto&& [name_key, replica_node] : *table) {
-          std::string name(name_key.str());
-          const toml::table* replica = replica_node.as_table();
-          if (!replica)
-            throw invalid(where(path(), replica_node), "replicas." + name, "must be a table ([replicas." + name + "])");
-          if (!valid_name(name))
-            throw invalid(where(path(), replica_node), "replicas." + name, "replica names may use letters, digits, '_' and '-'");
-          replicas_.push_back(name);
-          replica_origins_[name] = where(path(), replica_node);
-          read_fields(*replica, "replicas." + name);
-        }
+      if (is_named_section(section)) {
+        read_named_sections(section, table, section_node);
         continue;
       }
       if (!table) throw unknown(section, section_node);
       read_fields(*table, section);
+    }
+  }
+
+  // [replicas.NAME] and [services.NAME]: one section per name, each with the fields of the
+  // registry's "replicas.*." or "services.*." options.
+  void read_named_sections(const std::string& kind, const toml::table* table, const toml::node& node) {
+    std::string noun = kind == "replicas" ? "replica" : "service";
+    if (!table) throw invalid(where(path(), node), kind, "must be a table of [" + kind + ".NAME] sections");
+    for (auto&& [name_key, named_node] : *table) {
+      std::string name(name_key.str());
+      const toml::table* named = named_node.as_table();
+      if (!named) throw invalid(where(path(), named_node), kind + "." + name, "must be a table ([" + kind + "." + name + "])");
+      if (!valid_name(name))
+        throw invalid(where(path(), named_node), kind + "." + name, noun + " names may use letters, digits, '_' and '-'");
+      names_[kind].push_back(name);
+      origins_[kind + "." + name] = where(path(), named_node);
+      read_fields(*named, kind + "." + name);
     }
   }
 
@@ -174,7 +180,7 @@ class Loader {
       // Fill defaults and check required fields of the block.
       for (const Option& candidate : options()) {
         std::string_view candidate_key = candidate.key;
-        std::string array_prefix = key + "[].";
+        std::string array_prefix = std::string(option.key) + "[].";
         if (candidate_key.rfind(array_prefix, 0) != 0) continue;
         std::string field_name(candidate_key.substr(array_prefix.size()));
         if (section.count(field_name)) continue;
@@ -213,7 +219,7 @@ class Loader {
       std::string key(option.key);
       if (key == "replicas.*.url") {
         key = "replicas.main.url";
-        if (std::find(replicas_.begin(), replicas_.end(), "main") == replicas_.end()) replicas_.push_back("main");
+        add_name("replicas", "main");
       }
       config_.values_[key] = from_text(option, key, value, Source::env, "env " + std::string(option.env));
     }
@@ -229,10 +235,12 @@ class Loader {
       const Option* option = find_option(key);
       if (!option || option->type == Type::table_array || key.find("[]") != std::string::npos)
         throw config_error("config " + origin + ": unknown configuration option");
-      if (key.rfind("replicas.", 0) == 0) {
-        std::string name = key.substr(9, key.find('.', 9) - 9);
-        if (!valid_name(name)) throw invalid(origin, key, "replica names may use letters, digits, '_' and '-'");
-        if (std::find(replicas_.begin(), replicas_.end(), name) == replicas_.end()) replicas_.push_back(name);
+      if (std::string kind = key.substr(0, key.find('.')); is_named_section(kind)) {
+        std::string name = key.substr(kind.size() + 1, key.find('.', kind.size() + 1) - kind.size() - 1);
+        if (!valid_name(name))
+          throw invalid(origin, key,
+                        std::string(kind == "replicas" ? "replica" : "service") + " names may use letters, digits, '_' and '-'");
+        add_name(kind, name);
       }
       // A TOML literal (an array, a number) is taken as TOML; anything else as plain text.
       toml::parse_result parsed;
@@ -248,21 +256,27 @@ class Loader {
     }
   }
 
-  // Each [replicas.NAME] section gets the defaults of its fields and must set the required ones.
-  void fill_replica_defaults() {
-    for (const std::string& name : replicas_)
-      for (const Option& option : options()) {
-        std::string_view pattern = option.key;
-        if (pattern.rfind("replicas.*.", 0) != 0) continue;
-        std::string key = "replicas." + name + "." + std::string(pattern.substr(11));
-        if (!config_.values_.count(key)) config_.values_[key] = default_setting(option, key);
-        if (option.required && config_.values_[key].text.empty())
-          throw config_error("config " +
-                             (replica_origins_.count(name) ? replica_origins_[name]
-                              : path().empty()             ? std::string("(none)")
-                                                           : path()) +
-                             ": " + key + ": is required for every [replicas." + name + "] section");
-      }
+  // Each [replicas.NAME] and [services.NAME] section gets the defaults of its fields and must set
+  // the required ones.
+  void fill_named_defaults() {
+    for (const auto& [kind, names] : names_)
+      for (const std::string& name : names)
+        for (const Option& option : options()) {
+          std::string_view pattern = option.key;
+          std::string pattern_prefix = kind + ".*.";
+          if (pattern.rfind(pattern_prefix, 0) != 0 || option.type == Type::table_array ||
+              pattern.find("[]") != std::string_view::npos)
+            continue;
+          std::string section = kind + "." + name;
+          std::string key = section + "." + std::string(pattern.substr(pattern_prefix.size()));
+          if (!config_.values_.count(key)) config_.values_[key] = default_setting(option, key);
+          if (option.required && config_.values_[key].text.empty())
+            throw config_error("config " +
+                               (origins_.count(section) ? origins_[section]
+                                : path().empty()        ? std::string("(none)")
+                                                        : path()) +
+                               ": " + key + ": is required for every [" + section + "] section");
+        }
   }
 
   void check_permissions() {
@@ -280,6 +294,11 @@ class Loader {
   const std::string& path() const { return config_.path_; }
 
  private:
+  static bool is_named_section(const std::string& section) { return section == "replicas" || section == "services"; }
+  void add_name(const std::string& kind, const std::string& name) {
+    std::vector<std::string>& names = names_[kind];
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  }
   static bool valid_name(const std::string& name) {
     return !name.empty() && name.size() <= 63 && std::all_of(name.begin(), name.end(), [](char c) {
       return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
@@ -291,8 +310,8 @@ class Loader {
 
   Config& config_;
   const LoadOptions& options_;
-  std::vector<std::string> replicas_;
-  std::map<std::string, std::string> replica_origins_;  // "outbox.toml:7:1" of each [replicas.NAME]
+  std::map<std::string, std::vector<std::string>> names_;  // "replicas" -> the replica names, "services" -> ...
+  std::map<std::string, std::string> origins_;             // "outbox.toml:7:1" of each [replicas.NAME], [services.NAME]
 };
 
 Config Config::parse(std::string_view toml_text, const std::string& path, const LoadOptions& options) {
@@ -312,7 +331,7 @@ Config Config::parse(std::string_view toml_text, const std::string& path, const 
   loader.fill_defaults();
   loader.apply_env();
   loader.apply_overrides();
-  loader.fill_replica_defaults();
+  loader.fill_named_defaults();
   loader.check_permissions();
   return config;
 }
@@ -372,6 +391,17 @@ std::vector<std::string> Config::replica_names() const {
 
 bool Config::has_replica(std::string_view name) const { return values_.count("replicas." + std::string(name) + ".url") > 0; }
 
+std::vector<std::string> Config::service_names() const {
+  std::vector<std::string> names;
+  for (const auto& [key, setting] : values_)
+    if (key.rfind("services.", 0) == 0 && key.size() > 13 && key.substr(key.size() - 4) == ".url" &&
+        key.find('.', 9) == key.size() - 4)
+      names.push_back(key.substr(9, key.size() - 13));
+  return names;
+}
+
+bool Config::has_service(std::string_view name) const { return values_.count("services." + std::string(name) + ".url") > 0; }
+
 const std::vector<Section>& Config::sections(std::string_view array_key) const {
   static const std::vector<Section> none;
   auto found = arrays_.find(std::string(array_key));
@@ -387,7 +417,11 @@ std::vector<std::string> restart_only_changes(const Config& running, const Confi
   }
   for (const auto& [key, old] : running.values())
     if (!old.option->reloadable && !fresh.values().count(key)) changed.push_back(key);
-  for (std::string_view array : {"relay.tables", "replicate.mappings"}) {
+  std::vector<std::string> arrays;
+  for (const Config* config : {&running, &fresh})
+    for (const auto& [key, blocks] : config->arrays_)
+      if (std::find(arrays.begin(), arrays.end(), key) == arrays.end()) arrays.push_back(key);
+  for (const std::string& array : arrays) {
     const auto& a = running.sections(array);
     const auto& b = fresh.sections(array);
     bool same = a.size() == b.size();

@@ -52,6 +52,9 @@ class Config {
 
   std::vector<std::string> replica_names() const;
   bool has_replica(std::string_view name) const;
+  // The [services.NAME] sections (database per service), sorted by name.
+  std::vector<std::string> service_names() const;
+  bool has_service(std::string_view name) const;
   const std::vector<Section>& sections(std::string_view array_key) const;
   const std::map<std::string, Setting>& values() const { return values_; }
   // Warnings found while loading, e.g. a password in a file that other users can read.
@@ -63,6 +66,7 @@ class Config {
   std::map<std::string, std::vector<Section>> arrays_;
   std::vector<std::string> warnings_;
   friend class Loader;
+  friend std::vector<std::string> restart_only_changes(const Config& running, const Config& fresh);
 };
 
 // Keys whose value differs and that a reload cannot change.

@@ -53,11 +53,23 @@ std::string show(const Config& config) {
       if (config.sections(option.key).empty()) out << "# " << option.key << ": none\n";
     }
   }
-  for (const std::string& name : config.replica_names()) {
-    out << "\n[replicas." << name << "]\n";
+  auto named_section = [&](const std::string& kind, const std::string& name) {
+    std::string section = kind + "." + name;
+    out << "\n[" << section << "]\n";
     for (const auto& [key, setting] : config.values())
-      if (key.rfind("replicas." + name + ".", 0) == 0) line(key.substr(10 + name.size()), setting);
-  }
+      if (key.rfind(section + ".", 0) == 0) line(key.substr(section.size() + 1), setting);
+    for (const Option& option : options()) {
+      std::string pattern = kind + ".*.";
+      if (option.type != Type::table_array || option.key.rfind(pattern, 0) != 0) continue;
+      std::string array = section + "." + std::string(option.key.substr(pattern.size()));
+      for (const Section& block : config.sections(array)) {
+        out << "[[" << array << "]]\n";
+        for (const auto& [field, setting] : block) line("  " + field, setting);
+      }
+    }
+  };
+  for (const std::string& name : config.replica_names()) named_section("replicas", name);
+  for (const std::string& name : config.service_names()) named_section("services", name);
   return out.str();
 }
 

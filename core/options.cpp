@@ -125,6 +125,39 @@ constexpr std::array kOptions{
   Option{.key = "replicas.*.binding_keys", .type = Type::string_list, .default_value = "[\"#\"]",
          .help = "Routing keys the replica's queue is bound with."},
 
+  Option{.key = "services.*.url", .type = Type::url, .required = true,
+         .help = "PostgreSQL URL of the service database NAME (database per service): its outbox, its inbox and its own "
+         "state. `outbox relay --service NAME` relays its outbox, `outbox consume --service NAME` runs its handlers, "
+         "`outbox migrate` prepares it."},
+  Option{.key = "services.*.migrations", .type = Type::string,
+         .help = "Directory of the service's own *.sql migrations (its schema and handler functions), relative to the "
+         "config file's directory. `outbox migrate` applies them in name order, each once, after outbox's own."},
+  Option{.key = "services.*.queue_type", .type = Type::enumeration, .default_value = "classic", .allowed = "classic|quorum",
+         .help = "Type of the service consumer's durable queue outbox.consumer.NAME."},
+  Option{.key = "services.*.binding_keys", .type = Type::string_list, .default_value = "[]",
+         .help = "Routing keys the consumer's queue is bound with (required by `outbox consume`): the events and "
+         "commands it handles, and the reply-to key of its requests."},
+  Option{.key = "services.*.handlers", .type = Type::table_array,
+         .help = "The consumer's handlers, one [[services.NAME.handlers]] block each: an event type (or pattern) and the "
+         "SQL function that handles it in the service database."},
+  Option{.key = "services.*.handlers[].event_type", .type = Type::string, .required = true,
+         .help = "Event type the handler takes, or an AMQP topic pattern on the type (* one word, # zero or more "
+         "words). An exact type wins over a pattern; among patterns the first block wins."},
+  Option{.key = "services.*.handlers[].function", .type = Type::string, .required = true,
+         .help = "SQL function f(jsonb), optionally schema-qualified, called with the event's envelope in the "
+         "transaction that records the event in the inbox."},
+  Option{.key = "services.*.deadlines", .type = Type::table_array,
+         .help = "Functions that `outbox consume` runs on a timer, one [[services.NAME.deadlines]] block each (for "
+         "example to compensate a saga step that got no answer)."},
+  Option{.key = "services.*.deadlines[].function", .type = Type::string, .required = true,
+         .help = "SQL function f(), optionally schema-qualified, run in its own transaction."},
+  Option{.key = "services.*.deadlines[].every", .type = Type::duration, .default_value = "1s", .min = 10, .max = kDay,
+         .help = "How often the function runs."},
+  Option{.key = "consume.inbox_retention", .type = Type::duration, .default_value = "7d", .min = 0, .max = 365 * kDay, .reloadable = true,
+         .help = "How long a consumer keeps the ids of handled events (its inbox, the dedupe window); 0 keeps them "
+         "forever. A message redelivered after its id was pruned is handled again, so keep it longer than any "
+         "redelivery can take: a broker or consumer outage, a message parked and retried by hand."},
+
   Option{.key = "log.level", .type = Type::enumeration, .default_value = "info", .allowed = "trace|debug|info|warn|error", .reloadable = true, .env = "OUTBOX_LOG_LEVEL",
          .help = "Lowest level that is logged."},
   Option{.key = "log.format", .type = Type::enumeration, .default_value = "text", .allowed = "text|json", .reloadable = true, .env = "OUTBOX_LOG_FORMAT",

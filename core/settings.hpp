@@ -32,4 +32,12 @@ Error missing_replica(std::string_view name, std::string_view context = "");
 // replicas.NAME.url; missing_replica(name, context) when there is no such replica.
 const std::string& replica_url(const Config& config, std::string_view name, std::string_view context = "");
 
+// "no service named 'billing' is configured (set services.billing.url)", with "<context>: " in
+// front when a context is given.
+Error missing_service(std::string_view name, std::string_view context = "");
+// services.NAME.url; missing_service(name, context) when there is no such service.
+const std::string& service_url(const Config& config, std::string_view name, std::string_view context = "");
+// services.NAME.migrations resolved against the config file's directory ("" when unset).
+std::string service_migrations_dir(const Config& config, std::string_view name);
+
 }  // namespace outbox::config

@@ -5,7 +5,7 @@
 namespace outbox::migrate {
 
 struct EmbeddedFile {
-  std::string_view target;  // "primary" or "replica"
+  std::string_view target;  // "primary", "replica" or "service"
   std::string_view name;    // "0001_parking_and_outbox.sql"
   std::string_view sql;
 };

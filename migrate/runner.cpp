@@ -29,35 +29,7 @@ std::string one_line(std::string text) {
   return out;
 }
 
-Error server_error(const std::exception& error, const std::string& context) {
-  ExitCode code = pg::is_connection_error(error) ? ExitCode::unavailable : ExitCode::software;
-  if (auto* known = dynamic_cast<const Error*>(&error)) return known->with_context(context);
-  return Error(code, context + ": " + one_line(error.what()));
-}
-
 std::string short_sum(const std::string& checksum) { return checksum.substr(0, 12); }
-
-// Releases the run's session advisory lock, also when a migration failed.
-class RunLock {
- public:
-  explicit RunLock(pqxx::connection& connection) : connection_(connection) {
-    pqxx::nontransaction tx(connection_);
-    tx.exec_params("SELECT pg_advisory_lock($1, $2)", kLockClass, kLockObject);
-  }
-  ~RunLock() {
-    try {
-      pqxx::nontransaction tx(connection_);
-      tx.exec_params("SELECT pg_advisory_unlock($1, $2)", kLockClass, kLockObject);
-    } catch (...) {
-      // The connection is gone; the server released the lock with the session.
-    }
-  }
-  RunLock(const RunLock&) = delete;
-  RunLock& operator=(const RunLock&) = delete;
-
- private:
-  pqxx::connection& connection_;
-};
 
 // True when schema_migrations exists. One that another tool made (Rails, golang-migrate and dbmate
 // use the name too) is refused rather than written to.
@@ -87,7 +59,39 @@ std::vector<Applied> read_applied_in(pqxx::transaction_base& tx) {
 
 }  // namespace
 
-std::string_view target_name(Target target) { return target == Target::primary ? "primary" : "replica"; }
+Error server_error(const std::exception& error, const std::string& context) {
+  ExitCode code = pg::is_connection_error(error) ? ExitCode::unavailable : ExitCode::software;
+  if (auto* known = dynamic_cast<const Error*>(&error)) return known->with_context(context);
+  return Error(code, context + ": " + one_line(error.what()));
+}
+
+RunLock::RunLock(pqxx::connection& connection) : connection_(connection) {
+  pqxx::nontransaction tx(connection_);
+  tx.exec_params("SELECT pg_advisory_lock($1, $2)", kLockClass, kLockObject);
+}
+
+RunLock::~RunLock() {
+  try {
+    pqxx::nontransaction tx(connection_);
+    tx.exec_params("SELECT pg_advisory_unlock($1, $2)", kLockClass, kLockObject);
+  } catch (...) {
+    // The connection is gone; the server released the lock with the session.
+  }
+}
+
+std::string_view target_name(Target target) {
+  switch (target) {
+    case Target::primary:
+      return "primary";
+    case Target::replica:
+      return "replica";
+    case Target::service:
+      return "service";
+  }
+  return "?";
+}
+
+VersionRange version_range(Target target) { return target == Target::service ? VersionRange{1001, 1999} : VersionRange{1, 999}; }
 
 std::string sha256_hex(std::string_view data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -126,6 +130,10 @@ std::vector<Migration> parse(std::span<const EmbeddedFile> files, Target target)
     if (!ok)
       throw Error(ExitCode::software, "migration " + std::string(target_name(target)) + "/" + std::string(name) +
                                           ": not named NNNN_name.sql with NNNN > 0");
+    if (!version_range(target).contains(version))
+      throw Error(ExitCode::software, "migration " + std::string(target_name(target)) + "/" + std::string(name) +
+                                          ": version outside the set's range " + std::to_string(version_range(target).first) +
+                                          ".." + std::to_string(version_range(target).last));
     out.push_back({version, std::string(name.substr(underscore + 1, name.size() - underscore - 5)), std::string(name), file.sql,
                    sha256_hex(file.sql)});
   }
@@ -140,7 +148,8 @@ std::vector<Migration> parse(std::span<const EmbeddedFile> files, Target target)
 const std::vector<Migration>& migrations(Target target) {
   static const std::vector<Migration> primary = parse(embedded_files(), Target::primary);
   static const std::vector<Migration> replica = parse(embedded_files(), Target::replica);
-  return target == Target::primary ? primary : replica;
+  static const std::vector<Migration> service = parse(embedded_files(), Target::service);
+  return target == Target::primary ? primary : target == Target::replica ? replica : service;
 }
 
 int latest_version(Target target) {
@@ -160,6 +169,11 @@ bool Status::mismatch() const {
 std::vector<Applied> read_applied(pqxx::connection& connection) {
   pqxx::read_transaction tx(connection);
   return read_applied_in(tx);
+}
+
+std::vector<Applied> of_set(std::vector<Applied> applied, Target target) {
+  std::erase_if(applied, [range = version_range(target)](const Applied& row) { return !range.contains(row.version); });
+  return applied;
 }
 
 Status compare(const std::vector<Applied>& applied, const std::vector<Migration>& known, bool has_table) {
@@ -190,7 +204,7 @@ Status compare(const std::vector<Applied>& applied, const std::vector<Migration>
 Status status(pqxx::connection& connection, Target target) {
   pqxx::read_transaction tx(connection);
   bool has_table = has_migrations_table(tx);
-  return compare(read_applied_in(tx), migrations(target), has_table);
+  return compare(of_set(read_applied_in(tx), target), migrations(target), has_table);
 }
 
 std::optional<std::string> checksum_problem(const Status& status, std::string_view role) {
@@ -230,6 +244,9 @@ ApplyResult apply(pqxx::connection& connection, Target target, std::string_view 
       if (write) {
         try {
           pqxx::work tx(connection, "migrate");
+          // The service set's IF NOT EXISTS skips are expected (a primary that is also a service):
+          // no "NOTICE: relation ... already exists, skipping" on the operator's terminal.
+          tx.exec("SET LOCAL client_min_messages = warning");
           tx.exec(std::string(migration.sql));
           tx.exec_params("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES ($1, $2, $3, now())",
                          migration.version, migration.name, migration.checksum);

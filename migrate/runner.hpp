@@ -1,9 +1,13 @@
 #pragma once
-// Versioned schema migrations of the primary and the replicas. The SQL files under migrate/sql/ are
-// embedded in the binary (migrate/embedded.hpp); this applies them and reports their state. No CLI.
+// Versioned schema migrations of the primary, the replicas and the service databases. The SQL files
+// under migrate/sql/ are embedded in the binary (migrate/embedded.hpp); this applies them and
+// reports their state. No CLI.
 //
 // Each database records what it has in
 //   schema_migrations(version int primary key, name text, checksum text, applied_at timestamptz)
+// Each set (target) owns a range of versions: primary and replica 1..999, service 1001..1999. A
+// run looks only at the versions of the set it applies, so one database can hold two sets (the
+// parking primary is also the parking service: primary 1..3 and service 1001).
 // A run holds a session advisory lock (kLockClass, kLockObject: the two-int key space, so it never
 // collides with single-bigint advisory locks) while it checks and applies, and applies each
 // migration in its own transaction together with its schema_migrations row. Two concurrent runs
@@ -21,14 +25,24 @@
 #include <string_view>
 #include <vector>
 
+#include "core/error.hpp"
 #include "migrate/embedded.hpp"
 
 namespace outbox::migrate {
 
-enum class Target { primary, replica };
+enum class Target { primary, replica, service };
 std::string_view target_name(Target target);
 
-// Advisory lock key of migration runs: pg_advisory_lock(kLockClass, kLockObject).
+// The versions a set may use; a file outside its set's range is a build mistake.
+struct VersionRange {
+  int first = 0;
+  int last = 0;
+  bool contains(int version) const { return version >= first && version <= last; }
+};
+VersionRange version_range(Target target);
+
+// Advisory lock key of migration runs (of the embedded sets and of a service's own migrations): pg_advisory_lock(kLockClass,
+// kLockObject).
 inline constexpr int kLockClass = 0x6f757462;  // "outb"
 inline constexpr int kLockObject = 1;
 
@@ -78,10 +92,13 @@ struct Status {
   bool mismatch() const;
 };
 
-// Reads schema_migrations (read-only: a database without it has everything pending).
+// Reads schema_migrations (read-only: a database without it has everything pending), every set.
 std::vector<Applied> read_applied(pqxx::connection& connection);
+// The rows of `applied` whose versions belong to the target's set (the others are another set's).
+std::vector<Applied> of_set(std::vector<Applied> applied, Target target);
 // Compares what is applied with `known`; pure, for tests.
 Status compare(const std::vector<Applied>& applied, const std::vector<Migration>& known, bool has_table = true);
+// compare(of_set(read_applied(...), target), migrations(target)).
 Status status(pqxx::connection& connection, Target target);
 
 // The message of the first checksum mismatch, or nullopt: "replica main: migration
@@ -113,5 +130,23 @@ ApplyResult apply(pqxx::connection& connection, Target target, std::string_view 
 // binary ("replica main: schema is at version 1 but this outbox needs 2; run 'outbox migrate'") or
 // when an applied checksum differs. A database ahead of the binary is accepted.
 void require_current(pqxx::connection& connection, Target target, std::string_view role);
+
+// Holds the migration runs' session advisory lock (kLockClass, kLockObject) while it lives; released
+// also when a migration failed.
+class RunLock {
+ public:
+  explicit RunLock(pqxx::connection& connection);
+  ~RunLock();
+  RunLock(const RunLock&) = delete;
+  RunLock& operator=(const RunLock&) = delete;
+
+ private:
+  pqxx::connection& connection_;
+};
+
+// A server message on one line (libpq's span lines: "ERROR:  ...\nLINE 1: ..."), as an Error with
+// `context`: unavailable (69) when the server is unreachable, software (70) otherwise; an Error
+// keeps its code and gets the context.
+Error server_error(const std::exception& error, const std::string& context);
 
 }  // namespace outbox::migrate

@@ -17,6 +17,18 @@ ReplicaQueue replica_queue(const config::Config& config, const std::string& repl
   return out;
 }
 
+std::string consumer_queue_name(const std::string& service) { return "outbox.consumer." + service; }
+
+ReplicaQueue consumer_queue(const config::Config& config, const std::string& service) {
+  ReplicaQueue out;
+  out.replica = service;
+  out.queue = consumer_queue_name(service);
+  std::string prefix = "services." + service + ".";
+  if (config.values().count(prefix + "queue_type")) out.quorum = config.text(prefix + "queue_type") == "quorum";
+  if (config.values().count(prefix + "binding_keys")) out.binding_keys = config.list(prefix + "binding_keys");
+  return out;
+}
+
 void declare_exchange(amqp::Connection& connection, const std::string& exchange) {
   connection.declare_exchange(kUnroutable, "fanout");
   connection.declare_queue(kUnroutable, amqp::QueueOptions{});
@@ -43,8 +55,9 @@ std::vector<std::string> describe(const std::string& exchange, const std::vector
   for (const ReplicaQueue& replica : replicas) {
     std::string keys;
     for (const std::string& key : replica.binding_keys) keys += (keys.empty() ? "" : ", ") + key;
-    out.push_back("queue " + replica.queue + " (" + (replica.quorum ? "quorum" : "classic") + ", dead-letter exchange " +
-                  kDeadLetter + ") bound to " + exchange + " with " + keys);
+    std::string queue =
+        "queue " + replica.queue + " (" + (replica.quorum ? "quorum" : "classic") + ", dead-letter exchange " + kDeadLetter + ")";
+    out.push_back(keys.empty() ? queue + " not bound (no binding_keys)" : queue + " bound to " + exchange + " with " + keys);
   }
   return out;
 }

@@ -9,6 +9,8 @@
 //   queue outbox.replica.NAME  durable (quorum when replicas.NAME.queue_type = "quorum"),
 //            x-dead-letter-exchange outbox.dead-letter, bound to broker.exchange with each of
 //            replicas.NAME.binding_keys
+//   queue outbox.consumer.NAME the same for the consumer of service NAME (services.NAME.queue_type,
+//            services.NAME.binding_keys): a consumer's queue is a replica's queue by another name
 #include <string>
 #include <vector>
 
@@ -29,10 +31,15 @@ struct ReplicaQueue {
 
 std::string replica_queue_name(const std::string& replica);
 ReplicaQueue replica_queue(const config::Config& config, const std::string& replica);
+// The queue of service NAME's consumer ("outbox.consumer.NAME"), as a ReplicaQueue: `replica`
+// holds the service name. Its binding keys are services.NAME.binding_keys, which may be empty (then
+// the queue is declared unbound: `outbox consume` refuses to start without them).
+std::string consumer_queue_name(const std::string& service);
+ReplicaQueue consumer_queue(const config::Config& config, const std::string& service);
 
 // The exchange events are published to, with its alternate exchange and queue.
 void declare_exchange(amqp::Connection& connection, const std::string& exchange);
-// The dead-letter exchange and queue, then the replica's queue and its bindings.
+// The dead-letter exchange and queue, then the replica's (or consumer's) queue and its bindings.
 void declare_replica(amqp::Connection& connection, const std::string& exchange, const ReplicaQueue& replica);
 // One line per object, for `outbox migrate` (and its dry run).
 std::vector<std::string> describe(const std::string& exchange, const std::vector<ReplicaQueue>& replicas);

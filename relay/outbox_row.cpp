@@ -1,9 +1,23 @@
 #include "relay/outbox_row.hpp"
 
+#include <algorithm>
+
 #include "core/aggregate_version.hpp"
 #include "relay/relay.hpp"
 
 namespace outbox::relay {
+
+std::string row_columns(pqxx::transaction_base& tx, const std::string& quoted_table) {
+  std::string columns = kRowColumns;
+  pqxx::result present = tx.exec_params(
+      "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+      quoted_table);
+  for (const char* saga_column : kSagaColumns) {
+    bool has = std::any_of(present.begin(), present.end(), [&](const pqxx::row& row) { return row[0].view() == saga_column; });
+    columns += has ? std::string(", ") + saga_column + "::text" : std::string(", NULL::text");
+  }
+  return columns;
+}
 
 RowMessage message_from_row(const pqxx::row& row, const TableSpec& table, size_t frame_max, size_t max_message_size) {
   static constexpr const char* kNames[] = {"position",          "event_id",   "aggregate_type", "aggregate_id",
@@ -30,6 +44,12 @@ RowMessage message_from_row(const pqxx::row& row, const TableSpec& table, size_t
                      {"created_at", created_us},
                      {"outbox_position", result.position},
                      {"outbox_table", table.name}};
+  if (row.size() >= 12) {
+    if (!row[8].is_null()) message.correlation_id = row[8].c_str();
+    if (!row[9].is_null()) message.headers.emplace_back("causation_id", std::string(row[9].c_str()));
+    if (!row[10].is_null()) message.reply_to = row[10].c_str();
+    if (!row[11].is_null()) message.routing_key = row[11].c_str();
+  }
   if (!valid_aggregate_version(aggregate_version))
     result.problem = "aggregate_version " + std::to_string(aggregate_version) + " is outside " +
                      std::to_string(kMinAggregateVersion) + ".." + std::to_string(kMaxAggregateVersion);

@@ -16,15 +16,27 @@ inline constexpr const char* kRowColumns =
     "position, event_id::text, aggregate_type, aggregate_id, aggregate_version, event_type, payload::text, "
     "(extract(epoch FROM created_at) * 1000000)::bigint";
 
+// The optional columns of a saga's outbox (migrate/sql/primary/0003, service/1001), after
+// kRowColumns in this order. A table in relay.tables may lack any of them (a user's own table):
+// then it reads as NULL.
+inline constexpr const char* kSagaColumns[] = {"correlation_id", "causation_id", "reply_to", "routing_key"};
+
+// kRowColumns and each saga column the table has (as text), NULL::text for one it lacks: a catalog
+// check of `quoted_table` (a missing table has none; its read then fails naming it).
+std::string row_columns(pqxx::transaction_base& tx, const std::string& quoted_table);
+
 struct RowMessage {
   long long position = 0;
   amqp::OutgoingMessage message;
   std::string problem;  // why it can never be published, or ""
 };
 
-// Builds the message of a row read with kRowColumns. A NULL column, a version outside
-// core/aggregate_version.hpp's range, or a message over an AMQP limit (amqp::unpublishable_reason)
-// is a problem. Throws pqxx::conversion_error only for a NULL position.
+// Builds the message of a row read with kRowColumns (and optionally the saga columns: then
+// correlation_id and reply_to become the AMQP properties, causation_id a header, and routing_key,
+// when not NULL, the routing key instead of the table's or the type). A NULL column of
+// kRowColumns, a version outside core/aggregate_version.hpp's range, or a message over an AMQP
+// limit (amqp::unpublishable_reason) is a problem. Throws pqxx::conversion_error only for a NULL
+// position.
 RowMessage message_from_row(const pqxx::row& row, const TableSpec& table, size_t frame_max, size_t max_message_size);
 
 }  // namespace outbox::relay

@@ -81,7 +81,7 @@ ParkedRow ParkedRows::find(long long id) {
 std::string ParkedRows::still_unpublishable(pqxx::transaction_base& tx, const ParkedRow& row) const {
   const TableSpec& table = table_of(row);
   pqxx::result current =
-      tx.exec_params(std::string("SELECT ") + kRowColumns + " FROM " + table.quoted + " WHERE position = $1", row.position);
+      tx.exec_params("SELECT " + row_columns(tx, table.quoted) + " FROM " + table.quoted + " WHERE position = $1", row.position);
   if (current.empty()) return "";  // the row is gone: releasing its record only lets the others go
   return message_from_row(current[0], table, amqp::kFrameMax, max_message_size_).problem;
 }

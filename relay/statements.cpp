@@ -10,8 +10,13 @@ std::string statement(const char* kind, size_t table) { return std::string(kind)
 namespace {
 
 void prepare_reads(pqxx::connection& connection, size_t index, const std::string& table) {
+  std::string selected;
+  {
+    pqxx::read_transaction tx(connection);
+    selected = row_columns(tx, table);
+  }
   // Rows of an aggregate with a parked row wait behind it (outbox_parked is normally empty).
-  std::string columns = std::string("SELECT ") + kRowColumns + " FROM " + table +
+  std::string columns = "SELECT " + selected + " FROM " + table +
                         " o WHERE published_at IS NULL AND NOT (position = ANY($2::bigint[])) AND " + parked_rows::not_held("$1");
   connection.prepare(statement("read_all", index), columns + " ORDER BY position LIMIT $3");
   connection.prepare(statement("read_owned", index),

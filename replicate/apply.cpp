@@ -12,6 +12,7 @@
 #include "core/failpoint.hpp"
 #include "core/pg.hpp"
 #include "core/utf8.hpp"
+#include "replicate/envelope.hpp"
 
 namespace outbox::replicate {
 namespace {
@@ -70,6 +71,7 @@ Counts& Counts::operator+=(const Counts& other) {
   heartbeats += other.heartbeats;
   skipped += other.skipped;
   parts += other.parts;
+  unhandled += other.unhandled;
   future += other.future;
   future_ahead_seconds = std::max(future_ahead_seconds, other.future_ahead_seconds);
   return *this;
@@ -111,13 +113,40 @@ Applier::Applier(pqxx::connection& connection, std::string replica, std::string 
       replica_(std::move(replica)),
       role_(std::move(role)),
       mappings_(std::move(mappings)),
-      log_(std::move(log)) {}
+      log_(std::move(log)),
+      handlers_(are_handlers(mappings_)) {}
 
 Applier::~Applier() = default;
 
 void Applier::prepare() {
+  {
+    pqxx::nontransaction tx(connection_);
+    if (handlers_)
+      prepare_handlers(tx);
+    else
+      prepare_tables(tx);
+  }
+  std::string sql = handlers_ ? "SELECT * FROM outbox_handle_batch($1::jsonb, $2::text, $3::boolean, $4::bigint, $5::jsonb)"
+                              : apply_statement(mappings_, tables_, false);
+  log_->trace("apply statement:\n{}", sql);
+  connection_.prepare(kApplyStatement, sql);
+  connection_.prepare(kLockStatement, "SELECT pg_advisory_xact_lock($1, hashtext($2))");
+  connection_.prepare(kLockSharedStatement, "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))");
+  prepare_failed_statement(connection_);
+  if (handlers_) helpers_.clear();  // consumers apply in one transaction (see above)
+  if (!helpers_.empty()) {
+    std::string part_sql = apply_statement(mappings_, tables_, true);
+    for (pqxx::connection* helper : helpers_) {
+      pqxx::nontransaction(*helper).exec(std::string("SET lock_timeout = '") + kPartLockTimeout + "'");
+      helper->prepare(kApplyPartStatement, part_sql);
+      helper->prepare(kTryLockSharedStatement, "SELECT pg_try_advisory_xact_lock_shared($1, hashtext($2))");
+      prepare_failed_statement(*helper);
+    }
+  }
+}
+
+void Applier::prepare_tables(pqxx::transaction_base& tx) {
   tables_ = tables_of(mappings_, table_of_mapping_);
-  pqxx::nontransaction tx(connection_);
   for (ReplicaTable& table : tables_) {
     std::string what = role_ + ": replicate.mappings table " + table.name;
     pqxx::result columns = tx.exec_params(
@@ -138,21 +167,21 @@ void Applier::prepare() {
       if (!unique) throw config_error(what + ": upserts need a primary key or unique index on exactly \"" + table.key + "\"");
     }
   }
-  std::string sql = apply_statement(mappings_, tables_, false);
-  log_->trace("apply statement:\n{}", sql);
-  connection_.prepare(kApplyStatement, sql);
-  connection_.prepare(kLockStatement, "SELECT pg_advisory_xact_lock($1, hashtext($2))");
-  connection_.prepare(kLockSharedStatement, "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))");
-  prepare_failed_statement(connection_);
-  if (!helpers_.empty()) {
-    std::string part_sql = apply_statement(mappings_, tables_, true);
-    for (pqxx::connection* helper : helpers_) {
-      pqxx::nontransaction(*helper).exec(std::string("SET lock_timeout = '") + kPartLockTimeout + "'");
-      helper->prepare(kApplyPartStatement, part_sql);
-      helper->prepare(kTryLockSharedStatement, "SELECT pg_try_advisory_xact_lock_shared($1, hashtext($2))");
-      prepare_failed_statement(*helper);
-    }
+}
+
+void Applier::prepare_handlers(pqxx::transaction_base& tx) {
+  handler_procedures_ = "[";
+  for (const Mapping& handler : mappings_) {
+    // The name was checked as a (qualified) identifier by the settings; PostgreSQL resolves it
+    // with the search path, as a call would.
+    pqxx::row found = tx.exec_params1("SELECT to_regprocedure($1 || '(jsonb)')::text", handler.function);
+    if (found[0].is_null())
+      throw config_error(role_ + ": handler function " + handler.function + "(jsonb) for event type \"" + handler.event_type +
+                         "\" does not exist (create it in the service database, or fix services.NAME.handlers)");
+    if (handler_procedures_.size() > 1) handler_procedures_ += ',';
+    append_json_string(handler_procedures_, found[0].as<std::string>());
   }
+  handler_procedures_ += ']';
 }
 
 void Applier::prepare_failed_statement(pqxx::connection& connection) {
@@ -180,15 +209,19 @@ Counts Applier::run(pqxx::transaction_base& tx, const std::vector<Item*>& items,
                     bool part) {
   Counts counts;
   if (items.empty() && !position_of) return counts;
-  std::string batch = batch_parameter(items, position_of, table_of_mapping_);
-  pqxx::row row = tx.exec_prepared1(part ? kApplyPartStatement : kApplyStatement, batch, replica_, ignore_blocked,
-                                    static_cast<long long>(max_clock_skew_.count()));
+  auto skew = static_cast<long long>(max_clock_skew_.count());
+  pqxx::row row = handlers_
+                      ? tx.exec_prepared1(kApplyStatement, handler_batch_parameter(items, position_of), replica_, ignore_blocked,
+                                          skew, handler_procedures_)
+                      : tx.exec_prepared1(part ? kApplyPartStatement : kApplyStatement,
+                                          batch_parameter(items, position_of, table_of_mapping_), replica_, ignore_blocked, skew);
   counts.applied = row[0].as<long long>();
   counts.stale = row[1].as<long long>();
   counts.duplicate = row[2].as<long long>();
   counts.heartbeats = row[3].as<long long>();
   counts.future = row[5].as<long long>();
   counts.future_ahead_seconds = row[6].as<double>();
+  if (handlers_) counts.unhandled = row[7].as<long long>();
   std::vector<int> blocked = parse_int_array(row[4].as<std::string>());
   if (!blocked.empty()) {
     std::vector<const Item*> waiting;

@@ -29,6 +29,16 @@
 // tried up to max_attempts times and then parked. Events before it apply; later events of its
 // aggregate wait behind it; every other aggregate continues.
 //
+// A consumer's Applier (its mappings are handlers, `outbox consume`) runs the handler path instead of
+// step 2: one call of outbox_handle_batch (migrate/sql/service/1002_consume.sql) takes the batch of
+// envelopes (replicate/envelope.hpp) and, per event in order: leaves it out when its aggregate has
+// failed events ("blocked"), inserts its id into the inbox (outbox_applied_events; a duplicate is a
+// no-op), sets outbox.correlation_id, outbox.causation_id and outbox.reply_to for the transaction,
+// calls the handler and resets them; then moves the position and the heartbeat as above. A
+// handler that raises fails the statement: the isolation below parks exactly that event. Events no
+// handler takes go into the inbox as not effective (counted as unhandled). Consumers never apply in
+// parts: handlers may touch rows of other aggregates (a saga's), which parts could deadlock on.
+//
 // With helper connections (replicate.apply_connections > 1) a large batch of valid events is split
 // by aggregate into parts that apply at the same time, each in its own transaction: the helpers
 // take the shared lock with a try (never queueing behind a waiting `outbox failed` command, so
@@ -66,6 +76,7 @@ struct Counts {
   long long heartbeats = 0;         // relay heartbeats applied
   long long skipped = 0;            // broken heartbeats, acked and dropped
   long long parts = 0;              // transactions that applied the batch in parts (0: one transaction)
+  long long unhandled = 0;          // a consumer's events that no handler takes (in the inbox, not effective)
   long long future = 0;             // events and heartbeats created after the replica's clock + max_clock_skew
   double future_ahead_seconds = 0;  // how far ahead the furthest of them was
   Counts& operator+=(const Counts& other);
@@ -93,7 +104,8 @@ class Applier {
           std::shared_ptr<spdlog::logger> log);
   ~Applier();
   // Reads the mapped tables' columns from the catalog and prepares the statement. Throws
-  // Error(config) for a missing table, key column or unique key on it.
+  // Error(config) for a missing table, key column or unique key on it, or a handler function that
+  // is not there as f(jsonb).
   void prepare();
   void set_max_attempts(int attempts) { max_attempts_ = attempts; }
   // replicate.max_clock_skew: a created_at later than the replica's clock plus this is from the
@@ -136,6 +148,9 @@ class Applier {
   std::pair<long long, long long> record_failed(pqxx::transaction_base& tx, const std::vector<const Item*>& items,
                                                 const std::string& state, const std::vector<std::string>& errors, int attempts);
   void prepare_failed_statement(pqxx::connection& connection);
+  void prepare_tables(pqxx::transaction_base& tx);
+  // Each handler's function as its regprocedure text, which PostgreSQL quotes ("booking.on_x(jsonb)").
+  void prepare_handlers(pqxx::transaction_base& tx);
 
   pqxx::connection& connection_;
   std::vector<pqxx::connection*> helpers_;
@@ -146,6 +161,8 @@ class Applier {
   std::atomic<bool> cancelled_{false};
   void stop_if_cancelled() const;
   std::vector<int> table_of_mapping_;  // index into tables_ per mapping
+  bool handlers_ = false;              // a consumer: the handler path
+  std::string handler_procedures_;     // $5 of outbox_handle_batch: a JSON array of regprocedure texts
   int max_attempts_ = 3;
   std::chrono::milliseconds max_clock_skew_{std::chrono::minutes(1)};  // the default of replicate.max_clock_skew
 };

@@ -77,13 +77,13 @@ void Replicator::announce_ready() {
 }
 
 void Replicator::open_replica() {
-  auto connection = pg::connect(url_, role_, "outbox-replicate");
-  migrate::require_current(*connection, migrate::Target::replica, role_);
+  auto connection = pg::connect(url_, role_, program_);
+  migrate::require_current(*connection, consumer_ ? migrate::Target::replica : migrate::Target::replica, role_);
   take_serve_lock(*connection);
   std::vector<std::unique_ptr<pqxx::connection>> helpers;
   std::vector<pqxx::connection*> helper_pointers;
   for (int i = 1; i < apply_connections_; ++i) {
-    helpers.push_back(pg::connect(url_, role_, "outbox-replicate"));
+    helpers.push_back(pg::connect(url_, role_, program_));
     helper_pointers.push_back(helpers.back().get());
   }
   auto applier = std::make_unique<Applier>(*connection, replica_, role_, mappings_, log_);
@@ -101,16 +101,20 @@ void Replicator::open_replica() {
 // other one's session ends when it dies; this one, retrying, then takes over.
 void Replicator::take_serve_lock(pqxx::connection& connection) {
   pqxx::nontransaction tx(connection);
-  if (tx.exec_params1("SELECT pg_try_advisory_lock($1, hashtext($2))", kServeLockClass, replica_)[0].as<bool>()) return;
+  if (tx.exec_params1("SELECT pg_try_advisory_lock($1, hashtext($2))", kServeLockClass, serve_lock_key())[0].as<bool>()) return;
   pqxx::result holder = tx.exec_params(
       "SELECT a.pid::text || coalesce(' from ' || host(a.client_addr), '') || coalesce(' (' || "
       "nullif(a.application_name, '') || ')', '') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
       "WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.objid = hashtext($2)::oid AND l.granted LIMIT 1",
-      static_cast<long long>(static_cast<unsigned>(kServeLockClass)), replica_);
-  throw NotNow(role_ + ": another outbox replicate serves this replica" +
-               (holder.empty() ? std::string() : " (backend " + holder[0][0].as<std::string>() + ")") +
-               "; standing by until it stops");
+      static_cast<long long>(static_cast<unsigned>(kServeLockClass)), serve_lock_key());
+  throw NotNow(
+      role_ + (consumer_ ? ": another outbox consume serves this consumer" : ": another outbox replicate serves this replica") +
+      (holder.empty() ? std::string() : " (backend " + holder[0][0].as<std::string>() + ")") + "; standing by until it stops");
 }
+
+// A consumer's key differs from a replica's of the same name: a service database may be a
+// replica's too (hashtext of the name alone would make one stand by for the other).
+std::string Replicator::serve_lock_key() const { return consumer_ ? "consumer " + replica_ : replica_; }
 
 void Replicator::stand_by() {
   // A standby must not hold deliveries: they go back to the broker, which gives them to the
@@ -132,11 +136,11 @@ void Replicator::drop_broker() {
 }
 
 void Replicator::open_broker() {
-  auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, "outbox-replicate " + replica_, 1);
+  auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, program_ + " " + replica_, 1);
   topology::declare_exchange(*connection, broker_settings_.exchange);
   topology::declare_replica(*connection, broker_settings_.exchange, queue_);
   connection->set_prefetch(static_cast<uint16_t>(prefetch_));
-  connection->consume(queue_.queue, "outbox-replicate-" + replica_);
+  connection->consume(queue_.queue, program_ + "-" + replica_);
   broker_ = std::move(connection);
   ++broker_generation_;
   broker_poll_ = std::make_unique<loop::Poll>(loop_, broker_->fd(), [this] { on_broker_readable(); });

@@ -95,7 +95,37 @@ std::vector<Mapping> default_mappings() {
 int find_mapping(const std::vector<Mapping>& mappings, std::string_view event_type) {
   for (size_t i = 0; i < mappings.size(); ++i)
     if (mappings[i].event_type == event_type) return static_cast<int>(i);
+  // Patterns only for handlers: a replica's event types were always exact, and may contain * or #.
+  for (size_t i = 0; i < mappings.size(); ++i)
+    if (mappings[i].is_handler() && topic_matches(mappings[i].event_type, event_type)) return static_cast<int>(i);
   return -1;
+}
+
+bool are_handlers(const std::vector<Mapping>& mappings) { return !mappings.empty() && mappings.front().is_handler(); }
+
+bool topic_matches(std::string_view pattern, std::string_view event_type) {
+  auto words = [](std::string_view text) {
+    std::vector<std::string_view> out;
+    size_t start = 0;
+    for (size_t dot = text.find('.'); dot != std::string_view::npos; dot = text.find('.', start)) {
+      out.push_back(text.substr(start, dot - start));
+      start = dot + 1;
+    }
+    out.push_back(text.substr(start));
+    return out;
+  };
+  std::vector<std::string_view> want = words(pattern), have = words(event_type);
+  // matches[i][j]: the pattern's words from i match the type's words from j.
+  std::vector<std::vector<char>> matches(want.size() + 1, std::vector<char>(have.size() + 1, 0));
+  matches[want.size()][have.size()] = 1;
+  for (size_t i = want.size(); i-- > 0;)
+    for (size_t j = have.size() + 1; j-- > 0;) {
+      if (want[i] == "#")
+        matches[i][j] = matches[i + 1][j] || (j < have.size() && matches[i][j + 1]);
+      else
+        matches[i][j] = j < have.size() && (want[i] == "*" || want[i] == have[j]) && matches[i + 1][j + 1];
+    }
+  return matches[0][0];
 }
 
 bool is_uuid(std::string_view text) {
@@ -182,7 +212,10 @@ Checked check_message(const amqp::IncomingMessage& message, const std::vector<Ma
     event.heartbeat = true;
   } else {
     event.mapping = find_mapping(mappings, type);
-    if (event.mapping < 0) return fail("unknown event type \"" + type + "\" (no replicate.mappings entry)");
+    if (event.mapping < 0 && are_handlers(mappings))
+      event.unhandled = true;  // a consumer hears more than it handles: not poison
+    else if (event.mapping < 0)
+      return fail("unknown event type \"" + type + "\" (no replicate.mappings entry)");
   }
   out.event = std::move(event);
   return out;

@@ -33,17 +33,27 @@ inline constexpr long long kLatestCreatedAtMicros = 253402300799999999LL;
 
 enum class Operation { upsert, remove };
 
+// What the engine does with an event type: a replica's mapping writes a table; a consumer's
+// handler (`function` set: `outbox consume`, services.NAME.handlers) calls a SQL function f(jsonb)
+// with the event's envelope. A target's mappings are all of one kind.
 struct Mapping {
-  std::string event_type;  // "parking.create"
+  std::string event_type;  // "parking.create"; for a handler also an AMQP topic pattern ("booking.*", "#")
   std::string table;       // "public.parking_slots" or "parking_slots"
   Operation operation = Operation::upsert;
   std::string key_column;  // "uuid"
+  std::string function;    // a handler's SQL function, "booking.on_parking_reserved"; "" for a table mapping
+  bool is_handler() const { return !function.empty(); }
 };
 
 // The built-in parking mapping, used when replicate.mappings has no block (replicate/settings.hpp).
 std::vector<Mapping> default_mappings();
-// Index of the event type's mapping, or -1.
+// Index of the event type's mapping, or -1. An exact event type wins; then the first handler (in
+// config order) whose topic pattern matches.
 int find_mapping(const std::vector<Mapping>& mappings, std::string_view event_type);
+// AMQP topic matching of a dot-separated event type: `*` is one word, `#` zero or more words.
+bool topic_matches(std::string_view pattern, std::string_view event_type);
+// Whether the mappings are a consumer's handlers (an event type without one is unhandled, not poison).
+bool are_handlers(const std::vector<Mapping>& mappings);
 
 struct Event {
   std::string event_id;  // canonical lowercase uuid
@@ -51,8 +61,9 @@ struct Event {
   std::string aggregate_type, aggregate_id;
   long long version = 0;
   std::optional<long long> position, created_at_us;
-  int mapping = -1;  // into the mappings; -1 for a heartbeat
+  int mapping = -1;  // into the mappings; -1 for a heartbeat or an unhandled event
   bool heartbeat = false;
+  bool unhandled = false;  // a consumer's event whose type no handler takes: recorded in the inbox, acked
 };
 
 // A message checked: either an event, or the reason it is poison. When a poison message still

@@ -24,12 +24,13 @@ FailedEvent from_row(const pqxx::row& row) {
 
 }  // namespace
 
-FailedEvents::FailedEvents(pqxx::connection& connection, std::string replica, std::string role, std::vector<Mapping> mappings)
+FailedEvents::FailedEvents(pqxx::connection& connection, std::string replica, std::string role, std::vector<Mapping> mappings,
+                           migrate::Target schema)
     : connection_(connection),
       replica_(std::move(replica)),
       role_(std::move(role)),
       applier_(connection, replica_, role_, std::move(mappings), log::get("failed " + replica_)) {
-  migrate::require_current(connection_, migrate::Target::replica, role_);
+  migrate::require_current(connection_, schema, role_);
   applier_.prepare();
 }
 

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "migrate/runner.hpp"
 #include "replicate/apply.hpp"
 
 namespace outbox::replicate {
@@ -39,8 +40,10 @@ struct ChainResult {
 
 class FailedEvents {
  public:
-  // Checks the replica's schema and the mappings (Error(config) otherwise).
-  FailedEvents(pqxx::connection& connection, std::string replica, std::string role, std::vector<Mapping> mappings);
+  // Checks the replica's schema (a consumer's: the service set) and the mappings or handlers
+  // (Error(config) otherwise).
+  FailedEvents(pqxx::connection& connection, std::string replica, std::string role, std::vector<Mapping> mappings,
+               migrate::Target schema = migrate::Target::replica);
   std::vector<FailedEvent> list();
   // Error(data) when there is no such id for this replica.
   FailedEvent find(long long id);

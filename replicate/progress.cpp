@@ -85,7 +85,15 @@ void compute_behind(ReplicaStage& replica, std::optional<double> oldest_unpublis
   replica.seconds_behind = std::max(0.0, behind);
 }
 
-void set_replica_gauges(metrics::Registry& registry, const ReplicaStage& replica) {
+void set_replica_gauges(metrics::Registry& registry, const ReplicaStage& replica, bool consumer) {
+  if (consumer) {
+    registry
+        .gauge("outbox_consume_lag_seconds",
+               "Seconds the consumer is behind its relays, from the relay heartbeats it receives (-1 while unknown)",
+               {{"service", replica.name}})
+        .set(replica.seconds_behind.value_or(-1));
+    return;
+  }
   registry
       .gauge("outbox_replicate_lag_seconds",
              "Seconds the replica is behind the primary, from the relay heartbeats (-1 while unknown)",

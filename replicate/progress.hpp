@@ -39,7 +39,8 @@ ReplicaStage read_replica(const config::Config& config, const std::string& name)
 // the primary's oldest unpublished row (see ops/lag.hpp).
 void compute_behind(ReplicaStage& replica, std::optional<double> oldest_unpublished_age, double heartbeat_interval);
 
-// Gauge for /metrics: outbox_replicate_lag_seconds{replica} (-1 while unknown).
-void set_replica_gauges(metrics::Registry& registry, const ReplicaStage& replica);
+// Gauge for /metrics: outbox_replicate_lag_seconds{replica} (-1 while unknown); for a consumer of
+// `outbox consume`, outbox_consume_lag_seconds{service}.
+void set_replica_gauges(metrics::Registry& registry, const ReplicaStage& replica, bool consumer = false);
 
 }  // namespace outbox::lag

@@ -4,6 +4,7 @@
 
 #include "core/duration.hpp"
 #include "core/error.hpp"
+#include "core/escape.hpp"
 #include "core/failpoint.hpp"
 #include "core/pg.hpp"
 #include "core/url.hpp"
@@ -37,16 +38,18 @@ Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, con
       loop_(runtime.loop()),
       metrics_(metrics),
       replica_(replica.name),
-      role_("replica " + replica_),
-      labels_({{"replica", replica_}}),
-      log_(log::get("replicate " + replica_)),
+      consumer_(replica.consumer),
+      role_((consumer_ ? "consumer " : "replica ") + replica_),
+      program_(consumer_ ? "outbox-consume" : "outbox-replicate"),
+      labels_({{consumer_ ? "service" : "replica", replica_}}),
+      log_(log::get((consumer_ ? "consume " : "replicate ") + replica_)),
       callbacks_(std::move(callbacks)),
       backoff_(milliseconds(30000)) {
   amqp::require_broker(settings.broker);
   url_ = replica.url;
   broker_settings_ = settings.broker;
   queue_ = replica.queue;
-  mappings_ = settings.mappings;
+  mappings_ = consumer_ ? replica.handlers : settings.mappings;
   prefetch_ = settings.prefetch;
   apply_connections_ = settings.apply_connections;
   apply_tunables(settings.tunables);
@@ -61,7 +64,8 @@ Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, con
   counter("outbox_replicate_reconnects_total");
   counter("outbox_replicate_pruned_total");
   counter("outbox_replicate_future_events_total");
-  metrics_.histogram("outbox_replicate_batch_seconds", "Time to apply and commit one batch on a replica",
+  if (consumer_) counter("outbox_replicate_unhandled_total");
+  metrics_.histogram(metric_name("outbox_replicate_batch_seconds"), "Time to apply and commit one batch on a replica",
                      {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
 
   apply_soon_ = std::make_unique<loop::Deferred>(loop_, [this] { apply_pending(); });
@@ -102,10 +106,19 @@ metrics::Counter& Replicator::counter(const std::string& name, const metrics::La
       {"outbox_replicate_future_events_total",
        "Events and heartbeats created further ahead of the replica's clock than replicate.max_clock_skew: applied, but "
        "their time moves neither the applied position nor lag"},
+      {"outbox_replicate_unhandled_total",
+       "Events no handler takes: recorded in the inbox as not effective and acked (logged once per event type)"},
   };
   metrics::Labels labels = labels_;
   labels.insert(labels.end(), extra_labels.begin(), extra_labels.end());
-  return metrics_.counter(name, help.at(name), labels);
+  return metrics_.counter(metric_name(name), help.at(name), labels);
+}
+
+// A consumer's metrics are replicate's under the outbox_consume_ prefix, labelled service="NAME".
+std::string Replicator::metric_name(const std::string& name) const {
+  static const std::string kReplicatePrefix = "outbox_replicate_";
+  if (!consumer_ || name.rfind(kReplicatePrefix, 0) != 0) return name;
+  return "outbox_consume_" + name.substr(kReplicatePrefix.size());
 }
 
 void Replicator::apply_tunables(const Tunables& tunables) {
@@ -133,7 +146,7 @@ void Replicator::update_lag_gauge() {
     stage.error = "not connected";
   }
   lag::compute_behind(stage, std::nullopt, tunables_.heartbeat_interval);
-  lag::set_replica_gauges(metrics_, stage);
+  lag::set_replica_gauges(metrics_, stage, consumer_);
 }
 
 // Removes applied event ids older than replicate.applied_retention. Safe at any time: an applied
@@ -188,16 +201,29 @@ void Replicator::on_broker_readable() {
       auto received = std::make_unique<Received>();
       received->message = std::move(*event.message);
       received->item = Item{&received->message, check_message(received->message, mappings_)};
+      if (received->item.checked.event && received->item.checked.event->unhandled) note_unhandled(*received->item.checked.event);
       pending_.push_back(std::move(received));
     });
   } catch (const Error& error) {
     return broker_lost(error.what());
   }
-  schedule_batch();
+  schedule_batch(true);
 }
 
-void Replicator::schedule_batch() {
+void Replicator::note_unhandled(const Event& event) {
+  // Bounded: forged messages may name any number of types.
+  constexpr size_t kMostTypesRemembered = 1000;
+  if (unhandled_types_logged_.size() >= kMostTypesRemembered || !unhandled_types_logged_.insert(event.event_type).second) return;
+  log_->info("events of type \"{}\" have no handler: recorded in the inbox and acked (counted in outbox_consume_unhandled_total)",
+             escape_controls(event.event_type));
+}
+
+void Replicator::schedule_batch(bool socket_drained) {
   if (pending_.empty()) return;
+  // Latency (a saga's hop): when the worker is idle and the socket has nothing more, waiting for
+  // batch_wait adds nothing to the batch. Under load the worker is busy, and batches still form
+  // behind it.
+  if (socket_drained && !in_flight_ && broker_ && !broker_->has_buffered_data()) batch_due_ = true;
   if (pending_.size() >= tunables_.batch_size || batch_due_ || stopping_) {
     apply_soon_->request();
   } else if (!batch_timer_->active()) {
@@ -205,7 +231,41 @@ void Replicator::schedule_batch() {
   }
 }
 
+void Replicator::run_between_batches(std::chrono::milliseconds every, std::function<void(pqxx::connection&)> job) {
+  chore_ = std::move(job);
+  chore_timer_ = std::make_unique<loop::Timer>(loop_, [this] {
+    chore_due_ = true;
+    apply_pending();
+  });
+  auto interval = std::max(every, milliseconds(1));
+  chore_timer_->start(interval, interval);
+}
+
+// The between-batches job takes the worker and the connection like a batch (in_flight_), so the
+// loop thread's lag gauge and pruning keep off the connection meanwhile.
+bool Replicator::start_chore() {
+  if (!chore_due_ || !chore_ || in_flight_ || !db_ || stopping_ || lifecycle_->retry_scheduled()) return false;
+  chore_due_ = false;
+  auto chore = std::make_unique<InFlight>();
+  chore->chore = true;
+  chore->started = Clock::now();
+  in_flight_ = std::move(chore);
+  InFlight* work = in_flight_.get();
+  pqxx::connection* connection = db_.get();
+  worker_->run(
+      [this, work, connection] {
+        try {
+          chore_(*connection);
+        } catch (...) {
+          work->error = std::current_exception();
+        }
+      },
+      [this] { on_applied(); });
+  return true;
+}
+
 void Replicator::apply_pending() {
+  if (start_chore()) return;
   if (in_flight_ || !db_ || !broker_ || pending_.empty() || lifecycle_->retry_scheduled()) return;
   if (pending_.size() < tunables_.batch_size && !batch_due_ && !stopping_) return;
   size_t count = std::min(tunables_.batch_size, pending_.size());
@@ -239,6 +299,22 @@ void Replicator::apply_pending() {
 
 void Replicator::on_applied() {
   std::unique_ptr<InFlight> batch = std::move(in_flight_);
+  if (batch->chore) {
+    if (batch->error) {
+      try {
+        std::rethrow_exception(batch->error);
+      } catch (const std::exception& error) {
+        if (classify(error) == Failure::connection) return database_lost(error.what());
+        log_->warn("{}: the work between batches failed: {}", role_, one_line(error.what()));
+      }
+    }
+    if (stopping_) return finish_if_drained();
+    if (broker_)
+      on_broker_readable();
+    else
+      schedule_batch();
+    return;
+  }
   bool same_channel = broker_ && batch->broker_generation == broker_generation_;
   if (batch->error) {
     // Not applied: the messages are still unacked on their channel, so they go back to the front
@@ -283,7 +359,11 @@ void Replicator::on_applied() {
     if (!pending_.empty()) apply_soon_->request();
     return finish_if_drained();
   }
-  schedule_batch();
+  // What arrived meanwhile, and whether more is coming (schedule_batch).
+  if (broker_)
+    on_broker_readable();
+  else
+    schedule_batch();
 }
 
 void Replicator::record(const Counts& counts, Clock::duration took) {
@@ -296,15 +376,16 @@ void Replicator::record(const Counts& counts, Clock::duration took) {
   counter("outbox_replicate_waiting_total").add(static_cast<uint64_t>(counts.waiting));
   counter("outbox_replicate_heartbeats_total").add(static_cast<uint64_t>(counts.heartbeats));
   counter("outbox_replicate_future_events_total").add(static_cast<uint64_t>(counts.future));
-  metrics_.histogram("outbox_replicate_batch_seconds", "", {}).observe(std::chrono::duration<double>(took).count());
+  counter("outbox_replicate_unhandled_total").add(static_cast<uint64_t>(counts.unhandled));
+  metrics_.histogram(metric_name("outbox_replicate_batch_seconds"), "", {}).observe(std::chrono::duration<double>(took).count());
   if (counts.future) {
     future_unlogged_ += counts.future;
     future_unlogged_ahead_ = std::max(future_unlogged_ahead_, counts.future_ahead_seconds);
     log_future_events();
   }
   if (counts.waiting)
-    log_->warn("{} event(s) wait behind parked events of their aggregate (see 'outbox failed list --replica {}')", counts.waiting,
-               replica_);
+    log_->warn("{} event(s) wait behind parked events of their aggregate (see 'outbox failed list {} {}')", counts.waiting,
+               consumer_ ? "--consumer" : "--replica", replica_);
   log_->debug("batch: {} applied, {} stale, {} duplicate, {} parked, {} waiting, {} heartbeat(s) in {:.1f} ms{}", counts.applied,
               counts.stale, counts.duplicate, counts.parked, counts.waiting, counts.heartbeats,
               std::chrono::duration<double, std::milli>(took).count(),
@@ -343,6 +424,7 @@ void Replicator::finish_if_drained() {
   lifecycle_->stop_retrying();
   tick_timer_->stop();
   batch_timer_->stop();
+  if (chore_timer_) chore_timer_->stop();
   if (callbacks_.on_drained) callbacks_.on_drained();
 }
 

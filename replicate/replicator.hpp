@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <pqxx/pqxx>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,9 @@ class Replicator {
   bool healthy() const;
   std::string status_line() const;
   const std::string& replica() const { return replica_; }
+  // Work on the database connection between batches, on the worker thread, when `every` has passed
+  // (consume's deadlines). `job` handles its own failures; it throws only when the connection is lost.
+  void run_between_batches(std::chrono::milliseconds every, std::function<void(pqxx::connection&)> job);
 
  private:
   enum Side : size_t { kReplica, kBroker };
@@ -72,14 +76,18 @@ class Replicator {
   void open_replica();
   // Throws NotNow when another daemon serves this replica.
   void take_serve_lock(pqxx::connection& connection);
+  std::string serve_lock_key() const;
   void stand_by();
   void open_broker();
   void drop_broker();
   void database_lost(const std::string& reason);
   void broker_lost(const std::string& reason);
   void on_broker_readable();
-  void schedule_batch();
+  // `socket_drained`: the broker socket was just read empty; with the worker idle, nothing more is
+  // coming that batch_wait could add to this batch, so it is taken now.
+  void schedule_batch(bool socket_drained = false);
   void apply_pending();
+  bool start_chore();
   void on_applied();
   void record(const Counts& counts, std::chrono::steady_clock::duration took);
   void finish_if_drained();
@@ -87,12 +95,18 @@ class Replicator {
   void prune_applied();
   void log_future_events();
   metrics::Counter& counter(const std::string& name, const metrics::Labels& extra_labels = {});
+  std::string metric_name(const std::string& name) const;
+  // A consumer's event type that no handler takes: logged once per type.
+  void note_unhandled(const Event& event);
 
   daemon::Runtime& runtime_;
   loop::Loop& loop_;
   metrics::Registry& metrics_;
-  std::string replica_, role_;
-  metrics::Labels labels_;  // replica="NAME" on every sample
+  std::string replica_;
+  bool consumer_ = false;       // `outbox consume`: handlers instead of table mappings
+  std::string role_, program_;  // "replica main" / "consumer booking"; the application_name
+  metrics::Labels labels_;      // replica="NAME" (a consumer: service="NAME") on every sample
+  std::set<std::string> unhandled_types_logged_;
   std::shared_ptr<spdlog::logger> log_;
   Callbacks callbacks_;
 
@@ -144,11 +158,15 @@ class Replicator {
     std::exception_ptr error;
     uint64_t broker_generation = 0;  // delivery tags are only valid on the channel they came from
     std::chrono::steady_clock::time_point started;
+    bool chore = false;  // the between-batches job, not a batch
   };
   std::unique_ptr<InFlight> in_flight_;
   std::unique_ptr<loop::Worker> worker_;  // declared after db_/applier_: destroyed (joined) first
   uint64_t broker_generation_ = 0;
   bool batch_due_ = false;
+  std::function<void(pqxx::connection&)> chore_;
+  std::unique_ptr<loop::Timer> chore_timer_;
+  bool chore_due_ = false;
   bool ever_ready_ = false;
   bool standing_by_ = false;
   bool stopping_ = false, drained_ = false;

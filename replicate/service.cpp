@@ -4,8 +4,10 @@
 
 namespace outbox::replicate {
 
-Service::Service(daemon::Runtime& runtime, Settings settings)
-    : runtime_(runtime), shutdown_timeout_(settings.tunables.shutdown_timeout) {
+Service::Service(daemon::Runtime& runtime, Settings settings) : Service(runtime, std::move(settings), Flavor{}) {}
+
+Service::Service(daemon::Runtime& runtime, Settings settings, Flavor flavor)
+    : runtime_(runtime), flavor_(std::move(flavor)), shutdown_timeout_(settings.tunables.shutdown_timeout) {
   for (const ReplicaSettings& replica : settings.replicas) {
     Replicator::Callbacks callbacks;
     callbacks.on_ready = [this] {
@@ -14,7 +16,8 @@ Service::Service(daemon::Runtime& runtime, Settings settings)
         if (!replicator->ever_ready()) return;
       announced_ready_ = true;
       daemon::notify_ready();
-      spdlog::info("replicate: ready ({} replica(s))", replicators_.size());
+      spdlog::info("{}: ready ({} {}(s))", flavor_.name, replicators_.size(),
+                   flavor_.name == "replicate" ? "replica" : "consumer");
     };
     callbacks.on_fatal = [this](const Error& error) {
       if (fatal_error_) return;
@@ -23,13 +26,13 @@ Service::Service(daemon::Runtime& runtime, Settings settings)
     };
     callbacks.on_drained = [this] {
       if (++drained_ < replicators_.size()) return;
-      spdlog::info("replicate: shutdown end");
+      spdlog::info("{}: shutdown end", flavor_.name);
       runtime_.stop(0);
     };
     replicators_.push_back(std::make_unique<Replicator>(runtime_, metrics_, settings, replica, std::move(callbacks)));
   }
   shutdown_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] {
-    spdlog::warn("replicate: shutdown timeout ({}s) reached; unacked events will be redelivered to the next run",
+    spdlog::warn("{}: shutdown timeout ({}s) reached; unacked events will be redelivered to the next run", flavor_.name,
                  shutdown_timeout_.count() / 1000.0);
     for (auto& replicator : replicators_) replicator->cancel_in_flight();
     runtime_.stop(0);
@@ -40,10 +43,10 @@ Service::Service(daemon::Runtime& runtime, Settings settings)
     // The whole of the settings of the served replicas is built: a reload refuses what a start would.
     std::vector<std::string> names;
     for (const auto& replicator : replicators_) names.push_back(replicator->replica());
-    return [this, tunables = settings_from_config(fresh, names).tunables] {
+    return [this, tunables = flavor_.reload_tunables(fresh, names)] {
       for (auto& replicator : replicators_) replicator->apply_tunables(tunables);
       shutdown_timeout_ = tunables.shutdown_timeout;
-      spdlog::info("replicate: reloaded: batch_size={} batch_wait={}ms max_attempts={}", tunables.batch_size,
+      spdlog::info("{}: reloaded: batch_size={} batch_wait={}ms max_attempts={}", flavor_.name, tunables.batch_size,
                    tunables.batch_wait.count(), tunables.max_attempts);
     };
   };

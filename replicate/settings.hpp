@@ -26,10 +26,14 @@ struct Tunables {
   double heartbeat_interval = 10;  // relay.heartbeat_interval in seconds, for the lag gauge
 };
 
+// One target of the engine: a replica (its mappings are Settings::mappings) or a consumer of
+// `outbox consume` (its own handlers; consume/settings.hpp builds it from [services.NAME]).
 struct ReplicaSettings {
   std::string name;  // "main"
   std::string url;
   topology::ReplicaQueue queue;
+  bool consumer = false;
+  std::vector<Mapping> handlers;  // a consumer's
 };
 
 struct Settings {

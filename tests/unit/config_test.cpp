@@ -233,3 +233,68 @@ TEST(Config, AMissingConfigFileNamedOnTheCommandLineIsAnError) {
   outbox::testing::expect_error([&] { Config::load(options); }, ExitCode::config,
                                 "config /nonexistent/outbox.toml: cannot open: No such file or directory");
 }
+
+TEST(Config, ServicesGetTheirDefaultsHandlersAndDeadlines) {
+  Config config = Config::parse(
+      "[services.booking]\nurl = \"postgresql://db/booking\"\nbinding_keys = [\"parking.*\"]\n"
+      "[[services.booking.handlers]]\nevent_type = \"parking.reserved\"\nfunction = \"booking.on_reserved\"\n"
+      "[[services.booking.handlers]]\nevent_type = \"bill.#\"\nfunction = \"booking.on_bill\"\n"
+      "[[services.booking.deadlines]]\nfunction = \"booking.expire_sagas\"\n"
+      "[services.billing]\nurl = \"postgresql://db/billing\"\n",
+      "outbox.toml", no_env());
+  EXPECT_EQ(config.service_names(), (std::vector<std::string>{"billing", "booking"}));
+  EXPECT_TRUE(config.has_service("billing"));
+  EXPECT_FALSE(config.has_service("parking"));
+  EXPECT_EQ(config.text("services.billing.queue_type"), "classic");
+  EXPECT_TRUE(config.list("services.billing.binding_keys").empty());
+  const auto& handlers = config.sections("services.booking.handlers");
+  ASSERT_EQ(handlers.size(), 2u);
+  EXPECT_EQ(handlers[1].at("function").text, "booking.on_bill");
+  const auto& deadlines = config.sections("services.booking.deadlines");
+  ASSERT_EQ(deadlines.size(), 1u);
+  EXPECT_EQ(deadlines[0].at("every").number, 1000);  // the default: every second
+  EXPECT_TRUE(config.sections("services.billing.handlers").empty());
+}
+
+TEST(Config, AServiceWithoutUrlOrAHandlerWithoutFunctionIsAnError) {
+  EXPECT_EQ(error_of("[services.billing]\nbinding_keys = [\"a\"]\n"),
+            "config outbox.toml:1:1: services.billing.url: is required for every [services.billing] section");
+  EXPECT_EQ(error_of("[services.billing]\nurl = \"postgresql://db/b\"\n[[services.billing.handlers]]\nevent_type = \"a\"\n"),
+            "config outbox.toml:3:1: services.billing.handlers.function: is required in every "
+            "[[services.billing.handlers]] block");
+  EXPECT_EQ(error_of("[services.\"bad name\"]\nurl = \"postgresql://db/b\"\n"),
+            "config outbox.toml:1:1: services.bad name: service names may use letters, digits, '_' and '-'");
+  EXPECT_EQ(error_of("[services.billing]\nurl = \"postgresql://db/b\"\n[[services.billing.handlers]]\nevent_type = \"a\"\n"
+                     "function = \"f\"\nretries = 3\n"),
+            "config outbox.toml:6:11: services.billing.handlers.retries: unknown configuration option");
+}
+
+TEST(Config, AServiceCanBeAddedWithSet) {
+  LoadOptions options = no_env();
+  options.overrides = {"services.billing.url=postgresql://db/billing"};
+  Config config = Config::parse("", "", options);
+  EXPECT_EQ(config.service_names(), (std::vector<std::string>{"billing"}));
+  EXPECT_EQ(config.text("services.billing.queue_type"), "classic");
+}
+
+TEST(Config, ShowPrintsServicesThatLoadBackWithTheirHandlers) {
+  Config config = Config::parse(
+      "[services.booking]\nurl = \"postgresql://db/booking\"\nbinding_keys = [\"a.*\"]\n"
+      "[[services.booking.handlers]]\nevent_type = \"a.b\"\nfunction = \"booking.on_ab\"\n"
+      "[[services.booking.deadlines]]\nfunction = \"booking.expire\"\nevery = \"250ms\"\n",
+      "outbox.toml", no_env());
+  std::string shown = show(config);
+  Config again = Config::parse(shown, "shown.toml", no_env());
+  EXPECT_EQ(again.text("services.booking.url"), "postgresql://db/booking") << shown;
+  ASSERT_EQ(again.sections("services.booking.handlers").size(), 1u) << shown;
+  EXPECT_EQ(again.sections("services.booking.handlers")[0].at("function").text, "booking.on_ab");
+  ASSERT_EQ(again.sections("services.booking.deadlines").size(), 1u) << shown;
+  EXPECT_EQ(again.sections("services.booking.deadlines")[0].at("every").number, 250);
+}
+
+TEST(Config, ReloadReportsAChangedHandlerAsRestartOnly) {
+  std::string head = "[services.booking]\nurl = \"postgresql://db/booking\"\n[[services.booking.handlers]]\nevent_type = \"a\"\n";
+  Config running = Config::parse(head + "function = \"f\"\n", "outbox.toml", no_env());
+  Config fresh = Config::parse(head + "function = \"g\"\n", "outbox.toml", no_env());
+  EXPECT_EQ(restart_only_changes(running, fresh), (std::vector<std::string>{"services.booking.handlers"}));
+}

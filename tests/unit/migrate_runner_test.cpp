@@ -41,13 +41,23 @@ TEST(MigrationParse, RejectsBadNamesAndDuplicateVersions) {
   EXPECT_THROW(parse(duplicate, Target::primary), Error);
 }
 
-TEST(MigrationParse, TheEmbeddedFilesAreNumberedFromOneWithoutGaps) {
-  for (Target target : {Target::primary, Target::replica}) {
+TEST(MigrationParse, TheEmbeddedFilesAreNumberedFromTheirSetsFirstVersionWithoutGaps) {
+  for (Target target : {Target::primary, Target::replica, Target::service}) {
     const auto& all = migrations(target);
-    ASSERT_FALSE(all.empty());
-    for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].version, static_cast<int>(i + 1)) << all[i].file;
-    EXPECT_EQ(latest_version(target), static_cast<int>(all.size()));
+    ASSERT_FALSE(all.empty()) << target_name(target);
+    int first = version_range(target).first;
+    for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].version, first + static_cast<int>(i)) << all[i].file;
+    EXPECT_EQ(latest_version(target), first + static_cast<int>(all.size()) - 1);
   }
+}
+
+TEST(MigrationParse, RejectsAVersionOutsideItsSetsRange) {
+  std::vector<EmbeddedFile> service_below = {{"service", "0003_low.sql", ""}};
+  EXPECT_THROW(parse(service_below, Target::service), Error);
+  std::vector<EmbeddedFile> primary_above = {{"primary", "1001_high.sql", ""}};
+  EXPECT_THROW(parse(primary_above, Target::primary), Error);
+  std::vector<EmbeddedFile> service = {{"service", "1001_ok.sql", ""}};
+  EXPECT_EQ(parse(service, Target::service).front().version, 1001);
 }
 
 std::vector<Migration> known() {
@@ -83,6 +93,19 @@ TEST(MigrationCompare, MarksAppliedPendingMismatchedAndUnknownVersions) {
   EXPECT_EQ(*problem, "replica main: migration 0001_one.sql was applied with checksum 0123456789ab but this outbox has " +
                           sha256_hex("A").substr(0, 12) +
                           "; an applied migration must never change (restore the file, or repair schema_migrations by hand)");
+}
+
+TEST(MigrationCompare, ADatabaseHoldingThePrimaryAndTheServiceSetsSeesOnlyTheSetItLooksAt) {
+  std::vector<Applied> applied = {{1, "one", sha256_hex("A"), "t1"}, {2, "two", sha256_hex("B"), "t2"}, {1001, "svc", "s", "t3"}};
+  Status primary = compare(of_set(applied, Target::primary), known());
+  EXPECT_EQ(primary.current, 2);
+  EXPECT_EQ(primary.entries.size(), 2u);
+  EXPECT_EQ(history_problem(primary, "primary"), std::nullopt);
+  std::vector<Migration> service_known = {{1001, "svc", "1001_svc.sql", "s", "s"}};
+  Status service = compare(of_set(applied, Target::service), service_known);
+  EXPECT_EQ(service.current, 1001);
+  EXPECT_EQ(service.pending(), 0);
+  EXPECT_EQ(history_problem(service, "service booking"), std::nullopt);
 }
 
 }  // namespace

@@ -62,22 +62,26 @@ std::string value_for(const config::Option& option) {
 }
 
 // One line for every option: top-level keys in their sections, array fields in one block each,
-// the replica fields in [replicas.eu].
+// the fields of named sections in [replicas.eu] and [services.eu] (and their arrays in
+// [[services.eu.handlers]]...).
 std::string every_option_set() {
   std::map<std::string, std::string> sections;
   for (const config::Option& option : config::options()) {
     std::string key(option.key);
     if (option.type == config::Type::table_array) continue;
-    if (size_t star = key.find(".*."); star != std::string::npos)
-      sections["replicas.eu"] += key.substr(star + 3) + " = " + value_for(option) + "\n";
-    else if (size_t array = key.find("[]."); array != std::string::npos)
-      sections["[" + key.substr(0, array) + "]"] += key.substr(array + 3) + " = " + value_for(option) + "\n";
+    if (size_t star = key.find('*'); star != std::string::npos) key.replace(star, 1, "eu");
+    std::string line_value = " = " + value_for(option) + "\n";
+    if (size_t array = key.find("[]."); array != std::string::npos)
+      sections["[" + key.substr(0, array) + "]"] += key.substr(array + 3) + line_value;
+    else if (option.key.find('*') != std::string_view::npos)
+      sections[key.substr(0, key.rfind('.'))] += key.substr(key.rfind('.') + 1) + line_value;
     else
-      sections[key.substr(0, key.find('.'))] += key.substr(key.find('.') + 1) + " = " + value_for(option) + "\n";
+      sections[key.substr(0, key.find('.'))] += key.substr(key.find('.') + 1) + line_value;
   }
-  std::string toml;
-  for (const auto& [section, lines] : sections) toml += "[" + section + "]\n" + lines;
-  return toml;
+  // Tables first, then the [[arrays]]: a key after [[a.b]] would belong to that block.
+  std::string tables, arrays;
+  for (const auto& [section, lines] : sections) (section[0] == '[' ? arrays : tables) += "[" + section + "]\n" + lines;
+  return tables + arrays;
 }
 
 // Every builder; each throws on a key the registry does not have.
@@ -88,6 +92,10 @@ void run_every_builder(const config::Config& config) {
   for (const std::string& name : config.replica_names()) {
     config::replica_url(config, name);
     topology::replica_queue(config, name);
+  }
+  for (const std::string& name : config.service_names()) {
+    config::service_url(config, name);
+    config::service_migrations_dir(config, name);
   }
   amqp::require_broker(amqp::broker_settings(config));
   relay::settings_from_config(config);
@@ -117,12 +125,12 @@ TEST(Settings, EveryBuilderRunsOverAConfigThatSetsEveryOption) {
   // The config really sets every option: none is left at its default.
   for (const config::Option& option : config::options()) {
     std::string key(option.key);
-    if (option.type == config::Type::table_array) {
-      EXPECT_EQ(config.sections(key).size(), 1u) << key;
-      continue;
-    }
     std::string concrete = key;
     if (size_t star = concrete.find('*'); star != std::string::npos) concrete.replace(star, 1, "eu");
+    if (option.type == config::Type::table_array) {
+      EXPECT_EQ(config.sections(concrete).size(), 1u) << key;
+      continue;
+    }
     if (size_t array = concrete.find("[]."); array != std::string::npos) {
       const config::Section& block = config.sections(concrete.substr(0, array)).at(0);
       EXPECT_EQ(block.at(concrete.substr(array + 3)).source, config::Source::file) << key;
