@@ -1,6 +1,7 @@
-// outbox migrate [--target primary|replica NAME|all] [--dry-run]
-// outbox migrate status [--target ...]
-// Applies the embedded schema migrations (migrate/runner.hpp) to the primary and the replicas.
+// outbox migrate [--target primary|replica NAME|all | --service NAME...] [--dry-run]
+// outbox migrate status [--target ... | --service NAME...]
+// Applies the embedded schema migrations (migrate/runner.hpp) to the primary, the replicas and the
+// service databases, then each service's own migrations (migrate/service_migrations.hpp).
 #include <iostream>
 
 #include "cmd/command.hpp"
@@ -11,19 +12,41 @@
 #include "core/settings.hpp"
 #include "core/url.hpp"
 #include "migrate/runner.hpp"
+#include "migrate/service_migrations.hpp"
 #include "migrate/topology.hpp"
 
 namespace outbox::cmd {
 namespace {
 
 struct Database {
-  std::string role;  // "primary", "replica main"
+  std::string role;  // "primary", "replica main", "service booking"
   migrate::Target target;
   std::string url;
+  std::string service;  // the service's name (Target::service)
 };
 
-// --target primary | replica NAME | replica:NAME | replica (every replica) | all (default).
-std::vector<Database> select_databases(const config::Config& config, const std::vector<std::string>& target) {
+// What a run covers: --target primary | replica NAME | replica:NAME | replica (every replica) | all
+// (default: the primary, every replica and every service), or --service NAME... (only those).
+struct Selection {
+  std::vector<std::string> target;
+  std::vector<std::string> services;
+  bool everything() const { return services.empty() && (target.empty() || target.front() == "all"); }
+};
+
+std::vector<Database> service_databases(const config::Config& config, const std::vector<std::string>& names) {
+  std::vector<Database> out;
+  for (const std::string& name : names)
+    out.push_back({"service " + name, migrate::Target::service, config::service_url(config, name, "migrate"), name});
+  return out;
+}
+
+std::vector<Database> select_databases(const config::Config& config, const Selection& selection) {
+  if (!selection.services.empty()) {
+    if (!selection.target.empty())
+      throw usage_error("migrate: --service and --target do not combine (--service NAME migrates only that service)");
+    return service_databases(config, selection.services);
+  }
+  const std::vector<std::string>& target = selection.target;
   std::vector<std::string> words = target;
   if (words.size() == 1 && words[0].rfind("replica:", 0) == 0) words = {"replica", words[0].substr(8)};
   std::string what = words.empty() ? "all" : words[0];
@@ -32,16 +55,21 @@ std::vector<Database> select_databases(const config::Config& config, const std::
     throw usage_error("migrate: --target must be primary, replica NAME or all (got '" + target.front() +
                       (target.size() > 1 ? " " + target.back() : "") + "')");
   std::vector<Database> out;
-  if (what == "primary" || what == "all") out.push_back({"primary", migrate::Target::primary, config::primary_url(config)});
+  // A config of service databases only (no primary.url) migrates those; otherwise primary.url is required.
+  bool services_only = what == "all" && config.text("primary.url").empty() && !config.service_names().empty();
+  if (what == "primary" || (what == "all" && !services_only))
+    out.push_back({"primary", migrate::Target::primary, config::primary_url(config), ""});
   if (what == "replica" || what == "all") {
     std::vector<std::string> names = named ? std::vector<std::string>{words[1]} : config.replica_names();
     for (const std::string& name : names) {
       if (name.empty()) throw usage_error("migrate: --target replica needs a replica name (got an empty one)");
-      out.push_back({"replica " + name, migrate::Target::replica, config::replica_url(config, name, "migrate")});
+      out.push_back({"replica " + name, migrate::Target::replica, config::replica_url(config, name, "migrate"), ""});
     }
     if (names.empty() && what == "replica")
       throw config_error("migrate: no replica is configured (set [replicas.NAME] url, or OUTBOX_REPLICA_URL)");
   }
+  if (what == "all")
+    for (Database& service : service_databases(config, config.service_names())) out.push_back(std::move(service));
   return out;
 }
 
@@ -51,16 +79,23 @@ constexpr std::string_view kStateText[] = {"applied", "pending", "CHECKSUM MISMA
 std::string_view state_text(migrate::State state) { return kStateText[static_cast<int>(state)]; }
 
 // Once the databases are migrated, `outbox migrate` also declares the RabbitMQ topology (the
-// exchange, each replica's durable queue and its bindings; migrate/topology.hpp) from the same config,
-// so events published before the first `outbox replicate` run are kept. A dry run only prints it.
-void declare_broker_topology(const config::Config& config, bool dry_run) {
+// exchange, each replica's and each service consumer's durable queue and its bindings;
+// migrate/topology.hpp) from the same config, so events published before the first `outbox
+// replicate` or `outbox consume` run are kept. A dry run only prints it. With --service, only
+// those services' consumer queues. A service without binding_keys has no consumer: no queue.
+void declare_broker_topology(const config::Config& config, const Selection& selection, bool dry_run) {
   amqp::BrokerSettings settings = amqp::broker_settings(config);
   if (settings.urls.empty()) {
-    std::cout << "broker: broker.url is not set; skipping the RabbitMQ topology (outbox replicate declares it at start)\n";
+    std::cout << "broker: broker.url is not set; skipping the RabbitMQ topology (outbox replicate and outbox consume "
+                 "declare it at start)\n";
     return;
   }
   std::vector<topology::ReplicaQueue> replicas;
-  for (const std::string& name : config.replica_names()) replicas.push_back(topology::replica_queue(config, name));
+  if (selection.everything())
+    for (const std::string& name : config.replica_names()) replicas.push_back(topology::replica_queue(config, name));
+  for (const std::string& name : selection.services.empty() ? config.service_names() : selection.services)
+    if (topology::ReplicaQueue consumer = topology::consumer_queue(config, name); !consumer.binding_keys.empty())
+      replicas.push_back(consumer);
   if (dry_run) {
     for (const std::string& line : topology::describe(settings.exchange, replicas))
       std::cout << "-- broker: would declare " << line << "\n";
@@ -78,8 +113,36 @@ void declare_broker_topology(const config::Config& config, bool dry_run) {
     std::cout << "broker: declared " << line << "\n";
 }
 
-int run_migrate(const config::Config& config, const std::vector<std::string>& target, bool dry_run) {
-  std::vector<Database> databases = select_databases(config, target);
+// A service's own migrations directory (services.NAME.migrations), after the embedded service set.
+void apply_service_migrations(const config::Config& config, const Database& database, pqxx::connection& connection,
+                              bool dry_run) {
+  std::string dir = config::service_migrations_dir(config, database.service);
+  if (dir.empty()) return;
+  std::vector<migrate::OwnMigration> files = migrate::read_own_migrations(dir, database.role);
+  migrate::OwnApplyOptions options;
+  options.dry_run = dry_run;
+  options.on_file = [&](const migrate::OwnMigration& file) {
+    if (dry_run) {
+      std::cout << "-- " << database.role << ": would apply " << escape_controls(dir) << "/" << escape_controls(file.file)
+                << " (sha256 " << file.checksum << ")\n";
+      // The operator's file, line by line: its line breaks kept, any other control character escaped.
+      for (size_t start = 0; start < file.sql.size();) {
+        size_t end = std::min(file.sql.find('\n', start), file.sql.size());
+        std::cout << escape_controls(std::string_view(file.sql).substr(start, end - start)) << "\n";
+        start = end + 1;
+      }
+    } else {
+      std::cout << database.role << ": applied " << escape_controls(dir) << "/" << escape_controls(file.file) << "\n"
+                << std::flush;
+    }
+  };
+  int applied = migrate::apply_own(connection, files, database.role, options);
+  std::cout << (dry_run ? "-- " : "") << database.role << ": " << files.size() << " own migration(s) in " << escape_controls(dir)
+            << ", " << applied << (dry_run ? " to apply" : " applied") << "\n";
+}
+
+int run_migrate(const config::Config& config, const Selection& selection, bool dry_run) {
+  std::vector<Database> databases = select_databases(config, selection);
   for (const Database& database : databases) {
     auto connection = pg::connect(database.url, database.role, "outbox migrate");
     migrate::ApplyOptions options;
@@ -102,15 +165,42 @@ int run_migrate(const config::Config& config, const std::vector<std::string>& ta
       std::cout << database.role << ": schema is current at version " << std::max(result.after, latest) << "\n";
     else
       std::cout << database.role << ": schema at version " << result.after << " (" << result.applied.size() << " applied)\n";
+    if (database.target == migrate::Target::service) apply_service_migrations(config, database, *connection, dry_run);
   }
-  bool everything = target.empty() || target.front() == "all";
-  if (everything) declare_broker_topology(config, dry_run);
+  if (selection.everything() || !selection.services.empty()) declare_broker_topology(config, selection, dry_run);
   return 0;
 }
 
-int run_status(const config::Config& config, const std::vector<std::string>& target) {
+// The status of a service's own migrations; returns false when a file changed after it was applied.
+bool print_own_status(const config::Config& config, const Database& database, pqxx::connection& connection) {
+  std::string dir = config::service_migrations_dir(config, database.service);
+  if (dir.empty()) return true;
+  std::vector<migrate::OwnMigration> files = migrate::read_own_migrations(dir, database.role);
+  std::vector<migrate::OwnEntry> entries;
+  try {
+    entries = migrate::own_status(connection, files);
+  } catch (const std::exception& error) {
+    throw migrate::server_error(error, database.role + ": reading outbox_service_migrations");
+  }
+  std::cout << "  own migrations in " << escape_controls(dir) << ":\n";
+  bool ok = true;
+  for (const migrate::OwnEntry& entry : entries) {
+    constexpr std::string_view kOwnStateText[] = {"applied", "pending", "CHANGED SINCE APPLIED"};
+    std::cout << "  " << escape_controls(entry.migration->file) << "  " << kOwnStateText[static_cast<int>(entry.state)];
+    if (!entry.applied_at.empty()) std::cout << "  " << entry.applied_at;
+    std::cout << "\n";
+    if (entry.state == migrate::OwnState::changed) {
+      std::cerr << "outbox: " << database.role << ": migration " << escape_controls(entry.migration->file)
+                << " changed since it was applied; an applied migration must never change\n";
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+int run_status(const config::Config& config, const Selection& selection) {
   bool mismatch = false;
-  for (const Database& database : select_databases(config, target)) {
+  for (const Database& database : select_databases(config, selection)) {
     auto connection = pg::connect(database.url, database.role, "outbox migrate");
     migrate::Status state;
     try {
@@ -133,6 +223,7 @@ int run_status(const config::Config& config, const std::vector<std::string>& tar
       std::cerr << "outbox: " << escape_controls(*problem) << "\n";
       mismatch = true;
     }
+    if (database.target == migrate::Target::service && !print_own_status(config, database, *connection)) mismatch = true;
   }
   return mismatch ? static_cast<int>(ExitCode::config) : 0;
 }
@@ -140,12 +231,19 @@ int run_status(const config::Config& config, const std::vector<std::string>& tar
 }  // namespace
 
 void add_migrate_commands(Registry& registry) {
-  static std::vector<std::string> target;
+  static Selection selection;
   static bool dry_run = false;
-  CLI::App* migrate = registry.add("migrate", "Apply the embedded schema migrations to the primary and every replica");
-  migrate->add_option("--target", target, "primary, replica NAME, or all (default: the primary and every configured replica)")
+  CLI::App* migrate =
+      registry.add("migrate", "Apply the embedded schema migrations to the primary, every replica and every service");
+  migrate
+      ->add_option("--target", selection.target,
+                   "primary, replica NAME, or all (default: the primary, every configured replica and every service)")
       ->expected(1, 2)
       ->type_name("primary|replica NAME|all");
+  migrate
+      ->add_option("--service", selection.services,
+                   "Only this service database, its own migrations and its consumer queue (repeatable)")
+      ->type_name("NAME");
   migrate->add_flag("--dry-run", dry_run, "Print the SQL of the pending migrations and change nothing");
   CLI::App* status = migrate->add_subcommand("status", "Show the applied and pending migrations of each database");
   status->fallthrough();  // `migrate status --target primary`
@@ -153,9 +251,9 @@ void add_migrate_commands(Registry& registry) {
     config::Config config = load_config(registry.globals());
     if (registry.root().get_subcommand("migrate")->get_subcommand("status")->parsed()) {
       if (dry_run) throw usage_error("migrate status: --dry-run does not apply (status changes nothing)");
-      return run_status(config, target);
+      return run_status(config, selection);
     }
-    return run_migrate(config, target, dry_run);
+    return run_migrate(config, selection, dry_run);
   });
 }
 

@@ -1,0 +1,282 @@
+// Database per service (issue 16): `outbox migrate` prepares each [services.NAME] database (the
+// embedded `service` set: outbox, inbox, outbox_emit and outbox_reply; then the service's own
+// migrations directory) and declares its consumer queue; the emit and reply functions' semantics.
+// The service databases are made here on the replica cluster (the harness has three databases).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "migrate/runner.hpp"
+#include "tests/integration/support/broker.hpp"
+#include "tests/integration/support/harness.hpp"
+
+namespace outbox::testing {
+namespace {
+
+using migrate::Target;
+
+// The URL of database `name` on the replica cluster.
+std::string database_url(const std::string& name) {
+  std::string url = servers().replica_url;
+  return url.substr(0, url.rfind('/') + 1) + name;
+}
+
+// Drops and creates database `name` (empty) on the replica cluster.
+void fresh_database(const std::string& name) {
+  auto connection = connect(servers().replica_url);
+  pqxx::nontransaction tx(connection);
+  tx.exec("DROP DATABASE IF EXISTS " + tx.quote_name(name) + " WITH (FORCE)");
+  tx.exec("CREATE DATABASE " + tx.quote_name(name));
+}
+
+bool has_table(const std::string& url, const std::string& table) {
+  return scalar(url, "SELECT to_regclass('" + table + "') IS NOT NULL") == "t";
+}
+
+class Services : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    reset_databases();
+    fresh_database("outbox_booking");
+    fresh_database("outbox_billing");
+    std::filesystem::remove_all(servers().dir + "/booking-sql");
+  }
+
+  const std::string booking = database_url("outbox_booking");
+  const std::string billing = database_url("outbox_billing");
+
+  // booking (with its own migrations in booking-sql/ when `own` is set) and billing.
+  std::string services_config(bool own = false, const std::string& extra = "") {
+    return write_file("services.toml", "[services.booking]\nurl = \"" + booking + "\"\n" +
+                                           (own ? "migrations = \"booking-sql\"\n" : "") +
+                                           "binding_keys = [\"booking.*\", \"reply.booking\"]\n"
+                                           "[services.billing]\nurl = \"" +
+                                           billing + "\"\nbinding_keys = [\"booking.created\"]\nqueue_type = \"quorum\"\n" +
+                                           extra);
+  }
+  RunResult migrate(std::vector<std::string> args = {}, const std::string& config = "") {
+    args.insert(args.begin(), "migrate");
+    return run_outbox(args, {{"OUTBOX_CONFIG", config.empty() ? services_config() : config}});
+  }
+  static void write_own(const std::string& file, const std::string& sql) {
+    std::filesystem::create_directories(servers().dir + "/booking-sql");
+    std::ofstream(servers().dir + "/booking-sql/" + file) << sql;
+  }
+};
+
+TEST_F(Services, MigratePreparesEveryServiceDatabaseWithItsOutboxInboxAndFunctions) {
+  RunResult result = migrate();
+  ASSERT_EQ(result.exit_code, 0) << result;
+  const std::string first = migrate::migrations(Target::service).front().file;
+  EXPECT_NE(result.out.find("service booking: applied " + first), std::string::npos) << result;
+  EXPECT_NE(result.out.find("service billing: applied " + first), std::string::npos) << result;
+  for (const std::string& url : {booking, billing}) {
+    for (const char* table : {"outbox", "outbox_parked", "outbox_applied_events", "outbox_applied_position",
+                              "outbox_failed_events", "outbox_aggregate_versions", "outbox_heartbeat", "outbox_service_migrations"})
+      EXPECT_TRUE(has_table(url, table)) << url << " " << table;
+    EXPECT_EQ(scalar(url, "SELECT count(*) FROM pg_proc WHERE proname IN ('outbox_emit', 'outbox_reply')"), "2") << url;
+    EXPECT_EQ(scalar(url, "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations"), "1001") << url;
+    EXPECT_FALSE(has_table(url, "parking_slots")) << url;
+  }
+  EXPECT_TRUE(has_table(servers().primary_url, "parking_slots"));
+}
+
+TEST_F(Services, APrimaryThatIsAlsoAServiceHoldsBothSetsAndMigratesAgainCleanly) {
+  std::string config = services_config(false, "[services.parking]\nurl = \"" + servers().primary_url + "\"\n");
+  ASSERT_EQ(migrate({}, config).exit_code, 0);
+  EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM schema_migrations WHERE version >= 1001"), "1");
+  EXPECT_TRUE(has_table(servers().primary_url, "outbox_applied_events"));
+
+  RunResult again = migrate({}, config);
+  ASSERT_EQ(again.exit_code, 0) << again;
+  EXPECT_NE(again.out.find("primary: schema is current at version " + std::to_string(migrate::latest_version(Target::primary))),
+            std::string::npos)
+      << again;
+  EXPECT_NE(again.out.find("service parking: schema is current at version 1001"), std::string::npos) << again;
+  RunResult status = run_outbox({"migrate", "status"}, {{"OUTBOX_CONFIG", config}});
+  ASSERT_EQ(status.exit_code, 0) << status;
+  EXPECT_EQ(status.out.find("unknown to this outbox"), std::string::npos) << status;
+  EXPECT_NO_THROW({
+    auto connection = connect(servers().primary_url);
+    migrate::require_current(connection, Target::primary, "primary");
+    migrate::require_current(connection, Target::service, "service parking");
+  });
+}
+
+TEST_F(Services, MigrateServiceMigratesOnlyThatServiceAndAnUnknownNameIsAConfigError) {
+  RunResult result = migrate({"--service", "booking"});
+  ASSERT_EQ(result.exit_code, 0) << result;
+  EXPECT_TRUE(has_table(booking, "outbox"));
+  EXPECT_FALSE(has_table(billing, "schema_migrations"));
+  EXPECT_FALSE(has_table(servers().primary_url, "schema_migrations"));
+  EXPECT_FALSE(has_table(servers().replica_url, "schema_migrations"));
+
+  RunResult unknown = migrate({"--service", "nope"});
+  EXPECT_EQ(unknown.exit_code, 78) << unknown;
+  EXPECT_NE(unknown.err.find("no service named 'nope'"), std::string::npos) << unknown;
+  RunResult both = migrate({"--service", "booking", "--target", "primary"});
+  EXPECT_EQ(both.exit_code, 64) << both;
+}
+
+TEST_F(Services, MigrateDeclaresEachServicesConsumerQueueBoundWithItsKeys) {
+  RunResult result = migrate();
+  ASSERT_EQ(result.exit_code, 0) << result;
+  EXPECT_NE(result.out.find("broker: declared queue outbox.consumer.billing (quorum"), std::string::npos) << result;
+  auto connection = broker_connection();
+  connection->purge_queue("outbox.consumer.booking");
+  connection->purge_queue("outbox.consumer.billing");
+  for (const char* key : {"booking.created", "reply.booking", "bill.paid"}) {
+    amqp::OutgoingMessage message;
+    message.exchange = "outbox";
+    message.routing_key = key;
+    message.body = "{}";
+    connection->publish(message);
+  }
+  EXPECT_TRUE(eventually([] { return TestQueue::depth("outbox.consumer.booking") == 2; })) << "booking.* and reply.booking";
+  EXPECT_TRUE(eventually([] { return TestQueue::depth("outbox.consumer.billing") == 1; })) << "booking.created";
+}
+
+TEST_F(Services, AServicesOwnMigrationsAreAppliedInNameOrderEachOnce) {
+  write_own("0002_functions.sql", "CREATE FUNCTION booking.count_bookings() RETURNS bigint LANGUAGE sql AS "
+                                  "'SELECT count(*) FROM booking.bookings';");
+  write_own("0001_schema.sql", "CREATE SCHEMA booking; CREATE TABLE booking.bookings (id uuid PRIMARY KEY);");
+  write_own("notes.txt", "not a migration");
+  RunResult first = migrate({}, services_config(true));
+  ASSERT_EQ(first.exit_code, 0) << first;
+  EXPECT_LT(first.out.find("0001_schema.sql"), first.out.find("0002_functions.sql")) << first;
+  EXPECT_EQ(scalar(booking, "SELECT booking.count_bookings()"), "0");
+  EXPECT_EQ(scalar(booking, "SELECT string_agg(file, ',' ORDER BY file) FROM outbox_service_migrations"),
+            "0001_schema.sql,0002_functions.sql");
+
+  RunResult again = migrate({}, services_config(true));
+  ASSERT_EQ(again.exit_code, 0) << again;
+  EXPECT_NE(again.out.find("service booking: 2 own migration(s) in "), std::string::npos) << again;
+  EXPECT_NE(again.out.find(", 0 applied"), std::string::npos) << again;
+}
+
+TEST_F(Services, AnOwnMigrationChangedAfterItWasAppliedIsRefusedNamingItAndNothingMoreRuns) {
+  write_own("0001_schema.sql", "CREATE TABLE bookings (id uuid PRIMARY KEY);");
+  ASSERT_EQ(migrate({}, services_config(true)).exit_code, 0);
+  write_own("0001_schema.sql", "CREATE TABLE bookings (id uuid PRIMARY KEY, state text);");
+  write_own("0002_more.sql", "CREATE TABLE more (id int);");
+
+  RunResult result = migrate({}, services_config(true));
+  EXPECT_EQ(result.exit_code, 78) << result;
+  EXPECT_NE(result.err.find("outbox: service booking: migration 0001_schema.sql was applied with checksum "), std::string::npos)
+      << result;
+  EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result;
+  EXPECT_FALSE(has_table(booking, "more"));
+  RunResult status = run_outbox({"migrate", "status", "--service", "booking"}, {{"OUTBOX_CONFIG", services_config(true)}});
+  EXPECT_EQ(status.exit_code, 78) << status;
+  EXPECT_NE(status.out.find("0001_schema.sql  CHANGED SINCE APPLIED"), std::string::npos) << status;
+  EXPECT_NE(status.out.find("0002_more.sql  pending"), std::string::npos) << status;
+}
+
+TEST_F(Services, AFailingOwnMigrationIsRolledBackAndTheOnesBeforeItStay) {
+  write_own("0001_good.sql", "CREATE TABLE good (id int);");
+  write_own("0002_bad.sql", "CREATE TABLE half (id int); SELECT no_such_column FROM good;");
+  RunResult result = migrate({}, services_config(true));
+  EXPECT_EQ(result.exit_code, 70) << result;
+  EXPECT_NE(result.err.find("service booking: migration 0002_bad.sql failed (rolled back)"), std::string::npos) << result;
+  EXPECT_TRUE(has_table(booking, "good"));
+  EXPECT_FALSE(has_table(booking, "half"));
+  EXPECT_EQ(scalar(booking, "SELECT string_agg(file, ',') FROM outbox_service_migrations"), "0001_good.sql");
+}
+
+TEST_F(Services, AMissingOwnMigrationsDirectoryIsAConfigErrorNamingIt) {
+  RunResult result = migrate({}, services_config(true));
+  EXPECT_EQ(result.exit_code, 78) << result;
+  EXPECT_NE(result.err.find("service booking: migrations directory "), std::string::npos) << result;
+  EXPECT_NE(result.err.find("booking-sql does not exist"), std::string::npos) << result;
+}
+
+// The functions a handler calls, straight in SQL: what `outbox consume` sets before a handler is
+// set here by hand (transaction-local, as the engine does).
+class EmitAndReply : public Services {
+ protected:
+  void SetUp() override {
+    Services::SetUp();
+    ASSERT_EQ(migrate({"--service", "booking"}).exit_code, 0);
+  }
+  std::vector<std::string> row_of(const std::string& event_id) {
+    return rows(booking,
+                "SELECT event_type, aggregate_type, aggregate_id, aggregate_version, payload::text, "
+                "coalesce(correlation_id, 'NULL'), coalesce(causation_id, 'NULL'), coalesce(reply_to, 'NULL'), "
+                "coalesce(routing_key, 'NULL') FROM outbox WHERE event_id = '" +
+                    event_id + "'")
+        .at(0);
+  }
+  // Runs `settings` (set_config calls) and then `call` in one transaction; returns call's result.
+  std::string in_handler(const std::string& settings, const std::string& call) {
+    auto connection = connect(booking);
+    pqxx::work tx(connection);
+    if (!settings.empty()) tx.exec(settings);
+    std::string out = tx.exec1(call)[0].as<std::string>();
+    tx.commit();
+    return out;
+  }
+};
+
+TEST_F(EmitAndReply, AnEventEmittedOutsideAHandlerIsItsOwnCorrelationAndHasNoCause) {
+  std::string id = scalar(booking,
+                          "SELECT outbox_emit('booking.created', 'booking', 'b1', 1, '{\"slot\": \"s1\"}', "
+                          "reply_to => 'reply.booking', routing_key => 'parking.block')");
+  EXPECT_EQ(row_of(id), (std::vector<std::string>{"booking.created", "booking", "b1", "1", "{\"slot\": \"s1\"}", id, "NULL",
+                                                  "reply.booking", "parking.block"}));
+}
+
+TEST_F(EmitAndReply, AnEventEmittedInAHandlerCarriesTheIncomingCorrelationAndNamesItsCause) {
+  std::string id = in_handler(
+      "SELECT set_config('outbox.correlation_id', 'saga-7', true), set_config('outbox.causation_id', 'event-3', true), "
+      "set_config('outbox.reply_to', '', true)",
+      "SELECT outbox_emit('bill.paid', 'bill', 'b1', 2, '{}')");
+  EXPECT_EQ(row_of(id), (std::vector<std::string>{"bill.paid", "bill", "b1", "2", "{}", "saga-7", "event-3", "NULL", "NULL"}));
+
+  // The engine resets the settings to '' after a handler: what follows is outside a handler again.
+  std::string after = in_handler(
+      "SELECT set_config('outbox.correlation_id', '', true), set_config('outbox.causation_id', '', true)",
+      "SELECT outbox_emit('bill.created', 'bill', 'b2', 1, '{}')");
+  EXPECT_EQ(row_of(after)[5], after);
+  EXPECT_EQ(row_of(after)[6], "NULL");
+}
+
+TEST_F(EmitAndReply, AReplyGoesToTheRequestersReplyToWithTheSameCorrelation) {
+  std::string id = in_handler(
+      "SELECT set_config('outbox.correlation_id', 'saga-9', true), set_config('outbox.causation_id', 'command-1', true), "
+      "set_config('outbox.reply_to', 'reply.booking', true)",
+      "SELECT outbox_reply('parking.blocked', 'parking_slot', 's1', 4, '{\"ok\": true}')");
+  EXPECT_EQ(row_of(id), (std::vector<std::string>{"parking.blocked", "parking_slot", "s1", "4", "{\"ok\": true}", "saga-9",
+                                                  "command-1", "NULL", "reply.booking"}));
+}
+
+TEST_F(EmitAndReply, AReplyToAnEventWithoutReplyToRaisesInvalidParameterValue) {
+  for (const std::string& settings : {std::string(), std::string("SELECT set_config('outbox.reply_to', '', true)")}) {
+    auto connection = connect(booking);
+    pqxx::work tx(connection);
+    if (!settings.empty()) tx.exec(settings);
+    try {
+      tx.exec("SELECT outbox_reply('parking.blocked', 'parking_slot', 's1', 1, '{}')");
+      ADD_FAILURE() << "outbox_reply without reply_to did not raise";
+    } catch (const pqxx::sql_error& error) {
+      EXPECT_EQ(error.sqlstate(), "22023");
+      EXPECT_NE(std::string(error.what()).find("outbox_reply: the event being handled has no reply_to"), std::string::npos)
+          << error.what();
+    }
+  }
+  EXPECT_EQ(scalar(booking, "SELECT count(*) FROM outbox"), "0");
+}
+
+TEST_F(EmitAndReply, AVersionOutsideThePipelinesRangeIsRefusedByTheOutbox) {
+  EXPECT_THROW(scalar(booking, "SELECT outbox_emit('t', 'a', 'x', 0, '{}')"), pqxx::check_violation);
+  EXPECT_THROW(scalar(booking, "SELECT outbox_emit('t', 'a', 'x', 9007199254740992, '{}')"), pqxx::check_violation);
+}
+
+TEST_F(EmitAndReply, AHandlerWithItsOwnSearchPathStillWritesToTheServicesOutbox) {
+  exec(booking, "CREATE SCHEMA booking; CREATE TABLE booking.outbox (x int)");
+  std::string id = in_handler("SET LOCAL search_path = booking", "SELECT public.outbox_emit('t', 'a', 'x', 1, '{}')");
+  EXPECT_EQ(scalar(booking, "SELECT count(*) FROM public.outbox WHERE event_id = '" + id + "'"), "1");
+}
+
+}  // namespace
+}  // namespace outbox::testing
