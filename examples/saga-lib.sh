@@ -60,14 +60,13 @@ require_config() {
 saga_config() {
   mkdir -p "$work_dir"
   local database
-  for database in booking billing parking; do
-    psql -X -q -v ON_ERROR_STOP=1 "$OUTBOX_PRIMARY_URL" -tA \
-      -c "SELECT 'CREATE DATABASE saga_${style}_$database' WHERE NOT EXISTS
-            (SELECT FROM pg_database WHERE datname = 'saga_${style}_$database') \gexec" >/dev/null
+  for database in booking billing parking read; do
+    local server_url="$OUTBOX_PRIMARY_URL"
+    [ "$database" = read ] && server_url="$OUTBOX_REPLICA_URL"
+    echo "SELECT 'CREATE DATABASE saga_${style}_$database' WHERE NOT EXISTS
+            (SELECT FROM pg_database WHERE datname = 'saga_${style}_$database') \gexec" |
+      psql -X -q -v ON_ERROR_STOP=1 "$server_url" >/dev/null
   done
-  psql -X -q -v ON_ERROR_STOP=1 "$OUTBOX_REPLICA_URL" -tA \
-    -c "SELECT 'CREATE DATABASE saga_${style}_read' WHERE NOT EXISTS
-          (SELECT FROM pg_database WHERE datname = 'saga_${style}_read') \gexec" >/dev/null
   sed -e "s|postgresql://outbox:outbox@127.0.0.1:5432|$primary_base|" \
     -e "s|postgresql://outbox:outbox@127.0.0.1:5433|$replica_base|" \
     -e "s|amqp://outbox:outbox@127.0.0.1:5672/|$OUTBOX_BROKER_URL|" \
