@@ -13,7 +13,8 @@ std::string row_columns(pqxx::transaction_base& tx, const std::string& quoted_ta
       "SELECT attname::text FROM pg_attribute WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
       quoted_table);
   for (const char* saga_column : kSagaColumns) {
-    bool has = std::any_of(present.begin(), present.end(), [&](const pqxx::row& row) { return std::string_view(row[0].c_str()) == saga_column; });
+    bool has = std::any_of(present.begin(), present.end(),
+                           [&](const pqxx::row& row) { return std::string_view(row[0].c_str()) == saga_column; });
     columns += has ? std::string(", ") + saga_column + "::text" : std::string(", NULL::text");
   }
   return columns;

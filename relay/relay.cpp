@@ -50,6 +50,8 @@ Relay::Relay(daemon::Runtime& runtime, Settings settings)
       backoff_(milliseconds(30000)) {
   amqp::require_broker(settings.broker);
   broker_settings_ = std::move(settings.broker);
+  service_ = std::move(settings.service);
+  database_role_ = service_.empty() ? "primary" : "service " + service_;
   primary_url_ = std::move(settings.primary_url);
   notify_channel_ = std::move(settings.notify_channel);
   partitions_ = settings.partitions;
@@ -84,7 +86,7 @@ Relay::Relay(daemon::Runtime& runtime, Settings settings)
   hooks.on_shutdown_request = [this] { shutdown_requested(); };
   hooks.prepare_reload = [this](const config::Config& fresh) -> std::function<void()> {
     // The whole of the relay's settings is built: a reload refuses what a start would refuse.
-    return [this, tunables = settings_from_config(fresh).tunables] {
+    return [this, tunables = settings_from_config(fresh, service_).tunables] {
       milliseconds heartbeat_before = tunables_.heartbeat_interval;
       apply_tunables(tunables);
       poll_timer_->start(tunables_.poll_interval, tunables_.poll_interval);
@@ -126,8 +128,8 @@ void Relay::apply_tunables(const Tunables& tunables) {
 }
 
 void Relay::start() {
-  log_->info("starting: {} table(s), {} partitions, primary {}, broker {}", tables_.size(), partitions_, mask_url(primary_url_),
-             mask_url(broker_settings_.urls.front()));
+  log_->info("starting: {} table(s), {} partitions, {} {}, broker {}", tables_.size(), partitions_, database_role_,
+             mask_url(primary_url_), mask_url(broker_settings_.urls.front()));
   poll_timer_->start(tunables_.poll_interval, tunables_.poll_interval);
   retention_timer_->start(milliseconds(1000), milliseconds(10000));
   lifecycle_->connect();
@@ -135,7 +137,7 @@ void Relay::start() {
 
 std::unique_ptr<ConnectionLifecycle> Relay::make_lifecycle() {
   ConnectionLifecycle::Side primary{
-      .name = "primary",
+      .name = database_role_,
       .open = [this] { open_database(); },
       .close =
           [this] {
@@ -189,7 +191,7 @@ void Relay::on_connected() {
 }
 
 void Relay::open_database() {
-  auto connection = pg::connect(primary_url_, "primary", "outbox-relay");
+  auto connection = pg::connect(primary_url_, database_role_, "outbox-relay");
   for (size_t i = 0; i < tables_.size(); ++i) {
     prepare_statements(*connection, i, tables_[i].quoted);
     // Fails early, with the table's name, when the table is missing or lacks outbox columns.

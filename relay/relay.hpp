@@ -96,6 +96,8 @@ class Relay {
 
   // Restart-only settings, read once.
   amqp::BrokerSettings broker_settings_;
+  std::string service_;        // "" for the primary's relay
+  std::string database_role_;  // "primary" or "service NAME", in logs and errors
   std::string primary_url_;
   std::string notify_channel_;
   std::vector<TableSpec> tables_;

@@ -52,10 +52,11 @@ Tunables tunables_from_config(const config::Config& config) {
   };
 }
 
-Settings settings_from_config(const config::Config& config) {
+Settings settings_from_config(const config::Config& config, const std::string& service) {
   Settings settings;
   settings.broker = amqp::broker_settings(config);
-  settings.primary_url = config::primary_url(config);
+  settings.service = service;
+  settings.primary_url = service.empty() ? config::primary_url(config) : config::service_url(config, service, "relay");
   settings.notify_channel = config.text("relay.notify_channel");
   settings.partitions = static_cast<int>(config.integer("relay.partitions"));
   settings.instance = config.text("relay.instance");

@@ -36,7 +36,8 @@ struct Tunables {
 };
 
 struct Settings {
-  std::string primary_url;
+  std::string service;         // `outbox relay --service NAME`: "" for the primary
+  std::string primary_url;     // primary.url, or services.NAME.url for a service's relay
   std::string notify_channel;  // "" = no LISTEN
   std::vector<TableSpec> tables;
   int partitions = 16;
@@ -49,8 +50,9 @@ struct Settings {
 // configuration error naming the key.
 std::vector<TableSpec> tables_from_config(const config::Config& config, const std::string& default_exchange);
 Tunables tunables_from_config(const config::Config& config);
-// Everything above; primary.url must be set. broker.url may be unset here: the daemon requires it
-// when it starts (amqp::require_broker), `outbox config check` does not.
-Settings settings_from_config(const config::Config& config);
+// Everything above; primary.url must be set (or, for `service`, services.NAME.url: a service's relay
+// relays that service's outbox, everything else the same). broker.url may be unset here: the daemon
+// requires it when it starts (amqp::require_broker), `outbox config check` does not.
+Settings settings_from_config(const config::Config& config, const std::string& service = "");
 
 }  // namespace outbox::relay

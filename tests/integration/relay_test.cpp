@@ -122,6 +122,52 @@ TEST(Relay, EveryCommittedRowReachesTheQueueWithItsPropertiesAndBody) {
   EXPECT_TRUE(eventually([] { return unpublished() == 0; })) << relay.log();
 }
 
+TEST(Relay, ASagaRowCarriesItsCorrelationReplyToAndCausationAndGoesToItsOwnRoutingKey) {
+  fresh_schema();
+  TestQueue commands("test.saga.commands", "parking.block");
+  TestQueue events("test.saga.events", "saga.#");
+  exec(servers().primary_url,
+       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, correlation_id, "
+       "causation_id, reply_to, routing_key) VALUES "
+       "('11111111-0000-0000-0000-000000000001', 'booking', 'b1', 1, 'saga.block_slot', '{}', 'saga-1', 'event-0', "
+       "'reply.booking', 'parking.block'), "
+       "('11111111-0000-0000-0000-000000000002', 'booking', 'b2', 1, 'saga.created', '{}', NULL, NULL, NULL, NULL)");
+  Daemon relay(relay_args());
+  ASSERT_EQ(commands.collect(1).size(), 1u) << relay.log();
+  const IncomingMessage& command = commands.messages()[0];
+  EXPECT_EQ(command.routing_key, "parking.block");
+  EXPECT_EQ(command.type, "saga.block_slot");
+  EXPECT_EQ(command.correlation_id, "saga-1");
+  EXPECT_EQ(command.reply_to, "reply.booking");
+  EXPECT_EQ(header_text(command, "causation_id"), "event-0");
+
+  // Without them: the type is the routing key, and neither property nor header is there.
+  ASSERT_EQ(events.collect(1).size(), 1u) << relay.log();
+  const IncomingMessage& plain = events.messages()[0];
+  EXPECT_EQ(plain.routing_key, "saga.created");
+  EXPECT_EQ(plain.correlation_id, std::nullopt);
+  EXPECT_EQ(plain.reply_to, std::nullopt);
+  EXPECT_EQ(plain.headers.count("causation_id"), 0u);
+}
+
+TEST(Relay, AnOutboxTableWithoutTheSagaColumnsIsPublishedAsBefore) {
+  fresh_schema();
+  TestQueue queue("test.old_table", "old.#");
+  exec(servers().primary_url,
+       "CREATE TABLE old_outbox (LIKE outbox INCLUDING ALL); ALTER TABLE old_outbox DROP COLUMN correlation_id, "
+       "DROP COLUMN causation_id, DROP COLUMN reply_to, DROP COLUMN routing_key; "
+       "INSERT INTO old_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+       "VALUES (gen_random_uuid(), 'test', 'a', 1, 'old.evt', '{}')");
+  std::string config = write_file("old.toml", "[[relay.tables]]\nname = \"public.old_outbox\"\n");
+  Daemon relay(relay_args(), {{"OUTBOX_CONFIG", config}});
+  ASSERT_EQ(queue.collect(1).size(), 1u) << relay.log();
+  EXPECT_EQ(queue.messages()[0].routing_key, "old.evt");
+  EXPECT_EQ(queue.messages()[0].correlation_id, std::nullopt);
+  relay.signal(SIGTERM);
+  relay.wait_exit();
+  exec(servers().primary_url, "DROP TABLE old_outbox");
+}
+
 TEST(Relay, ARowWhoseTransactionCommitsLateWithALowerPositionIsStillPublished) {
   fresh_schema();
   TestQueue queue("test.late", "late.#");

@@ -48,12 +48,11 @@ class Services : public ::testing::Test {
 
   // booking (with its own migrations in booking-sql/ when `own` is set) and billing.
   std::string services_config(bool own = false, const std::string& extra = "") {
-    return write_file("services.toml", "[services.booking]\nurl = \"" + booking + "\"\n" +
-                                           (own ? "migrations = \"booking-sql\"\n" : "") +
-                                           "binding_keys = [\"booking.*\", \"reply.booking\"]\n"
-                                           "[services.billing]\nurl = \"" +
-                                           billing + "\"\nbinding_keys = [\"booking.created\"]\nqueue_type = \"quorum\"\n" +
-                                           extra);
+    return write_file("services.toml",
+                      "[services.booking]\nurl = \"" + booking + "\"\n" + (own ? "migrations = \"booking-sql\"\n" : "") +
+                          "binding_keys = [\"booking.*\", \"reply.booking\"]\n"
+                          "[services.billing]\nurl = \"" +
+                          billing + "\"\nbinding_keys = [\"booking.created\"]\nqueue_type = \"quorum\"\n" + extra);
   }
   RunResult migrate(std::vector<std::string> args = {}, const std::string& config = "") {
     args.insert(args.begin(), "migrate");
@@ -72,8 +71,9 @@ TEST_F(Services, MigratePreparesEveryServiceDatabaseWithItsOutboxInboxAndFunctio
   EXPECT_NE(result.out.find("service booking: applied " + first), std::string::npos) << result;
   EXPECT_NE(result.out.find("service billing: applied " + first), std::string::npos) << result;
   for (const std::string& url : {booking, billing}) {
-    for (const char* table : {"outbox", "outbox_parked", "outbox_applied_events", "outbox_applied_position",
-                              "outbox_failed_events", "outbox_aggregate_versions", "outbox_heartbeat", "outbox_service_migrations"})
+    for (const char* table :
+         {"outbox", "outbox_parked", "outbox_applied_events", "outbox_applied_position", "outbox_failed_events",
+          "outbox_aggregate_versions", "outbox_heartbeat", "outbox_service_migrations"})
       EXPECT_TRUE(has_table(url, table)) << url << " " << table;
     EXPECT_EQ(scalar(url, "SELECT count(*) FROM pg_proc WHERE proname IN ('outbox_emit', 'outbox_reply')"), "2") << url;
     EXPECT_EQ(scalar(url, "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations"), "1001") << url;
@@ -138,8 +138,9 @@ TEST_F(Services, MigrateDeclaresEachServicesConsumerQueueBoundWithItsKeys) {
 }
 
 TEST_F(Services, AServicesOwnMigrationsAreAppliedInNameOrderEachOnce) {
-  write_own("0002_functions.sql", "CREATE FUNCTION booking.count_bookings() RETURNS bigint LANGUAGE sql AS "
-                                  "'SELECT count(*) FROM booking.bookings';");
+  write_own("0002_functions.sql",
+            "CREATE FUNCTION booking.count_bookings() RETURNS bigint LANGUAGE sql AS "
+            "'SELECT count(*) FROM booking.bookings';");
   write_own("0001_schema.sql", "CREATE SCHEMA booking; CREATE TABLE booking.bookings (id uuid PRIMARY KEY);");
   write_own("notes.txt", "not a migration");
   RunResult first = migrate({}, services_config(true));
@@ -191,6 +192,31 @@ TEST_F(Services, AMissingOwnMigrationsDirectoryIsAConfigErrorNamingIt) {
   EXPECT_NE(result.err.find("booking-sql does not exist"), std::string::npos) << result;
 }
 
+TEST_F(Services, RelayServiceRelaysThatServicesOutboxWithItsSagaProperties) {
+  ASSERT_EQ(migrate().exit_code, 0);
+  TestQueue queue("test.service.relay", "booking.#");
+  exec(booking,
+       "SELECT set_config('outbox.correlation_id', 'saga-1', true), set_config('outbox.causation_id', 'cause-1', true); "
+       "SELECT outbox_emit('booking.created', 'booking', 'b1', 1, '{\"slot\": \"s1\"}', reply_to => 'reply.booking')");
+  Daemon relay({"relay", "--service", "booking", "--set", "relay.heartbeat_interval=0"},
+               {{"OUTBOX_CONFIG", services_config()}, {"OUTBOX_PRIMARY_URL", kUnset}});
+  ASSERT_EQ(queue.collect(1).size(), 1u) << relay.log();
+  const amqp::IncomingMessage& message = queue.messages()[0];
+  EXPECT_EQ(message.routing_key, "booking.created");
+  EXPECT_EQ(message.correlation_id, "saga-1");
+  EXPECT_EQ(message.reply_to, "reply.booking");
+  EXPECT_EQ(header_text(message, "causation_id"), "cause-1");
+  EXPECT_TRUE(eventually([&] { return scalar(booking, "SELECT count(*) FROM outbox WHERE published_at IS NULL") == "0"; }))
+      << relay.log();
+  EXPECT_NE(relay.log().find("service booking"), std::string::npos) << relay.log();
+  relay.signal(SIGTERM);
+  EXPECT_EQ(relay.wait_exit(), 0) << relay.log();
+
+  RunResult unknown = run_outbox({"relay", "--service", "nope"}, {{"OUTBOX_CONFIG", services_config()}});
+  EXPECT_EQ(unknown.exit_code, 78) << unknown;
+  EXPECT_NE(unknown.err.find("no service named 'nope'"), std::string::npos) << unknown;
+}
+
 // The functions a handler calls, straight in SQL: what `outbox consume` sets before a handler is
 // set here by hand (transaction-local, as the engine does).
 class EmitAndReply : public Services {
@@ -234,9 +260,9 @@ TEST_F(EmitAndReply, AnEventEmittedInAHandlerCarriesTheIncomingCorrelationAndNam
   EXPECT_EQ(row_of(id), (std::vector<std::string>{"bill.paid", "bill", "b1", "2", "{}", "saga-7", "event-3", "NULL", "NULL"}));
 
   // The engine resets the settings to '' after a handler: what follows is outside a handler again.
-  std::string after = in_handler(
-      "SELECT set_config('outbox.correlation_id', '', true), set_config('outbox.causation_id', '', true)",
-      "SELECT outbox_emit('bill.created', 'bill', 'b2', 1, '{}')");
+  std::string after =
+      in_handler("SELECT set_config('outbox.correlation_id', '', true), set_config('outbox.causation_id', '', true)",
+                 "SELECT outbox_emit('bill.created', 'bill', 'b2', 1, '{}')");
   EXPECT_EQ(row_of(after)[5], after);
   EXPECT_EQ(row_of(after)[6], "NULL");
 }
