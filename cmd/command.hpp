@@ -63,6 +63,7 @@ void add_migrate_commands(Registry& registry);
 void add_parking_commands(Registry& registry);
 void add_relay_command(Registry& registry);
 void add_replicate_command(Registry& registry);
+void add_consume_command(Registry& registry);
 void add_lag_command(Registry& registry);
 void add_check_command(Registry& registry);
 void add_failed_commands(Registry& registry);

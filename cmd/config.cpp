@@ -4,6 +4,7 @@
 #include <iostream>
 
 #include "cmd/command.hpp"
+#include "consume/settings.hpp"
 #include "core/options.hpp"
 #include "core/settings.hpp"
 #include "relay/settings.hpp"
@@ -34,6 +35,9 @@ void add_config_commands(Registry& registry) {
     config::metrics_settings(loaded);
     replicate::mappings_from_config(loaded);
     replicate::tunables_from_config(loaded);
+    // Consume's, for the services that have handlers (a service may have only a relay).
+    for (const std::string& service : loaded.service_names())
+      if (!loaded.sections("services." + service + ".handlers").empty()) consume::settings_from_config(loaded, {service});
     std::cout << "config " << (loaded.path().empty() ? "(defaults and environment)" : loaded.path()) << ": ok\n";
     return 0;
   });

@@ -1,15 +1,18 @@
-// outbox failed list [--replica NAME | --relay]
-// outbox failed show ID [--replica NAME | --relay]
-// outbox failed retry (ID | --all) [--replica NAME | --relay]
-// outbox failed discard ID [--replica NAME | --relay]
-// Inspect and redrive the events replicate parked (replicate/failed.hpp has the semantics), and,
-// with --relay, the outbox rows the relay parked on the primary (relay/parked.hpp).
+// outbox failed list [--replica NAME | --consumer NAME | --relay]
+// outbox failed show ID [--replica NAME | --consumer NAME | --relay]
+// outbox failed retry (ID | --all) [--replica NAME | --consumer NAME | --relay]
+// outbox failed discard ID [--replica NAME | --consumer NAME | --relay]
+// Inspect and redrive the events replicate parked (replicate/failed.hpp has the semantics), the
+// events a consumer's handlers failed on (`outbox consume`: the same engine and tables, in the
+// service database, retried through the handlers), and, with --relay, the outbox rows the relay
+// parked on the primary (relay/parked.hpp).
 #include "replicate/failed.hpp"
 
 #include <charconv>
 #include <iostream>
 
 #include "cmd/command.hpp"
+#include "consume/settings.hpp"
 #include "core/error.hpp"
 #include "core/escape.hpp"
 #include "core/log.hpp"
@@ -24,6 +27,7 @@ namespace {
 
 struct Options {
   std::vector<std::string> replicas;
+  std::vector<std::string> consumers;
   long long id = 0;
   bool all = false;
   bool relay = false;
@@ -137,9 +141,20 @@ int run_relay_side(const config::Config& config, const Options& o, const Verb& v
   return 0;
 }
 
-void print_list_line(const std::string& name, const replicate::FailedEvent& event) {
-  std::cout << "{\"replica\": " << json_string(name) << ", \"id\": " << event.id << ", \"state\": " << json_string(event.state)
-            << ", \"event_id\": " << json_string(event.event_id) << ", \"event_type\": " << json_string(event.event_type)
+// Whose failed events: a replica's (table mappings) or a consumer's (handlers, in a service database).
+struct Target {
+  std::string kind;  // "replica" or "consumer"
+  std::string name;
+  std::string url;
+  std::vector<replicate::Mapping> mappings;
+  migrate::Target schema = migrate::Target::replica;
+  std::string role() const { return kind + " " + name; }
+};
+
+void print_list_line(const Target& target, const replicate::FailedEvent& event) {
+  std::cout << "{\"" << target.kind << "\": " << json_string(target.name) << ", \"id\": " << event.id
+            << ", \"state\": " << json_string(event.state) << ", \"event_id\": " << json_string(event.event_id)
+            << ", \"event_type\": " << json_string(event.event_type)
             << ", \"aggregate_type\": " << json_string(event.aggregate_type)
             << ", \"aggregate_id\": " << json_string(event.aggregate_id)
             << ", \"aggregate_version\": " << (event.version ? std::to_string(*event.version) : "null")
@@ -148,9 +163,10 @@ void print_list_line(const std::string& name, const replicate::FailedEvent& even
 }
 
 // What an event parked from a message carries may be any text: escaped.
-void print_details(const std::string& name, const replicate::FailedEvent& event) {
+void print_details(const Target& target, const replicate::FailedEvent& event) {
   auto e = [](const std::string& text) { return escape_controls(text); };
-  std::cout << "id:          " << event.id << "\nreplica:     " << name << "\nstate:       " << e(event.state)
+  std::cout << "id:          " << event.id << "\n"
+            << (target.kind + ":").append(12 - target.kind.size(), ' ') << target.name << "\nstate:       " << e(event.state)
             << "\nevent_id:    " << e(event.event_id) << "\nevent_type:  " << e(event.event_type)
             << "\nrouting_key: " << e(event.routing_key)
             << "\naggregate:   " << (event.aggregate_id.empty() ? "(none)" : e(event.aggregate_type + " " + event.aggregate_id))
@@ -162,21 +178,20 @@ void print_details(const std::string& name, const replicate::FailedEvent& event)
 }
 
 // The verb on one replica's failed events; returns its exit code (65 when a retried event failed again).
-int run_on_replica(const config::Config& config, const Options& o, const Verb& verb, const std::string& name,
-                   const std::vector<replicate::Mapping>& mappings) {
-  std::string role = "replica " + name;
-  auto connection = pg::connect(config::replica_url(config, name, "failed"), role, "outbox failed");
+int run_on_target(const config::Config& config, const Options& o, const Verb& verb, const Target& target) {
+  std::string role = target.role();
+  auto connection = pg::connect(target.url, role, "outbox failed");
   int exit_code = 0;
   auto failed_again = [&exit_code](bool ok) {
     if (!ok) exit_code = static_cast<int>(ExitCode::data);
   };
   try {
-    replicate::FailedEvents events(*connection, name, role, mappings);
+    replicate::FailedEvents events(*connection, target.name, role, target.mappings, target.schema);
     events.set_max_clock_skew(replicate::tunables_from_config(config).max_clock_skew);
     if (verb.list) {
-      for (const replicate::FailedEvent& event : events.list()) print_list_line(name, event);
+      for (const replicate::FailedEvent& event : events.list()) print_list_line(target, event);
     } else if (verb.show) {
-      print_details(name, events.find(o.id));
+      print_details(target, events.find(o.id));
     } else if (verb.retry && o.all) {
       std::vector<replicate::ChainResult> results = events.retry_all();
       if (results.empty()) std::cout << role << ": nothing to retry\n";
@@ -209,8 +224,24 @@ int run_replica_side(const config::Config& config, const Options& o, const Verb&
   std::vector<replicate::Mapping> mappings = replicate::mappings_from_config(config);
   int exit_code = 0;
   for (const std::string& name : names) {
-    config::replica_url(config, name, "failed");
-    if (int code = run_on_replica(config, o, verb, name, mappings); code != 0) exit_code = code;
+    Target target{"replica", name, config::replica_url(config, name, "failed"), mappings, migrate::Target::replica};
+    if (int code = run_on_target(config, o, verb, target); code != 0) exit_code = code;
+  }
+  return exit_code;
+}
+
+// `failed ... --consumer NAME`: the events a consumer's handlers failed on, in the service database.
+int run_consumer_side(const config::Config& config, const Options& o, const Verb& verb) {
+  bool many = verb.list || (verb.retry && o.all);
+  std::vector<std::string> names = without_repeats(o.consumers);
+  if (!many && names.size() > 1) throw usage_error("failed: give one --consumer for show, retry ID and discard");
+  int exit_code = 0;
+  for (const std::string& name : names) {
+    Target target{"consumer", name, config::service_url(config, name, "failed"), consume::handlers_from_config(config, name),
+                  migrate::Target::service};
+    if (target.mappings.empty())
+      throw config_error("failed: service " + name + " has no handlers (add [[services." + name + ".handlers]] blocks)");
+    if (int code = run_on_target(config, o, verb, target); code != 0) exit_code = code;
   }
   return exit_code;
 }
@@ -225,8 +256,13 @@ void add_failed_commands(Registry& registry) {
   failed->require_subcommand(1);
   auto replica_option = [](CLI::App* app, const std::string& help) {
     CLI::Option* replica = app->add_option("--replica", o.replicas, help)->type_name("NAME");
+    CLI::Option* consumer =
+        app->add_option("--consumer", o.consumers, "The events the handlers of the service's consumer (outbox consume) failed on")
+            ->type_name("NAME")
+            ->excludes(replica);
     app->add_flag("--relay", o.relay, "The outbox rows the relay parked on the primary, instead of a replica's events")
-        ->excludes(replica);
+        ->excludes(replica)
+        ->excludes(consumer);
   };
   CLI::App* list = failed->add_subcommand("list", "List parked and waiting events, one JSON object per line");
   replica_option(list, "Only this replica (repeatable; default: every configured replica)");
@@ -248,6 +284,7 @@ void add_failed_commands(Registry& registry) {
     if (retry->parsed() && o.all == (o.id != 0)) throw usage_error("failed retry: give either an ID or --all");
     Verb verb{list->parsed(), show->parsed(), retry->parsed(), discard->parsed()};
     if (o.relay) return run_relay_side(config, o, verb);
+    if (!o.consumers.empty()) return run_consumer_side(config, o, verb);
     return run_replica_side(config, o, verb);
   });
 }

@@ -102,6 +102,7 @@ int main(int argc, char** argv) {
   cmd::add_parking_commands(registry);
   cmd::add_relay_command(registry);
   cmd::add_replicate_command(registry);
+  cmd::add_consume_command(registry);
   cmd::add_lag_command(registry);
   cmd::add_check_command(registry);
   cmd::add_failed_commands(registry);

@@ -172,9 +172,9 @@ void Applier::prepare_tables(pqxx::transaction_base& tx) {
 void Applier::prepare_handlers(pqxx::transaction_base& tx) {
   handler_procedures_ = "[";
   for (const Mapping& handler : mappings_) {
-    // The name was checked as a (qualified) identifier by the settings; PostgreSQL resolves it
-    // with the search path, as a call would.
-    pqxx::row found = tx.exec_params1("SELECT to_regprocedure($1 || '(jsonb)')::text", handler.function);
+    // Quoted as every name from config is (taken as written, case and all); an unqualified one is
+    // resolved with the search path, as a call would be.
+    pqxx::row found = tx.exec_params1("SELECT to_regprocedure($1)::text", pg::quote_qualified(handler.function) + "(jsonb)");
     if (found[0].is_null())
       throw config_error(role_ + ": handler function " + handler.function + "(jsonb) for event type \"" + handler.event_type +
                          "\" does not exist (create it in the service database, or fix services.NAME.handlers)");

@@ -78,7 +78,7 @@ void Replicator::announce_ready() {
 
 void Replicator::open_replica() {
   auto connection = pg::connect(url_, role_, program_);
-  migrate::require_current(*connection, consumer_ ? migrate::Target::replica : migrate::Target::replica, role_);
+  migrate::require_current(*connection, consumer_ ? migrate::Target::service : migrate::Target::replica, role_);
   take_serve_lock(*connection);
   std::vector<std::unique_ptr<pqxx::connection>> helpers;
   std::vector<pqxx::connection*> helper_pointers;

@@ -87,9 +87,9 @@ std::string json_object_problem(std::string_view body) {
 }  // namespace
 
 std::vector<Mapping> default_mappings() {
-  return {{"parking.create", "parking_slots", Operation::upsert, "uuid"},
-          {"parking.update", "parking_slots", Operation::upsert, "uuid"},
-          {"parking.delete", "parking_slots", Operation::remove, "uuid"}};
+  return {{"parking.create", "parking_slots", Operation::upsert, "uuid", ""},
+          {"parking.update", "parking_slots", Operation::upsert, "uuid", ""},
+          {"parking.delete", "parking_slots", Operation::remove, "uuid", ""}};
 }
 
 int find_mapping(const std::vector<Mapping>& mappings, std::string_view event_type) {

@@ -55,7 +55,8 @@ Settings settings_from_config(const config::Config& config, std::vector<std::str
   if (replicas.empty())
     throw config_error("replicate: no replica is configured (set [replicas.NAME] url, or OUTBOX_REPLICA_URL)");
   for (const std::string& name : replicas)
-    settings.replicas.push_back({name, config::replica_url(config, name, "replicate"), topology::replica_queue(config, name)});
+    settings.replicas.push_back(
+        {name, config::replica_url(config, name, "replicate"), topology::replica_queue(config, name), false, {}});
   settings.broker = amqp::broker_settings(config);
   settings.mappings = mappings_from_config(config);
   settings.prefetch = static_cast<int>(config.integer("replicate.prefetch"));

@@ -817,20 +817,34 @@ TEST(Replicate, RelayHeartbeatsUpdateTheHeartbeatRowAndAreNeverParked) {
 
 TEST(Replicate, SigtermAppliesTheReceivedEventsAcksThemAndExitsZero) {
   fresh_start();
-  std::vector<amqp::OutgoingMessage> messages;
-  for (int i = 0; i < 50; ++i) {
-    std::string uuid = random_uuid();
-    messages.push_back(parking_message("parking.create", uuid, 1, slot_json(uuid, "s" + std::to_string(i), "available", 1)));
-  }
-  publish(messages);
-  // A batch that waits long for more events: SIGTERM must not leave it behind.
-  Daemon replicate(with_args(kReplicate, {"--set", "replicate.batch_wait=60s"}));
+  auto slot_messages = [](int from) {
+    std::vector<amqp::OutgoingMessage> messages;
+    for (int i = from; i < from + 50; ++i) {
+      std::string uuid = random_uuid();
+      messages.push_back(parking_message("parking.create", uuid, 1, slot_json(uuid, "s" + std::to_string(i), "available", 1)));
+    }
+    return messages;
+  };
+  // A batch in flight, held by a lock on the replica, and 50 more events received behind it
+  // (an idle replicate applies what arrives at once, so only a busy one holds received events).
+  auto holder = connect(servers().replica_url);
+  pqxx::work lock(holder);
+  lock.exec("LOCK TABLE parking_slots IN ACCESS EXCLUSIVE MODE");
+  publish(slot_messages(0));
+  Daemon replicate(kReplicate);
   ASSERT_TRUE(eventually([&] { return replicate.log().find("ready") != std::string::npos; }));
+  ASSERT_TRUE(eventually([] {
+    return scalar(servers().replica_url,
+                  "SELECT count(*) FROM pg_stat_activity WHERE application_name LIKE 'outbox-replicate%' "
+                  "AND wait_event_type = 'Lock'") == "1";
+  })) << replicate.log();
+  publish(slot_messages(50));
   ASSERT_TRUE(eventually([] { return broker_connection()->inspect_queue("outbox.replica.main").first == 0; }));
-  EXPECT_EQ(count(servers().replica_url, "parking_slots"), "0");
   replicate.signal(SIGTERM);
+  ASSERT_TRUE(eventually([&] { return replicate.log().find("draining") != std::string::npos; })) << replicate.log();
+  lock.abort();
   EXPECT_EQ(replicate.wait_exit(20s), 0) << replicate.log();
-  EXPECT_EQ(count(servers().replica_url, "parking_slots"), "50");
+  EXPECT_EQ(count(servers().replica_url, "parking_slots"), "100");
   EXPECT_EQ(broker_connection()->inspect_queue("outbox.replica.main").first, 0u);
 }
 

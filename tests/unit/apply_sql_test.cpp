@@ -12,9 +12,9 @@ namespace {
 // Two tables: parking slots (upserted and deleted by uuid, with a quote in a column name) and
 // order lines, whose only column is the key (an upsert then does nothing on conflict).
 std::vector<Mapping> mappings() {
-  return {{"parking.create", "public.parking_slots", Operation::upsert, "uuid"},
-          {"parking.delete", "public.parking_slots", Operation::remove, "uuid"},
-          {"order.line_added", "order_lines", Operation::upsert, "line's id"}};
+  return {{"parking.create", "public.parking_slots", Operation::upsert, "uuid", ""},
+          {"parking.delete", "public.parking_slots", Operation::remove, "uuid", ""},
+          {"order.line_added", "order_lines", Operation::upsert, "line's id", ""}};
 }
 
 std::vector<ReplicaTable> tables(std::vector<int>& table_of_mapping) {

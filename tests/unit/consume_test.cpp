@@ -4,6 +4,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "consume/settings.hpp"
 #include "core/error.hpp"
 #include "replicate/envelope.hpp"
 #include "replicate/event.hpp"
@@ -13,6 +14,45 @@ using namespace outbox::replicate;
 using json = nlohmann::json;
 
 namespace {
+
+config::Config parse(std::string_view toml) {
+  config::LoadOptions options;
+  options.getenv = [](const char*) -> const char* { return nullptr; };
+  return config::Config::parse(toml, "outbox.toml", options);
+}
+
+// The message of the config error that building the consume settings throws ("" when none).
+std::string settings_error(std::string_view toml, std::vector<std::string> services = {}) {
+  try {
+    consume::settings_from_config(parse(toml), std::move(services));
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ExitCode::config) << error.what();
+    return error.what();
+  }
+  return "";
+}
+
+constexpr std::string_view kBooking = R"(
+[broker]
+url = "amqp://guest:guest@localhost/"
+[services.booking]
+url = "postgresql://localhost/booking"
+binding_keys = ["booking.*", "reply.booking"]
+queue_type = "quorum"
+[[services.booking.handlers]]
+event_type = "parking.reserved"
+function = "booking.on_parking_reserved"
+[[services.booking.handlers]]
+event_type = "bill.*"
+function = "on_bill"
+[[services.booking.deadlines]]
+function = "booking.expire_sagas"
+every = "250ms"
+[services.parking]
+url = "postgresql://localhost/parking"
+[consume]
+inbox_retention = "2d"
+)";
 
 Mapping handler(std::string event_type, std::string function) {
   Mapping mapping;
@@ -148,4 +188,54 @@ TEST(HandlerBatch, AnUnhandledEventCarriesNoEnvelope) {
   json batch = json::parse(handler_batch_parameter({&item}, nullptr));
   EXPECT_EQ(batch[0]["m"], -3);
   EXPECT_FALSE(batch[0].contains("e"));
+}
+
+TEST(ConsumeSettings, EveryServiceWithHandlersIsAConsumerByDefault) {
+  consume::Settings settings = consume::settings_from_config(parse(kBooking));
+  ASSERT_EQ(settings.engine.replicas.size(), 1u) << "parking has no handlers: only a relay";
+  const ReplicaSettings& booking = settings.engine.replicas[0];
+  EXPECT_EQ(booking.name, "booking");
+  EXPECT_TRUE(booking.consumer);
+  EXPECT_EQ(booking.queue.queue, "outbox.consumer.booking");
+  EXPECT_TRUE(booking.queue.quorum);
+  EXPECT_EQ(booking.queue.binding_keys, (std::vector<std::string>{"booking.*", "reply.booking"}));
+  ASSERT_EQ(booking.handlers.size(), 2u);
+  EXPECT_EQ(booking.handlers[1].event_type, "bill.*");
+  EXPECT_EQ(booking.handlers[1].function, "on_bill");
+  ASSERT_EQ(settings.deadlines.at(0).size(), 1u);
+  EXPECT_EQ(settings.deadlines[0][0].function, "booking.expire_sagas");
+  EXPECT_EQ(settings.deadlines[0][0].every, std::chrono::milliseconds(250));
+}
+
+TEST(ConsumeSettings, TheInboxRetentionIsTheEnginesAppliedRetention) {
+  consume::Settings settings = consume::settings_from_config(parse(kBooking));
+  EXPECT_EQ(settings.engine.tunables.applied_retention, std::chrono::hours(48));
+  EXPECT_EQ(settings.engine.apply_connections, 1) << "consumers apply in one transaction";
+}
+
+TEST(ConsumeSettings, EachProblemIsOneConfigErrorNamingTheServiceAndKey) {
+  std::string booking(kBooking);
+  auto replaced = [&](const std::string& from, const std::string& to) {
+    std::string text = booking;
+    text.replace(text.find(from), from.size(), to);
+    return text;
+  };
+  EXPECT_NE(settings_error(replaced(R"(binding_keys = ["booking.*", "reply.booking"])", ""))
+                .find("services.booking.binding_keys is empty"),
+            std::string::npos);
+  EXPECT_NE(settings_error(kBooking, {"parking"}).find("service parking has no handlers"), std::string::npos);
+  EXPECT_NE(settings_error(kBooking, {"billing"}).find("billing"), std::string::npos);
+  EXPECT_NE(settings_error(replaced("\"on_bill\"", "\"booking.\"")).find("services.booking.handlers.function"),
+            std::string::npos);
+  EXPECT_NE(settings_error(replaced("\"booking.expire_sagas\"", "\"a.b.c\"")).find("services.booking.deadlines.function"),
+            std::string::npos);
+  EXPECT_NE(settings_error(replaced("\"bill.*\"", "\"parking.reserved\"")).find("handled twice"), std::string::npos);
+  for (const std::string& message :
+       {settings_error(replaced(R"(binding_keys = ["booking.*", "reply.booking"])", "")), settings_error(kBooking, {"parking"})})
+    EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+}
+
+TEST(ConsumeSettings, NoServiceWithHandlersIsAConfigError) {
+  EXPECT_NE(settings_error("[services.parking]\nurl = \"postgresql://localhost/parking\"\n").find("no service has handlers"),
+            std::string::npos);
 }
