@@ -76,6 +76,22 @@ saga_config() {
   mv "$config.tmp" "$config"
 }
 
+# A fresh start for `run`: drops the example's databases and empties its queues (whose messages
+# would name bookings and slots that no longer exist).
+saga_reset() {
+  local database
+  for database in booking billing parking read; do
+    local server_url="$OUTBOX_PRIMARY_URL"
+    [ "$database" = read ] && server_url="$OUTBOX_REPLICA_URL"
+    psql -X -q -v ON_ERROR_STOP=1 "$server_url" -c "DROP DATABASE IF EXISTS saga_${style}_$database WITH (FORCE)"
+  done
+  local queue
+  [ -n "${OUTBOX_RABBITMQCTL:-}" ] || return 0
+  for queue in outbox.consumer.booking outbox.consumer.billing outbox.consumer.parking outbox.replica.main; do
+    "$OUTBOX_RABBITMQCTL" purge_queue "$queue" >/dev/null 2>&1 || true
+  done
+}
+
 # The daemons run in the background; their logs and pid files go to the work dir.
 start_daemon() {
   local name="$1"
