@@ -1,4 +1,4 @@
-// outbox lag [--json] [--watch [SECONDS]] [--replica NAME]...
+// outbox lag [--json] [--watch [SECONDS]] [--replica NAME... | --service NAME]
 // How far behind each stage of the pipeline is (ops/lag.hpp has the measure).
 #include "ops/lag.hpp"
 
@@ -18,6 +18,7 @@ struct LagOptions {
   bool json = false;
   double watch = 0;
   std::vector<std::string> replicas;
+  std::string service;
 };
 
 bool report_complete(const lag::Report& report) {
@@ -31,6 +32,9 @@ int run_lag(Registry& registry, const LagOptions& options, bool watching) {
   config::Config config = load_config(registry.globals());
   lag::Scope scope;
   scope.replicas = without_repeats(options.replicas);
+  scope.service = options.service;
+  if (!scope.service.empty() && !scope.replicas.empty())
+    throw usage_error("lag: --service and --replica do not combine (--service reports that service and its consumer)");
   bool terminal = isatty(STDOUT_FILENO);
   // Checked as seconds first: 1e30 or inf would overflow the milliseconds.
   if (watching && !(options.watch >= 0.1 && options.watch <= 86400))
@@ -70,6 +74,9 @@ void add_lag_command(Registry& registry) {
                            ->default_str("2")
                            ->type_name("[SECONDS]");
   lag->add_option("--replica", lag_options.replicas, "Only this replica (repeatable; default: every configured replica)");
+  lag->add_option("--service", lag_options.service,
+                  "Report service NAME instead: its outbox, its consumer's queue and its consumer")
+      ->type_name("NAME");
   registry.on_run(lag, [&registry, watch] { return run_lag(registry, lag_options, watch->count() > 0); });
 }
 

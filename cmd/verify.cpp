@@ -1,7 +1,10 @@
 // outbox verify [--replica NAME] [--json] [--timeout 60s] [--table TABLE [--key COLUMN]] [--chunk-rows N]
-// Compares the primary with a replica at a consistent point (ops/verify.hpp has the method).
+// outbox verify --service NAME [--json]
+// Compares the primary with a replica at a consistent point (ops/verify.hpp has the method), or
+// checks a service database's deployment (ops/verify_service.hpp).
 // Exit codes (like a monitoring plugin, so that cron and CI can tell them apart):
-//   0 equal, 1 drift, 3 a database cannot be reached (the line names it),
+//   0 equal (a service: ready), 1 drift (a service: a problem), 3 a database or the broker cannot
+//   be reached (the line names it),
 //   75 no consistent point within --timeout (the relay or replicate is behind or down),
 //   64 usage, 78 configuration (an unknown replica, a schema that is not current).
 #include <iostream>
@@ -10,6 +13,7 @@
 #include "cmd/command.hpp"
 #include "core/error.hpp"
 #include "core/escape.hpp"
+#include "ops/verify_service.hpp"
 #include "ops/verify_setup.hpp"
 
 namespace outbox::cmd {
@@ -22,7 +26,19 @@ struct Options {
   std::vector<std::string> tables;
   std::string key;
   long long chunk_rows = 10000;
+  std::string service;
 };
+
+int verify_service(const config::Config& config, const Options& o, CLI::App& app) {
+  for (const char* option : {"--replica", "--timeout", "--table", "--key", "--chunk-rows"})
+    if (app.count(option) > 0) throw usage_error(std::string("verify: ") + option + " does not go with --service");
+  verify::ServiceReport report = verify::verify_service(config, o.service);
+  if (o.json)
+    std::cout << verify::render_service_json(report).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  else
+    std::cout << verify::render_service_text(report);
+  return report.ok() ? 0 : 1;
+}
 
 }  // namespace
 
@@ -39,9 +55,13 @@ void add_verify_command(Registry& registry) {
   app->add_option("--key", o.key, "Key column of the --table tables (default: the mapping's key column, else uuid)")
       ->type_name("COLUMN");
   app->add_option("--chunk-rows", o.chunk_rows, "Rows per compared chunk (default 10000)")->check(CLI::Range(1LL, 10000000LL));
-  registry.on_run(app, [&registry] {
+  app->add_option("--service", o.service,
+                  "Check service NAME instead: schema, own migrations, handler functions, nothing parked, its queue")
+      ->type_name("NAME");
+  registry.on_run(app, [&registry, app] {
     try {
       config::Config config = load_config(registry.globals());
+      if (!o.service.empty()) return verify_service(config, o, *app);
       verify::Setup setup = verify::set_up(config, o.replica, o.timeout, "outbox verify");
       if (!o.tables.empty()) {
         std::vector<verify::TableSpec> chosen;

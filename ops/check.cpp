@@ -56,7 +56,10 @@ Result evaluate(const lag::Report& report, const Thresholds& thresholds) {
   Status status = Status::ok;
   auto raise = [&status](Status to) { status = std::max(status, to); };
   std::vector<std::string> unreachable, parts;
-  if (!report.primary.error.empty()) unreachable.push_back("database primary unreachable: " + report.primary.error);
+  // Per service (--service NAME), the consumer stands where a replica stands (ops/lag.hpp).
+  bool service = !report.service.empty();
+  std::string database = service ? "service " + report.service : "primary";
+  if (!report.primary.error.empty()) unreachable.push_back("database " + database + " unreachable: " + report.primary.error);
   if (!report.broker.error.empty()) unreachable.push_back("broker unreachable: " + report.broker.error);
 
   long long backlog = report.primary.unpublished(), failed = 0;
@@ -70,9 +73,10 @@ Result evaluate(const lag::Report& report, const Thresholds& thresholds) {
     failed += table.parked + table.waiting;
   }
   for (const lag::ReplicaStage& replica : report.replicas) {
-    std::string name = "replica " + replica.name;
+    std::string name = (service ? "consumer " : "replica ") + replica.name;
+    std::string queue_name = service ? topology::consumer_queue_name(replica.name) : topology::replica_queue_name(replica.name);
     if (!replica.error.empty()) {
-      unreachable.push_back("database " + name + " unreachable: " + replica.error);
+      unreachable.push_back("database " + (service ? database : name) + " unreachable: " + replica.error);
       perf += "lag_" + label(replica.name) + "=U;" + number(thresholds.warning) + ";" + number(thresholds.critical) + ";0 ";
       continue;
     }
@@ -100,16 +104,16 @@ Result evaluate(const lag::Report& report, const Thresholds& thresholds) {
       raise(Status::warning);
       std::string part = name + " has " + plural(replica.parked, "failed event") + " parked";
       if (replica.waiting > 0) part += " and " + std::to_string(replica.waiting) + " waiting behind";
-      parts.push_back(part + " (see outbox failed list --replica " + replica.name + ")");
+      parts.push_back(part + " (see outbox failed list " + (service ? "--consumer " : "--replica ") + replica.name + ")");
     }
     failed += replica.parked + replica.waiting;
     if (report.broker.error.empty()) {
-      const lag::QueueStage* queue = report.broker.find(topology::replica_queue_name(replica.name));
+      const lag::QueueStage* queue = report.broker.find(queue_name);
       if (queue && queue->exists) {
         backlog += queue->ready;
       } else {
         raise(Status::warning);
-        parts.push_back("queue " + topology::replica_queue_name(replica.name) + " missing (run outbox migrate)");
+        parts.push_back("queue " + queue_name + " missing (run outbox migrate)");
       }
     }
   }

@@ -9,6 +9,8 @@
 //             queue is missing
 //   OK        otherwise
 // backlog = unpublished outbox rows + messages ready in the checked replicas' queues.
+// For a service (report.service set), the service's outbox and its consumer are judged the same
+// way, the consumer where a replica stands ("consumer booking 0.3s behind").
 #include <string>
 #include <string_view>
 

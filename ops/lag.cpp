@@ -29,9 +29,11 @@ std::string now_iso() {
   return buffer;
 }
 
-void read_broker(const config::Config& config, const std::vector<std::string>& replicas, BrokerStage& stage) {
+void read_broker(const config::Config& config, const std::vector<std::string>& replicas, const std::string& service,
+                 BrokerStage& stage) {
   std::vector<QueueStage> queues;
   for (const std::string& replica : replicas) queues.push_back({topology::replica_queue_name(replica), replica});
+  if (!service.empty()) queues.push_back({topology::consumer_queue_name(service), service});
   queues.push_back({topology::kUnroutable, ""});
   queues.push_back({topology::kDeadLetter, ""});
   try {
@@ -125,10 +127,48 @@ const QueueStage* BrokerStage::find(const std::string& queue) const {
   return nullptr;
 }
 
+ReplicaStage read_consumer(const config::Config& config, const std::string& name) {
+  std::string role = "service " + name;
+  try {
+    auto connection = pg::connect(config::service_url(config, name), role, "outbox lag");
+    pqxx::read_transaction tx(*connection);
+    return read_replica(tx, name);
+  } catch (const std::exception& error) {
+    ReplicaStage stage;
+    stage.name = name;
+    stage.error = pg::failure_line(error, role);
+    stage.unmigrated = dynamic_cast<const pqxx::undefined_table*>(&error) != nullptr;
+    return stage;
+  }
+}
+
+namespace {
+
+Report collect_service(const config::Config& config, const Scope& scope, Report report) {
+  report.service = scope.service;
+  config::service_url(config, scope.service, "lag");  // a config error for a service that is not configured
+  if (scope.primary)
+    report.primary = read_primary(config, scope.service);
+  else
+    report.primary.error = "not read";
+  if (scope.broker)
+    read_broker(config, {}, scope.service, report.broker);
+  else
+    report.broker.error = "not read";
+  ReplicaStage consumer = read_consumer(config, scope.service);
+  // Not this service's backlog: the consumer reads the others' outboxes (see the header).
+  compute_behind(consumer, nullptr, report.heartbeat_interval);
+  report.replicas.push_back(std::move(consumer));
+  return report;
+}
+
+}  // namespace
+
 Report collect(const config::Config& config, const Scope& scope) {
   Report report;
   report.at = now_iso();
   report.heartbeat_interval = static_cast<double>(relay::tunables_from_config(config).heartbeat_interval.count()) / 1000.0;
+  if (!scope.service.empty()) return collect_service(config, scope, std::move(report));
   std::vector<std::string> names = scope.replicas.empty() ? config.replica_names() : scope.replicas;
   for (const std::string& name : names) config::replica_url(config, name);
   if (scope.primary)
@@ -136,7 +176,7 @@ Report collect(const config::Config& config, const Scope& scope) {
   else
     report.primary.error = "not read";
   if (scope.broker)
-    read_broker(config, names, report.broker);
+    read_broker(config, names, "", report.broker);
   else
     report.broker.error = "not read";
   for (const std::string& name : names) {
@@ -150,7 +190,10 @@ Report collect(const config::Config& config, const Scope& scope) {
 std::string render_text(const Report& report) {
   // Names come from the config, errors from the servers: escaped, one line each.
   auto e = [](const std::string& text) { return escape_controls(text); };
-  std::string out = "outbox lag at " + report.at + " (relay heartbeat every " +
+  bool service = !report.service.empty();
+  std::string database = service ? "service " + e(report.service) : "primary";
+  std::string out = "outbox lag " + (service ? "of service " + e(report.service) + " " : "") + "at " + report.at +
+                    " (relay heartbeat every " +
                     format_duration(Duration(static_cast<long long>(report.heartbeat_interval * 1000))) + ")\n\n";
 
   std::vector<std::vector<std::string>> rows = {{"OUTBOX TABLE", "UNPUBLISHED", "OLDEST", "LAST PUBLISH", "PARKED", "WAITING"}};
@@ -158,7 +201,7 @@ std::string render_text(const Report& report) {
     rows.push_back({e(table.table), std::to_string(table.unpublished), age_text(table.oldest_unpublished_age),
                     ago(table.last_published_age), std::to_string(table.parked), std::to_string(table.waiting)});
   out += columns(rows, {false, true, true, false, true, true});
-  if (!report.primary.error.empty()) out += "  primary unreachable: " + e(report.primary.error) + "\n";
+  if (!report.primary.error.empty()) out += "  " + database + " unreachable: " + e(report.primary.error) + "\n";
 
   out += "\n";
   rows = {{"BROKER QUEUE", "READY", "CONSUMERS"}};
@@ -169,7 +212,9 @@ std::string render_text(const Report& report) {
   if (!report.broker.error.empty()) out += "  broker unreachable: " + e(report.broker.error) + "\n";
 
   out += "\n";
-  rows = {{"REPLICA", "BEHIND", "HEARTBEAT", "LAST APPLIED", "PARKED", "WAITING"}};
+  std::string kind = service ? "consumer" : "replica";
+  rows = {
+      {service ? "CONSUMER" : "REPLICA", "BEHIND", "HEARTBEAT", service ? "LAST HANDLED" : "LAST APPLIED", "PARKED", "WAITING"}};
   for (const ReplicaStage& replica : report.replicas) {
     if (!replica.error.empty()) {
       rows.push_back({e(replica.name), "?", "-", "-", "-", "-"});
@@ -184,9 +229,9 @@ std::string render_text(const Report& report) {
   out += columns(rows, {false, true, false, false, true, true});
   for (const ReplicaStage& replica : report.replicas) {
     if (!replica.error.empty())
-      out += "  replica " + e(replica.name) + " unreachable: " + e(replica.error) + "\n";
+      out += "  " + kind + " " + e(replica.name) + " unreachable: " + e(replica.error) + "\n";
     else if (!replica.seconds_behind)
-      out += "  replica " + e(replica.name) + ": " + e(replica.behind_source) + "\n";
+      out += "  " + kind + " " + e(replica.name) + ": " + e(replica.behind_source) + "\n";
   }
   return out;
 }
@@ -234,6 +279,7 @@ nlohmann::ordered_json to_json(const Report& report) {
                           {"applied_age_seconds", optional_json(replica.heartbeat_applied_age)}}},
                         {"failed", {{"parked", replica.parked}, {"waiting", replica.waiting}}}});
   return {{"at", report.at},
+          {"service", report.service.empty() ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(report.service)},
           {"heartbeat_interval_seconds", report.heartbeat_interval},
           {"outbox", {{"error", error_json(report.primary.error)}, {"tables", tables}}},
           {"broker",

@@ -9,6 +9,13 @@
 //   replica  the last applied event and its age, the newest applied relay heartbeat, the parked
 //            (and waiting) failed events, and the seconds behind.
 //
+// Per service (`--service NAME`, database per service): the outbox stage is the service's own
+// outbox (what its relay publishes), the broker stage its consumer's queue outbox.consumer.NAME,
+// and the one "replica" stage is its consumer, read from the service database (its
+// outbox_applied_position row and failed events under the consumer's name, its newest applied
+// heartbeat). Its seconds behind come from the heartbeats alone: the consumer reads the other
+// services' outboxes, so its own outbox's backlog says nothing about it.
+//
 // Seconds behind. Every relay.heartbeat_interval the relay writes a heartbeat into the outbox, and
 // replicate records the newest one it applied (outbox_heartbeat: created_at on the primary,
 // applied_at on the replica). Then:
@@ -58,23 +65,29 @@ struct BrokerStage {
 };
 
 struct Report {
-  std::string at;  // when it was taken, ISO 8601 UTC
+  std::string service;  // "" for the primary and its replicas; else the service reported on
+  std::string at;       // when it was taken, ISO 8601 UTC
   double heartbeat_interval = 10;
   PrimaryStage primary;
   BrokerStage broker;
   std::vector<ReplicaStage> replicas;
 };
 
-// What to read; an empty `replicas` means every configured replica.
+// What to read; an empty `replicas` means every configured replica. A `service` reads that service
+// instead (its outbox, its consumer's queue and its consumer; `replicas` must then be empty).
 struct Scope {
   bool primary = true;
   bool broker = true;
   std::vector<std::string> replicas;
+  std::string service;
 };
 
 // Reads every stage; a server that cannot be reached leaves its stage's `error` set (never throws
-// for that). Throws Error(config) for a replica name that is not configured.
+// for that). Throws Error(config) for a replica or service name that is not configured.
 Report collect(const config::Config& config, const Scope& scope = {});
+
+// The consumer of service `name`, read from its database as a ReplicaStage named after the service.
+ReplicaStage read_consumer(const config::Config& config, const std::string& name);
 
 // compute_behind (replicate/progress.hpp) with the primary's backlog, when it was read.
 void compute_behind(ReplicaStage& replica, const PrimaryStage* primary, double heartbeat_interval);

@@ -21,15 +21,17 @@ std::optional<double> PrimaryStage::oldest_unpublished_age() const {
   return oldest;
 }
 
-PrimaryStage read_primary(const config::Config& config) {
+PrimaryStage read_primary(const config::Config& config, const std::string& service) {
   PrimaryStage stage;
+  std::string role = service.empty() ? "primary" : "service " + service;
+  std::string url = service.empty() ? std::string() : config::service_url(config, service, "lag");
   try {
     std::vector<relay::TableSpec> tables = relay::tables_from_config(config, "");
-    auto connection = pg::connect(config::primary_url(config), "primary", "outbox lag");
+    auto connection = pg::connect(service.empty() ? config::primary_url(config) : url, role, "outbox lag");
     pqxx::read_transaction tx(*connection);
     for (const relay::TableSpec& table : tables) stage.tables.push_back(read_table(tx, table.name));
   } catch (const std::exception& error) {
-    stage.error = pg::failure_line(error, "primary");
+    stage.error = pg::failure_line(error, role);
   }
   return stage;
 }

@@ -35,9 +35,10 @@ struct PrimaryStage {
   std::optional<double> oldest_unpublished_age() const;
 };
 
-// Connects to the primary and reads every relay table's stage; a primary that cannot be read
-// leaves `error` set (never throws for that).
-PrimaryStage read_primary(const config::Config& config);
+// Connects to the primary (or, for `service`, to services.NAME.url: the outbox its relay
+// publishes) and reads every relay table's stage; a database that cannot be read leaves `error`
+// set (never throws for that, but for a service that is not configured: Error(config)).
+PrimaryStage read_primary(const config::Config& config, const std::string& service = "");
 
 // Gauges for /metrics: outbox_relay_backlog, outbox_relay_oldest_unpublished_seconds and
 // outbox_relay_parked{table}.

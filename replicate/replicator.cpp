@@ -185,8 +185,9 @@ void Replicator::prune_applied() {
 void Replicator::start() {
   std::string keys;
   for (const std::string& key : queue_.binding_keys) keys += (keys.empty() ? "" : ",") + key;
-  log_->info("starting: {} {}, queue {} ({}, bound with {}), broker {}, {} mapping(s)", role_, mask_url(url_), queue_.queue,
-             queue_.quorum ? "quorum" : "classic", keys, mask_url(broker_settings_.urls.front()), mappings_.size());
+  log_->info("starting: {} {}, queue {} ({}, bound with {}), broker {}, {} {}(s)", role_, mask_url(url_), queue_.queue,
+             queue_.quorum ? "quorum" : "classic", keys, mask_url(broker_settings_.urls.front()), mappings_.size(),
+             consumer_ ? "handler" : "mapping");
   tick_timer_->start(kTick, kTick);
   lifecycle_->connect();
 }
@@ -308,7 +309,10 @@ void Replicator::on_applied() {
         log_->warn("{}: the work between batches failed: {}", role_, one_line(error.what()));
       }
     }
-    if (stopping_) return finish_if_drained();
+    if (stopping_) {
+      if (!pending_.empty()) apply_soon_->request();  // what was received when the stop began
+      return finish_if_drained();
+    }
     if (broker_)
       on_broker_readable();
     else
@@ -448,10 +452,11 @@ void Replicator::cancel_in_flight() {
 }
 
 std::string Replicator::status_line() const {
-  std::string state = ready()        ? "replicating"
-                      : standing_by_ ? "standing by (another replicate serves it)"
-                      : !db_         ? "waiting for the replica"
-                                     : "waiting for the broker";
+  std::string state = ready() ? (consumer_ ? "consuming" : "replicating")
+                      : standing_by_
+                          ? (consumer_ ? "standing by (another consume serves it)" : "standing by (another replicate serves it)")
+                      : !db_ ? "waiting for the replica"
+                             : "waiting for the broker";
   auto& self = const_cast<Replicator&>(*this);
   size_t received = pending_.size() + (in_flight_ ? in_flight_->received.size() : 0);
   return replica_ + ": " + state + ", " + std::to_string(received) + " received, " +

@@ -281,7 +281,8 @@ TEST(Consume, AMissingHandlerFunctionIsAConfigurationError) {
   std::string config = fresh_service("test_booking.nowhere");
   RunResult result = run_outbox({"consume"}, {{"OUTBOX_CONFIG", config}}, 60s);
   EXPECT_EQ(result.exit_code, 78) << result;
-  EXPECT_NE(result.err.find("consumer booking: handler function test_booking.nowhere(jsonb) for event type \"booking.create\" "
+  EXPECT_NE(result.err.find("\noutbox: consumer booking: handler function test_booking.nowhere(jsonb) for event type "
+                            "\"booking.create\" "
                             "does not exist"),
             std::string::npos)
       << result;
@@ -294,6 +295,9 @@ TEST(Consume, AServiceWithoutBindingKeysIsAConfigurationError) {
   RunResult result = run_outbox({"consume"}, {{"OUTBOX_CONFIG", config}});
   EXPECT_EQ(result.exit_code, 78) << result;
   EXPECT_NE(result.err.find("services.booking.binding_keys is empty"), std::string::npos) << result;
+  RunResult checked = run_outbox({"config", "check"}, {{"OUTBOX_CONFIG", config}});
+  EXPECT_EQ(checked.exit_code, 78) << checked;
+  EXPECT_NE(checked.err.find("services.booking.binding_keys is empty"), std::string::npos) << checked;
   RunResult unknown = run_outbox({"consume", "--service", "billing"}, {{"OUTBOX_CONFIG", config}});
   EXPECT_EQ(unknown.exit_code, 78) << unknown;
   EXPECT_NE(unknown.err.find("billing"), std::string::npos) << unknown;

@@ -150,6 +150,27 @@ TEST(Relay, ASagaRowCarriesItsCorrelationReplyToAndCausationAndGoesToItsOwnRouti
   EXPECT_EQ(plain.headers.count("causation_id"), 0u);
 }
 
+TEST(Relay, ARowWhoseRoutingKeyOrCorrelationIdIsOverAmqpsLimitIsParkedAndTheOthersArePublished) {
+  fresh_schema();
+  TestQueue queue("test.saga.limits", "limits.#");
+  exec(servers().primary_url,
+       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, routing_key, "
+       "correlation_id) VALUES "
+       "(gen_random_uuid(), 'test', 'long-key', 1, 'limits.a', '{}', repeat('k', 300), NULL), "
+       "(gen_random_uuid(), 'test', 'long-correlation', 1, 'limits.b', '{}', NULL, repeat('c', 300)), "
+       "(gen_random_uuid(), 'test', 'fine', 1, 'limits.c', '{}', NULL, 'saga-1')");
+  Daemon relay(relay_args());
+  ASSERT_EQ(queue.collect(1).size(), 1u) << relay.log();
+  EXPECT_EQ(header_text(queue.messages()[0], "aggregate_id"), "fine");
+  EXPECT_TRUE(eventually([] {
+    return scalar(servers().primary_url, "SELECT count(*) FROM outbox_parked WHERE parked_at IS NOT NULL") == "2";
+  })) << relay.log();
+  auto errors = rows(servers().primary_url, "SELECT error FROM outbox_parked ORDER BY aggregate_id");
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_NE(errors[0][0].find("the correlation id"), std::string::npos) << errors[0][0];
+  EXPECT_NE(errors[1][0].find("the routing key"), std::string::npos) << errors[1][0];
+}
+
 TEST(Relay, AnOutboxTableWithoutTheSagaColumnsIsPublishedAsBefore) {
   fresh_schema();
   TestQueue queue("test.old_table", "old.#");

@@ -6,6 +6,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
 
 #include "migrate/runner.hpp"
 #include "tests/integration/support/broker.hpp"
@@ -215,6 +217,75 @@ TEST_F(Services, RelayServiceRelaysThatServicesOutboxWithItsSagaProperties) {
   RunResult unknown = run_outbox({"relay", "--service", "nope"}, {{"OUTBOX_CONFIG", services_config()}});
   EXPECT_EQ(unknown.exit_code, 78) << unknown;
   EXPECT_NE(unknown.err.find("no service named 'nope'"), std::string::npos) << unknown;
+}
+
+TEST_F(Services, LagAndCheckOfAServiceReportItsOutboxItsConsumerQueueAndItsConsumer) {
+  ASSERT_EQ(migrate().exit_code, 0);
+  exec(booking, "SELECT outbox_emit('booking.created', 'booking', 'b1', 1, '{}')");
+  exec(booking,
+       "INSERT INTO outbox_failed_events (replica, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, "
+       "routing_key, body, error, attempts, state) VALUES ('booking', gen_random_uuid()::text, 'parking_slot', 's1', 1, "
+       "'parking.reserved', 'parking.reserved', '{}', 'handler raised', 1, 'parked')");
+  std::map<std::string, std::string> env = {{"OUTBOX_CONFIG", services_config()}, {"OUTBOX_PRIMARY_URL", kUnset}};
+
+  RunResult lag = run_outbox({"lag", "--service", "booking", "--json"}, env);
+  ASSERT_EQ(lag.exit_code, 0) << lag;
+  nlohmann::json report = nlohmann::json::parse(lag.out);
+  EXPECT_EQ(report["service"], "booking");
+  EXPECT_EQ(report["outbox"]["tables"][0]["unpublished"], 1) << lag.out;
+  EXPECT_EQ(report["broker"]["queues"][0]["queue"], "outbox.consumer.booking") << lag.out;
+  EXPECT_EQ(report["broker"]["queues"][0]["exists"], true) << lag.out;
+  EXPECT_EQ(report["replicas"][0]["name"], "booking") << lag.out;
+  EXPECT_EQ(report["replicas"][0]["failed"]["parked"], 1) << lag.out;
+  RunResult text = run_outbox({"lag", "--service", "booking"}, env);
+  EXPECT_NE(text.out.find("CONSUMER"), std::string::npos) << text;
+
+  RunResult check = run_outbox({"check", "--service", "booking"}, env);
+  EXPECT_EQ(check.exit_code, 1) << check;
+  EXPECT_NE(check.out.find("consumer booking has 1 failed event parked (see outbox failed list --consumer booking)"),
+            std::string::npos)
+      << check;
+
+  RunResult unknown = run_outbox({"lag", "--service", "nope"}, env);
+  EXPECT_EQ(unknown.exit_code, 78) << unknown;
+  EXPECT_NE(unknown.err.find("no service named 'nope'"), std::string::npos) << unknown;
+  RunResult unknown_check = run_outbox({"check", "--service", "nope"}, env);
+  EXPECT_EQ(unknown_check.exit_code, 3) << unknown_check;
+}
+
+TEST_F(Services, VerifyServiceChecksItsSchemaItsHandlerFunctionsItsQueueAndThatNothingIsParked) {
+  std::string config = services_config(false,
+                                       "[[services.booking.handlers]]\nevent_type = \"parking.reserved\"\n"
+                                       "function = \"on_reserved\"\n[[services.booking.deadlines]]\nfunction = \"expire\"\n");
+  std::map<std::string, std::string> env = {{"OUTBOX_CONFIG", config}, {"OUTBOX_PRIMARY_URL", kUnset}};
+  RunResult before = run_outbox({"verify", "--service", "booking"}, env);
+  EXPECT_EQ(before.exit_code, 1) << before;
+  EXPECT_NE(before.out.find("PROBLEM  schema: 1 migration(s) of the service set pending"), std::string::npos) << before;
+
+  ASSERT_EQ(migrate({"--service", "booking"}, config).exit_code, 0);
+  RunResult missing = run_outbox({"verify", "--service", "booking"}, env);
+  EXPECT_EQ(missing.exit_code, 1) << missing;
+  EXPECT_NE(missing.out.find("PROBLEM  handlers: missing in the database: on_reserved(jsonb), expire()"), std::string::npos)
+      << missing;
+
+  exec(booking,
+       "CREATE FUNCTION on_reserved(event jsonb) RETURNS void LANGUAGE sql AS ''; "
+       "CREATE FUNCTION expire() RETURNS void LANGUAGE sql AS ''");
+  RunResult ready = run_outbox({"verify", "--service", "booking"}, env);
+  EXPECT_EQ(ready.exit_code, 0) << ready;
+  EXPECT_NE(ready.out.find("ok       queue: outbox.consumer.booking exists"), std::string::npos) << ready;
+  EXPECT_NE(ready.out.find("service booking: ready, nothing stuck"), std::string::npos) << ready;
+
+  exec(booking,
+       "INSERT INTO outbox_failed_events (replica, event_id, body, error, attempts, state) "
+       "VALUES ('booking', gen_random_uuid()::text, '{}', 'handler raised', 1, 'parked')");
+  RunResult stuck = run_outbox({"verify", "--service", "booking", "--json"}, env);
+  EXPECT_EQ(stuck.exit_code, 1) << stuck;
+  EXPECT_EQ(nlohmann::json::parse(stuck.out)["ok"], false) << stuck;
+  EXPECT_NE(stuck.out.find("see outbox failed list --consumer booking"), std::string::npos) << stuck;
+
+  RunResult mixed = run_outbox({"verify", "--service", "booking", "--replica", "main"}, env);
+  EXPECT_EQ(mixed.exit_code, 64) << mixed;
 }
 
 // The functions a handler calls, straight in SQL: what `outbox consume` sets before a handler is

@@ -29,6 +29,9 @@ DECLARE
     is_future boolean;
     blocked_at int[] := '{}';
     has_position boolean := false;
+    -- Usually no aggregate of this consumer has failed events: then no event needs the probe.
+    check_blocked constant boolean := NOT ignore_blocked
+        AND EXISTS (SELECT 1 FROM outbox_failed_events f WHERE f.replica = consumer);
     position_id uuid;
     position_value bigint;
     position_created timestamptz;
@@ -78,7 +81,7 @@ BEGIN
         END IF;
 
         -- Order per aggregate: behind a parked event of its aggregate, an event waits.
-        IF NOT ignore_blocked AND EXISTS (SELECT 1 FROM outbox_failed_events f
+        IF check_blocked AND EXISTS (SELECT 1 FROM outbox_failed_events f
                                           WHERE f.replica = consumer AND f.aggregate_type = x.at AND f.aggregate_id = x.ag) THEN
             blocked_at := blocked_at || x.i;
             CONTINUE;
