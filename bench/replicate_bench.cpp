@@ -40,7 +40,9 @@ std::unique_ptr<outbox::amqp::Connection> open(const std::string& url) {
 int fill(const std::string& url, long long count, const std::vector<std::string>& queues) {
   auto connection = open(url);
   for (const std::string& queue : queues)
-    if (queue.rfind("outbox.replica.", 0) != 0) {
+    // A replica's or a consumer's queue is declared by `outbox migrate` (with its dead-letter
+    // exchange and its bindings); declaring it again without them would fail.
+    if (queue.rfind("outbox.replica.", 0) != 0 && queue.rfind("outbox.consumer.", 0) != 0) {
       connection->declare_queue(queue, outbox::amqp::QueueOptions{});
       connection->bind_queue(queue, "outbox", "#");
     }

@@ -538,6 +538,17 @@ void reset_databases() {
   }
 }
 
+std::string fresh_database(const std::string& cluster, const std::string& name) {
+  if (cluster != "primary" && cluster != "replica") throw std::invalid_argument("fresh_database: no cluster " + cluster);
+  const std::string& base = cluster == "primary" ? g_servers.primary_url : g_servers.replica_url;
+  auto connection = connect(base);
+  pqxx::nontransaction tx(connection);
+  // FORCE terminates the sessions a stopped daemon may have left behind.
+  tx.exec("DROP DATABASE IF EXISTS " + tx.quote_name(name) + " WITH (FORCE)");
+  tx.exec("CREATE DATABASE " + tx.quote_name(name));
+  return base.substr(0, base.rfind('/') + 1) + name;
+}
+
 bool migrate_all() {
   std::string config = write_file("migrate-all.toml", "[replicas.replica2]\nurl = \"" + g_servers.replica2_url + "\"\n");
   RunResult result = run_outbox({"migrate"}, {{"OUTBOX_CONFIG", config}});

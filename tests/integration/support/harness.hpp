@@ -140,6 +140,11 @@ void exec(const std::string& url, const std::string& sql);
 // starts from empty databases. Terminates other sessions of those databases first (a test must stop
 // its daemons before, or they will see their connections die).
 void reset_databases();
+// A new, empty database `name` on the primary cluster ("primary") or the replica cluster
+// ("replica"), for tests that need more databases than the three above (a database per service).
+// An existing one is dropped first, its sessions terminated. Returns its URL (the cluster's URL
+// with the database name replaced).
+std::string fresh_database(const std::string& cluster, const std::string& name);
 // `outbox migrate` of the primary, the replica (main) and replica2 (configured as replica
 // "replica2"); a failure is a test failure. Returns whether it succeeded.
 bool migrate_all();
