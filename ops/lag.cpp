@@ -128,18 +128,7 @@ const QueueStage* BrokerStage::find(const std::string& queue) const {
 }
 
 ReplicaStage read_consumer(const config::Config& config, const std::string& name) {
-  std::string role = "service " + name;
-  try {
-    auto connection = pg::connect(config::service_url(config, name), role, "outbox lag");
-    pqxx::read_transaction tx(*connection);
-    return read_replica(tx, name);
-  } catch (const std::exception& error) {
-    ReplicaStage stage;
-    stage.name = name;
-    stage.error = pg::failure_line(error, role);
-    stage.unmigrated = dynamic_cast<const pqxx::undefined_table*>(&error) != nullptr;
-    return stage;
-  }
+  return read_stage("service " + name, name, [&] { return config::service_url(config, name); });
 }
 
 namespace {

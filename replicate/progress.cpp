@@ -45,10 +45,9 @@ ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica
   return stage;
 }
 
-ReplicaStage read_replica(const config::Config& config, const std::string& name) {
-  std::string role = "replica " + name;
+ReplicaStage read_stage(const std::string& role, const std::string& name, const std::function<std::string()>& url) {
   try {
-    auto connection = pg::connect(config::replica_url(config, name), role, "outbox lag");
+    auto connection = pg::connect(url(), role, "outbox lag");
     pqxx::read_transaction tx(*connection);
     return read_replica(tx, name);
   } catch (const std::exception& error) {
@@ -58,6 +57,10 @@ ReplicaStage read_replica(const config::Config& config, const std::string& name)
     stage.unmigrated = dynamic_cast<const pqxx::undefined_table*>(&error) != nullptr;
     return stage;
   }
+}
+
+ReplicaStage read_replica(const config::Config& config, const std::string& name) {
+  return read_stage("replica " + name, name, [&] { return config::replica_url(config, name); });
 }
 
 void compute_behind(ReplicaStage& replica, std::optional<double> oldest_unpublished_age, double heartbeat_interval) {

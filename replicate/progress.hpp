@@ -2,6 +2,7 @@
 // The replica's stage of the lag measure (ops/lag.hpp explains it): the last applied event, the
 // newest applied relay heartbeat, the parked failed events, and the seconds behind. Read by
 // replicate for its gauge and by `outbox lag`, `outbox check` and the parking reads' staleness bound.
+#include <functional>
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
@@ -34,6 +35,10 @@ ReplicaStage read_replica(pqxx::transaction_base& tx, const std::string& replica
 // leaves `error` (and `unmigrated`) set (never throws for that). seconds_behind is left unknown:
 // compute_behind fills it.
 ReplicaStage read_replica(const config::Config& config, const std::string& name);
+// The same for any database that holds an engine's bookkeeping (a replica, a service's consumer):
+// connects to url() as `role` and reads the stage of `name` there. A failure, the URL lookup's
+// included, leaves `error` set.
+ReplicaStage read_stage(const std::string& role, const std::string& name, const std::function<std::string()>& url);
 
 // Fills seconds_behind and behind_source from the replica's heartbeat and, when known, the age of
 // the primary's oldest unpublished row (see ops/lag.hpp).
