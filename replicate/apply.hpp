@@ -30,7 +30,7 @@
 // aggregate wait behind it; every other aggregate continues.
 //
 // A consumer's Applier (its mappings are handlers, `outbox consume`) runs the handler path instead of
-// step 2: one call of outbox_handle_batch (migrate/sql/service/1002_consume.sql) takes the batch of
+// step 2: one call of outbox_handle_batch (migrate/sql/service/1003_handle_batch_by_size.sql) takes the batch of
 // envelopes (replicate/envelope.hpp) and, per event in order: leaves it out when its aggregate has
 // failed events ("blocked"), inserts its id into the inbox (outbox_applied_events; a duplicate is a
 // no-op), sets outbox.correlation_id, outbox.causation_id and outbox.reply_to for the transaction,

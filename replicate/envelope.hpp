@@ -1,6 +1,6 @@
 #pragma once
 // The consumer's handler path (see replicate/apply.hpp): what a handler f(jsonb) receives, and the
-// batch that migrate/sql/service/1002_consume.sql's outbox_handle_batch takes. Pure, unit-tested.
+// batch that migrate/sql/service/1003_handle_batch_by_size.sql's outbox_handle_batch takes. Pure, unit-tested.
 //
 // The envelope of one event:
 //   {"event_id": "uuid", "event_type": "t", "aggregate_type": "a", "aggregate_id": "id",

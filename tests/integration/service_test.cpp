@@ -384,5 +384,88 @@ TEST_F(EmitAndReply, AHandlerWithItsOwnSearchPathStillWritesToTheServicesOutbox)
   EXPECT_EQ(scalar(booking, "SELECT count(*) FROM public.outbox WHERE event_id = '" + id + "'"), "1");
 }
 
+// outbox_handle_batch, the handler path's one call per batch, straight in SQL with a batch as
+// replicate/envelope.cpp builds it: the contract the engine relies on. It is kept by both forms
+// that outbox_handle_batch chooses between by the batch's size (migrate/sql/service/1003): the
+// per-event loop and the set-based one, each called here directly, and by the chooser itself.
+class HandleBatch : public EmitAndReply, public ::testing::WithParamInterface<std::string> {
+ protected:
+  void SetUp() override {
+    EmitAndReply::SetUp();
+    exec(booking, R"(
+      CREATE TABLE handled (n serial, handler text, event_id uuid, correlation text, causation text, reply_to text);
+      CREATE FUNCTION on_a(e jsonb) RETURNS void LANGUAGE sql AS $$
+        INSERT INTO handled (handler, event_id, correlation, causation, reply_to)
+        VALUES ('a', (e->>'event_id')::uuid, current_setting('outbox.correlation_id'),
+                current_setting('outbox.causation_id'), current_setting('outbox.reply_to')) $$;
+      CREATE FUNCTION on_b(e jsonb) RETURNS integer LANGUAGE sql AS $$
+        INSERT INTO handled (handler, event_id, correlation, causation, reply_to)
+        VALUES ('b', (e->>'event_id')::uuid, current_setting('outbox.correlation_id'),
+                current_setting('outbox.causation_id'), current_setting('outbox.reply_to')) RETURNING 1 $$;)");
+  }
+  // One entry of the batch: m is the handler's index, -1 a heartbeat, -2 the position entry, -3 unhandled.
+  static std::string entry(int i, const std::string& id, int m, const std::string& aggregate, long long ts) {
+    std::string e = R"({"event_id":")" + id + R"(","payload":{}})";
+    return R"({"i":)" + std::to_string(i) + R"(,"id":")" + id + R"(","at":"booking","ag":")" + aggregate + R"(","v":1,"m":)" +
+           std::to_string(m) + R"(,"pos":)" + std::to_string(i + 1) + R"(,"ts":)" + std::to_string(ts) +
+           (m == -1 ? R"(,"p":{"relay":"r1"})" : "") +
+           (m >= 0 ? R"(,"c":"corr-)" + std::to_string(i) + R"(","rt":"reply-)" + std::to_string(i) + R"(","e":)" + e : "") + "}";
+  }
+  std::vector<std::string> handle(const std::string& batch) {
+    auto connection = connect(booking);
+    pqxx::work tx(connection);
+    auto row = tx.exec_params1(
+        "SELECT handled, duplicate, heartbeats, blocked, future, unhandled, current_setting('outbox.correlation_id', true) "
+        "FROM " +
+            GetParam() + "($1::jsonb, 'booking', false, 60000, '[\"on_a(jsonb)\", \"on_b(jsonb)\"]')",
+        batch);
+    tx.commit();
+    std::vector<std::string> out;
+    for (const auto& field : row) out.push_back(field.is_null() ? "NULL" : field.as<std::string>());
+    return out;
+  }
+};
+
+TEST_P(HandleBatch, HandlersRunOncePerEventInDeliveryOrderEachWithItsOwnSettings) {
+  long long now = std::stoll(scalar(booking, "SELECT (extract(epoch FROM now()) * 1000000)::bigint"));
+  std::vector<std::string> ids;
+  for (int k = 0; k < 6; ++k) ids.push_back(scalar(booking, "SELECT gen_random_uuid()"));
+  // a, b, a on one aggregate; the first id again (a duplicate inside the batch); an event no handler
+  // takes; a heartbeat; an event from an hour ahead (handled, but moves no position); the position entry.
+  std::string batch = "[" + entry(0, ids[0], 0, "x", now) + "," + entry(1, ids[1], 1, "x", now) + "," +
+                      entry(2, ids[2], 0, "x", now) + "," + entry(3, ids[0], 0, "x", now) + "," + entry(4, ids[3], -3, "y", now) +
+                      "," + entry(5, ids[4], -1, "", now) + "," + entry(6, ids[5], 1, "z", now + 3600'000000LL) + "," +
+                      entry(7, ids[2], -2, "x", now) + "]";
+  EXPECT_EQ(handle(batch), (std::vector<std::string>{"4", "1", "1", "{}", "1", "1", ""}));
+  EXPECT_EQ(rows(booking, "SELECT handler, event_id, correlation, causation, reply_to FROM handled ORDER BY n"),
+            (std::vector<std::vector<std::string>>{{"a", ids[0], "corr-0", ids[0], "reply-0"},
+                                                   {"b", ids[1], "corr-1", ids[1], "reply-1"},
+                                                   {"a", ids[2], "corr-2", ids[2], "reply-2"},
+                                                   {"b", ids[5], "corr-6", ids[5], "reply-6"}}));
+  EXPECT_EQ(scalar(booking, "SELECT count(*) FILTER (WHERE effective) || '/' || count(*) FROM outbox_applied_events"), "4/5");
+  EXPECT_EQ(scalar(booking, "SELECT last_event_id FROM outbox_applied_position WHERE replica = 'booking'"), ids[2]);
+  EXPECT_EQ(scalar(booking, "SELECT relay FROM outbox_heartbeat WHERE replica = 'booking'"), "r1");
+
+  // Delivered again: every event is a counted no-op, no handler runs (so nothing was set).
+  EXPECT_EQ(handle(batch), (std::vector<std::string>{"0", "6", "1", "{}", "1", "0", "NULL"}));
+  EXPECT_EQ(scalar(booking, "SELECT count(*) FROM handled"), "4");
+}
+
+TEST_P(HandleBatch, AnEventBehindAParkedOneOfItsAggregateWaitsAndTheOthersAreHandled) {
+  long long now = std::stoll(scalar(booking, "SELECT (extract(epoch FROM now()) * 1000000)::bigint"));
+  exec(booking,
+       "INSERT INTO outbox_failed_events (replica, aggregate_type, aggregate_id, body, error, attempts, state) "
+       "VALUES ('booking', 'booking', 'x', '{}', 'handler raised', 1, 'parked')");
+  std::string waiting = scalar(booking, "SELECT gen_random_uuid()"), other = scalar(booking, "SELECT gen_random_uuid()");
+  EXPECT_EQ(handle("[" + entry(0, waiting, 0, "x", now) + "," + entry(1, other, 1, "y", now) + "]"),
+            (std::vector<std::string>{"1", "0", "0", "{0}", "0", "0", ""}));
+  EXPECT_EQ(rows(booking, "SELECT handler, event_id FROM handled ORDER BY n"),
+            (std::vector<std::vector<std::string>>{{"b", other}}));
+  EXPECT_EQ(scalar(booking, "SELECT count(*) FROM outbox_applied_events WHERE event_id = '" + waiting + "'"), "0");
+}
+
+INSTANTIATE_TEST_SUITE_P(EachFormAndTheChooser, HandleBatch,
+                         ::testing::Values("outbox_handle_batch_each", "outbox_handle_batch_set", "outbox_handle_batch"));
+
 }  // namespace
 }  // namespace outbox::testing
