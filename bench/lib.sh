@@ -34,3 +34,32 @@ cpu_seconds() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / h
 # Peak resident set size in MB.
 peak_rss_mb() { awk '/VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 now() { date +%s.%N; }
+
+# CPU seconds of a process and all its descendants, including the children they have already
+# reaped (a PostgreSQL backend that ended is in its postmaster's cutime).
+tree_cpu_seconds() {
+  python3 - "$1" <<'PY'
+import os, sys
+hz = os.sysconf("SC_CLK_TCK")
+def cpu(pid):
+    try:
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        total = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+        children = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children += f.read().split()
+    except OSError:
+        return 0
+    return total + sum(cpu(c) for c in children)
+print(f"{cpu(int(sys.argv[1])) / hz:.2f}")
+PY
+}
+# The servers' root processes in a scripts/servers directory: the primary's and the replica's
+# postmasters and the RabbitMQ node.
+server_pids() {
+  local dir=$1
+  echo "postgres-primary $(head -1 "$dir/primary/postmaster.pid" 2>/dev/null)"
+  echo "postgres-replica $(head -1 "$dir/replica/postmaster.pid" 2>/dev/null)"
+  echo "rabbitmq $(cat "$dir/rabbitmq/server.pid" 2>/dev/null)"
+}

@@ -71,7 +71,7 @@ constexpr std::array kOptions{
   Option{.key = "relay.max_attempts", .type = Type::integer, .default_value = "3", .min = 1, .max = 100, .reloadable = true,
          .help = "How many times the broker may refuse a row (channel closed with 406, published alone) before it is parked."},
   Option{.key = "relay.partitions", .type = Type::integer, .default_value = "16", .min = 1, .max = 1024,
-         .help = "Hash partitions of aggregate_id. Each is owned by one relay instance at a time (advisory lock); all instances must use the same value."},
+         .help = "Hash partitions of aggregate_id. Each is owned by one relay instance at a time (advisory lock). Relays with another value own no partition until every relay with the value in force has stopped, so order never splits; change it by restarting the relays one by one."},
   Option{.key = "relay.takeover_timeout", .type = Type::duration, .default_value = "10s", .min = 1 * kSecond, .max = kHour, .reloadable = true,
          .help = "Longest time before a live instance takes over the partitions of an instance that died."},
   Option{.key = "relay.on_publish", .type = Type::enumeration, .default_value = "mark", .allowed = "mark|delete", .reloadable = true,

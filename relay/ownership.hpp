@@ -7,6 +7,15 @@
 // its confirm would be published twice and could overtake a newer row of its aggregate. The
 // caller says whether it may release (its confirm window is empty); locks vanish with a dead
 // session, so a dead owner's partitions are free at once.
+//
+// Why instances that disagree on relay.partitions never split an aggregate's order: the count
+// decides an aggregate's partition, so two counts would put one aggregate in two partitions with
+// two owners. Each instance holds a shared lock keyed by its count, and takes partitions only
+// while holding the rebalance lock and only when no other instance with another count owns any.
+// So one count is in force at a time: an instance with another count owns nothing and says so
+// until the others stop (a change of relay.partitions is a stop of every relay, or a rolling
+// restart in which the new count takes over once the last old instance is gone). Instances of
+// versions before this check hold no count lock and are not seen.
 #include <pqxx/pqxx>
 #include <set>
 #include <string>
@@ -20,6 +29,10 @@ class Ownership {
   struct Step {
     int members = 0;          // live instances
     bool over_share = false;  // owned more than the fair share before this step
+    // Another relay.partitions in force (its count and one of its instances' backend pid): this
+    // instance owns nothing until it is gone.
+    long long other_partitions = 0;
+    int other_pid = 0;
   };
   // One rebalancing step: takes a member slot if it has none, counts the live instances, gives
   // back the partitions over the fair share when `may_release`, and tries to take free ones up to it.
@@ -40,6 +53,7 @@ class Ownership {
 
  private:
   void take_member_slot(pqxx::transaction_base& tx);
+  void release(pqxx::transaction_base& tx, int partition);
 
   int partitions_;
   std::set<int> owned_;

@@ -8,8 +8,10 @@
 namespace outbox::relay {
 
 // Advisory lock key spaces (first key of pg_advisory_lock(int, int)).
-inline constexpr int kMemberLockClass = 0x6F627831;     // one per live instance: (class, slot)
-inline constexpr int kPartitionLockClass = 0x6F627832;  // one per partition: (class, partition)
+inline constexpr int kMemberLockClass = 0x6F627831;          // one per live instance: (class, slot)
+inline constexpr int kPartitionLockClass = 0x6F627832;       // one per partition: (class, partition)
+inline constexpr int kPartitionCountLockClass = 0x6F627833;  // shared, one per instance: (class, relay.partitions)
+inline constexpr int kRebalanceLockClass = 0x6F627834;       // held while an instance takes partitions: (class, 0)
 
 // Each of `members` instances should own at most ceil(partitions / members) partitions.
 int fair_share(int partitions, int members);

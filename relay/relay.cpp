@@ -313,6 +313,7 @@ void Relay::rebalance() {
     // and come back here when the last confirm has been marked.
     Ownership::Step step = ownership_.rebalance(tx, window_.empty());
     releasing_ = step.over_share && !window_.empty();
+    report_partition_disagreement(step);
     const std::set<int>& owned = ownership_.owned();
     if (owned != before)
       log_->info("owning {} of {} partitions ({} live instance(s)): {}", owned.size(), partitions_, step.members,
@@ -329,6 +330,20 @@ void Relay::rebalance() {
   // A dead instance's partitions are free as soon as its session ends; look often enough to take
   // them over within relay.takeover_timeout.
   rebalance_timer_->start(tunables_.takeover_timeout / 3);
+}
+
+// Said once when it starts and once when it ends, not at every rebalance.
+void Relay::report_partition_disagreement(const Ownership::Step& step) {
+  if (step.other_partitions == other_partitions_) return;
+  if (step.other_partitions)
+    log_->error(
+        "relay.partitions is {} here but {} in a live relay (backend pid {}): this instance owns no partition until every "
+        "relay with another count has stopped (two counts would split an aggregate's order); run all relays with the same "
+        "relay.partitions",
+        partitions_, step.other_partitions, step.other_pid);
+  else
+    log_->info("no live relay has another relay.partitions now: taking partitions");
+  other_partitions_ = step.other_partitions;
 }
 
 // The heartbeat is written by the owner of the heartbeat aggregate's partition, so it is ordered

@@ -78,6 +78,7 @@ class Relay {
   bool mark_confirmed(const ConfirmWindow::Confirmed& confirmed);
   void check_confirm_timeout();
   void rebalance();
+  void report_partition_disagreement(const Ownership::Step& step);
   void keep_heartbeat_with_its_partition();
   void run_retention();
   void write_heartbeat();
@@ -119,7 +120,8 @@ class Relay {
   std::unique_ptr<ConnectionLifecycle> lifecycle_;
   std::map<std::string, std::string> side_problems_;  // failing side task -> why, logged once
   std::optional<Error> fatal_error_;
-  bool releasing_ = false;  // over its fair share with rows in flight: reads pause until they are confirmed
+  bool releasing_ = false;          // over its fair share with rows in flight: reads pause until they are confirmed
+  long long other_partitions_ = 0;  // another relay.partitions in force (Ownership::Step), 0 when none
   // Rows in flight when the broker refused one of them (per table): published one at a time until
   // each is confirmed or parked. Empty in normal operation.
   std::vector<std::set<long long>> suspects_;

@@ -46,5 +46,17 @@ inline constexpr const char* kUnlock = "SELECT pg_advisory_unlock($1, $2)";
 inline constexpr const char* kCountMembers =
     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::bigint::oid "
     "AND objsubid = 2 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+// relay.partitions agreement (relay/ownership.hpp): each instance holds a shared lock keyed by its
+// count, and partitions are taken only under the rebalance lock.
+inline constexpr const char* kLockShared = "SELECT pg_advisory_lock_shared($1, $2)";
+inline constexpr const char* kUnlockShared = "SELECT pg_advisory_unlock_shared($1, $2)";
+inline constexpr const char* kLock = "SELECT pg_advisory_lock($1, $2)";
+// The partition counts of the other live instances that own partitions now, with one pid each.
+inline constexpr const char* kOtherPartitionCounts =
+    "SELECT c.objid::bigint, min(c.pid) FROM pg_locks c JOIN pg_locks p ON p.pid = c.pid AND p.database = c.database "
+    "AND p.locktype = 'advisory' AND p.granted AND p.classid = $2::bigint::oid AND p.objsubid = 2 "
+    "WHERE c.locktype = 'advisory' AND c.granted AND c.classid = $1::bigint::oid AND c.objsubid = 2 "
+    "AND c.pid <> pg_backend_pid() AND c.objid::bigint <> $3 "
+    "AND c.database = (SELECT oid FROM pg_database WHERE datname = current_database()) GROUP BY 1 ORDER BY 1";
 
 }  // namespace outbox::relay

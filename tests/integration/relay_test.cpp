@@ -287,6 +287,35 @@ TEST(Relay, ASecondInstanceGetsItsShareWhileTheFirstIsBusyWithABacklogAndOrderHo
   EXPECT_TRUE(eventually([] { return unpublished() == 0; })) << first.log() << second.log();
 }
 
+TEST(Relay, AnInstanceWithAnotherPartitionCountOwnsNothingUntilTheOthersStopSoOrderNeverSplits) {
+  fresh_schema();
+  TestQueue queue("test.order", "order.#");
+  Daemon first(relay_args({"--instance", "first"}));
+  ASSERT_TRUE(eventually([&] { return first.log().find("owning 16 of 16") != std::string::npos; })) << first.log();
+  // With 8 partitions an aggregate falls in another partition than with 16: were both to own
+  // some, one aggregate could be published by both, out of order.
+  Daemon second(relay_args({"--instance", "second", "--set", "relay.partitions=8"}));
+  ASSERT_TRUE(eventually([&] {
+    return second.log().find("relay.partitions is 8 here but 16 in a live relay") != std::string::npos;
+  })) << second.log();
+  insert_events("order.evt", 400, 40);
+  const auto& messages = queue.collect(400);
+  ASSERT_GE(messages.size(), 400u) << first.log() << second.log();
+  expect_per_aggregate_order(messages);
+  EXPECT_EQ(second.log().find("owning"), std::string::npos) << second.log();
+  EXPECT_EQ(first.log().find("owning"), first.log().rfind("owning")) << "the first gave up partitions\n" << first.log();
+
+  // When the last relay with the old count stops, the new count takes over.
+  first.signal(SIGTERM);
+  ASSERT_TRUE(eventually([&] { return second.log().find("owning 8 of 8") != std::string::npos; }, std::chrono::seconds(15)))
+      << second.log();
+  insert_events("order.evt", 200, 40, 1000);
+  const auto& after = queue.collect(600);
+  ASSERT_GE(after.size(), 600u) << second.log();
+  EXPECT_EQ(ids_of(after), event_ids_in_outbox("order.evt"));
+  expect_per_aggregate_order(after);
+}
+
 TEST(Relay, AKillBetweenConfirmAndCommitRepublishesEveryEventWithTheSameMessageId) {
   fresh_schema();
   TestQueue queue("test.crash", "crash.#");
