@@ -2,6 +2,7 @@
 // outbox migrate status [--target ... | --service NAME...]
 // Applies the embedded schema migrations (migrate/runner.hpp) to the primary, the replicas and the
 // service databases, then each service's own migrations (migrate/service_migrations.hpp).
+#include <algorithm>
 #include <iostream>
 
 #include "cmd/command.hpp"
@@ -30,6 +31,7 @@ struct Database {
 struct Selection {
   std::vector<std::string> target;
   std::vector<std::string> services;
+  std::vector<std::string> recreate_queues;  // replica or service names (--recreate-queue)
   bool everything() const { return services.empty() && (target.empty() || target.front() == "all"); }
 };
 
@@ -78,6 +80,44 @@ constexpr std::string_view kStateText[] = {"applied", "pending", "CHECKSUM MISMA
 
 std::string_view state_text(migrate::State state) { return kStateText[static_cast<int>(state)]; }
 
+// The queues of this run (as declare_broker_topology selects them).
+std::vector<topology::ReplicaQueue> selected_queues(const config::Config& config, const Selection& selection) {
+  std::vector<topology::ReplicaQueue> queues;
+  if (selection.everything())
+    for (const std::string& name : config.replica_names()) queues.push_back(topology::replica_queue(config, name));
+  for (const std::string& name : selection.services.empty() ? config.service_names() : selection.services)
+    if (topology::ReplicaQueue consumer = topology::consumer_queue(config, name); !consumer.binding_keys.empty())
+      queues.push_back(consumer);
+  return queues;
+}
+
+// --recreate-queue: a queue's type (or another argument) cannot change in place, RabbitMQ refuses
+// the redeclaration (406). So the queue is deleted and declared again, and to lose nothing it is
+// deleted only when it is empty with no consumer: the relays are stopped (events wait in the
+// outbox), replicate or consume has drained it and is stopped. The broker checks both conditions
+// in the delete itself, so nothing arriving in between is lost; the check first is for the message.
+void recreate_queue(amqp::Connection& connection, const topology::ReplicaQueue& queue) {
+  std::pair<uint32_t, uint32_t> state;
+  try {
+    state = connection.inspect_queue(queue.queue);
+  } catch (const Error& error) {
+    if (error.code() != ExitCode::data) throw;
+    std::cout << "broker: queue " << queue.queue << " does not exist yet; declaring it\n";
+    return;
+  }
+  auto [messages, consumers] = state;
+  if (consumers > 0)
+    throw Error(ExitCode::tempfail, "queue " + queue.queue + " has " + std::to_string(consumers) +
+                                        " consumer(s): stop the outbox replicate or outbox consume that reads it, then "
+                                        "run this again");
+  if (messages > 0)
+    throw Error(ExitCode::tempfail, "queue " + queue.queue + " still holds " + std::to_string(messages) +
+                                        " message(s): stop the relays, let the queue drain, stop its reader, then run "
+                                        "this again");
+  connection.delete_unused_empty_queue(queue.queue);
+  std::cout << "broker: deleted the empty queue " << queue.queue << " to declare it again\n";
+}
+
 // Once the databases are migrated, `outbox migrate` also declares the RabbitMQ topology (the
 // exchange, each replica's and each service consumer's durable queue and its bindings;
 // migrate/topology.hpp) from the same config, so events published before the first `outbox
@@ -90,13 +130,11 @@ void declare_broker_topology(const config::Config& config, const Selection& sele
                  "declare it at start)\n";
     return;
   }
-  std::vector<topology::ReplicaQueue> replicas;
-  if (selection.everything())
-    for (const std::string& name : config.replica_names()) replicas.push_back(topology::replica_queue(config, name));
-  for (const std::string& name : selection.services.empty() ? config.service_names() : selection.services)
-    if (topology::ReplicaQueue consumer = topology::consumer_queue(config, name); !consumer.binding_keys.empty())
-      replicas.push_back(consumer);
+  std::vector<topology::ReplicaQueue> replicas = selected_queues(config, selection);
   if (dry_run) {
+    for (const std::string& name : selection.recreate_queues)
+      std::cout << "-- broker: would delete the queue of " << escape_controls(name)
+                << " if it is empty with no consumer, and declare it again\n";
     for (const std::string& line : topology::describe(settings.exchange, replicas))
       std::cout << "-- broker: would declare " << line << "\n";
     return;
@@ -104,9 +142,17 @@ void declare_broker_topology(const config::Config& config, const Selection& sele
   size_t node = 0;
   try {
     auto connection = amqp::Connection::open(settings, node, "outbox migrate");
+    for (const topology::ReplicaQueue& replica : replicas)
+      if (std::find(selection.recreate_queues.begin(), selection.recreate_queues.end(), replica.replica) !=
+          selection.recreate_queues.end())
+        recreate_queue(*connection, replica);
     topology::declare_exchange(*connection, settings.exchange);
     for (const topology::ReplicaQueue& replica : replicas) topology::declare_replica(*connection, settings.exchange, replica);
   } catch (const Error& error) {
+    if (error.code() == ExitCode::tempfail) throw error.with_context("broker (the databases are migrated)");
+    if (std::string(error.what()).find("inequivalent arg") != std::string::npos)
+      throw error.with_context(
+          "broker (the databases are migrated; a queue's type cannot change in place: see outbox migrate --recreate-queue)");
     throw error.with_context("broker (the databases are migrated; run 'outbox migrate' again once the broker is reachable)");
   }
   for (const std::string& line : topology::describe(settings.exchange, replicas))
@@ -143,6 +189,12 @@ void apply_service_migrations(const config::Config& config, const Database& data
 
 int run_migrate(const config::Config& config, const Selection& selection, bool dry_run) {
   std::vector<Database> databases = select_databases(config, selection);
+  // A name that names no queue of this run is refused before anything is migrated.
+  std::vector<topology::ReplicaQueue> queues = selected_queues(config, selection);
+  for (const std::string& name : selection.recreate_queues)
+    if (std::none_of(queues.begin(), queues.end(), [&](const auto& queue) { return queue.replica == name; }))
+      throw config_error("--recreate-queue " + escape_controls(name) +
+                         ": no replica or service consumer queue of that name in this run of outbox migrate");
   for (const Database& database : databases) {
     auto connection = pg::connect(database.url, database.role, "outbox migrate");
     migrate::ApplyOptions options;
@@ -243,6 +295,11 @@ void add_migrate_commands(Registry& registry) {
   migrate
       ->add_option("--service", selection.services,
                    "Only this service database, its own migrations and its consumer queue (repeatable)")
+      ->type_name("NAME");
+  migrate
+      ->add_option("--recreate-queue", selection.recreate_queues,
+                   "Delete this replica's or service's queue when it is empty with no consumer, and declare it again "
+                   "(to change replicas.NAME.queue_type; repeatable)")
       ->type_name("NAME");
   migrate->add_flag("--dry-run", dry_run, "Print the SQL of the pending migrations and change nothing");
   CLI::App* status = migrate->add_subcommand("status", "Show the applied and pending migrations of each database");

@@ -244,6 +244,16 @@ std::pair<uint32_t, uint32_t> Connection::inspect_queue(const std::string& name)
   return {ok->message_count, ok->consumer_count};
 }
 
+void Connection::delete_unused_empty_queue(const std::string& name) {
+  amqp_queue_delete(state_, kChannel, bytes(name), /*if_unused=*/1, /*if_empty=*/1);
+  try {
+    check_reply("delete queue " + name);
+  } catch (const Error& error) {
+    if (error.code() != ExitCode::config) throw;
+    throw Error(ExitCode::tempfail, std::string(error.what()) + " (it has a consumer or messages again)");
+  }
+}
+
 uint32_t Connection::purge_queue(const std::string& name) {
   amqp_queue_purge_ok_t* ok = amqp_queue_purge(state_, kChannel, bytes(name));
   check_reply("purge queue " + name);

@@ -130,6 +130,9 @@ class Connection {
   void bind_queue(const std::string& queue, const std::string& exchange, const std::string& routing_key);
   // Passive declare: {messages ready, consumers}. Throws Error(data) when the queue does not exist.
   std::pair<uint32_t, uint32_t> inspect_queue(const std::string& name);
+  // Deletes the queue only while it has no consumer and no message (the broker checks both at once
+  // and refuses with 406 otherwise: Error(tempfail)). A missing queue is no error.
+  void delete_unused_empty_queue(const std::string& name);
   // Removes every ready message of the queue; returns how many (tests and benchmarks).
   uint32_t purge_queue(const std::string& name);
 

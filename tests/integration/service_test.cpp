@@ -145,6 +145,62 @@ TEST_F(Services, MigrateDeclaresEachServicesConsumerQueueBoundWithItsKeys) {
   EXPECT_TRUE(eventually([] { return TestQueue::depth("outbox.consumer.billing") == 1; })) << "booking.created";
 }
 
+// A queue's type cannot change in place (RabbitMQ refuses the redeclaration), so --recreate-queue
+// deletes it and declares it again: only while it is empty with no consumer, so nothing is lost.
+TEST_F(Services, RecreateQueueChangesAQueuesTypeOnlyWhenItIsEmptyWithNoConsumer) {
+  auto config = [&](const std::string& type) {
+    return write_file("booking-" + type + ".toml", "[services.booking]\nurl = \"" + booking +
+                                                       "\"\nbinding_keys = [\"booking.*\"]\nqueue_type = \"" + type + "\"\n");
+  };
+  auto connection = broker_connection();
+  try {
+    connection->delete_unused_empty_queue("outbox.consumer.booking");
+  } catch (const Error&) {
+    connection = broker_connection();
+    connection->purge_queue("outbox.consumer.booking");
+    connection->delete_unused_empty_queue("outbox.consumer.booking");
+  }
+  ASSERT_EQ(migrate({"--service", "booking"}, config("classic")).exit_code, 0);
+  amqp::OutgoingMessage message;
+  message.exchange = "outbox";
+  message.routing_key = "booking.created";
+  message.body = "{}";
+  connection->publish(message);
+  connection->publish(message);
+  ASSERT_TRUE(eventually([] { return TestQueue::depth("outbox.consumer.booking") == 2; }));
+
+  RunResult refused = migrate({"--service", "booking"}, config("quorum"));
+  EXPECT_EQ(refused.exit_code, 78) << refused;
+  EXPECT_NE(refused.err.find("--recreate-queue"), std::string::npos) << refused;
+
+  RunResult full = migrate({"--service", "booking", "--recreate-queue", "booking"}, config("quorum"));
+  EXPECT_EQ(full.exit_code, 75) << full;
+  EXPECT_NE(full.err.find("queue outbox.consumer.booking still holds 2 message(s)"), std::string::npos) << full;
+  EXPECT_EQ(TestQueue::depth("outbox.consumer.booking"), 2);
+
+  connection->purge_queue("outbox.consumer.booking");  // as its reader would drain it
+  auto reader = broker_connection();
+  reader->consume("outbox.consumer.booking", "test-reader");
+  RunResult read = migrate({"--service", "booking", "--recreate-queue", "booking"}, config("quorum"));
+  EXPECT_EQ(read.exit_code, 75) << read;
+  EXPECT_NE(read.err.find("has 1 consumer(s)"), std::string::npos) << read;
+  reader.reset();
+
+  RunResult unknown = migrate({"--service", "booking", "--recreate-queue", "nosuch"}, config("quorum"));
+  EXPECT_EQ(unknown.exit_code, 78) << unknown;
+  EXPECT_NE(unknown.err.find("--recreate-queue nosuch: no replica or service consumer queue"), std::string::npos) << unknown;
+
+  RunResult changed = migrate({"--service", "booking", "--recreate-queue", "booking"}, config("quorum"));
+  ASSERT_EQ(changed.exit_code, 0) << changed;
+  EXPECT_NE(changed.out.find("broker: deleted the empty queue outbox.consumer.booking"), std::string::npos) << changed;
+  EXPECT_NE(changed.out.find("broker: declared queue outbox.consumer.booking (quorum"), std::string::npos) << changed;
+  // Declared as quorum, bound as before: a classic declaration is now the one refused.
+  EXPECT_EQ(migrate({"--service", "booking"}, config("classic")).exit_code, 78);
+  connection = broker_connection();
+  connection->publish(message);
+  EXPECT_TRUE(eventually([] { return TestQueue::depth("outbox.consumer.booking") == 1; }));
+}
+
 TEST_F(Services, AServicesOwnMigrationsAreAppliedInNameOrderEachOnce) {
   write_own("0002_functions.sql",
             "CREATE FUNCTION booking.count_bookings() RETURNS bigint LANGUAGE sql AS "
