@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "core/escape.hpp"
 #include "core/option_types.hpp"
 #include "core/url.hpp"
 
@@ -32,7 +33,7 @@ Error invalid(const std::string& origin, std::string_view key, const std::string
 // setting; `got` is how an error shows the value.
 Setting from_text(const Option& option, std::string_view key, std::string_view text, Source source, const std::string& origin,
                   const std::string& got) {
-  Setting setting{&option, std::string(text), 0, false, {}, source, origin};
+  Setting setting{&option, std::string(text), 0, false, {}, source, origin, {}};
   if (!type_row(option.type).parse(option, key, text, setting))
     throw invalid(origin, key, describe_allowed(option) + " (got " + got + ")");
   return setting;
@@ -67,7 +68,7 @@ std::string node_type_name(const toml::node& node) {
 // An array of strings, each checked as the type wants (a URL of broker.url).
 Setting from_array(const Option& option, std::string_view key, const toml::array& array, Source source,
                    const std::string& origin) {
-  Setting setting{&option, "", 0, false, {}, source, origin};
+  Setting setting{&option, "", 0, false, {}, source, origin, {}};
   for (const toml::node& element : array) {
     auto text = element.value_exact<std::string>();
     if (!text) throw invalid(element_origin(origin, element), key, describe_allowed(option));
@@ -94,7 +95,7 @@ Setting from_node(const Option& option, std::string_view key, const toml::node& 
 }
 
 Setting default_setting(const Option& option, std::string_view key) {
-  if (option.default_value.empty()) return Setting{&option, "", 0, false, {}, Source::default_value, "default"};
+  if (option.default_value.empty()) return Setting{&option, "", 0, false, {}, Source::default_value, "default", {}};
   if (option.type == Type::string_list || option.type == Type::url_list) {
     auto parsed = toml::parse("v = " + std::string(option.default_value));
     return from_node(option, key, *parsed.get("v"), Source::default_value, "default");
@@ -291,9 +292,112 @@ class Loader {
     }
   }
 
+  // The passwords kept outside the URLs ([primary], [broker], each [replicas.NAME] and
+  // [services.NAME]): each is read from its file or systemd credential and put into its URL, so that
+  // every connection (and every masking of a URL) works as with a password written in the URL.
+  void read_passwords() {
+    std::vector<std::string> sections = {"primary", "broker"};
+    for (const auto& [kind, names] : names_)
+      for (const std::string& name : names) sections.push_back(kind + "." + name);
+    for (const std::string& section : sections) read_password(section);
+  }
+
   const std::string& path() const { return config_.path_; }
 
  private:
+  void read_password(const std::string& section) {
+    auto value = [&](const std::string& field) -> const Setting* {
+      auto found = config_.values_.find(section + "." + field);
+      return found == config_.values_.end() || found->second.text.empty() ? nullptr : &found->second;
+    };
+    const Setting* file = value("password_file");
+    const Setting* credential = value("password_credential");
+    if (!file && !credential) return;
+    if (file && credential)
+      throw invalid(credential->origin, section + ".password_credential",
+                    "cannot be set together with " + section + ".password_file (" + file->origin + "); set one of them");
+    std::string key = section + (file ? ".password_file" : ".password_credential");
+    const Setting& source = file ? *file : *credential;
+    std::string secret_path = file ? password_file_path(source.text) : credential_path(source, key);
+    std::string password = read_secret(secret_path, source.origin, key);
+    if (file) warn_if_others_can_read(secret_path, key);
+
+    Setting& url = config_.values_[section + ".url"];
+    std::vector<std::string> urls = url.option->type == Type::url_list ? url.list : std::vector<std::string>{url.text};
+    for (std::string& one : urls) {
+      if (one.empty()) continue;
+      std::string url_key = section + ".url";
+      if (url_has_password(one))
+        throw invalid(url.origin, url_key,
+                      "has a password while " + key + " is set (" + source.origin + "); remove the password from the URL");
+      if (!url_has_user(one))
+        throw invalid(url.origin, url_key,
+                      "names no user for the password of " + key + "; write the user into the URL (scheme://USER@host/...)");
+      one = url_with_password(one, password);
+    }
+    if (url.option->type == Type::url_list) {
+      url.list = urls;
+      if (!urls.empty()) url.text = urls.front();
+    } else {
+      url.text = urls.front();
+    }
+    url.password_origin = file ? "file " + secret_path : "credential " + source.text;
+  }
+
+  // Relative to the config file's directory, as services.NAME.migrations.
+  std::string password_file_path(const std::string& file) const {
+    if (std::filesystem::path(file).is_absolute() || path().empty()) return file;
+    return (std::filesystem::path(path()).parent_path() / file).lexically_normal().string();
+  }
+
+  // $CREDENTIALS_DIRECTORY/NAME: systemd's copy of the file that LoadCredential=NAME:PATH names,
+  // readable by the service alone.
+  std::string credential_path(const Setting& credential, const std::string& key) const {
+    const std::string& name = credential.text;
+    if (name == "." || name == ".." || name.find('/') != std::string::npos)
+      throw invalid(credential.origin, key, "must be a credential name, without '/' (got \"" + escape_controls(name) + "\")");
+    const char* directory = options_.getenv("CREDENTIALS_DIRECTORY");
+    if (!directory || !*directory)
+      throw invalid(credential.origin, key,
+                    "$CREDENTIALS_DIRECTORY is not set (systemd sets it for a unit with LoadCredential=" + escape_controls(name) +
+                        ":PATH; outside systemd use the password_file option)");
+    return (std::filesystem::path(directory) / name).string();
+  }
+
+  // The password in the file: one line, a trailing newline (CR LF too) dropped. An error names the
+  // option and the file, never a byte of what the file holds.
+  static std::string read_secret(const std::string& secret_path, const std::string& origin, const std::string& key) {
+    constexpr size_t kMaxPassword = 4096;
+    auto unreadable = [&](const std::string& cause) {
+      return invalid(origin, key, "cannot read " + escape_controls(secret_path) + ": " + cause);
+    };
+    auto unusable = [&](const std::string& what) { return invalid(origin, key, escape_controls(secret_path) + " " + what); };
+    if (std::filesystem::is_directory(secret_path)) throw unreadable("is a directory");
+    std::ifstream file(secret_path, std::ios::binary);
+    if (!file) throw unreadable(std::strerror(errno));
+    std::string password(kMaxPassword + 1, '\0');
+    file.read(password.data(), static_cast<std::streamsize>(password.size()));
+    if (file.bad()) throw unreadable(std::strerror(errno));
+    password.resize(static_cast<size_t>(file.gcount()));
+    if (password.size() > kMaxPassword)
+      throw unusable("is larger than " + std::to_string(kMaxPassword) + " bytes: not a password");
+    while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) password.pop_back();
+    if (password.empty()) throw unusable("is empty");
+    if (password.find_first_of("\r\n") != std::string::npos) throw unusable("holds more than one line");
+    return password;
+  }
+
+  // As ssh and libpq do with keys and .pgpass: a password file is its owner's alone.
+  void warn_if_others_can_read(const std::string& secret_path, const std::string& key) {
+    struct stat info {};
+    if (stat(secret_path.c_str(), &info) != 0 || !(info.st_mode & (S_IRWXG | S_IRWXO))) return;
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", info.st_mode & 07777);
+    config_.warnings_.push_back("config: " + key + ": " + escape_controls(secret_path) +
+                                " is open to other users than its owner (mode " + mode + "); run chmod 0600 " +
+                                escape_controls(secret_path) + ", or pass it with systemd's LoadCredential=");
+  }
+
   static bool is_named_section(const std::string& section) { return section == "replicas" || section == "services"; }
   void add_name(const std::string& kind, const std::string& name) {
     std::vector<std::string>& names = names_[kind];
@@ -333,6 +437,7 @@ Config Config::parse(std::string_view toml_text, const std::string& path, const 
   loader.apply_overrides();
   loader.fill_named_defaults();
   loader.check_permissions();
+  loader.read_passwords();
   return config;
 }
 
