@@ -10,8 +10,8 @@
 #include <sstream>
 
 #include "core/error.hpp"
-#include "core/escape.hpp"
 #include "core/option_types.hpp"
+#include "core/passwords.hpp"
 #include "core/url.hpp"
 
 namespace outbox::config {
@@ -292,112 +292,19 @@ class Loader {
     }
   }
 
-  // The passwords kept outside the URLs ([primary], [broker], each [replicas.NAME] and
-  // [services.NAME]): each is read from its file or systemd credential and put into its URL, so that
-  // every connection (and every masking of a URL) works as with a password written in the URL.
+  // The passwords kept outside the URLs, of [primary], [broker] and each [replicas.NAME] and
+  // [services.NAME] (core/passwords.hpp).
   void read_passwords() {
     std::vector<std::string> sections = {"primary", "broker"};
     for (const auto& [kind, names] : names_)
       for (const std::string& name : names) sections.push_back(kind + "." + name);
-    for (const std::string& section : sections) read_password(section);
+    PasswordSources sources{path(), options_.getenv};
+    for (const std::string& section : sections) read_password(config_.values_, section, sources, config_.warnings_);
   }
 
   const std::string& path() const { return config_.path_; }
 
  private:
-  void read_password(const std::string& section) {
-    auto value = [&](const std::string& field) -> const Setting* {
-      auto found = config_.values_.find(section + "." + field);
-      return found == config_.values_.end() || found->second.text.empty() ? nullptr : &found->second;
-    };
-    const Setting* file = value("password_file");
-    const Setting* credential = value("password_credential");
-    if (!file && !credential) return;
-    if (file && credential)
-      throw invalid(credential->origin, section + ".password_credential",
-                    "cannot be set together with " + section + ".password_file (" + file->origin + "); set one of them");
-    std::string key = section + (file ? ".password_file" : ".password_credential");
-    const Setting& source = file ? *file : *credential;
-    std::string secret_path = file ? password_file_path(source.text) : credential_path(source, key);
-    std::string password = read_secret(secret_path, source.origin, key);
-    if (file) warn_if_others_can_read(secret_path, key);
-
-    Setting& url = config_.values_[section + ".url"];
-    std::vector<std::string> urls = url.option->type == Type::url_list ? url.list : std::vector<std::string>{url.text};
-    for (std::string& one : urls) {
-      if (one.empty()) continue;
-      std::string url_key = section + ".url";
-      if (url_has_password(one))
-        throw invalid(url.origin, url_key,
-                      "has a password while " + key + " is set (" + source.origin + "); remove the password from the URL");
-      if (!url_has_user(one))
-        throw invalid(url.origin, url_key,
-                      "names no user for the password of " + key + "; write the user into the URL (scheme://USER@host/...)");
-      one = url_with_password(one, password);
-    }
-    if (url.option->type == Type::url_list) {
-      url.list = urls;
-      if (!urls.empty()) url.text = urls.front();
-    } else {
-      url.text = urls.front();
-    }
-    url.password_origin = file ? "file " + secret_path : "credential " + source.text;
-  }
-
-  // Relative to the config file's directory, as services.NAME.migrations.
-  std::string password_file_path(const std::string& file) const {
-    if (std::filesystem::path(file).is_absolute() || path().empty()) return file;
-    return (std::filesystem::path(path()).parent_path() / file).lexically_normal().string();
-  }
-
-  // $CREDENTIALS_DIRECTORY/NAME: systemd's copy of the file that LoadCredential=NAME:PATH names,
-  // readable by the service alone.
-  std::string credential_path(const Setting& credential, const std::string& key) const {
-    const std::string& name = credential.text;
-    if (name == "." || name == ".." || name.find('/') != std::string::npos)
-      throw invalid(credential.origin, key, "must be a credential name, without '/' (got \"" + escape_controls(name) + "\")");
-    const char* directory = options_.getenv("CREDENTIALS_DIRECTORY");
-    if (!directory || !*directory)
-      throw invalid(credential.origin, key,
-                    "$CREDENTIALS_DIRECTORY is not set (systemd sets it for a unit with LoadCredential=" + escape_controls(name) +
-                        ":PATH; outside systemd use the password_file option)");
-    return (std::filesystem::path(directory) / name).string();
-  }
-
-  // The password in the file: one line, a trailing newline (CR LF too) dropped. An error names the
-  // option and the file, never a byte of what the file holds.
-  static std::string read_secret(const std::string& secret_path, const std::string& origin, const std::string& key) {
-    constexpr size_t kMaxPassword = 4096;
-    auto unreadable = [&](const std::string& cause) {
-      return invalid(origin, key, "cannot read " + escape_controls(secret_path) + ": " + cause);
-    };
-    auto unusable = [&](const std::string& what) { return invalid(origin, key, escape_controls(secret_path) + " " + what); };
-    if (std::filesystem::is_directory(secret_path)) throw unreadable("is a directory");
-    std::ifstream file(secret_path, std::ios::binary);
-    if (!file) throw unreadable(std::strerror(errno));
-    std::string password(kMaxPassword + 1, '\0');
-    file.read(password.data(), static_cast<std::streamsize>(password.size()));
-    if (file.bad()) throw unreadable(std::strerror(errno));
-    password.resize(static_cast<size_t>(file.gcount()));
-    if (password.size() > kMaxPassword)
-      throw unusable("is larger than " + std::to_string(kMaxPassword) + " bytes: not a password");
-    while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) password.pop_back();
-    if (password.empty()) throw unusable("is empty");
-    if (password.find_first_of("\r\n") != std::string::npos) throw unusable("holds more than one line");
-    return password;
-  }
-
-  // As ssh and libpq do with keys and .pgpass: a password file is its owner's alone.
-  void warn_if_others_can_read(const std::string& secret_path, const std::string& key) {
-    struct stat info {};
-    if (stat(secret_path.c_str(), &info) != 0 || !(info.st_mode & (S_IRWXG | S_IRWXO))) return;
-    char mode[8];
-    std::snprintf(mode, sizeof mode, "%04o", info.st_mode & 07777);
-    config_.warnings_.push_back("config: " + key + ": " + escape_controls(secret_path) +
-                                " is open to other users than its owner (mode " + mode + "); run chmod 0600 " +
-                                escape_controls(secret_path) + ", or pass it with systemd's LoadCredential=");
-  }
-
   static bool is_named_section(const std::string& section) { return section == "replicas" || section == "services"; }
   void add_name(const std::string& kind, const std::string& name) {
     std::vector<std::string>& names = names_[kind];
