@@ -301,7 +301,7 @@ void require_current(pqxx::connection& connection, Target target, std::string_vi
         complete = std::min(complete, entry.version - 1);
         break;
       }
-    throw config_error(std::string(role) + ": schema is at version " + std::to_string(complete) + " but this outbox needs " +
+    throw SchemaBehind(std::string(role) + ": schema is at version " + std::to_string(complete) + " but this outbox needs " +
                        std::to_string(state.latest) + "; run 'outbox migrate'");
   }
 }
