@@ -15,7 +15,8 @@
 //
 // Errors: a checksum mismatch, a database that has no table to record migrations in, or a database
 // that is behind the binary (require_current) are Error(ExitCode::config) = 78: the deployment does
-// not match the binary, and an operator must act. A failing migration is the server's error with
+// not match the binary, and an operator must act. The daemons wait for a database that is behind
+// (SchemaBehind) instead, since `outbox migrate` is the act that fixes it. A failing migration is the server's error with
 // context, Error(ExitCode::software) = 70 unless the server is unreachable (69).
 #include <functional>
 #include <optional>
