@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -681,4 +682,32 @@ TEST(Operations, ReplicateOnAnOlderSchemaWaitsNotReadyAndGoesOnByItselfAfterMigr
   })) << replicate.log();
   EXPECT_TRUE(eventually([&] { return http_get(port, "/healthz").status == 200; })) << replicate.log();
   EXPECT_TRUE(replicate.running());
+}
+
+// Issue 17: a line that reaches the journal carries its priority. No journal runs here (systemd is
+// not PID 1 and there is no user bus for `systemd-run --user`), so stderr is a file and
+// JOURNAL_STREAM names it, as systemd names the journal's stream; a warning of the real binary
+// (a password file that group members can read) then starts with <4>, and without a matching
+// JOURNAL_STREAM it is the plain line.
+TEST(Operations, AWarningOnStderrCarriesItsJournalPriorityOnlyWhenStderrIsTheJournalStream) {
+  std::string password = write_file("group-readable.password", "Zq7Xw9Vk\n");
+  ASSERT_EQ(::chmod(password.c_str(), 0640), 0);
+  std::string config = write_file(
+      "journal.toml", "[primary]\nurl = \"postgresql://outbox@127.0.0.1:1/x\"\npassword_file = \"" + password + "\"\n");
+  auto stderr_of = [&](const std::string& journal_stream) {
+    std::string err = servers().dir + "/journal-stderr.log";
+    // $(stat ...) sees the same stderr, so it names its device and inode, as systemd would.
+    std::string command = "sh -c 'exec 2>\"$1\"; JOURNAL_STREAM=" + journal_stream +
+                          " exec \"$2\" --config \"$3\" config show >/dev/null' sh " + err + " " + OUTBOX_BINARY + " " + config;
+    EXPECT_EQ(std::system(command.c_str()), 0) << command;
+    std::ifstream file(err);
+    return std::string(std::istreambuf_iterator<char>(file), {});
+  };
+  std::string warning = "config: primary.password_file: " + password + " is open to other users than its owner (mode 0640)";
+  std::string journal = stderr_of("$(stat -L -c %d:%i /proc/self/fd/2)");
+  EXPECT_EQ(journal.rfind("<4>", 0), 0u) << journal;
+  EXPECT_NE(journal.find(" warning outbox: " + warning), std::string::npos) << journal;
+  std::string elsewhere = stderr_of("1:2");
+  EXPECT_EQ(elsewhere.rfind("20", 0), 0u) << elsewhere;
+  EXPECT_NE(elsewhere.find(" warning outbox: " + warning), std::string::npos) << elsewhere;
 }
