@@ -136,7 +136,8 @@ struct SchemaBehind : Error {
 
 // For the daemons at start: throws SchemaBehind when the database lacks a migration of this binary
 // ("replica main: schema is at version 1 but this outbox needs 2; run 'outbox migrate'"), and
-// Error(config) when an applied checksum differs. A database ahead of the binary is accepted: in a
+// Error(config) when an applied checksum differs or a version is missing below an applied one
+// (which `outbox migrate` refuses to mend). A database ahead of the binary is accepted: in a
 // rolling upgrade (migrate, then restart one daemon at a time) the old binaries run on it, and the
 // migrations only add.
 void require_current(pqxx::connection& connection, Target target, std::string_view role);
