@@ -11,6 +11,7 @@
 
 #include "core/error.hpp"
 #include "core/option_types.hpp"
+#include "core/passwords.hpp"
 #include "core/url.hpp"
 
 namespace outbox::config {
@@ -32,7 +33,7 @@ Error invalid(const std::string& origin, std::string_view key, const std::string
 // setting; `got` is how an error shows the value.
 Setting from_text(const Option& option, std::string_view key, std::string_view text, Source source, const std::string& origin,
                   const std::string& got) {
-  Setting setting{&option, std::string(text), 0, false, {}, source, origin};
+  Setting setting{&option, std::string(text), 0, false, {}, source, origin, {}};
   if (!type_row(option.type).parse(option, key, text, setting))
     throw invalid(origin, key, describe_allowed(option) + " (got " + got + ")");
   return setting;
@@ -67,7 +68,7 @@ std::string node_type_name(const toml::node& node) {
 // An array of strings, each checked as the type wants (a URL of broker.url).
 Setting from_array(const Option& option, std::string_view key, const toml::array& array, Source source,
                    const std::string& origin) {
-  Setting setting{&option, "", 0, false, {}, source, origin};
+  Setting setting{&option, "", 0, false, {}, source, origin, {}};
   for (const toml::node& element : array) {
     auto text = element.value_exact<std::string>();
     if (!text) throw invalid(element_origin(origin, element), key, describe_allowed(option));
@@ -94,7 +95,7 @@ Setting from_node(const Option& option, std::string_view key, const toml::node& 
 }
 
 Setting default_setting(const Option& option, std::string_view key) {
-  if (option.default_value.empty()) return Setting{&option, "", 0, false, {}, Source::default_value, "default"};
+  if (option.default_value.empty()) return Setting{&option, "", 0, false, {}, Source::default_value, "default", {}};
   if (option.type == Type::string_list || option.type == Type::url_list) {
     auto parsed = toml::parse("v = " + std::string(option.default_value));
     return from_node(option, key, *parsed.get("v"), Source::default_value, "default");
@@ -291,6 +292,16 @@ class Loader {
     }
   }
 
+  // The passwords kept outside the URLs, of [primary], [broker] and each [replicas.NAME] and
+  // [services.NAME] (core/passwords.hpp).
+  void read_passwords() {
+    std::vector<std::string> sections = {"primary", "broker"};
+    for (const auto& [kind, names] : names_)
+      for (const std::string& name : names) sections.push_back(kind + "." + name);
+    PasswordSources sources{path(), options_.getenv};
+    for (const std::string& section : sections) read_password(config_.values_, section, sources, config_.warnings_);
+  }
+
   const std::string& path() const { return config_.path_; }
 
  private:
@@ -333,6 +344,7 @@ Config Config::parse(std::string_view toml_text, const std::string& path, const 
   loader.apply_overrides();
   loader.fill_named_defaults();
   loader.check_permissions();
+  loader.read_passwords();
   return config;
 }
 

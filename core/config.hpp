@@ -22,6 +22,9 @@ struct Setting {
   std::vector<std::string> list;  // url_list, string_list
   Source source = Source::default_value;
   std::string origin;  // where it came from: "outbox.toml:12:3", "OUTBOX_PRIMARY_URL", "--set"
+  // A URL whose password was read from a file or a systemd credential: where from, never the
+  // password ("file /etc/outbox/primary.password", "credential primary-password").
+  std::string password_origin;
 };
 
 // One [[relay.tables]] or [[replicate.mappings]] block: field name -> setting.

@@ -24,6 +24,8 @@ std::string show(const Config& config) {
       out << source_name(setting.source);
     else
       out << source_name(setting.source) << " " << escape_controls(setting.origin);
+    // Where the URL's password came from (a file path, a credential name), never the password.
+    if (!setting.password_origin.empty()) out << "; password from " << escape_controls(setting.password_origin);
     out << "\n";
   };
   // Named sections ([replicas.NAME]) and array fields are printed elsewhere.

@@ -47,7 +47,12 @@ bool ConnectionLifecycle::open_side(size_t index) {
     return side.is_open();
   } catch (const NotNow& not_now) {
     side.close();
-    if (not_now.what() != problem) log_->info("{}", not_now.what());
+    if (not_now.what() != problem) {
+      if (dynamic_cast<const WaitingForOperator*>(&not_now))
+        log_->warn("{}", not_now.what());
+      else
+        log_->info("{}", not_now.what());
+    }
     problem = not_now.what();
     if (side.not_now) side.not_now();
     return false;

@@ -38,6 +38,11 @@ inline constexpr std::chrono::seconds kStableConnection{10};
 struct NotNow : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+// A NotNow that only an operator ends, such as a schema older than the binary (until `outbox
+// migrate` ran): logged as a warning, once per change, and retried with backoff.
+struct WaitingForOperator : NotNow {
+  using NotNow::NotNow;
+};
 
 class ConnectionLifecycle {
  public:

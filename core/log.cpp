@@ -2,7 +2,12 @@
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
 #include <mutex>
 
 #include "core/escape.hpp"
@@ -30,6 +35,16 @@ class EscapedFlag : public spdlog::custom_flag_formatter {
   bool json_;
 };
 
+// The journal's priority prefix of the line ("<4>"), first on the line.
+class JournalPriorityFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    std::string_view prefix = journal_prefix(msg.level);
+    dest.append(prefix.data(), prefix.data() + prefix.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<JournalPriorityFlag>(); }
+};
+
 std::shared_ptr<spdlog::sinks::stderr_sink_mt> sink() {
   static auto shared = std::make_shared<spdlog::sinks::stderr_sink_mt>();
   return shared;
@@ -38,16 +53,20 @@ std::shared_ptr<spdlog::sinks::stderr_sink_mt> sink() {
 std::mutex registry_mutex;
 std::string current_format = "text";
 spdlog::level::level_enum current_level = spdlog::level::info;
+bool to_journal = false;  // stderr is the journal: each line carries its priority
 
 std::unique_ptr<spdlog::formatter> make_formatter() {
   auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
   bool json = current_format == "json";
   formatter->add_flag<EscapedFlag>('*', EscapedFlag::Part::message, json);
   formatter->add_flag<EscapedFlag>('&', EscapedFlag::Part::name, json);
+  formatter->add_flag<JournalPriorityFlag>('~');
+  // journald strips the prefix from the message, so a JSON line stays JSON in the journal.
+  std::string priority = to_journal ? "%~" : "";
   if (json)
-    formatter->set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","context":"%&","msg":"%*"})");
+    formatter->set_pattern(priority + R"({"ts":"%Y-%m-%dT%H:%M:%S.%fZ","level":"%l","context":"%&","msg":"%*"})");
   else
-    formatter->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %l %&: %*");
+    formatter->set_pattern(priority + "%Y-%m-%dT%H:%M:%S.%eZ %l %&: %*");
   return formatter;
 }
 
@@ -94,8 +113,36 @@ std::string json_escape(std::string_view text) {
   return out;
 }
 
+bool is_journal_stream(const char* journal_stream, int fd) {
+  if (!journal_stream || !*journal_stream) return false;
+  uintmax_t device = 0, inode = 0;
+  int consumed = 0;
+  if (std::sscanf(journal_stream, "%" SCNuMAX ":%" SCNuMAX "%n", &device, &inode, &consumed) != 2 ||
+      journal_stream[consumed] != '\0')
+    return false;
+  struct stat info {};
+  if (fstat(fd, &info) != 0) return false;
+  return static_cast<uintmax_t>(info.st_dev) == device && static_cast<uintmax_t>(info.st_ino) == inode;
+}
+
+std::string_view journal_prefix(spdlog::level::level_enum level) {
+  switch (level) {
+    case spdlog::level::critical:
+      return "<2>";
+    case spdlog::level::err:
+      return "<3>";
+    case spdlog::level::warn:
+      return "<4>";
+    case spdlog::level::info:
+      return "<6>";
+    default:
+      return "<7>";
+  }
+}
+
 void setup(const std::string& level, const std::string& format) {
   std::lock_guard lock(registry_mutex);
+  to_journal = is_journal_stream(std::getenv("JOURNAL_STREAM"), STDERR_FILENO);
   current_format = format;
   current_level = spdlog::level::from_str(level);
   if (level == "warn") current_level = spdlog::level::warn;

@@ -25,9 +25,17 @@ constexpr Option max_backoff(std::string_view key) {
 constexpr std::array kOptions{
   Option{.key = "primary.url", .type = Type::url, .required = true, .env = "OUTBOX_PRIMARY_URL",
          .help = "PostgreSQL URL of the primary (write) database that holds the outbox tables. TLS is set in the URL (sslmode, sslrootcert)."},
+  Option{.key = "primary.password_file", .type = Type::string,
+         .help = "File that holds only the password of primary.url, on one line (a trailing newline is ignored), relative to the config file's directory. The URL names the user and no password. Read at start and on reload; a file that group or other users can read draws a warning (chmod 0600, owned by the daemons' user). Not together with primary.password_credential."},
+  Option{.key = "primary.password_credential", .type = Type::string,
+         .help = "Name of the systemd credential that holds the password of primary.url: the file of that name in $CREDENTIALS_DIRECTORY, which systemd fills for a unit with LoadCredential=primary-password:/etc/outbox/primary-password (the source file may then be root's alone, mode 0600). The URL names the user and no password. Not together with primary.password_file."},
 
   Option{.key = "broker.url", .type = Type::url_list, .env = "OUTBOX_BROKER_URL",
          .help = "RabbitMQ URL (amqp:// or amqps://), or an array of node URLs of one cluster; on a connection failure the next node is tried. The environment variable takes a comma-separated list."},
+  Option{.key = "broker.password_file", .type = Type::string,
+         .help = "File that holds only the password of every node URL of broker.url, on one line (a trailing newline is ignored), relative to the config file's directory. The URL names the user and no password. Read at start and on reload; a file that group or other users can read draws a warning (chmod 0600, owned by the daemons' user). Not together with broker.password_credential."},
+  Option{.key = "broker.password_credential", .type = Type::string,
+         .help = "Name of the systemd credential that holds the password of every node URL of broker.url: the file of that name in $CREDENTIALS_DIRECTORY, which systemd fills for a unit with LoadCredential=broker-password:/etc/outbox/broker-password (the source file may then be root's alone, mode 0600). The URL names the user and no password. Not together with broker.password_file."},
   Option{.key = "broker.exchange", .type = Type::string, .default_value = "outbox",
          .help = "Topic exchange (durable) that events are published to and replica queues are bound to."},
   Option{.key = "broker.tls_ca", .type = Type::string,
@@ -120,6 +128,10 @@ constexpr std::array kOptions{
 
   Option{.key = "replicas.*.url", .type = Type::url, .required = true, .env = "OUTBOX_REPLICA_URL",
          .help = "PostgreSQL URL of the replica (read-model) database NAME. The environment variable sets the replica named main."},
+  Option{.key = "replicas.*.password_file", .type = Type::string,
+         .help = "File that holds only the password of replicas.NAME.url, on one line (a trailing newline is ignored), relative to the config file's directory. The URL names the user and no password. Read at start and on reload; a file that group or other users can read draws a warning (chmod 0600, owned by the daemons' user). Not together with replicas.*.password_credential."},
+  Option{.key = "replicas.*.password_credential", .type = Type::string,
+         .help = "Name of the systemd credential that holds the password of replicas.NAME.url: the file of that name in $CREDENTIALS_DIRECTORY, which systemd fills for a unit with LoadCredential=replica-NAME-password:/etc/outbox/replica-NAME-password (the source file may then be root's alone, mode 0600). The URL names the user and no password. Not together with replicas.*.password_file."},
   Option{.key = "replicas.*.queue_type", .type = Type::enumeration, .default_value = "classic", .allowed = "classic|quorum",
          .help = "Type of the replica's durable queue outbox.replica.NAME."},
   Option{.key = "replicas.*.binding_keys", .type = Type::string_list, .default_value = "[\"#\"]",
@@ -129,6 +141,10 @@ constexpr std::array kOptions{
          .help = "PostgreSQL URL of the service database NAME (database per service): its outbox, its inbox and its own "
          "state. `outbox relay --service NAME` relays its outbox, `outbox consume --service NAME` runs its handlers, "
          "`outbox migrate` prepares it."},
+  Option{.key = "services.*.password_file", .type = Type::string,
+         .help = "File that holds only the password of services.NAME.url, on one line (a trailing newline is ignored), relative to the config file's directory. The URL names the user and no password. Read at start and on reload; a file that group or other users can read draws a warning (chmod 0600, owned by the daemons' user). Not together with services.*.password_credential."},
+  Option{.key = "services.*.password_credential", .type = Type::string,
+         .help = "Name of the systemd credential that holds the password of services.NAME.url: the file of that name in $CREDENTIALS_DIRECTORY, which systemd fills for a unit with LoadCredential=service-NAME-password:/etc/outbox/service-NAME-password (the source file may then be root's alone, mode 0600). The URL names the user and no password. Not together with services.*.password_file."},
   Option{.key = "services.*.migrations", .type = Type::string,
          .help = "Directory of the service's own *.sql migrations (its schema and handler functions), relative to the "
          "config file's directory. `outbox migrate` applies them in name order, each once, after outbox's own."},

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <optional>
 #include <regex>
 #include <utility>
 #include <vector>
@@ -144,6 +145,48 @@ std::string userinfo_problem(std::string_view url) {
              "@ as %40)";
   }
   return "";
+}
+
+namespace {
+
+// The user name and password of "scheme://userinfo@host...": where the userinfo starts and how long
+// it is, or nullopt when the authority has no '@'.
+std::optional<std::pair<size_t, size_t>> userinfo_span(std::string_view url) {
+  size_t scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos) return std::nullopt;
+  size_t start = scheme_end + 3;
+  size_t authority_end = std::min(url.find_first_of("/?#", start), url.size());
+  size_t at = url.substr(start, authority_end - start).find('@');
+  if (at == std::string_view::npos) return std::nullopt;
+  return std::pair{start, at};
+}
+
+}  // namespace
+
+bool url_has_user(std::string_view url) {
+  auto span = userinfo_span(url);
+  if (!span) return false;
+  std::string_view userinfo = url.substr(span->first, span->second);
+  return !userinfo.empty() && userinfo.front() != ':';
+}
+
+std::string url_with_password(std::string_view url, std::string_view password) {
+  auto span = userinfo_span(url);
+  if (!span) return std::string(url);
+  std::string encoded;
+  // Only the unreserved characters stay as they are: libpq and librabbitmq decode the rest.
+  for (unsigned char c : password) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+      encoded += static_cast<char>(c);
+    } else {
+      char hex[4];
+      std::snprintf(hex, sizeof hex, "%%%02X", c);
+      encoded += hex;
+    }
+  }
+  std::string out(url);
+  out.insert(span->first + span->second, ":" + encoded);
+  return out;
 }
 
 std::string mask_url(std::string_view url) {

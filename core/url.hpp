@@ -24,5 +24,11 @@ std::string url_syntax_problem(std::string_view url);
 // follows a ':'); in an amqp:// URL also a second ':', '[' or ']'. libpq and librabbitmq would take
 // the rest of such a password for the host, port or database and quote it in their errors.
 std::string userinfo_problem(std::string_view url);
+// True when "scheme://user@host..." names a user (with or without a password).
+bool url_has_user(std::string_view url);
+// The URL with `password` (percent-encoded) after its user name: "scheme://user@h" becomes
+// "scheme://user:p%40ss@h". For a password kept in a file or a systemd credential; the URL must
+// name a user and carry no password (checked by the caller, which can name the options).
+std::string url_with_password(std::string_view url, std::string_view password);
 
 }  // namespace outbox

@@ -293,6 +293,11 @@ void require_current(pqxx::connection& connection, Target target, std::string_vi
     throw server_error(error, std::string(role) + ": reading schema_migrations");
   }
   if (auto problem = checksum_problem(state, role)) throw config_error(*problem);
+  // A version missing below an applied one is a broken history, which `outbox migrate` refuses to
+  // mend: no reason to wait for it. Versions applied by a newer outbox are fine (see the header).
+  Status known = state;
+  std::erase_if(known.entries, [](const Entry& entry) { return entry.state == State::unknown; });
+  if (auto problem = history_problem(known, role)) throw config_error(*problem);
   if (state.pending() > 0) {
     // Complete up to the version before the first pending one (a later one may be applied).
     int complete = state.current;
@@ -301,7 +306,7 @@ void require_current(pqxx::connection& connection, Target target, std::string_vi
         complete = std::min(complete, entry.version - 1);
         break;
       }
-    throw config_error(std::string(role) + ": schema is at version " + std::to_string(complete) + " but this outbox needs " +
+    throw SchemaBehind(std::string(role) + ": schema is at version " + std::to_string(complete) + " but this outbox needs " +
                        std::to_string(state.latest) + "; run 'outbox migrate'");
   }
 }

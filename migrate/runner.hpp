@@ -15,7 +15,8 @@
 //
 // Errors: a checksum mismatch, a database that has no table to record migrations in, or a database
 // that is behind the binary (require_current) are Error(ExitCode::config) = 78: the deployment does
-// not match the binary, and an operator must act. A failing migration is the server's error with
+// not match the binary, and an operator must act. The daemons wait for a database that is behind
+// (SchemaBehind) instead, since `outbox migrate` is the act that fixes it. A failing migration is the server's error with
 // context, Error(ExitCode::software) = 70 unless the server is unreachable (69).
 #include <functional>
 #include <optional>
@@ -126,9 +127,19 @@ struct ApplyResult {
 // "replica main"). Throws a config Error for a checksum mismatch, before applying anything.
 ApplyResult apply(pqxx::connection& connection, Target target, std::string_view role, const ApplyOptions& options = {});
 
-// For the daemons at start: throws Error(config) when the database lacks a migration of this
-// binary ("replica main: schema is at version 1 but this outbox needs 2; run 'outbox migrate'") or
-// when an applied checksum differs. A database ahead of the binary is accepted.
+// The database lacks a migration of this binary, or has no outbox schema at all: `outbox migrate`
+// fixes it. An Error(config) to the commands; replicate and consume wait for it instead, so that
+// after an upgrade they go on by themselves once `outbox migrate` ran.
+struct SchemaBehind : Error {
+  explicit SchemaBehind(const std::string& message) : Error(ExitCode::config, message) {}
+};
+
+// For the daemons at start: throws SchemaBehind when the database lacks a migration of this binary
+// ("replica main: schema is at version 1 but this outbox needs 2; run 'outbox migrate'"), and
+// Error(config) when an applied checksum differs or a version is missing below an applied one
+// (which `outbox migrate` refuses to mend). A database ahead of the binary is accepted: in a
+// rolling upgrade (migrate, then restart one daemon at a time) the old binaries run on it, and the
+// migrations only add.
 void require_current(pqxx::connection& connection, Target target, std::string_view role);
 
 // Holds the migration runs' session advisory lock (kLockClass, kLockObject) while it lives; released

@@ -78,7 +78,15 @@ void Replicator::announce_ready() {
 
 void Replicator::open_replica() {
   auto connection = pg::connect(url_, role_, program_);
-  migrate::require_current(*connection, consumer_ ? migrate::Target::service : migrate::Target::replica, role_);
+  try {
+    migrate::require_current(*connection, consumer_ ? migrate::Target::service : migrate::Target::replica, role_);
+    waiting_for_migrate_ = false;
+  } catch (const migrate::SchemaBehind& behind) {
+    // After an upgrade the daemon may start before `outbox migrate` ran (or a restart after it does
+    // not come): it waits, not ready, and goes on by itself once the schema is there.
+    waiting_for_migrate_ = true;
+    throw WaitingForOperator(std::string(behind.what()) + "; waiting for it (not ready until then)");
+  }
   take_serve_lock(*connection);
   std::vector<std::unique_ptr<pqxx::connection>> helpers;
   std::vector<pqxx::connection*> helper_pointers;

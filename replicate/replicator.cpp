@@ -452,7 +452,8 @@ void Replicator::cancel_in_flight() {
 }
 
 std::string Replicator::status_line() const {
-  std::string state = ready() ? (consumer_ ? "consuming" : "replicating")
+  std::string state = ready()                ? (consumer_ ? "consuming" : "replicating")
+                      : waiting_for_migrate_ ? "waiting for 'outbox migrate' (schema older than this outbox needs)"
                       : standing_by_
                           ? (consumer_ ? "standing by (another consume serves it)" : "standing by (another replicate serves it)")
                       : !db_ ? "waiting for the replica"

@@ -169,6 +169,7 @@ class Replicator {
   bool chore_due_ = false;
   bool ever_ready_ = false;
   bool standing_by_ = false;
+  bool waiting_for_migrate_ = false;  // the database's schema is older than this binary needs
   bool stopping_ = false, drained_ = false;
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();
 };

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include <sstream>
 
 #include "examples/parking/parking.hpp"
+#include "migrate/runner.hpp"
 #include "tests/integration/support/broker.hpp"
 #include "tests/integration/support/harness.hpp"
 
@@ -630,4 +632,82 @@ TEST(Operations, AMetricsListenAddressThatIsNotHostAndPortIsAConfigError) {
   RunResult result = run_outbox({"relay", "--set", "metrics.listen=localhost"}, {}, 20s);
   EXPECT_EQ(result.exit_code, 78) << result;
   EXPECT_NE(result.err.find("metrics.listen"), std::string::npos) << result;
+}
+
+// Issue 17: after an upgrade the new binary may start before `outbox migrate` ran. Replicate then
+// waits (one warning, /healthz not ready, still running) and goes on by itself once the schema is
+// there, instead of exiting 78, which systemd does not restart.
+TEST(Operations, ReplicateOnAnOlderSchemaWaitsNotReadyAndGoesOnByItselfAfterMigrate) {
+  fresh_schema();
+  // The replica as before migration 0003: its row and its constraints gone, so that migrate applies it again.
+  ASSERT_EQ(outbox::migrate::latest_version(outbox::migrate::Target::replica), 3)
+      << "this test undoes the replica's latest migration, 0003; undo the newest one instead";
+  exec(servers().replica_url,
+       "DELETE FROM schema_migrations WHERE version = 3; ALTER TABLE parking_slots DROP CONSTRAINT parking_slots_name_length, "
+       "DROP CONSTRAINT parking_slots_status_valid, DROP CONSTRAINT parking_slots_version_positive");
+  int port = free_port();
+  Daemon relay(with({"relay", "--set", "relay.poll_interval=200ms"}));
+  Daemon replicate({"replicate", "--set", "replicate.max_backoff=500ms", "--set", "log.level=debug", "--set",
+                    "metrics.listen=127.0.0.1:" + std::to_string(port)});
+  Http health;
+  EXPECT_TRUE(eventually([&] {
+    health = http_get(port, "/healthz");
+    return health.body.find("waiting for 'outbox migrate'") != std::string::npos;
+  })) << health.body
+      << replicate.log();
+  EXPECT_EQ(health.status, 503) << health.body;
+  RunResult created = run_outbox({"create_parking_slot", "--name", "waited"});
+  ASSERT_EQ(created.exit_code, 0) << created;
+  // Several attempts, still one warning: it is logged once per change, each retry at debug.
+  EXPECT_TRUE(eventually([&] {
+    std::string log = replicate.log();
+    size_t attempts = 0;
+    for (size_t at = log.find("reconnect attempt"); at != std::string::npos; at = log.find("reconnect attempt", at + 1))
+      ++attempts;
+    return attempts >= 3;
+  })) << replicate.log();
+  EXPECT_TRUE(replicate.running()) << replicate.log();
+  std::string log = replicate.log();
+  std::string warning =
+      "Z warning replicate main: replica main: schema is at version 2 but this outbox needs 3; run "
+      "'outbox migrate'; waiting for it (not ready until then)\n";
+  EXPECT_NE(log.find(warning), std::string::npos) << log;
+  EXPECT_EQ(log.find(warning), log.rfind(warning)) << log;
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT count(*) FROM parking_slots"), "0");
+
+  RunResult migrated = run_outbox({"migrate"});
+  ASSERT_EQ(migrated.exit_code, 0) << migrated;
+  EXPECT_TRUE(eventually([] {
+    return scalar(servers().replica_url, "SELECT count(*) FROM parking_slots WHERE name = 'waited'") == "1";
+  })) << replicate.log();
+  EXPECT_TRUE(eventually([&] { return http_get(port, "/healthz").status == 200; })) << replicate.log();
+  EXPECT_TRUE(replicate.running());
+}
+
+// Issue 17: a line that reaches the journal carries its priority. No journal runs here (systemd is
+// not PID 1 and there is no user bus for `systemd-run --user`), so stderr is a file and
+// JOURNAL_STREAM names it, as systemd names the journal's stream; a warning of the real binary
+// (a password file that group members can read) then starts with <4>, and without a matching
+// JOURNAL_STREAM it is the plain line.
+TEST(Operations, AWarningOnStderrCarriesItsJournalPriorityOnlyWhenStderrIsTheJournalStream) {
+  std::string password = write_file("group-readable.password", "Zq7Xw9Vk\n");
+  ASSERT_EQ(::chmod(password.c_str(), 0640), 0);
+  std::string config = write_file(
+      "journal.toml", "[primary]\nurl = \"postgresql://outbox@127.0.0.1:1/x\"\npassword_file = \"" + password + "\"\n");
+  auto stderr_of = [&](const std::string& journal_stream) {
+    std::string err = servers().dir + "/journal-stderr.log";
+    // $(stat ...) sees the same stderr, so it names its device and inode, as systemd would.
+    std::string command = "sh -c 'exec 2>\"$1\"; JOURNAL_STREAM=" + journal_stream +
+                          " exec \"$2\" --config \"$3\" config show >/dev/null' sh " + err + " " + OUTBOX_BINARY + " " + config;
+    EXPECT_EQ(std::system(command.c_str()), 0) << command;
+    std::ifstream file(err);
+    return std::string(std::istreambuf_iterator<char>(file), {});
+  };
+  std::string warning = "config: primary.password_file: " + password + " is open to other users than its owner (mode 0640)";
+  std::string journal = stderr_of("$(stat -L -c %d:%i /proc/self/fd/2)");
+  EXPECT_EQ(journal.rfind("<4>", 0), 0u) << journal;
+  EXPECT_NE(journal.find(" warning outbox: " + warning), std::string::npos) << journal;
+  std::string elsewhere = stderr_of("1:2");
+  EXPECT_EQ(elsewhere.rfind("20", 0), 0u) << elsewhere;
+  EXPECT_NE(elsewhere.find(" warning outbox: " + warning), std::string::npos) << elsewhere;
 }

@@ -2,6 +2,7 @@
 // control characters that arrive in data or arguments reach neither a terminal nor a text log raw.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/support/broker.hpp"
@@ -204,6 +205,101 @@ TEST(Secrets, PercentEncodedPasswordsWithThoseCharactersConnectToTheRealServers)
   EXPECT_TRUE(parsed["broker"]["error"].is_null()) << lag;
   EXPECT_TRUE(parsed["outbox"]["error"].is_null()) << lag;
   rabbitmqctl("delete_user tricky");
+}
+
+// Issue 17: the passwords live outside the URLs, in a file (primary.password_file) and a systemd
+// credential (broker.password_credential, from $CREDENTIALS_DIRECTORY as LoadCredential= fills it):
+// the daemons connect to the password-protected servers with them, config show names where each
+// came from, and no output shows a piece of one.
+TEST(Secrets, TheDaemonsConnectWithPasswordsOnlyInAFileAndACredentialAndNoOutputShowsThem) {
+  fresh_start();
+  const std::string database_password = "Pg7/Zq@Xw9:Vk42", broker_password = "Mq7@Zq#Xw9Vk42";
+  // The outbox role's password changes for the test; the held session sets it back however it ends.
+  pqxx::connection session = connect(servers().primary_url);
+  struct Restore {
+    pqxx::connection& session;
+    ~Restore() {
+      try {
+        pqxx::nontransaction(session).exec("ALTER ROLE outbox PASSWORD 'outbox'");
+      } catch (const std::exception& error) {
+        ADD_FAILURE() << "could not set the password back: " << error.what();
+      }
+    }
+  } restore{session};
+  {
+    pqxx::nontransaction tx(session);
+    tx.exec("ALTER ROLE outbox PASSWORD " + tx.quote(database_password));
+  }
+  auto rabbitmqctl = [](const std::string& args) {
+    return std::system((servers().rabbitmqctl + " " + args + " >/dev/null 2>&1").c_str());
+  };
+  rabbitmqctl("delete_user credential_user");
+  ASSERT_EQ(rabbitmqctl("add_user credential_user '" + broker_password + "'"), 0);
+  ASSERT_EQ(rabbitmqctl("set_permissions -p / credential_user '.*' '.*' '.*'"), 0);
+
+  // The URLs name the users and no password.
+  auto without_password = [](std::string url, const std::string& user) {
+    size_t start = url.find("://") + 3, at = url.find('@');
+    return url.replace(start, at - start, user);
+  };
+  std::string credentials = servers().dir + "/credentials";
+  std::filesystem::create_directories(credentials);
+  write_file("credentials/broker-password", broker_password);
+  std::string password_file = write_file("primary.password", database_password + "\n");
+  write_file("replica.password", "outbox\n");
+  std::string config =
+      write_file("secrets-outside-urls.toml",
+                 "[primary]\npassword_file = \"primary.password\"\n"
+                 "[broker]\npassword_credential = \"broker-password\"\n"
+                 "[replicas.main]\nurl = \"" +
+                     without_password(servers().replica_url, "outbox") + "\"\npassword_file = \"replica.password\"\n");
+  std::map<std::string, std::string> env = {{"OUTBOX_CONFIG", config},
+                                            {"OUTBOX_PRIMARY_URL", without_password(servers().primary_url, "outbox")},
+                                            {"OUTBOX_REPLICA_URL", kUnset},
+                                            {"OUTBOX_BROKER_URL", without_password(servers().broker_url, "credential_user")},
+                                            {"CREDENTIALS_DIRECTORY", credentials}};
+  auto shows_no_secret = [&](const std::string& text) {
+    EXPECT_EQ(fragments_in(text, database_password), std::vector<std::string>{}) << text;
+    EXPECT_EQ(fragments_in(text, broker_password), std::vector<std::string>{}) << text;
+  };
+
+  RunResult shown = run_outbox({"config", "show"}, env);
+  EXPECT_EQ(shown.exit_code, 0) << shown;
+  EXPECT_NE(shown.out.find("; password from file " + password_file + "\n"), std::string::npos) << shown;
+  EXPECT_NE(shown.out.find("; password from credential broker-password\n"), std::string::npos) << shown;
+  EXPECT_EQ(shown.err, "") << shown;
+  shows_no_secret(shown.out + shown.err);
+
+  Daemon relay(with_args({"relay", "--set", "relay.poll_interval=200ms"}, kDebugLog), env);
+  Daemon replicate(with_args({"replicate"}, kDebugLog), env);
+  RunResult created = run_outbox({"create_parking_slot", "--name", "from-files"}, env);
+  ASSERT_EQ(created.exit_code, 0) << created;
+  EXPECT_TRUE(eventually([] {
+    return scalar(servers().replica_url, "SELECT count(*) FROM parking_slots WHERE name = 'from-files'") == "1";
+  })) << relay.log()
+      << replicate.log();
+  RunResult lag = run_outbox({"lag", "--json"}, env);
+  nlohmann::json parsed = nlohmann::json::parse(lag.out, nullptr, false);
+  ASSERT_FALSE(parsed.is_discarded()) << lag;
+  EXPECT_TRUE(parsed["broker"]["error"].is_null()) << lag;
+  EXPECT_TRUE(parsed["outbox"]["error"].is_null()) << lag;
+  shows_no_secret(lag.out + lag.err);
+
+  // A reload that cannot read the file keeps the running configuration, and says why.
+  std::filesystem::remove(password_file);
+  relay.signal(SIGHUP);
+  EXPECT_TRUE(eventually([&] {
+    return relay.log().find("reload failed, keeping the running configuration: config " + config +
+                            ":2:17: primary.password_file: cannot read " + password_file + ": No such file or directory\n") !=
+           std::string::npos;
+  })) << relay.log();
+  EXPECT_TRUE(relay.running());
+  for (Daemon* daemon : {&relay, &replicate}) {
+    daemon->signal(SIGTERM);
+    EXPECT_EQ(daemon->wait_exit(), 0) << daemon->log();
+    shows_no_secret(daemon->log());
+  }
+  rabbitmqctl("delete_user credential_user");
 }
 
 TEST(Escaping, AMessageIdWithANewlineAndAnEscapeSequenceIsOneEscapedLineInTheReplicateLogAndInFailedShow) {
