@@ -61,23 +61,7 @@ Relay::Relay(daemon::Runtime& runtime, Settings settings)
   suspects_.resize(tables_.size());
   apply_tunables(settings.tunables);
 
-  // Counters of rows are per table; nacks, returns and reconnects are per connection (a nack or
-  // a return stops the whole window, whichever table its message came from).
-  for (const TableSpec& table : tables_) {
-    metrics::Labels labels = {{"table", table.name}};
-    table_metrics_.push_back(TableMetrics{
-        .published = &metrics_.counter("outbox_relay_published_total", "Messages published to the broker", labels),
-        .confirmed = &metrics_.counter("outbox_relay_confirmed_total",
-                                       "Messages confirmed by the broker and marked in the outbox", labels),
-        .parked = &metrics_.counter("outbox_relay_parked_total", "Rows parked because the broker can never take them", labels),
-        .batch_seconds = &metrics_.histogram("outbox_relay_batch_seconds", "Time from publishing a batch to marking it confirmed",
-                                             {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}, labels),
-    });
-  }
-  metrics_.counter("outbox_relay_nacked_total", "Messages the broker refused (nack); they are published again");
-  metrics_.counter("outbox_relay_returned_total", "Messages returned as unroutable by the broker");
-  metrics_.counter("outbox_relay_reconnects_total", "Reconnections to the database or the broker");
-  update_gauges();
+  register_metrics();
 
   drain_soon_ = std::make_unique<loop::Deferred>(runtime_.loop(), [this] { drain(); });
   poll_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] {
@@ -124,6 +108,26 @@ Relay::Relay(daemon::Runtime& runtime, Settings settings)
   };
   runtime_.set_hooks(std::move(hooks));
   lifecycle_ = make_lifecycle();
+}
+
+void Relay::register_metrics() {
+  // Counters of rows are per table; nacks, returns and reconnects are per connection (a nack or
+  // a return stops the whole window, whichever table its message came from).
+  for (const TableSpec& table : tables_) {
+    metrics::Labels labels = {{"table", table.name}};
+    table_metrics_.push_back(TableMetrics{
+        .published = &metrics_.counter("outbox_relay_published_total", "Messages published to the broker", labels),
+        .confirmed = &metrics_.counter("outbox_relay_confirmed_total",
+                                       "Messages confirmed by the broker and marked in the outbox", labels),
+        .parked = &metrics_.counter("outbox_relay_parked_total", "Rows parked because the broker can never take them", labels),
+        .batch_seconds = &metrics_.histogram("outbox_relay_batch_seconds", "Time from publishing a batch to marking it confirmed",
+                                             {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}, labels),
+    });
+  }
+  metrics_.counter("outbox_relay_nacked_total", "Messages the broker refused (nack); they are published again");
+  metrics_.counter("outbox_relay_returned_total", "Messages returned as unroutable by the broker");
+  metrics_.counter("outbox_relay_reconnects_total", "Reconnections to the database or the broker");
+  update_gauges();
 }
 
 Relay::~Relay() {

@@ -57,6 +57,7 @@ class Relay {
   enum Side : size_t { kPrimary, kBroker };
 
   void apply_tunables(const Tunables& tunables);
+  void register_metrics();
   std::unique_ptr<ConnectionLifecycle> make_lifecycle();
   void open_database();
   void open_broker();
