@@ -13,6 +13,11 @@
 
 #include "core/error.hpp"
 
+// The project's version, from CMake; a build without it says so rather than guess.
+#ifndef OUTBOX_VERSION
+#define OUTBOX_VERSION "unknown"
+#endif
+
 namespace outbox::metrics {
 
 namespace {
@@ -24,7 +29,7 @@ ListenAddress parse_listen(const std::string& listen, const std::string& origin)
   std::string where = config_prefix(origin);
   auto fail = [&listen, &where](const std::string& why) {
     return config_error(where + "metrics.listen: " + why + " (got \"" + listen +
-                        "\"; expected host:port such as 127.0.0.1:9187, [::1]:9187 or :9187)");
+                        "\"; expected host:port such as 127.0.0.1:17181, [::1]:17181 or :17181)");
   };
   size_t colon = listen.rfind(':');
   if (colon == std::string::npos) throw fail("no port");
@@ -172,7 +177,7 @@ MHD_Result Server::on_request(void* self, MHD_Connection* connection, const char
     status = MHD_HTTP_METHOD_NOT_ALLOWED;
     body = "only GET\n";
   } else if (path == "/metrics") {
-    body = server.registry_.render();
+    body = server.registry_.render() + render_process_metrics();
     type = "text/plain; version=0.0.4; charset=utf-8";
   } else if (path == "/healthz") {
     std::lock_guard lock(server.mutex_);
@@ -194,6 +199,8 @@ MHD_Result Server::on_request(void* self, MHD_Connection* connection, const char
 Server::Server(const std::string& listen, Registry& registry, const std::string& origin)
     : registry_(registry), watch_(kKeepOpen, kRequestDeadline) {
   ListenAddress address = parse_listen(listen, origin);
+  // The usual info metric: always 1, its labels say what runs (join on it in queries).
+  registry_.gauge("outbox_build_info", "The outbox build serving these metrics (always 1)", {{"version", OUTBOX_VERSION}}).set(1);
   std::string where = config_prefix(origin);
   // Started first, so that nothing leaks when it cannot start; when binding or serving fails
   // below, its destructor stops it again.

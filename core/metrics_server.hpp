@@ -1,6 +1,7 @@
 #pragma once
 // The daemons' HTTP endpoint on [metrics] listen (libmicrohttpd, on its own thread):
-//   GET /metrics  the registry in the Prometheus text format (version 0.0.4)
+//   GET /metrics  the registry in the Prometheus text format (version 0.0.4), with
+//                 outbox_build_info and the process_* metrics of render_process_metrics()
 //   GET /healthz  200 "ok: <status>" while the daemon is connected and making progress, else 503
 //                 "unhealthy: <why>: <status>"
 // The daemon's loop decides the health (set_health); the HTTP threads only read it, so they never

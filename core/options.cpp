@@ -180,7 +180,8 @@ constexpr std::array kOptions{
          .help = "text: one human-readable line per event; json: one JSON object per line."},
 
   Option{.key = "metrics.listen", .type = Type::string,
-         .help = "host:port where the daemons serve /metrics and /healthz; empty disables it. The endpoint serves at most 48 "
+         .help = "host:port where the daemons serve /metrics and /healthz; empty disables it. The ports kept for outbox are 17181 "
+         "(relay), 17182 (replicate) and 17183 (consume), outside the range of Prometheus exporters. The endpoint serves at most 48 "
          "connections (16 per client address), and a new one beyond them closes the oldest; it closes a connection "
          "whose request is not answered within 10 s of its start or that is 5 s idle, and drops request bodies. It has "
          "no authentication, so bind it to a loopback or internal address."},

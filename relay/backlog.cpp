@@ -1,5 +1,8 @@
 #include "relay/backlog.hpp"
 
+#include <iterator>
+#include <utility>
+
 #include "core/pg.hpp"
 #include "core/settings.hpp"
 #include "relay/parked_rows.hpp"
@@ -74,14 +77,52 @@ TableStage read_table(pqxx::transaction_base& tx, const std::string& table) {
   return stage;
 }
 
-void set_table_gauges(metrics::Registry& registry, const TableStage& table) {
-  metrics::Labels labels = {{"table", table.table}};
-  registry.gauge("outbox_relay_backlog", "Unpublished rows in the outbox table", labels)
-      .set(static_cast<double>(table.unpublished));
-  registry.gauge("outbox_relay_oldest_unpublished_seconds", "Age of the oldest unpublished row (0 when none)", labels)
-      .set(table.oldest_unpublished_age.value_or(0));
-  registry.gauge("outbox_relay_parked", "Rows parked because the broker can never take them (outbox failed list --relay)", labels)
-      .set(static_cast<double>(table.parked));
+OwnedStage read_owned_table(pqxx::transaction_base& tx, const std::string& table, int partitions,
+                            const std::string& owned_partitions) {
+  OwnedStage stage;
+  stage.table = table;
+  std::string quoted = pg::quote_qualified(table);
+  bool has_parked = tx.exec1(parked_rows::kExistsSql)[0].as<bool>();
+  // The partition of a row is the relay's (relay/statements.cpp, read_owned).
+  std::string owned = " AND (hashtext(o.aggregate_id) & 2147483647) % $2 = ANY($3::int[])";
+  std::string held = has_parked ? " AND " + parked_rows::not_held("$1") : " AND $1::text IS NOT NULL";
+  pqxx::row backlog = tx.exec_params1("SELECT count(*), extract(epoch FROM clock_timestamp() - min(o.created_at))::float8 FROM " +
+                                          quoted + " o WHERE o.published_at IS NULL" + held + owned,
+                                      table, partitions, owned_partitions);
+  stage.unpublished = backlog[0].as<long long>();
+  stage.oldest_unpublished_age = pg::optional_field<double>(backlog[1]);
+  if (has_parked)
+    stage.parked = tx.exec_params1("SELECT count(*) FROM outbox_parked p JOIN " + quoted +
+                                       " o ON o.position = p.position AND o.published_at IS NULL WHERE p.outbox_table = $1 "
+                                       "AND p.parked_at IS NOT NULL AND (hashtext(p.aggregate_id) & 2147483647) % $2 = "
+                                       "ANY($3::int[])",
+                                   table, partitions, owned_partitions)[0]
+                       .as<long long>();
+  return stage;
+}
+
+namespace {
+// The owned-backlog gauges, each with its help text, in the order of OwnedStage.
+constexpr std::pair<const char*, const char*> kOwnedGauges[] = {
+    {"outbox_relay_backlog_rows", "Unpublished rows in the partitions this relay owns (sum over relays)"},
+    {"outbox_relay_oldest_unpublished_seconds",
+     "Age of the oldest unpublished row in the partitions this relay owns (0 when none waits; max over relays)"},
+    {"outbox_relay_parked_rows",
+     "Rows parked now because the broker can never take them, in the partitions this relay owns (outbox failed list "
+     "--relay)"},
+};
+}  // namespace
+
+void set_owned_gauges(metrics::Registry& registry, const OwnedStage& stage, const std::string& owner) {
+  metrics::Labels labels = {{"table", stage.table}, {"owner", owner}};
+  double values[] = {static_cast<double>(stage.unpublished), stage.oldest_unpublished_age.value_or(0),
+                     static_cast<double>(stage.parked)};
+  for (size_t i = 0; i < std::size(kOwnedGauges); ++i)
+    registry.gauge(kOwnedGauges[i].first, kOwnedGauges[i].second, labels).set(values[i]);
+}
+
+void clear_owned_gauges(metrics::Registry& registry, const std::string& table, const std::string& owner) {
+  for (const auto& [name, help] : kOwnedGauges) registry.gauge(name, help, {{"table", table}, {"owner", owner}}).clear();
 }
 
 }  // namespace outbox::lag

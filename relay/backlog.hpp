@@ -40,8 +40,22 @@ struct PrimaryStage {
 // set (never throws for that, but for a service that is not configured: Error(config)).
 PrimaryStage read_primary(const config::Config& config, const std::string& service = "");
 
-// Gauges for /metrics: outbox_relay_backlog, outbox_relay_oldest_unpublished_seconds and
-// outbox_relay_parked{table}.
-void set_table_gauges(metrics::Registry& registry, const TableStage& table);
+// The part of a table's stage in the partitions one relay owns: what its /metrics export, so that a
+// sum over every relay's is the table's (each relay exporting the whole table counted it once per
+// relay). `owned_partitions` is an int array literal such as "{0,3}" of `partitions`.
+struct OwnedStage {
+  std::string table;
+  long long unpublished = 0;                     // as TableStage: parked rows and rows held behind them apart
+  std::optional<double> oldest_unpublished_age;  // seconds; none when nothing is unpublished
+  long long parked = 0;
+};
+OwnedStage read_owned_table(pqxx::transaction_base& tx, const std::string& table, int partitions,
+                            const std::string& owned_partitions);
+
+// Gauges for /metrics, labelled {table, owner}: outbox_relay_backlog_rows,
+// outbox_relay_oldest_unpublished_seconds (0 when nothing waits) and outbox_relay_parked_rows.
+void set_owned_gauges(metrics::Registry& registry, const OwnedStage& stage, const std::string& owner);
+// The relay no longer knows them (its database connection is gone): the series are left out.
+void clear_owned_gauges(metrics::Registry& registry, const std::string& table, const std::string& owner);
 
 }  // namespace outbox::lag

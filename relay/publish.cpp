@@ -56,7 +56,7 @@ size_t Relay::read_and_publish(size_t table_index) {
   batch.positions.reserve(rows.size());
   std::vector<std::pair<long long, std::string>> unpublishable;  // position, why
   std::set<std::pair<std::string, std::string>> held;            // aggregates with a row to park in this read
-  auto& published = metrics_.counter("outbox_relay_published_total", "");
+  metrics::Counter& published = *table_metrics_[table_index].published;
   size_t frame_max = broker_->frame_max();
   for (const pqxx::row& row : rows) {
     // Waits behind a row parked below (held is empty unless this read parks one: no copies then).
@@ -107,7 +107,7 @@ bool Relay::record_unpublishable(size_t table_index, long long position, const s
           excerpt(recorded[0][4].c_str()) + " " + excerpt(recorded[0][5].c_str()) + ")";
   if (parked) {
     suspects_[table_index].erase(position);
-    metrics_.counter("outbox_relay_parked_total", "").add();
+    table_metrics_[table_index].parked->add();
     log_->error(
         "parked outbox row {} after {} attempt(s): {}; later rows of its aggregate wait behind it (outbox failed "
         "list --relay)",
@@ -206,14 +206,11 @@ void Relay::complete_batches() {
   log_->debug("marked {} batch(es) in {}us; oldest confirmed after {}us", confirmed.batches,
               std::chrono::duration_cast<std::chrono::microseconds>(now - mark_started).count(),
               std::chrono::duration_cast<std::chrono::microseconds>(mark_started - confirmed.published.front()).count());
-  auto& latency = metrics_.histogram("outbox_relay_batch_seconds", "", {});
-  for (Clock::time_point start : confirmed.published) latency.observe(std::chrono::duration<double>(now - start).count());
-  size_t marked = 0;
   for (const ConfirmWindow::Batch& batch : window_.complete(confirmed.batches)) {
     for (long long position : batch.positions) suspects_[batch.table].erase(position);
-    marked += batch.positions.size();
+    table_metrics_[batch.table].batch_seconds->observe(std::chrono::duration<double>(now - batch.published).count());
+    table_metrics_[batch.table].confirmed->add(batch.positions.size());
   }
-  metrics_.counter("outbox_relay_confirmed_total", "").add(marked);
   last_progress_ = now;
   if (window_.empty()) confirm_timer_->stop();
   if (runtime_.stopping()) return maybe_finish_shutdown();

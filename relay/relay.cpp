@@ -61,17 +61,13 @@ Relay::Relay(daemon::Runtime& runtime, Settings settings)
   suspects_.resize(tables_.size());
   apply_tunables(settings.tunables);
 
-  metrics_.counter("outbox_relay_published_total", "Messages published to the broker");
-  metrics_.counter("outbox_relay_confirmed_total", "Messages confirmed by the broker and marked in the outbox");
-  metrics_.counter("outbox_relay_nacked_total", "Messages the broker refused (nack); they are published again");
-  metrics_.counter("outbox_relay_returned_total", "Messages returned as unroutable by the broker");
-  metrics_.counter("outbox_relay_reconnects_total", "Reconnections to the database or the broker");
-  metrics_.counter("outbox_relay_parked_total", "Rows parked because the broker can never take them");
-  metrics_.histogram("outbox_relay_batch_seconds", "Time from publishing a batch to marking it confirmed",
-                     {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+  register_metrics();
 
   drain_soon_ = std::make_unique<loop::Deferred>(runtime_.loop(), [this] { drain(); });
-  poll_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { drain_soon_->request(); });
+  poll_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] {
+    update_gauges();
+    drain_soon_->request();
+  });
   confirm_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { check_confirm_timeout(); });
   rebalance_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { rebalance(); });
   retention_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { run_retention(); });
@@ -112,6 +108,26 @@ Relay::Relay(daemon::Runtime& runtime, Settings settings)
   };
   runtime_.set_hooks(std::move(hooks));
   lifecycle_ = make_lifecycle();
+}
+
+void Relay::register_metrics() {
+  // Counters of rows are per table; nacks, returns and reconnects are per connection (a nack or
+  // a return stops the whole window, whichever table its message came from).
+  for (const TableSpec& table : tables_) {
+    metrics::Labels labels = {{"table", table.name}};
+    table_metrics_.push_back(TableMetrics{
+        .published = &metrics_.counter("outbox_relay_published_total", "Messages published to the broker", labels),
+        .confirmed = &metrics_.counter("outbox_relay_confirmed_total",
+                                       "Messages confirmed by the broker and marked in the outbox", labels),
+        .parked = &metrics_.counter("outbox_relay_parked_total", "Rows parked because the broker can never take them", labels),
+        .batch_seconds = &metrics_.histogram("outbox_relay_batch_seconds", "Time from publishing a batch to marking it confirmed",
+                                             {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}, labels),
+    });
+  }
+  metrics_.counter("outbox_relay_nacked_total", "Messages the broker refused (nack); they are published again");
+  metrics_.counter("outbox_relay_returned_total", "Messages returned as unroutable by the broker");
+  metrics_.counter("outbox_relay_reconnects_total", "Reconnections to the database or the broker");
+  update_gauges();
 }
 
 Relay::~Relay() {
@@ -234,6 +250,7 @@ void Relay::database_lost(const std::string& reason) {
                    ", " + std::to_string(window_.unconfirmed()) + " unconfirmed message(s) will be published again");
   // The advisory locks died with the session: another instance may own these partitions now.
   ownership_.forget();
+  for (const TableSpec& table : tables_) lag::clear_owned_gauges(metrics_, table.name, instance_);
   forget_in_flight_and_reconnect();
 }
 
@@ -242,6 +259,7 @@ void Relay::forget_in_flight_and_reconnect() {
   window_.clear();
   releasing_ = false;
   confirm_timer_->stop();
+  update_gauges();
   if (runtime_.stopping()) {
     maybe_finish_shutdown();
     return;
@@ -319,8 +337,11 @@ void Relay::rebalance() {
       log_->info("owning {} of {} partitions ({} live instance(s)): {}", owned.size(), partitions_, step.members,
                  ownership_.owned_array());
     if (!owned.empty() && before.empty()) drain_soon_->request();
-    // Gauges for /metrics: each table's backlog and the age of its oldest unpublished row.
-    for (const TableSpec& table : tables_) lag::set_table_gauges(metrics_, lag::read_table(tx, table.name));
+    // Gauges for /metrics: each table's backlog, its age and its parked rows, in the partitions this
+    // relay owns, so that a sum over the relays counts each row once.
+    for (const TableSpec& table : tables_)
+      lag::set_owned_gauges(metrics_, lag::read_owned_table(tx, table.name, partitions_, ownership_.owned_array()), instance_);
+    update_gauges();
     keep_heartbeat_with_its_partition();
     side_task_works("rebalancing partitions");
   } catch (const std::exception& error) {
@@ -413,15 +434,32 @@ void Relay::shutdown_requested() {
 
 void Relay::maybe_finish_shutdown() {
   if (!window_.empty() && ready()) return;
-  log_->info("shutdown end: {} message(s) confirmed in total", metrics_.counter("outbox_relay_confirmed_total", "").value());
+  log_->info("shutdown end: {} message(s) confirmed in total", confirmed_total());
   runtime_.stop(0);
 }
 
 std::string Relay::status_line() const {
   std::string state = ready() ? "relaying" : (!db_ ? "waiting for the primary" : "waiting for the broker");
   return state + "; partitions " + std::to_string(ownership_.owned().size()) + "/" + std::to_string(partitions_) +
-         "; unconfirmed " + std::to_string(window_.unconfirmed()) + "; confirmed " +
-         std::to_string(const_cast<metrics::Registry&>(metrics_).counter("outbox_relay_confirmed_total", "").value());
+         "; unconfirmed " + std::to_string(window_.unconfirmed()) + "; confirmed " + std::to_string(confirmed_total());
+}
+
+uint64_t Relay::confirmed_total() const {
+  uint64_t total = 0;
+  for (const TableMetrics& table : table_metrics_) total += table.confirmed->value();
+  return total;
+}
+
+void Relay::update_gauges() {
+  metrics_
+      .gauge("outbox_relay_connected", "1 while connected to this peer (database: the primary or the service's database)",
+             {{"peer", "database"}})
+      .set(db_ ? 1 : 0);
+  metrics_.gauge("outbox_relay_connected", "", {{"peer", "broker"}}).set(broker_ ? 1 : 0);
+  metrics_.gauge("outbox_relay_partitions_owned", "Partitions of relay.partitions this relay owns now")
+      .set(static_cast<double>(ownership_.owned().size()));
+  metrics_.gauge("outbox_relay_unconfirmed_messages", "Messages published and not yet confirmed by the broker (in flight)")
+      .set(static_cast<double>(window_.unconfirmed()));
 }
 
 }  // namespace outbox::relay

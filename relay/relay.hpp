@@ -57,6 +57,7 @@ class Relay {
   enum Side : size_t { kPrimary, kBroker };
 
   void apply_tunables(const Tunables& tunables);
+  void register_metrics();
   std::unique_ptr<ConnectionLifecycle> make_lifecycle();
   void open_database();
   void open_broker();
@@ -85,6 +86,9 @@ class Relay {
   void shutdown_requested();
   void maybe_finish_shutdown();
   std::string status_line() const;
+  // Sets the gauges of what the relay holds now: connected, partitions owned, messages in flight.
+  void update_gauges();
+  uint64_t confirmed_total() const;
   bool isolating() const;
   void side_problem(const std::string& task, const std::string& reason);
   void side_task_works(const std::string& task);
@@ -94,6 +98,12 @@ class Relay {
   std::string instance_;
   std::shared_ptr<spdlog::logger> log_;
   metrics::Registry metrics_;
+  // Each table's metrics, labelled table="NAME", in the order of tables_.
+  struct TableMetrics {
+    metrics::Counter *published, *confirmed, *parked;
+    metrics::Histogram* batch_seconds;
+  };
+  std::vector<TableMetrics> table_metrics_;
 
   // Restart-only settings, read once.
   amqp::BrokerSettings broker_settings_;

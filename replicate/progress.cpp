@@ -89,19 +89,20 @@ void compute_behind(ReplicaStage& replica, std::optional<double> oldest_unpublis
 }
 
 void set_replica_gauges(metrics::Registry& registry, const ReplicaStage& replica, bool consumer) {
-  if (consumer) {
-    registry
-        .gauge("outbox_consume_lag_seconds",
-               "Seconds the consumer is behind its relays, from the relay heartbeats it receives (-1 while unknown)",
-               {{"service", replica.name}})
-        .set(replica.seconds_behind.value_or(-1));
-    return;
-  }
-  registry
-      .gauge("outbox_replicate_lag_seconds",
-             "Seconds the replica is behind the primary, from the relay heartbeats (-1 while unknown)",
-             {{"replica", replica.name}})
-      .set(replica.seconds_behind.value_or(-1));
+  // While the lag is unknown (no heartbeat yet, the database unreachable), the series is left
+  // out: alert on absent(...) for that, rather than on a sentinel value.
+  metrics::Gauge& lag =
+      consumer ? registry.gauge("outbox_consume_lag_seconds",
+                                "Seconds the consumer is behind its relays, from the relay heartbeats it receives (absent while "
+                                "unknown)",
+                                {{"service", replica.name}})
+               : registry.gauge("outbox_replicate_lag_seconds",
+                                "Seconds the replica is behind the primary, from the relay heartbeats (absent while unknown)",
+                                {{"replica", replica.name}});
+  if (replica.seconds_behind)
+    lag.set(*replica.seconds_behind);
+  else
+    lag.clear();
 }
 
 }  // namespace outbox::lag

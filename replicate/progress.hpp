@@ -44,7 +44,7 @@ ReplicaStage read_stage(const std::string& role, const std::string& name, const 
 // the primary's oldest unpublished row (see ops/lag.hpp).
 void compute_behind(ReplicaStage& replica, std::optional<double> oldest_unpublished_age, double heartbeat_interval);
 
-// Gauge for /metrics: outbox_replicate_lag_seconds{replica} (-1 while unknown); for a consumer of
+// Gauge for /metrics: outbox_replicate_lag_seconds{replica} (absent while unknown); for a consumer of
 // `outbox consume`, outbox_consume_lag_seconds{service}.
 void set_replica_gauges(metrics::Registry& registry, const ReplicaStage& replica, bool consumer = false);
 

@@ -66,7 +66,7 @@ Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, con
   counter("outbox_replicate_future_events_total");
   if (consumer_) counter("outbox_replicate_unhandled_total");
   metrics_.histogram(metric_name("outbox_replicate_batch_seconds"), "Time to apply and commit one batch on a replica",
-                     {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10});
+                     {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}, labels_);
 
   apply_soon_ = std::make_unique<loop::Deferred>(loop_, [this] { apply_pending(); });
   worker_ = std::make_unique<loop::Worker>(loop_);
@@ -114,6 +114,26 @@ metrics::Counter& Replicator::counter(const std::string& name, const metrics::La
   return metrics_.counter(metric_name(name), help.at(name), labels);
 }
 
+metrics::Gauge& Replicator::gauge(const std::string& name, const std::string& help, const metrics::Labels& extra_labels) {
+  metrics::Labels labels = labels_;
+  labels.insert(labels.end(), extra_labels.begin(), extra_labels.end());
+  return metrics_.gauge(metric_name(name), help, labels);
+}
+
+metrics::Gauge& Replicator::parked_gauge() {
+  return gauge("outbox_replicate_parked_events", "Events parked now in outbox_failed_events (outbox failed list)");
+}
+
+// What the replicator holds now. The parked events are counted with the lag, on the replica.
+void Replicator::update_gauges() {
+  gauge("outbox_replicate_connected", "1 while connected to this peer (database: the replica or the service's database)",
+        {{"peer", "database"}})
+      .set(db_ ? 1 : 0);
+  gauge("outbox_replicate_connected", "", {{"peer", "broker"}}).set(broker_ ? 1 : 0);
+  gauge("outbox_replicate_unacked_messages", "Messages received and not yet acked: waiting for their batch or being applied")
+      .set(static_cast<double>(pending_.size() + (in_flight_ ? in_flight_->received.size() : 0)));
+}
+
 // A consumer's metrics are replicate's under the outbox_consume_ prefix, labelled service="NAME".
 std::string Replicator::metric_name(const std::string& name) const {
   static const std::string kReplicatePrefix = "outbox_replicate_";
@@ -132,18 +152,24 @@ void Replicator::apply_tunables(const Tunables& tunables) {
 void Replicator::update_lag_gauge() {
   lag::ReplicaStage stage;
   stage.name = replica_;
+  update_gauges();
   if (in_flight_) return;  // the worker thread owns the replica connection until the batch is done
   if (db_) {
     try {
       pqxx::read_transaction tx(*db_);
       tx.exec(kLoopStatementLimits);
       stage = lag::read_replica(tx, replica_);
+      if (stage.error.empty())
+        parked_gauge().set(
+            tx.exec_params1("SELECT count(*) FROM outbox_failed_events WHERE replica = $1 AND state = 'parked'", replica_)[0]
+                .as<double>());
     } catch (const std::exception& error) {
       if (pg::is_connection_error(error)) return database_lost(error.what());
       stage.error = error.what();
     }
   } else {
     stage.error = "not connected";
+    parked_gauge().clear();  // unknown until the replica is back
   }
   lag::compute_behind(stage, std::nullopt, tunables_.heartbeat_interval);
   lag::set_replica_gauges(metrics_, stage, consumer_);
@@ -381,7 +407,8 @@ void Replicator::record(const Counts& counts, Clock::duration took) {
   counter("outbox_replicate_heartbeats_total").add(static_cast<uint64_t>(counts.heartbeats));
   counter("outbox_replicate_future_events_total").add(static_cast<uint64_t>(counts.future));
   counter("outbox_replicate_unhandled_total").add(static_cast<uint64_t>(counts.unhandled));
-  metrics_.histogram(metric_name("outbox_replicate_batch_seconds"), "", {}).observe(std::chrono::duration<double>(took).count());
+  metrics_.histogram(metric_name("outbox_replicate_batch_seconds"), "", {}, labels_)
+      .observe(std::chrono::duration<double>(took).count());
   if (counts.future) {
     future_unlogged_ += counts.future;
     future_unlogged_ahead_ = std::max(future_unlogged_ahead_, counts.future_ahead_seconds);

@@ -95,6 +95,9 @@ class Replicator {
   void prune_applied();
   void log_future_events();
   metrics::Counter& counter(const std::string& name, const metrics::Labels& extra_labels = {});
+  metrics::Gauge& gauge(const std::string& name, const std::string& help, const metrics::Labels& extra_labels = {});
+  void update_gauges();
+  metrics::Gauge& parked_gauge();
   std::string metric_name(const std::string& name) const;
   // A consumer's event type that no handler takes: logged once per type.
   void note_unhandled(const Event& event);

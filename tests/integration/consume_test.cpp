@@ -137,6 +137,10 @@ TEST(Consume, AHandlerRunsOnceAndADuplicateDeliveryIsACountedNoOp) {
   publish({create, create});
   ASSERT_TRUE(eventually([&] { return metric(port, "outbox_consume_skipped_total", "reason=\"duplicate\"") == 1; }, 10s))
       << consume.log();
+  // The consumer's own gauges and histogram, labelled by its service like its counters.
+  EXPECT_GE(metric(port, "outbox_consume_batch_seconds_count", "service=\""), 1);
+  EXPECT_EQ(metric(port, "outbox_consume_connected", "peer=\"broker\""), 1);
+  EXPECT_GE(metric(port, "outbox_consume_unacked_messages", "service=\""), 0);
   EXPECT_EQ(count("test_booking.seen"), "1");
   EXPECT_EQ(count("outbox_applied_events WHERE effective"), "1");
   EXPECT_EQ(metric(port, "outbox_consume_applied_total", "service=\"booking\""), 1);

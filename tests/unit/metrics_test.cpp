@@ -50,6 +50,58 @@ TEST(Metrics, SpecialGaugeValuesAreSpelledAsTheTextFormatSpellsThem) {
   EXPECT_NE(text.find("a{v=\"-inf\"} -Inf\n"), std::string::npos) << text;
 }
 
+TEST(Metrics, AGaugeWhoseValueIsUnknownIsLeftOutUntilItIsSetAgain) {
+  Registry registry;
+  Gauge& lag = registry.gauge("outbox_replicate_lag_seconds", "Seconds behind", {{"replica", "main"}});
+  lag.set(2.5);
+  lag.clear();
+  std::string text = registry.render();
+  EXPECT_EQ(text.find("outbox_replicate_lag_seconds{"), std::string::npos) << "an unknown value was exported:\n" << text;
+  EXPECT_NE(text.find("# TYPE outbox_replicate_lag_seconds gauge\n"), std::string::npos) << text;
+  lag.set(0);
+  EXPECT_NE(registry.render().find("outbox_replicate_lag_seconds{replica=\"main\"} 0\n"), std::string::npos) << registry.render();
+}
+
+TEST(Metrics, HistogramsOfTwoReplicasInOneProcessAreKeptApartByTheirLabel) {
+  Registry registry;
+  registry.histogram("outbox_replicate_batch_seconds", "Batch time", {0.1, 1}, {{"replica", "a"}}).observe(0.05);
+  registry.histogram("outbox_replicate_batch_seconds", "", {}, {{"replica", "b"}}).observe(5);
+  std::string text = registry.render();
+  for (const char* line : {"outbox_replicate_batch_seconds_bucket{replica=\"a\",le=\"0.1\"} 1\n",
+                           "outbox_replicate_batch_seconds_bucket{replica=\"a\",le=\"+Inf\"} 1\n",
+                           "outbox_replicate_batch_seconds_count{replica=\"a\"} 1\n",
+                           "outbox_replicate_batch_seconds_bucket{replica=\"b\",le=\"1\"} 0\n",
+                           "outbox_replicate_batch_seconds_bucket{replica=\"b\",le=\"+Inf\"} 1\n",
+                           "outbox_replicate_batch_seconds_sum{replica=\"b\"} 5\n"})
+    EXPECT_NE(text.find(line), std::string::npos) << line << text;
+  EXPECT_EQ(text.find("# TYPE outbox_replicate_batch_seconds histogram"), text.rfind("# TYPE outbox_replicate_batch_seconds"))
+      << "one family, one TYPE line:\n"
+      << text;
+}
+
+TEST(Metrics, ProcessStatFieldsAreCountedFromTheLastParenthesisOfTheCommandName) {
+  // A command name may hold spaces and parentheses; fields 14, 15 (CPU ticks), 22 (start ticks),
+  // 23 (virtual bytes) and 24 (resident pages) follow it.
+  std::string stat =
+      "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0 1000 8192000 300 18446744073709551615";
+  auto parsed = parse_process_stat(stat, 100, 4096);
+  ASSERT_TRUE(parsed);
+  EXPECT_DOUBLE_EQ(parsed->cpu_seconds, 3.0);
+  EXPECT_DOUBLE_EQ(parsed->start_after_boot, 10.0);
+  EXPECT_DOUBLE_EQ(parsed->virtual_bytes, 8192000);
+  EXPECT_DOUBLE_EQ(parsed->resident_bytes, 300.0 * 4096);
+  EXPECT_FALSE(parse_process_stat("4242 (truncated) S 1 2", 100, 4096));
+}
+
+TEST(Metrics, ThisProcessExportsTheStandardProcessMetrics) {
+  std::string text = render_process_metrics();
+  for (const char* name : {"process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes",
+                           "process_start_time_seconds", "process_open_fds", "process_max_fds"}) {
+    EXPECT_NE(text.find("# TYPE " + std::string(name) + " "), std::string::npos) << name << " missing:\n" << text;
+    EXPECT_NE(text.find("\n" + std::string(name) + " "), std::string::npos) << name << " has no sample:\n" << text;
+  }
+}
+
 namespace {
 // A connected pair of sockets: the watch gets one end (as libmicrohttpd's connection), the test
 // reads the other (as the client) to see whether the watch closed it.

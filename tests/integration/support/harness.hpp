@@ -120,11 +120,11 @@ Http http_exchange(int port, const std::string& request);
 // GET `path`. Every test reads /metrics through here: each answer with status 200 also goes
 // through lint_metrics, so every scrape a test makes checks the text format too.
 Http http_get(int port, const std::string& path);
-// Parses Prometheus text with real parsers: the Python client's (python3-prometheus-client) and
-// `promtool check metrics` (prometheus), which also lints. A parse error or lint problem is a test
-// failure (ADD_FAILURE) that shows the tool's message and the text. A tool that is not installed
-// is skipped, unless OUTBOX_LINT_REQUIRED is set (.ci/run, after scripts/install-deps): then its
-// absence is a failure.
+// Parses Prometheus text with real parsers (tests/lint/metrics-lint: the Python client's,
+// python3-prometheus-client, and `promtool check metrics`, which also lints). A parse error or lint
+// problem is a test failure (ADD_FAILURE) that shows the tool's message and the text. A tool that
+// is not installed is skipped, unless OUTBOX_LINT_REQUIRED is set (.ci/run, after
+// scripts/install-deps): then its absence is a failure.
 void lint_metrics(const std::string& text);
 
 // SQL helpers (each call opens its own connection).
