@@ -197,8 +197,18 @@ std::string SagaRig::step(const std::string& booking) const {
 }
 
 bool SagaRig::all_ended(std::chrono::milliseconds deadline) const {
-  return eventually([&] { return scalar(booking_url_, "SELECT count(*) FROM booking.bookings WHERE status = 'pending'") == "0"; },
-                    deadline);
+  return eventually(
+      [&] {
+        if (scalar(booking_url_, "SELECT count(*) FROM booking.bookings WHERE status = 'pending'") != "0") return false;
+        if (style_ == SagaStyle::orchestration) return true;  // the orchestrator ends a saga after its refund
+        // Choreography: parking.unavailable fails the booking and refunds the bill in two services,
+        // each in its own time; the saga has ended once both did.
+        auto failed = by_booking(booking_url_, "SELECT id, status FROM booking.bookings WHERE status = 'failed'");
+        for (const auto& row : rows(billing_url_, "SELECT booking_id FROM billing.bills WHERE status = 'paid'"))
+          if (failed.count(row.at(0))) return false;
+        return true;
+      },
+      deadline);
 }
 
 bool SagaRig::read_model_follows(std::chrono::milliseconds deadline) const {
@@ -273,21 +283,28 @@ std::vector<std::string> SagaRig::choreography_violations() const {
           "SELECT b.booking_id, b.status FROM billing.bills b WHERE CASE WHEN b.status = 'paid' THEN b.amount ELSE 0 END <> "
           "(SELECT coalesce(sum(r.amount), 0) FROM billing.reconciliations r WHERE r.booking_id = b.booking_id) - "
           "(SELECT coalesce(sum(f.amount), 0) FROM billing.refunds f WHERE f.booking_id = b.booking_id)");
+  collect(out, "charged more than the bill", billing_url_,
+          "SELECT b.booking_id, b.amount FROM billing.bills b WHERE b.amount < "
+          "(SELECT coalesce(sum(r.amount), 0) FROM billing.reconciliations r WHERE r.booking_id = b.booking_id)");
   collect(out, "slot reserved for two bookings", parking,
           "SELECT slot_uuid FROM parking.reservations WHERE state = 'reserved' GROUP BY slot_uuid HAVING count(*) > 1");
   collect(out, "reservation without its slot reserved", parking,
           "SELECT r.booking_id FROM parking.reservations r JOIN parking_slots s ON s.uuid = r.slot_uuid "
           "WHERE r.state = 'reserved' AND s.status <> 'reserved'");
+  collect(out, "slot reserved without its reservation", parking,
+          "SELECT s.uuid FROM parking_slots s WHERE s.status = 'reserved' AND NOT EXISTS "
+          "(SELECT FROM parking.reservations r WHERE r.slot_uuid = s.uuid AND r.state = 'reserved')");
   auto bookings = by_booking(booking_url_, "SELECT id, status FROM booking.bookings");
   auto bills = by_booking(billing_url_, "SELECT booking_id, status FROM billing.bills");
   auto reservations = by_booking(parking, "SELECT booking_id, state FROM parking.reservations");
   for (const auto& [booking, status] : bookings) {
     std::string bill = bills.count(booking) ? bills[booking] : "none";
     std::string reservation = reservations.count(booking) ? reservations[booking] : "none";
-    bool done = status == "done";
-    if (done != (bill == "paid") || (status == "failed" && bill != "refunded" && bill != "cancelled"))
-      out.push_back("booking " + booking + " is " + status + " but its bill is " + bill);
-    if (done != (reservation == "reserved"))
+    // The one terminal state of each saga, as each service records it: done = paid and reserved;
+    // failed = paid, refused by parking and refunded, or never paid in time and cancelled.
+    std::string expected_bill = status == "done" ? "paid" : reservation == "unavailable" ? "refunded" : "cancelled";
+    if (bill != expected_bill) out.push_back("booking " + booking + " is " + status + " but its bill is " + bill);
+    if ((status == "done") != (reservation == "reserved"))
       out.push_back("booking " + booking + " is " + status + " but parking's answer is " + reservation);
   }
   return out;
