@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <fstream>
 #include <random>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -151,13 +150,7 @@ Daemon* SagaRig::daemon(const std::string& name) {
 std::string SagaRig::create_slot(const std::string& name) {
   RunResult result = outbox({"create_parking_slot", "--name", name});
   EXPECT_EQ(result.exit_code, 0) << result;
-  std::smatch match;
-  static const std::regex uuid_line("^uuid:   ([0-9a-f-]{36})\n");
-  if (!std::regex_search(result.out, match, uuid_line)) {
-    ADD_FAILURE() << "no uuid in:\n" << result;
-    return "";
-  }
-  return match[1];
+  return created_slot_uuid(result);
 }
 
 std::string SagaRig::create_booking(const std::string& slot, int amount) {
@@ -326,37 +319,27 @@ Duplicator::~Duplicator() {
 
 void Duplicator::run() {
   std::mt19937 random(std::random_device{}());
-  std::unique_ptr<amqp::Connection> connection;
-  while (!stop_) {
-    try {
-      if (!connection) {
-        connection = broker_connection();
-        connection->set_prefetch(500);
-        connection->consume(queue_, "test-duplicator");
-      }
-      std::vector<amqp::OutgoingMessage> batch;
-      take_deliveries(*connection, [&](const amqp::IncomingMessage& message) {
-        if (message.headers.count("x-test-copy")) return;  // a copy of ours
-        amqp::OutgoingMessage copy;
-        copy.exchange = exchange_;
-        copy.routing_key = message.routing_key;
-        copy.body = message.body;
-        copy.message_id = message.message_id.value_or("");
-        copy.type = message.type.value_or("");
-        copy.correlation_id = message.correlation_id.value_or("");
-        copy.reply_to = message.reply_to.value_or("");
-        for (const auto& [key, value] : message.headers) copy.headers.emplace_back(key, value);
-        copy.headers.emplace_back("x-test-copy", amqp::HeaderValue(std::string("1")));
-        batch.push_back(std::move(copy));
-      });
-      std::shuffle(batch.begin(), batch.end(), random);
-      for (const auto& copy : batch) connection->publish(copy);
-      copies_ += batch.size();
-    } catch (const std::exception&) {
-      connection.reset();  // the broker restarted: unacked messages come again
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-  }
+  consume_until(stop_, queue_, "test-duplicator", 500,
+                [&](amqp::Connection& connection, const std::vector<amqp::IncomingMessage>& round) {
+                  std::vector<amqp::OutgoingMessage> batch;
+                  for (const auto& message : round) {
+                    if (message.headers.count("x-test-copy")) continue;  // a copy of ours
+                    amqp::OutgoingMessage copy;
+                    copy.exchange = exchange_;
+                    copy.routing_key = message.routing_key;
+                    copy.body = message.body;
+                    copy.message_id = message.message_id.value_or("");
+                    copy.type = message.type.value_or("");
+                    copy.correlation_id = message.correlation_id.value_or("");
+                    copy.reply_to = message.reply_to.value_or("");
+                    for (const auto& [key, value] : message.headers) copy.headers.emplace_back(key, value);
+                    copy.headers.emplace_back("x-test-copy", amqp::HeaderValue(std::string("1")));
+                    batch.push_back(std::move(copy));
+                  }
+                  std::shuffle(batch.begin(), batch.end(), random);
+                  for (const auto& copy : batch) connection.publish(copy);
+                  copies_ += batch.size();
+                });
 }
 
 }  // namespace outbox::testing
