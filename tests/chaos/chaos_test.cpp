@@ -332,20 +332,9 @@ class Audit {
     last = std::max(last, version);
   }
   void run() {
-    std::unique_ptr<amqp::Connection> connection;
-    while (!stop_) {
-      try {
-        if (!connection) {
-          connection = broker_connection();
-          connection->set_prefetch(2000);
-          connection->consume(kQueue, "chaos-audit");
-        }
-        take_deliveries(*connection, [&](const amqp::IncomingMessage& message) { take(message); });
-      } catch (const std::exception&) {
-        connection.reset();
-        std::this_thread::sleep_for(std::chrono::milliseconds(300));
-      }
-    }
+    consume_until(stop_, kQueue, "chaos-audit", 2000, [&](amqp::Connection&, const std::vector<amqp::IncomingMessage>& round) {
+      for (const auto& message : round) take(message);
+    });
   }
   std::thread thread_;
   std::atomic<bool> stop_{false};

@@ -72,49 +72,12 @@ bool ready(Daemon& daemon) {
 }
 
 amqp::OutgoingMessage command(const std::string& type, const std::string& booking, const std::string& payload = "{}") {
-  amqp::OutgoingMessage message;
-  message.exchange = "outbox";
-  message.message_id = random_uuid();
-  message.type = type;
-  message.routing_key = type;
-  message.body = payload;
-  message.headers = {{"aggregate_type", std::string("booking")},
-                     {"aggregate_id", booking},
-                     {"aggregate_version", 1LL},
-                     {"created_at", 1796187600000000LL}};
-  return message;
+  return event_message(type, "booking", booking, 1, payload, 1796187600000000LL);
 }
 
-void publish(const std::vector<amqp::OutgoingMessage>& messages) {
-  auto connection = broker_connection();
-  for (const auto& message : messages) connection->publish(message);
-  connection->inspect_queue("outbox.consumer.booking");  // a round trip: all of it reached the broker
-}
+void publish(const std::vector<amqp::OutgoingMessage>& messages) { publish_all(messages, "outbox.consumer.booking"); }
 
 std::string count(const std::string& sql) { return scalar(servers().primary_url, "SELECT count(*) FROM " + sql); }
-
-// A port below the ephemeral range, bindable now, never handed out twice (as operations_test's).
-int free_port() {
-  static std::set<int> given;
-  static std::mt19937 random(static_cast<unsigned>(getpid()));
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    int port = 20000 + static_cast<int>(random() % 12000);
-    if (given.count(port)) continue;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    address.sin_port = htons(static_cast<uint16_t>(port));
-    bool bindable = fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
-    if (fd >= 0) close(fd);
-    if (bindable) {
-      given.insert(port);
-      return port;
-    }
-  }
-  ADD_FAILURE() << "no free port in 20000..31999";
-  return 0;
-}
 
 // The value of the first sample of `name` whose labels contain `label`, or -1.
 double metric(int port, const std::string& name, const std::string& label) {

@@ -56,30 +56,6 @@ RunResult run_until_exit(const std::vector<std::string>& args, int code) {
   return result;
 }
 
-// A port below the ephemeral range (32768+ on Linux), where the daemons' own outgoing connections
-// cannot take it before metrics.listen binds it; bindable now, and never handed out twice.
-int free_port() {
-  static std::set<int> given;
-  static std::mt19937 random(static_cast<unsigned>(getpid()));
-  for (int attempt = 0; attempt < 200; ++attempt) {
-    int port = 20000 + static_cast<int>(random() % 12000);
-    if (given.count(port)) continue;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    address.sin_port = htons(static_cast<uint16_t>(port));
-    bool bindable = fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
-    if (fd >= 0) close(fd);
-    if (bindable) {
-      given.insert(port);
-      return port;
-    }
-  }
-  ADD_FAILURE() << "no free port in 20000..31999";
-  return 0;
-}
-
 // The value of the sample `name` (with its labels, as rendered) in Prometheus text; -1 if absent.
 double sample(const std::string& metrics, const std::string& name) {
   std::istringstream lines(metrics);

@@ -29,13 +29,7 @@ class Parking : public ::testing::Test {
     if (!status.empty()) args.insert(args.end(), {"--status", status});
     RunResult result = run_outbox(args);
     EXPECT_EQ(result.exit_code, 0) << result;
-    std::smatch match;
-    static const std::regex uuid_line("^uuid:   ([0-9a-f-]{36})\n");
-    if (!std::regex_search(result.out, match, uuid_line)) {
-      ADD_FAILURE() << "no uuid in:\n" << result;
-      return "";
-    }
-    return match[1];
+    return created_slot_uuid(result);
   }
   static std::string count(const std::string& url, const std::string& table) {
     return scalar(url, "SELECT count(*) FROM " + table);

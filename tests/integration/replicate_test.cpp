@@ -106,29 +106,14 @@ std::vector<amqp::OutgoingMessage> outbox_as_messages() {
 
 amqp::OutgoingMessage parking_message(const std::string& type, const std::string& uuid, long long version,
                                       const std::string& body) {
-  amqp::OutgoingMessage message;
-  message.exchange = "outbox";
-  message.message_id = random_uuid();
-  message.type = type;
-  message.routing_key = type;
-  message.body = body;
-  message.headers = {{"aggregate_type", std::string("parking_slot")},
-                     {"aggregate_id", uuid},
-                     {"aggregate_version", version},
-                     {"created_at", 1700000000000000LL + version}};
-  return message;
+  return event_message(type, "parking_slot", uuid, version, body, 1700000000000000LL + version);
 }
 
 std::string slot_json(const std::string& uuid, const std::string& name, const std::string& status, long long version) {
   return nlohmann::json{{"uuid", uuid}, {"name", name}, {"status", status}, {"version", version}}.dump();
 }
 
-void publish(const std::vector<amqp::OutgoingMessage>& messages) {
-  auto connection = broker_connection();
-  for (const auto& message : messages) connection->publish(message);
-  // A passive declare is a round trip: everything published before it has reached the broker.
-  connection->inspect_queue("outbox.replica.main");
-}
+void publish(const std::vector<amqp::OutgoingMessage>& messages) { publish_all(messages, "outbox.replica.main"); }
 
 void expect_drained(const std::string& queue = "outbox.replica.main") {
   EXPECT_TRUE(eventually([&] { return broker_connection()->inspect_queue(queue).first == 0; }, 30s))

@@ -167,13 +167,20 @@ TEST(OrchestratedSaga, AHandlerThatRaisesIsParkedTheOthersGoOnAndFailedRetryComp
 
 // ------------------------------------------------------------------------------- choreography
 
-TEST(ChoreographedSaga, ReservesTheSlotWhenTheBillIsPaidInParts) {
-  SagaRig rig(SagaStyle::choreography);
+// Starts the daemons and books slot A; returns the slot and the booking once its bill of 100 is
+// pending and 40 of it paid.
+std::pair<std::string, std::string> book_and_pay_40(SagaRig& rig) {
   rig.start_all();
   std::string slot = rig.create_slot("A");
   std::string booking = rig.create_booking(slot);
-  ASSERT_TRUE(step_is(rig, booking, "pending")) << logs(rig);
+  EXPECT_TRUE(step_is(rig, booking, "pending")) << logs(rig);
   EXPECT_EQ(rig.pay(booking, 40), "pending");
+  return {slot, booking};
+}
+
+TEST(ChoreographedSaga, ReservesTheSlotWhenTheBillIsPaidInParts) {
+  SagaRig rig(SagaStyle::choreography);
+  auto [slot, booking] = book_and_pay_40(rig);
   EXPECT_EQ(rig.pay(booking, 60), "paid");
   ASSERT_TRUE(rig.all_ended(kSagaEnd)) << logs(rig);
   EXPECT_EQ(rig.status(booking), "done");
@@ -218,6 +225,21 @@ TEST(ChoreographedSaga, FailsTheBookingWhenTheBillIsNotPaidInTime) {
   EXPECT_EQ(rig.step(booking), "cancelled");
   EXPECT_EQ(value(rig.url("booking"), "SELECT reason FROM booking.bookings WHERE id = $1::uuid", booking),
             "the bill was not paid in time");
+  EXPECT_EQ(value(rig.url("parking"), "SELECT status FROM parking_slots WHERE uuid = $1::uuid", slot), "available");
+  EXPECT_EQ(joined(rig.violations()), "");
+}
+
+// The deadline cancels a bill that was paid in part: what the user paid comes back as the bill's
+// refund, so that paid = charged - refunded holds for cancelled bills too.
+TEST(ChoreographedSaga, RefundsWhatWasPaidWhenAPartlyPaidBillIsCancelled) {
+  SagaRig rig(SagaStyle::choreography);
+  auto [slot, booking] = book_and_pay_40(rig);
+  // The payment time runs out before the rest is paid (as if the user went away).
+  exec(rig.url("billing"), "UPDATE billing.bills SET due_at = clock_timestamp()");
+  ASSERT_TRUE(rig.all_ended(kSagaEnd)) << logs(rig);
+  EXPECT_EQ(rig.status(booking), "failed");
+  EXPECT_EQ(rig.step(booking), "cancelled");
+  EXPECT_EQ(value(rig.url("billing"), "SELECT amount FROM billing.refunds WHERE booking_id = $1::uuid", booking), "40.00");
   EXPECT_EQ(value(rig.url("parking"), "SELECT status FROM parking_slots WHERE uuid = $1::uuid", slot), "available");
   EXPECT_EQ(joined(rig.violations()), "");
 }

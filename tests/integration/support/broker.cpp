@@ -5,6 +5,7 @@
 #include <set>
 #include <thread>
 
+#include "examples/parking/parking.hpp"
 #include "migrate/topology.hpp"
 #include "tests/integration/support/harness.hpp"
 
@@ -101,6 +102,26 @@ void take_deliveries(amqp::Connection& connection, const std::function<void(cons
   if (last_tag) connection.ack(last_tag, true);
 }
 
+void consume_until(const std::atomic<bool>& stop, const std::string& queue, const std::string& consumer_tag, uint16_t prefetch,
+                   const std::function<void(amqp::Connection&, const std::vector<amqp::IncomingMessage>&)>& on_round) {
+  std::unique_ptr<amqp::Connection> connection;
+  while (!stop) {
+    try {
+      if (!connection) {
+        connection = broker_connection();
+        connection->set_prefetch(prefetch);
+        connection->consume(queue, consumer_tag);
+      }
+      std::vector<amqp::IncomingMessage> round;
+      take_deliveries(*connection, [&](const amqp::IncomingMessage& message) { round.push_back(message); });
+      on_round(*connection, round);
+    } catch (const std::exception&) {
+      connection.reset();  // the broker restarted, or is down
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+}
+
 std::string header_text(const amqp::IncomingMessage& message, const std::string& key) {
   auto found = message.headers.find(key);
   if (found == message.headers.end()) return "";
@@ -113,6 +134,28 @@ long long header_number(const amqp::IncomingMessage& message, const std::string&
   if (found == message.headers.end()) return -1;
   if (const auto* number = std::get_if<long long>(&found->second)) return *number;
   return std::stoll(std::get<std::string>(found->second));
+}
+
+amqp::OutgoingMessage event_message(const std::string& event_type, const std::string& aggregate_type,
+                                    const std::string& aggregate_id, long long version, const std::string& body,
+                                    long long created_at_micros) {
+  amqp::OutgoingMessage message;
+  message.exchange = "outbox";
+  message.message_id = parking::random_uuid();
+  message.type = event_type;
+  message.routing_key = event_type;
+  message.body = body;
+  message.headers = {{"aggregate_type", aggregate_type},
+                     {"aggregate_id", aggregate_id},
+                     {"aggregate_version", version},
+                     {"created_at", created_at_micros}};
+  return message;
+}
+
+void publish_all(const std::vector<amqp::OutgoingMessage>& messages, const std::string& queue) {
+  auto connection = broker_connection();
+  for (const auto& message : messages) connection->publish(message);
+  connection->inspect_queue(queue);
 }
 
 }  // namespace outbox::testing

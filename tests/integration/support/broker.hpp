@@ -1,5 +1,6 @@
 #pragma once
 // Test-side RabbitMQ helpers: a queue bound to the outbox exchange that a test reads from.
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -46,9 +47,23 @@ void purge_outbox_queues();
 // Empty databases at the current schema and empty queues: reset_databases, migrate_all (which also
 // declares the queues) and purge_outbox_queues, as a test starts. A failed migrate fails the test.
 void fresh_schema();
+// An event as a service's relay publishes it to the exchange "outbox": a new message id, type and
+// routing key `event_type`, `body`, and the aggregate headers a consumer orders and dedupes by.
+amqp::OutgoingMessage event_message(const std::string& event_type, const std::string& aggregate_type,
+                                    const std::string& aggregate_id, long long version, const std::string& body,
+                                    long long created_at_micros);
+// Publishes `messages` on one connection, then declares `queue` passively: that round trip returns
+// once all of them reached the broker.
+void publish_all(const std::vector<amqp::OutgoingMessage>& messages, const std::string& queue);
 // Polls `connection` for up to `wait`, hands each delivery to `take` and acks them all at once.
 void take_deliveries(amqp::Connection& connection, const std::function<void(const amqp::IncomingMessage&)>& take,
                      std::chrono::milliseconds wait = std::chrono::milliseconds(200));
+// Consumes `queue` until `stop` is set, for a thread that watches or copies what passes: each poll
+// round's deliveries are acked, then handed to `on_round` with the connection (to publish on). A
+// broker restart drops the connection; after a pause it consumes again, and what was not acked
+// comes again.
+void consume_until(const std::atomic<bool>& stop, const std::string& queue, const std::string& consumer_tag, uint16_t prefetch,
+                   const std::function<void(amqp::Connection&, const std::vector<amqp::IncomingMessage>&)>& on_round);
 std::string header_text(const amqp::IncomingMessage& message, const std::string& key);
 long long header_number(const amqp::IncomingMessage& message, const std::string& key);
 

@@ -20,6 +20,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <random>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -528,6 +530,38 @@ bool migrate_all() {
   RunResult result = run_outbox({"migrate"}, {{"OUTBOX_CONFIG", config}});
   if (result.exit_code != 0) ADD_FAILURE() << "outbox migrate failed:\n" << result;
   return result.exit_code == 0;
+}
+
+std::string created_slot_uuid(const RunResult& result) {
+  static const std::regex uuid_line("^uuid:   ([0-9a-f-]{36})\n");
+  std::smatch match;
+  if (!std::regex_search(result.out, match, uuid_line)) {
+    ADD_FAILURE() << "no uuid in:\n" << result;
+    return "";
+  }
+  return match[1];
+}
+
+int free_port() {
+  static std::set<int> given;
+  static std::mt19937 random(static_cast<unsigned>(getpid()));
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    int port = 20000 + static_cast<int>(random() % 12000);
+    if (given.count(port)) continue;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    bool bindable = fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+    if (fd >= 0) close(fd);
+    if (bindable) {
+      given.insert(port);
+      return port;
+    }
+  }
+  ADD_FAILURE() << "no free port in 20000..31999";
+  return 0;
 }
 
 int connect_local(int port) {

@@ -70,6 +70,10 @@ std::map<std::string, std::string> outbox_env(const std::map<std::string, std::s
 RunResult run_outbox(const std::vector<std::string>& args, const std::map<std::string, std::string>& extra_env = {},
                      std::chrono::milliseconds timeout = 120s);
 
+// The uuid that `outbox create_parking_slot` printed on its first line ("uuid:   ..."); "" and a
+// test failure that shows the run when there is none.
+std::string created_slot_uuid(const RunResult& result);
+
 // Writes a file into the servers dir (e.g. a config) and returns its path. Mode 0600.
 std::string write_file(const std::string& name, const std::string& content);
 
@@ -113,6 +117,10 @@ struct Http {
   int status = 0;  // 0: no answer
   std::string body;
 };
+// A port for a daemon's metrics.listen: below the ephemeral range (32768+ on Linux), where the
+// daemons' own outgoing connections cannot take it before metrics.listen binds it; bindable now,
+// and never handed out twice in this binary. No free port is a test failure (returns 0).
+int free_port();
 // A connected TCP socket to 127.0.0.1:port with 5 s send and receive timeouts, or -1.
 int connect_local(int port);
 // Sends `request` (a whole HTTP/1.0-style request) and reads the answer until the server closes.

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <fstream>
 #include <random>
-#include <regex>
 #include <set>
 #include <sstream>
 
@@ -151,13 +150,7 @@ Daemon* SagaRig::daemon(const std::string& name) {
 std::string SagaRig::create_slot(const std::string& name) {
   RunResult result = outbox({"create_parking_slot", "--name", name});
   EXPECT_EQ(result.exit_code, 0) << result;
-  std::smatch match;
-  static const std::regex uuid_line("^uuid:   ([0-9a-f-]{36})\n");
-  if (!std::regex_search(result.out, match, uuid_line)) {
-    ADD_FAILURE() << "no uuid in:\n" << result;
-    return "";
-  }
-  return match[1];
+  return created_slot_uuid(result);
 }
 
 std::string SagaRig::create_booking(const std::string& slot, int amount) {
@@ -197,8 +190,18 @@ std::string SagaRig::step(const std::string& booking) const {
 }
 
 bool SagaRig::all_ended(std::chrono::milliseconds deadline) const {
-  return eventually([&] { return scalar(booking_url_, "SELECT count(*) FROM booking.bookings WHERE status = 'pending'") == "0"; },
-                    deadline);
+  return eventually(
+      [&] {
+        if (scalar(booking_url_, "SELECT count(*) FROM booking.bookings WHERE status = 'pending'") != "0") return false;
+        if (style_ == SagaStyle::orchestration) return true;  // the orchestrator ends a saga after its refund
+        // Choreography: parking.unavailable fails the booking and refunds the bill in two services,
+        // each in its own time; the saga has ended once both did.
+        auto failed = by_booking(booking_url_, "SELECT id, status FROM booking.bookings WHERE status = 'failed'");
+        for (const auto& row : rows(billing_url_, "SELECT booking_id FROM billing.bills WHERE status = 'paid'"))
+          if (failed.count(row.at(0))) return false;
+        return true;
+      },
+      deadline);
 }
 
 bool SagaRig::read_model_follows(std::chrono::milliseconds deadline) const {
@@ -273,21 +276,28 @@ std::vector<std::string> SagaRig::choreography_violations() const {
           "SELECT b.booking_id, b.status FROM billing.bills b WHERE CASE WHEN b.status = 'paid' THEN b.amount ELSE 0 END <> "
           "(SELECT coalesce(sum(r.amount), 0) FROM billing.reconciliations r WHERE r.booking_id = b.booking_id) - "
           "(SELECT coalesce(sum(f.amount), 0) FROM billing.refunds f WHERE f.booking_id = b.booking_id)");
+  collect(out, "charged more than the bill", billing_url_,
+          "SELECT b.booking_id, b.amount FROM billing.bills b WHERE b.amount < "
+          "(SELECT coalesce(sum(r.amount), 0) FROM billing.reconciliations r WHERE r.booking_id = b.booking_id)");
   collect(out, "slot reserved for two bookings", parking,
           "SELECT slot_uuid FROM parking.reservations WHERE state = 'reserved' GROUP BY slot_uuid HAVING count(*) > 1");
   collect(out, "reservation without its slot reserved", parking,
           "SELECT r.booking_id FROM parking.reservations r JOIN parking_slots s ON s.uuid = r.slot_uuid "
           "WHERE r.state = 'reserved' AND s.status <> 'reserved'");
+  collect(out, "slot reserved without its reservation", parking,
+          "SELECT s.uuid FROM parking_slots s WHERE s.status = 'reserved' AND NOT EXISTS "
+          "(SELECT FROM parking.reservations r WHERE r.slot_uuid = s.uuid AND r.state = 'reserved')");
   auto bookings = by_booking(booking_url_, "SELECT id, status FROM booking.bookings");
   auto bills = by_booking(billing_url_, "SELECT booking_id, status FROM billing.bills");
   auto reservations = by_booking(parking, "SELECT booking_id, state FROM parking.reservations");
   for (const auto& [booking, status] : bookings) {
     std::string bill = bills.count(booking) ? bills[booking] : "none";
     std::string reservation = reservations.count(booking) ? reservations[booking] : "none";
-    bool done = status == "done";
-    if (done != (bill == "paid") || (status == "failed" && bill != "refunded" && bill != "cancelled"))
-      out.push_back("booking " + booking + " is " + status + " but its bill is " + bill);
-    if (done != (reservation == "reserved"))
+    // The one terminal state of each saga, as each service records it: done = paid and reserved;
+    // failed = paid, refused by parking and refunded, or never paid in time and cancelled.
+    std::string expected_bill = status == "done" ? "paid" : reservation == "unavailable" ? "refunded" : "cancelled";
+    if (bill != expected_bill) out.push_back("booking " + booking + " is " + status + " but its bill is " + bill);
+    if ((status == "done") != (reservation == "reserved"))
       out.push_back("booking " + booking + " is " + status + " but parking's answer is " + reservation);
   }
   return out;
@@ -309,37 +319,27 @@ Duplicator::~Duplicator() {
 
 void Duplicator::run() {
   std::mt19937 random(std::random_device{}());
-  std::unique_ptr<amqp::Connection> connection;
-  while (!stop_) {
-    try {
-      if (!connection) {
-        connection = broker_connection();
-        connection->set_prefetch(500);
-        connection->consume(queue_, "test-duplicator");
-      }
-      std::vector<amqp::OutgoingMessage> batch;
-      take_deliveries(*connection, [&](const amqp::IncomingMessage& message) {
-        if (message.headers.count("x-test-copy")) return;  // a copy of ours
-        amqp::OutgoingMessage copy;
-        copy.exchange = exchange_;
-        copy.routing_key = message.routing_key;
-        copy.body = message.body;
-        copy.message_id = message.message_id.value_or("");
-        copy.type = message.type.value_or("");
-        copy.correlation_id = message.correlation_id.value_or("");
-        copy.reply_to = message.reply_to.value_or("");
-        for (const auto& [key, value] : message.headers) copy.headers.emplace_back(key, value);
-        copy.headers.emplace_back("x-test-copy", amqp::HeaderValue(std::string("1")));
-        batch.push_back(std::move(copy));
-      });
-      std::shuffle(batch.begin(), batch.end(), random);
-      for (const auto& copy : batch) connection->publish(copy);
-      copies_ += batch.size();
-    } catch (const std::exception&) {
-      connection.reset();  // the broker restarted: unacked messages come again
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-  }
+  consume_until(stop_, queue_, "test-duplicator", 500,
+                [&](amqp::Connection& connection, const std::vector<amqp::IncomingMessage>& round) {
+                  std::vector<amqp::OutgoingMessage> batch;
+                  for (const auto& message : round) {
+                    if (message.headers.count("x-test-copy")) continue;  // a copy of ours
+                    amqp::OutgoingMessage copy;
+                    copy.exchange = exchange_;
+                    copy.routing_key = message.routing_key;
+                    copy.body = message.body;
+                    copy.message_id = message.message_id.value_or("");
+                    copy.type = message.type.value_or("");
+                    copy.correlation_id = message.correlation_id.value_or("");
+                    copy.reply_to = message.reply_to.value_or("");
+                    for (const auto& [key, value] : message.headers) copy.headers.emplace_back(key, value);
+                    copy.headers.emplace_back("x-test-copy", amqp::HeaderValue(std::string("1")));
+                    batch.push_back(std::move(copy));
+                  }
+                  std::shuffle(batch.begin(), batch.end(), random);
+                  for (const auto& copy : batch) connection.publish(copy);
+                  copies_ += batch.size();
+                });
 }
 
 }  // namespace outbox::testing

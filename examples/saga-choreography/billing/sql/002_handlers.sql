@@ -77,7 +77,8 @@ END
 $$;
 
 -- The deadline (every second): a bill not paid in time is cancelled, which fails its booking.
--- Returns how many it cancelled.
+-- What the user paid towards it in part is refunded (billing.refunds), so that a cancelled bill,
+-- like a refunded one, keeps none of the user's money. Returns how many it cancelled.
 CREATE FUNCTION billing.expire_unpaid_bills() RETURNS integer LANGUAGE plpgsql AS $$
 DECLARE
     bill billing.bills;
@@ -88,6 +89,11 @@ BEGIN
                                        WHERE status = 'pending' AND due_at < clock_timestamp()
                                        ORDER BY due_at LIMIT 500 FOR UPDATE SKIP LOCKED)
                 RETURNING * LOOP
+        -- The bill is locked since the subquery, so no payment can come between this sum and the
+        -- cancellation (billing.pay locks it too).
+        INSERT INTO billing.refunds (booking_id, amount)
+        SELECT bill.booking_id, sum(r.amount) FROM billing.reconciliations r WHERE r.booking_id = bill.booking_id
+        HAVING sum(r.amount) > 0;
         PERFORM billing.emit(bill, 'bill.cancelled');
         cancelled := cancelled + 1;
     END LOOP;
