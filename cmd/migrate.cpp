@@ -96,25 +96,41 @@ std::vector<topology::ReplicaQueue> selected_queues(const config::Config& config
 // deleted only when it is empty with no consumer: the relays are stopped (events wait in the
 // outbox), replicate or consume has drained it and is stopped. The broker checks both conditions
 // in the delete itself, so nothing arriving in between is lost; the check first is for the message.
-void recreate_queue(amqp::Connection& connection, const topology::ReplicaQueue& queue) {
+// A quorum queue cannot be deleted on these conditions (RabbitMQ answers 540 and closes the
+// connection): then, on a new connection, it is checked again and deleted outright. Between that
+// check and the delete only a publisher could add a message, and the procedure has the relays
+// stopped.
+void recreate_queue(std::unique_ptr<amqp::Connection>& connection, const topology::ReplicaQueue& queue,
+                    const amqp::BrokerSettings& settings, size_t& node) {
   std::pair<uint32_t, uint32_t> state;
   try {
-    state = connection.inspect_queue(queue.queue);
+    state = connection->inspect_queue(queue.queue);
   } catch (const Error& error) {
     if (error.code() != ExitCode::data) throw;
     std::cout << "broker: queue " << queue.queue << " does not exist yet; declaring it\n";
+    connection = amqp::Connection::open(settings, node, "outbox migrate");  // a 404 closed the channel
     return;
   }
-  auto [messages, consumers] = state;
-  if (consumers > 0)
-    throw Error(ExitCode::tempfail, "queue " + queue.queue + " has " + std::to_string(consumers) +
-                                        " consumer(s): stop the outbox replicate or outbox consume that reads it, then "
-                                        "run this again");
-  if (messages > 0)
-    throw Error(ExitCode::tempfail, "queue " + queue.queue + " still holds " + std::to_string(messages) +
-                                        " message(s): stop the relays, let the queue drain, stop its reader, then run "
-                                        "this again");
-  connection.delete_unused_empty_queue(queue.queue);
+  auto refuse_if_in_use = [&](uint32_t messages, uint32_t consumers) {
+    if (consumers > 0)
+      throw Error(ExitCode::tempfail, "queue " + queue.queue + " has " + std::to_string(consumers) +
+                                          " consumer(s): stop the outbox replicate or outbox consume that reads it, then "
+                                          "run this again");
+    if (messages > 0)
+      throw Error(ExitCode::tempfail, "queue " + queue.queue + " still holds " + std::to_string(messages) +
+                                          " message(s): stop the relays, let the queue drain, stop its reader, then run "
+                                          "this again");
+  };
+  refuse_if_in_use(state.first, state.second);
+  try {
+    connection->delete_unused_empty_queue(queue.queue);
+  } catch (const Error& error) {
+    if (error.code() != ExitCode::software) throw;
+    connection = amqp::Connection::open(settings, node, "outbox migrate");
+    state = connection->inspect_queue(queue.queue);
+    refuse_if_in_use(state.first, state.second);
+    connection->delete_queue(queue.queue);
+  }
   std::cout << "broker: deleted the empty queue " << queue.queue << " to declare it again\n";
 }
 
@@ -145,7 +161,7 @@ void declare_broker_topology(const config::Config& config, const Selection& sele
     for (const topology::ReplicaQueue& replica : replicas)
       if (std::find(selection.recreate_queues.begin(), selection.recreate_queues.end(), replica.replica) !=
           selection.recreate_queues.end())
-        recreate_queue(*connection, replica);
+        recreate_queue(connection, replica, settings, node);
     topology::declare_exchange(*connection, settings.exchange);
     for (const topology::ReplicaQueue& replica : replicas) topology::declare_replica(*connection, settings.exchange, replica);
   } catch (const Error& error) {

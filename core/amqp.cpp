@@ -249,9 +249,15 @@ void Connection::delete_unused_empty_queue(const std::string& name) {
   try {
     check_reply("delete queue " + name);
   } catch (const Error& error) {
+    if (std::string(error.what()).find("NOT_IMPLEMENTED") != std::string::npos) throw Error(ExitCode::software, error.what());
     if (error.code() != ExitCode::config) throw;
     throw Error(ExitCode::tempfail, std::string(error.what()) + " (it has a consumer or messages again)");
   }
+}
+
+void Connection::delete_queue(const std::string& name) {
+  amqp_queue_delete(state_, kChannel, bytes(name), 0, 0);
+  check_reply("delete queue " + name);
 }
 
 uint32_t Connection::purge_queue(const std::string& name) {

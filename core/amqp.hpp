@@ -131,8 +131,11 @@ class Connection {
   // Passive declare: {messages ready, consumers}. Throws Error(data) when the queue does not exist.
   std::pair<uint32_t, uint32_t> inspect_queue(const std::string& name);
   // Deletes the queue only while it has no consumer and no message (the broker checks both at once
-  // and refuses with 406 otherwise: Error(tempfail)). A missing queue is no error.
+  // and refuses with 406 otherwise: Error(tempfail)). A missing queue is no error. Quorum queues do
+  // not support these conditions (540 NOT_IMPLEMENTED, which closes the connection): Error(software).
   void delete_unused_empty_queue(const std::string& name);
+  // Deletes the queue whatever it holds (the caller checked it: a quorum queue).
+  void delete_queue(const std::string& name);
   // Removes every ready message of the queue; returns how many (tests and benchmarks).
   uint32_t purge_queue(const std::string& name);
 

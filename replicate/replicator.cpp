@@ -214,6 +214,8 @@ void Replicator::start() {
   log_->info("starting: {} {}, queue {} ({}, bound with {}), broker {}, {} {}(s)", role_, mask_url(url_), queue_.queue,
              queue_.quorum ? "quorum" : "classic", keys, mask_url(broker_settings_.urls.front()), mappings_.size(),
              consumer_ ? "handler" : "mapping");
+  // The gauges exist from the start (a scrape before the first tick sees them, at 0).
+  update_gauges();
   tick_timer_->start(kTick, kTick);
   lifecycle_->connect();
 }
@@ -326,6 +328,7 @@ void Replicator::apply_pending() {
 
 void Replicator::on_applied() {
   std::unique_ptr<InFlight> batch = std::move(in_flight_);
+  update_gauges();
   if (batch->chore) {
     if (batch->error) {
       try {

@@ -199,6 +199,12 @@ TEST_F(Services, RecreateQueueChangesAQueuesTypeOnlyWhenItIsEmptyWithNoConsumer)
   connection = broker_connection();
   connection->publish(message);
   EXPECT_TRUE(eventually([] { return TestQueue::depth("outbox.consumer.booking") == 1; }));
+  // And back to classic (a quorum queue is deleted without the broker's conditions, which it does
+  // not support, after the same checks); the other tests declare booking's queue classic.
+  connection->purge_queue("outbox.consumer.booking");
+  RunResult back = migrate({"--service", "booking", "--recreate-queue", "booking"}, config("classic"));
+  ASSERT_EQ(back.exit_code, 0) << back;
+  EXPECT_NE(back.out.find("broker: declared queue outbox.consumer.booking (classic"), std::string::npos) << back;
 }
 
 TEST_F(Services, AServicesOwnMigrationsAreAppliedInNameOrderEachOnce) {
