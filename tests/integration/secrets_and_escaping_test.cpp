@@ -162,26 +162,32 @@ TEST(Secrets, AnUnencodedSlashInAPasswordIsExit78NamingTheSettingInEveryWayItCan
   EXPECT_EQ(check.out.rfind("OUTBOX UNKNOWN - config env OUTBOX_PRIMARY_URL: primary.url: the user name", 0), 0u) << check;
 }
 
+// The outbox role's password, changed for one test: the outbox role may change its own, and a
+// session held from before (already authenticated) sets it back however the test ends.
+class OutboxRolePassword {
+ public:
+  explicit OutboxRolePassword(const std::string& password) : session_(connect(servers().primary_url)) {
+    pqxx::nontransaction tx(session_);
+    tx.exec("ALTER ROLE outbox PASSWORD " + tx.quote(password));
+  }
+  ~OutboxRolePassword() {
+    try {
+      pqxx::nontransaction(session_).exec("ALTER ROLE outbox PASSWORD 'outbox'");
+    } catch (const std::exception& error) {
+      ADD_FAILURE() << "could not set the password back: " << error.what();
+    }
+  }
+  OutboxRolePassword(const OutboxRolePassword&) = delete;
+  OutboxRolePassword& operator=(const OutboxRolePassword&) = delete;
+
+ private:
+  pqxx::connection session_;
+};
+
 TEST(Secrets, PercentEncodedPasswordsWithThoseCharactersConnectToTheRealServers) {
   fresh_start();
   const std::string password = "Zq7/@:%?#' ,Xw9";
-  // The outbox role may change its own password; the held session (already authenticated) sets
-  // it back however the test ends.
-  pqxx::connection session = connect(servers().primary_url);
-  struct Restore {
-    pqxx::connection& session;
-    ~Restore() {
-      try {
-        pqxx::nontransaction(session).exec("ALTER ROLE outbox PASSWORD 'outbox'");
-      } catch (const std::exception& error) {
-        ADD_FAILURE() << "could not set the password back: " << error.what();
-      }
-    }
-  } restore{session};
-  {
-    pqxx::nontransaction tx(session);
-    tx.exec("ALTER ROLE outbox PASSWORD " + tx.quote(password));
-  }
+  OutboxRolePassword changed(password);
   std::string primary = with_password(servers().primary_url, percent_encoded(password));
   RunResult created = run_outbox({"create_parking_slot", "--name", "encoded"}, {{"OUTBOX_PRIMARY_URL", primary}});
   EXPECT_EQ(created.exit_code, 0) << created;
@@ -214,22 +220,7 @@ TEST(Secrets, PercentEncodedPasswordsWithThoseCharactersConnectToTheRealServers)
 TEST(Secrets, TheDaemonsConnectWithPasswordsOnlyInAFileAndACredentialAndNoOutputShowsThem) {
   fresh_start();
   const std::string database_password = "Pg7/Zq@Xw9:Vk42", broker_password = "Mq7@Zq#Xw9Vk42";
-  // The outbox role's password changes for the test; the held session sets it back however it ends.
-  pqxx::connection session = connect(servers().primary_url);
-  struct Restore {
-    pqxx::connection& session;
-    ~Restore() {
-      try {
-        pqxx::nontransaction(session).exec("ALTER ROLE outbox PASSWORD 'outbox'");
-      } catch (const std::exception& error) {
-        ADD_FAILURE() << "could not set the password back: " << error.what();
-      }
-    }
-  } restore{session};
-  {
-    pqxx::nontransaction tx(session);
-    tx.exec("ALTER ROLE outbox PASSWORD " + tx.quote(database_password));
-  }
+  OutboxRolePassword changed(database_password);
   auto rabbitmqctl = [](const std::string& args) {
     return std::system((servers().rabbitmqctl + " " + args + " >/dev/null 2>&1").c_str());
   };
