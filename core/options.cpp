@@ -73,7 +73,7 @@ constexpr std::array kOptions{
   Option{.key = "relay.max_unconfirmed", .type = Type::integer, .default_value = "6000", .min = 1, .max = 100000, .reloadable = true,
          .help = "Window of published but not yet confirmed messages; the relay reads ahead while confirms are pending."},
   Option{.key = "relay.confirm_timeout", .type = Type::duration, .default_value = "10s", .min = 100, .max = 10 * 60 * kSecond, .reloadable = true,
-         .help = "How long to wait for the broker's publisher confirms of a batch before the connection is reset and the rows are published again."},
+         .help = "How long the broker may go without confirming anything while messages wait for their publisher confirms; then the connection is reset and the unconfirmed rows are published again. Counted from the last confirm (or the batch's publication, if later), so a broker that confirms slowly but steadily never times out."},
   Option{.key = "relay.max_message_size", .type = Type::integer, .default_value = "134217728", .min = 1, .max = 536870912, .reloadable = true,
          .help = "Largest payload in bytes the relay publishes; a larger row is parked (outbox failed list --relay). Set it to the broker's max_message_size (RabbitMQ 3.x: 134217728; 4.x: 16777216)."},
   Option{.key = "relay.max_attempts", .type = Type::integer, .default_value = "3", .min = 1, .max = 100, .reloadable = true,

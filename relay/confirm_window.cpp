@@ -10,7 +10,8 @@ void ConfirmWindow::add(Batch batch) {
   batches_.push_back(std::move(batch));
 }
 
-void ConfirmWindow::on_confirm(uint64_t tag, bool multiple) {
+void ConfirmWindow::on_confirm(uint64_t tag, bool multiple, Clock::time_point now) {
+  uint64_t before = confirmed_through_;
   if (multiple) {
     confirmed_through_ = std::max(confirmed_through_, tag);
   } else if (tag == confirmed_through_ + 1) {
@@ -22,6 +23,7 @@ void ConfirmWindow::on_confirm(uint64_t tag, bool multiple) {
     confirmed_through_ = std::max(confirmed_through_, *confirmed_ahead_.begin());
     confirmed_ahead_.erase(confirmed_ahead_.begin());
   }
+  if (confirmed_through_ > before) prefix_advanced_ = now;
 }
 
 void ConfirmWindow::new_channel() {

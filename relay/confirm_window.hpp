@@ -8,8 +8,18 @@
 // single acks beyond it wait in `confirmed_ahead` until the gap closes. Batches are completed in
 // publication order, so a marked batch never overtakes an unconfirmed older one.
 //
+// Why a timeout counts from the last confirm and not from a batch's publication: a broker that
+// confirms steadily but slower than the window fills (a slow disk, a busy node, a throttled link)
+// confirms a batch published behind a full window only after that window's worth of messages. Timed
+// from publication, that batch would "time out" although the broker is answering, the whole window
+// would be published again, and the next round would be as slow: a livelock that duplicates every
+// message. So a batch waits at most confirm_timeout after whichever came later, its publication or
+// the last advance of the confirmed prefix: only a broker that confirms nothing for that long has
+// timed out.
+//
 // Why the positions in flight are kept per table: reads that run while batches wait for confirms
 // exclude exactly these positions, so they see every other unpublished row in position order.
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -37,8 +47,8 @@ class ConfirmWindow {
   explicit ConfirmWindow(size_t tables = 0) : positions_(tables) {}
 
   void add(Batch batch);
-  // A basic.ack from the broker.
-  void on_confirm(uint64_t tag, bool multiple);
+  // A basic.ack from the broker, received at `now`.
+  void on_confirm(uint64_t tag, bool multiple, Clock::time_point now = Clock::now());
   // Delivery tags start again at 1 on a new channel.
   void new_channel();
   Confirmed confirmed() const;
@@ -55,6 +65,9 @@ class ConfirmWindow {
   bool oldest_confirmed() const { return !batches_.empty() && is_confirmed(batches_.front()); }
   // The oldest batch not yet confirmed, or nullptr.
   const Batch* oldest_unconfirmed() const;
+  // Since when the broker has owed `batch` its confirm: the later of its publication and the last
+  // advance of the confirmed prefix (see above). The confirm timeout counts from here.
+  Clock::time_point waiting_since(const Batch& batch) const { return std::max(batch.published, prefix_advanced_); }
   // Every (table, position) whose confirm has not come yet.
   std::vector<std::pair<size_t, long long>> unconfirmed_rows() const;
 
@@ -64,6 +77,7 @@ class ConfirmWindow {
   size_t unconfirmed_ = 0;
   uint64_t confirmed_through_ = 0;      // every tag <= this is confirmed
   std::set<uint64_t> confirmed_ahead_;  // single acks beyond confirmed_through_
+  Clock::time_point prefix_advanced_;   // when confirmed_through_ last grew (epoch: never)
 };
 
 }  // namespace outbox::relay

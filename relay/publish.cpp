@@ -225,10 +225,11 @@ void Relay::check_confirm_timeout() {
     confirm_timer_->stop();
     return;
   }
-  // Only an unconfirmed batch can time out: a confirmed one may wait for its mark (a lock).
+  // Only an unconfirmed batch can time out: a confirmed one may wait for its mark (a lock). And only
+  // when the broker has confirmed nothing for confirm_timeout (relay/confirm_window.hpp says why).
   const ConfirmWindow::Batch* unconfirmed = window_.oldest_unconfirmed();
-  if (unconfirmed && Clock::now() - unconfirmed->published > tunables_.confirm_timeout)
-    broker_lost("publisher confirms timed out after " + std::to_string(tunables_.confirm_timeout.count()) + "ms");
+  if (unconfirmed && Clock::now() - window_.waiting_since(*unconfirmed) > tunables_.confirm_timeout)
+    broker_lost("publisher confirms timed out: none came for " + std::to_string(tunables_.confirm_timeout.count()) + "ms");
 }
 
 }  // namespace outbox::relay

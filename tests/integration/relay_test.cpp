@@ -16,6 +16,7 @@
 
 #include "tests/integration/support/broker.hpp"
 #include "tests/integration/support/harness.hpp"
+#include "tests/integration/support/throttled_proxy.hpp"
 
 using namespace outbox::testing;
 using outbox::amqp::IncomingMessage;
@@ -823,6 +824,31 @@ TEST(Relay, ConfirmedRowsWaitingForALockToBeMarkedAreNotTakenForAConfirmTimeout)
   EXPECT_EQ(queue.collect_deliveries(20).size(), 20u) << "published once, not again after a false timeout";
   EXPECT_TRUE(eventually([&] { return relay.log().find("marking published rows works again") != std::string::npos; }))
       << relay.log();
+}
+
+// A slow link to the broker: it confirms steadily, but a batch published behind a full window waits
+// far longer than relay.confirm_timeout for its confirm. Timed from publication, every such batch
+// "timed out", the window was published again, and the relay duplicated its backlog round after
+// round. Timed from the last confirm, nothing times out while confirms come.
+TEST(Relay, ABrokerThatConfirmsSlowlyButSteadilyIsNotTakenForATimeoutAndEachEventIsPublishedOnce) {
+  fresh_schema();
+  TestQueue queue("test.slowlink", "slowlink.#");
+  const int events = 3000;
+  insert_events("slowlink.evt", events, 50);
+  // About 300 messages a second get through: a window of 2000 takes ~6 s to confirm, 3x the timeout,
+  // while a batch of 100 is confirmed every ~0.3 s.
+  const std::string& url = servers().broker_url;
+  size_t port_at = url.rfind(':') + 1;
+  int broker_port = std::stoi(url.substr(port_at));
+  ThrottledProxy slow_link(broker_port, 100 * 1024);
+  std::string slow_url = url.substr(0, port_at) + std::to_string(slow_link.port()) + "/";
+  Daemon relay(relay_args({"--set", "broker.url=" + slow_url, "--set", "relay.confirm_timeout=2s", "--set",
+                           "relay.max_unconfirmed=2000", "--set", "relay.batch_size=100"}));
+  ASSERT_TRUE(eventually([] { return unpublished() == 0; }, 180s)) << relay.log();
+  EXPECT_EQ(relay.log().find("publisher confirms timed out"), std::string::npos) << relay.log();
+  const auto& deliveries = queue.collect_deliveries(events + 1, 3s);
+  EXPECT_EQ(deliveries.size(), static_cast<size_t>(events)) << "each event published once";
+  EXPECT_EQ(ids_of(deliveries).size(), static_cast<size_t>(events));
 }
 
 TEST(Relay, ABrokerListMovesToTheNextNodeWhenOneIsDown) {

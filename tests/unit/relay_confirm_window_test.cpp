@@ -85,3 +85,23 @@ TEST(ConfirmWindow, ALostConnectionForgetsEverythingInFlight) {
   EXPECT_EQ(window.unconfirmed(), 0u);
   EXPECT_TRUE(window.positions(0).empty());
 }
+
+TEST(ConfirmWindow, ABatchWaitsForItsConfirmFromTheLastAdvanceOfTheConfirmedPrefixWhenThatIsLater) {
+  using namespace std::chrono_literals;
+  ConfirmWindow window(1);
+  auto start = ConfirmWindow::Clock::now();
+  window.add(ConfirmWindow::Batch{0, {1}, 1, start});
+  window.add(ConfirmWindow::Batch{0, {2}, 2, start + 1s});
+  window.add(ConfirmWindow::Batch{0, {3}, 3, start + 2s});
+  EXPECT_EQ(window.waiting_since(*window.oldest_unconfirmed()), start);
+  window.on_confirm(1, false, start + 5s);
+  // Behind a window the broker works through: counted from its last confirm, not from publication.
+  EXPECT_EQ(window.waiting_since(*window.oldest_unconfirmed()), start + 5s);
+  // An ack beyond a gap advances nothing: the broker still owes tag 2.
+  window.on_confirm(3, false, start + 9s);
+  EXPECT_EQ(window.waiting_since(*window.oldest_unconfirmed()), start + 5s);
+  // A batch published after the last advance waits from its publication.
+  window.add(ConfirmWindow::Batch{0, {4}, 4, start + 12s});
+  window.on_confirm(3, true, start + 10s);
+  EXPECT_EQ(window.waiting_since(*window.oldest_unconfirmed()), start + 12s);
+}
