@@ -344,6 +344,20 @@ bool kill_server(const std::string& name) {
   return result.exit_code == 0;
 }
 
+RunResult run_servers(const std::vector<std::string>& words, std::chrono::milliseconds timeout) {
+  return servers_command(words, timeout);
+}
+
+std::map<std::string, std::string> servers_exports() {
+  RunResult env = servers_command({"env"});
+  if (env.exit_code != 0) ADD_FAILURE() << "scripts/servers env failed:\n" << env;
+  return parse_exports(env.out);
+}
+
+RunResult run_program(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  return run_command(args, current_env(), timeout, g_servers.dir);
+}
+
 bool start_server(const std::string& name) {
   RunResult result = servers_command({"start", name});
   if (result.exit_code != 0) ADD_FAILURE() << "scripts/servers start " << name << " failed:\n" << result;

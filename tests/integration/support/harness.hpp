@@ -49,6 +49,14 @@ bool start_server(const std::string& name);
 // start recovers from disk).
 bool kill_server(const std::string& name);
 
+struct RunResult;
+// scripts/servers --dir DIR WORDS (e.g. {"start", "rabbitmq-cluster"}), and its result.
+RunResult run_servers(const std::vector<std::string>& words, std::chrono::milliseconds timeout = 300s);
+// The variables `scripts/servers env` prints (OUTBOX_BROKER_CLUSTER_URL once the cluster started).
+std::map<std::string, std::string> servers_exports();
+// Runs any program (a rabbitmqctl wrapper, say) in the servers dir with the test's environment.
+RunResult run_program(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 120s);
+
 struct RunResult {
   int exit_code = -1;  // the exit status; 128 + N when killed by signal N; -1 if it could not run
   std::string out;     // stdout
