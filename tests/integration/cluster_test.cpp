@@ -1,7 +1,7 @@
 // The pipeline on a 3-node RabbitMQ cluster (scripts/servers start rabbitmq-cluster): broker.url
-// lists the three nodes and the replica's queue is a quorum queue (replicas.main.queue_type set in
-// the test's config: RabbitMQ 3.10, Debian's, has no default_queue_type for a vhost, and the
-// config is where an operator chooses it too). Under a steady write load (a writer thread updating
+// lists the three nodes and every queue outbox declares is a quorum queue (broker.queue_type and
+// replicas.main.queue_type set in the test's config: RabbitMQ 3.10, Debian's, has no
+// default_queue_type for a vhost, and the config is where an operator chooses it too). Under a steady write load (a writer thread updating
 // a set of parking slots, each update a new version of its aggregate), one node fails at a time:
 // the node the relay is connected to is stopped; the node that leads the replica's queue is
 // killed (SIGKILL); all three are restarted in turn. After each: both daemons are on a node that is
@@ -88,7 +88,8 @@ class RabbitMQCluster : public ::testing::Test {
     ASSERT_TRUE(await_cluster_whole()) << "the cluster is not whole before the test";
     reset_databases();
     env_ = {{"OUTBOX_BROKER_URL", nodes.broker_url},
-            {"OUTBOX_CONFIG", write_file("cluster.toml", "[replicas.main]\nqueue_type = \"quorum\"\n")}};
+            {"OUTBOX_CONFIG",
+             write_file("cluster.toml", "[broker]\nqueue_type = \"quorum\"\n[replicas.main]\nqueue_type = \"quorum\"\n")}};
     RunResult migrated = run_outbox({"migrate"}, env_);
     ASSERT_EQ(migrated.exit_code, 0) << migrated;
     relay_ = std::make_unique<Daemon>(std::vector<std::string>{"relay", "--set", "relay.on_publish=mark", "--set",
