@@ -1,13 +1,12 @@
 // The pipeline on a 3-node RabbitMQ cluster (scripts/servers start rabbitmq-cluster): broker.url
 // lists the three nodes and every queue outbox declares is a quorum queue (broker.queue_type and
 // replicas.main.queue_type set in the test's config: RabbitMQ 3.10, Debian's, has no
-// default_queue_type for a vhost, and the config is where an operator chooses it too). Under a steady write load (a writer thread updating
-// a set of parking slots, each update a new version of its aggregate), one node fails at a time:
-// the node the relay is connected to is stopped; the node that leads the replica's queue is
-// killed (SIGKILL); all three are restarted in turn. After each: both daemons are on a node that is
-// up, by themselves; work goes on while the node is down; the replica converges (outbox verify);
-// nothing is lost; no event was applied after a newer one of its aggregate (none "not effective"
-// in outbox_applied_events).
+// default_queue_type for a vhost, and the config is where an operator chooses it too). Under a steady write load (a writer thread
+// updating a set of parking slots, each update a new version of its aggregate), one node fails at a time: the node the relay is
+// connected to is stopped; the node that leads the replica's queue is killed (SIGKILL); all three are restarted in turn. After
+// each: both daemons are on a node that is up, by themselves; work goes on while the node is down; the replica converges (outbox
+// verify); nothing is lost; no event was applied after a newer one of its aggregate (none "not effective" in
+// outbox_applied_events).
 //
 // CTest: `cluster` runs every test (label cluster, not in the default CI run: about 6 minutes);
 // `cluster.node_failure` runs the first one, label integration, so CI sees a node fail.
