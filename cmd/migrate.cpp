@@ -162,8 +162,9 @@ void declare_broker_topology(const config::Config& config, const Selection& sele
       if (std::find(selection.recreate_queues.begin(), selection.recreate_queues.end(), replica.replica) !=
           selection.recreate_queues.end())
         recreate_queue(connection, replica, settings, node);
-    topology::declare_exchange(*connection, settings.exchange);
-    for (const topology::ReplicaQueue& replica : replicas) topology::declare_replica(*connection, settings.exchange, replica);
+    topology::declare_exchange(*connection, settings.exchange, settings.quorum_queues);
+    for (const topology::ReplicaQueue& replica : replicas)
+      topology::declare_replica(*connection, settings.exchange, replica, settings.quorum_queues);
   } catch (const Error& error) {
     if (error.code() == ExitCode::tempfail) throw error.with_context("broker (the databases are migrated)");
     if (std::string(error.what()).find("inequivalent arg") != std::string::npos)

@@ -73,6 +73,7 @@ BrokerSettings broker_settings(const config::Config& config) {
   settings.tls_verify = config.boolean("broker.tls_verify");
   settings.connect_timeout = config.duration("broker.connect_timeout");
   settings.heartbeat = config.duration("broker.heartbeat");
+  settings.quorum_queues = config.text("broker.queue_type") == "quorum";
   return settings;
 }
 

@@ -26,6 +26,7 @@ struct BrokerSettings {
   bool tls_verify = true;
   Duration connect_timeout{5000};
   Duration heartbeat{30000};
+  bool quorum_queues = false;  // broker.queue_type = "quorum": the topology's own queues are quorum queues
 };
 // The broker.* options; broker.url may be unset (outbox migrate then skips the topology).
 BrokerSettings broker_settings(const config::Config& config);

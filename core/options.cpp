@@ -55,6 +55,12 @@ constexpr std::array kOptions{
   Option{.key = "broker.heartbeat", .type = Type::duration, .default_value = "30s", .min = 0, .max = kHour,
          .help = "AMQP heartbeat interval; a connection silent for two intervals is treated as lost. 0 disables heartbeats."},
 
+  Option{.key = "broker.queue_type", .type = Type::enumeration, .default_value = "classic", .allowed = "classic|quorum",
+         .help = "Type of the queues outbox.unroutable and outbox.dead-letter, which every daemon checks when it connects. On a "
+         "RabbitMQ cluster set quorum (with each replicas.NAME.queue_type and services.NAME.queue_type): a classic queue lives "
+         "on one node, and while that node is down no daemon can connect to any node. Set before the first outbox migrate; "
+         "RabbitMQ refuses to redeclare a queue with another type."},
+
   Option{.key = "relay.tables", .type = Type::table_array, .default_value = "[{ name = \"public.outbox\" }]",
          .help = "Outbox tables to relay, one [[relay.tables]] block each."},
   Option{.key = "relay.tables[].name", .type = Type::string, .required = true,

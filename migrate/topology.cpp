@@ -29,16 +29,16 @@ ReplicaQueue consumer_queue(const config::Config& config, const std::string& ser
   return out;
 }
 
-void declare_exchange(amqp::Connection& connection, const std::string& exchange) {
+void declare_exchange(amqp::Connection& connection, const std::string& exchange, bool quorum_queues) {
   connection.declare_exchange(kUnroutable, "fanout");
-  connection.declare_queue(kUnroutable, amqp::QueueOptions{});
+  connection.declare_queue(kUnroutable, amqp::QueueOptions{.quorum = quorum_queues});
   connection.bind_queue(kUnroutable, kUnroutable, "");
   connection.declare_exchange(exchange, "topic", kUnroutable);
 }
 
-void declare_replica(amqp::Connection& connection, const std::string& exchange, const ReplicaQueue& replica) {
+void declare_replica(amqp::Connection& connection, const std::string& exchange, const ReplicaQueue& replica, bool quorum_queues) {
   connection.declare_exchange(kDeadLetter, "fanout");
-  connection.declare_queue(kDeadLetter, amqp::QueueOptions{});
+  connection.declare_queue(kDeadLetter, amqp::QueueOptions{.quorum = quorum_queues});
   connection.bind_queue(kDeadLetter, kDeadLetter, "");
   amqp::QueueOptions options;
   options.quorum = replica.quorum;

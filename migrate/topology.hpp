@@ -3,7 +3,8 @@
 // alike, with the same arguments (RabbitMQ refuses a redeclaration with other arguments: 406).
 //
 //   exchange broker.exchange   topic, durable, alternate-exchange outbox.unroutable
-//   exchange outbox.unroutable fanout, durable -> queue outbox.unroutable (unroutable events are kept)
+//   exchange outbox.unroutable fanout, durable -> queue outbox.unroutable (unroutable events are kept;
+//            this queue and outbox.dead-letter are quorum queues when broker.queue_type = "quorum")
 //   exchange outbox.dead-letter fanout, durable -> queue outbox.dead-letter (messages a replica
 //            queue dead-letters: rejected without requeue, or past a quorum queue's delivery limit)
 //   queue outbox.replica.NAME  durable (quorum when replicas.NAME.queue_type = "quorum"),
@@ -37,10 +38,13 @@ ReplicaQueue replica_queue(const config::Config& config, const std::string& repl
 std::string consumer_queue_name(const std::string& service);
 ReplicaQueue consumer_queue(const config::Config& config, const std::string& service);
 
-// The exchange events are published to, with its alternate exchange and queue.
-void declare_exchange(amqp::Connection& connection, const std::string& exchange);
-// The dead-letter exchange and queue, then the replica's (or consumer's) queue and its bindings.
-void declare_replica(amqp::Connection& connection, const std::string& exchange, const ReplicaQueue& replica);
+// The exchange events are published to, with its alternate exchange and queue (a quorum queue
+// when `quorum_queues`: broker.queue_type).
+void declare_exchange(amqp::Connection& connection, const std::string& exchange, bool quorum_queues = false);
+// The dead-letter exchange and queue (quorum when `quorum_queues`), then the replica's (or
+// consumer's) queue and its bindings.
+void declare_replica(amqp::Connection& connection, const std::string& exchange, const ReplicaQueue& replica,
+                     bool quorum_queues = false);
 // One line per object, for `outbox migrate` (and its dry run).
 std::vector<std::string> describe(const std::string& exchange, const std::vector<ReplicaQueue>& replicas);
 

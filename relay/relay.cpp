@@ -232,7 +232,7 @@ void Relay::open_broker() {
   // Unroutable messages go to the alternate exchange and its durable queue instead of being dropped.
   std::set<std::string> exchanges;
   for (const TableSpec& table : tables_) exchanges.insert(table.exchange);
-  for (const std::string& exchange : exchanges) topology::declare_exchange(*connection, exchange);
+  for (const std::string& exchange : exchanges) topology::declare_exchange(*connection, exchange, broker_settings_.quorum_queues);
   connection->enable_confirms();
   broker_ = std::move(connection);
   broker_poll_ = std::make_unique<loop::Poll>(runtime_.loop(), broker_->fd(), [this] { on_broker_readable(); });

@@ -145,8 +145,8 @@ void Replicator::drop_broker() {
 
 void Replicator::open_broker() {
   auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, program_ + " " + replica_, 1);
-  topology::declare_exchange(*connection, broker_settings_.exchange);
-  topology::declare_replica(*connection, broker_settings_.exchange, queue_);
+  topology::declare_exchange(*connection, broker_settings_.exchange, broker_settings_.quorum_queues);
+  topology::declare_replica(*connection, broker_settings_.exchange, queue_, broker_settings_.quorum_queues);
   connection->set_prefetch(static_cast<uint16_t>(prefetch_));
   connection->consume(queue_.queue, program_ + "-" + replica_);
   broker_ = std::move(connection);

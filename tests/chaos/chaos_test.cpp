@@ -11,6 +11,9 @@
 //   OUTBOX_CHAOS_ASYNC_COMMIT    1 (default): the writers commit with synchronous_commit = off
 //   OUTBOX_CHAOS_APPLY_CONNECTIONS  replicate.apply_connections (default 1; 2 or more: large
 //                                batches, as after an outage, are applied in parts)
+//   OUTBOX_CHAOS_CLUSTER         1: the broker is a 3-node RabbitMQ cluster (every queue a quorum
+//                                queue, broker.url listing the nodes), and the RabbitMQ faults hit
+//                                one node chosen at random instead of the whole broker
 //
 // Why asynchronous commits by default: on a machine whose fsync takes milliseconds, synchronous
 // commits cap the load at a few hundred events per second. No acknowledged commit can be lost by
@@ -33,6 +36,8 @@
 //   replicate-kill9      kill -9 of replicate at a random moment
 //   rabbitmq-restart     the RabbitMQ node stopped and started
 //   rabbitmq-kill9       the RabbitMQ node crashed (SIGKILL to all its processes) and started again
+//                        (on the cluster: one node stopped and started, one node crashed and
+//                        started, then the suite waits until the cluster is whole again)
 //   primary-restart      the primary PostgreSQL stopped and started
 //   primary-kill9        the primary PostgreSQL crashed (SIGKILL to all its processes), restarted
 //                        after up to 1s with crash recovery; only with OUTBOX_CHAOS_ASYNC_COMMIT=0
@@ -71,6 +76,7 @@
 #include "core/pg.hpp"
 #include "examples/parking/parking.hpp"
 #include "tests/integration/support/broker.hpp"
+#include "tests/integration/support/cluster.hpp"
 #include "tests/integration/support/harness.hpp"
 
 using namespace outbox::testing;
@@ -286,7 +292,8 @@ class Audit {
   Audit() {
     auto connection = broker_connection();
     declare_outbox_exchange(*connection);
-    connection->declare_queue(kQueue, amqp::QueueOptions{});
+    // On the cluster a quorum queue, so that it outlives the loss of any one node.
+    connection->declare_queue(kQueue, amqp::QueueOptions{.quorum = servers().broker_is_cluster});
     connection->bind_queue(kQueue, "outbox", "parking.#");
   }
   void start() {
@@ -481,6 +488,22 @@ struct Injector {
 
   std::chrono::milliseconds jitter(int max_ms) { return std::chrono::milliseconds(random() % static_cast<uint64_t>(max_ms)); }
 
+  // One node of the cluster stopped (or crashed) at a random moment and started after up to 1s;
+  // the next fault waits until the cluster is whole again (a second node down would leave the
+  // quorum queues without a majority: an outage, not a node fault).
+  void restart_node(bool crash) {
+    int node = 1 + static_cast<int>(random() % 3);
+    std::this_thread::sleep_for(jitter(1000));
+    if (crash) {
+      kill_node(node);
+    } else {
+      stop_node(node);
+    }
+    std::this_thread::sleep_for(jitter(1000));
+    start_node(node);
+    if (!await_cluster_whole()) problems.push_back("the cluster was not whole again after rabbitmq-" + std::to_string(node));
+  }
+
   // A server crash (SIGKILL) at a random moment, and its restart after up to 1s.
   void crash_and_restart(const std::string& server) {
     std::this_thread::sleep_for(jitter(1000));
@@ -557,12 +580,14 @@ struct Injector {
         break;
       }
       case Fault::rabbitmq_restart:
+        if (servers().broker_is_cluster) return restart_node(false);
         stop_server("rabbitmq");
         std::this_thread::sleep_for(1s);
         start_server("rabbitmq");
         break;
       case Fault::rabbitmq_kill9:
         // Confirmed messages were on disk before their confirm; unacked deliveries come again.
+        if (servers().broker_is_cluster) return restart_node(true);
         crash_and_restart("rabbitmq");
         break;
       case Fault::replica_kill9:
@@ -644,6 +669,11 @@ TEST(Chaos, NothingLostDuplicatedInEffectOrReorderedUnderFaults) {
       " (OUTBOX_CHAOS_SEED=" + std::to_string(seed) + " repeats the plan)");
   std::mt19937_64 random(seed);
 
+  if (env_number("OUTBOX_CHAOS_CLUSTER", 0) != 0) {
+    ASSERT_FALSE(start_cluster().broker_url.empty());
+    use_broker(cluster().broker_url, "[broker]\nqueue_type = \"quorum\"\n[replicas.main]\nqueue_type = \"quorum\"\n");
+    say("on the 3-node RabbitMQ cluster " + cluster().broker_url);
+  }
   reset_databases();
   ASSERT_TRUE(migrate_all());
   exec(servers().replica_url, "ALTER TABLE parking_slots ADD CONSTRAINT chaos_poison CHECK (name NOT LIKE 'poison-%')");

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "examples/parking/parking.hpp"
@@ -13,7 +14,8 @@ namespace outbox::testing {
 
 std::unique_ptr<amqp::Connection> broker_connection() {
   amqp::BrokerSettings settings;
-  settings.urls = {servers().broker_url};
+  std::stringstream urls(servers().broker_url);  // one URL, or the cluster's nodes after use_broker
+  for (std::string url; std::getline(urls, url, ',');) settings.urls.push_back(url);
   settings.heartbeat = std::chrono::seconds(0);
   size_t node = 0;
   return amqp::Connection::open(settings, node, "outbox-test");
@@ -37,7 +39,7 @@ void fresh_schema() {
 }
 
 void declare_outbox_exchange(amqp::Connection& connection, const std::string& exchange) {
-  topology::declare_exchange(connection, exchange);
+  topology::declare_exchange(connection, exchange, servers().broker_is_cluster);
 }
 
 TestQueue::TestQueue(std::string name, std::string binding_key, std::string exchange)

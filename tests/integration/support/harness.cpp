@@ -281,7 +281,7 @@ class ServersEnvironment : public ::testing::Environment {
     if (!values["OUTBOX_SERVERS_DIR"].empty()) g_servers.dir = values["OUTBOX_SERVERS_DIR"];
     if (g_servers.primary_url.empty() || g_servers.replica_url.empty() || g_servers.broker_url.empty())
       FAIL() << "scripts/servers env printed no URLs:\n" << env;
-    write_file("empty.toml", "");
+    write_file("default.toml", "");
     std::cerr << "[harness] servers up in " << std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - begin).count()
               << " ms in " << g_servers.dir << "\n";
   }
@@ -344,6 +344,20 @@ bool kill_server(const std::string& name) {
   return result.exit_code == 0;
 }
 
+RunResult run_servers(const std::vector<std::string>& words, std::chrono::milliseconds timeout) {
+  return servers_command(words, timeout);
+}
+
+std::map<std::string, std::string> servers_exports() {
+  RunResult env = servers_command({"env"});
+  if (env.exit_code != 0) ADD_FAILURE() << "scripts/servers env failed:\n" << env;
+  return parse_exports(env.out);
+}
+
+RunResult run_program(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  return run_command(args, current_env(), timeout, g_servers.dir);
+}
+
 bool start_server(const std::string& name) {
   RunResult result = servers_command({"start", name});
   if (result.exit_code != 0) ADD_FAILURE() << "scripts/servers start " << name << " failed:\n" << result;
@@ -364,7 +378,7 @@ std::map<std::string, std::string> outbox_env(const std::map<std::string, std::s
   env["OUTBOX_PRIMARY_URL"] = g_servers.primary_url;
   env["OUTBOX_REPLICA_URL"] = g_servers.replica_url;
   env["OUTBOX_BROKER_URL"] = g_servers.broker_url;
-  env["OUTBOX_CONFIG"] = g_servers.dir + "/empty.toml";
+  env["OUTBOX_CONFIG"] = g_servers.dir + "/default.toml";
   for (const auto& [key, value] : extra_env) {
     if (value == kUnset)
       env.erase(key);
@@ -525,8 +539,15 @@ std::string fresh_database(const std::string& cluster, const std::string& name) 
   return base.substr(0, base.rfind('/') + 1) + name;
 }
 
+void use_broker(const std::string& url_list, const std::string& config) {
+  g_servers.broker_url = url_list;
+  g_servers.broker_is_cluster = url_list.find(',') != std::string::npos;
+  write_file("default.toml", config);
+}
+
 bool migrate_all() {
-  std::string config = write_file("migrate-all.toml", "[replicas.replica2]\nurl = \"" + g_servers.replica2_url + "\"\n");
+  std::string config = write_file("migrate-all.toml", read_file(g_servers.dir + "/default.toml") +
+                                                          "[replicas.replica2]\nurl = \"" + g_servers.replica2_url + "\"\n");
   RunResult result = run_outbox({"migrate"}, {{"OUTBOX_CONFIG", config}});
   if (result.exit_code != 0) ADD_FAILURE() << "outbox migrate failed:\n" << result;
   return result.exit_code == 0;

@@ -29,17 +29,23 @@ namespace outbox::testing {
 using namespace std::chrono_literals;
 
 struct Servers {
-  std::string dir;             // the servers dir (logs, daemon logs, config files)
-  std::string primary_url;     // postgresql://...: database outbox_primary on the primary cluster
-  std::string replica_url;     // database outbox_replica on the replica cluster (replica "main")
-  std::string replica2_url;    // database outbox_replica2 on the same replica cluster
-  std::string broker_url;      // amqp://...
-  std::string rabbitmqctl;     // a script: rabbitmqctl bound to the test node
-  std::string broker_tls_url;  // amqps://...@localhost:PORT/ (TLS listener of the same node)
-  std::string tls_ca;          // CA that signed both servers' certificates (localhost, 127.0.0.1)
+  std::string dir;                 // the servers dir (logs, daemon logs, config files)
+  std::string primary_url;         // postgresql://...: database outbox_primary on the primary cluster
+  std::string replica_url;         // database outbox_replica on the replica cluster (replica "main")
+  std::string replica2_url;        // database outbox_replica2 on the same replica cluster
+  std::string broker_url;          // amqp://... (after use_broker: the cluster's node URLs, comma-separated)
+  bool broker_is_cluster = false;  // use_broker gave a list of nodes: tests declare quorum queues
+  std::string rabbitmqctl;         // a script: rabbitmqctl bound to the test node
+  std::string broker_tls_url;      // amqps://...@localhost:PORT/ (TLS listener of the same node)
+  std::string tls_ca;              // CA that signed both servers' certificates (localhost, 127.0.0.1)
 };
 // The running servers; valid during tests (the environment's SetUp filled it).
 const Servers& servers();
+
+// From now on, every outbox process the harness starts (and broker_connection) uses the broker
+// nodes of `url_list` (comma-separated) and reads `config` (a TOML text, e.g. the replicas' queue
+// types), which migrate_all reads too. For suites that can run against the cluster.
+void use_broker(const std::string& url_list, const std::string& config);
 
 // scripts/servers --dir DIR stop|start primary|replica|rabbitmq (a stopped server keeps its port
 // and data). A failure is a test failure (ADD_FAILURE) and returns false.
@@ -48,6 +54,14 @@ bool start_server(const std::string& name);
 // scripts/servers --dir DIR kill NAME: SIGKILL to every process of that server (a crash; the next
 // start recovers from disk).
 bool kill_server(const std::string& name);
+
+struct RunResult;
+// scripts/servers --dir DIR WORDS (e.g. {"start", "rabbitmq-cluster"}), and its result.
+RunResult run_servers(const std::vector<std::string>& words, std::chrono::milliseconds timeout = 300s);
+// The variables `scripts/servers env` prints (OUTBOX_BROKER_CLUSTER_URL once the cluster started).
+std::map<std::string, std::string> servers_exports();
+// Runs any program (a rabbitmqctl wrapper, say) in the servers dir with the test's environment.
+RunResult run_program(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 120s);
 
 struct RunResult {
   int exit_code = -1;  // the exit status; 128 + N when killed by signal N; -1 if it could not run
@@ -60,7 +74,7 @@ std::ostream& operator<<(std::ostream& stream, const RunResult& result);
 
 // The environment of every outbox process the harness starts: the current environment without
 // any OUTBOX_* variable, then OUTBOX_PRIMARY_URL, OUTBOX_REPLICA_URL and OUTBOX_BROKER_URL of the
-// servers and OUTBOX_CONFIG = an empty file, then `extra_env` (which overrides; a value of
+// servers and OUTBOX_CONFIG = a file that is empty unless use_broker wrote it, then `extra_env` (which overrides; a value of
 // kUnset removes the variable).
 inline const std::string kUnset = "\x01unset";
 std::map<std::string, std::string> outbox_env(const std::map<std::string, std::string>& extra_env = {});
