@@ -108,12 +108,18 @@ Result evaluate(const lag::Report& report, const Thresholds& thresholds) {
     }
     failed += replica.parked + replica.waiting;
     if (report.broker.error.empty()) {
-      const lag::QueueStage* queue = report.broker.find(queue_name);
-      if (queue && queue->exists) {
-        backlog += queue->ready;
-      } else {
-        raise(Status::warning);
-        parts.push_back("queue " + queue_name + " missing (run outbox migrate)");
+      // A partitioned replica's queues are outbox.replica.NAME.p0.., each a row of the report.
+      std::vector<const lag::QueueStage*> queues;
+      for (const lag::QueueStage& queue : report.broker.queues)
+        if (queue.queue == queue_name || (!service && queue.replica == replica.name)) queues.push_back(&queue);
+      if (queues.empty()) queues.push_back(nullptr);
+      for (const lag::QueueStage* queue : queues) {
+        if (queue && queue->exists) {
+          backlog += queue->ready;
+        } else {
+          raise(Status::warning);
+          parts.push_back("queue " + (queue ? queue->queue : queue_name) + " missing (run outbox migrate)");
+        }
       }
     }
   }
