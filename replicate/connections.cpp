@@ -119,9 +119,12 @@ void Replicator::take_serve_lock(pqxx::connection& connection) {
       "nullif(a.application_name, '') || ')', '') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
       "WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.objid = hashtext($2)::oid AND l.granted LIMIT 1",
       static_cast<long long>(static_cast<unsigned>(kServeLockClass)), serve_lock_key());
-  throw NotNow(
-      role_ + (consumer_ ? ": another outbox consume serves this consumer" : ": another outbox replicate serves this replica") +
-      (holder.empty() ? std::string() : " (backend " + holder[0][0].as<std::string>() + ")") + "; standing by until it stops");
+  throw NotNow(role_ +
+               (consumer_         ? ": another outbox consume serves this consumer"
+                : partition_ >= 0 ? ": another outbox replicate serves this partition"
+                                  : ": another outbox replicate serves this replica") +
+               (holder.empty() ? std::string() : " (backend " + holder[0][0].as<std::string>() + ")") +
+               "; standing by until it stops");
 }
 
 // A consumer's key differs from a replica's of the same name: a service database may be a
@@ -147,7 +150,7 @@ void Replicator::stand_by() {
 }
 
 void Replicator::give_back_partition() {
-  log_->info("{}: giving this partition back: this process {}, more than its fair share", role_, share_->describe());
+  log_->info("giving this partition back: this process {}, more than its fair share", share_->describe());
   giving_back_ = true;
   // Unacked deliveries go back to the queue at once; the next holder subscribes only once it holds
   // the serve lock, which ends after the batch in flight committed (finish_give_back).
@@ -165,7 +168,7 @@ void Replicator::finish_give_back() {
   share_->released(partition_);
   giving_back_ = false;
   standing_by_ = true;
-  log_->info("{}: given back; standing by", role_);
+  log_->info("given back; standing by");
   if (stopping_) return finish_if_drained();
   lifecycle_->retry();
 }
@@ -201,6 +204,21 @@ void Replicator::broker_lost(const std::string& reason) {
   batch_timer_->stop();
   if (stopping_) return finish_if_drained();
   lifecycle_->retry();
+}
+
+void Replicator::cancel_in_flight() {
+  if (!in_flight_) return;
+  if (applier_) applier_->cancel();  // also stops it between statements
+  // PQcancel is meant to be sent from another thread than the one waiting for the result.
+  auto cancel = [](pqxx::connection* connection) {
+    try {
+      if (connection) connection->cancel_query();
+    } catch (const std::exception&) {
+      // The connection is gone: the statement is too.
+    }
+  };
+  cancel(db_.get());
+  for (auto& helper : helper_dbs_) cancel(helper.get());
 }
 
 }  // namespace outbox::replicate

@@ -478,21 +478,6 @@ void Replicator::finish_if_drained() {
 // which the daemon rides out by reconnecting with backoff, is not.
 bool Replicator::healthy() const { return !in_flight_ || Clock::now() - in_flight_->started < kStuckAfter; }
 
-void Replicator::cancel_in_flight() {
-  if (!in_flight_) return;
-  if (applier_) applier_->cancel();  // also stops it between statements
-  // PQcancel is meant to be sent from another thread than the one waiting for the result.
-  auto cancel = [](pqxx::connection* connection) {
-    try {
-      if (connection) connection->cancel_query();
-    } catch (const std::exception&) {
-      // The connection is gone: the statement is too.
-    }
-  };
-  cancel(db_.get());
-  for (auto& helper : helper_dbs_) cancel(helper.get());
-}
-
 std::string Replicator::status_line() const {
   std::string state = ready()                ? (consumer_ ? "consuming" : "replicating")
                       : waiting_for_migrate_ ? "waiting for 'outbox migrate' (schema older than this outbox needs)"
