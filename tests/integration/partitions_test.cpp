@@ -206,6 +206,10 @@ TEST(Partitions, AChangedPartitionCountIsRefusedWithExit78NamingTheOptionAndTheQ
         << replicate.log();
     RunResult migrate = run_outbox({"migrate", "--set", "replicas.main.partitions=" + std::to_string(change.partitions)});
     EXPECT_EQ(migrate.exit_code, 78) << migrate;
+    EXPECT_NE(migrate.err.find("outbox: broker (the databases are migrated): replica main: replicas.main.partitions = " +
+                               std::to_string(change.partitions) + " " + change.found),
+              std::string::npos)
+        << migrate;
   }
   // Nothing was half declared: the four queues are all there is.
   EXPECT_FALSE(broker_connection()->queue_exists("outbox.replica.main"));
