@@ -78,6 +78,10 @@ void Replicator::announce_ready() {
 }
 
 void Replicator::open_replica() {
+  // Asked before connecting: a partition left to another process retries every max_backoff, and
+  // a connection each time would cost the replica a backend start for nothing.
+  if (share_ && !share_->may_take())
+    throw NotNow(role_ + ": this process " + share_->describe() + ", its fair share; standing by");
   auto connection = pg::connect(url_, role_, program_);
   try {
     migrate::require_current(*connection, consumer_ ? migrate::Target::service : migrate::Target::replica, role_);
@@ -88,8 +92,6 @@ void Replicator::open_replica() {
     waiting_for_migrate_ = true;
     throw WaitingForOperator(std::string(behind.what()) + "; waiting for it (not ready until then)");
   }
-  if (share_ && !share_->may_take())
-    throw NotNow(role_ + ": this process " + share_->describe() + ", its fair share; standing by");
   take_serve_lock(*connection);
   if (share_) share_->taken(partition_);
   std::vector<std::unique_ptr<pqxx::connection>> helpers;
