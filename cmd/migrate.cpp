@@ -170,6 +170,8 @@ void declare_broker_topology(const config::Config& config, const Selection& sele
     if (std::string(error.what()).find("inequivalent arg") != std::string::npos)
       throw error.with_context(
           "broker (the databases are migrated; a queue's type cannot change in place: see outbox migrate --recreate-queue)");
+    // Another partitioning on the broker says what to do itself.
+    if (error.code() == ExitCode::config) throw error.with_context("broker (the databases are migrated)");
     throw error.with_context("broker (the databases are migrated; run 'outbox migrate' again once the broker is reachable)");
   }
   for (const std::string& line : topology::describe(settings.exchange, replicas))

@@ -202,21 +202,30 @@ void Connection::check_reply(const std::string& what) {
   throw unavailable_error(message);
 }
 
-void Connection::declare_exchange(const std::string& name, const std::string& type, const std::string& alternate_exchange) {
-  amqp_table_entry_t entries[1];
-  amqp_table_t arguments{0, entries};
-  if (!alternate_exchange.empty()) {
-    entries[0].key = amqp_cstring_bytes("alternate-exchange");
-    entries[0].value.kind = AMQP_FIELD_KIND_UTF8;
-    entries[0].value.value.bytes = bytes(alternate_exchange);
-    arguments.num_entries = 1;
-  }
-  amqp_exchange_declare(state_, kChannel, bytes(name), bytes(type), 0, 1, 0, 0, arguments);
+void Connection::declare_exchange(const std::string& name, const std::string& type, const std::string& alternate_exchange,
+                                  const std::string& hash_header) {
+  amqp_table_entry_t entries[2];
+  int count = 0;
+  auto add = [&](const char* key, const std::string& value) {
+    if (value.empty()) return;
+    entries[count].key = amqp_cstring_bytes(key);
+    entries[count].value.kind = AMQP_FIELD_KIND_UTF8;
+    entries[count].value.value.bytes = bytes(value);
+    ++count;
+  };
+  add("alternate-exchange", alternate_exchange);
+  add("hash-header", hash_header);
+  amqp_exchange_declare(state_, kChannel, bytes(name), bytes(type), 0, 1, 0, 0, amqp_table_t{count, entries});
   check_reply("declare exchange " + name);
 }
 
+void Connection::bind_exchange(const std::string& destination, const std::string& source, const std::string& routing_key) {
+  amqp_exchange_bind(state_, kChannel, bytes(destination), bytes(source), bytes(routing_key), amqp_empty_table);
+  check_reply("bind exchange " + destination + " to " + source + " with " + routing_key);
+}
+
 void Connection::declare_queue(const std::string& name, const QueueOptions& options) {
-  amqp_table_entry_t entries[2];
+  amqp_table_entry_t entries[3];
   int count = 0;
   if (options.quorum) {
     entries[count].key = amqp_cstring_bytes("x-queue-type");
@@ -230,6 +239,12 @@ void Connection::declare_queue(const std::string& name, const QueueOptions& opti
     entries[count].value.value.bytes = bytes(options.dead_letter_exchange);
     ++count;
   }
+  if (options.single_active_consumer) {
+    entries[count].key = amqp_cstring_bytes("x-single-active-consumer");
+    entries[count].value.kind = AMQP_FIELD_KIND_BOOLEAN;
+    entries[count].value.value.boolean = 1;
+    ++count;
+  }
   amqp_queue_declare(state_, kChannel, bytes(name), 0, options.durable ? 1 : 0, 0, 0, amqp_table_t{count, entries});
   check_reply("declare queue " + name);
 }
@@ -237,6 +252,23 @@ void Connection::declare_queue(const std::string& name, const QueueOptions& opti
 void Connection::bind_queue(const std::string& queue, const std::string& exchange, const std::string& routing_key) {
   amqp_queue_bind(state_, kChannel, bytes(queue), bytes(exchange), bytes(routing_key), amqp_empty_table);
   check_reply("bind queue " + queue + " to " + exchange + " with " + routing_key);
+}
+
+bool Connection::queue_exists(const std::string& name) {
+  amqp_queue_declare(state_, kChannel, bytes(name), 1, 0, 0, 0, amqp_empty_table);
+  try {
+    check_reply("look for queue " + name);
+    return true;
+  } catch (const Error& error) {
+    if (error.code() != ExitCode::data) throw;
+  }
+  // 404 closed the channel: confirm the close and open it again.
+  amqp_channel_close_ok_t close_ok{};
+  if (amqp_send_method(state_, kChannel, AMQP_CHANNEL_CLOSE_OK_METHOD, &close_ok) != AMQP_STATUS_OK)
+    throw unavailable_error(role_ + " " + masked_node_ + ": look for queue " + name + ": the connection failed");
+  amqp_channel_open(state_, kChannel);
+  check_reply("open the channel again after looking for queue " + name);
+  return false;
 }
 
 std::pair<uint32_t, uint32_t> Connection::inspect_queue(const std::string& name) {

@@ -107,6 +107,9 @@ struct QueueOptions {
   bool durable = true;
   bool quorum = false;
   std::string dead_letter_exchange;
+  // x-single-active-consumer: the broker delivers to one consumer at a time and fails over to the
+  // next on its death (a partition queue: one consumer keeps its order).
+  bool single_active_consumer = false;
 };
 
 class Connection {
@@ -126,7 +129,15 @@ class Connection {
   size_t frame_max() const;
   const std::string& node() const { return masked_node_; }
 
-  void declare_exchange(const std::string& name, const std::string& type, const std::string& alternate_exchange = "");
+  // `hash_header`: for an x-consistent-hash exchange, the header whose value is hashed (its
+  // hash-header argument) instead of the routing key.
+  void declare_exchange(const std::string& name, const std::string& type, const std::string& alternate_exchange = "",
+                        const std::string& hash_header = "");
+  // Binds exchange `destination` to `source`: what `source` routes with `routing_key` goes on to `destination`.
+  void bind_exchange(const std::string& destination, const std::string& source, const std::string& routing_key);
+  // Passive declare that tells whether the queue exists; the channel the broker closes on a
+  // missing queue (404) is opened again, so the connection stays usable.
+  bool queue_exists(const std::string& name);
   void declare_queue(const std::string& name, const QueueOptions& options);
   void bind_queue(const std::string& queue, const std::string& exchange, const std::string& routing_key);
   // Passive declare: {messages ready, consumers}. Throws Error(data) when the queue does not exist.

@@ -142,6 +142,12 @@ constexpr std::array kOptions{
          .help = "Type of the replica's durable queue outbox.replica.NAME."},
   Option{.key = "replicas.*.binding_keys", .type = Type::string_list, .default_value = "[\"#\"]",
          .help = "Routing keys the replica's queue is bound with."},
+  Option{.key = "replicas.*.partitions", .type = Type::integer, .default_value = "1", .min = 1, .max = 256,
+         .help = "Partition queues of the replica: 1 is the one queue outbox.replica.NAME; N > 1 splits its events by a hash of "
+         "the aggregate id (the broker's consistent-hash exchange outbox.replica.NAME.hash, plugin rabbitmq_consistent_hash_exchange) "
+         "into the queues outbox.replica.NAME.p0 .. pN-1, each with a single active consumer, which several `outbox replicate` "
+         "processes share (each takes its fair share; the others take over a dead one's). A changed count is refused (exit 78) "
+         "while the old queues exist: drain them, stop replicate, delete them, then change it."},
 
   Option{.key = "services.*.url", .type = Type::url, .required = true,
          .help = "PostgreSQL URL of the service database NAME (database per service): its outbox, its inbox and its own "

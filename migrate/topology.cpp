@@ -1,5 +1,7 @@
 #include "migrate/topology.hpp"
 
+#include "core/error.hpp"
+
 namespace outbox::topology {
 
 std::string replica_queue_name(const std::string& replica) { return "outbox.replica." + replica; }
@@ -14,6 +16,7 @@ ReplicaQueue replica_queue(const config::Config& config, const std::string& repl
     out.binding_keys = config.list(prefix + "binding_keys");
   else
     out.binding_keys = {"#"};
+  if (config.values().count(prefix + "partitions")) out.partitions = static_cast<int>(config.integer(prefix + "partitions"));
   return out;
 }
 
@@ -27,6 +30,39 @@ ReplicaQueue consumer_queue(const config::Config& config, const std::string& ser
   if (config.values().count(prefix + "queue_type")) out.quorum = config.text(prefix + "queue_type") == "quorum";
   if (config.values().count(prefix + "binding_keys")) out.binding_keys = config.list(prefix + "binding_keys");
   return out;
+}
+
+std::string partition_queue_name(const std::string& queue, int partition) { return queue + ".p" + std::to_string(partition); }
+
+std::string hash_exchange_name(const std::string& queue) { return queue + ".hash"; }
+
+std::vector<std::string> queue_names(const ReplicaQueue& replica) {
+  if (replica.partitions <= 1) return {replica.queue};
+  std::vector<std::string> out;
+  for (int partition = 0; partition < replica.partitions; ++partition)
+    out.push_back(partition_queue_name(replica.queue, partition));
+  return out;
+}
+
+void check_partitioning(amqp::Connection& connection, const ReplicaQueue& replica) {
+  const int n = replica.partitions;
+  std::string option = "replicas." + replica.replica + ".partitions = " + std::to_string(n);
+  std::string procedure = "; drain them (stop the relay, wait for replicate), stop replicate, delete them, then start again";
+  std::string found;
+  if (n <= 1) {
+    if (connection.queue_exists(partition_queue_name(replica.queue, 0)))
+      found = "partition queues " + partition_queue_name(replica.queue, 0) + "... exist";
+  } else if (connection.queue_exists(replica.queue)) {
+    found = "the unpartitioned queue " + replica.queue + " exists";
+  } else if (connection.queue_exists(partition_queue_name(replica.queue, n))) {
+    found = "more partition queues exist (" + partition_queue_name(replica.queue, n) + ")";
+  } else if (connection.queue_exists(partition_queue_name(replica.queue, 0)) &&
+             !connection.queue_exists(partition_queue_name(replica.queue, n - 1))) {
+    found = "fewer partition queues exist (no " + partition_queue_name(replica.queue, n - 1) + ")";
+  }
+  if (!found.empty())
+    throw config_error("replica " + replica.replica + ": " + option + " but " + found +
+                       ": another partitioning would split the order of an aggregate's events" + procedure);
 }
 
 void declare_exchange(amqp::Connection& connection, const std::string& exchange, bool quorum_queues) {
@@ -43,8 +79,20 @@ void declare_replica(amqp::Connection& connection, const std::string& exchange, 
   amqp::QueueOptions options;
   options.quorum = replica.quorum;
   options.dead_letter_exchange = kDeadLetter;
-  connection.declare_queue(replica.queue, options);
-  for (const std::string& key : replica.binding_keys) connection.bind_queue(replica.queue, exchange, key);
+  check_partitioning(connection, replica);
+  if (replica.partitions <= 1) {
+    connection.declare_queue(replica.queue, options);
+    for (const std::string& key : replica.binding_keys) connection.bind_queue(replica.queue, exchange, key);
+    return;
+  }
+  std::string hash = hash_exchange_name(replica.queue);
+  connection.declare_exchange(hash, "x-consistent-hash", "", "aggregate_id");
+  for (const std::string& key : replica.binding_keys) connection.bind_exchange(hash, exchange, key);
+  options.single_active_consumer = true;
+  for (const std::string& queue : queue_names(replica)) {
+    connection.declare_queue(queue, options);
+    connection.bind_queue(queue, hash, "1");  // equal weights: each queue an equal share of the ring
+  }
 }
 
 std::vector<std::string> describe(const std::string& exchange, const std::vector<ReplicaQueue>& replicas) {
@@ -55,8 +103,16 @@ std::vector<std::string> describe(const std::string& exchange, const std::vector
   for (const ReplicaQueue& replica : replicas) {
     std::string keys;
     for (const std::string& key : replica.binding_keys) keys += (keys.empty() ? "" : ", ") + key;
-    std::string queue =
-        "queue " + replica.queue + " (" + (replica.quorum ? "quorum" : "classic") + ", dead-letter exchange " + kDeadLetter + ")";
+    std::string type = std::string(replica.quorum ? "quorum" : "classic") + ", dead-letter exchange " + kDeadLetter;
+    if (replica.partitions > 1) {
+      std::string hash = hash_exchange_name(replica.queue);
+      out.push_back("exchange " + hash + " (x-consistent-hash on header aggregate_id) bound to " + exchange + " with " + keys);
+      out.push_back("queues " + partition_queue_name(replica.queue, 0) + " .. " +
+                    partition_queue_name(replica.queue, replica.partitions - 1) + " (" + type +
+                    ", single active consumer) bound to " + hash + " with weight 1");
+      continue;
+    }
+    std::string queue = "queue " + replica.queue + " (" + type + ")";
     out.push_back(keys.empty() ? queue + " not bound (no binding_keys)" : queue + " bound to " + exchange + " with " + keys);
   }
   return out;

@@ -12,6 +12,21 @@
 //            replicas.NAME.binding_keys
 //   queue outbox.consumer.NAME the same for the consumer of service NAME (services.NAME.queue_type,
 //            services.NAME.binding_keys): a consumer's queue is a replica's queue by another name
+//
+// A partitioned replica (replicas.NAME.partitions = N > 1) has, instead of its one queue:
+//   exchange outbox.replica.NAME.hash  x-consistent-hash on the aggregate_id header, bound to
+//            broker.exchange with each of the binding keys
+//   queue outbox.replica.NAME.p0 .. pN-1  as the one queue above, plus x-single-active-consumer,
+//            each bound to the hash exchange with weight "1"
+// Why the aggregate_id header: every event of an aggregate then lands in one queue, in the order
+// the relay published it (the relay sets the header on every message, heartbeats included). Why
+// single-active-consumer: the broker itself then never delivers one queue to two processes at once,
+// whatever our own sharing (replicate/partition_share.hpp) does wrong.
+// Why a changed N is refused (check_partitioning): the ring of the hash exchange moves aggregates to
+// other queues when queues come or go, so events of one aggregate would sit in two queues, served
+// by two processes, and could apply out of order. The procedure is: stop writes or the relay, let
+// replicate drain every queue, stop replicate, delete the old queues (and the hash exchange),
+// change N, start again.
 #include <string>
 #include <vector>
 
@@ -28,6 +43,7 @@ struct ReplicaQueue {
   std::string queue;    // "outbox.replica.main"
   bool quorum = false;
   std::vector<std::string> binding_keys;
+  int partitions = 1;  // replicas.NAME.partitions: 1 is the one queue `queue`
 };
 
 std::string replica_queue_name(const std::string& replica);
@@ -38,11 +54,23 @@ ReplicaQueue replica_queue(const config::Config& config, const std::string& repl
 std::string consumer_queue_name(const std::string& service);
 ReplicaQueue consumer_queue(const config::Config& config, const std::string& service);
 
+// "outbox.replica.main.p3": the queue of partition 3 of the replica whose queue is `queue`.
+std::string partition_queue_name(const std::string& queue, int partition);
+// "outbox.replica.main.hash": the consistent-hash exchange that spreads its events over the partitions.
+std::string hash_exchange_name(const std::string& queue);
+// The queues the replica's events go to: its one queue, or its N partition queues.
+std::vector<std::string> queue_names(const ReplicaQueue& replica);
+
+// Throws Error(config) when the broker holds queues of another partitioning of the replica than
+// replica.partitions (see above: a change splits the order of aggregates).
+void check_partitioning(amqp::Connection& connection, const ReplicaQueue& replica);
+
 // The exchange events are published to, with its alternate exchange and queue (a quorum queue
 // when `quorum_queues`: broker.queue_type).
 void declare_exchange(amqp::Connection& connection, const std::string& exchange, bool quorum_queues = false);
 // The dead-letter exchange and queue (quorum when `quorum_queues`), then the replica's (or
-// consumer's) queue and its bindings.
+// consumer's) queue and its bindings, or its hash exchange and partition queues (after
+// check_partitioning).
 void declare_replica(amqp::Connection& connection, const std::string& exchange, const ReplicaQueue& replica,
                      bool quorum_queues = false);
 // One line per object, for `outbox migrate` (and its dry run).

@@ -41,6 +41,24 @@ std::string plural(long long count, const std::string& word) {
   return std::to_string(count) + " " + word + (count == 1 ? "" : "s");
 }
 
+// Adds the ready messages of the replica's queue to `backlog` (a partitioned replica's queues are
+// outbox.replica.NAME.p0.., each a row of the report with its `replica`); returns the missing ones.
+std::vector<std::string> add_queue_backlog(const lag::BrokerStage& broker, const std::string& queue_name,
+                                           const std::string& replica, long long& backlog) {
+  std::vector<const lag::QueueStage*> queues;
+  for (const lag::QueueStage& queue : broker.queues)
+    if (queue.queue == queue_name || (!replica.empty() && queue.replica == replica)) queues.push_back(&queue);
+  if (queues.empty()) return {queue_name};
+  std::vector<std::string> missing;
+  for (const lag::QueueStage* queue : queues) {
+    if (queue->exists)
+      backlog += queue->ready;
+    else
+      missing.push_back(queue->queue);
+  }
+  return missing;
+}
+
 }  // namespace
 
 std::string_view status_name(Status status) {
@@ -108,13 +126,9 @@ Result evaluate(const lag::Report& report, const Thresholds& thresholds) {
     }
     failed += replica.parked + replica.waiting;
     if (report.broker.error.empty()) {
-      const lag::QueueStage* queue = report.broker.find(queue_name);
-      if (queue && queue->exists) {
-        backlog += queue->ready;
-      } else {
-        raise(Status::warning);
-        parts.push_back("queue " + queue_name + " missing (run outbox migrate)");
-      }
+      std::vector<std::string> missing = add_queue_backlog(report.broker, queue_name, service ? "" : replica.name, backlog);
+      if (!missing.empty()) raise(Status::warning);
+      for (const std::string& queue : missing) parts.push_back("queue " + queue + " missing (run outbox migrate)");
     }
   }
   perf += "backlog=" + std::to_string(backlog) + ";;;0 failed=" + std::to_string(failed) + ";;;0";

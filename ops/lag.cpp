@@ -32,7 +32,10 @@ std::string now_iso() {
 void read_broker(const config::Config& config, const std::vector<std::string>& replicas, const std::string& service,
                  BrokerStage& stage) {
   std::vector<QueueStage> queues;
-  for (const std::string& replica : replicas) queues.push_back({topology::replica_queue_name(replica), replica});
+  // A partitioned replica (replicas.NAME.partitions) has one row per partition queue.
+  for (const std::string& replica : replicas)
+    for (const std::string& queue : topology::queue_names(topology::replica_queue(config, replica)))
+      queues.push_back({queue, replica});
   if (!service.empty()) queues.push_back({topology::consumer_queue_name(service), service});
   queues.push_back({topology::kUnroutable, ""});
   queues.push_back({topology::kDeadLetter, ""});

@@ -17,6 +17,7 @@ std::unique_ptr<ConnectionLifecycle> Replicator::make_lifecycle() {
             applier_.reset();
             helper_dbs_.clear();
             db_.reset();
+            if (share_) share_->released(partition_);
           },
       .is_open = [this] { return db_ != nullptr; },
       .connected_detail =
@@ -37,10 +38,10 @@ std::unique_ptr<ConnectionLifecycle> Replicator::make_lifecycle() {
       .is_open = [this] { return broker_ != nullptr; },
       .connected_detail =
           [this](bool again) {
-            return " (" + broker_->node() + "); consuming " + queue_.queue +
+            return " (" + broker_->node() + "); consuming " + consume_queue_ +
                    (again ? std::string() : " with prefetch " + std::to_string(prefetch_));
           },
-      .needed = [this] { return !stopping_; },
+      .needed = [this] { return !stopping_ && !giving_back_; },
       // Deliveries that arrived with the consume-ok sit in rabbitmq-c's buffer, unseen by the socket poll.
       .opened =
           [this] {
@@ -77,6 +78,10 @@ void Replicator::announce_ready() {
 }
 
 void Replicator::open_replica() {
+  // Asked before connecting: a partition left to another process retries every max_backoff, and
+  // a connection each time would cost the replica a backend start for nothing.
+  if (share_ && !share_->may_take())
+    throw NotNow(role_ + ": this process " + share_->describe() + ", its fair share; standing by");
   auto connection = pg::connect(url_, role_, program_);
   try {
     migrate::require_current(*connection, consumer_ ? migrate::Target::service : migrate::Target::replica, role_);
@@ -88,6 +93,7 @@ void Replicator::open_replica() {
     throw WaitingForOperator(std::string(behind.what()) + "; waiting for it (not ready until then)");
   }
   take_serve_lock(*connection);
+  if (share_) share_->taken(partition_);
   std::vector<std::unique_ptr<pqxx::connection>> helpers;
   std::vector<pqxx::connection*> helper_pointers;
   for (int i = 1; i < apply_connections_; ++i) {
@@ -115,14 +121,21 @@ void Replicator::take_serve_lock(pqxx::connection& connection) {
       "nullif(a.application_name, '') || ')', '') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
       "WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.objid = hashtext($2)::oid AND l.granted LIMIT 1",
       static_cast<long long>(static_cast<unsigned>(kServeLockClass)), serve_lock_key());
-  throw NotNow(
-      role_ + (consumer_ ? ": another outbox consume serves this consumer" : ": another outbox replicate serves this replica") +
-      (holder.empty() ? std::string() : " (backend " + holder[0][0].as<std::string>() + ")") + "; standing by until it stops");
+  throw NotNow(role_ +
+               (consumer_         ? ": another outbox consume serves this consumer"
+                : partition_ >= 0 ? ": another outbox replicate serves this partition"
+                                  : ": another outbox replicate serves this replica") +
+               (holder.empty() ? std::string() : " (backend " + holder[0][0].as<std::string>() + ")") +
+               "; standing by until it stops");
 }
 
 // A consumer's key differs from a replica's of the same name: a service database may be a
 // replica's too (hashtext of the name alone would make one stand by for the other).
-std::string Replicator::serve_lock_key() const { return consumer_ ? "consumer " + replica_ : replica_; }
+// A partition's key names it: each partition has its own holder.
+std::string Replicator::serve_lock_key() const {
+  std::string key = consumer_ ? "consumer " + replica_ : replica_;
+  return partition_ < 0 ? key : key + " partition " + std::to_string(partition_);
+}
 
 void Replicator::stand_by() {
   // A standby must not hold deliveries: they go back to the broker, which gives them to the
@@ -138,6 +151,30 @@ void Replicator::stand_by() {
   announce_ready();
 }
 
+void Replicator::give_back_partition() {
+  log_->info("giving this partition back: this process {}, more than its fair share", share_->describe());
+  giving_back_ = true;
+  // Unacked deliveries go back to the queue at once; the next holder subscribes only once it holds
+  // the serve lock, which ends after the batch in flight committed (finish_give_back).
+  drop_broker();
+  pending_.clear();
+  batch_due_ = false;
+  batch_timer_->stop();
+  if (!in_flight_) finish_give_back();
+}
+
+void Replicator::finish_give_back() {
+  applier_.reset();
+  helper_dbs_.clear();
+  db_.reset();  // ends the serve lock
+  share_->released(partition_);
+  giving_back_ = false;
+  standing_by_ = true;
+  log_->info("given back; standing by");
+  if (stopping_) return finish_if_drained();
+  lifecycle_->retry();
+}
+
 void Replicator::drop_broker() {
   broker_poll_.reset();
   broker_.reset();
@@ -148,7 +185,7 @@ void Replicator::open_broker() {
   topology::declare_exchange(*connection, broker_settings_.exchange, broker_settings_.quorum_queues);
   topology::declare_replica(*connection, broker_settings_.exchange, queue_, broker_settings_.quorum_queues);
   connection->set_prefetch(static_cast<uint16_t>(prefetch_));
-  connection->consume(queue_.queue, program_ + "-" + replica_);
+  connection->consume(consume_queue_, program_ + "-" + replica_ + (partition_ < 0 ? "" : "-p" + std::to_string(partition_)));
   broker_ = std::move(connection);
   ++broker_generation_;
   broker_poll_ = std::make_unique<loop::Poll>(loop_, broker_->fd(), [this] { on_broker_readable(); });
@@ -169,6 +206,21 @@ void Replicator::broker_lost(const std::string& reason) {
   batch_timer_->stop();
   if (stopping_) return finish_if_drained();
   lifecycle_->retry();
+}
+
+void Replicator::cancel_in_flight() {
+  if (!in_flight_) return;
+  if (applier_) applier_->cancel();  // also stops it between statements
+  // PQcancel is meant to be sent from another thread than the one waiting for the result.
+  auto cancel = [](pqxx::connection* connection) {
+    try {
+      if (connection) connection->cancel_query();
+    } catch (const std::exception&) {
+      // The connection is gone: the statement is too.
+    }
+  };
+  cancel(db_.get());
+  for (auto& helper : helper_dbs_) cancel(helper.get());
 }
 
 }  // namespace outbox::replicate

@@ -38,14 +38,20 @@ Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, con
       loop_(runtime.loop()),
       metrics_(metrics),
       replica_(replica.name),
+      partition_(replica.partition),
+      share_(replica.share),
+      consume_queue_(partition_ < 0 ? replica.queue.queue : topology::partition_queue_name(replica.queue.queue, partition_)),
       consumer_(replica.consumer),
-      role_((consumer_ ? "consumer " : "replica ") + replica_),
+      role_((consumer_ ? "consumer " : "replica ") + replica_ +
+            (partition_ < 0 ? "" : " partition " + std::to_string(partition_))),
       program_(consumer_ ? "outbox-consume" : "outbox-replicate"),
       labels_({{consumer_ ? "service" : "replica", replica_}}),
-      log_(log::get((consumer_ ? "consume " : "replicate ") + replica_)),
+      log_(log::get((consumer_ ? "consume " : "replicate ") + replica_ +
+                    (partition_ < 0 ? "" : "/p" + std::to_string(partition_)))),
       callbacks_(std::move(callbacks)),
       backoff_(milliseconds(30000)) {
   amqp::require_broker(settings.broker);
+  if (partition_ >= 0) labels_.push_back({"partition", std::to_string(partition_)});
   url_ = replica.url;
   broker_settings_ = settings.broker;
   queue_ = replica.queue;
@@ -77,6 +83,7 @@ Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, con
   // Reads frames the socket poll has not signalled (buffered in rabbitmq-c) and keeps AMQP
   // heartbeats flowing while the replica is down and nothing is acked.
   tick_timer_ = std::make_unique<loop::Timer>(loop_, [this] {
+    if (share_ && db_ && !giving_back_ && !stopping_ && share_->should_give_back(partition_)) give_back_partition();
     if (broker_) on_broker_readable();
     update_lag_gauge();
     prune_applied();
@@ -211,7 +218,7 @@ void Replicator::prune_applied() {
 void Replicator::start() {
   std::string keys;
   for (const std::string& key : queue_.binding_keys) keys += (keys.empty() ? "" : ",") + key;
-  log_->info("starting: {} {}, queue {} ({}, bound with {}), broker {}, {} {}(s)", role_, mask_url(url_), queue_.queue,
+  log_->info("starting: {} {}, queue {} ({}, bound with {}), broker {}, {} {}(s)", role_, mask_url(url_), consume_queue_,
              queue_.quorum ? "quorum" : "classic", keys, mask_url(broker_settings_.urls.front()), mappings_.size(),
              consumer_ ? "handler" : "mapping");
   // The gauges exist from the start (a scrape before the first tick sees them, at 0).
@@ -329,6 +336,11 @@ void Replicator::apply_pending() {
 void Replicator::on_applied() {
   std::unique_ptr<InFlight> batch = std::move(in_flight_);
   update_gauges();
+  if (giving_back_) {
+    // Nothing is acked (the channel is gone): the next holder gets these messages again as duplicates.
+    if (!batch->chore && !batch->error) record(batch->counts, Clock::now() - batch->started);
+    return finish_give_back();
+  }
   if (batch->chore) {
     if (batch->error) {
       try {
@@ -465,21 +477,6 @@ void Replicator::finish_if_drained() {
 // Stuck is a batch that has been applying for minutes (a replica connection that hangs); an outage,
 // which the daemon rides out by reconnecting with backoff, is not.
 bool Replicator::healthy() const { return !in_flight_ || Clock::now() - in_flight_->started < kStuckAfter; }
-
-void Replicator::cancel_in_flight() {
-  if (!in_flight_) return;
-  if (applier_) applier_->cancel();  // also stops it between statements
-  // PQcancel is meant to be sent from another thread than the one waiting for the result.
-  auto cancel = [](pqxx::connection* connection) {
-    try {
-      if (connection) connection->cancel_query();
-    } catch (const std::exception&) {
-      // The connection is gone: the statement is too.
-    }
-  };
-  cancel(db_.get());
-  for (auto& helper : helper_dbs_) cancel(helper.get());
-}
 
 std::string Replicator::status_line() const {
   std::string state = ready()                ? (consumer_ ? "consuming" : "replicating")

@@ -38,6 +38,7 @@
 #include "core/metrics.hpp"
 #include "migrate/topology.hpp"
 #include "replicate/apply.hpp"
+#include "replicate/partition_share.hpp"
 #include "replicate/settings.hpp"
 
 namespace outbox::replicate {
@@ -61,6 +62,8 @@ class Replicator {
   void cancel_in_flight();
   bool ready() const { return db_ && broker_; }
   bool ever_ready() const { return ever_ready_; }
+  // A partition that another process serves (this one has its fair share): nothing is wrong.
+  bool left_to_another_process() const { return share_ && standing_by_ && !waiting_for_migrate_; }
   bool healthy() const;
   std::string status_line() const;
   const std::string& replica() const { return replica_; }
@@ -78,6 +81,10 @@ class Replicator {
   void take_serve_lock(pqxx::connection& connection);
   std::string serve_lock_key() const;
   void stand_by();
+  // A partition over this process's fair share (see replicate/partition_share.hpp): stop
+  // consuming, let the batch in flight commit, then end the serve lock.
+  void give_back_partition();
+  void finish_give_back();
   void open_broker();
   void drop_broker();
   void database_lost(const std::string& reason);
@@ -106,6 +113,9 @@ class Replicator {
   loop::Loop& loop_;
   metrics::Registry& metrics_;
   std::string replica_;
+  int partition_ = -1;  // see ReplicaSettings::partition
+  std::shared_ptr<PartitionShare> share_;
+  std::string consume_queue_;   // queue_.queue, or this partition's queue
   bool consumer_ = false;       // `outbox consume`: handlers instead of table mappings
   std::string role_, program_;  // "replica main" / "consumer booking"; the application_name
   metrics::Labels labels_;      // replica="NAME" (a consumer: service="NAME") on every sample
@@ -172,6 +182,7 @@ class Replicator {
   bool chore_due_ = false;
   bool ever_ready_ = false;
   bool standing_by_ = false;
+  bool giving_back_ = false;          // give_back_partition() until the serve lock ended
   bool waiting_for_migrate_ = false;  // the database's schema is older than this binary needs
   bool stopping_ = false, drained_ = false;
   std::chrono::steady_clock::time_point last_progress_ = std::chrono::steady_clock::now();

@@ -3,21 +3,43 @@
 #include <algorithm>
 
 namespace outbox::replicate {
+namespace {
+
+// A partitioned replica is served by one Replicator per partition queue, each with its own
+// connections and serve lock (so each partition can move to another process alone), all of them
+// counting against one PartitionShare.
+std::vector<ReplicaSettings> split_partitions(const std::vector<ReplicaSettings>& replicas) {
+  std::vector<ReplicaSettings> out;
+  for (const ReplicaSettings& replica : replicas) {
+    if (replica.queue.partitions <= 1 || replica.consumer) {
+      out.push_back(replica);
+      continue;
+    }
+    auto share = std::make_shared<PartitionShare>(replica.url, replica.name, "outbox-replicate", replica.queue.partitions);
+    for (int partition = 0; partition < replica.queue.partitions; ++partition) {
+      out.push_back(replica);
+      out.back().partition = partition;
+      out.back().share = share;
+    }
+  }
+  return out;
+}
+
+}  // namespace
 
 Service::Service(daemon::Runtime& runtime, Settings settings) : Service(runtime, std::move(settings), Flavor{}) {}
 
 Service::Service(daemon::Runtime& runtime, Settings settings, Flavor flavor)
     : runtime_(runtime), flavor_(std::move(flavor)), shutdown_timeout_(settings.tunables.shutdown_timeout) {
-  for (const ReplicaSettings& replica : settings.replicas) {
+  for (const ReplicaSettings& replica : split_partitions(settings.replicas)) {
     Replicator::Callbacks callbacks;
-    callbacks.on_ready = [this] {
+    callbacks.on_ready = [this, targets = settings.replicas.size()] {
       if (announced_ready_) return;
       for (const auto& replicator : replicators_)
         if (!replicator->ever_ready()) return;
       announced_ready_ = true;
       daemon::notify_ready();
-      spdlog::info("{}: ready ({} {}(s))", flavor_.name, replicators_.size(),
-                   flavor_.name == "replicate" ? "replica" : "consumer");
+      spdlog::info("{}: ready ({} {}(s))", flavor_.name, targets, flavor_.name == "replicate" ? "replica" : "consumer");
     };
     callbacks.on_fatal = [this](const Error& error) {
       if (fatal_error_) return;
@@ -59,7 +81,8 @@ Service::Service(daemon::Runtime& runtime, Settings settings, Flavor flavor)
     return std::all_of(replicators_.begin(), replicators_.end(), [](const auto& r) { return r->healthy(); });
   };
   hooks.connected = [this] {  // for /healthz
-    return std::all_of(replicators_.begin(), replicators_.end(), [](const auto& r) { return r->ready(); });
+    return std::all_of(replicators_.begin(), replicators_.end(),
+                       [](const auto& r) { return r->ready() || r->left_to_another_process(); });
   };
   runtime_.set_hooks(std::move(hooks));
 }

@@ -4,6 +4,7 @@
 // throws) and by `outbox config check`. Nothing else in replicate reads an option by its key.
 #include <chrono>
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,8 @@
 #include "replicate/event.hpp"
 
 namespace outbox::replicate {
+
+class PartitionShare;
 
 // The options SIGHUP may change.
 struct Tunables {
@@ -34,6 +37,10 @@ struct ReplicaSettings {
   topology::ReplicaQueue queue;
   bool consumer = false;
   std::vector<Mapping> handlers;  // a consumer's
+  // One partition of a partitioned replica (queue.partitions > 1): the Service gives each its own
+  // Replicator, all of them one PartitionShare. -1: the whole replica.
+  int partition = -1;
+  std::shared_ptr<PartitionShare> share;
 };
 
 struct Settings {
