@@ -324,7 +324,7 @@ void print_status(const nlohmann::ordered_json& database) {
             << database["latest"] << ", " << database["pending"] << " pending\n";
   for (size_t i = 0; i < database["migrations"].size(); ++i) {
     const nlohmann::ordered_json& entry = database["migrations"][i];
-    std::string_view word = entry["state"].get<std::string>();
+    std::string word = entry["state"].get<std::string>();
     size_t state = std::find(std::begin(kStateWord), std::end(kStateWord), word) - std::begin(kStateWord);
     // A file name recorded by another binary comes from the database: escaped.
     std::cout << "  " << text(entry["file"]) << "  " << kStateText[state];
@@ -336,7 +336,7 @@ void print_status(const nlohmann::ordered_json& database) {
   std::cout << "  own migrations in " << text(own["dir"]) << ":\n";
   constexpr std::string_view kOwnStateText[] = {"applied", "pending", "CHANGED SINCE APPLIED"};
   for (const nlohmann::ordered_json& entry : own["files"]) {
-    std::string_view word = entry["state"].get<std::string>();
+    std::string word = entry["state"].get<std::string>();
     size_t state = std::find(std::begin(kOwnStateWord), std::end(kOwnStateWord), word) - std::begin(kOwnStateWord);
     std::cout << "  " << text(entry["file"]) << "  " << kOwnStateText[state];
     if (!entry["applied_at"].is_null()) std::cout << "  " << text(entry["applied_at"]);
