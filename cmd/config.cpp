@@ -5,6 +5,7 @@
 
 #include "cmd/command.hpp"
 #include "consume/settings.hpp"
+#include "core/config_show.hpp"
 #include "core/options.hpp"
 #include "core/settings.hpp"
 #include "relay/settings.hpp"
@@ -17,9 +18,11 @@ void add_config_commands(Registry& registry) {
   config->require_subcommand(1);
   CLI::App* show = config->add_subcommand(
       "show", "Print every effective option, its value and its source (default, file, env, flag); passwords are masked");
+  static bool json = false;
+  show->add_flag("--json", json, "Print one JSON document: each option's key, value, source and origin");
   registry.on_run(show, [&registry] {
     config::Config loaded = load_config(registry.globals());
-    std::cout << config::show(loaded);
+    std::cout << (json ? config::show_json(loaded) : config::show(loaded));
     return 0;
   });
   CLI::App* check =

@@ -1,9 +1,10 @@
 // outbox migrate [--target primary|replica NAME|all | --service NAME...] [--dry-run]
-// outbox migrate status [--target ... | --service NAME...]
+// outbox migrate status [--target ... | --service NAME...] [--json]
 // Applies the embedded schema migrations (migrate/runner.hpp) to the primary, the replicas and the
 // service databases, then each service's own migrations (migrate/service_migrations.hpp).
 #include <algorithm>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "cmd/command.hpp"
 #include "core/amqp.hpp"
@@ -77,8 +78,6 @@ std::vector<Database> select_databases(const config::Config& config, const Selec
 
 // By migrate::State, in its order.
 constexpr std::string_view kStateText[] = {"applied", "pending", "CHECKSUM MISMATCH", "applied, unknown to this outbox"};
-
-std::string_view state_text(migrate::State state) { return kStateText[static_cast<int>(state)]; }
 
 // The queues of this run (as declare_broker_topology selects them).
 std::vector<topology::ReplicaQueue> selected_queues(const config::Config& config, const Selection& selection) {
@@ -242,10 +241,16 @@ int run_migrate(const config::Config& config, const Selection& selection, bool d
   return 0;
 }
 
-// The status of a service's own migrations; returns false when a file changed after it was applied.
-bool print_own_status(const config::Config& config, const Database& database, pqxx::connection& connection) {
+// By migrate::State and migrate::OwnState, in their order: the words of --json.
+constexpr std::string_view kStateWord[] = {"applied", "pending", "checksum_mismatch", "unknown"};
+constexpr std::string_view kOwnStateWord[] = {"applied", "pending", "changed"};
+
+// A service's own migrations, or an empty object when it has none; their problems go to stderr and
+// make `ok` false.
+nlohmann::ordered_json own_status(const config::Config& config, const Database& database, pqxx::connection& connection,
+                                  bool& ok) {
   std::string dir = config::service_migrations_dir(config, database.service);
-  if (dir.empty()) return true;
+  if (dir.empty()) return nlohmann::ordered_json::object();
   std::vector<migrate::OwnMigration> files = migrate::read_own_migrations(dir, database.role);
   std::vector<migrate::OwnEntry> entries;
   try {
@@ -253,50 +258,113 @@ bool print_own_status(const config::Config& config, const Database& database, pq
   } catch (const std::exception& error) {
     throw migrate::server_error(error, database.role + ": reading outbox_service_migrations");
   }
-  std::cout << "  own migrations in " << escape_controls(dir) << ":\n";
-  bool ok = true;
+  nlohmann::ordered_json own = {{"dir", dir}, {"files", nlohmann::ordered_json::array()}};
   for (const migrate::OwnEntry& entry : entries) {
-    constexpr std::string_view kOwnStateText[] = {"applied", "pending", "CHANGED SINCE APPLIED"};
-    std::cout << "  " << escape_controls(entry.migration->file) << "  " << kOwnStateText[static_cast<int>(entry.state)];
-    if (!entry.applied_at.empty()) std::cout << "  " << entry.applied_at;
-    std::cout << "\n";
+    own["files"].push_back(
+        {{"file", entry.migration->file},
+         {"state", kOwnStateWord[static_cast<int>(entry.state)]},
+         {"applied_at", entry.applied_at.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(entry.applied_at)}});
     if (entry.state == migrate::OwnState::changed) {
       std::cerr << "outbox: " << database.role << ": migration " << escape_controls(entry.migration->file)
                 << " changed since it was applied; an applied migration must never change\n";
       ok = false;
     }
   }
-  return ok;
+  return own;
 }
 
-int run_status(const config::Config& config, const Selection& selection) {
-  bool mismatch = false;
-  for (const Database& database : select_databases(config, selection)) {
-    auto connection = pg::connect(database.url, database.role, "outbox migrate");
-    migrate::Status state;
-    try {
-      state = migrate::status(*connection, database.target);
-    } catch (const Error& error) {
-      throw error.with_context(database.role);
-    } catch (const std::exception& error) {
-      throw Error(pg::is_connection_error(error) ? ExitCode::unavailable : ExitCode::software,
-                  database.role + ": reading schema_migrations: " + first_line(error.what()));
-    }
-    std::cout << database.role << " (" << mask_url(database.url) << "): version " << state.current << ", latest " << state.latest
-              << ", " << state.pending() << " pending\n";
-    for (const migrate::Entry& entry : state.entries) {
-      // A file name recorded by another binary comes from the database: escaped.
-      std::cout << "  " << escape_controls(entry.file()) << "  " << state_text(entry.state);
-      if (!entry.applied_at.empty()) std::cout << "  " << entry.applied_at;
-      std::cout << "\n";
-    }
-    if (auto problem = migrate::history_problem(state, database.role)) {
-      std::cerr << "outbox: " << escape_controls(*problem) << "\n";
-      mismatch = true;
-    }
-    if (database.target == migrate::Target::service && !print_own_status(config, database, *connection)) mismatch = true;
+// One database's status as a JSON object (what the text form prints, too); its problems go to
+// stderr and make `ok` false.
+nlohmann::ordered_json database_status(const config::Config& config, const Database& database, bool& ok) {
+  auto connection = pg::connect(database.url, database.role, "outbox migrate");
+  migrate::Status state;
+  try {
+    state = migrate::status(*connection, database.target);
+  } catch (const Error& error) {
+    throw error.with_context(database.role);
+  } catch (const std::exception& error) {
+    throw Error(pg::is_connection_error(error) ? ExitCode::unavailable : ExitCode::software,
+                database.role + ": reading schema_migrations: " + first_line(error.what()));
   }
-  return mismatch ? static_cast<int>(ExitCode::config) : 0;
+  nlohmann::ordered_json out = {{"role", database.role},
+                                {"target", std::string(migrate::target_name(database.target))},
+                                {"url", mask_url(database.url)},
+                                {"version", state.current},
+                                {"latest", state.latest},
+                                {"pending", state.pending()},
+                                {"migrations", nlohmann::ordered_json::array()},
+                                {"checksum_mismatches", nlohmann::ordered_json::array()}};
+  for (const migrate::Entry& entry : state.entries) {
+    out["migrations"].push_back(
+        {{"version", entry.version},
+         {"file", entry.file()},
+         {"state", kStateWord[static_cast<int>(entry.state)]},
+         {"applied_at", entry.applied_at.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(entry.applied_at)},
+         {"checksum", entry.checksum.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(entry.checksum)},
+         {"expected_checksum", entry.expected.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(entry.expected)}});
+    if (entry.state == migrate::State::mismatch) out["checksum_mismatches"].push_back(entry.file());
+  }
+  out["problem"] = nullptr;
+  if (auto problem = migrate::history_problem(state, database.role)) {
+    std::cerr << "outbox: " << escape_controls(*problem) << "\n";
+    out["problem"] = *problem;
+    ok = false;
+  }
+  if (database.target == migrate::Target::service) {
+    bool own_ok = true;
+    out["own_migrations"] = own_status(config, database, *connection, own_ok);
+    for (const auto& file : out["own_migrations"].value("files", nlohmann::ordered_json::array()))
+      if (file["state"] == "changed") out["checksum_mismatches"].push_back(file["file"]);
+    ok = ok && own_ok;
+  }
+  return out;
+}
+
+// The text form of one database's status.
+void print_status(const nlohmann::ordered_json& database) {
+  auto text = [](const nlohmann::ordered_json& value) { return escape_controls(value.get<std::string>()); };
+  std::cout << text(database["role"]) << " (" << text(database["url"]) << "): version " << database["version"] << ", latest "
+            << database["latest"] << ", " << database["pending"] << " pending\n";
+  for (size_t i = 0; i < database["migrations"].size(); ++i) {
+    const nlohmann::ordered_json& entry = database["migrations"][i];
+    std::string word = entry["state"].get<std::string>();
+    size_t state = std::find(std::begin(kStateWord), std::end(kStateWord), word) - std::begin(kStateWord);
+    // A file name recorded by another binary comes from the database: escaped.
+    std::cout << "  " << text(entry["file"]) << "  " << kStateText[state];
+    if (!entry["applied_at"].is_null()) std::cout << "  " << text(entry["applied_at"]);
+    std::cout << "\n";
+  }
+  if (!database.contains("own_migrations") || database["own_migrations"].empty()) return;
+  const nlohmann::ordered_json& own = database["own_migrations"];
+  std::cout << "  own migrations in " << text(own["dir"]) << ":\n";
+  constexpr std::string_view kOwnStateText[] = {"applied", "pending", "CHANGED SINCE APPLIED"};
+  for (const nlohmann::ordered_json& entry : own["files"]) {
+    std::string word = entry["state"].get<std::string>();
+    size_t state = std::find(std::begin(kOwnStateWord), std::end(kOwnStateWord), word) - std::begin(kOwnStateWord);
+    std::cout << "  " << text(entry["file"]) << "  " << kOwnStateText[state];
+    if (!entry["applied_at"].is_null()) std::cout << "  " << text(entry["applied_at"]);
+    std::cout << "\n";
+  }
+}
+
+// Text: one block per database as it is read. --json: one document at the end,
+// {"databases": [...], "ok": bool}. The exit status is the same: 78 on a checksum mismatch or a
+// history problem.
+int run_status(const config::Config& config, const Selection& selection, bool json) {
+  bool ok = true;
+  nlohmann::ordered_json document = {{"databases", nlohmann::ordered_json::array()}};
+  for (const Database& database : select_databases(config, selection)) {
+    nlohmann::ordered_json status = database_status(config, database, ok);
+    if (json)
+      document["databases"].push_back(status);
+    else
+      print_status(status);
+  }
+  if (json) {
+    document["ok"] = ok;
+    std::cout << document.dump(2, ' ', true, nlohmann::ordered_json::error_handler_t::replace) << "\n";
+  }
+  return ok ? 0 : static_cast<int>(ExitCode::config);
 }
 
 }  // namespace
@@ -323,11 +391,13 @@ void add_migrate_commands(Registry& registry) {
   migrate->add_flag("--dry-run", dry_run, "Print the SQL of the pending migrations and change nothing");
   CLI::App* status = migrate->add_subcommand("status", "Show the applied and pending migrations of each database");
   status->fallthrough();  // `migrate status --target primary`
+  static bool json = false;
+  status->add_flag("--json", json, "Print one JSON document: per database its target, version, migrations and mismatches");
   registry.on_run(migrate, [&registry] {
     config::Config config = load_config(registry.globals());
     if (registry.root().get_subcommand("migrate")->get_subcommand("status")->parsed()) {
       if (dry_run) throw usage_error("migrate status: --dry-run does not apply (status changes nothing)");
-      return run_status(config, selection);
+      return run_status(config, selection, json);
     }
     return run_migrate(config, selection, dry_run);
   });

@@ -2,12 +2,13 @@
 // fixed): each write commits its row and its outbox event in one transaction on the primary.
 //   create_parking_slot --name NAME [--status STATUS]
 //   parking_slot_list [--from primary|replica[:NAME]] [--max-staleness DURATION]   (default: replica main)
-//   parking_slot_details --uuid UUID [--from primary|replica[:NAME]]
+//   parking_slot_details --uuid UUID [--from primary|replica[:NAME]] [--json]
 //   update_parking_slot --uuid UUID [--name NAME] [--status STATUS]
 //   delete_parking_slot --uuid UUID
 #include "examples/parking/parking.hpp"
 
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <optional>
 
 #include "cmd/command.hpp"
@@ -20,6 +21,7 @@ namespace {
 struct Options {
   std::string name, status, uuid, from = "replica", max_staleness;
   std::optional<std::string> new_name, new_status;
+  bool json = false;
 };
 
 }  // namespace
@@ -60,12 +62,19 @@ void add_parking_commands(Registry& registry) {
   CLI::App* details = registry.add("parking_slot_details", "Show one parking slot");
   details->add_option("--uuid", o.uuid, "The slot's uuid")->required();
   details->add_option("--from", o.from, from_help);
+  details->add_flag("--json", o.json, "Print one JSON object (uuid, name, status) instead of one line per field");
   registry.on_run(details, [from] {
     std::string uuid = parking::normalize_uuid(o.uuid);
     parking::Source source = from();
     auto slot = parking::with_transaction<pqxx::read_transaction>(source, [&](auto& tx) { return parking::find(tx, uuid); });
     if (!slot) throw data_error("parking slot " + uuid + " not found in " + source.role);
-    std::cout << parking::details(*slot);
+    if (!o.json) {
+      std::cout << parking::details(*slot);
+      return 0;
+    }
+    // ASCII only: a replica's row may hold control characters (see parking::details), escaped here.
+    nlohmann::ordered_json object = {{"uuid", slot->uuid}, {"name", slot->name}, {"status", slot->status}};
+    std::cout << object.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace) << "\n";
     return 0;
   });
 

@@ -1,4 +1,5 @@
 // outbox verify [--replica NAME] [--json] [--timeout 60s] [--table TABLE [--key COLUMN]] [--chunk-rows N]
+//               [--progress auto|always|never]
 // outbox verify --service NAME [--json]
 // Compares the primary with a replica at a consistent point (ops/verify.hpp has the method), or
 // checks a service database's deployment (ops/verify_service.hpp).
@@ -7,12 +8,15 @@
 //   be reached (the line names it),
 //   75 no consistent point within --timeout (the relay or replicate is behind or down),
 //   64 usage, 78 configuration (an unknown replica, a schema that is not current).
+#include <unistd.h>
+
 #include <iostream>
 #include <set>
 
 #include "cmd/command.hpp"
 #include "core/error.hpp"
 #include "core/escape.hpp"
+#include "core/progress.hpp"
 #include "ops/verify_service.hpp"
 #include "ops/verify_setup.hpp"
 
@@ -27,10 +31,11 @@ struct Options {
   std::string key;
   long long chunk_rows = 10000;
   std::string service;
+  std::string progress = "auto";
 };
 
 int verify_service(const config::Config& config, const Options& o, CLI::App& app) {
-  for (const char* option : {"--replica", "--timeout", "--table", "--key", "--chunk-rows"})
+  for (const char* option : {"--replica", "--timeout", "--table", "--key", "--chunk-rows", "--progress"})
     if (app.count(option) > 0) throw usage_error(std::string("verify: ") + option + " does not go with --service");
   verify::ServiceReport report = verify::verify_service(config, o.service);
   if (o.json)
@@ -58,7 +63,11 @@ void add_verify_command(Registry& registry) {
   app->add_option("--service", o.service,
                   "Check service NAME instead: schema, own migrations, handler functions, nothing parked, its queue")
       ->type_name("NAME");
+  app->add_option("--progress", o.progress,
+                  "Progress and ETA on stderr: auto (when stderr is a terminal), always or never (default auto)")
+      ->type_name("WHEN");
   registry.on_run(app, [&registry, app] {
+    progress::Mode mode = progress::parse_mode(o.progress, "--progress");
     try {
       config::Config config = load_config(registry.globals());
       if (!o.service.empty()) return verify_service(config, o, *app);
@@ -76,7 +85,10 @@ void add_verify_command(Registry& registry) {
         throw usage_error("verify: --key goes with --table");
       }
       setup.options.chunk_rows = o.chunk_rows;
+      progress::Reporter reporter(STDERR_FILENO, progress::enabled(mode, STDERR_FILENO));
+      setup.options.progress = reporter.callback();
       verify::Result result = verify::compare(*setup.primary, *setup.replica, setup.tables, setup.options);
+      reporter.clear();
       if (o.json) {
         std::cout << verify::render_json(result) << "\n";
       } else {

@@ -6,8 +6,6 @@
 #include <thread>
 
 #include "core/error.hpp"
-#include "core/escape.hpp"
-#include "core/log.hpp"
 #include "core/pg.hpp"
 #include "relay/parked_rows.hpp"
 
@@ -200,27 +198,6 @@ void diff_rows(const std::vector<Row>& primary, const std::vector<Row>& replica,
   }
 }
 
-std::string row_json(const Difference& difference, const Row& row) {
-  std::string out = "{";
-  for (size_t i = 0; i < difference.columns.size() && i < row.values.size(); ++i) {
-    if (i) out += ", ";
-    out += "\"" + log::json_escape(difference.columns[i]) + "\": " + row.values[i];
-  }
-  return out + "}";
-}
-
-std::string seconds_text(double seconds) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.1fs", seconds);
-  return buffer;
-}
-
-std::string decimal(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.3f", value);
-  return buffer;
-}
-
 }  // namespace
 
 std::string kind_name(Difference::Kind kind) {
@@ -267,7 +244,7 @@ void read_positions(pqxx::connection& primary, const Options& options, Consisten
 // them: they reach the replica only once released (outbox failed --relay), so their aggregates
 // show up as differences until then rather than making verify wait for its deadline.
 void wait_until_published(pqxx::connection& primary, const ConsistentPoint& point, Clock::time_point deadline,
-                          const std::string& timeout_text, Pause& pause) {
+                          const std::string& timeout_text, Pause& pause, const Options& options) {
   bool has_parked = on("primary", [&] { return exec(primary, parked_rows::kExistsSql)[0][0].as<bool>(); });
   std::string held = " AND " + (has_parked ? parked_rows::not_held("$2") : std::string("$2::text IS NOT NULL"));
   for (const auto& [table, max] : point.positions) {
@@ -281,6 +258,10 @@ void wait_until_published(pqxx::connection& primary, const ConsistentPoint& poin
             .as<long long>();
       });
       if (unpublished == 0) break;
+      progress::report(options.progress, {"waiting for the relay",
+                                          std::to_string(unpublished) + " row(s) of " + table + " unpublished up to position " +
+                                              std::to_string(*max),
+                                          0, std::nullopt, ""});
       if (Clock::now() >= deadline)
         throw Error(ExitCode::tempfail, "verify: the relay has not published " + table + " up to position " +
                                             std::to_string(*max) + " within " + timeout_text + " (" +
@@ -300,7 +281,7 @@ ConsistentPoint wait_for_consistent_point(pqxx::connection& primary, pqxx::conne
   Pause pause;
   std::string timeout_text = format_duration(options.timeout);
   read_positions(primary, options, point);
-  wait_until_published(primary, point, deadline, timeout_text, pause);
+  wait_until_published(primary, point, deadline, timeout_text, pause, options);
   // c. T on the primary's clock.
   std::string t_micros;
   on("primary", [&] {
@@ -328,6 +309,10 @@ ConsistentPoint wait_for_consistent_point(pqxx::connection& primary, pqxx::conne
       point.replica_time = newest;
       break;
     }
+    progress::report(
+        options.progress,
+        {"waiting for " + options.replica_role,
+         "to apply an event created after " + point.primary_time + " (newest applied: " + newest + ")", 0, std::nullopt, ""});
     if (Clock::now() >= deadline)
       throw Error(ExitCode::tempfail, "verify: " + options.replica_role + " has not applied an event created after " +
                                           point.primary_time + " within " + timeout_text + " (newest applied: " + newest +
@@ -338,64 +323,81 @@ ConsistentPoint wait_for_consistent_point(pqxx::connection& primary, pqxx::conne
   return point;
 }
 
-Result compare(pqxx::connection& primary, pqxx::connection& replica, const std::vector<TableSpec>& tables,
-               const Options& options) {
-  Result result;
-  result.replica = options.replica;
-  std::vector<Plan> plans;
-  for (const TableSpec& spec : tables) plans.push_back(plan(primary, replica, spec, options));
-  result.point = wait_for_consistent_point(primary, replica, options);
+namespace {
 
-  std::vector<std::vector<std::string>> suspects(plans.size());
+// The planner's estimate of a table's rows on the primary, for the progress line's total; nullopt
+// for a table never analysed.
+std::optional<long long> estimated_rows(pqxx::connection& primary, const Plan& plan) {
+  return on("primary", [&]() -> std::optional<long long> {
+    long long rows =
+        exec(primary, "SELECT coalesce((SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass($1)), 0)",
+             {plan.quoted})[0][0]
+            .as<long long>();
+    if (rows <= 0) return std::nullopt;
+    return rows;
+  });
+}
+
+// Compares one table chunk by chunk; appends the keys of rows that differ to `suspects`.
+TableResult compare_table(pqxx::connection& primary, pqxx::connection& replica, const Plan& plan, const Options& options,
+                          std::vector<std::string>& suspects) {
+  TableResult table;
+  table.table = plan.spec.table;
+  table.key = plan.spec.key;
+  table.columns = plan.spec.columns;
   long long chunk_rows_limit = std::max<long long>(1, options.chunk_rows);
-  for (size_t t = 0; t < plans.size(); ++t) {
-    const Plan& plan = plans[t];
-    TableResult table;
-    table.table = plan.spec.table;
-    table.key = plan.spec.key;
-    table.columns = plan.spec.columns;
-    std::optional<std::string> lo;
-    for (bool last = false; !last;) {
-      std::optional<std::string> hi = next_bound(primary, plan, lo, chunk_rows_limit);
-      last = !hi;
-      Summary on_primary = summarize(primary, "primary", plan, lo, hi);
-      Summary on_replica = summarize(replica, options.replica_role, plan, lo, hi);
-      ++table.chunks;
-      table.primary_rows += on_primary.rows;
-      table.replica_rows += on_replica.rows;
-      if (!(on_primary == on_replica)) {
-        ++table.chunks_read_by_row;
-        diff_rows(chunk_rows(primary, "primary", plan, lo, hi), chunk_rows(replica, options.replica_role, plan, lo, hi),
-                  suspects[t]);
-      }
-      lo = hi;
+  std::optional<long long> estimate = options.progress ? estimated_rows(primary, plan) : std::nullopt;
+  std::string phase = "comparing " + plan.spec.table;
+  std::optional<std::string> lo;
+  for (bool last = false; !last;) {
+    progress::report(options.progress,
+                     {phase, "chunk " + std::to_string(table.chunks + 1), table.primary_rows, estimate, "rows"});
+    std::optional<std::string> hi = next_bound(primary, plan, lo, chunk_rows_limit);
+    last = !hi;
+    Summary on_primary = summarize(primary, "primary", plan, lo, hi);
+    Summary on_replica = summarize(replica, options.replica_role, plan, lo, hi);
+    ++table.chunks;
+    table.primary_rows += on_primary.rows;
+    table.replica_rows += on_replica.rows;
+    if (!(on_primary == on_replica)) {
+      ++table.chunks_read_by_row;
+      diff_rows(chunk_rows(primary, "primary", plan, lo, hi), chunk_rows(replica, options.replica_role, plan, lo, hi), suspects);
     }
-    result.tables.push_back(table);
+    lo = hi;
   }
+  return table;
+}
 
-  bool any = std::any_of(suspects.begin(), suspects.end(), [](const auto& keys) { return !keys.empty(); });
-  if (!any) return result;
-  if (!options.recheck) {
-    for (size_t t = 0; t < plans.size(); ++t) {
-      if (suspects[t].empty()) continue;
-      auto on_primary = rows_by_key(primary, "primary", plans[t], suspects[t]);
-      auto on_replica = rows_by_key(replica, options.replica_role, plans[t], suspects[t]);
-      for (const std::string& key : suspects[t]) {
-        std::optional<Row> p, r;
-        if (auto found = on_primary.find(key); found != on_primary.end()) p = found->second;
-        if (auto found = on_replica.find(key); found != on_replica.end()) r = found->second;
-        if (p != r) result.differences.push_back(make_difference(plans[t], key, p, r));
-      }
+// The rows that differed, read once more without a recheck.
+void report_suspects(pqxx::connection& primary, pqxx::connection& replica, const std::vector<Plan>& plans,
+                     const std::vector<std::vector<std::string>>& suspects, const Options& options, Result& result) {
+  for (size_t t = 0; t < plans.size(); ++t) {
+    if (suspects[t].empty()) continue;
+    auto on_primary = rows_by_key(primary, "primary", plans[t], suspects[t]);
+    auto on_replica = rows_by_key(replica, options.replica_role, plans[t], suspects[t]);
+    for (const std::string& key : suspects[t]) {
+      std::optional<Row> p, r;
+      if (auto found = on_primary.find(key); found != on_primary.end()) p = found->second;
+      if (auto found = on_replica.find(key); found != on_replica.end()) r = found->second;
+      if (p != r) result.differences.push_back(make_difference(plans[t], key, p, r));
     }
-    return result;
   }
-  // The recheck (see the header): S1, a fresh consistent point, then the replica and S2.
+}
+
+// The recheck (see the header): S1, a fresh consistent point, then the replica and S2.
+void recheck(pqxx::connection& primary, pqxx::connection& replica, const std::vector<Plan>& plans,
+             const std::vector<std::vector<std::string>>& suspects, const Options& options, Result& result) {
+  long long total = 0;
+  for (const auto& keys : suspects) total += static_cast<long long>(keys.size());
+  progress::report(options.progress, {"rechecking", "reading the primary's rows", 0, total, "rows"});
   std::vector<std::map<std::string, Row>> first(plans.size());
   for (size_t t = 0; t < plans.size(); ++t)
     if (!suspects[t].empty()) first[t] = rows_by_key(primary, "primary", plans[t], suspects[t]);
   wait_for_consistent_point(primary, replica, options);
+  long long done = 0;
   for (size_t t = 0; t < plans.size(); ++t) {
     if (suspects[t].empty()) continue;
+    progress::report(options.progress, {"rechecking", plans[t].spec.table, done, total, "rows"});
     auto on_replica = rows_by_key(replica, options.replica_role, plans[t], suspects[t]);
     auto second = rows_by_key(primary, "primary", plans[t], suspects[t]);
     TableResult& table = result.tables[t];
@@ -411,74 +413,29 @@ Result compare(pqxx::connection& primary, pqxx::connection& replica, const std::
       }
       result.differences.push_back(make_difference(plans[t], key, s2, r));
     }
+    done += static_cast<long long>(suspects[t].size());
   }
+}
+
+}  // namespace
+
+Result compare(pqxx::connection& primary, pqxx::connection& replica, const std::vector<TableSpec>& tables,
+               const Options& options) {
+  Result result;
+  result.replica = options.replica;
+  std::vector<Plan> plans;
+  for (const TableSpec& spec : tables) plans.push_back(plan(primary, replica, spec, options));
+  result.point = wait_for_consistent_point(primary, replica, options);
+  std::vector<std::vector<std::string>> suspects(plans.size());
+  for (size_t t = 0; t < plans.size(); ++t)
+    result.tables.push_back(compare_table(primary, replica, plans[t], options, suspects[t]));
+  bool any = std::any_of(suspects.begin(), suspects.end(), [](const auto& keys) { return !keys.empty(); });
+  if (!any) return result;
+  if (options.recheck)
+    recheck(primary, replica, plans, suspects, options, result);
+  else
+    report_suspects(primary, replica, plans, suspects, options, result);
   return result;
-}
-
-std::string render_line(const Difference& difference, const std::string& replica_role) {
-  std::string out =
-      kind_name(difference.kind) + " " + difference.table + " " + difference.key_column + "=" + difference.key + ": primary ";
-  out += difference.primary ? row_json(difference, *difference.primary) : "(none)";
-  out += ", " + replica_role + " ";
-  out += difference.replica ? row_json(difference, *difference.replica) : "(none)";
-  // Keys and values come from the databases: one line, escaped.
-  return escape_controls(out);
-}
-
-std::string render_summary(const Result& result) {
-  std::string role = "replica " + result.replica;
-  std::string tables;
-  for (const TableResult& table : result.tables) {
-    if (!tables.empty()) tables += "; ";
-    tables += table.table + " " + std::to_string(table.primary_rows) + " rows on the primary, " +
-              std::to_string(table.replica_rows) + " on the replica, " + std::to_string(table.chunks) + " chunk(s)";
-    if (table.rechecked) tables += ", " + std::to_string(table.rechecked) + " rechecked";
-  }
-  std::string point;
-  for (const auto& [table, position] : result.point.positions)
-    point += (point.empty() ? "" : ", ") + table + " position " + (position ? std::to_string(*position) : "none");
-  std::string at = " (consistent at " + point + ", waited " + seconds_text(result.point.waited_seconds) + ")";
-  if (result.equal()) return escape_controls("verify: " + role + " equals the primary: " + tables + at);
-  long long counts[3] = {0, 0, 0};
-  for (const Difference& difference : result.differences) ++counts[static_cast<int>(difference.kind)];
-  return escape_controls("verify: " + role + " differs from the primary in " + std::to_string(result.differences.size()) +
-                         " row(s) (" + std::to_string(counts[0]) + " missing, " + std::to_string(counts[1]) + " extra, " +
-                         std::to_string(counts[2]) + " different): " + tables + at);
-}
-
-std::string render_json(const Result& result) {
-  auto string = [](const std::string& text) { return "\"" + log::json_escape(text) + "\""; };
-  std::string out = "{\"replica\": " + string(result.replica) + ", \"equal\": " + (result.equal() ? "true" : "false");
-  out += ", \"consistent_point\": {\"positions\": {";
-  bool first = true;
-  for (const auto& [table, position] : result.point.positions) {
-    out += (first ? "" : ", ") + string(table) + ": " + (position ? std::to_string(*position) : "null");
-    first = false;
-  }
-  out += "}, \"primary_time\": " + string(result.point.primary_time) +
-         ", \"replica_applied\": " + string(result.point.replica_time) +
-         ", \"waited_seconds\": " + decimal(result.point.waited_seconds) + "}";
-  out += ", \"tables\": [";
-  for (size_t i = 0; i < result.tables.size(); ++i) {
-    const TableResult& table = result.tables[i];
-    out += (i ? ", " : "") + std::string("{\"table\": ") + string(table.table) + ", \"key\": " + string(table.key) +
-           ", \"columns\": [";
-    for (size_t c = 0; c < table.columns.size(); ++c) out += (c ? ", " : "") + string(table.columns[c]);
-    out += "], \"primary_rows\": " + std::to_string(table.primary_rows) +
-           ", \"replica_rows\": " + std::to_string(table.replica_rows) + ", \"chunks\": " + std::to_string(table.chunks) +
-           ", \"chunks_read_by_row\": " + std::to_string(table.chunks_read_by_row) +
-           ", \"rechecked\": " + std::to_string(table.rechecked) + ", \"settled\": " + std::to_string(table.settled) + "}";
-  }
-  out += "], \"differences\": [";
-  for (size_t i = 0; i < result.differences.size(); ++i) {
-    const Difference& difference = result.differences[i];
-    out += (i ? ", " : "") + std::string("{\"kind\": ") + string(kind_name(difference.kind)) +
-           ", \"table\": " + string(difference.table) + ", \"key_column\": " + string(difference.key_column) +
-           ", \"key\": " + string(difference.key) +
-           ", \"primary\": " + (difference.primary ? row_json(difference, *difference.primary) : "null") +
-           ", \"replica\": " + (difference.replica ? row_json(difference, *difference.replica) : "null") + "}";
-  }
-  return out + "]}";
 }
 
 }  // namespace outbox::verify

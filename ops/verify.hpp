@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "core/duration.hpp"
+#include "core/progress.hpp"
 
 namespace outbox::verify {
 
@@ -95,6 +96,7 @@ struct Options {
   Duration timeout{60000};  // for each wait for a consistent point
   long long chunk_rows = 10000;
   bool recheck = true;
+  progress::Callback progress;  // each phase's progress (the waits, chunk i with its rows, the recheck); none: silent
 };
 
 // Waits as described above. Throws Error(tempfail) with a one-line reason naming the stage

@@ -8,6 +8,7 @@
 #include "core/log.hpp"
 #include "core/pg.hpp"
 #include "core/url.hpp"
+#include "migrate/runner.hpp"
 #include "migrate/topology.hpp"
 #include "relay/backlog.hpp"
 #include "relay/statements.hpp"
@@ -208,6 +209,15 @@ void Relay::on_connected() {
 
 void Relay::open_database() {
   auto connection = pg::connect(primary_url_, database_role_, "outbox-relay");
+  // After an upgrade the relay may start before `outbox migrate` ran: as replicate and consume do,
+  // it waits, not ready, and goes on by itself once the schema is there.
+  try {
+    migrate::require_current(*connection, service_.empty() ? migrate::Target::primary : migrate::Target::service, database_role_);
+    waiting_for_migrate_ = false;
+  } catch (const migrate::SchemaBehind& behind) {
+    waiting_for_migrate_ = true;
+    throw WaitingForOperator(std::string(behind.what()) + "; waiting for it (not ready until then)");
+  }
   for (size_t i = 0; i < tables_.size(); ++i) {
     prepare_statements(*connection, i, tables_[i].quoted);
     // Fails early, with the table's name, when the table is missing or lacks outbox columns.
@@ -439,7 +449,10 @@ void Relay::maybe_finish_shutdown() {
 }
 
 std::string Relay::status_line() const {
-  std::string state = ready() ? "relaying" : (!db_ ? "waiting for the primary" : "waiting for the broker");
+  std::string state = ready()                ? "relaying"
+                      : waiting_for_migrate_ ? "waiting for 'outbox migrate' (schema older than this outbox needs)"
+                      : !db_                 ? "waiting for the primary"
+                                             : "waiting for the broker";
   return state + "; partitions " + std::to_string(ownership_.owned().size()) + "/" + std::to_string(partitions_) +
          "; unconfirmed " + std::to_string(window_.unconfirmed()) + "; confirmed " + std::to_string(confirmed_total());
 }

@@ -136,6 +136,7 @@ class Relay {
   // each is confirmed or parked. Empty in normal operation.
   std::vector<std::set<long long>> suspects_;
   bool announced_ready_ = false;
+  bool waiting_for_migrate_ = false;  // the database's schema is older than this binary needs
 
   Ownership ownership_;
   int heartbeat_partition_ = -1;

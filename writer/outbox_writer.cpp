@@ -4,6 +4,28 @@
 #include "core/pg.hpp"
 
 namespace outbox {
+namespace {
+
+// The arguments of json_build_object: each key and value a parameter cast to its JSON type.
+template <typename Add>
+void append_fields(std::string& sql, const std::vector<JsonField>& payload, Add& add) {
+  bool first = true;
+  for (const JsonField& field : payload) {
+    if (!first) sql += ", ";
+    first = false;
+    sql += add(field.key) + "::text, ";
+    if (std::holds_alternative<std::nullptr_t>(field.value))
+      sql += add("", true) + "::text";
+    else if (auto* text = std::get_if<std::string>(&field.value))
+      sql += add(*text) + "::text";
+    else if (auto* number = std::get_if<long long>(&field.value))
+      sql += add(std::to_string(*number)) + "::bigint";
+    else
+      sql += add(std::get<bool>(field.value) ? "true" : "false") + "::boolean";
+  }
+}
+
+}  // namespace
 
 std::string insert_event(pqxx::transaction_base& tx, const OutboxEvent& event, std::string_view table) {
   failpoint("outbox.event_insert");
@@ -19,22 +41,14 @@ std::string insert_event(pqxx::transaction_base& tx, const OutboxEvent& event, s
                     " (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload)"
                     " VALUES (gen_random_uuid(), " +
                     add(event.aggregate_type) + ", " + add(event.aggregate_id) + ", " +
-                    add(std::to_string(event.aggregate_version)) + "::bigint, " + add(event.event_type) + ", json_build_object(";
-  bool first = true;
-  for (const JsonField& field : event.payload) {
-    if (!first) sql += ", ";
-    first = false;
-    sql += add(field.key) + "::text, ";
-    if (std::holds_alternative<std::nullptr_t>(field.value))
-      sql += add("", true) + "::text";
-    else if (auto* text = std::get_if<std::string>(&field.value))
-      sql += add(*text) + "::text";
-    else if (auto* number = std::get_if<long long>(&field.value))
-      sql += add(std::to_string(*number)) + "::bigint";
-    else
-      sql += add(std::get<bool>(field.value) ? "true" : "false") + "::boolean";
+                    add(std::to_string(event.aggregate_version)) + "::bigint, " + add(event.event_type) + ", ";
+  if (!event.payload_json.empty()) {
+    sql += add(event.payload_json) + "::json) RETURNING event_id";
+  } else {
+    sql += "json_build_object(";
+    append_fields(sql, event.payload, add);
+    sql += ")) RETURNING event_id";
   }
-  sql += ")) RETURNING event_id";
   std::vector<const char*> params;
   for (size_t i = 0; i < storage.size(); ++i) params.push_back(is_null[i] ? nullptr : storage[i].c_str());
   pqxx::result result = tx.exec_params(sql, pqxx::prepare::make_dynamic_params(params));

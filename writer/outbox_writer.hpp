@@ -22,6 +22,9 @@ struct OutboxEvent {
   long long aggregate_version = 0;
   std::string event_type;          // "parking.create"; also the routing key
   std::vector<JsonField> payload;  // keys in this order
+  // Instead of `payload`, when not empty: a JSON object as text, stored as it is (a row the
+  // database turned into JSON, whose values a JsonField could not carry without changing them).
+  std::string payload_json;
 };
 
 inline constexpr std::string_view kDefaultOutboxTable = "public.outbox";

@@ -28,7 +28,7 @@ std::vector<JsonField> row_payload(const Slot& slot) {
 void write_event(pqxx::transaction_base& tx, const Slot& slot, std::string event_type, std::vector<JsonField> payload,
                  std::string_view outbox_table) {
   failpoint("parking.before_event_insert");
-  insert_event(tx, {std::string(kAggregateType), slot.uuid, slot.version, std::move(event_type), std::move(payload)},
+  insert_event(tx, {std::string(kAggregateType), slot.uuid, slot.version, std::move(event_type), std::move(payload), ""},
                outbox_table);
 }
 

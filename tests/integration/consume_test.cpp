@@ -14,6 +14,7 @@
 #include <set>
 
 #include "examples/parking/parking.hpp"
+#include "migrate/runner.hpp"
 #include "tests/integration/support/broker.hpp"
 #include "tests/integration/support/harness.hpp"
 
@@ -268,4 +269,40 @@ TEST(Consume, AServiceWithoutBindingKeysIsAConfigurationError) {
   RunResult unknown = run_outbox({"consume", "--service", "billing"}, {{"OUTBOX_CONFIG", config}});
   EXPECT_EQ(unknown.exit_code, 78) << unknown;
   EXPECT_NE(unknown.err.find("billing"), std::string::npos) << unknown;
+}
+
+// After an upgrade the consumer may start before `outbox migrate` ran: like replicate
+// (Operations.ReplicateOnAnOlderSchemaWaits...), it waits, not ready (/healthz 503), handles
+// nothing, and goes on by itself once the service's schema is current.
+TEST(Consume, OnAnOlderServiceSchemaItWaitsNotReadyAndGoesOnByItselfAfterMigrate) {
+  std::string config = fresh_service();
+  // The service database as before migration 1003: its functions undone, so that migrate applies it again.
+  ASSERT_EQ(outbox::migrate::latest_version(outbox::migrate::Target::service), 1003)
+      << "this test undoes the service set's latest migration, 1003; undo the newest one instead";
+  exec(servers().primary_url,
+       "DROP FUNCTION outbox_handle_batch(jsonb, text, boolean, bigint, jsonb); "
+       "DROP FUNCTION outbox_handle_batch_set(jsonb, text, boolean, bigint, jsonb); "
+       "ALTER FUNCTION outbox_handle_batch_each(jsonb, text, boolean, bigint, jsonb) RENAME TO outbox_handle_batch; "
+       "DELETE FROM schema_migrations WHERE version = 1003");
+  int port = free_port();
+  Daemon consume(with_args(kConsume, {"--set", "metrics.listen=127.0.0.1:" + std::to_string(port)}), {{"OUTBOX_CONFIG", config}});
+  Http health;
+  EXPECT_TRUE(eventually([&] {
+    health = http_get(port, "/healthz");
+    return health.body.find("waiting for 'outbox migrate'") != std::string::npos;
+  })) << health.body
+      << consume.log();
+  EXPECT_EQ(health.status, 503) << health.body;
+  publish({command("booking.create", "b-1")});
+  EXPECT_NE(consume.log().find("schema is at version 1002 but this outbox needs 1003; run 'outbox migrate'; waiting for "
+                               "it (not ready until then)\n"),
+            std::string::npos)
+      << consume.log();
+  EXPECT_TRUE(consume.running()) << consume.log();
+  EXPECT_EQ(count("test_booking.seen"), "0");
+
+  RunResult migrated = run_outbox({"migrate", "--service", "booking"}, {{"OUTBOX_CONFIG", config}});
+  ASSERT_EQ(migrated.exit_code, 0) << migrated;
+  EXPECT_TRUE(eventually([] { return count("test_booking.seen") == "1"; })) << consume.log();
+  EXPECT_TRUE(eventually([&] { return http_get(port, "/healthz").status == 200; })) << consume.log();
 }

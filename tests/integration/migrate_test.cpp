@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
 
@@ -169,6 +170,44 @@ TEST_F(Migrate, AChecksumMismatchOnAnAppliedMigrationIsAConfigErrorNamingTheData
 
   RunResult status = run_outbox({"migrate", "status"});
   expect_exit(status, 78, status.out, first_file(Target::replica) + "  CHECKSUM MISMATCH");
+}
+
+TEST_F(Migrate, StatusAsJsonListsEachDatabaseItsMigrationsAndItsChecksumMismatchesWithTheSameExitStatus) {
+  RunResult before = run_outbox({"migrate", "status", "--json"}, {{"OUTBOX_CONFIG", two_replicas()}});
+  ASSERT_EQ(before.exit_code, 0) << before;
+  nlohmann::json pending = nlohmann::json::parse(before.out, nullptr, false);
+  ASSERT_FALSE(pending.is_discarded()) << before;
+  EXPECT_EQ(pending["ok"], true);
+  ASSERT_EQ(pending["databases"].size(), 3u) << before;
+  const nlohmann::json& primary = pending["databases"][0];
+  EXPECT_EQ(primary["role"], "primary");
+  EXPECT_EQ(primary["target"], "primary");
+  EXPECT_EQ(primary["url"].get<std::string>().rfind("postgresql://outbox:****@", 0), 0u) << before;
+  EXPECT_EQ(primary["version"], 0);
+  EXPECT_EQ(primary["latest"], migrate::latest_version(Target::primary));
+  EXPECT_EQ(primary["pending"], migrate::latest_version(Target::primary));
+  EXPECT_EQ(primary["migrations"][0]["file"], first_file(Target::primary));
+  EXPECT_EQ(primary["migrations"][0]["state"], "pending");
+  EXPECT_TRUE(primary["migrations"][0]["applied_at"].is_null());
+  EXPECT_EQ(pending["databases"][2]["role"], "replica replica2");
+  EXPECT_EQ(before.out.find(":outbox@"), std::string::npos) << "password printed:\n" << before;
+
+  ASSERT_EQ(migrate().exit_code, 0);
+  exec(servers().replica_url, "UPDATE schema_migrations SET checksum = 'deadbeef' WHERE version = 1");
+  RunResult after = run_outbox({"migrate", "status", "--json"}, {{"OUTBOX_CONFIG", two_replicas()}});
+  EXPECT_EQ(after.exit_code, 78) << after;
+  nlohmann::json applied = nlohmann::json::parse(after.out, nullptr, false);
+  ASSERT_FALSE(applied.is_discarded()) << after;
+  EXPECT_EQ(applied["ok"], false);
+  EXPECT_EQ(applied["databases"][0]["pending"], 0);
+  EXPECT_EQ(applied["databases"][0]["migrations"][0]["state"], "applied");
+  EXPECT_TRUE(applied["databases"][0]["checksum_mismatches"].empty());
+  const nlohmann::json& replica = applied["databases"][1];
+  EXPECT_EQ(replica["role"], "replica main");
+  EXPECT_EQ(replica["checksum_mismatches"], nlohmann::json::array({first_file(Target::replica)})) << after;
+  EXPECT_EQ(replica["migrations"][0]["state"], "checksum_mismatch");
+  EXPECT_EQ(replica["migrations"][0]["checksum"], "deadbeef");
+  EXPECT_EQ(replica["migrations"][0]["expected_checksum"], migrate::migrations(Target::replica).front().checksum);
 }
 
 TEST_F(Migrate, ADatabaseMigratedByANewerOutboxIsRefusedAndAMissingVersionIsNotAppliedOutOfOrder) {

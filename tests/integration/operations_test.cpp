@@ -738,6 +738,41 @@ TEST(Operations, ReplicateOnAnOlderSchemaWaitsNotReadyAndGoesOnByItselfAfterMigr
   EXPECT_TRUE(replicate.running());
 }
 
+// The relay does the same: on a primary whose schema is older than the binary it waits (a
+// warning, /healthz 503, nothing published) and goes on by itself once `outbox migrate` ran.
+TEST(Operations, TheRelayOnAnOlderSchemaWaitsNotReadyAndGoesOnByItselfAfterMigrate) {
+  fresh_schema();
+  // 0003 only adds (IF NOT EXISTS, OR REPLACE): without its schema_migrations row, migrate applies it again.
+  ASSERT_EQ(outbox::migrate::latest_version(outbox::migrate::Target::primary), 3)
+      << "this test undoes the primary's latest migration, 0003; undo the newest one instead";
+  exec(servers().primary_url, "DELETE FROM schema_migrations WHERE version = 3");
+  int port = free_port();
+  Daemon relay(with({"relay", "--set", "relay.poll_interval=200ms", "--set", "relay.max_backoff=500ms", "--set",
+                     "metrics.listen=127.0.0.1:" + std::to_string(port)}));
+  Daemon replicate(with({"replicate"}));
+  Http health;
+  EXPECT_TRUE(eventually([&] {
+    health = http_get(port, "/healthz");
+    return health.body.find("waiting for 'outbox migrate'") != std::string::npos;
+  })) << health.body
+      << relay.log();
+  EXPECT_EQ(health.status, 503) << health.body;
+  RunResult created = run_outbox({"create_parking_slot", "--name", "waited"});
+  ASSERT_EQ(created.exit_code, 0) << created;
+  EXPECT_TRUE(relay.running()) << relay.log();
+  std::string warning =
+      "primary: schema is at version 2 but this outbox needs 3; run 'outbox migrate'; waiting for it (not ready until then)\n";
+  EXPECT_NE(relay.log().find(warning), std::string::npos) << relay.log();
+  EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM outbox WHERE published_at IS NOT NULL"), "0");
+
+  RunResult migrated = run_outbox({"migrate"});
+  ASSERT_EQ(migrated.exit_code, 0) << migrated;
+  EXPECT_TRUE(eventually([] {
+    return scalar(servers().replica_url, "SELECT count(*) FROM parking_slots WHERE name = 'waited'") == "1";
+  })) << relay.log();
+  EXPECT_TRUE(eventually([&] { return http_get(port, "/healthz").status == 200; })) << relay.log();
+}
+
 // Issue 17: a line that reaches the journal carries its priority. No journal runs here (systemd is
 // not PID 1 and there is no user bus for `systemd-run --user`), so stderr is a file and
 // JOURNAL_STREAM names it, as systemd names the journal's stream; a warning of the real binary

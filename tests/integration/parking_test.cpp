@@ -145,6 +145,26 @@ TEST_F(Parking, DetailsPrintsTheCreateFormatFromThePrimaryOrTheReplica) {
   EXPECT_EQ(replica.out, details_text(uuid, "Replica's name", "reserved"));
 }
 
+TEST_F(Parking, DetailsAsJsonIsOneObjectWithTheFieldsOfTheTextForm) {
+  std::string uuid = create("Quoted \"name\"", "blocked");
+  RunResult primary = run_outbox({"parking_slot_details", "--uuid", uuid, "--from", "primary", "--json"});
+  ASSERT_EQ(primary.exit_code, 0) << primary;
+  EXPECT_EQ(std::count(primary.out.begin(), primary.out.end(), '\n'), 1) << primary;
+  json parsed = json::parse(primary.out, nullptr, false);
+  ASSERT_FALSE(parsed.is_discarded()) << primary;
+  EXPECT_EQ(parsed, (json{{"uuid", uuid}, {"name", "Quoted \"name\""}, {"status", "blocked"}}));
+
+  // A replica's row with a control character: escaped in the JSON, so the terminal never sees it.
+  put_on_replica(servers().replica_url, uuid, "Bell\x07 and\nnewline");
+  RunResult replica = run_outbox({"parking_slot_details", "--uuid", uuid, "--json"});
+  ASSERT_EQ(replica.exit_code, 0) << replica;
+  EXPECT_EQ(replica.out.find('\x07'), std::string::npos) << replica;
+  EXPECT_EQ(json::parse(replica.out)["name"], "Bell\x07 and\nnewline") << replica;
+  RunResult unknown = run_outbox({"parking_slot_details", "--uuid", "33333333-3333-4333-8333-333333333333", "--json"});
+  EXPECT_EQ(unknown.exit_code, 65) << unknown;
+  EXPECT_EQ(unknown.out, "") << unknown;
+}
+
 TEST_F(Parking, DetailsOfAnUnknownOrMalformedUuidExits65WithOneLine) {
   for (const std::string& uuid : {std::string("33333333-3333-4333-8333-333333333333"), std::string("not-a-uuid"),
                                   std::string("33333333333343338333333333333333"), std::string("")}) {

@@ -260,6 +260,24 @@ TEST(Secrets, TheDaemonsConnectWithPasswordsOnlyInAFileAndACredentialAndNoOutput
   EXPECT_NE(shown.out.find("; password from credential broker-password\n"), std::string::npos) << shown;
   EXPECT_EQ(shown.err, "") << shown;
   shows_no_secret(shown.out + shown.err);
+  // The same as JSON: each option's key, value, source and origin, and where a password came from.
+  RunResult shown_json = run_outbox({"config", "show", "--json"}, env);
+  EXPECT_EQ(shown_json.exit_code, 0) << shown_json;
+  shows_no_secret(shown_json.out + shown_json.err);
+  nlohmann::json document = nlohmann::json::parse(shown_json.out, nullptr, false);
+  ASSERT_FALSE(document.is_discarded()) << shown_json;
+  EXPECT_EQ(document["config_file"], config);
+  std::map<std::string, nlohmann::json> by_key;
+  for (const nlohmann::json& entry : document["options"]) by_key[entry["key"].get<std::string>()] = entry;
+  EXPECT_EQ(by_key["primary.url"]["source"], "env") << shown_json;
+  EXPECT_EQ(by_key["primary.url"]["password_from"], "file " + password_file) << shown_json;
+  EXPECT_EQ(by_key["broker.url"]["password_from"], "credential broker-password") << shown_json;
+  EXPECT_EQ(by_key["primary.password_file"]["source"], "file") << shown_json;
+  EXPECT_EQ(by_key["primary.password_file"]["value"], "primary.password") << shown_json;
+  EXPECT_EQ(by_key["relay.poll_interval"]["source"], "default") << shown_json;
+  EXPECT_TRUE(by_key["relay.poll_interval"]["origin"].is_null()) << shown_json;
+  EXPECT_EQ(by_key["replicas.main.url"]["source"], "file") << shown_json;
+  EXPECT_EQ(by_key["replicas.main.url"]["password_from"].get<std::string>().rfind("file ", 0), 0u) << shown_json;
 
   Daemon relay(with_args({"relay", "--set", "relay.poll_interval=200ms"}, kDebugLog), env);
   Daemon replicate(with_args({"replicate"}, kDebugLog), env);

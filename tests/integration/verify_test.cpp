@@ -1,9 +1,17 @@
 // outbox verify and outbox resync against a real pipeline: equal, drift of each kind (missing,
 // extra, different), chunking, the recheck under concurrent writes, unreachable databases, the
-// consistent-point deadline, and resync repairing drift through the outbox.
+// consistent-point deadline, resync repairing drift through the outbox (of parking_slots and of
+// another mapped table), and the progress line on a terminal.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <pty.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cstring>
+#include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -52,6 +60,66 @@ struct ConvergedPipeline : FreshSchema {
   std::vector<std::string> uuids;
   bool replicated;
 };
+
+// A run with stderr on a pseudo-terminal (as in an interactive shell) and stdout into a file.
+struct TerminalRun {
+  int exit_code = -1;
+  std::string out;       // stdout
+  std::string terminal;  // what the terminal received: stderr
+};
+
+TerminalRun run_on_terminal(const std::vector<std::string>& args, const std::map<std::string, std::string>& extra_env = {}) {
+  std::string out_path = servers().dir + "/terminal-run.out";
+  std::vector<std::string> argv = {OUTBOX_BINARY};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<std::string> env;
+  for (const auto& [key, value] : outbox_env(extra_env)) env.push_back(key + "=" + value);
+  std::vector<char*> argv_pointers, env_pointers;
+  for (std::string& arg : argv) argv_pointers.push_back(arg.data());
+  for (std::string& entry : env) env_pointers.push_back(entry.data());
+  argv_pointers.push_back(nullptr);
+  env_pointers.push_back(nullptr);
+  winsize size{};
+  size.ws_row = 24;
+  size.ws_col = 200;
+  int master = -1;
+  pid_t pid = forkpty(&master, nullptr, nullptr, &size);
+  if (pid == 0) {
+    int out = open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    int in = open("/dev/null", O_RDONLY);
+    if (out < 0 || in < 0 || dup2(out, STDOUT_FILENO) < 0 || dup2(in, STDIN_FILENO) < 0 || chdir(servers().dir.c_str()) != 0)
+      _exit(127);
+    execve(argv_pointers[0], argv_pointers.data(), env_pointers.data());
+    _exit(127);
+  }
+  TerminalRun run;
+  if (pid < 0) {
+    ADD_FAILURE() << "forkpty: " << std::strerror(errno);
+    return run;
+  }
+  // Until the child closes the terminal (read fails with EIO) or two minutes pass.
+  auto deadline = std::chrono::steady_clock::now() + 120s;
+  char buffer[4096];
+  while (std::chrono::steady_clock::now() < deadline) {
+    pollfd ready{master, POLLIN, 0};
+    if (poll(&ready, 1, 200) <= 0) continue;
+    ssize_t n = read(master, buffer, sizeof buffer);
+    if (n <= 0) break;
+    run.terminal.append(buffer, static_cast<size_t>(n));
+  }
+  close(master);
+  int status = 0;
+  if (std::chrono::steady_clock::now() >= deadline) kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  std::ifstream file(out_path);
+  run.out.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+  return run;
+}
+
+std::ostream& operator<<(std::ostream& stream, const TerminalRun& run) {
+  return stream << "exit " << run.exit_code << "\n--- stdout:\n" << run.out << "--- terminal:\n" << run.terminal;
+}
 
 size_t count_lines(const std::string& text, const std::string& prefix) {
   size_t n = 0, at = 0;
@@ -339,4 +407,136 @@ TEST(Verify, AnotherMappedTableIsComparedByItsOwnKeyAndColumns) {
   RunResult missing = run_outbox({"verify", "--table", "no_such_table"});
   EXPECT_EQ(missing.exit_code, 78) << missing;
   EXPECT_EQ(missing.err, "outbox: primary: table no_such_table does not exist (run 'outbox migrate', or fix the table name)\n");
+}
+
+TEST(Verify, OnATerminalVerifyAndResyncShowProgressOnStderrAndErasItWhileStdoutKeepsOnlyTheReport) {
+  ConvergedPipeline pipeline(30);
+  ASSERT_TRUE(pipeline.replicated);
+  TerminalRun verify = run_on_terminal({"verify", "--json", "--chunk-rows", "7"});
+  EXPECT_EQ(verify.exit_code, 0) << verify;
+  nlohmann::json report = nlohmann::json::parse(verify.out, nullptr, false);
+  ASSERT_FALSE(report.is_discarded()) << verify;
+  EXPECT_EQ(report["equal"], true) << verify;
+  // Each phase draws at once: the wait for the consistent point, then the chunks.
+  EXPECT_NE(verify.terminal.find("\r\033[Kcomparing parking_slots: chunk 1, 0"), std::string::npos) << verify;
+  EXPECT_NE(verify.terminal.find(" rows"), std::string::npos) << verify;
+  // Erased at the end: the terminal's last bytes clear the line, and nothing else was printed.
+  EXPECT_EQ(verify.terminal.substr(verify.terminal.size() - 4), "\r\033[K") << verify;
+  EXPECT_EQ(verify.terminal.find('\n'), std::string::npos) << verify;
+
+  exec(servers().replica_url, "UPDATE parking_slots SET status = 'blocked' WHERE uuid = '" + pipeline.uuids[4] + "'");
+  TerminalRun resync = run_on_terminal({"resync", "--all"});
+  EXPECT_EQ(resync.exit_code, 0) << resync;
+  EXPECT_NE(resync.out.find("resynced " + pipeline.uuids[4] + ": parking.update v2\n"), std::string::npos) << resync;
+  EXPECT_NE(resync.terminal.find("\r\033[Kresyncing parking_slots: 0/1 rows (0%)"), std::string::npos) << resync;
+  EXPECT_EQ(resync.terminal.substr(resync.terminal.size() - 4), "\r\033[K") << resync;
+
+  // --progress never: a quiet terminal.
+  TerminalRun quiet = run_on_terminal({"verify", "--progress", "never"});
+  EXPECT_EQ(quiet.exit_code, 0) << quiet;
+  EXPECT_EQ(quiet.terminal, "") << quiet;
+}
+
+TEST(Verify, WithoutATerminalThereIsNoProgressUnlessAskedFor) {
+  ConvergedPipeline pipeline(5);
+  ASSERT_TRUE(pipeline.replicated);
+  RunResult piped = run_outbox({"verify"});
+  EXPECT_EQ(piped.exit_code, 0) << piped;
+  EXPECT_EQ(piped.err, "") << piped;
+  RunResult asked = run_outbox({"verify", "--progress", "always"});
+  EXPECT_EQ(asked.exit_code, 0) << asked;
+  EXPECT_NE(asked.err.find("\r\033[Kcomparing parking_slots: chunk 1"), std::string::npos) << asked;
+  EXPECT_EQ(asked.out.find('\r'), std::string::npos) << "stdout holds only the report: " << asked;
+  RunResult bad = run_outbox({"verify", "--progress", "sometimes"});
+  EXPECT_EQ(bad.exit_code, 64) << bad;
+  EXPECT_EQ(bad.err, "outbox: --progress: auto, always or never (got 'sometimes')\n") << bad;
+}
+
+namespace {
+
+// A second mapped table beside parking_slots: products by sku, with no version column, written by
+// hand with its events, as another service's writer would.
+std::string products_config(bool with_delete_mapping) {
+  std::string mappings =
+      "[[replicate.mappings]]\nevent_type = \"parking.create\"\ntable = \"parking_slots\"\n"
+      "[[replicate.mappings]]\nevent_type = \"parking.update\"\ntable = \"parking_slots\"\n"
+      "[[replicate.mappings]]\nevent_type = \"parking.delete\"\ntable = \"parking_slots\"\noperation = \"delete\"\n"
+      "[[replicate.mappings]]\nevent_type = \"product.created\"\ntable = \"products\"\nkey_column = \"sku\"\n"
+      "[[replicate.mappings]]\nevent_type = \"product.changed\"\ntable = \"products\"\nkey_column = \"sku\"\n";
+  if (with_delete_mapping)
+    mappings +=
+        "[[replicate.mappings]]\nevent_type = \"product.removed\"\ntable = \"products\"\nkey_column = \"sku\"\n"
+        "operation = \"delete\"\n";
+  return write_file(with_delete_mapping ? "products.toml" : "products-no-delete.toml", mappings);
+}
+
+std::vector<std::vector<std::string>> products(const std::string& url) {
+  return rows(url, "SELECT sku, name, price::text, tags::text FROM products ORDER BY sku");
+}
+
+}  // namespace
+
+TEST(Verify, ResyncRepairsAnotherMappedTableFromThePrimarysRowsThroughItsOwnMappings) {
+  fresh_schema();
+  for (const std::string* url : {&servers().primary_url, &servers().replica_url, &servers().replica2_url})
+    exec(*url, "CREATE TABLE products (sku text PRIMARY KEY, name text NOT NULL, price numeric(12,2), tags jsonb)");
+  exec(servers().primary_url,
+       "INSERT INTO products SELECT 'p-' || g, 'product ' || g, g * 1.25, jsonb_build_object('n', g) FROM generate_series(1, 9) "
+       "g; "
+       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+       "SELECT gen_random_uuid(), 'product', sku, 1, 'product.created', row_to_json(p) FROM products p ORDER BY sku");
+  std::map<std::string, std::string> env = {{"OUTBOX_CONFIG", products_config(true)}};
+  Daemon relay(kRelay, env);
+  Daemon replicate(kReplicate, env);
+  auto equal = [] { return products(servers().replica_url) == products(servers().primary_url); };
+  ASSERT_TRUE(eventually(equal)) << replicate.log();
+
+  // Drift behind the pipeline's back: a changed row, a lost row, a row the primary never had, and
+  // a row deleted on the primary without an event.
+  exec(servers().replica_url,
+       "UPDATE products SET price = 0 WHERE sku = 'p-3'; DELETE FROM products WHERE sku = 'p-7'; "
+       "INSERT INTO products VALUES ('stranger', 'stranger', 1, NULL)");
+  exec(servers().primary_url, "DELETE FROM products WHERE sku = 'p-9'");
+
+  // Without a delete mapping, the rows gone from the primary cannot be repaired: named, exit 65,
+  // and the others are repaired.
+  RunResult no_delete = run_outbox({"resync", "--table", "products", "--key", "p-3", "--key", "stranger"},
+                                   {{"OUTBOX_CONFIG", products_config(false)}});
+  EXPECT_EQ(no_delete.exit_code, 65) << no_delete;
+  EXPECT_EQ(no_delete.out,
+            "resynced p-3: product.changed v2\nresync: 1 row(s) resynced (1 product.changed, 0 delete) "
+            "through public.outbox; every replica applies them\n")
+      << no_delete;
+  EXPECT_EQ(no_delete.err,
+            "outbox: resync: row products sku=stranger cannot be repaired: it is gone from the primary, and "
+            "replicate.mappings has no delete mapping for products (add one, or delete the row on the replicas by hand)\n")
+      << no_delete;
+  // One event, for p-3 (the relay's heartbeats share the outbox: counted by type).
+  EXPECT_EQ(scalar(servers().primary_url,
+                   "SELECT string_agg(aggregate_id || ' ' || event_type, ', ') FROM outbox "
+                   "WHERE aggregate_type = 'product' AND event_type <> 'product.created'"),
+            "p-3 product.changed");
+  // Nothing was written to the primary's row (it has no version column): its event carries it as it is.
+  EXPECT_EQ(scalar(servers().primary_url,
+                   "SELECT payload::jsonb = (SELECT to_jsonb(p) FROM products p WHERE sku = 'p-3') FROM outbox "
+                   "WHERE event_type = 'product.changed' AND aggregate_type = 'product' AND aggregate_id = 'p-3'"),
+            "t");
+
+  RunResult all = run_outbox({"resync", "--table", "products", "--all"}, env);
+  EXPECT_EQ(all.exit_code, 0) << all;
+  EXPECT_NE(all.out.find("resynced p-7: product.changed v2\n"), std::string::npos) << all;
+  EXPECT_NE(all.out.find("resynced p-9: product.removed v2\n"), std::string::npos) << all;
+  EXPECT_NE(all.out.find("resynced stranger: product.removed v1\n"), std::string::npos) << all;
+  EXPECT_TRUE(eventually(equal)) << replicate.log();
+  RunResult verify = run_outbox({"verify", "--table", "products"}, env);
+  EXPECT_EQ(verify.exit_code, 0) << verify;
+  EXPECT_NE(verify.out.find("verify: replica main equals the primary: products 8 rows on the primary"), std::string::npos)
+      << verify;
+
+  // A key that is not of the key's type, and a table no mapping writes, are refused with one line.
+  RunResult unmapped = run_outbox({"resync", "--table", "nothing_maps_this", "--key", "1"}, env);
+  EXPECT_EQ(unmapped.exit_code, 78) << unmapped;
+  EXPECT_EQ(unmapped.err,
+            "outbox: resync: replicate.mappings has no upsert mapping for table nothing_maps_this; resync repairs a mapped "
+            "table\n");
 }
