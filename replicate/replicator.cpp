@@ -312,6 +312,7 @@ void Replicator::apply_pending() {
   batch_timer_->stop();
   applier_->set_max_attempts(tunables_.max_attempts);
   applier_->set_max_clock_skew(tunables_.max_clock_skew);
+  applier_->set_record_event_ids(tunables_.record_event_ids);
   in_flight_ = std::move(batch);
   InFlight* work = in_flight_.get();
   Applier* applier = applier_.get();
