@@ -97,7 +97,9 @@ Replicator::~Replicator() {
 metrics::Counter& Replicator::counter(const std::string& name, const metrics::Labels& extra_labels) {
   static const std::map<std::string, std::string> help = {
       {"outbox_replicate_applied_total", "Events applied to a replica (the row changed)"},
-      {"outbox_replicate_skipped_total", "Events that were no-ops: stale (version not newer) or duplicate (applied before)"},
+      {"outbox_replicate_skipped_total",
+       "Events that were no-ops: stale (version not newer) or duplicate (its event id recorded before, with "
+       "replicate.record_event_ids, or twice in one batch)"},
       {"outbox_replicate_parked_total", "Poison events parked in outbox_failed_events"},
       {"outbox_replicate_waiting_total", "Events recorded as waiting behind a parked event of their aggregate"},
       {"outbox_replicate_heartbeats_total", "Relay heartbeats applied"},
@@ -380,7 +382,7 @@ void Replicator::on_applied() {
   }
   record(batch->counts, Clock::now() - batch->started);
   // Committed. If the channel died meanwhile, the broker redelivers these messages and they are
-  // recognised as duplicates.
+  // no-ops (the version guard).
   if (same_channel) {
     try {
       failpoint("replicate.before_ack");
