@@ -98,8 +98,7 @@ metrics::Counter& Replicator::counter(const std::string& name, const metrics::La
   static const std::map<std::string, std::string> help = {
       {"outbox_replicate_applied_total", "Events applied to a replica (the row changed)"},
       {"outbox_replicate_skipped_total",
-       "Events that were no-ops: stale (version not newer) or duplicate (its event id recorded before, with "
-       "replicate.record_event_ids, or twice in one batch)"},
+       "Events that were no-ops: stale (version not newer) or duplicate (event id seen before)"},
       {"outbox_replicate_parked_total", "Poison events parked in outbox_failed_events"},
       {"outbox_replicate_waiting_total", "Events recorded as waiting behind a parked event of their aggregate"},
       {"outbox_replicate_heartbeats_total", "Relay heartbeats applied"},
