@@ -1,7 +1,11 @@
 // Load generator and probes for the replicate benchmarks (bench/replicate-apply, bench/end-to-end).
-//   replicate_bench fill BROKER_URL N QUEUE...      publishes N parking events (70% create, 30% update)
-//                                                    with pipelined confirms into the outbox exchange and
+//   replicate_bench fill BROKER_URL N ROWS QUEUE...  publishes N parking events (70% create, 30% update)
+//                                                    with pipelined confirms into the outbox exchange,
+//                                                    writes each payload as a line of the file ROWS and
 //                                                    waits until each QUEUE holds N
+//   replicate_bench upsert REPLICA_URL TABLE ROWS BATCH  the baseline of the apply: a plain batched
+//                                                    upsert of the rows of ROWS into TABLE, BATCH per
+//                                                    statement and transaction; prints seconds
 //   replicate_bench plain BROKER_URL QUEUE N        the ceiling: a plain rabbitmq-c consumer (prefetch
 //                                                    1,000, one multiple ack per 500) drains N; prints msg/s
 //   replicate_bench write PRIMARY_URL RATE SECONDS  parking writes (70% create, 30% update), each in its
@@ -16,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -37,8 +42,9 @@ std::unique_ptr<outbox::amqp::Connection> open(const std::string& url) {
   return outbox::bench::open_broker(url, "replicate-bench");
 }
 
-int fill(const std::string& url, long long count, const std::vector<std::string>& queues) {
+int fill(const std::string& url, long long count, const std::string& rows_file, const std::vector<std::string>& queues) {
   auto connection = open(url);
+  std::ofstream rows(rows_file);
   for (const std::string& queue : queues)
     // A replica's or a consumer's queue is declared by `outbox migrate` (with its dead-letter
     // exchange and its bindings); declaring it again without them would fail.
@@ -85,6 +91,7 @@ int fill(const std::string& url, long long count, const std::vector<std::string>
                        {"created_at", now_us},
                        {"outbox_position", i + 1},
                        {"outbox_table", std::string("public.outbox")}};
+    rows << message.body << "\n";
     uint64_t tag = connection->publish(message);
     if (tag > confirmed + 2000) drain_confirms(tag - 1000);
   }
@@ -92,6 +99,35 @@ int fill(const std::string& url, long long count, const std::vector<std::string>
   for (const std::string& queue : queues)
     while (connection->inspect_queue(queue).first < count) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   std::cout << slots.size() << "\n";
+  return 0;
+}
+
+// The same rows in the same batches as replicate gets them, upserted with nothing else: no version
+// guard, no bookkeeping. A batch may hold a create and an update of one slot, which one INSERT ...
+// ON CONFLICT cannot both apply, so the newest of each slot is taken, as the apply does too.
+int upsert(const std::string& replica, const std::string& table, const std::string& rows_file, size_t batch_size) {
+  std::ifstream rows(rows_file);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(rows, line);) lines.push_back(line);
+  pqxx::connection connection(replica);
+  connection.prepare("upsert", "INSERT INTO " + table +
+                                   " AS t (uuid, name, status, version)\n"
+                                   "SELECT DISTINCT ON (r.uuid) r.uuid, r.name, r.status, r.version\n"
+                                   "FROM jsonb_to_recordset($1::jsonb) AS r(uuid uuid, name text, status text, version bigint)\n"
+                                   "ORDER BY r.uuid, r.version DESC\n"
+                                   "ON CONFLICT (uuid) DO UPDATE SET name = EXCLUDED.name, status = EXCLUDED.status, "
+                                   "version = EXCLUDED.version");
+  auto start = Clock::now();
+  for (size_t first = 0; first < lines.size(); first += batch_size) {
+    std::string batch = "[";
+    for (size_t i = first; i < std::min(lines.size(), first + batch_size); ++i) batch += (i > first ? "," : "") + lines[i];
+    batch += "]";
+    pqxx::work tx(connection);
+    tx.exec_prepared0("upsert", batch);
+    tx.commit();
+  }
+  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  std::printf("%.3f\n", seconds);
   return 0;
 }
 
@@ -225,8 +261,9 @@ int wait_position(const std::string& replica, long long position) {
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
-    if (args.size() >= 4 && args[0] == "fill")
-      return fill(args[1], std::stoll(args[2]), std::vector<std::string>(args.begin() + 3, args.end()));
+    if (args.size() >= 5 && args[0] == "fill")
+      return fill(args[1], std::stoll(args[2]), args[3], std::vector<std::string>(args.begin() + 4, args.end()));
+    if (args.size() == 5 && args[0] == "upsert") return upsert(args[1], args[2], args[3], std::stoul(args[4]));
     if (args.size() == 4 && args[0] == "plain") return plain(args[1], args[2], std::stoll(args[3]));
     if (args.size() == 4 && args[0] == "write") return write(args[1], std::stoi(args[2]), std::stoi(args[3]));
     if (args.size() == 3 && args[0] == "latency") return latency(args[1], args[2]);

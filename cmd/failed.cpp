@@ -188,6 +188,7 @@ int run_on_target(const config::Config& config, const Options& o, const Verb& ve
   try {
     replicate::FailedEvents events(*connection, target.name, role, target.mappings, target.schema);
     events.set_max_clock_skew(replicate::tunables_from_config(config).max_clock_skew);
+    events.set_record_event_ids(replicate::tunables_from_config(config).record_event_ids);
     if (verb.list) {
       for (const replicate::FailedEvent& event : events.list()) print_list_line(target, event);
     } else if (verb.show) {

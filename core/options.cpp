@@ -109,7 +109,7 @@ constexpr std::array kOptions{
   Option{.key = "replicate.batch_wait", .type = Type::duration, .default_value = "20ms", .min = 0, .max = 60 * kSecond, .reloadable = true,
          .help = "Longest wait for a batch to fill before it is applied."},
   Option{.key = "replicate.applied_retention", .type = Type::duration, .default_value = "7d", .min = 0, .max = 365 * kDay, .reloadable = true,
-         .help = "How long the ids of applied events stay in outbox_applied_events (they tell a redelivery from a stale event, and serve audits) before they are removed in small batches; 0 keeps them forever. The per-aggregate versions, which make a redelivery a no-op, are never removed."},
+         .help = "How long the ids of applied events recorded by replicate.record_event_ids stay in outbox_applied_events (they tell a redelivery from a stale event, and serve audits) before they are removed in small batches; 0 keeps them forever. The per-aggregate versions, which make a redelivery a no-op, are never removed."},
   Option{.key = "replicate.max_attempts", .type = Type::integer, .default_value = "3", .min = 1, .max = 100, .reloadable = true,
          .help = "Attempts to apply a failing event before it is parked in the failed-events table."},
   Option{.key = "replicate.max_clock_skew", .type = Type::duration, .default_value = "1m", .min = 1 * kSecond, .max = kDay, .reloadable = true,
@@ -118,6 +118,11 @@ constexpr std::array kOptions{
          "but its time moves neither the applied position nor the heartbeat that lag, check and verify read; it is "
          "counted in outbox_replicate_future_events_total and logged. The larger it is, the longer a forged heartbeat "
          "can hold the heartbeat's time back; a stalled replicate is still seen, by the replica's clock alone."},
+  Option{.key = "replicate.record_event_ids", .type = Type::boolean, .default_value = "false", .reloadable = true,
+         .help = "Record the id of every applied event in the replica's outbox_applied_events (with its aggregate, version, "
+         "position and times), for tracing and audits. Not needed for correctness: every event has a version, and the "
+         "version guard alone makes a redelivery a no-op; off, a redelivered event is counted as stale rather than as a "
+         "duplicate, and each event costs the replica an insert and two index entries less."},
   max_backoff("replicate.max_backoff"),
   Option{.key = "replicate.shutdown_timeout", .type = Type::duration, .default_value = "30s", .min = 100, .max = kHour, .reloadable = true,
          .help = "On SIGTERM, how long to wait for the in-flight batch to commit; then it is cancelled and rolled back, to be redelivered."},

@@ -9,14 +9,16 @@
 //   2. One statement (prepared at start) takes the whole batch as a single jsonb array and lets
 //      PostgreSQL expand it (jsonb_to_recordset, jsonb_populate_record):
 //        - events of an aggregate that has failed events are left out and returned ("blocked");
-//        - event ids already in outbox_applied_events are duplicates: no-ops (the version guard
-//          already stops them; the conflict on the event id counts them);
+//        - a redelivered event is a no-op by the version guard alone (every event has a version);
 //        - the version guard: an event is effective only when its aggregate_version is newer than
 //          outbox_aggregate_versions has; for each row (table and payload key) the newest effective
 //          event of the batch writes it (upsert from the payload, or delete), and for each
 //          aggregate the newest one sets the new version (a delete keeps a tombstone version, so a
 //          late older create stays a no-op);
-//        - every new event id goes into outbox_applied_events (effective or stale);
+//        - with replicate.record_event_ids (for tracing; off by default, as it costs the replica an
+//          insert and two index entries per event), every new event id goes into
+//          outbox_applied_events (effective or stale), and an id found there counts as a duplicate
+//          rather than as stale;
 //        - outbox_applied_position and, for relay heartbeats, outbox_heartbeat are updated, except
 //          by a created_at beyond the replica's clock plus replicate.max_clock_skew (counted);
 //        - a stored version outside the valid range (core/aggregate_version.hpp) is beaten by any
@@ -111,6 +113,8 @@ class Applier {
   // replicate.max_clock_skew: a created_at later than the replica's clock plus this is from the
   // future, and moves neither the applied position nor the heartbeat.
   void set_max_clock_skew(std::chrono::milliseconds skew) { max_clock_skew_ = skew; }
+  // replicate.record_event_ids: every applied event id into outbox_applied_events (see above).
+  void set_record_event_ids(bool record) { record_event_ids_ = record; }
   // Called from another thread when the shutdown timeout passed: the batch in flight stops at its
   // next statement (the caller cancels the running one) instead of trying again another way.
   void cancel() { cancelled_ = true; }
@@ -165,6 +169,7 @@ class Applier {
   std::string handler_procedures_;     // $5 of outbox_handle_batch: a JSON array of regprocedure texts
   int max_attempts_ = 3;
   std::chrono::milliseconds max_clock_skew_{std::chrono::minutes(1)};  // the default of replicate.max_clock_skew
+  bool record_event_ids_ = false;                                      // the default of replicate.record_event_ids
 };
 
 }  // namespace outbox::replicate

@@ -17,8 +17,9 @@ std::string int_array(const std::vector<int>& values) {
 
 // $1: the batch as a jsonb array; $2: the replica name; $3: ignore the aggregates' failed events.
 // Event ids seen before are not looked up first: an applied event id implies a stored version at
-// least as new as the event's, so the version guard already makes it a no-op, and the conflict on
-// outbox_applied_events tells duplicates (no row inserted) from stale events (inserted, not effective).
+// least as new as the event's, so the version guard already makes it a no-op. With $5
+// (replicate.record_event_ids) the conflict on outbox_applied_events tells duplicates (no row
+// inserted) from stale events (inserted, not effective); without it both count as stale.
 // The stored version is read by a correlated subquery, one index probe per event: as a join, the
 // planner (estimating the batch at jsonb_to_recordset's 100 rows) hashes the whole version table.
 //
@@ -119,7 +120,7 @@ std::string applied_events() {
   return "), w_applied AS (\n"
          "  INSERT INTO outbox_applied_events (event_id, aggregate_type, aggregate_id, aggregate_version,\n"
          "    outbox_position, created_at, effective)\n"
-         "  SELECT id, at, ag, v, pos, ts, stored IS NULL OR v > stored FROM guarded\n"
+         "  SELECT id, at, ag, v, pos, ts, stored IS NULL OR v > stored FROM guarded WHERE $5::boolean\n"
          "  ON CONFLICT (event_id) DO NOTHING\n"
          "  RETURNING event_id\n";
 }
@@ -157,11 +158,18 @@ std::string heartbeat() {
 }
 
 // The counts of replicate/apply.cpp's Counts, and the events left out (blocked) for the caller to
-// record as waiting.
+// record as waiting. Without recorded event ids ($5 false), every distinct event id of the batch that was not blocked
+// counts as recorded: a redelivery is then counted as stale, not as a duplicate.
 std::string counts() {
+  const std::string recorded =
+      "CASE WHEN $5::boolean THEN (SELECT count(*) FROM w_applied) ELSE (SELECT count(*) FROM guarded) END";
   return "SELECT (SELECT count(*) FROM effective),\n"
-         "       greatest(0, (SELECT count(*) FROM w_applied) - (SELECT count(*) FROM effective)),\n"
-         "       (SELECT count(*) FROM events) - (SELECT count(*) FROM blocked) - (SELECT count(*) FROM w_applied),\n"
+         "       greatest(0, " +
+         recorded +
+         " - (SELECT count(*) FROM effective)),\n"
+         "       (SELECT count(*) FROM events) - (SELECT count(*) FROM blocked) - " +
+         recorded +
+         ",\n"
          "       (SELECT count(*) FROM input WHERE m = -1),\n"
          "       (SELECT coalesce(array_agg(i ORDER BY i), '{}')::text FROM blocked),\n"
          // The position entry (m = -2) repeats an event of the batch: not counted twice.

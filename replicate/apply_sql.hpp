@@ -31,7 +31,8 @@ struct ReplicaTable {
 std::vector<ReplicaTable> tables_of(const std::vector<Mapping>& mappings, std::vector<int>& table_of_mapping);
 
 // The apply statement. $1: the batch (batch_parameter); $2: the replica name; $3: ignore the
-// aggregates' failed events; $4: replicate.max_clock_skew in milliseconds. `part`: a part on a
+// aggregates' failed events; $4: replicate.max_clock_skew in milliseconds; $5:
+// replicate.record_event_ids (each event id into outbox_applied_events). `part`: a part on a
 // helper connection, which leaves the applied position to the main transaction.
 std::string apply_statement(const std::vector<Mapping>& mappings, const std::vector<ReplicaTable>& tables, bool part);
 

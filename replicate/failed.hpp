@@ -53,6 +53,7 @@ class FailedEvents {
   ChainResult discard(long long id, FailedEvent& discarded);
   // replicate.max_clock_skew, for the applied position (Applier::set_max_clock_skew).
   void set_max_clock_skew(std::chrono::milliseconds skew) { applier_.set_max_clock_skew(skew); }
+  void set_record_event_ids(bool record) { applier_.set_record_event_ids(record); }
 
  private:
   ChainResult run_chain(long long id, bool drop_head, FailedEvent* dropped);

@@ -104,7 +104,8 @@ Replicator::~Replicator() {
 metrics::Counter& Replicator::counter(const std::string& name, const metrics::Labels& extra_labels) {
   static const std::map<std::string, std::string> help = {
       {"outbox_replicate_applied_total", "Events applied to a replica (the row changed)"},
-      {"outbox_replicate_skipped_total", "Events that were no-ops: stale (version not newer) or duplicate (applied before)"},
+      {"outbox_replicate_skipped_total",
+       "Events that were no-ops: stale (version not newer) or duplicate (event id seen before)"},
       {"outbox_replicate_parked_total", "Poison events parked in outbox_failed_events"},
       {"outbox_replicate_waiting_total", "Events recorded as waiting behind a parked event of their aggregate"},
       {"outbox_replicate_heartbeats_total", "Relay heartbeats applied"},
@@ -319,6 +320,7 @@ void Replicator::apply_pending() {
   batch_timer_->stop();
   applier_->set_max_attempts(tunables_.max_attempts);
   applier_->set_max_clock_skew(tunables_.max_clock_skew);
+  applier_->set_record_event_ids(tunables_.record_event_ids);
   in_flight_ = std::move(batch);
   InFlight* work = in_flight_.get();
   Applier* applier = applier_.get();
@@ -391,7 +393,7 @@ void Replicator::on_applied() {
   }
   record(batch->counts, Clock::now() - batch->started);
   // Committed. If the channel died meanwhile, the broker redelivers these messages and they are
-  // recognised as duplicates.
+  // no-ops (the version guard).
   if (same_channel) {
     try {
       failpoint("replicate.before_ack");

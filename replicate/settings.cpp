@@ -43,6 +43,7 @@ Tunables tunables_from_config(const config::Config& config) {
       .max_attempts = static_cast<int>(config.integer("replicate.max_attempts")),
       .applied_retention = config.duration("replicate.applied_retention"),
       .max_clock_skew = config.duration("replicate.max_clock_skew"),
+      .record_event_ids = config.boolean("replicate.record_event_ids"),
       .max_backoff = config.duration("replicate.max_backoff"),
       .shutdown_timeout = config.duration("replicate.shutdown_timeout"),
       .heartbeat_interval = static_cast<double>(config.duration("relay.heartbeat_interval").count()) / 1000.0,

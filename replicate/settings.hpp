@@ -24,6 +24,7 @@ struct Tunables {
   int max_attempts = 3;
   std::chrono::milliseconds applied_retention{0};  // 0: keep applied event ids forever
   std::chrono::milliseconds max_clock_skew{60000};
+  bool record_event_ids = false;  // each applied event id into outbox_applied_events, for tracing
   std::chrono::milliseconds max_backoff{30000};
   std::chrono::milliseconds shutdown_timeout{30000};
   double heartbeat_interval = 10;  // relay.heartbeat_interval in seconds, for the lag gauge

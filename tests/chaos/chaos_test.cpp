@@ -141,7 +141,12 @@ const std::vector<std::string> kRelayArgs = {"relay",
                                              "relay.takeover_timeout=2s",
                                              "--set",
                                              "relay.confirm_timeout=5s"};
-const std::vector<std::string> kReplicateArgs = {"replicate", "--set", "replicate.max_backoff=1s", "--set",
+const std::vector<std::string> kReplicateArgs = {"replicate",
+                                                 "--set",
+                                                 "replicate.max_backoff=1s",
+                                                 "--set",
+                                                 "replicate.record_event_ids=true",
+                                                 "--set",
                                                  "replicate.max_attempts=2"};
 
 // ------------------------------------------------------------------ the workload

@@ -22,7 +22,9 @@ namespace parking = outbox::parking;
 namespace {
 
 const std::vector<std::string> kRelay = {"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms"};
-const std::vector<std::string> kReplicate = {"replicate", "--set", "replicate.max_backoff=1s"};
+// These tests check the recorded event ids too (replicate.record_event_ids; lean_apply_test.cpp runs without).
+const std::vector<std::string> kReplicate = {"replicate", "--set", "replicate.max_backoff=1s", "--set",
+                                             "replicate.record_event_ids=true"};
 
 // Empty databases at the current schema, and empty replica queues (they outlive a test).
 void fresh_start() {

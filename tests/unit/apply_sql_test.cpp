@@ -80,7 +80,7 @@ const char* kMainStatement = R"SQL(WITH clock AS (SELECT clock_timestamp() + $4:
 ), w_applied AS (
   INSERT INTO outbox_applied_events (event_id, aggregate_type, aggregate_id, aggregate_version,
     outbox_position, created_at, effective)
-  SELECT id, at, ag, v, pos, ts, stored IS NULL OR v > stored FROM guarded
+  SELECT id, at, ag, v, pos, ts, stored IS NULL OR v > stored FROM guarded WHERE $5::boolean
   ON CONFLICT (event_id) DO NOTHING
   RETURNING event_id
 ), w_position AS (
@@ -104,8 +104,8 @@ const char* kMainStatement = R"SQL(WITH clock AS (SELECT clock_timestamp() + $4:
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM effective),
-       greatest(0, (SELECT count(*) FROM w_applied) - (SELECT count(*) FROM effective)),
-       (SELECT count(*) FROM events) - (SELECT count(*) FROM blocked) - (SELECT count(*) FROM w_applied),
+       greatest(0, CASE WHEN $5::boolean THEN (SELECT count(*) FROM w_applied) ELSE (SELECT count(*) FROM guarded) END - (SELECT count(*) FROM effective)),
+       (SELECT count(*) FROM events) - (SELECT count(*) FROM blocked) - CASE WHEN $5::boolean THEN (SELECT count(*) FROM w_applied) ELSE (SELECT count(*) FROM guarded) END,
        (SELECT count(*) FROM input WHERE m = -1),
        (SELECT coalesce(array_agg(i ORDER BY i), '{}')::text FROM blocked),
        (SELECT count(*) FROM input WHERE future AND m <> -2),
