@@ -744,7 +744,9 @@ TEST(Chaos, NothingLostDuplicatedInEffectOrReorderedUnderFaults) {
 
   // The fix: drop the constraint, retry everything; the malformed messages fail again and are discarded.
   exec(replica, "ALTER TABLE parking_slots DROP CONSTRAINT chaos_poison");
-  RunResult retry = run_outbox({"failed", "retry", "--all"});
+  // The retry applies events as replicate does, with the same settings: its event ids are counted
+  // below too.
+  RunResult retry = run_outbox({"failed", "retry", "--all", "--set", "replicate.record_event_ids=true"});
   EXPECT_EQ(retry.exit_code, injector.poison_messages ? 65 : 0) << retry;
   for (const auto& row : rows(replica, "SELECT id FROM outbox_failed_events ORDER BY id")) {
     RunResult discard = run_outbox({"failed", "discard", row[0]});
