@@ -95,7 +95,9 @@ class RabbitMQCluster : public ::testing::Test {
                                                                "relay.retention=30d", "--set", "relay.max_backoff=1s", "--set",
                                                                "relay.confirm_timeout=5s", "--set", "relay.poll_interval=200ms"},
                                       env_);
-    replicate_ = std::make_unique<Daemon>(std::vector<std::string>{"replicate", "--set", "replicate.max_backoff=1s"}, env_);
+    replicate_ = std::make_unique<Daemon>(
+        std::vector<std::string>{"replicate", "--set", "replicate.max_backoff=1s", "--set", "replicate.record_event_ids=true"},
+        env_);
     writer_ = std::make_unique<SteadyWriter>(20);
     ASSERT_TRUE(eventually([] { return applied() >= 100; }, 120s)) << "the pipeline did not start: " << applied();
   }

@@ -23,7 +23,13 @@ namespace {
 const std::vector<std::string> kRelay = {"relay", "--set", "relay.heartbeat_interval=1s", "--set", "relay.poll_interval=200ms"};
 
 std::vector<std::string> partitioned_replicate(int partitions, int metrics_port = 0) {
-  std::vector<std::string> args = {"replicate", "--set", "replicate.max_backoff=1s", "--set",
+  // replicate.record_event_ids: the checks count each applied event and its `effective` flag.
+  std::vector<std::string> args = {"replicate",
+                                   "--set",
+                                   "replicate.max_backoff=1s",
+                                   "--set",
+                                   "replicate.record_event_ids=true",
+                                   "--set",
                                    "replicas.main.partitions=" + std::to_string(partitions)};
   if (metrics_port) args = with_args(args, {"--set", "metrics.listen=127.0.0.1:" + std::to_string(metrics_port)});
   return args;
