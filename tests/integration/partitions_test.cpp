@@ -176,16 +176,19 @@ TEST(Partitions, EveryEventOfAnAggregateGoesToOnePartitionQueue) {
   std::map<std::string, std::set<int>> queues_of;  // aggregate -> the partitions its events reached
   for (int partition = 0; partition < 4; ++partition) {
     std::string queue = topology::partition_queue_name(replica.queue, partition);
+    const size_t depth = connection->inspect_queue(queue).first;
     auto reader = broker_connection();
     reader->consume(queue, "partitions-test");
     size_t taken = 0;
-    take_deliveries(
-        *reader,
-        [&](const amqp::IncomingMessage& message) {
-          ++taken;
-          queues_of[std::get<std::string>(message.headers.at("aggregate_id"))].insert(partition);
-        },
-        1s);
+    // One poll returns what has arrived so far: read until the queue's whole depth is taken.
+    EXPECT_TRUE(eventually([&] {
+      take_deliveries(*reader, [&](const amqp::IncomingMessage& message) {
+        ++taken;
+        queues_of[std::get<std::string>(message.headers.at("aggregate_id"))].insert(partition);
+      });
+      return taken >= depth;
+    })) << queue
+        << ": " << taken << " of " << depth;
     EXPECT_GT(taken, 0u) << queue << " gets a share";
   }
   ASSERT_EQ(queues_of.size(), 40u) << "every aggregate's events were read";
