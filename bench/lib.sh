@@ -4,7 +4,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${OUTBOX_BUILD_DIR:-$repo/build}
 
 bench_setup() {
-  cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$build" -j2 --target outbox relay_bench >/dev/null
   bench_dir=$(mktemp -d /tmp/outbox-bench.XXXXXX)
   trap bench_teardown EXIT
