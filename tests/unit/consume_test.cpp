@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "replicate/envelope.hpp"
 #include "replicate/event.hpp"
+#include "tests/unit/default_config.hpp"
 
 using namespace outbox;
 using namespace outbox::replicate;
@@ -15,16 +16,12 @@ using json = nlohmann::json;
 
 namespace {
 
-config::Config parse(std::string_view toml) {
-  config::LoadOptions options;
-  options.getenv = [](const char*) -> const char* { return nullptr; };
-  return config::Config::parse(toml, "outbox.toml", options);
-}
+using outbox::testing::parse_config;
 
 // The message of the config error that building the consume settings throws ("" when none).
 std::string settings_error(std::string_view toml, std::vector<std::string> services = {}) {
   try {
-    consume::settings_from_config(parse(toml), std::move(services));
+    consume::settings_from_config(parse_config(toml), std::move(services));
   } catch (const Error& error) {
     EXPECT_EQ(error.code(), ExitCode::config) << error.what();
     return error.what();
@@ -191,7 +188,7 @@ TEST(HandlerBatch, AnUnhandledEventCarriesNoEnvelope) {
 }
 
 TEST(ConsumeSettings, EveryServiceWithHandlersIsAConsumerByDefault) {
-  consume::Settings settings = consume::settings_from_config(parse(kBooking));
+  consume::Settings settings = consume::settings_from_config(parse_config(kBooking));
   ASSERT_EQ(settings.engine.replicas.size(), 1u) << "parking has no handlers: only a relay";
   const ReplicaSettings& booking = settings.engine.replicas[0];
   EXPECT_EQ(booking.name, "booking");
@@ -208,7 +205,7 @@ TEST(ConsumeSettings, EveryServiceWithHandlersIsAConsumerByDefault) {
 }
 
 TEST(ConsumeSettings, TheInboxRetentionIsTheEnginesAppliedRetention) {
-  consume::Settings settings = consume::settings_from_config(parse(kBooking));
+  consume::Settings settings = consume::settings_from_config(parse_config(kBooking));
   EXPECT_EQ(settings.engine.tunables.applied_retention, std::chrono::hours(48));
   EXPECT_EQ(settings.engine.apply_connections, 1) << "consumers apply in one transaction";
 }

@@ -10,6 +10,7 @@
 #include "ops/check.hpp"
 #include "ops/lag.hpp"
 #include "ops/verify.hpp"
+#include "tests/unit/default_config.hpp"
 
 using namespace outbox;
 
@@ -55,8 +56,7 @@ TEST(Escape, TomlStringsEscapeEveryControlAndReplaceBytesThatAreNotUtf8) {
 }
 
 TEST(Escape, ConfigShowIsTomlThatReadsBackToTheSameValuesWhateverTheyHold) {
-  config::LoadOptions options;
-  options.getenv = [](const char*) -> const char* { return nullptr; };
+  config::LoadOptions options = outbox::testing::without_environment();
   const std::string exchange = "ex\x1b[31m\nchange = \"forged\"\t\x7f\xc2\x9b \\ \"q\"";
   const std::string instance = std::string("relay\r\x01\x1f", 8);
   options.overrides = {"broker.exchange=" + exchange, "relay.instance=" + instance, "replicas.main.binding_keys=a\nb,c\x1b"};

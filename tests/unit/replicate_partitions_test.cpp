@@ -10,22 +10,19 @@
 #include "migrate/topology.hpp"
 #include "replicate/partition_share.hpp"
 #include "replicate/settings.hpp"
+#include "tests/unit/default_config.hpp"
 
 using namespace outbox;
 using namespace outbox::replicate;
 
 namespace {
 
-config::Config parse(std::string_view toml) {
-  config::LoadOptions no_env;
-  no_env.getenv = [](const char*) -> const char* { return nullptr; };
-  return config::Config::parse(toml, "outbox.toml", no_env);
-}
+using outbox::testing::parse_config;
 
 }  // namespace
 
 TEST(ReplicatePartitions, AReplicaHasOneQueueUnlessItsPartitionsAreSet) {
-  config::Config config = parse(R"(
+  config::Config config = parse_config(R"(
 [replicas.main]
 url = "postgresql://localhost/a"
 
@@ -52,7 +49,7 @@ binding_keys = ["parking.*"]
 
 TEST(ReplicatePartitions, ZeroPartitionsIsRefusedNamingTheOption) {
   try {
-    parse("[replicas.main]\nurl = \"postgresql://localhost/a\"\npartitions = 0\n");
+    parse_config("[replicas.main]\nurl = \"postgresql://localhost/a\"\npartitions = 0\n");
     FAIL() << "partitions = 0 was accepted";
   } catch (const std::exception& error) {
     EXPECT_NE(std::string(error.what()).find("replicas.main.partitions"), std::string::npos) << error.what();

@@ -11,19 +11,14 @@
 #include "replicate/apply.hpp"
 #include "replicate/event.hpp"
 #include "replicate/settings.hpp"
+#include "tests/unit/default_config.hpp"
 
 using namespace outbox;
 using namespace outbox::replicate;
 
 namespace {
 
-config::LoadOptions no_env() {
-  config::LoadOptions options;
-  options.getenv = [](const char*) -> const char* { return nullptr; };
-  return options;
-}
-
-config::Config parse(std::string_view toml) { return config::Config::parse(toml, "outbox.toml", no_env()); }
+using outbox::testing::parse_config;
 
 amqp::IncomingMessage valid_message() {
   amqp::IncomingMessage message;
@@ -256,7 +251,7 @@ TEST(ReplicateMessage, UuidsAreRecognized) {
 }
 
 TEST(ReplicateMapping, TheParkingMappingIsTheDefault) {
-  std::vector<Mapping> mappings = mappings_from_config(parse(""));
+  std::vector<Mapping> mappings = mappings_from_config(parse_config(""));
   ASSERT_EQ(mappings.size(), 3u);
   EXPECT_EQ(mappings[find_mapping(mappings, "parking.create")].table, "parking_slots");
   EXPECT_EQ(mappings[find_mapping(mappings, "parking.delete")].operation, Operation::remove);
@@ -264,7 +259,7 @@ TEST(ReplicateMapping, TheParkingMappingIsTheDefault) {
 }
 
 TEST(ReplicateMapping, ConfiguredMappingsReplaceTheDefault) {
-  std::vector<Mapping> mappings = mappings_from_config(parse(R"(
+  std::vector<Mapping> mappings = mappings_from_config(parse_config(R"(
 [[replicate.mappings]]
 event_type = "invoice.created"
 table = "billing.invoices"
@@ -286,7 +281,7 @@ key_column = "id"
 TEST(ReplicateMapping, BadMappingsAreConfigErrorsNamingTheKey) {
   auto error_of = [](std::string_view toml) -> std::string {
     try {
-      mappings_from_config(parse(toml));
+      mappings_from_config(parse_config(toml));
     } catch (const Error& error) {
       EXPECT_EQ(error.code(), ExitCode::config);
       return error.what();
@@ -323,7 +318,7 @@ TEST(ReplicateApply, ServerErrorsAreClassifiedAsTheEventsFaultTransientOrTheRepl
 }
 
 TEST(ReplicateTopology, ReplicaQueuesComeFromTheReplicaSections) {
-  config::Config config = parse(R"(
+  config::Config config = parse_config(R"(
 [replicas.main]
 url = "postgresql://localhost/a"
 

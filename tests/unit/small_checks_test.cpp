@@ -7,17 +7,14 @@
 #include "core/pg.hpp"
 #include "examples/parking/parking.hpp"
 #include "relay/relay.hpp"
+#include "tests/unit/default_config.hpp"
 #include "tests/unit/expect_error.hpp"
 
 using namespace outbox;
 
 namespace {
 
-config::LoadOptions no_env() {
-  config::LoadOptions options;
-  options.getenv = [](const char*) -> const char* { return nullptr; };
-  return options;
-}
+using outbox::testing::without_environment;
 
 }  // namespace
 
@@ -25,12 +22,13 @@ TEST(RelayTables, ATableListedTwiceIsAConfigErrorNamingBothLines) {
   config::Config config = config::Config::parse(
       "[[relay.tables]]\nname = \"public.outbox\"\n[[relay.tables]]\nname = \"other\"\n[[relay.tables]]\nname = "
       "\"public.outbox\"\n",
-      "outbox.toml", no_env());
+      "outbox.toml", without_environment());
   outbox::testing::expect_error([&] { relay::tables_from_config(config, "outbox"); }, ExitCode::config,
                                 "config outbox.toml:6:8: relay.tables.name: \"public.outbox\" is listed twice (first at "
                                 "outbox.toml:2:8); list each outbox table once");
-  config::Config distinct = config::Config::parse(
-      "[[relay.tables]]\nname = \"public.outbox\"\n[[relay.tables]]\nname = \"public.Outbox\"\n", "outbox.toml", no_env());
+  config::Config distinct =
+      config::Config::parse("[[relay.tables]]\nname = \"public.outbox\"\n[[relay.tables]]\nname = \"public.Outbox\"\n",
+                            "outbox.toml", without_environment());
   EXPECT_EQ(relay::tables_from_config(distinct, "outbox").size(), 2u);
 }
 
