@@ -286,12 +286,8 @@ TEST(Consume, OnAnOlderServiceSchemaItWaitsNotReadyAndGoesOnByItselfAfterMigrate
        "DELETE FROM schema_migrations WHERE version = 1003");
   int port = free_port();
   Daemon consume(with_args(kConsume, {"--set", "metrics.listen=127.0.0.1:" + std::to_string(port)}), {{"OUTBOX_CONFIG", config}});
-  Http health;
-  EXPECT_TRUE(eventually([&] {
-    health = http_get(port, "/healthz");
-    return health.body.find("waiting for 'outbox migrate'") != std::string::npos;
-  })) << health.body
-      << consume.log();
+  Http health = await_health(port, "waiting for 'outbox migrate'");
+  EXPECT_NE(health.body.find("waiting for 'outbox migrate'"), std::string::npos) << health.body << consume.log();
   EXPECT_EQ(health.status, 503) << health.body;
   publish({command("booking.create", "b-1")});
   EXPECT_NE(consume.log().find("schema is at version 1002 but this outbox needs 1003; run 'outbox migrate'; waiting for "

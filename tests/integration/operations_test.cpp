@@ -703,12 +703,8 @@ TEST(Operations, ReplicateOnAnOlderSchemaWaitsNotReadyAndGoesOnByItselfAfterMigr
   Daemon relay(with({"relay", "--set", "relay.poll_interval=200ms"}));
   Daemon replicate({"replicate", "--set", "replicate.max_backoff=500ms", "--set", "log.level=debug", "--set",
                     "metrics.listen=127.0.0.1:" + std::to_string(port)});
-  Http health;
-  EXPECT_TRUE(eventually([&] {
-    health = http_get(port, "/healthz");
-    return health.body.find("waiting for 'outbox migrate'") != std::string::npos;
-  })) << health.body
-      << replicate.log();
+  Http health = await_health(port, "waiting for 'outbox migrate'");
+  EXPECT_NE(health.body.find("waiting for 'outbox migrate'"), std::string::npos) << health.body << replicate.log();
   EXPECT_EQ(health.status, 503) << health.body;
   RunResult created = run_outbox({"create_parking_slot", "--name", "waited"});
   ASSERT_EQ(created.exit_code, 0) << created;
@@ -750,12 +746,8 @@ TEST(Operations, TheRelayOnAnOlderSchemaWaitsNotReadyAndGoesOnByItselfAfterMigra
   Daemon relay(with({"relay", "--set", "relay.poll_interval=200ms", "--set", "relay.max_backoff=500ms", "--set",
                      "metrics.listen=127.0.0.1:" + std::to_string(port)}));
   Daemon replicate(with({"replicate"}));
-  Http health;
-  EXPECT_TRUE(eventually([&] {
-    health = http_get(port, "/healthz");
-    return health.body.find("waiting for 'outbox migrate'") != std::string::npos;
-  })) << health.body
-      << relay.log();
+  Http health = await_health(port, "waiting for 'outbox migrate'");
+  EXPECT_NE(health.body.find("waiting for 'outbox migrate'"), std::string::npos) << health.body << relay.log();
   EXPECT_EQ(health.status, 503) << health.body;
   RunResult created = run_outbox({"create_parking_slot", "--name", "waited"});
   ASSERT_EQ(created.exit_code, 0) << created;

@@ -623,6 +623,17 @@ Http http_get(int port, const std::string& path) {
   return http;
 }
 
+Http await_health(int port, const std::string& text, std::chrono::milliseconds deadline) {
+  Http health;
+  eventually(
+      [&] {
+        health = http_get(port, "/healthz");
+        return health.body.find(text) != std::string::npos;
+      },
+      deadline);
+  return health;
+}
+
 void lint_metrics(const std::string& text) {
   std::string file = write_file("metrics-lint.prom", text);
   RunResult checked = run_command({std::string(OUTBOX_SOURCE_DIR) + "/tests/lint/metrics-lint", file}, current_env(), 60s);

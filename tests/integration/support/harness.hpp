@@ -142,6 +142,9 @@ Http http_exchange(int port, const std::string& request);
 // GET `path`. Every test reads /metrics through here: each answer with status 200 also goes
 // through lint_metrics, so every scrape a test makes checks the text format too.
 Http http_get(int port, const std::string& path);
+// Polls GET /healthz until its body contains `text` (or `deadline` passes); returns the last
+// answer, for the caller's checks of its status and body.
+Http await_health(int port, const std::string& text, std::chrono::milliseconds deadline = 30s);
 // Parses Prometheus text with real parsers (tests/lint/metrics-lint: the Python client's,
 // python3-prometheus-client, and `promtool check metrics`, which also lints). A parse error or lint
 // problem is a test failure (ADD_FAILURE) that shows the tool's message and the text. A tool that
