@@ -6,9 +6,15 @@ build=${OUTBOX_BUILD_DIR:-$repo/build}
 bench_setup() {
   cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build "$build" -j2 --target outbox relay_bench >/dev/null
-  bench_dir=$(mktemp -d /tmp/outbox-bench.XXXXXX)
+  if [ -n "${OUTBOX_BENCH_SERVERS:-}" ]; then
+    # bench/peers/run: servers started once and shared by every step (and by the peers), which
+    # resets their databases and queues between steps and stops them at the end.
+    bench_dir=$OUTBOX_BENCH_SERVERS
+  else
+    bench_dir=$(mktemp -d /tmp/outbox-bench.XXXXXX)
+    "$repo/scripts/servers" --dir "$bench_dir" start >/dev/null 2>&1
+  fi
   trap bench_teardown EXIT
-  "$repo/scripts/servers" --dir "$bench_dir" start >/dev/null 2>&1
   eval "$("$repo/scripts/servers" --dir "$bench_dir" env)"
   export OUTBOX_CONFIG=/dev/null
   outbox=$build/outbox
@@ -17,6 +23,7 @@ bench_setup() {
 
 bench_teardown() {
   [ -n "${daemon_pid:-}" ] && kill -9 "$daemon_pid" 2>/dev/null || true
+  [ -z "${OUTBOX_BENCH_SERVERS:-}" ] || return 0
   "$repo/scripts/servers" --dir "$bench_dir" stop >/dev/null 2>&1 || true
   rm -rf "$bench_dir"
 }
