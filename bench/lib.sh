@@ -16,7 +16,9 @@ bench_setup() {
   fi
   trap bench_teardown EXIT
   eval "$("$repo/scripts/servers" --dir "$bench_dir" env)"
-  export OUTBOX_CONFIG=/dev/null
+  # OUTBOX_BENCH_CONFIG: a config file for every outbox command of the bench (bench/peers/run
+  # gives one with [relay] pack, which migrate, relay and replicate must all see).
+  export OUTBOX_CONFIG=${OUTBOX_BENCH_CONFIG:-/dev/null}
   outbox=$build/outbox
   "$outbox" migrate >/dev/null
 }
