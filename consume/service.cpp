@@ -1,5 +1,7 @@
 #include "consume/service.hpp"
 
+#include <algorithm>
+
 namespace outbox::consume {
 namespace {
 
@@ -16,12 +18,17 @@ replicate::Service::Flavor consume_flavor() {
 }  // namespace
 
 Service::Service(daemon::Runtime& runtime, Settings settings) : engine_(runtime, settings.engine, consume_flavor()) {
-  auto& consumers = engine_.replicators();
-  for (size_t i = 0; i < consumers.size(); ++i) {
-    auto deadlines = std::make_unique<Deadlines>(consumers[i]->replica(), settings.deadlines.at(i), engine_.metrics());
+  const auto& services = settings.engine.replicas;
+  for (auto& consumer : engine_.replicators()) {
+    // A partitioned consumer's deadlines run with its partition 0: in one process at a time, the
+    // one that serves it (and whoever takes it over), never once per partition.
+    if (consumer->partition() > 0) continue;
+    auto service = std::find_if(services.begin(), services.end(), [&](const auto& s) { return s.name == consumer->replica(); });
+    const std::vector<Deadline>& due = settings.deadlines.at(static_cast<size_t>(service - services.begin()));
+    auto deadlines = std::make_unique<Deadlines>(consumer->replica(), due, engine_.metrics());
     if (!deadlines->empty()) {
       Deadlines* run = deadlines.get();
-      consumers[i]->run_between_batches(deadlines->interval(), [run](pqxx::connection& connection) { run->run_due(connection); });
+      consumer->run_between_batches(deadlines->interval(), [run](pqxx::connection& connection) { run->run_due(connection); });
     }
     deadlines_.push_back(std::move(deadlines));
   }

@@ -167,6 +167,12 @@ constexpr std::array kOptions{
          "config file's directory. `outbox migrate` applies them in name order, each once, after outbox's own."},
   Option{.key = "services.*.queue_type", .type = Type::enumeration, .default_value = "classic", .allowed = "classic|quorum",
          .help = "Type of the service consumer's durable queue outbox.consumer.NAME."},
+  Option{.key = "services.*.partitions", .type = Type::integer, .default_value = "1", .min = 1, .max = 256,
+         .help = "Partition queues of the service's consumer: 1 is the one queue outbox.consumer.NAME; N > 1 splits its "
+         "events by a hash of the aggregate id (the consistent-hash exchange outbox.consumer.NAME.hash) into the queues "
+         "outbox.consumer.NAME.p0 .. pN-1, each with a single active consumer, which several `outbox consume` processes "
+         "share as replicas.NAME.partitions does (its deadlines run with partition 0). A changed count is refused (exit 78) "
+         "while the old queues exist: drain them, stop consume, delete them, then change it."},
   Option{.key = "services.*.binding_keys", .type = Type::string_list, .default_value = "[]",
          .help = "Routing keys the consumer's queue is bound with (required by `outbox consume`): the events and "
          "commands it handles, and the reply-to key of its requests."},

@@ -29,6 +29,8 @@ ReplicaQueue consumer_queue(const config::Config& config, const std::string& ser
   std::string prefix = "services." + service + ".";
   if (config.values().count(prefix + "queue_type")) out.quorum = config.text(prefix + "queue_type") == "quorum";
   if (config.values().count(prefix + "binding_keys")) out.binding_keys = config.list(prefix + "binding_keys");
+  if (config.values().count(prefix + "partitions")) out.partitions = static_cast<int>(config.integer(prefix + "partitions"));
+  out.consumer = true;
   return out;
 }
 
@@ -46,8 +48,10 @@ std::vector<std::string> queue_names(const ReplicaQueue& replica) {
 
 void check_partitioning(amqp::Connection& connection, const ReplicaQueue& replica) {
   const int n = replica.partitions;
-  std::string option = "replicas." + replica.replica + ".partitions = " + std::to_string(n);
-  std::string procedure = "; drain them (stop the relay, wait for replicate), stop replicate, delete them, then start again";
+  const std::string daemon = replica.consumer ? "consume" : "replicate";
+  std::string option = (replica.consumer ? "services." : "replicas.") + replica.replica + ".partitions = " + std::to_string(n);
+  std::string procedure =
+      "; drain them (stop the relay, wait for " + daemon + "), stop " + daemon + ", delete them, then start again";
   std::string found;
   if (n <= 1) {
     if (connection.queue_exists(partition_queue_name(replica.queue, 0)))
@@ -61,7 +65,7 @@ void check_partitioning(amqp::Connection& connection, const ReplicaQueue& replic
     found = "fewer partition queues exist (no " + partition_queue_name(replica.queue, n - 1) + ")";
   }
   if (!found.empty())
-    throw config_error("replica " + replica.replica + ": " + option + " but " + found +
+    throw config_error((replica.consumer ? "consumer " : "replica ") + replica.replica + ": " + option + " but " + found +
                        ": another partitioning would split the order of an aggregate's events" + procedure);
 }
 

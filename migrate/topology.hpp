@@ -13,7 +13,8 @@
 //   queue outbox.consumer.NAME the same for the consumer of service NAME (services.NAME.queue_type,
 //            services.NAME.binding_keys): a consumer's queue is a replica's queue by another name
 //
-// A partitioned replica (replicas.NAME.partitions = N > 1) has, instead of its one queue:
+// A partitioned replica (replicas.NAME.partitions = N > 1) has, instead of its one queue (and a
+// partitioned consumer, services.NAME.partitions, the same with outbox.consumer.NAME in its names):
 //   exchange outbox.replica.NAME.hash  x-consistent-hash on the aggregate_id header, bound to
 //            broker.exchange with each of the binding keys
 //   queue outbox.replica.NAME.p0 .. pN-1  as the one queue above, plus x-single-active-consumer,
@@ -43,14 +44,16 @@ struct ReplicaQueue {
   std::string queue;    // "outbox.replica.main"
   bool quorum = false;
   std::vector<std::string> binding_keys;
-  int partitions = 1;  // replicas.NAME.partitions: 1 is the one queue `queue`
+  int partitions = 1;     // replicas.NAME.partitions: 1 is the one queue `queue`
+  bool consumer = false;  // a service's consumer (services.NAME.*), for the option its errors name
 };
 
 std::string replica_queue_name(const std::string& replica);
 ReplicaQueue replica_queue(const config::Config& config, const std::string& replica);
 // The queue of service NAME's consumer ("outbox.consumer.NAME"), as a ReplicaQueue: `replica`
 // holds the service name. Its binding keys are services.NAME.binding_keys, which may be empty (then
-// the queue is declared unbound: `outbox consume` refuses to start without them).
+// the queue is declared unbound: `outbox consume` refuses to start without them); its partitions
+// services.NAME.partitions.
 std::string consumer_queue_name(const std::string& service);
 ReplicaQueue consumer_queue(const config::Config& config, const std::string& service);
 

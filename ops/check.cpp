@@ -42,7 +42,8 @@ std::string plural(long long count, const std::string& word) {
 }
 
 // Adds the ready messages of the replica's queue to `backlog` (a partitioned replica's queues are
-// outbox.replica.NAME.p0.., each a row of the report with its `replica`); returns the missing ones.
+// outbox.replica.NAME.p0.., a consumer's outbox.consumer.NAME.p0.., each a row of the report with
+// its `replica`: the service checked alone has no replica rows); returns the missing ones.
 std::vector<std::string> add_queue_backlog(const lag::BrokerStage& broker, const std::string& queue_name,
                                            const std::string& replica, long long& backlog) {
   std::vector<const lag::QueueStage*> queues;
@@ -126,7 +127,7 @@ Result evaluate(const lag::Report& report, const Thresholds& thresholds) {
     }
     failed += replica.parked + replica.waiting;
     if (report.broker.error.empty()) {
-      std::vector<std::string> missing = add_queue_backlog(report.broker, queue_name, service ? "" : replica.name, backlog);
+      std::vector<std::string> missing = add_queue_backlog(report.broker, queue_name, replica.name, backlog);
       if (!missing.empty()) raise(Status::warning);
       for (const std::string& queue : missing) parts.push_back("queue " + queue + " missing (run outbox migrate)");
     }

@@ -32,11 +32,14 @@ std::string now_iso() {
 void read_broker(const config::Config& config, const std::vector<std::string>& replicas, const std::string& service,
                  BrokerStage& stage) {
   std::vector<QueueStage> queues;
-  // A partitioned replica (replicas.NAME.partitions) has one row per partition queue.
+  // A partitioned replica (replicas.NAME.partitions) or consumer (services.NAME.partitions) has one
+  // row per partition queue.
   for (const std::string& replica : replicas)
     for (const std::string& queue : topology::queue_names(topology::replica_queue(config, replica)))
       queues.push_back({queue, replica});
-  if (!service.empty()) queues.push_back({topology::consumer_queue_name(service), service});
+  if (!service.empty())
+    for (const std::string& queue : topology::queue_names(topology::consumer_queue(config, service)))
+      queues.push_back({queue, service});
   queues.push_back({topology::kUnroutable, ""});
   queues.push_back({topology::kDeadLetter, ""});
   try {

@@ -99,14 +99,22 @@ ServiceCheck queue_check(const config::Config& config, const std::string& servic
   if (settings.urls.empty()) return {"queue", false, "broker.url is not set"};
   size_t node = 0;
   auto connection = amqp::Connection::open(settings, node, "outbox verify");
-  try {
-    auto [ready, consumers] = connection->inspect_queue(queue.queue);
-    return {"queue", true,
-            queue.queue + " exists: " + std::to_string(ready) + " ready, " + std::to_string(consumers) + " consumer(s)"};
-  } catch (const Error& error) {
-    if (error.code() != ExitCode::data) throw;
-    return {"queue", false, queue.queue + " does not exist (run 'outbox migrate')"};
+  // A partitioned consumer (services.NAME.partitions): its N queues, summed.
+  std::vector<std::string> names = topology::queue_names(queue);
+  unsigned long long ready = 0, consumers = 0;
+  for (const std::string& name : names) {
+    try {
+      auto [queue_ready, queue_consumers] = connection->inspect_queue(name);
+      ready += queue_ready;
+      consumers += queue_consumers;
+    } catch (const Error& error) {
+      if (error.code() != ExitCode::data) throw;
+      return {"queue", false, name + " does not exist (run 'outbox migrate')"};
+    }
   }
+  std::string what = names.size() == 1 ? queue.queue + " exists"
+                                       : "the " + std::to_string(names.size()) + " partition queues of " + queue.queue + " exist";
+  return {"queue", true, what + ": " + std::to_string(ready) + " ready, " + std::to_string(consumers) + " consumer(s)"};
 }
 
 }  // namespace

@@ -121,10 +121,11 @@ void Replicator::take_serve_lock(pqxx::connection& connection) {
       "nullif(a.application_name, '') || ')', '') FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
       "WHERE l.locktype = 'advisory' AND l.classid = $1::oid AND l.objid = hashtext($2)::oid AND l.granted LIMIT 1",
       static_cast<long long>(static_cast<unsigned>(kServeLockClass)), serve_lock_key());
-  throw NotNow(role_ +
-               (consumer_         ? ": another outbox consume serves this consumer"
-                : partition_ >= 0 ? ": another outbox replicate serves this partition"
-                                  : ": another outbox replicate serves this replica") +
+  const std::string other = consumer_ ? ": another outbox consume serves this " : ": another outbox replicate serves this ";
+  throw NotNow(role_ + other +
+               (partition_ >= 0 ? "partition"
+                : consumer_     ? "consumer"
+                                : "replica") +
                (holder.empty() ? std::string() : " (backend " + holder[0][0].as<std::string>() + ")") +
                "; standing by until it stops");
 }

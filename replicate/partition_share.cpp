@@ -19,8 +19,12 @@ bool gives_back(const std::set<int>& owned, int share, int partition) {
   return false;
 }
 
-PartitionShare::PartitionShare(std::string url, std::string replica, std::string program, int partitions)
-    : url_(std::move(url)), replica_(std::move(replica)), program_(std::move(program)), partitions_(partitions) {}
+PartitionShare::PartitionShare(std::string url, std::string name, bool consumer, int partitions)
+    : url_(std::move(url)),
+      role_((consumer ? "consumer " : "replica ") + name),
+      program_(consumer ? "outbox-consume" : "outbox-replicate"),
+      member_key_((consumer ? "outbox consume member " : "outbox replicate member ") + name),
+      partitions_(partitions) {}
 
 PartitionShare::~PartitionShare() = default;
 
@@ -30,12 +34,12 @@ void PartitionShare::refresh() {
   next_refresh_ = now + std::chrono::seconds(1);
   try {
     if (!db_) {
-      db_ = pg::connect(url_, "replica " + replica_ + " (partition share)", program_);
+      db_ = pg::connect(url_, role_ + " (partition share)", program_);
       slot_ = -1;
     }
     pqxx::nontransaction tx(*db_);
     tx.exec("SET statement_timeout = '5s'");
-    std::string key = "outbox replicate member " + replica_;
+    const std::string& key = member_key_;
     for (int slot = 0; slot < kMemberSlots && slot_ < 0; ++slot)
       if (tx.exec_params1("SELECT pg_try_advisory_lock(hashtext($1), $2)", key, slot)[0].as<bool>()) slot_ = slot;
     members_ = tx.exec_params1(

@@ -1,6 +1,8 @@
 #pragma once
 // How several `outbox replicate` processes, on any hosts, share the partition queues of one
-// replica (replicas.NAME.partitions, see migrate/topology.hpp).
+// replica (replicas.NAME.partitions, see migrate/topology.hpp); and several `outbox consume`
+// processes those of one service's consumer (services.NAME.partitions) the same way, on the
+// service database.
 //
 // Why not the broker alone: a single-active-consumer queue gives all its deliveries to its first
 // subscriber, so the first process to start would serve every partition and the others none.
@@ -22,7 +24,8 @@
 namespace outbox::replicate {
 
 // Session lock (hashtext('outbox replicate member ' || replica), slot) of each live process that
-// serves a partitioned replica.
+// serves a partitioned replica; ('outbox consume member ' || service, slot) for a consumer (a
+// service database may be a replica's too: a replica and a service of one name count apart).
 inline constexpr int kMemberSlots = 1024;
 
 // Each of `members` processes serves at most ceil(partitions / members) partitions.
@@ -33,7 +36,8 @@ bool gives_back(const std::set<int>& owned, int share, int partition);
 
 class PartitionShare {
  public:
-  PartitionShare(std::string url, std::string replica, std::string program, int partitions);
+  // `name`: the replica's, or the service's when `consumer`.
+  PartitionShare(std::string url, std::string name, bool consumer, int partitions);
   ~PartitionShare();
   // May this process take one more partition (it serves fewer than its share)?
   bool may_take();
@@ -49,7 +53,7 @@ class PartitionShare {
   // count (the partitions' own connections see the outage and handle it).
   void refresh();
 
-  std::string url_, replica_, program_;
+  std::string url_, role_, program_, member_key_;
   int partitions_;
   std::unique_ptr<pqxx::connection> db_;
   int slot_ = -1;

@@ -67,6 +67,7 @@ class Replicator {
   bool healthy() const;
   std::string status_line() const;
   const std::string& replica() const { return replica_; }
+  int partition() const { return partition_; }  // -1: the whole replica (or consumer)
   // Work on the database connection between batches, on the worker thread, when `every` has passed
   // (consume's deadlines). `job` handles its own failures; it throws only when the connection is lost.
   void run_between_batches(std::chrono::milliseconds every, std::function<void(pqxx::connection&)> job);

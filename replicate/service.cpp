@@ -5,17 +5,17 @@
 namespace outbox::replicate {
 namespace {
 
-// A partitioned replica is served by one Replicator per partition queue, each with its own
-// connections and serve lock (so each partition can move to another process alone), all of them
-// counting against one PartitionShare.
+// A partitioned replica (or consumer) is served by one Replicator per partition queue, each with
+// its own connections and serve lock (so each partition can move to another process alone), all
+// of them counting against one PartitionShare.
 std::vector<ReplicaSettings> split_partitions(const std::vector<ReplicaSettings>& replicas) {
   std::vector<ReplicaSettings> out;
   for (const ReplicaSettings& replica : replicas) {
-    if (replica.queue.partitions <= 1 || replica.consumer) {
+    if (replica.queue.partitions <= 1) {
       out.push_back(replica);
       continue;
     }
-    auto share = std::make_shared<PartitionShare>(replica.url, replica.name, "outbox-replicate", replica.queue.partitions);
+    auto share = std::make_shared<PartitionShare>(replica.url, replica.name, replica.consumer, replica.queue.partitions);
     for (int partition = 0; partition < replica.queue.partitions; ++partition) {
       out.push_back(replica);
       out.back().partition = partition;

@@ -1,6 +1,11 @@
-// Partitioned replicas (replicas.NAME.partitions) against a real PostgreSQL and RabbitMQ: several
-// replicate processes share the partition queues, one takes over what a killed one served, and
-// every aggregate's events still apply in order.
+// Partitioned replicas (replicas.NAME.partitions) and consumers (services.NAME.partitions) against
+// a real PostgreSQL and RabbitMQ: several replicate (or consume) processes share the partition
+// queues, one takes over what a killed one served, and every aggregate's events still apply (are
+// handled) once in effect and in order.
+//
+// With OUTBOX_PARTITIONS_ON_CLUSTER=1 (CTest `cluster.partitions`, label cluster) every test runs on
+// the 3-node RabbitMQ cluster (scripts/servers start rabbitmq-cluster) with quorum queues, and the
+// tests that kill a node run too (they are skipped on the single node).
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -11,6 +16,7 @@
 #include "examples/parking/parking.hpp"
 #include "migrate/topology.hpp"
 #include "tests/integration/support/broker.hpp"
+#include "tests/integration/support/cluster.hpp"
 #include "tests/integration/support/harness.hpp"
 
 using namespace outbox::testing;
@@ -19,6 +25,27 @@ namespace parking = outbox::parking;
 namespace topology = outbox::topology;
 
 namespace {
+
+// The queue types an operator of a cluster chooses (RabbitMQ 3.10, Debian's, has no default queue
+// type for a vhost): read by every process the harness starts.
+const std::string kQuorumQueues = "[broker]\nqueue_type = \"quorum\"\n[replicas.main]\nqueue_type = \"quorum\"\n";
+
+bool on_cluster() {
+  const char* value = std::getenv("OUTBOX_PARTITIONS_ON_CLUSTER");
+  return value && std::string(value) == "1";
+}
+
+// The cluster is started once per binary, by the first test that needs it.
+void use_cluster_if_asked() {
+  static const bool started = [] {
+    if (!on_cluster()) return false;
+    const Cluster& nodes = start_cluster();
+    if (nodes.broker_url.empty()) return false;
+    use_broker(nodes.broker_url, kQuorumQueues);
+    return true;
+  }();
+  if (on_cluster()) ASSERT_TRUE(started && await_cluster_whole()) << "the 3-node cluster is not whole";
+}
 
 const std::vector<std::string> kRelay = {"relay", "--set", "relay.heartbeat_interval=1s", "--set", "relay.poll_interval=200ms"};
 
@@ -47,6 +74,7 @@ void delete_replica_queues() {
 // Empty databases and no queue of the replica "main", or its `partitions` queues declared by
 // `outbox migrate` (so that no event the relay publishes is unroutable).
 void fresh_start(int partitions = 0) {
+  use_cluster_if_asked();
   delete_replica_queues();  // else migrate_all refuses another partitioning than its own
   reset_databases();
   ASSERT_TRUE(migrate_all());
@@ -71,11 +99,12 @@ std::vector<std::vector<std::string>> slots(const std::string& url) {
 
 bool replica_equals_primary() { return slots(servers().replica_url) == slots(servers().primary_url); }
 
-// The partitions a replicate process serves now: its broker gauges at 1 (one per partition).
+// The partitions a replicate (or consume) process serves now: its broker gauges at 1 (one per
+// partition).
 int served_partitions(int metrics_port) {
   Http metrics = http_get(metrics_port, "/metrics");
   if (metrics.status != 200) return -1;
-  static const std::regex served(R"(outbox_replicate_connected\{[^}]*peer="broker"[^}]*\} 1\b)");
+  static const std::regex served(R"(outbox_(replicate|consume)_connected\{[^}]*peer="broker"[^}]*\} 1\b)");
   return static_cast<int>(
       std::distance(std::sregex_iterator(metrics.body.begin(), metrics.body.end(), served), std::sregex_iterator()));
 }
@@ -159,9 +188,10 @@ TEST(Partitions, TwoProcessesShareFourPartitionsAndAfterAKillNineTheOtherServesA
 TEST(Partitions, EveryEventOfAnAggregateGoesToOnePartitionQueue) {
   fresh_start();
   auto connection = broker_connection();
-  topology::ReplicaQueue replica{"main", "outbox.replica.main", false, {"#"}, 4};
-  topology::declare_exchange(*connection, "outbox");
-  topology::declare_replica(*connection, "outbox", replica);
+  const bool quorum = servers().broker_is_cluster;
+  topology::ReplicaQueue replica{"main", "outbox.replica.main", quorum, {"#"}, 4};
+  topology::declare_exchange(*connection, "outbox", quorum);
+  topology::declare_replica(*connection, "outbox", replica, quorum);
   std::vector<amqp::OutgoingMessage> messages;
   for (int aggregate = 0; aggregate < 40; ++aggregate)
     for (int version = 1; version <= 5; ++version)
@@ -198,8 +228,10 @@ TEST(Partitions, EveryEventOfAnAggregateGoesToOnePartitionQueue) {
 TEST(Partitions, AChangedPartitionCountIsRefusedWithExit78NamingTheOptionAndTheQueues) {
   fresh_start();
   auto connection = broker_connection();
-  topology::declare_exchange(*connection, "outbox");
-  topology::declare_replica(*connection, "outbox", topology::ReplicaQueue{"main", "outbox.replica.main", false, {"#"}, 4});
+  const bool quorum = servers().broker_is_cluster;
+  topology::declare_exchange(*connection, "outbox", quorum);
+  topology::declare_replica(*connection, "outbox", topology::ReplicaQueue{"main", "outbox.replica.main", quorum, {"#"}, 4},
+                            quorum);
   struct Case {
     int partitions;
     std::string found;
@@ -224,4 +256,206 @@ TEST(Partitions, AChangedPartitionCountIsRefusedWithExit78NamingTheOptionAndTheQ
   EXPECT_FALSE(broker_connection()->queue_exists("outbox.replica.main"));
   EXPECT_FALSE(broker_connection()->queue_exists("outbox.replica.main.p4"));
   EXPECT_TRUE(broker_connection()->queue_exists("outbox.replica.main.p3"));
+}
+
+namespace {
+
+// The service "steps": its handler records each event it handles, in the order it handles them.
+const char* kStepHandler = R"(
+DROP SCHEMA IF EXISTS test_steps CASCADE;
+CREATE SCHEMA test_steps;
+CREATE TABLE test_steps.effects (seq bigserial, event_id uuid, aggregate_id text, version bigint);
+CREATE TABLE test_steps.ticks (pid int, at timestamptz DEFAULT clock_timestamp());
+CREATE FUNCTION test_steps.tick() RETURNS void LANGUAGE sql AS $$ INSERT INTO test_steps.ticks (pid) VALUES (pg_backend_pid()) $$;
+CREATE FUNCTION test_steps.on_step(e jsonb) RETURNS void LANGUAGE sql AS $$
+  INSERT INTO test_steps.effects (event_id, aggregate_id, version)
+  VALUES ((e->>'event_id')::uuid, e->>'aggregate_id', (e->>'aggregate_version')::bigint) $$;
+)";
+
+const std::string kStepsQueue = "outbox.consumer.steps";
+
+std::string steps_config(int partitions, const std::string& more = "") {
+  std::string queue_type = servers().broker_is_cluster ? "queue_type = \"quorum\"\n" : "";
+  return (servers().broker_is_cluster ? "[broker]\nqueue_type = \"quorum\"\n" : "") + std::string("[services.steps]\nurl = \"") +
+         servers().primary_url + "\"\nbinding_keys = [\"step.#\"]\npartitions = " + std::to_string(partitions) + "\n" +
+         queue_type + "[[services.steps.handlers]]\nevent_type = \"step.done\"\nfunction = \"test_steps.on_step\"\n" + more;
+}
+
+// Empty databases, the service migrated and its `partitions` queues declared by `outbox migrate`.
+std::string fresh_steps_service(int partitions, const std::string& more_config = "") {
+  use_cluster_if_asked();
+  reset_databases();
+  auto connection = broker_connection();
+  connection->delete_queue(kStepsQueue);
+  for (int partition = 0; partition < 16; ++partition)
+    connection->delete_queue(topology::partition_queue_name(kStepsQueue, partition));
+  std::string config = write_file("steps.toml", steps_config(partitions, more_config));
+  RunResult migrated = run_outbox({"migrate", "--service", "steps"}, {{"OUTBOX_CONFIG", config}});
+  EXPECT_EQ(migrated.exit_code, 0) << migrated;
+  exec(servers().primary_url, kStepHandler);
+  return config;
+}
+
+// Publishes step.done events of `aggregates` aggregates, round by round (each round the next
+// version of every aggregate), as the services' relays would, until stopped.
+class StepPublisher {
+ public:
+  explicit StepPublisher(int aggregates) : aggregates_(aggregates) {
+    thread_ = std::thread([this] { run(); });
+  }
+  ~StepPublisher() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  long long published() const { return published_; }
+  std::string problem() const { return problem_; }
+
+ private:
+  void run() {
+    try {
+      for (long long version = 1; !stop_; ++version) {
+        std::vector<amqp::OutgoingMessage> round;
+        for (int aggregate = 0; aggregate < aggregates_; ++aggregate)
+          round.push_back(event_message("step.done", "step", "step-" + std::to_string(aggregate), version, "{}",
+                                        1796187600000000LL + version));
+        publish_all(round, topology::partition_queue_name(kStepsQueue, 0));
+        published_ += aggregates_;
+        std::this_thread::sleep_for(20ms);  // steady, not flat out: the point is a kill under load
+      }
+    } catch (const std::exception& error) {
+      problem_ = error.what();
+    }
+  }
+  int aggregates_;
+  std::atomic<bool> stop_{false};
+  std::atomic<long long> published_{0};
+  std::string problem_;
+  std::thread thread_;
+};
+
+std::string steps(const std::string& sql) { return scalar(servers().primary_url, sql); }
+long long handled() { return std::stoll(steps("SELECT count(*) FROM test_steps.effects")); }
+
+std::vector<std::string> partitioned_consume(int metrics_port) {
+  return {"consume", "--set", "replicate.max_backoff=1s", "--set", "metrics.listen=127.0.0.1:" + std::to_string(metrics_port)};
+}
+
+}  // namespace
+
+TEST(Partitions, TwoConsumeProcessesShareFourPartitionsAndAfterAKillNineEveryEventIsHandledOnceInOrder) {
+  std::string config = fresh_steps_service(4);
+  std::map<std::string, std::string> env = {{"OUTBOX_CONFIG", config}};
+  int first_port = free_port(), second_port = free_port();
+  Daemon first(partitioned_consume(first_port), env);
+  ASSERT_TRUE(eventually([&] { return served_partitions(first_port) == 4; }, 60s)) << first.log();
+  Daemon second(partitioned_consume(second_port), env);
+  EXPECT_TRUE(eventually([&] { return served_partitions(first_port) == 2 && served_partitions(second_port) == 2; }, 60s))
+      << first.log() << second.log();
+  for (int partition = 0; partition < 4; ++partition) {
+    std::string queue = topology::partition_queue_name(kStepsQueue, partition);
+    EXPECT_EQ(broker_connection()->inspect_queue(queue).second, 1u) << queue << " has one consumer";
+  }
+  StepPublisher publisher(40);
+  long long before_kill = handled();
+  ASSERT_TRUE(eventually([&] { return handled() > before_kill + 400; }, 60s)) << "the consumers handle the load";
+  second.kill9();
+  second.wait_exit(10s);
+  EXPECT_TRUE(eventually([&] { return served_partitions(first_port) == 4; }, 60s)) << first.log();
+  long long after_kill = handled();
+  ASSERT_TRUE(eventually([&] { return handled() > after_kill + 400; }, 60s)) << "the load goes on";
+  publisher.stop();
+  EXPECT_EQ(publisher.problem(), "");
+  const long long published = publisher.published();
+  EXPECT_TRUE(eventually([&] { return handled() >= published; }, 120s)) << handled() << " of " << published << first.log();
+  // Once in effect: every event's effect once (the inbox turned the redelivered ones into no-ops).
+  EXPECT_EQ(handled(), published);
+  EXPECT_EQ(steps("SELECT count(DISTINCT event_id) FROM test_steps.effects"), std::to_string(published));
+  // In order: each aggregate's events were handled version after version, none skipped or repeated.
+  EXPECT_EQ(steps("SELECT count(*) FROM (SELECT version, lag(version) OVER (PARTITION BY aggregate_id ORDER BY seq) AS prev "
+                  "FROM test_steps.effects) handled WHERE version <> coalesce(prev, 0) + 1"),
+            "0");
+  EXPECT_EQ(steps("SELECT count(*) FROM outbox_failed_events"), "0");
+  RunResult verify = run_outbox({"verify", "--service", "steps"}, env);
+  EXPECT_EQ(verify.exit_code, 0) << verify;
+  EXPECT_NE(verify.out.find("ok       queue: the 4 partition queues of outbox.consumer.steps exist"), std::string::npos)
+      << verify;
+}
+
+TEST(Partitions, AChangedConsumerPartitionCountIsRefusedWithExit78NamingTheServicesOption) {
+  std::string config = fresh_steps_service(4);
+  Daemon consume({"consume", "--set", "services.steps.partitions=2"}, {{"OUTBOX_CONFIG", config}});
+  EXPECT_EQ(consume.wait_exit(60s), 78) << consume.log();
+  EXPECT_NE(consume.log().find("consumer steps: services.steps.partitions = 2 but more partition queues exist "
+                               "(outbox.consumer.steps.p2)"),
+            std::string::npos)
+      << consume.log();
+  EXPECT_FALSE(broker_connection()->queue_exists(kStepsQueue));
+}
+
+TEST(Partitions, APartitionedConsumersDeadlinesRunInOneProcessAtATimeAndMoveWithPartitionZero) {
+  std::string config = fresh_steps_service(2, "[[services.steps.deadlines]]\nfunction = \"test_steps.tick\"\nevery = \"50ms\"\n");
+  std::map<std::string, std::string> env = {{"OUTBOX_CONFIG", config}};
+  int first_port = free_port(), second_port = free_port();
+  Daemon first(partitioned_consume(first_port), env);
+  ASSERT_TRUE(eventually([&] { return served_partitions(first_port) == 2; }, 60s)) << first.log();
+  Daemon second(partitioned_consume(second_port), env);
+  ASSERT_TRUE(eventually([&] { return served_partitions(first_port) == 1 && served_partitions(second_port) == 1; }, 60s))
+      << first.log() << second.log();
+  // The deadline runs on one connection (one backend) while both processes serve a partition.
+  auto ticks_since = [](const std::string& mark) {
+    return std::stoll(steps("SELECT count(*) FROM test_steps.ticks WHERE at > '" + mark + "'"));
+  };
+  auto runners_since = [](const std::string& mark) {
+    return steps("SELECT count(DISTINCT pid) FROM test_steps.ticks WHERE at > '" + mark + "'");
+  };
+  std::string shared = steps("SELECT clock_timestamp()::text");
+  ASSERT_TRUE(eventually([&] { return ticks_since(shared) >= 20; }, 60s)) << first.log() << second.log();
+  EXPECT_EQ(runners_since(shared), "1");
+  std::string runner = steps("SELECT max(pid) FROM test_steps.ticks WHERE at > '" + shared + "'");
+  // The first process kept partition 0 (one gives back its highest): killed, the other takes it,
+  // and the deadline with it.
+  first.kill9();
+  first.wait_exit(10s);
+  ASSERT_TRUE(eventually([&] { return served_partitions(second_port) == 2; }, 60s)) << second.log();
+  std::string taken = steps("SELECT clock_timestamp()::text");
+  ASSERT_TRUE(eventually([&] { return ticks_since(taken) >= 20; }, 60s)) << second.log();
+  EXPECT_EQ(runners_since(taken), "1");
+  EXPECT_NE(steps("SELECT max(pid) FROM test_steps.ticks WHERE at > '" + taken + "'"), runner);
+}
+
+// On the cluster only: the node that leads a partition queue is killed under load; the processes
+// that used it move to another node, the queue gets a new leader, and nothing is lost or reordered.
+TEST(Partitions, KillingTheNodeThatLeadsAPartitionQueueLosesNothingAndKeepsOrder) {
+  if (!on_cluster()) GTEST_SKIP() << "needs the 3-node cluster: OUTBOX_PARTITIONS_ON_CLUSTER=1 (ctest -L cluster)";
+  fresh_start(4);
+  Daemon relay(kRelay);
+  Load load(40);
+  int first_port = free_port(), second_port = free_port();
+  Daemon first(partitioned_replicate(4, first_port));
+  Daemon second(partitioned_replicate(4, second_port));
+  ASSERT_TRUE(eventually([&] { return served_partitions(first_port) == 2 && served_partitions(second_port) == 2; }, 120s))
+      << first.log() << second.log();
+  const std::string queue = topology::partition_queue_name("outbox.replica.main", 0);
+  std::optional<int> leader;
+  ASSERT_TRUE(eventually([&] { return (leader = leader_of_queue(queue)).has_value(); }, 120s));
+  ASSERT_TRUE(kill_node(*leader));
+  EXPECT_TRUE(eventually([&] { return leader_of_queue(queue).value_or(*leader) != *leader; }, 120s))
+      << "no new leader for " << queue;
+  EXPECT_TRUE(eventually([&] { return served_partitions(first_port) + served_partitions(second_port) == 4; }, 120s))
+      << "every partition is served again" << first.log() << second.log();
+  int after_kill = load.written();
+  ASSERT_TRUE(eventually([&] { return load.written() > after_kill + 200; }, 60s)) << "the load goes on";
+  ASSERT_TRUE(start_node(*leader));
+  ASSERT_TRUE(await_cluster_whole());
+  load.stop();
+  EXPECT_TRUE(eventually(replica_equals_primary, 180s)) << first.log() << second.log();
+  RunResult verify = run_outbox({"verify"});
+  EXPECT_EQ(verify.exit_code, 0) << verify;
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT count(*) FROM outbox_applied_events WHERE NOT effective"), "0");
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT count(*) FROM outbox_failed_events"), "0");
+  EXPECT_EQ(
+      scalar(servers().replica_url, "SELECT count(*) FROM outbox_applied_events WHERE aggregate_type <> 'outbox.heartbeat'"),
+      scalar(servers().primary_url, "SELECT count(*) FROM outbox WHERE aggregate_type <> 'outbox.heartbeat'"))
+      << queue_depths();
 }

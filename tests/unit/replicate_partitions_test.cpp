@@ -47,12 +47,40 @@ binding_keys = ["parking.*"]
             "active consumer) bound to outbox.replica.eu.hash with weight 1");
 }
 
+TEST(ReplicatePartitions, AServicesConsumerHasOneQueueUnlessItsPartitionsAreSet) {
+  config::Config config = parse_config(R"(
+[services.billing]
+url = "postgresql://localhost/a"
+binding_keys = ["bill.*"]
+
+[services.booking]
+url = "postgresql://localhost/b"
+binding_keys = ["booking.*"]
+partitions = 3
+)");
+  topology::ReplicaQueue billing = topology::consumer_queue(config, "billing");
+  EXPECT_EQ(billing.partitions, 1);
+  EXPECT_TRUE(billing.consumer);
+  EXPECT_EQ(topology::queue_names(billing), std::vector<std::string>{"outbox.consumer.billing"});
+  topology::ReplicaQueue booking = topology::consumer_queue(config, "booking");
+  EXPECT_EQ(topology::queue_names(booking),
+            (std::vector<std::string>{"outbox.consumer.booking.p0", "outbox.consumer.booking.p1", "outbox.consumer.booking.p2"}));
+  EXPECT_EQ(topology::describe("outbox", {booking})[3],
+            "exchange outbox.consumer.booking.hash (x-consistent-hash on header aggregate_id) bound to outbox with booking.*");
+}
+
 TEST(ReplicatePartitions, ZeroPartitionsIsRefusedNamingTheOption) {
   try {
     parse_config("[replicas.main]\nurl = \"postgresql://localhost/a\"\npartitions = 0\n");
     FAIL() << "partitions = 0 was accepted";
   } catch (const std::exception& error) {
     EXPECT_NE(std::string(error.what()).find("replicas.main.partitions"), std::string::npos) << error.what();
+  }
+  try {
+    parse_config("[services.booking]\nurl = \"postgresql://localhost/a\"\npartitions = 0\n");
+    FAIL() << "services.booking.partitions = 0 was accepted";
+  } catch (const std::exception& error) {
+    EXPECT_NE(std::string(error.what()).find("services.booking.partitions"), std::string::npos) << error.what();
   }
 }
 
