@@ -149,14 +149,19 @@ void Applier::prepare_tables(pqxx::transaction_base& tx) {
   tables_ = tables_of(mappings_, table_of_mapping_);
   for (ReplicaTable& table : tables_) {
     std::string what = role_ + ": replicate.mappings table " + table.name;
+    // The type without its length: a cast to varchar(n) would cut a longer key instead of refusing it.
     pqxx::result columns = tx.exec_params(
-        "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 "
+        "SELECT a.attname, format_type(a.atttypid, NULL), a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) "
+        "FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 "
         "AND NOT a.attisdropped AND a.attgenerated = '' AND a.attidentity <> 'a' ORDER BY a.attnum",
         table.quoted);
     if (columns.empty()) throw config_error(what + " does not exist (run 'outbox migrate', or fix the mapping)");
-    for (const auto& row : columns) table.columns.push_back(row[0].as<std::string>());
-    if (std::find(table.columns.begin(), table.columns.end(), table.key) == table.columns.end())
-      throw config_error(what + " has no column \"" + table.key + "\" (replicate.mappings.key_column)");
+    for (const auto& row : columns) {
+      table.columns.push_back(row[0].as<std::string>());
+      if (table.columns.back() == table.key) table.key_type = row[1].as<std::string>();
+      if (table.columns.back() == "version" && row[2].as<bool>()) table.versioned = true;
+    }
+    if (table.key_type.empty()) throw config_error(what + " has no column \"" + table.key + "\" (replicate.mappings.key_column)");
     if (!table.upserts.empty()) {
       bool unique = tx.exec_params1(
                           "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "

@@ -11,10 +11,12 @@
 //        - events of an aggregate that has failed events are left out and returned ("blocked");
 //        - a redelivered event is a no-op by the version guard alone (every event has a version);
 //        - the version guard: an event is effective only when its aggregate_version is newer than
-//          outbox_aggregate_versions has; for each row (table and payload key) the newest effective
-//          event of the batch writes it (upsert from the payload, or delete), and for each
-//          aggregate the newest one sets the new version (a delete keeps a tombstone version, so a
-//          late older create stays a no-op);
+//          outbox_aggregate_versions has and, on a table with a version column, than the row it
+//          writes has; for each row (table and payload key) the newest effective event of the
+//          batch writes it (upsert from the payload, or delete). A versioned row keeps its version
+//          itself (the upsert writes the event's); outbox_aggregate_versions gets, per aggregate,
+//          the newest delete (a tombstone version, so a late older create stays a no-op) or write
+//          of a table without a version column;
 //        - with replicate.record_event_ids (for tracing; off by default, as it costs the replica an
 //          insert and two index entries per event), every new event id goes into
 //          outbox_applied_events (effective or stale), and an id found there counts as a duplicate

@@ -20,14 +20,15 @@ std::string int_array(const std::vector<int>& values) {
 // least as new as the event's, so the version guard already makes it a no-op. With $5
 // (replicate.record_event_ids) the conflict on outbox_applied_events tells duplicates (no row
 // inserted) from stale events (inserted, not effective); without it both count as stale.
-// The stored version is read by a correlated subquery, one index probe per event: as a join, the
-// planner (estimating the batch at jsonb_to_recordset's 100 rows) hashes the whole version table.
+// The stored versions (the aggregate's and, on a versioned table, the row's) are read by correlated
+// subqueries, one index probe each per event: as a join, the planner (estimating the batch at
+// jsonb_to_recordset's 100 rows) hashes the whole table.
 //
 // $4: replicate.max_clock_skew in milliseconds. A created_at later than the replica's clock plus
 // it is "from the future" (a forged message, a primary clock running ahead): the event applies,
 // but its time moves neither the applied position nor the heartbeat, and a time from the future
 // stored before this check existed is replaced.
-std::string guarded_events(const std::string& beatable) {
+std::string guarded_events(const std::string& beatable, const std::string& row_version) {
   return "WITH clock AS (SELECT clock_timestamp() + $4::bigint * interval '1 millisecond' AS latest\n"
          "), input AS (\n"
          "  SELECT x.i, x.id, x.at, x.ag, x.v, x.m, x.t, x.pos, x.p,\n"
@@ -45,33 +46,64 @@ std::string guarded_events(const std::string& beatable) {
          "  WHERE e.i NOT IN (SELECT i FROM blocked)\n"
          "  ORDER BY e.id, e.i\n"
          "), guarded AS (\n"
-         "  SELECT f.*, (SELECT s.version FROM outbox_aggregate_versions s\n"
-         "                WHERE s.aggregate_type = f.at AND s.aggregate_id = f.ag AND NOT (" +
-         beatable +
-         ")) AS stored FROM fresh f\n"
-         "), effective AS (SELECT * FROM guarded WHERE stored IS NULL OR v > stored\n";
+         "  SELECT g.*, (g.stored IS NULL OR g.v > g.stored) AND (g.row_version IS NULL OR g.v > g.row_version) AS ok\n"
+         "  FROM (SELECT f.*, (SELECT s.version FROM outbox_aggregate_versions s\n"
+         "                     WHERE s.aggregate_type = f.at AND s.aggregate_id = f.ag AND NOT (" +
+         beatable + ")) AS stored,\n         " + row_version + " AS row_version FROM fresh f) g\n" +
+         "), effective AS (SELECT * FROM guarded WHERE ok\n";
 }
 
 // The key of the row an event writes, per table: the key column from the payload, else the
 // aggregate id.
+std::string key_text(const ReplicaTable& table, const std::string& event) {
+  return "coalesce(" + event + ".p->>" + pg::quote_literal(table.key) + ", " + event + ".ag)";
+}
+
 std::string row_key(const std::vector<ReplicaTable>& tables) {
   std::string key = "CASE e.t";
-  for (size_t t = 0; t < tables.size(); ++t)
-    key += " WHEN " + std::to_string(t) + " THEN coalesce(e.p->>" + pg::quote_literal(tables[t].key) + ", e.ag)";
+  for (size_t t = 0; t < tables.size(); ++t) key += " WHEN " + std::to_string(t) + " THEN " + key_text(tables[t], "e");
   return key + " END";
+}
+
+constexpr const char* kVersion = "\"version\"";
+
+// A version outside the valid range (left by a replicate from before the range was enforced) is
+// beaten by any valid event: nothing valid could ever be newer, so it would freeze its row forever.
+std::string outside_range(const std::string& version) {
+  return version + " NOT BETWEEN " + std::to_string(kMinAggregateVersion) + " AND " + std::to_string(kMaxAggregateVersion);
+}
+
+// The version of the row an event writes on a versioned table (NULL: no such row, another table,
+// or a version outside the range). The key is cast to its column's type (without a length, which
+// would cut it), so that the probe uses the key's index.
+std::string row_version(const std::vector<ReplicaTable>& tables) {
+  std::string version;
+  for (size_t t = 0; t < tables.size(); ++t)
+    if (tables[t].versioned)
+      version += " WHEN " + std::to_string(t) + " THEN (SELECT r." + kVersion + "::bigint FROM " + tables[t].quoted +
+                 " r\n           WHERE r." + pg::quote_identifier(tables[t].key) + " = " + key_text(tables[t], "f") +
+                 "::" + tables[t].key_type + " AND NOT (" + outside_range(std::string("r.") + kVersion) + "))";
+  return version.empty() ? "NULL::bigint" : "CASE f.t" + version + " END";
 }
 
 // The newest event per row: an aggregate may write several tables (an order and its lines) and
 // several rows of one (each line by its own key); k is the row's key as the write finds it. The
-// newest per aggregate sets its version (a delete keeps a tombstone version).
+// newest per aggregate of those that need it sets its version (a delete keeps a tombstone version).
 std::string newest_versions(const std::vector<Mapping>& mappings, const std::vector<ReplicaTable>& tables,
                             const std::string& beatable) {
-  std::vector<int> deletes;
+  std::vector<int> deletes, unversioned;
   for (size_t m = 0; m < mappings.size(); ++m)
     if (mappings[m].operation == Operation::remove) deletes.push_back(static_cast<int>(m));
+  for (size_t t = 0; t < tables.size(); ++t)
+    if (!tables[t].versioned) unversioned.push_back(static_cast<int>(t));
+  // Only deletes and writes of tables without a version column need a version here.
+  std::string needed = unversioned.size() == tables.size()
+                           ? ""
+                           : "WHERE m = ANY(" + int_array(deletes) + ") OR t = ANY(" + int_array(unversioned) + ") ";
   return "), winners AS (SELECT DISTINCT ON (at, ag, t, k) * FROM (SELECT e.*, " + row_key(tables) +
          " AS k FROM effective e) e ORDER BY at, ag, t, k, v DESC, i DESC\n" +
-         "), newest AS (SELECT DISTINCT ON (at, ag) * FROM winners ORDER BY at, ag, v DESC, i DESC\n"
+         "), newest AS (SELECT DISTINCT ON (at, ag) * FROM winners " + needed +
+         "ORDER BY at, ag, v DESC, i DESC\n"
          "), w_versions AS (\n"
          "  INSERT INTO outbox_aggregate_versions AS s (aggregate_type, aggregate_id, version, deleted, updated_at)\n"
          "  SELECT at, ag, v, m = ANY(" +
@@ -90,21 +122,30 @@ std::string upsert_rows(const ReplicaTable& table, const std::string& n) {
   for (const std::string& column : table.columns) {
     std::string quoted = pg::quote_identifier(column);
     columns += (columns.empty() ? "" : ", ") + quoted;
-    values += (values.empty() ? "r." : ", r.") + quoted;
+    // A versioned row holds the version of the event that wrote it, whatever the payload says.
+    values += (values.empty() ? "" : ", ") + (table.versioned && quoted == kVersion ? "w.v" : "r." + quoted);
     if (column != table.key) updates += (updates.empty() ? "" : ", ") + quoted + " = EXCLUDED." + quoted;
   }
+  // The guard again in the row: the events are effective already, but under a row lock (a
+  // forged key of another part's aggregate) the newest row decides.
+  std::string guard = table.versioned ? " WHERE t." + std::string(kVersion) + " < EXCLUDED." + kVersion + " OR " +
+                                            outside_range(std::string("t.") + kVersion)
+                                      : "";
   return "), w_upsert_" + n + " AS (\n  INSERT INTO " + table.quoted + " AS t (" + columns + ")\n  SELECT " + values +
          " FROM winners w\n  CROSS JOIN LATERAL jsonb_populate_record(NULL::" + table.quoted + ", w.p) r\n" +
          "  WHERE w.m = ANY(" + int_array(table.upserts) + ")\n  ON CONFLICT (" + key + ") DO " +
-         (updates.empty() ? "NOTHING" : "UPDATE SET " + updates) + "\n  RETURNING 1\n";
+         (updates.empty() ? "NOTHING" : "UPDATE SET " + updates + guard) + "\n  RETURNING 1\n";
 }
 
 // The key comes from the payload, else from the aggregate id.
 std::string delete_rows(const ReplicaTable& table, const std::string& n) {
   std::string key = pg::quote_identifier(table.key);
+  std::string guard = table.versioned
+                          ? " AND (t." + std::string(kVersion) + " < w.v OR " + outside_range(std::string("t.") + kVersion) + ")"
+                          : "";
   return "), w_delete_" + n + " AS (\n  DELETE FROM " + table.quoted + " t USING winners w\n  WHERE w.m = ANY(" +
          int_array(table.deletes) + ") AND t." + key + " = (jsonb_populate_record(NULL::" + table.quoted +
-         ", jsonb_build_object(" + pg::quote_literal(table.key) + ", w.ag) || w.p))." + key + "\n  RETURNING 1\n";
+         ", jsonb_build_object(" + pg::quote_literal(table.key) + ", w.ag) || w.p))." + key + guard + "\n  RETURNING 1\n";
 }
 
 std::string row_writes(const std::vector<ReplicaTable>& tables) {
@@ -120,7 +161,7 @@ std::string applied_events() {
   return "), w_applied AS (\n"
          "  INSERT INTO outbox_applied_events (event_id, aggregate_type, aggregate_id, aggregate_version,\n"
          "    outbox_position, created_at, effective)\n"
-         "  SELECT id, at, ag, v, pos, ts, stored IS NULL OR v > stored FROM guarded WHERE $5::boolean\n"
+         "  SELECT id, at, ag, v, pos, ts, ok FROM guarded WHERE $5::boolean\n"
          "  ON CONFLICT (event_id) DO NOTHING\n"
          "  RETURNING event_id\n";
 }
@@ -208,13 +249,9 @@ std::vector<ReplicaTable> tables_of(const std::vector<Mapping>& mappings, std::v
 }
 
 std::string apply_statement(const std::vector<Mapping>& mappings, const std::vector<ReplicaTable>& tables, bool part) {
-  // A stored version outside the valid range (left by a replicate from before the range was
-  // enforced) is beaten by any valid event: nothing valid could ever be newer, so it would freeze
-  // its row forever.
-  std::string beatable =
-      "s.version NOT BETWEEN " + std::to_string(kMinAggregateVersion) + " AND " + std::to_string(kMaxAggregateVersion);
-  return guarded_events(beatable) + newest_versions(mappings, tables, beatable) + row_writes(tables) + applied_events() +
-         (part ? "" : applied_position()) + heartbeat() + counts();
+  std::string beatable = outside_range("s.version");
+  return guarded_events(beatable, row_version(tables)) + newest_versions(mappings, tables, beatable) + row_writes(tables) +
+         applied_events() + (part ? "" : applied_position()) + heartbeat() + counts();
 }
 
 std::string batch_parameter(const std::vector<Item*>& items, const Item* position_of, const std::vector<int>& table_of_mapping) {

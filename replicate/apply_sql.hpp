@@ -24,6 +24,11 @@ struct ReplicaTable {
   std::string key;                    // key column
   std::vector<std::string> columns;   // the writable columns, in the table's order (from the catalog)
   std::vector<int> upserts, deletes;  // mapping indexes
+  // A table with an integer column "version" holds its rows' aggregate version (as parking_slots
+  // does): the version guard reads and writes it there, and outbox_aggregate_versions only keeps
+  // the tombstones of deletes (see apply_statement).
+  bool versioned = false;
+  std::string key_type;  // the key column's type, as format_type() names it ("uuid")
 };
 
 // The tables the mappings write (one per table and key column, in the mappings' order), without
@@ -34,6 +39,13 @@ std::vector<ReplicaTable> tables_of(const std::vector<Mapping>& mappings, std::v
 // aggregates' failed events; $4: replicate.max_clock_skew in milliseconds; $5:
 // replicate.record_event_ids (each event id into outbox_applied_events). `part`: a part on a
 // helper connection, which leaves the applied position to the main transaction.
+//
+// The version guard: an event is effective when its version is newer than its aggregate's in
+// outbox_aggregate_versions (if any) and, on a versioned table, than the row it writes (if
+// any). outbox_aggregate_versions is written only where the row cannot hold the version: for a
+// delete (the tombstone, so that an older upsert redelivered later does not bring the row back)
+// and for an upsert of a table without a version column. Versions it holds from before (a
+// replica upgraded from the bookkeeping of every aggregate there) keep guarding.
 std::string apply_statement(const std::vector<Mapping>& mappings, const std::vector<ReplicaTable>& tables, bool part);
 
 // $1 of the apply statement: the items as a jsonb array, and `position_of`, if set, last as the

@@ -82,3 +82,111 @@ TEST(LeanApply, WithRecordEventIdsEveryAppliedEventIdIsRecordedOnceAndARedeliver
   EXPECT_EQ(count("outbox_applied_events"), "6");
   EXPECT_EQ(count("outbox_applied_events WHERE event_id = '" + scenario.update.message_id + "' AND effective"), "1");
 }
+
+// Where the mapped table has a version column (parking_slots), the row keeps its version and
+// guards itself: an upsert adds nothing to outbox_aggregate_versions (before, every aggregate had
+// a row there, a second upsert per event), and an older redelivery is still a no-op.
+TEST(LeanApply, AnUpsertOfAVersionedTableKeepsTheVersionInTheRowAloneAndAnOlderRedeliveryIsStillANoOp) {
+  Scenario scenario;
+  scenario.run(kReplicate);
+  scenario.expect_applied_once();
+  EXPECT_EQ(count("outbox_aggregate_versions WHERE aggregate_id = '" + scenario.slot + "'"), "0");
+  EXPECT_EQ(count("outbox_aggregate_versions"), "1");  // the delete's tombstone alone
+}
+
+// The tombstone of a delete stays in outbox_aggregate_versions: an older create or update
+// redelivered after the delete, in a later batch or in the same one, does not bring the row back.
+TEST(LeanApply, AnOlderUpsertRedeliveredAfterADeleteDoesNotBringTheRowBack) {
+  fresh_schema();
+  Daemon replicate(kReplicate);
+  std::string slot = random_uuid(), other = random_uuid(), marker = random_uuid();
+  amqp::OutgoingMessage create = slot_event("parking.create", slot, 1, "first");
+  amqp::OutgoingMessage update = slot_event("parking.update", slot, 2, "second");
+  amqp::OutgoingMessage remove = event_message("parking.delete", "parking_slot", slot, 3,
+                                               "{\"uuid\": \"" + slot + "\", \"version\": 3}", 1700000000000003LL);
+  publish({create, update, remove, slot_event("parking.create", other, 1, "other")});
+  ASSERT_TRUE(applied_up_to(other)) << replicate.log();
+  // A late update with a new event id (an older version), the old ones redelivered, a delete
+  // redelivered between them, and a marker.
+  publish({slot_event("parking.update", slot, 2, "late"), update, create, remove, create,
+           slot_event("parking.create", marker, 1, "marker")});
+  ASSERT_TRUE(applied_up_to(marker)) << replicate.log();
+  EXPECT_EQ(count("parking_slots WHERE uuid = '" + slot + "'"), "0");
+  EXPECT_EQ(scalar(servers().replica_url,
+                   "SELECT version || ' ' || deleted FROM outbox_aggregate_versions WHERE aggregate_id = '" + slot + "'"),
+            "3 true");
+  // A newer create brings it back; its version is in the row.
+  amqp::OutgoingMessage again = slot_event("parking.create", slot, 4, "again");
+  publish({again, create, update});
+  ASSERT_TRUE(applied_up_to(slot)) << replicate.log();
+  publish({slot_event("parking.create", random_uuid(), 1, "marker"), remove, create});
+  std::string last = random_uuid();
+  publish({slot_event("parking.create", last, 1, "marker")});
+  ASSERT_TRUE(applied_up_to(last)) << replicate.log();
+  EXPECT_EQ(rows(servers().replica_url, "SELECT name, version::text FROM parking_slots WHERE uuid = '" + slot + "'"),
+            (std::vector<std::vector<std::string>>{{"again", "4"}}));
+  EXPECT_EQ(count("outbox_failed_events"), "0");
+}
+
+// A replica upgraded from the bookkeeping where every aggregate had its version in
+// outbox_aggregate_versions: those versions keep guarding, also where the row holds an older one
+// (the old apply stored the payload's version in the row, the event's in the table).
+TEST(LeanApply, AReplicaUpgradedFromTheOldBookkeepingKeepsGuardingWithTheVersionsItHolds) {
+  fresh_schema();
+  std::string same = random_uuid(), behind = random_uuid(), marker = random_uuid();
+  exec(servers().replica_url,
+       "INSERT INTO parking_slots VALUES ('" + same + "', 'old', 'available', 5), ('" + behind +
+           "', 'old', 'available', 1); INSERT INTO outbox_aggregate_versions (aggregate_type, aggregate_id, version) "
+           "VALUES ('parking_slot', '" +
+           same + "', 5), ('parking_slot', '" + behind + "', 5)");
+  Daemon replicate(kReplicate);
+  publish({slot_event("parking.update", same, 4, "stale"), slot_event("parking.update", behind, 3, "stale"),
+           slot_event("parking.update", behind, 5, "stale"), slot_event("parking.create", marker, 1, "marker")});
+  ASSERT_TRUE(applied_up_to(marker)) << replicate.log();
+  EXPECT_EQ(count("parking_slots WHERE name = 'old'"), "2");
+  std::string newer = random_uuid();
+  publish({slot_event("parking.update", same, 6, "new"), slot_event("parking.update", behind, 6, "new"),
+           slot_event("parking.create", newer, 1, "marker")});
+  ASSERT_TRUE(applied_up_to(newer)) << replicate.log();
+  EXPECT_EQ(rows(servers().replica_url, "SELECT name, version::text FROM parking_slots WHERE uuid IN ('" + same + "', '" +
+                                            behind + "') ORDER BY version"),
+            (std::vector<std::vector<std::string>>{{"new", "6"}, {"new", "6"}}));
+}
+
+// A mapped table without a version column keeps its aggregates' versions in
+// outbox_aggregate_versions, as before: a redelivery and an older event are no-ops there too.
+TEST(LeanApply, ATableWithoutAVersionColumnStillDeduplicatesByItsAggregatesVersion) {
+  fresh_schema();
+  exec(servers().replica_url,
+       "DROP SCHEMA IF EXISTS shop CASCADE; CREATE SCHEMA shop; "
+       "CREATE TABLE shop.notes (note_id text PRIMARY KEY, body text NOT NULL)");
+  std::string config = write_file("notes.toml", R"([[replicate.mappings]]
+event_type = "note.written"
+table = "shop.notes"
+operation = "upsert"
+key_column = "note_id"
+
+[[replicate.mappings]]
+event_type = "parking.create"
+table = "parking_slots"
+operation = "upsert"
+key_column = "uuid"
+)");
+  auto note = [](const std::string& id, long long version, const std::string& body) {
+    return event_message("note.written", "note", id, version, nlohmann::json{{"note_id", id}, {"body", body}}.dump(),
+                         1700000000000000LL + version);
+  };
+  Daemon replicate(kReplicate, {{"OUTBOX_CONFIG", config}});
+  amqp::OutgoingMessage first = note("n1", 1, "first"), second = note("n1", 2, "second");
+  std::string marker = random_uuid();
+  publish({first, second, slot_event("parking.create", marker, 1, "marker")});
+  ASSERT_TRUE(applied_up_to(marker)) << replicate.log();
+  std::string last = random_uuid();
+  publish({first, note("n1", 2, "again"), note("n1", 1, "older"), slot_event("parking.create", last, 1, "marker")});
+  ASSERT_TRUE(applied_up_to(last)) << replicate.log();
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT body FROM shop.notes WHERE note_id = 'n1'"), "second");
+  EXPECT_EQ(scalar(servers().replica_url,
+                   "SELECT version || ' ' || deleted FROM outbox_aggregate_versions WHERE aggregate_type = 'note'"),
+            "2 false");
+  EXPECT_EQ(count("outbox_failed_events"), "0");
+}

@@ -9,8 +9,9 @@ using namespace outbox::replicate;
 
 namespace {
 
-// Two tables: parking slots (upserted and deleted by uuid, with a quote in a column name) and
-// order lines, whose only column is the key (an upsert then does nothing on conflict).
+// Two tables: parking slots (upserted and deleted by uuid, with a quote in a column name, and a
+// version column: the guard reads and writes the row's version) and order lines, whose only column
+// is the key (an upsert then does nothing on conflict; its versions go to outbox_aggregate_versions).
 std::vector<Mapping> mappings() {
   return {{"parking.create", "public.parking_slots", Operation::upsert, "uuid", ""},
           {"parking.delete", "public.parking_slots", Operation::remove, "uuid", ""},
@@ -19,8 +20,11 @@ std::vector<Mapping> mappings() {
 
 std::vector<ReplicaTable> tables(std::vector<int>& table_of_mapping) {
   std::vector<ReplicaTable> tables = tables_of(mappings(), table_of_mapping);
-  tables[0].columns = {"uuid", "name", "free"};
+  tables[0].columns = {"uuid", "name", "free", "version"};
+  tables[0].versioned = true;
+  tables[0].key_type = "uuid";
   tables[1].columns = {"line's id"};
+  tables[1].key_type = "text";
   return tables;
 }
 
@@ -48,11 +52,14 @@ const char* kMainStatement = R"SQL(WITH clock AS (SELECT clock_timestamp() + $4:
   WHERE e.i NOT IN (SELECT i FROM blocked)
   ORDER BY e.id, e.i
 ), guarded AS (
-  SELECT f.*, (SELECT s.version FROM outbox_aggregate_versions s
-                WHERE s.aggregate_type = f.at AND s.aggregate_id = f.ag AND NOT (s.version NOT BETWEEN 1 AND 9007199254740991)) AS stored FROM fresh f
-), effective AS (SELECT * FROM guarded WHERE stored IS NULL OR v > stored
+  SELECT g.*, (g.stored IS NULL OR g.v > g.stored) AND (g.row_version IS NULL OR g.v > g.row_version) AS ok
+  FROM (SELECT f.*, (SELECT s.version FROM outbox_aggregate_versions s
+                     WHERE s.aggregate_type = f.at AND s.aggregate_id = f.ag AND NOT (s.version NOT BETWEEN 1 AND 9007199254740991)) AS stored,
+         CASE f.t WHEN 0 THEN (SELECT r."version"::bigint FROM "public"."parking_slots" r
+           WHERE r."uuid" = coalesce(f.p->>'uuid', f.ag)::uuid AND NOT (r."version" NOT BETWEEN 1 AND 9007199254740991)) END AS row_version FROM fresh f) g
+), effective AS (SELECT * FROM guarded WHERE ok
 ), winners AS (SELECT DISTINCT ON (at, ag, t, k) * FROM (SELECT e.*, CASE e.t WHEN 0 THEN coalesce(e.p->>'uuid', e.ag) WHEN 1 THEN coalesce(e.p->>'line''s id', e.ag) END AS k FROM effective e) e ORDER BY at, ag, t, k, v DESC, i DESC
-), newest AS (SELECT DISTINCT ON (at, ag) * FROM winners ORDER BY at, ag, v DESC, i DESC
+), newest AS (SELECT DISTINCT ON (at, ag) * FROM winners WHERE m = ANY('{1}'::int[]) OR t = ANY('{1}'::int[]) ORDER BY at, ag, v DESC, i DESC
 ), w_versions AS (
   INSERT INTO outbox_aggregate_versions AS s (aggregate_type, aggregate_id, version, deleted, updated_at)
   SELECT at, ag, v, m = ANY('{1}'::int[]), clock_timestamp() FROM newest
@@ -60,15 +67,15 @@ const char* kMainStatement = R"SQL(WITH clock AS (SELECT clock_timestamp() + $4:
     deleted = EXCLUDED.deleted, updated_at = EXCLUDED.updated_at WHERE s.version < EXCLUDED.version OR s.version NOT BETWEEN 1 AND 9007199254740991
   RETURNING 1
 ), w_upsert_0 AS (
-  INSERT INTO "public"."parking_slots" AS t ("uuid", "name", "free")
-  SELECT r."uuid", r."name", r."free" FROM winners w
+  INSERT INTO "public"."parking_slots" AS t ("uuid", "name", "free", "version")
+  SELECT r."uuid", r."name", r."free", w.v FROM winners w
   CROSS JOIN LATERAL jsonb_populate_record(NULL::"public"."parking_slots", w.p) r
   WHERE w.m = ANY('{0}'::int[])
-  ON CONFLICT ("uuid") DO UPDATE SET "name" = EXCLUDED."name", "free" = EXCLUDED."free"
+  ON CONFLICT ("uuid") DO UPDATE SET "name" = EXCLUDED."name", "free" = EXCLUDED."free", "version" = EXCLUDED."version" WHERE t."version" < EXCLUDED."version" OR t."version" NOT BETWEEN 1 AND 9007199254740991
   RETURNING 1
 ), w_delete_0 AS (
   DELETE FROM "public"."parking_slots" t USING winners w
-  WHERE w.m = ANY('{1}'::int[]) AND t."uuid" = (jsonb_populate_record(NULL::"public"."parking_slots", jsonb_build_object('uuid', w.ag) || w.p))."uuid"
+  WHERE w.m = ANY('{1}'::int[]) AND t."uuid" = (jsonb_populate_record(NULL::"public"."parking_slots", jsonb_build_object('uuid', w.ag) || w.p))."uuid" AND (t."version" < w.v OR t."version" NOT BETWEEN 1 AND 9007199254740991)
   RETURNING 1
 ), w_upsert_1 AS (
   INSERT INTO "order_lines" AS t ("line's id")
@@ -80,7 +87,7 @@ const char* kMainStatement = R"SQL(WITH clock AS (SELECT clock_timestamp() + $4:
 ), w_applied AS (
   INSERT INTO outbox_applied_events (event_id, aggregate_type, aggregate_id, aggregate_version,
     outbox_position, created_at, effective)
-  SELECT id, at, ag, v, pos, ts, stored IS NULL OR v > stored FROM guarded WHERE $5::boolean
+  SELECT id, at, ag, v, pos, ts, ok FROM guarded WHERE $5::boolean
   ON CONFLICT (event_id) DO NOTHING
   RETURNING event_id
 ), w_position AS (
