@@ -4,8 +4,12 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=${OUTBOX_BUILD_DIR:-$repo/build}
 
 bench_setup() {
-  cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-  cmake --build "$build" -j2 --target outbox relay_bench >/dev/null
+  # OUTBOX_BENCH_PREBUILT=1: use the build in OUTBOX_BUILD_DIR as it is (another build type, or a
+  # worktree whose build must not be reconfigured); say so beside the figures.
+  if [ -z "${OUTBOX_BENCH_PREBUILT:-}" ]; then
+    cmake -S "$repo" -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$build" -j2 --target outbox relay_bench >/dev/null
+  fi
   if [ -n "${OUTBOX_BENCH_SERVERS:-}" ]; then
     # bench/peers/run: servers started once and shared by every step (and by the peers), which
     # resets their databases and queues between steps and stops them at the end.

@@ -1,7 +1,9 @@
 // Load generator and probes for the relay benchmarks (bench/relay-drain, bench/relay-latency).
 //   relay_bench ceiling BROKER_URL QUEUE COUNT SIZE   plain rabbitmq-c publisher with batched confirms:
 //                                                     the broker's ceiling for the same messages
-//   relay_bench queue BROKER_URL QUEUE KEY            a durable queue bound to the outbox exchange
+//   relay_bench queue BROKER_URL QUEUE KEY [EXCHANGE] a durable queue bound to the outbox exchange
+//                                                     (or EXCHANGE: outbox.packed for packs)
+//   relay_bench wait-marked PRIMARY_URL               waits until no outbox row is unpublished
 //   relay_bench depth BROKER_URL QUEUE                messages ready in a queue
 //   relay_bench latency PRIMARY_URL BROKER_URL RATE SECONDS
 //                                                     inserts RATE events/s for SECONDS and prints the
@@ -133,11 +135,25 @@ int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
     if (args.size() == 5 && args[0] == "ceiling") return ceiling(args[1], args[2], std::stol(args[3]), std::stoul(args[4]));
-    if (args.size() == 4 && args[0] == "queue") {
+    if ((args.size() == 4 || args.size() == 5) && args[0] == "queue") {
       auto connection = open(args[1]);
-      declare_outbox_exchange(*connection);
+      std::string exchange = args.size() == 5 ? args[4] : "outbox";
+      outbox::topology::declare_exchange(*connection, exchange);
       connection->declare_queue(args[2], outbox::amqp::QueueOptions{});
-      connection->bind_queue(args[2], "outbox", args[3]);
+      connection->bind_queue(args[2], exchange, args[3]);
+      return 0;
+    }
+    if (args.size() == 2 && args[0] == "wait-marked") {
+      // A pack holds many events, so a queue's depth does not count them: the end is the last
+      // row marked, which the relay does right after its confirm (so this end is a little late).
+      pqxx::connection connection(args[1]);
+      auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(10);
+      while (pqxx::nontransaction(connection)
+                 .exec("SELECT EXISTS (SELECT 1 FROM outbox WHERE published_at IS NULL)")[0][0]
+                 .as<bool>()) {
+        if (std::chrono::steady_clock::now() > deadline) return 1;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
       return 0;
     }
     if (args.size() == 3 && args[0] == "depth") {
@@ -161,9 +177,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "relay_bench: %s\n", error.what());
     return 1;
   }
-  std::fprintf(
-      stderr,
-      "usage: relay_bench ceiling BROKER_URL QUEUE COUNT SIZE | queue BROKER_URL QUEUE BINDING_KEY | depth BROKER_URL QUEUE | "
-      "wait-depth BROKER_URL QUEUE COUNT | latency PRIMARY_URL BROKER_URL RATE SECONDS\n");
+  std::fprintf(stderr,
+               "usage: relay_bench ceiling BROKER_URL QUEUE COUNT SIZE | queue BROKER_URL QUEUE BINDING_KEY [EXCHANGE] | depth "
+               "BROKER_URL QUEUE | wait-marked PRIMARY_URL | wait-depth BROKER_URL QUEUE COUNT | latency PRIMARY_URL BROKER_URL "
+               "RATE SECONDS\n");
   return 64;
 }

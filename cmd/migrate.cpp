@@ -162,6 +162,9 @@ void declare_broker_topology(const config::Config& config, const Selection& sele
           selection.recreate_queues.end())
         recreate_queue(connection, replica, settings, node);
     topology::declare_exchange(*connection, settings.exchange, settings.quorum_queues);
+    // Packs (relay.pack > 1) have their own exchange, for consumers outside outbox too.
+    if (config.integer("relay.pack") > 1)
+      topology::declare_exchange(*connection, config.text("relay.pack_exchange"), settings.quorum_queues);
     for (const topology::ReplicaQueue& replica : replicas)
       topology::declare_replica(*connection, settings.exchange, replica, settings.quorum_queues);
   } catch (const Error& error) {

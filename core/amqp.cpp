@@ -307,10 +307,11 @@ void Connection::enable_confirms() {
 size_t content_header_size(const OutgoingMessage& message) {
   // class-id, weight, body size, property flags; then the properties publish() sets, in order.
   size_t size = 2 + 2 + 8 + 2;
-  size += 1 + std::string_view(kContentType).size();  // content_type
-  size += 1;                                          // delivery_mode
-  size += 1 + message.message_id.size();              // message_id
-  size += 1 + message.type.size();                    // type
+  // content_type
+  size += 1 + (message.content_type.empty() ? std::string_view(kContentType).size() : message.content_type.size());
+  size += 1;                              // delivery_mode
+  size += 1 + message.message_id.size();  // message_id
+  size += 1 + message.type.size();        // type
   if (!message.correlation_id.empty()) size += 1 + message.correlation_id.size();
   if (!message.reply_to.empty()) size += 1 + message.reply_to.size();
   size += 8;                                    // timestamp
@@ -359,7 +360,7 @@ uint64_t Connection::publish(const OutgoingMessage& message) {
   amqp_basic_properties_t props{};
   props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
                  AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_APP_ID_FLAG | AMQP_BASIC_HEADERS_FLAG;
-  props.content_type = amqp_cstring_bytes(kContentType);
+  props.content_type = message.content_type.empty() ? amqp_cstring_bytes(kContentType) : bytes(message.content_type);
   props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
   props.message_id = bytes(message.message_id);
   props.type = bytes(message.type);

@@ -48,6 +48,8 @@ struct OutgoingMessage {
   std::string type;
   // AMQP's own properties for request/reply: sent only when not empty.
   std::string correlation_id, reply_to;
+  // "" is application/json (one event); a pack says its own (migrate/pack.hpp).
+  std::string content_type;
   long long timestamp_seconds = 0;
   std::vector<std::pair<std::string, HeaderValue>> headers;
 };

@@ -17,7 +17,20 @@ ReplicaQueue replica_queue(const config::Config& config, const std::string& repl
   else
     out.binding_keys = {"#"};
   if (config.values().count(prefix + "partitions")) out.partitions = static_cast<int>(config.integer(prefix + "partitions"));
+  out.pack_exchange = pack_exchange(config, out.partitions, "replicas." + replica);
+  if (!out.pack_exchange.empty()) out.pack = static_cast<int>(config.integer("relay.pack"));
   return out;
+}
+
+std::string pack_exchange(const config::Config& config, int partitions, const std::string& what) {
+  if (config.integer("relay.pack") <= 1) return "";
+  if (partitions > 1)
+    throw config_error("config: " + what + ".partitions = " + std::to_string(partitions) +
+                       " with relay.pack = " + std::to_string(config.integer("relay.pack")) +
+                       ": a pack holds several aggregates, and a partitioned queue is chosen by one aggregate_id; "
+                       "set relay.pack = 1 or " +
+                       what + ".partitions = 1");
+  return config.text("relay.pack_exchange");
 }
 
 std::string consumer_queue_name(const std::string& service) { return "outbox.consumer." + service; }
@@ -31,6 +44,8 @@ ReplicaQueue consumer_queue(const config::Config& config, const std::string& ser
   if (config.values().count(prefix + "binding_keys")) out.binding_keys = config.list(prefix + "binding_keys");
   if (config.values().count(prefix + "partitions")) out.partitions = static_cast<int>(config.integer(prefix + "partitions"));
   out.consumer = true;
+  out.pack_exchange = pack_exchange(config, out.partitions, "services." + service);
+  if (!out.pack_exchange.empty()) out.pack = static_cast<int>(config.integer("relay.pack"));
   return out;
 }
 
@@ -87,6 +102,10 @@ void declare_replica(amqp::Connection& connection, const std::string& exchange, 
   if (replica.partitions <= 1) {
     connection.declare_queue(replica.queue, options);
     for (const std::string& key : replica.binding_keys) connection.bind_queue(replica.queue, exchange, key);
+    if (!replica.pack_exchange.empty()) {
+      declare_exchange(connection, replica.pack_exchange, quorum_queues);
+      for (const std::string& key : replica.binding_keys) connection.bind_queue(replica.queue, replica.pack_exchange, key);
+    }
     return;
   }
   std::string hash = hash_exchange_name(replica.queue);
@@ -117,7 +136,8 @@ std::vector<std::string> describe(const std::string& exchange, const std::vector
       continue;
     }
     std::string queue = "queue " + replica.queue + " (" + type + ")";
-    out.push_back(keys.empty() ? queue + " not bound (no binding_keys)" : queue + " bound to " + exchange + " with " + keys);
+    std::string to = replica.pack_exchange.empty() ? exchange : exchange + " and " + replica.pack_exchange;
+    out.push_back(keys.empty() ? queue + " not bound (no binding_keys)" : queue + " bound to " + to + " with " + keys);
   }
   return out;
 }

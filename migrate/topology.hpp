@@ -13,6 +13,12 @@
 //   queue outbox.consumer.NAME the same for the consumer of service NAME (services.NAME.queue_type,
 //            services.NAME.binding_keys): a consumer's queue is a replica's queue by another name
 //
+// With relay.pack > 1 (packed messages, migrate/pack.hpp), also:
+//   exchange relay.pack_exchange (outbox.packed)  topic, durable, alternate-exchange outbox.unroutable;
+//            each replica and consumer queue is bound to it with its binding keys too
+// Why a separate exchange: a consumer outside outbox, bound to broker.exchange, must never be
+// handed a pack it cannot read; only queues bound to the pack exchange opted in.
+//
 // A partitioned replica (replicas.NAME.partitions = N > 1) has, instead of its one queue (and a
 // partitioned consumer, services.NAME.partitions, the same with outbox.consumer.NAME in its names):
 //   exchange outbox.replica.NAME.hash  x-consistent-hash on the aggregate_id header, bound to
@@ -46,7 +52,16 @@ struct ReplicaQueue {
   std::vector<std::string> binding_keys;
   int partitions = 1;     // replicas.NAME.partitions: 1 is the one queue `queue`
   bool consumer = false;  // a service's consumer (services.NAME.*), for the option its errors name
+  // relay.pack_exchange when relay.pack > 1: the queue is bound to it too, with the same keys, so
+  // that it receives the packed stream (migrate/pack.hpp) as well as single events. "" when off.
+  std::string pack_exchange;
+  int pack = 1;  // relay.pack when pack_exchange is set: up to this many events per message
 };
+
+// relay.pack_exchange when relay.pack > 1, else "". Throws Error(config) when `partitions` > 1 with
+// packing on: the hash exchange spreads by the aggregate_id header, which a pack of several
+// aggregates does not have (`what` names the replica or service).
+std::string pack_exchange(const config::Config& config, int partitions, const std::string& what);
 
 std::string replica_queue_name(const std::string& replica);
 ReplicaQueue replica_queue(const config::Config& config, const std::string& replica);

@@ -5,6 +5,7 @@
 #include "core/failpoint.hpp"
 #include "core/pg.hpp"
 #include "core/url.hpp"
+#include "migrate/pack.hpp"
 #include "migrate/topology.hpp"
 #include "relay/outbox_row.hpp"
 #include "relay/relay.hpp"
@@ -18,6 +19,10 @@ using std::chrono::milliseconds;
 
 // RabbitMQ's reply code when it refuses a published message itself (over max_message_size).
 constexpr int kPreconditionFailed = 406;
+
+// The largest pack body the relay builds (a larger event goes alone): replicate holds up to
+// replicate.prefetch / relay.pack packs in memory.
+constexpr size_t kMostPackBytes = 256 * 1024;
 
 // A value for a log line: at most 80 bytes of it, and its size when cut (an aggregate id can be
 // 300 KB).
@@ -58,6 +63,9 @@ size_t Relay::read_and_publish(size_t table_index) {
   std::set<std::pair<std::string, std::string>> held;            // aggregates with a row to park in this read
   metrics::Counter& published = *table_metrics_[table_index].published;
   size_t frame_max = broker_->frame_max();
+  size_t most_pack_bytes = std::min(tunables_.max_message_size, kMostPackBytes);
+  pack::Builder pack;
+  std::vector<long long> packed;  // the positions in `pack`, not yet published
   for (const pqxx::row& row : rows) {
     // Waits behind a row parked below (held is empty unless this read parks one: no copies then).
     if (!held.empty() && held.count({row[2].c_str(), row[3].c_str()})) continue;
@@ -68,18 +76,28 @@ size_t Relay::read_and_publish(size_t table_index) {
       held.insert({row[2].c_str(), row[3].c_str()});
       continue;
     }
-    try {
-      batch.last_tag = broker_->publish(built.message);
-    } catch (const amqp::EncodeFailed& error) {
-      // Not caught by the checks above, and never publishable: park it, then reconnect (the
-      // channel may hold half a message). What this read published is published again.
-      unpublishable.emplace_back(position, error.what());
-      for (auto& [at, why] : unpublishable) record_unpublishable(table_index, at, why, 1);
-      throw;
+    if (table.pack > 1) {
+      // Only rows read now, consecutive, with one routing key: no waiting to fill a pack.
+      if (!pack.empty() && (pack.count() >= static_cast<size_t>(table.pack) || pack.routing_key() != built.message.routing_key ||
+                            pack.bytes() + built.message.body.size() + pack::kElementOverhead > most_pack_bytes))
+        batch.last_tag = publish_pack(table_index, pack, packed);
+      pack.add(built.message);
+      packed.push_back(position);
+    } else {
+      try {
+        batch.last_tag = broker_->publish(built.message);
+      } catch (const amqp::EncodeFailed& error) {
+        // Not caught by the checks above, and never publishable: park it, then reconnect (the
+        // channel may hold half a message). What this read published is published again.
+        unpublishable.emplace_back(position, error.what());
+        for (auto& [at, why] : unpublishable) record_unpublishable(table_index, at, why, 1);
+        throw;
+      }
     }
     batch.positions.push_back(position);
     published.add();
   }
+  if (!pack.empty()) batch.last_tag = publish_pack(table_index, pack, packed);
   size_t count = batch.positions.size();
   if (count > 0) {
     log_->debug("read {} rows in {}us, published {} in {}us", rows.size(),
@@ -92,6 +110,23 @@ size_t Relay::read_and_publish(size_t table_index) {
   // Rows held behind a parked one were skipped: read again, without them, at once.
   if (!unpublishable.empty()) drain_soon_->request();
   return count;
+}
+
+uint64_t Relay::publish_pack(size_t table_index, pack::Builder& pack, std::vector<long long>& positions) {
+  amqp::OutgoingMessage message = pack.take(tables_[table_index].pack_exchange);
+  try {
+    uint64_t tag = broker_->publish(message);
+    positions.clear();
+    return tag;
+  } catch (const amqp::EncodeFailed& error) {
+    // Alone, the event is never publishable: park it. In a pack, which one is unknown: its rows
+    // become suspects, published one at a time (packs of one) until the culprit is parked.
+    if (positions.size() == 1)
+      record_unpublishable(table_index, positions.front(), error.what(), 1);
+    else
+      for (long long position : positions) suspects_[table_index].insert(position);
+    throw;
+  }
 }
 
 bool Relay::record_unpublishable(size_t table_index, long long position, const std::string& reason, int park_after) {

@@ -147,6 +147,9 @@ void Relay::apply_tunables(const Tunables& tunables) {
 void Relay::start() {
   log_->info("starting: {} table(s), {} partitions, {} {}, broker {}", tables_.size(), partitions_, database_role_,
              mask_url(primary_url_), mask_url(broker_settings_.urls.front()));
+  for (const TableSpec& table : tables_)
+    if (table.pack > 1)
+      log_->info("{}: up to {} events per message, packed, to exchange {}", table.name, table.pack, table.pack_exchange);
   poll_timer_->start(tunables_.poll_interval, tunables_.poll_interval);
   retention_timer_->start(milliseconds(1000), milliseconds(10000));
   lifecycle_->connect();
@@ -241,7 +244,10 @@ void Relay::open_broker() {
   auto connection = amqp::Connection::open(broker_settings_, next_broker_node_, "outbox-relay " + instance_, 1);
   // Unroutable messages go to the alternate exchange and its durable queue instead of being dropped.
   std::set<std::string> exchanges;
-  for (const TableSpec& table : tables_) exchanges.insert(table.exchange);
+  for (const TableSpec& table : tables_) {
+    exchanges.insert(table.exchange);
+    if (!table.pack_exchange.empty()) exchanges.insert(table.pack_exchange);
+  }
   for (const std::string& exchange : exchanges) topology::declare_exchange(*connection, exchange, broker_settings_.quorum_queues);
   connection->enable_confirms();
   broker_ = std::move(connection);

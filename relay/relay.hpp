@@ -36,6 +36,7 @@
 #include "core/error.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "migrate/pack.hpp"
 #include "relay/confirm_window.hpp"
 #include "relay/ownership.hpp"
 #include "relay/settings.hpp"
@@ -70,6 +71,8 @@ class Relay {
   void drain();
   size_t read_and_publish(size_t table);
   pqxx::result read_rows(size_t table, int room);
+  // Publishes the pack of `positions` (rows of table `table`); returns its delivery tag.
+  uint64_t publish_pack(size_t table, pack::Builder& pack, std::vector<long long>& positions);
   void on_broker_readable();
   void refused_by_broker(const std::string& reason);
   // Records that the broker cannot take the row at `position`: parks it at once when `park_after`

@@ -61,6 +61,14 @@ Settings settings_from_config(const config::Config& config, const std::string& s
   settings.partitions = static_cast<int>(config.integer("relay.partitions"));
   settings.instance = config.text("relay.instance");
   settings.tables = tables_from_config(config, settings.broker.exchange);
+  // Only tables on broker.exchange are packed: a table with its own exchange has its own consumers,
+  // who never opted in to packs.
+  int pack = static_cast<int>(config.integer("relay.pack"));
+  for (TableSpec& table : settings.tables)
+    if (pack > 1 && table.exchange == settings.broker.exchange) {
+      table.pack = pack;
+      table.pack_exchange = config.text("relay.pack_exchange");
+    }
   settings.tunables = tunables_from_config(config);
   return settings;
 }

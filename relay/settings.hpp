@@ -17,6 +17,10 @@ struct TableSpec {
   std::string quoted;       // "\"public\".\"outbox\""
   std::string exchange;     // target exchange
   std::string routing_key;  // fixed routing key, or "" for the event type
+  // relay.pack for a table on broker.exchange (its events go, packed, to pack_exchange instead:
+  // migrate/pack.hpp); 1 for every other table, published one event per message as always.
+  int pack = 1;
+  std::string pack_exchange;
 };
 
 // The options SIGHUP may change.

@@ -1,8 +1,10 @@
 // The Replicator's two connections (see replicate/replicator.hpp): the replica, held by one daemon
 // at a time (its serve lock), with the Applier on it; and the broker, consuming the replica's queue.
 // Both go through the ConnectionLifecycle shared with the relay.
+#include "core/escape.hpp"
 #include "core/pg.hpp"
 #include "core/url.hpp"
+#include "migrate/pack.hpp"
 #include "migrate/runner.hpp"
 #include "replicate/replicator.hpp"
 
@@ -222,6 +224,42 @@ void Replicator::cancel_in_flight() {
   };
   cancel(db_.get());
   for (auto& helper : helper_dbs_) cancel(helper.get());
+}
+
+void Replicator::receive(amqp::IncomingMessage message) {
+  if (!pack::is_pack(message)) return receive_one(std::move(message), "", true);
+  std::vector<pack::Unpacked> events = pack::unpack(message);
+  for (size_t i = 0; i < events.size(); ++i) receive_one(std::move(events[i].message), events[i].problem, i + 1 == events.size());
+}
+
+void Replicator::receive_one(amqp::IncomingMessage message, const std::string& problem, bool ends_delivery) {
+  auto received = std::make_unique<Received>();
+  received->message = std::move(message);
+  received->ends_delivery = ends_delivery;
+  Checked checked = check_message(received->message, mappings_);
+  if (!problem.empty() && !checked.skip) {
+    // A broken element of a pack is poison alone, named by its aggregate when it names one, so
+    // that its aggregate's later events wait behind it while the rest of the pack applies.
+    if (checked.event) {
+      if (checked.event->heartbeat) checked.skip = true;
+      checked.aggregate_type = checked.event->aggregate_type;
+      checked.aggregate_id = checked.event->aggregate_id;
+      checked.version = checked.event->version;
+      checked.event.reset();
+    }
+    checked.error = checked.error.empty() ? problem : problem + "; " + checked.error;
+  }
+  received->item = Item{&received->message, std::move(checked)};
+  if (received->item.checked.event && received->item.checked.event->unhandled) note_unhandled(*received->item.checked.event);
+  pending_.push_back(std::move(received));
+}
+
+void Replicator::note_unhandled(const Event& event) {
+  // Bounded: forged messages may name any number of types.
+  constexpr size_t kMostTypesRemembered = 1000;
+  if (unhandled_types_logged_.size() >= kMostTypesRemembered || !unhandled_types_logged_.insert(event.event_type).second) return;
+  log_->info("events of type \"{}\" have no handler: recorded in the inbox and acked (counted in outbox_consume_unhandled_total)",
+             escape_controls(event.event_type));
 }
 
 }  // namespace outbox::replicate

@@ -4,7 +4,6 @@
 
 #include "core/duration.hpp"
 #include "core/error.hpp"
-#include "core/escape.hpp"
 #include "core/failpoint.hpp"
 #include "core/pg.hpp"
 #include "core/url.hpp"
@@ -56,7 +55,9 @@ Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, con
   broker_settings_ = settings.broker;
   queue_ = replica.queue;
   mappings_ = consumer_ ? replica.handlers : settings.mappings;
-  prefetch_ = settings.prefetch;
+  // basic.qos counts messages: with packs, a message holds up to queue_.pack events, and what is
+  // prefetched sits in memory.
+  prefetch_ = std::max(1, settings.prefetch / queue_.pack);
   apply_connections_ = settings.apply_connections;
   apply_tunables(settings.tunables);
 
@@ -235,24 +236,12 @@ void Replicator::on_broker_readable() {
       if (event.kind != amqp::Event::Kind::delivery || !event.message) return;
       // While shutting down, new deliveries stay unacked: the broker gives them to the next run.
       if (stopping_) return;
-      auto received = std::make_unique<Received>();
-      received->message = std::move(*event.message);
-      received->item = Item{&received->message, check_message(received->message, mappings_)};
-      if (received->item.checked.event && received->item.checked.event->unhandled) note_unhandled(*received->item.checked.event);
-      pending_.push_back(std::move(received));
+      receive(std::move(*event.message));
     });
   } catch (const Error& error) {
     return broker_lost(error.what());
   }
   schedule_batch(true);
-}
-
-void Replicator::note_unhandled(const Event& event) {
-  // Bounded: forged messages may name any number of types.
-  constexpr size_t kMostTypesRemembered = 1000;
-  if (unhandled_types_logged_.size() >= kMostTypesRemembered || !unhandled_types_logged_.insert(event.event_type).second) return;
-  log_->info("events of type \"{}\" have no handler: recorded in the inbox and acked (counted in outbox_consume_unhandled_total)",
-             escape_controls(event.event_type));
 }
 
 void Replicator::schedule_batch(bool socket_drained) {
@@ -306,6 +295,8 @@ void Replicator::apply_pending() {
   if (in_flight_ || !db_ || !broker_ || pending_.empty() || lifecycle_->retry_scheduled()) return;
   if (pending_.size() < tunables_.batch_size && !batch_due_ && !stopping_) return;
   size_t count = std::min(tunables_.batch_size, pending_.size());
+  // A pack is applied whole: the one ack of its delivery covers every event in it.
+  while (count < pending_.size() && !pending_[count - 1]->ends_delivery) ++count;
   auto batch = std::make_unique<InFlight>();
   batch->received.reserve(count);
   batch->items.reserve(count);

@@ -91,6 +91,11 @@ class Replicator {
   void database_lost(const std::string& reason);
   void broker_lost(const std::string& reason);
   void on_broker_readable();
+  // A delivery: checked as one event, or unpacked (migrate/pack.hpp) into one per element.
+  void receive(amqp::IncomingMessage message);
+  // `problem`: why its pack element is broken ("" when it is not); `ends_delivery`: the last event
+  // of its delivery (a batch never ends inside a pack, whose one ack covers it whole).
+  void receive_one(amqp::IncomingMessage message, const std::string& problem, bool ends_delivery);
   // `socket_drained`: the broker socket was just read empty; with the worker idle, nothing more is
   // coming that batch_wait could add to this batch, so it is taken now.
   void schedule_batch(bool socket_drained = false);
@@ -162,6 +167,7 @@ class Replicator {
     Received& operator=(const Received&) = delete;
     amqp::IncomingMessage message;
     Item item;
+    bool ends_delivery = true;  // false inside a pack, before its last event
   };
   std::deque<std::unique_ptr<Received>> pending_;
   // The batch being applied on the worker thread, taken off the front of `pending_`.

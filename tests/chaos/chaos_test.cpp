@@ -11,6 +11,8 @@
 //   OUTBOX_CHAOS_ASYNC_COMMIT    1 (default): the writers commit with synchronous_commit = off
 //   OUTBOX_CHAOS_APPLY_CONNECTIONS  replicate.apply_connections (default 1; 2 or more: large
 //                                batches, as after an outage, are applied in parts)
+//   OUTBOX_CHAOS_PACK            relay.pack for the run (default 1; above 1 the relay publishes packs
+//                                to outbox.packed, migrate/pack.hpp, and the audit queue unpacks them)
 //   OUTBOX_CHAOS_CLUSTER         1: the broker is a 3-node RabbitMQ cluster (every queue a quorum
 //                                queue, broker.url listing the nodes), and the RabbitMQ faults hit
 //                                one node chosen at random instead of the whole broker
@@ -75,6 +77,7 @@
 #include "core/error.hpp"
 #include "core/pg.hpp"
 #include "examples/parking/parking.hpp"
+#include "migrate/pack.hpp"
 #include "tests/integration/support/broker.hpp"
 #include "tests/integration/support/cluster.hpp"
 #include "tests/integration/support/harness.hpp"
@@ -294,12 +297,16 @@ class Generator {
 class Audit {
  public:
   static constexpr const char* kQueue = "chaos.audit";
-  Audit() {
+  explicit Audit(long long pack) {
     auto connection = broker_connection();
     declare_outbox_exchange(*connection);
     // On the cluster a quorum queue, so that it outlives the loss of any one node.
     connection->declare_queue(kQueue, amqp::QueueOptions{.quorum = servers().broker_is_cluster});
     connection->bind_queue(kQueue, "outbox", "parking.#");
+    if (pack > 1) {
+      declare_outbox_exchange(*connection, "outbox.packed");
+      connection->bind_queue(kQueue, "outbox.packed", "parking.#");
+    }
   }
   void start() {
     thread_ = std::thread([this] { run(); });
@@ -345,7 +352,13 @@ class Audit {
   }
   void run() {
     consume_until(stop_, kQueue, "chaos-audit", 2000, [&](amqp::Connection&, const std::vector<amqp::IncomingMessage>& round) {
-      for (const auto& message : round) take(message);
+      for (const auto& message : round) {
+        if (!outbox::pack::is_pack(message)) {
+          take(message);
+          continue;
+        }
+        for (const outbox::pack::Unpacked& event : outbox::pack::unpack(message)) take(event.message);
+      }
     });
   }
   std::thread thread_;
@@ -361,9 +374,10 @@ class Audit {
 
 class Pipeline {
  public:
-  explicit Pipeline(long long apply_connections) : apply_connections_(apply_connections) {}
+  Pipeline(long long apply_connections, long long pack) : apply_connections_(apply_connections), pack_(pack) {}
   void start_relay(std::map<std::string, std::string> env = {}, std::vector<std::string> extra = {}) {
     std::vector<std::string> args = kRelayArgs;
+    args.insert(args.end(), {"--set", "relay.pack=" + std::to_string(pack_)});
     args.insert(args.end(), extra.begin(), extra.end());
     args.insert(args.end(), {"--instance", "relay-" + std::to_string(++relay_number_)});
     relays_.push_back(std::make_unique<Daemon>(args, env));
@@ -371,6 +385,7 @@ class Pipeline {
   void start_replicate(std::map<std::string, std::string> env = {}) {
     std::vector<std::string> args = kReplicateArgs;
     args.insert(args.end(), {"--set", "replicate.apply_connections=" + std::to_string(apply_connections_)});
+    args.insert(args.end(), {"--set", "relay.pack=" + std::to_string(pack_)});
     replicate_ = std::make_unique<Daemon>(args, env);
   }
   // kill -9 of relay `index` (or a random one).
@@ -410,6 +425,7 @@ class Pipeline {
   std::vector<std::unique_ptr<Daemon>> dead_;
   int relay_number_ = 0;
   long long apply_connections_;
+  long long pack_;
 };
 
 enum class Fault {
@@ -665,13 +681,14 @@ TEST(Chaos, NothingLostDuplicatedInEffectOrReorderedUnderFaults) {
   const auto outage = std::chrono::seconds(env_number("OUTBOX_CHAOS_REPLICA_OUTAGE", 10));
   const bool async_commit = env_number("OUTBOX_CHAOS_ASYNC_COMMIT", 1) != 0;
   const long long apply_connections = env_number("OUTBOX_CHAOS_APPLY_CONNECTIONS", 1);
+  const long long pack = env_number("OUTBOX_CHAOS_PACK", 1);
   const uint64_t seed = static_cast<uint64_t>(
       env_number("OUTBOX_CHAOS_SEED",
                  std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count()));
   say("events " + std::to_string(events) + ", faults " + std::to_string(faults) + ", writers " + std::to_string(writers) +
       ", replica outage " + std::to_string(outage.count()) + "s, writers' synchronous_commit " + (async_commit ? "off" : "on") +
-      ", replicate.apply_connections " + std::to_string(apply_connections) + ", seed " + std::to_string(seed) +
-      " (OUTBOX_CHAOS_SEED=" + std::to_string(seed) + " repeats the plan)");
+      ", replicate.apply_connections " + std::to_string(apply_connections) + ", relay.pack " + std::to_string(pack) + ", seed " +
+      std::to_string(seed) + " (OUTBOX_CHAOS_SEED=" + std::to_string(seed) + " repeats the plan)");
   std::mt19937_64 random(seed);
 
   if (env_number("OUTBOX_CHAOS_CLUSTER", 0) != 0) {
@@ -681,10 +698,15 @@ TEST(Chaos, NothingLostDuplicatedInEffectOrReorderedUnderFaults) {
   }
   reset_databases();
   ASSERT_TRUE(migrate_all());
+  if (pack > 1) {
+    // The replica's queue bound to the pack exchange before the relay publishes its first pack.
+    RunResult migrated = run_outbox({"migrate", "--set", "relay.pack=" + std::to_string(pack)});
+    ASSERT_EQ(migrated.exit_code, 0) << migrated;
+  }
   exec(servers().replica_url, "ALTER TABLE parking_slots ADD CONSTRAINT chaos_poison CHECK (name NOT LIKE 'poison-%')");
-  Audit audit;
+  Audit audit(pack);
   audit.start();
-  Pipeline pipeline(apply_connections);
+  Pipeline pipeline(apply_connections, pack);
   pipeline.start_relay();
   pipeline.start_replicate();
 

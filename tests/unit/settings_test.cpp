@@ -54,9 +54,14 @@ std::string password_file() {
 std::string value_for(const config::Option& option) {
   if (std::string_view(option.key).ends_with(".password_file")) return toml_string(password_file());
   static const std::map<std::string_view, std::string> kSpecial = {
-      {"relay.tables[].name", "\"app.outbox\""},    {"replicate.mappings[].event_type", "\"order.placed\""},
-      {"replicate.mappings[].table", "\"orders\""}, {"replicate.mappings[].key_column", "\"id\""},
-      {"metrics.listen", "\"127.0.0.1:9100\""},     {"broker.url", "[\"amqp://guest@a/\", \"amqp://guest@b/\"]"},
+      {"relay.tables[].name", "\"app.outbox\""},
+      {"replicate.mappings[].event_type", "\"order.placed\""},
+      {"replicate.mappings[].table", "\"orders\""},
+      {"replicate.mappings[].key_column", "\"id\""},
+      {"metrics.listen", "\"127.0.0.1:9100\""},
+      {"broker.url", "[\"amqp://guest@a/\", \"amqp://guest@b/\"]"},
+      // Packing with a partitioned replica (partitions at its max here) is refused: Pack.* tests it.
+      {"relay.pack", "1"},
   };
   if (auto found = kSpecial.find(option.key); found != kSpecial.end()) return found->second;
   switch (option.type) {

@@ -1,0 +1,74 @@
+#pragma once
+// The packed message format (relay.pack > 1): several outbox events in one AMQP message. The relay
+// builds packs (relay/publish.cpp), replicate and `outbox consume` unpack them
+// (replicate/replicator.cpp); both daemons meet only through this format, so it lives beside the
+// broker topology that carries it. Pure logic, unit-tested.
+//
+// A pack is an AMQP message with
+//   content_type  application/vnd.outbox.pack+json
+//   type          outbox.pack
+//   message_id    "pack:" and the first event's id
+//   headers       outbox_pack_count (the number of events), outbox_table, outbox_position (the
+//                 first event's position)
+//   routing key   the routing key of every event in it (a pack holds only events with one key)
+//   body          a JSON array, one element per event, in position order:
+//     {"message_id": "uuid", "type": "parking.create", "routing_key": "parking.create",
+//      "timestamp": 1764650000, "correlation_id": "...", "reply_to": "...",
+//      "headers": {"aggregate_type": "parking", "aggregate_id": "a1", "aggregate_version": 3,
+//                  "created_at": 1764650000123456, "outbox_position": 42, "outbox_table": "public.outbox",
+//                  "causation_id": "..."},
+//      "payload": "{\"uuid\": \"a1\", ...}"}
+//   Each element carries exactly the properties and headers that the event's own message carries
+//   when relay.pack = 1 (correlation_id and reply_to only when set; integer headers as JSON
+//   integers, text headers as JSON strings). The payload is the event's body as a JSON *string*:
+//   a body that is not valid JSON then spoils its own element only, never the pack.
+#include <string>
+#include <vector>
+
+#include "core/amqp.hpp"
+
+namespace outbox::pack {
+
+inline constexpr const char* kContentType = "application/vnd.outbox.pack+json";
+inline constexpr const char* kType = "outbox.pack";
+inline constexpr const char* kCountHeader = "outbox_pack_count";
+// Bytes of JSON around one element besides its fields' values (keys, quotes, commas).
+inline constexpr size_t kElementOverhead = 160;
+
+// One event's message (as the relay would publish it alone) as a pack element.
+std::string element_json(const amqp::OutgoingMessage& event);
+
+// Collects consecutive events with one routing key into one pack message.
+class Builder {
+ public:
+  bool empty() const { return count_ == 0; }
+  size_t count() const { return count_; }
+  size_t bytes() const { return body_.size(); }
+  const std::string& routing_key() const { return routing_key_; }
+  // Adds an event (its element is built here); the first one names the pack.
+  void add(const amqp::OutgoingMessage& event);
+  // The pack message for `exchange`; empties the builder.
+  amqp::OutgoingMessage take(const std::string& exchange);
+
+ private:
+  std::string body_;
+  size_t count_ = 0;
+  std::string routing_key_, first_id_, table_;
+  long long first_position_ = 0;
+};
+
+bool is_pack(const amqp::IncomingMessage& message);
+
+// One event of a received pack, as the message it would have been alone (delivery tag, exchange,
+// redelivered flag and app_id of the pack), or why its element is broken (`problem`; the message
+// then holds what could be read, so that a named aggregate's later events wait behind it).
+struct Unpacked {
+  amqp::IncomingMessage message;
+  std::string problem;
+};
+
+// The events of a pack, in order. A body that is not a JSON array is one Unpacked with the pack
+// itself and its problem.
+std::vector<Unpacked> unpack(const amqp::IncomingMessage& pack);
+
+}  // namespace outbox::pack

@@ -1,0 +1,220 @@
+// Packed messages (migrate/pack.hpp): what the relay encodes, what replicate decodes, and the
+// options that turn packing on for outbox's own queues.
+#include "migrate/pack.hpp"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "migrate/topology.hpp"
+#include "relay/settings.hpp"
+#include "replicate/event.hpp"
+#include "tests/unit/default_config.hpp"
+
+using namespace outbox;
+using outbox::testing::parse_config;
+
+namespace {
+
+amqp::OutgoingMessage event(const std::string& id, const std::string& aggregate_id, long long version, std::string body) {
+  amqp::OutgoingMessage message;
+  message.exchange = "outbox";
+  message.routing_key = "parking.update";
+  message.message_id = id;
+  message.type = "parking.update";
+  message.body = std::move(body);
+  message.timestamp_seconds = 1764650000;
+  message.headers = {{"aggregate_type", std::string("parking")},
+                     {"aggregate_id", aggregate_id},
+                     {"aggregate_version", version},
+                     {"created_at", 1764650000123456LL},
+                     {"outbox_position", version + 100},
+                     {"outbox_table", std::string("public.outbox")}};
+  return message;
+}
+
+amqp::IncomingMessage received(const amqp::OutgoingMessage& sent, uint64_t tag = 7) {
+  amqp::IncomingMessage message;
+  message.delivery_tag = tag;
+  message.exchange = sent.exchange;
+  message.routing_key = sent.routing_key;
+  message.body = sent.body;
+  message.message_id = sent.message_id;
+  message.type = sent.type;
+  message.content_type = sent.content_type;
+  message.app_id = "outbox";
+  for (const auto& [key, value] : sent.headers) message.headers[key] = value;
+  return message;
+}
+
+constexpr const char* kId1 = "6f1c2a4e-0000-4000-8000-000000000001";
+constexpr const char* kId2 = "6f1c2a4e-0000-4000-8000-000000000002";
+
+}  // namespace
+
+TEST(Pack, APackIsOneMessageWhoseElementsCarryEachEventsOwnPropertiesAndHeaders) {
+  pack::Builder builder;
+  builder.add(event(kId1, "a1", 1, R"({"uuid": "a1", "note": "quote \" and \\ and tab\t"})"));
+  amqp::OutgoingMessage second = event(kId2, "a2", 3, R"({"uuid": "a2"})");
+  second.correlation_id = "corr-1";
+  builder.add(second);
+  EXPECT_EQ(builder.count(), 2u);
+  amqp::OutgoingMessage packed = builder.take("outbox.packed");
+  EXPECT_TRUE(builder.empty());
+  EXPECT_EQ(packed.exchange, "outbox.packed");
+  EXPECT_EQ(packed.content_type, pack::kContentType);
+  EXPECT_EQ(packed.type, pack::kType);
+  EXPECT_EQ(packed.routing_key, "parking.update");
+  EXPECT_EQ(packed.message_id, std::string("pack:") + kId1);
+  ASSERT_FALSE(packed.headers.empty());
+  EXPECT_EQ(packed.headers[0].first, pack::kCountHeader);
+  EXPECT_EQ(std::get<long long>(packed.headers[0].second), 2);
+
+  nlohmann::json body = nlohmann::json::parse(packed.body);  // any JSON parser reads it
+  ASSERT_TRUE(body.is_array());
+  ASSERT_EQ(body.size(), 2u);
+  EXPECT_EQ(body[0]["headers"]["aggregate_version"], 1);
+  EXPECT_EQ(body[1]["correlation_id"], "corr-1");
+  EXPECT_FALSE(body[0].contains("correlation_id"));
+
+  std::vector<pack::Unpacked> events = pack::unpack(received(packed));
+  ASSERT_EQ(events.size(), 2u);
+  for (const pack::Unpacked& unpacked : events) EXPECT_EQ(unpacked.problem, "");
+  const amqp::IncomingMessage& first = events[0].message;
+  EXPECT_EQ(first.delivery_tag, 7u);
+  EXPECT_EQ(first.message_id, kId1);
+  EXPECT_EQ(first.type, "parking.update");
+  EXPECT_EQ(first.body, R"({"uuid": "a1", "note": "quote \" and \\ and tab\t"})");
+  EXPECT_EQ(std::get<std::string>(first.headers.at("aggregate_id")), "a1");
+  EXPECT_EQ(std::get<long long>(first.headers.at("aggregate_version")), 1);
+  EXPECT_EQ(std::get<long long>(first.headers.at("created_at")), 1764650000123456LL);
+  EXPECT_EQ(first.timestamp_seconds, 1764650000);
+  EXPECT_EQ(events[1].message.correlation_id, "corr-1");
+  EXPECT_FALSE(first.correlation_id.has_value());
+
+  // Each element reads as the single message it would have been.
+  replicate::Checked checked = replicate::check_message(events[1].message, replicate::default_mappings());
+  ASSERT_TRUE(checked.event.has_value()) << checked.error;
+  EXPECT_EQ(checked.event->aggregate_id, "a2");
+  EXPECT_EQ(checked.event->version, 3);
+}
+
+TEST(Pack, ControlCharactersAndNonAsciiTextSurviveThePackByteForByte) {
+  std::string body = std::string("{\"t\": \"caf\xC3\xA9 \\u0001\"}");
+  amqp::OutgoingMessage one = event(kId1, std::string("line\nbreak\x01 and \xE2\x82\xAC"), 1, body);
+  pack::Builder builder;
+  builder.add(one);
+  std::vector<pack::Unpacked> events = pack::unpack(received(builder.take("outbox.packed")));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].message.body, body);
+  EXPECT_EQ(std::get<std::string>(events[0].message.headers.at("aggregate_id")), "line\nbreak\x01 and \xE2\x82\xAC");
+}
+
+TEST(Pack, ABrokenElementIsNamedAloneAndTheOthersDecode) {
+  pack::Builder builder;
+  builder.add(event(kId1, "a1", 1, R"({"uuid": "a1"})"));
+  amqp::OutgoingMessage packed = builder.take("outbox.packed");
+  std::string good = packed.body.substr(1, packed.body.size() - 2);
+  packed.body = "[" + good + R"(, 42, {"message_id": "x", "headers": {"aggregate_id": [1]}, "payload": "{}"}, )" + good + "]";
+  std::vector<pack::Unpacked> events = pack::unpack(received(packed));
+  ASSERT_EQ(events.size(), 4u);
+  EXPECT_EQ(events[0].problem, "");
+  EXPECT_EQ(events[1].problem, "pack element 1: not a JSON object");
+  EXPECT_EQ(events[2].problem, "pack element 2: header aggregate_id is neither a text nor an integer");
+  EXPECT_EQ(events[3].problem, "");
+  EXPECT_EQ(events[3].message.delivery_tag, 7u);
+}
+
+TEST(Pack, APayloadThatIsNotJsonSpoilsOnlyItsOwnEvent) {
+  pack::Builder builder;
+  builder.add(event(kId1, "a1", 1, R"({"uuid": "a1"})"));
+  builder.add(event(kId2, "a2", 1, R"({"uuid": )"));
+  std::vector<pack::Unpacked> events = pack::unpack(received(builder.take("outbox.packed")));
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[1].problem, "");  // the element is fine: its body is checked as a single message's
+  replicate::Checked checked = replicate::check_message(events[1].message, replicate::default_mappings());
+  EXPECT_FALSE(checked.event.has_value());
+  EXPECT_NE(checked.error.find("malformed JSON body"), std::string::npos) << checked.error;
+  EXPECT_EQ(checked.aggregate_id, "a2");
+}
+
+TEST(Pack, ABodyThatIsNotAJsonArrayIsOnePoisonMessage) {
+  amqp::OutgoingMessage sent = event(kId1, "a1", 1, "[{\"message_id\": ");
+  sent.content_type = pack::kContentType;
+  std::vector<pack::Unpacked> events = pack::unpack(received(sent));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].problem, "malformed pack: its body is not JSON");
+  sent.body = "{}";
+  EXPECT_EQ(pack::unpack(received(sent))[0].problem, "malformed pack: its body is not a JSON array");
+  sent.body = "[]";
+  EXPECT_EQ(pack::unpack(received(sent))[0].problem, "malformed pack: it holds no event");
+}
+
+TEST(Pack, OnlyTheContentTypeMakesAMessageAPack) {
+  amqp::OutgoingMessage sent = event(kId1, "a1", 1, "[]");
+  EXPECT_FALSE(pack::is_pack(received(sent)));
+  sent.content_type = pack::kContentType;
+  EXPECT_TRUE(pack::is_pack(received(sent)));
+}
+
+TEST(Pack, PackingIsOffByDefaultAndThenEverythingIsPublishedAsBefore) {
+  config::Config config = parse_config(R"(
+primary.url = "postgresql://localhost/p"
+[replicas.main]
+url = "postgresql://localhost/a"
+)");
+  EXPECT_EQ(topology::replica_queue(config, "main").pack_exchange, "");
+  relay::Settings settings = relay::settings_from_config(config);
+  for (const relay::TableSpec& table : settings.tables) {
+    EXPECT_EQ(table.pack, 1);
+    EXPECT_EQ(table.pack_exchange, "");
+  }
+}
+
+TEST(Pack, WithPackingOnOutboxsOwnQueuesAreBoundToThePackExchangeToo) {
+  config::Config config = parse_config(R"(
+primary.url = "postgresql://localhost/p"
+relay.pack = 50
+[replicas.main]
+url = "postgresql://localhost/a"
+binding_keys = ["parking.*"]
+[[relay.tables]]
+name = "outbox"
+[[relay.tables]]
+name = "other_outbox"
+exchange = "elsewhere"
+)");
+  topology::ReplicaQueue main = topology::replica_queue(config, "main");
+  EXPECT_EQ(main.pack_exchange, "outbox.packed");
+  EXPECT_EQ(main.pack, 50);
+  std::vector<std::string> lines = topology::describe("outbox", {main});
+  EXPECT_EQ(lines.back(),
+            "queue outbox.replica.main (classic, dead-letter exchange outbox.dead-letter) bound to outbox and outbox.packed "
+            "with parking.*");
+  relay::Settings settings = relay::settings_from_config(config);
+  ASSERT_EQ(settings.tables.size(), 2u);
+  EXPECT_EQ(settings.tables[0].pack, 50);
+  EXPECT_EQ(settings.tables[0].pack_exchange, "outbox.packed");
+  // A table with its own exchange has its own consumers, who never opted in.
+  EXPECT_EQ(settings.tables[1].pack, 1);
+}
+
+TEST(Pack, APartitionedReplicaWithPackingIsAConfigurationError) {
+  config::Config config = parse_config(R"(
+relay.pack = 50
+[replicas.eu]
+url = "postgresql://localhost/a"
+partitions = 4
+)");
+  try {
+    topology::replica_queue(config, "eu");
+    FAIL() << "accepted";
+  } catch (const Error& error) {
+    EXPECT_EQ(error.code(), ExitCode::config);
+    EXPECT_NE(std::string(error.what()).find("replicas.eu.partitions = 4 with relay.pack = 50"), std::string::npos)
+        << error.what();
+  }
+}
