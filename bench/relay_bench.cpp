@@ -158,7 +158,7 @@ int soak(const std::string& primary, const std::string& broker, long total, long
   consumer->consume("bench.soak", "bench");
   // The writer keeps at most kBacklog events between the outbox and the queue: it writes as fast
   // as the relay drains, the highest rate the pipeline sustains, and the backlog stays bounded.
-  constexpr long kBacklog = 20000, kBatch = 100;
+  constexpr long kBacklog = 10000, kBatch = 100;
   std::atomic<long> written{0}, received{0};
   std::thread writer([&] {
     pqxx::connection connection(primary);

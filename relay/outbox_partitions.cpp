@@ -241,13 +241,21 @@ MaintenanceResult maintain_outbox_partitions(pqxx::connection& connection, const
     result.skipped = true;
     return result;
   }
-  Catalog catalog = read_catalog(connection, quoted);
-  if (cut_open_partition(connection, catalog, quoted, retention)) {
-    result.created = 1;
-    catalog = read_catalog(connection, quoted);
+  try {
+    Catalog catalog = read_catalog(connection, quoted);
+    if (cut_open_partition(connection, catalog, quoted, retention)) {
+      result.created = 1;
+      catalog = read_catalog(connection, quoted);
+    }
+    result.created += create_ahead(connection, catalog, quoted, partition_size);
+    result.dropped = drop_old(connection, catalog, name, quoted, retention);
+  } catch (const pqxx::sql_error& error) {
+    // 55P03 lock_not_available: a lock not had within kLockTimeout (a long transaction on the
+    // outbox, autovacuum on the partition). Nothing was changed by the step that waited; the next
+    // tick tries again. Any other error is the caller's.
+    if (error.sqlstate() != "55P03") throw;
+    result.lock_busy = true;
   }
-  result.created += create_ahead(connection, catalog, quoted, partition_size);
-  result.dropped = drop_old(connection, catalog, name, quoted, retention);
   return result;
 }
 

@@ -48,6 +48,7 @@ struct MaintenanceResult {
   bool skipped = false;  // another relay holds the maintenance lock
   int created = 0;
   int dropped = 0;
+  bool lock_busy = false;  // a step gave up waiting for a lock; tried again at the next tick
 };
 
 // One tick of maintenance of the partitioned outbox `quoted` (configured as `name`, the key of its

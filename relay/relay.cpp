@@ -402,6 +402,8 @@ void Relay::run_retention() {
                                                             tunables_.partition_size, tunables_.retention);
         if (done.created || done.dropped)
           log_->info("{}: created {} and dropped {} partition(s)", tables_[table].name, done.created, done.dropped);
+        if (done.lock_busy)
+          log_->debug("{}: partition maintenance waited too long for a lock; again at the next tick", tables_[table].name);
         if (!layouts_[table].default_partition) continue;
       }
       for (int round = 0; !tunables_.delete_on_publish && round < kRetentionBatchesPerTick; ++round) {
