@@ -31,19 +31,6 @@ std::vector<std::string> fast_retention(int size = 100) {
 
 std::string primary() { return servers().primary_url; }
 
-// Applies the primary's migrations up to `last` as `outbox migrate` would: the outbox as it was
-// before the conversion.
-void migrate_primary_up_to(int last) {
-  exec(primary(),
-       "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, checksum text NOT "
-       "NULL, applied_at timestamptz NOT NULL DEFAULT now())");
-  for (const auto& migration : outbox::migrate::migrations(outbox::migrate::Target::primary)) {
-    if (migration.version > last) break;
-    exec(primary(), std::string(migration.sql) + ";\nINSERT INTO schema_migrations (version, name, checksum) VALUES (" +
-                        std::to_string(migration.version) + ", '" + migration.name + "', '" + migration.checksum + "')");
-  }
-}
-
 void insert_events(const std::string& event_type, int count, const std::string& aggregate_prefix = "agg-") {
   exec(primary(),
        "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
@@ -72,7 +59,7 @@ void start_positions_past_the_first_partition() {
 TEST(PartitionedOutbox, MigrateConvertsAPopulatedOutboxKeepingEveryRowInOrderAndTheRelayPublishesEachPendingRowOnce) {
   reset_databases();
   purge_outbox_queues();
-  migrate_primary_up_to(3);
+  primary_at_version(3);
   insert_events("convert.evt", 300);
   exec(primary(), "UPDATE outbox SET published_at = now() WHERE position <= 100");
   // A parked row (aggregate "held"), and a later row of its aggregate that waits behind it.
