@@ -52,7 +52,8 @@ struct MaintenanceResult {
 };
 
 // One tick of maintenance of the partitioned outbox `quoted` (configured as `name`, the key of its
-// rows in outbox_parked). Runs on the relay's session outside any transaction.
+// rows in outbox_parked). Runs on the relay's session outside any transaction. `retention` is 0
+// with relay.on_publish = delete: a partition goes once nothing in it waits, and none is cut.
 MaintenanceResult maintain_outbox_partitions(pqxx::connection& connection, const std::string& name, const std::string& quoted,
                                              long long partition_size, std::chrono::milliseconds retention);
 

@@ -398,8 +398,9 @@ void Relay::run_retention() {
   try {
     for (size_t table = 0; table < tables_.size(); ++table) {
       if (layouts_[table].partitioned) {
-        MaintenanceResult done = maintain_outbox_partitions(*db_, tables_[table].name, tables_[table].quoted,
-                                                            tunables_.partition_size, tunables_.retention);
+        MaintenanceResult done =
+            maintain_outbox_partitions(*db_, tables_[table].name, tables_[table].quoted, tunables_.partition_size,
+                                       tunables_.delete_on_publish ? milliseconds(0) : tunables_.retention);
         if (done.created || done.dropped)
           log_->info("{}: created {} and dropped {} partition(s)", tables_[table].name, done.created, done.dropped);
         if (done.lock_busy)
