@@ -8,11 +8,17 @@
 //   relay_bench latency PRIMARY_URL BROKER_URL RATE SECONDS
 //                                                     inserts RATE events/s for SECONDS and prints the
 //                                                     commit-to-queue latency p50, p99 and max
+//   relay_bench soak PRIMARY_URL BROKER_URL EVENTS EVERY
+//                                                     writes EVENTS events as fast as the relay drains
+//                                                     them and reports every EVERY events the outbox's
+//                                                     size, dead tuples, drain rate and latency p99
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -129,6 +135,95 @@ int latency(const std::string& primary, const std::string& broker, int rate, int
   return static_cast<long>(latencies_ms.size()) == total ? 0 : 1;
 }
 
+// What bench/soak reports at each step: the outbox's size over all its partitions (a plain table is
+// its own one leaf), its dead tuples, the drain rate and the commit-to-queue p99 of the step.
+struct SoakStep {
+  double table_mb = 0, index_mb = 0, dead = 0, drain = 0, p99 = 0, hot_percent = 0;
+};
+
+SoakStep read_outbox_stats(pqxx::connection& connection) {
+  pqxx::nontransaction tx(connection);
+  pqxx::row row = tx.exec1(
+      "SELECT coalesce(sum(pg_table_size(t.relid)), 0) / 1048576.0, coalesce(sum(pg_indexes_size(t.relid)), 0) / 1048576.0, "
+      "coalesce(sum(s.n_dead_tup), 0), coalesce(100.0 * sum(s.n_tup_hot_upd) / nullif(sum(s.n_tup_upd), 0), 0) "
+      "FROM (SELECT relid FROM pg_partition_tree('outbox') WHERE isleaf UNION ALL SELECT 'outbox'::regclass FROM pg_class "
+      "WHERE oid = 'outbox'::regclass AND relkind = 'r') t LEFT JOIN pg_stat_user_tables s ON s.relid = t.relid");
+  return SoakStep{row[0].as<double>(), row[1].as<double>(), row[2].as<double>(), 0, 0, row[3].as<double>()};
+}
+
+int soak(const std::string& primary, const std::string& broker, long total, long every) {
+  auto consumer = open(broker);
+  declare_outbox_exchange(*consumer);
+  consumer->declare_queue("bench.soak", outbox::amqp::QueueOptions{});
+  consumer->bind_queue("bench.soak", "outbox", "bench.soak");
+  consumer->set_prefetch(5000);
+  consumer->consume("bench.soak", "bench");
+  // The writer keeps at most kBacklog events between the outbox and the queue: it writes as fast
+  // as the relay drains, the highest rate the pipeline sustains, and the backlog stays bounded.
+  constexpr long kBacklog = 10000, kBatch = 100;
+  std::atomic<long> written{0}, received{0};
+  std::thread writer([&] {
+    pqxx::connection connection(primary);
+    connection.prepare("insert",
+                       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+                       "SELECT gen_random_uuid(), 'bench', 'agg-' || (g % 1000), g, 'bench.soak', json_build_object('i', g, "
+                       "'pad', repeat('x', 100)) FROM generate_series($1::bigint, $2::bigint) g");
+    while (written < total) {
+      if (written - received > kBacklog) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        continue;
+      }
+      long first = written + 1, last = std::min<long>(written + kBatch, total);
+      pqxx::work tx(connection);
+      tx.exec_prepared("insert", first, last);
+      tx.commit();
+      written = last;
+    }
+  });
+  pqxx::connection stats(primary);
+  std::vector<SoakStep> steps;
+  std::vector<double> latencies_ms;
+  auto step_start = Clock::now(), deadline = Clock::now() + std::chrono::hours(6);
+  while (received < total && Clock::now() < deadline) {
+    uint64_t last = 0;
+    consumer->poll(
+        [&](outbox::amqp::Event& event) {
+          if (event.kind != outbox::amqp::Event::Kind::delivery) return;
+          latencies_ms.push_back((now_us() - std::get<long long>(event.message->headers.at("created_at"))) / 1000.0);
+          last = event.delivery_tag;
+          if (++received % every != 0) return;
+          SoakStep step = read_outbox_stats(stats);
+          step.drain = every / std::chrono::duration<double>(Clock::now() - step_start).count();
+          std::sort(latencies_ms.begin(), latencies_ms.end());
+          step.p99 = latencies_ms[static_cast<size_t>(0.99 * (latencies_ms.size() - 1))];
+          latencies_ms.clear();
+          step_start = Clock::now();
+          steps.push_back(step);
+          std::printf(
+              "%ld: table %.1f MB, indexes %.1f MB, dead tuples %.0f, drain %.0f events/s, p99 %.1f ms (HOT updates %.0f%%)\n",
+              received.load(), step.table_mb, step.index_mb, step.dead, step.drain, step.p99, step.hot_percent);
+          std::fflush(stdout);
+        },
+        std::chrono::milliseconds(100));
+    if (last) consumer->ack(last, true);
+  }
+  writer.join();
+  if (steps.size() < 2) return received == total ? 0 : 1;
+  // Drift: the largest distance of any later step from the first, as a share of the first.
+  auto drift = [&](double SoakStep::*field) {
+    double worst = 0;
+    for (const SoakStep& step : steps)
+      if (steps[0].*field > 0) worst = std::max(worst, std::fabs(step.*field - steps[0].*field) / steps[0].*field);
+    return 100 * worst;
+  };
+  std::printf(
+      "drift against the first step (max over the steps): table %.0f%%, indexes %.0f%%, dead tuples %.0f%%, drain %.0f%%, "
+      "p99 %.0f%%\n",
+      drift(&SoakStep::table_mb), drift(&SoakStep::index_mb), drift(&SoakStep::dead), drift(&SoakStep::drain),
+      drift(&SoakStep::p99));
+  return received == total ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -172,6 +267,7 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
+    if (args.size() == 5 && args[0] == "soak") return soak(args[1], args[2], std::stol(args[3]), std::stol(args[4]));
     if (args.size() == 5 && args[0] == "latency") return latency(args[1], args[2], std::stoi(args[3]), std::stoi(args[4]));
   } catch (const std::exception& error) {
     std::fprintf(stderr, "relay_bench: %s\n", error.what());
@@ -180,6 +276,6 @@ int main(int argc, char** argv) {
   std::fprintf(stderr,
                "usage: relay_bench ceiling BROKER_URL QUEUE COUNT SIZE | queue BROKER_URL QUEUE BINDING_KEY [EXCHANGE] | depth "
                "BROKER_URL QUEUE | wait-marked PRIMARY_URL | wait-depth BROKER_URL QUEUE COUNT | latency PRIMARY_URL BROKER_URL "
-               "RATE SECONDS\n");
+               "RATE SECONDS | soak PRIMARY_URL BROKER_URL EVENTS EVERY\n");
   return 64;
 }

@@ -11,6 +11,7 @@
 #include "migrate/runner.hpp"
 #include "migrate/topology.hpp"
 #include "relay/backlog.hpp"
+#include "relay/outbox_partitions.hpp"
 #include "relay/statements.hpp"
 
 namespace outbox::relay {
@@ -221,8 +222,13 @@ void Relay::open_database() {
     waiting_for_migrate_ = true;
     throw WaitingForOperator(std::string(behind.what()) + "; waiting for it (not ready until then)");
   }
+  layouts_.clear();
   for (size_t i = 0; i < tables_.size(); ++i) {
-    prepare_statements(*connection, i, tables_[i].quoted);
+    // A partitioned outbox (migration 0004) loses its old rows by dropping partitions; rows are
+    // deleted only in its default partition. Any other table keeps the row-deleting retention.
+    layouts_.push_back(read_outbox_layout(*connection, tables_[i].quoted));
+    prepare_statements(*connection, i, tables_[i].quoted,
+                       layouts_[i].partitioned ? layouts_[i].default_partition.value_or("") : tables_[i].quoted);
     // Fails early, with the table's name, when the table is missing or lacks outbox columns.
     pqxx::nontransaction check(*connection);
     check.exec_prepared(statement("read_all", i), tables_[i].name, "{}", 0);
@@ -394,16 +400,27 @@ void Relay::keep_heartbeat_with_its_partition() {
 }
 
 void Relay::run_retention() {
-  if (!db_ || tunables_.delete_on_publish) return;
+  if (!db_) return;
   try {
-    for (size_t table = 0; table < tables_.size(); ++table)
-      for (int round = 0; round < kRetentionBatchesPerTick; ++round) {
+    for (size_t table = 0; table < tables_.size(); ++table) {
+      if (layouts_[table].partitioned) {
+        MaintenanceResult done =
+            maintain_outbox_partitions(*db_, tables_[table].name, tables_[table].quoted, tunables_.partition_size,
+                                       tunables_.delete_on_publish ? milliseconds(0) : tunables_.retention);
+        if (done.created || done.dropped)
+          log_->info("{}: created {} and dropped {} partition(s)", tables_[table].name, done.created, done.dropped);
+        if (done.lock_busy)
+          log_->debug("{}: partition maintenance waited too long for a lock; again at the next tick", tables_[table].name);
+        if (!layouts_[table].default_partition) continue;
+      }
+      for (int round = 0; !tunables_.delete_on_publish && round < kRetentionBatchesPerTick; ++round) {
         pqxx::work tx(*db_);
         pqxx::result removed =
             tx.exec_prepared(statement("retention", table), interval(tunables_.retention), kRetentionBatch, kRetentionWindow);
         tx.commit();
         if (removed.affected_rows() < kRetentionBatch) break;
       }
+    }
     side_task_works("retention");
   } catch (const std::exception& error) {
     if (pg::is_connection_error(error)) return database_lost(error.what());

@@ -38,6 +38,7 @@
 #include "core/metrics.hpp"
 #include "migrate/pack.hpp"
 #include "relay/confirm_window.hpp"
+#include "relay/outbox_partitions.hpp"
 #include "relay/ownership.hpp"
 #include "relay/settings.hpp"
 
@@ -115,6 +116,7 @@ class Relay {
   std::string primary_url_;
   std::string notify_channel_;
   std::vector<TableSpec> tables_;
+  std::vector<OutboxLayout> layouts_;  // per table, read from the catalog at each connection
   int partitions_;
 
   // The reloadable settings: a reload replaces them whole (apply_tunables).

@@ -42,6 +42,7 @@ Tunables tunables_from_config(const config::Config& config) {
       .confirm_timeout = config.duration("relay.confirm_timeout"),
       .takeover_timeout = config.duration("relay.takeover_timeout"),
       .retention = retention,
+      .partition_size = config.integer("relay.partition_size"),
       .shutdown_timeout = config.duration("relay.shutdown_timeout"),
       .heartbeat_interval = config.duration("relay.heartbeat_interval"),
       .max_backoff = config.duration("relay.max_backoff"),

@@ -39,7 +39,8 @@ void prepare_park(pqxx::connection& connection, size_t index, const std::string&
 
 }  // namespace
 
-void prepare_statements(pqxx::connection& connection, size_t index, const std::string& table) {
+void prepare_statements(pqxx::connection& connection, size_t index, const std::string& table,
+                        const std::string& retention_target) {
   prepare_reads(connection, index, table);
   connection.prepare(
       statement("mark", index),
@@ -49,11 +50,12 @@ void prepare_statements(pqxx::connection& connection, size_t index, const std::s
   // Only positions within $3 of the oldest are looked at (a range of the primary key): a walk
   // that went on until $2 old rows were found would read the whole retention window, a day of
   // rows, at every tick once retention keeps up.
-  connection.prepare(statement("retention", index),
-                     "DELETE FROM " + table + " WHERE position IN (SELECT position FROM " + table +
-                         " WHERE position < (SELECT min(position) FROM " + table +
-                         " WHERE published_at IS NOT NULL) + $3 AND published_at < clock_timestamp() - $1::interval "
-                         "ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED)");
+  if (!retention_target.empty())
+    connection.prepare(statement("retention", index),
+                       "DELETE FROM " + retention_target + " WHERE position IN (SELECT position FROM " + retention_target +
+                           " WHERE position < (SELECT min(position) FROM " + retention_target +
+                           " WHERE published_at IS NOT NULL) + $3 AND published_at < clock_timestamp() - $1::interval "
+                           "ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED)");
   connection.prepare(statement("heartbeat", index),
                      "INSERT INTO " + table +
                          " (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "

@@ -14,12 +14,15 @@ namespace outbox::relay {
 //   mark        ($1 positions): sets published_at.
 //   delete      ($1 positions): deletes published rows (relay.on_publish = delete).
 //   park        ($1 table name, $2 position, $3 error, $4 attempts to park after): records a refusal.
-//   retention   ($1 interval, $2 limit, $3 window): deletes old published rows.
+//   retention   ($1 interval, $2 limit, $3 window): deletes old published rows of the retention
+//               target: the table, or the DEFAULT partition of a partitioned one (whose other
+//               partitions are dropped whole, relay/outbox_partitions.hpp); not prepared when "".
 //   heartbeat   ($1 instance): inserts a heartbeat event.
 std::string statement(const char* kind, size_t table);
 
 // Prepares the statements of the table at `index` (`quoted`: its quoted, qualified name).
-void prepare_statements(pqxx::connection& connection, size_t index, const std::string& quoted);
+void prepare_statements(pqxx::connection& connection, size_t index, const std::string& quoted,
+                        const std::string& retention_target);
 
 // Sets up the relay's session: marks need not wait for the WAL flush, and no statement waits long
 // for a lock.

@@ -26,6 +26,8 @@
 #include <sstream>
 #include <thread>
 
+#include "migrate/runner.hpp"
+
 extern char** environ;
 
 namespace outbox::testing {
@@ -525,6 +527,22 @@ void reset_databases() {
         "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'");
     tx.exec("DROP SCHEMA IF EXISTS public CASCADE");
     tx.exec("CREATE SCHEMA public");
+  }
+}
+
+void primary_at_version(int version) {
+  auto connection = connect(g_servers.primary_url);
+  pqxx::nontransaction tx(connection);
+  tx.exec("DROP SCHEMA IF EXISTS public CASCADE");
+  tx.exec("CREATE SCHEMA public");
+  tx.exec(
+      "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL, "
+      "applied_at timestamptz NOT NULL DEFAULT now())");
+  for (const migrate::Migration& migration : migrate::migrations(migrate::Target::primary)) {
+    if (migration.version > version) break;
+    tx.exec(std::string(migration.sql));
+    tx.exec_params("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)", migration.version,
+                   migration.name, migration.checksum);
   }
 }
 

@@ -170,6 +170,9 @@ void reset_databases();
 // An existing one is dropped first, its sessions terminated. Returns its URL (the cluster's URL
 // with the database name replaced).
 std::string fresh_database(const std::string& cluster, const std::string& name);
+// The primary's public schema anew, with its migrations applied only up to `version` (the later
+// ones pending), as `outbox migrate` of an older outbox left it: for tests of an upgrade.
+void primary_at_version(int version);
 // `outbox migrate` of the primary, the replica (main) and replica2 (configured as replica
 // "replica2"); a failure is a test failure. Returns whether it succeeded.
 bool migrate_all();

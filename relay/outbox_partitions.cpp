@@ -1,0 +1,265 @@
+#include "relay/outbox_partitions.hpp"
+
+#include <algorithm>
+#include <limits>
+#include <vector>
+
+namespace outbox::relay {
+namespace {
+
+// How long a maintenance statement may wait for a lock: writers queued behind it wait no longer.
+constexpr const char* kLockTimeout = "200ms";
+// At most this many partitions are created (and dropped) per tick: a relay started after a long
+// outage catches up over a few ticks instead of holding its session for long.
+constexpr int kMaxChangesPerTick = 4;
+// The most rows a partition may hold to be cut (cut_open_partition): the cut scans it under lock.
+constexpr long long kMaxRowsToCut = 100000;
+
+std::string interval(std::chrono::milliseconds duration) { return std::to_string(duration.count()) + " milliseconds"; }
+
+// A range partition; `lower` is LLONG_MIN for MINVALUE, `upper` LLONG_MAX for MAXVALUE.
+struct RangePartition {
+  std::string quoted;
+  long long lower = 0;
+  long long upper = 0;
+};
+
+struct Catalog {
+  std::string schema, relname;
+  std::vector<RangePartition> ranges;  // by upper bound
+  std::optional<std::string> default_partition;
+  long long last_position = 0;       // the sequence's last value, or the highest row
+  long long highest_in_default = 0;  // 0 when the default partition is empty or missing
+};
+
+// The last position taken: the sequence's (rows of transactions still open included), else the highest row.
+long long last_position(pqxx::transaction_base& tx, const std::string& quoted) {
+  return tx
+      .exec_params1(
+          "SELECT coalesce((SELECT pg_sequence_last_value(pg_get_serial_sequence($1, 'position')::regclass)), "
+          "(SELECT max(position) FROM " +
+              quoted + "), 0)",
+          quoted)[0]
+      .as<long long>();
+}
+
+Catalog read_catalog(pqxx::connection& connection, const std::string& quoted) {
+  pqxx::read_transaction tx(connection);
+  Catalog catalog;
+  pqxx::row names = tx.exec_params1(
+      "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass",
+      quoted);
+  catalog.schema = names[0].as<std::string>();
+  catalog.relname = names[1].as<std::string>();
+  // The bounds as PostgreSQL prints them: FROM ('1') TO ('1000001'), MINVALUE and MAXVALUE unquoted.
+  for (const pqxx::row& row :
+       tx.exec_params("SELECT format('%I.%I', n.nspname, c.relname), b = 'DEFAULT', "
+                      "coalesce((regexp_match(b, 'FROM \\(''(-?\\d+)''\\)'))[1]::bigint, -9223372036854775808), "
+                      "coalesce((regexp_match(b, 'TO \\(''(-?\\d+)''\\)'))[1]::bigint, 9223372036854775807) "
+                      "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_namespace n ON n.oid = c.relnamespace, "
+                      "pg_get_expr(c.relpartbound, c.oid) b WHERE i.inhparent = $1::regclass ORDER BY 4",
+                      quoted)) {
+    if (row[1].as<bool>())
+      catalog.default_partition = row[0].as<std::string>();
+    else
+      catalog.ranges.push_back({row[0].as<std::string>(), row[2].as<long long>(), row[3].as<long long>()});
+  }
+  catalog.last_position = last_position(tx, quoted);
+  if (catalog.default_partition)
+    catalog.highest_in_default =
+        tx.exec1("SELECT coalesce(max(position), 0) FROM " + *catalog.default_partition)[0].as<long long>();
+  return catalog;
+}
+
+// Creates the partition [lower, upper) as a table of its own, then attaches it: ATTACH takes
+// SHARE UPDATE EXCLUSIVE on the outbox (writers go on), where CREATE TABLE ... PARTITION OF would
+// take ACCESS EXCLUSIVE. The CHECK spares ATTACH a scan; the default partition is scanned (empty).
+void create_partition(pqxx::transaction_base& tx, const Catalog& catalog, const std::string& quoted, long long lower,
+                      long long upper) {
+  std::string from = std::to_string(lower), to = std::to_string(upper);
+  // A name PostgreSQL keeps whole (63 bytes): the table's name, cut, and the lower bound.
+  std::string partition = tx.exec_params1("SELECT format('%I.%I', $1::text, left($2::text, 40) || '_from_' || $3::text)",
+                                          catalog.schema, catalog.relname, from)[0]
+                              .as<std::string>();
+  tx.exec("CREATE TABLE " + partition + " (LIKE " + quoted + " INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)");
+  tx.exec("ALTER TABLE " + partition + " ADD UNIQUE (event_id)");
+  tx.exec("ALTER TABLE " + partition + " ADD CONSTRAINT outbox_partition_bound CHECK (position >= " + from + " AND position < " +
+          to + ")");
+  tx.exec("ALTER TABLE " + quoted + " ATTACH PARTITION " + partition + " FOR VALUES FROM (" + from + ") TO (" + to + ")");
+  tx.exec("ALTER TABLE " + partition + " DROP CONSTRAINT outbox_partition_bound");
+}
+
+void begin_short(pqxx::transaction_base& tx) { tx.exec(std::string("SET LOCAL lock_timeout = '") + kLockTimeout + "'"); }
+
+int create_ahead(pqxx::connection& connection, const Catalog& catalog, const std::string& quoted, long long size) {
+  long long top = catalog.ranges.empty() ? catalog.last_position + 1 : catalog.ranges.back().upper;
+  if (top == std::numeric_limits<long long>::max()) return 0;  // a MAXVALUE partition takes every new row
+  int created = 0;
+  while (created < kMaxChangesPerTick && top <= catalog.last_position + kPartitionsAhead * size) {
+    // Rows already in the default partition stay there: a new range must not cover them. While
+    // the writers are past every partition (their rows go to the default partition now), the new
+    // one starts a partition's length past them, out of reach of the rows written meanwhile.
+    long long lower = std::max(top, catalog.highest_in_default + 1);
+    if (catalog.last_position >= top) lower = std::max(lower, catalog.last_position + size);
+    pqxx::work tx(connection);
+    begin_short(tx);
+    create_partition(tx, catalog, quoted, lower, lower + size);
+    tx.commit();
+    top = lower + size;
+    ++created;
+  }
+  return created;
+}
+
+// At a low rate the partition being written would stay open for months, and its rows would outlive
+// relay.retention. Once its oldest row is older than half of it (and it holds few rows, as it does
+// at such a rate), it is cut at the sequence, under a short ACCESS EXCLUSIVE lock on the outbox:
+// [lower, last + 1) is attached again, now closed, and a new partition takes [last + 1, upper).
+bool cut_open_partition(pqxx::connection& connection, const Catalog& catalog, const std::string& quoted,
+                        std::chrono::milliseconds retention) {
+  auto open = std::find_if(catalog.ranges.begin(), catalog.ranges.end(), [&](const RangePartition& range) {
+    return range.lower <= catalog.last_position && catalog.last_position < range.upper;
+  });
+  // No retention (relay.on_publish = delete): the rows go as they are confirmed, and a cut at
+  // every tick would only take the lock at every tick.
+  if (retention.count() == 0 || open == catalog.ranges.end() || open->upper == std::numeric_limits<long long>::max())
+    return false;
+  {
+    pqxx::read_transaction tx(connection);
+    if (!tx.exec_params1("SELECT coalesce((SELECT created_at < clock_timestamp() - $1::interval FROM " + open->quoted +
+                             " ORDER BY position LIMIT 1), false) AND (SELECT count(*) FROM (SELECT FROM " + open->quoted +
+                             " LIMIT $2) few) < $2",
+                         interval(retention / 2), kMaxRowsToCut)[0]
+             .as<bool>())
+      return false;
+  }
+  pqxx::work tx(connection);
+  begin_short(tx);
+  tx.exec("LOCK TABLE ONLY " + quoted + " IN ACCESS EXCLUSIVE MODE");
+  long long cut = last_position(tx, quoted) + 1;
+  if (cut >= open->upper) return false;
+  bool from_min = open->lower == std::numeric_limits<long long>::min();
+  std::string lower = from_min ? "MINVALUE" : std::to_string(open->lower);
+  tx.exec("ALTER TABLE " + quoted + " DETACH PARTITION " + open->quoted);
+  tx.exec("ALTER TABLE " + open->quoted + " ADD CONSTRAINT outbox_partition_bound CHECK (position < " + std::to_string(cut) +
+          (from_min ? "" : " AND position >= " + lower) + ")");
+  tx.exec("ALTER TABLE " + quoted + " ATTACH PARTITION " + open->quoted + " FOR VALUES FROM (" + lower + ") TO (" +
+          std::to_string(cut) + ")");
+  tx.exec("ALTER TABLE " + open->quoted + " DROP CONSTRAINT outbox_partition_bound");
+  create_partition(tx, catalog, quoted, cut, open->upper);
+  tx.commit();
+  return true;
+}
+
+// Whether nothing in the partition is needed any more (see the header).
+bool droppable(pqxx::transaction_base& tx, const RangePartition& partition, const std::string& name,
+               std::chrono::milliseconds retention) {
+  return tx
+      .exec_params1("SELECT NOT EXISTS (SELECT 1 FROM " + partition.quoted +
+                        " WHERE published_at IS NULL) AND NOT EXISTS (SELECT 1 FROM outbox_parked WHERE outbox_table = $1 "
+                        "AND position >= $2 AND position < $3) AND coalesce((SELECT created_at < clock_timestamp() - "
+                        "$4::interval AND coalesce(published_at < clock_timestamp() - $4::interval, true) FROM " +
+                        partition.quoted + " ORDER BY position DESC LIMIT 1), true)",
+                    name, partition.lower, partition.upper, interval(retention))[0]
+      .as<bool>();
+}
+
+// Locks the outbox (ONLY: its partitions are not locked with it, autovacuum on them is not waited
+// for) and the partition, checks again (a row may have been written since), detaches and drops it.
+bool drop_partition(pqxx::connection& connection, const RangePartition& partition, const std::string& name,
+                    const std::string& quoted, std::chrono::milliseconds retention) {
+  pqxx::work tx(connection);
+  begin_short(tx);
+  tx.exec("LOCK TABLE ONLY " + quoted + " IN ACCESS EXCLUSIVE MODE");
+  tx.exec("LOCK TABLE " + partition.quoted + " IN ACCESS EXCLUSIVE MODE");
+  if (!droppable(tx, partition, name, retention)) return false;
+  tx.exec("ALTER TABLE " + quoted + " DETACH PARTITION " + partition.quoted);
+  tx.exec("DROP TABLE " + partition.quoted);
+  tx.commit();
+  return true;
+}
+
+int drop_old(pqxx::connection& connection, const Catalog& catalog, const std::string& name, const std::string& quoted,
+             std::chrono::milliseconds retention) {
+  int dropped = 0;
+  for (const RangePartition& partition : catalog.ranges) {
+    // Open ranges are still being written (the sequence has not passed them): never dropped.
+    if (partition.upper - 1 > catalog.last_position || dropped == kMaxChangesPerTick) break;
+    bool candidate = false;
+    {
+      pqxx::read_transaction tx(connection);
+      candidate = droppable(tx, partition, name, retention);
+    }
+    if (candidate && drop_partition(connection, partition, name, quoted, retention)) ++dropped;
+  }
+  return dropped;
+}
+
+// The maintenance lock, held by one relay at a time, given back however the tick ends.
+class MaintenanceLock {
+ public:
+  MaintenanceLock(pqxx::connection& connection, const std::string& quoted) : connection_(connection), quoted_(quoted) {
+    pqxx::nontransaction tx(connection_);
+    held_ = tx.exec_params1("SELECT pg_try_advisory_lock($1, hashtext($2))", kOutboxPartitionLockClass, quoted_)[0].as<bool>();
+  }
+  ~MaintenanceLock() {
+    if (!held_) return;
+    try {
+      pqxx::nontransaction tx(connection_);
+      tx.exec_params("SELECT pg_advisory_unlock($1, hashtext($2))", kOutboxPartitionLockClass, quoted_);
+    } catch (const std::exception&) {
+      // The session is gone, and its lock with it.
+    }
+  }
+  MaintenanceLock(const MaintenanceLock&) = delete;
+  MaintenanceLock& operator=(const MaintenanceLock&) = delete;
+  bool held() const { return held_; }
+
+ private:
+  pqxx::connection& connection_;
+  std::string quoted_;
+  bool held_ = false;
+};
+
+}  // namespace
+
+OutboxLayout read_outbox_layout(pqxx::connection& connection, const std::string& quoted) {
+  pqxx::read_transaction tx(connection);
+  pqxx::row row = tx.exec_params1(
+      "SELECT c.relkind = 'p', (SELECT format('%I.%I', n.nspname, d.relname) FROM pg_partitioned_table p JOIN pg_class d "
+      "ON d.oid = p.partdefid JOIN pg_namespace n ON n.oid = d.relnamespace WHERE p.partrelid = c.oid) "
+      "FROM pg_class c WHERE c.oid = $1::regclass",
+      quoted);
+  OutboxLayout layout;
+  layout.partitioned = row[0].as<bool>();
+  if (!row[1].is_null()) layout.default_partition = row[1].as<std::string>();
+  return layout;
+}
+
+MaintenanceResult maintain_outbox_partitions(pqxx::connection& connection, const std::string& name, const std::string& quoted,
+                                             long long partition_size, std::chrono::milliseconds retention) {
+  MaintenanceResult result;
+  MaintenanceLock lock(connection, quoted);
+  if (!lock.held()) {
+    result.skipped = true;
+    return result;
+  }
+  try {
+    Catalog catalog = read_catalog(connection, quoted);
+    if (cut_open_partition(connection, catalog, quoted, retention)) {
+      result.created = 1;
+      catalog = read_catalog(connection, quoted);
+    }
+    result.created += create_ahead(connection, catalog, quoted, partition_size);
+    result.dropped = drop_old(connection, catalog, name, quoted, retention);
+  } catch (const pqxx::sql_error& error) {
+    // 55P03 lock_not_available: a lock not had within kLockTimeout (a long transaction on the
+    // outbox, autovacuum on the partition). Nothing was changed by the step that waited; the next
+    // tick tries again. Any other error is the caller's.
+    if (error.sqlstate() != "55P03") throw;
+    result.lock_busy = true;
+  }
+  return result;
+}
+
+}  // namespace outbox::relay

@@ -1,0 +1,60 @@
+#pragma once
+// Retention for an outbox table partitioned by RANGE (position) (migration 0004; issue 19, part 3).
+// Not to be confused with relay.partitions, the hash buckets of aggregate ids that relays own.
+//
+// Marking a row published is an UPDATE and deleting it a DELETE: at 10M events a day either leaves
+// millions of dead tuples and a bloated index behind, and a retention that deletes rows makes it
+// worse. On a partitioned outbox the relay instead drops a whole partition once nothing in it is
+// needed any more, and creates the next partitions before the writers reach them:
+//
+// - Ahead: while fewer than kPartitionsAhead partitions of relay.partition_size positions lie past
+//   the position sequence, one more is created. It is made as a table of its own and then attached
+//   (ATTACH takes SHARE UPDATE EXCLUSIVE on the outbox, which writers do not wait for). Should the
+//   relay fall behind anyway, the DEFAULT partition takes the rows: the write path never fails for a
+//   missing partition. A new partition starts past the highest row of the default partition, so the
+//   two never overlap; such rows are removed by the row-deleting retention, on that partition only.
+// - Cut: at a low rate the partition being written would stay open for months and its rows would
+//   outlive relay.retention. Once its oldest row is older than half of relay.retention (and it holds
+//   few rows), it is cut where the sequence is: closed below, a new partition above. Rows are so kept
+//   between relay.retention and about 1.5 times it.
+// - Drop: a partition is dropped when its range is closed (the sequence is past it), no row in it is
+//   unpublished, no row of it is in outbox_parked, and its newest row was written and published more
+//   than relay.retention ago (with relay.on_publish = delete: at once, as it is then empty). DETACH
+//   CONCURRENTLY is not allowed beside a DEFAULT partition, so the partition is first locked, checked
+//   again under the lock, then detached and dropped in one short transaction whose locks wait at most
+//   kLockTimeout: writers wait for that at most, none fails, and a lock that is not had in time only
+//   means a retry at the next tick.
+// - Several relays: each tick runs under a session advisory lock taken with pg_try_advisory_lock, so
+//   one relay does the work and the others skip it.
+#include <chrono>
+#include <optional>
+#include <pqxx/pqxx>
+#include <string>
+
+namespace outbox::relay {
+
+inline constexpr int kOutboxPartitionLockClass = 0x6F627835;  // (class, hashtext(table)): one maintenance at a time
+inline constexpr int kPartitionsAhead = 2;
+
+// What the catalog says of an outbox table: whether it is partitioned, and its DEFAULT partition.
+struct OutboxLayout {
+  bool partitioned = false;
+  std::optional<std::string> default_partition;  // quoted, qualified; none when not partitioned or not made
+};
+// `quoted`: the table's quoted, qualified name.
+OutboxLayout read_outbox_layout(pqxx::connection& connection, const std::string& quoted);
+
+struct MaintenanceResult {
+  bool skipped = false;  // another relay holds the maintenance lock
+  int created = 0;
+  int dropped = 0;
+  bool lock_busy = false;  // a step gave up waiting for a lock; tried again at the next tick
+};
+
+// One tick of maintenance of the partitioned outbox `quoted` (configured as `name`, the key of its
+// rows in outbox_parked). Runs on the relay's session outside any transaction. `retention` is 0
+// with relay.on_publish = delete: a partition goes once nothing in it waits, and none is cut.
+MaintenanceResult maintain_outbox_partitions(pqxx::connection& connection, const std::string& name, const std::string& quoted,
+                                             long long partition_size, std::chrono::milliseconds retention);
+
+}  // namespace outbox::relay

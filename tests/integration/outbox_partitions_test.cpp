@@ -1,0 +1,196 @@
+// The partitioned outbox (migration 0004, relay/outbox_partitions.hpp) against real servers: the
+// conversion of a populated outbox, retention by dropping partitions, writers during the drops, two
+// relays maintaining at once.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "migrate/runner.hpp"
+#include "tests/integration/support/broker.hpp"
+#include "tests/integration/support/harness.hpp"
+
+using namespace outbox::testing;
+
+namespace {
+
+// A relay with relay.retention=1s and partitions of `size` positions.
+std::vector<std::string> fast_retention(int size = 100) {
+  return {"relay",
+          "--set",
+          "relay.heartbeat_interval=0",
+          "--set",
+          "relay.poll_interval=200ms",
+          "--set",
+          "relay.retention=1s",
+          "--set",
+          "relay.partition_size=" + std::to_string(size)};
+}
+
+std::string primary() { return servers().primary_url; }
+
+void insert_events(const std::string& event_type, int count, const std::string& aggregate_prefix = "agg-") {
+  exec(primary(),
+       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+       "SELECT gen_random_uuid(), 'test', '" +
+           aggregate_prefix + "' || (g % 7), g, '" + event_type + "', json_build_object('n', g) FROM generate_series(1, " +
+           std::to_string(count) + ") g");
+}
+
+std::set<std::string> partitions() {
+  std::set<std::string> names;
+  for (const auto& row : rows(primary(),
+                              "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                              "WHERE i.inhparent = 'outbox'::regclass"))
+    names.insert(row[0]);
+  return names;
+}
+
+// New rows start at 1,000,001, where the relay creates its partitions of relay.partition_size (the
+// migration's first partition of a million positions would otherwise hold every row of a test).
+void start_positions_past_the_first_partition() {
+  exec(primary(), "SELECT setval(pg_get_serial_sequence('outbox', 'position'), 1000000)");
+}
+
+}  // namespace
+
+TEST(PartitionedOutbox, MigrateConvertsAPopulatedOutboxKeepingEveryRowInOrderAndTheRelayPublishesEachPendingRowOnce) {
+  reset_databases();
+  purge_outbox_queues();
+  primary_at_version(3);
+  insert_events("convert.evt", 300);
+  exec(primary(), "UPDATE outbox SET published_at = now() WHERE position <= 100");
+  // A parked row (aggregate "held"), and a later row of its aggregate that waits behind it.
+  exec(primary(),
+       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) VALUES "
+       "(gen_random_uuid(), 'test', 'held', 1, 'convert.evt', '{}'), (gen_random_uuid(), 'test', 'held', 2, 'convert.evt', '{}');"
+       "INSERT INTO outbox_parked (outbox_table, position, event_id, aggregate_type, aggregate_id, error, parked_at) "
+       "SELECT 'public.outbox', position, event_id::text, aggregate_type, aggregate_id, 'test', now() FROM outbox "
+       "WHERE aggregate_id = 'held' AND aggregate_version = 1");
+  const std::string every_row = "SELECT position, event_id, published_at IS NULL, payload::text FROM outbox ORDER BY position";
+  auto before = rows(primary(), every_row);
+  ASSERT_EQ(before.size(), 302u);
+
+  ASSERT_TRUE(migrate_all());
+  EXPECT_EQ(scalar(primary(), "SELECT relkind FROM pg_class WHERE oid = 'outbox'::regclass"), "p");
+  EXPECT_EQ(rows(primary(), every_row), before) << "every row, in the same order, with the same position and state";
+  EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM outbox_parked"), "1");
+  EXPECT_TRUE(partitions().count("outbox_default"));
+  // The sequence goes on past the old rows: a new row comes after every old one, in a new partition.
+  insert_events("convert.evt", 10, "new-");
+  EXPECT_EQ(scalar(primary(), "SELECT min(position) > 302 FROM outbox WHERE aggregate_id LIKE 'new-%'"), "t");
+  EXPECT_EQ(scalar(primary(), "SELECT count(DISTINCT tableoid) FROM outbox WHERE aggregate_id LIKE 'new-%'"), "1");
+
+  TestQueue queue("test.convert", "convert.#");
+  Daemon relay({"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms"});
+  // Pending: 200 old rows and 10 new ones; the parked row and the one behind it stay.
+  const auto& messages = queue.collect(210);
+  ASSERT_EQ(messages.size(), 210u) << relay.log();
+  EXPECT_TRUE(eventually([] { return scalar(primary(), "SELECT count(*) FROM outbox WHERE published_at IS NULL") == "2"; }))
+      << relay.log();
+  relay.signal(SIGTERM);
+  EXPECT_EQ(relay.wait_exit(std::chrono::seconds(20)), 0) << relay.log();
+  // Exactly once: nothing more arrives once every pending row is marked.
+  EXPECT_EQ(queue.collect_deliveries(211, std::chrono::seconds(2)).size(), 210u) << relay.log();
+  std::set<std::string> published;
+  for (const auto& row : rows(primary(), "SELECT event_id FROM outbox WHERE position > 100 AND aggregate_id <> 'held'"))
+    published.insert(row[0]);
+  std::set<std::string> received;
+  for (const auto& message : messages) received.insert(message.message_id.value_or(""));
+  EXPECT_EQ(received, published);
+}
+
+TEST(PartitionedOutbox, RetentionDropsOnlyFullyPublishedPartitionsPastRetentionNeverOneWithAnUnpublishedOrParkedRow) {
+  fresh_schema();
+  start_positions_past_the_first_partition();
+  TestQueue queue("test.retain", "retain.#");
+  // relay.retention=1s and partitions of 100 positions. Rows are written once their partitions
+  // exist (two are kept ahead of the sequence), so that each lands where the test says:
+  //   outbox_from_1000001  a row the broker can never take (an event type over AMQP's 255 bytes),
+  //                        parked, and 99 published rows;
+  //   outbox_from_1000101  a later row of its aggregate, waiting behind it unpublished, and 99 more;
+  //   outbox_from_1000201  100 published rows, the one to be dropped; a few rows after it close it.
+  Daemon relay(fast_retention());
+  auto partition_made = [&](const std::string& name) {
+    return eventually([&] { return partitions().count(name) == 1; }, std::chrono::seconds(60));
+  };
+  ASSERT_TRUE(partition_made("outbox_from_1000101")) << relay.log();
+  auto insert_held = [](int version, const std::string& event_type) {
+    exec(primary(),
+         "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+         "VALUES (gen_random_uuid(), 'test', 'held', " +
+             std::to_string(version) + ", '" + event_type + "', '{}')");
+  };
+  insert_held(1, "retain." + std::string(300, 'x'));
+  insert_events("retain.evt", 99);
+  ASSERT_TRUE(partition_made("outbox_from_1000201")) << relay.log();
+  insert_held(2, "retain.evt");
+  insert_events("retain.evt", 99);
+  ASSERT_TRUE(partition_made("outbox_from_1000301")) << relay.log();
+  insert_events("retain.evt", 100);
+  ASSERT_TRUE(partition_made("outbox_from_1000401")) << relay.log();
+  insert_events("retain.evt", 5);
+  ASSERT_EQ(queue.collect(303).size(), 303u) << relay.log();
+  ASSERT_TRUE(eventually([] { return partitions().count("outbox_from_1000201") == 0; }, std::chrono::seconds(60))) << relay.log();
+  // The tick that dropped it looked at the two before it first, and kept them.
+  EXPECT_TRUE(partitions().count("outbox_from_1000001")) << relay.log();
+  EXPECT_TRUE(partitions().count("outbox_from_1000101")) << relay.log();
+  EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM outbox WHERE position BETWEEN 1000001 AND 1000200"), "200");
+  EXPECT_EQ(relay.log().find("retention failed"), std::string::npos) << relay.log();
+
+  // lag and failed still read the partitioned outbox.
+  RunResult failed = run_outbox({"failed", "list", "--relay"});
+  ASSERT_EQ(failed.exit_code, 0) << failed;
+  nlohmann::json parked = nlohmann::json::parse(failed.out.substr(0, failed.out.find('\n')));
+  EXPECT_EQ(parked["aggregate_id"], "held") << failed;
+  RunResult lag = run_outbox({"lag", "--json"});
+  EXPECT_NE(lag.out.find("public.outbox"), std::string::npos) << lag;
+  // Discarding the parked row (it is deleted) lets its aggregate go on; then both partitions go too.
+  RunResult discard = run_outbox({"failed", "discard", std::to_string(parked["id"].get<long long>()), "--relay"});
+  EXPECT_EQ(discard.exit_code, 0) << discard;
+  EXPECT_TRUE(eventually([] { return partitions().count("outbox_from_1000101") == 0; }, std::chrono::seconds(60)))
+      << relay.log() << run_outbox({"failed", "list", "--relay"});
+  EXPECT_FALSE(partitions().count("outbox_from_1000001")) << relay.log();
+}
+
+TEST(PartitionedOutbox, WritersKeepWritingWhileTwoRelaysCreateAndDropPartitionsAndEveryEventIsPublished) {
+  fresh_schema();
+  start_positions_past_the_first_partition();
+  TestQueue queue("test.writers", "writers.#");
+  // Partitions of 500 positions: at about 50 events/s the two kept ahead last longer than a tick.
+  Daemon first(fast_retention(500));
+  Daemon second(fast_retention(500));
+  ASSERT_TRUE(eventually([] { return partitions().count("outbox_from_1000501") == 1; })) << first.log() << second.log();
+  std::atomic<bool> stop{false};
+  std::atomic<int> written{0};
+  std::string writer_error;
+  std::thread writer([&] {
+    try {
+      pqxx::connection connection(primary());
+      while (!stop) {
+        pqxx::work tx(connection);
+        tx.exec("SELECT outbox_emit('writers.evt', 'test', 'w-' || (random() * 5)::int, 1, '{}')");
+        tx.commit();
+        ++written;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    } catch (const std::exception& error) {
+      writer_error = error.what();
+    }
+  });
+  // The partitions are cut, made ahead and dropped meanwhile; the first the relays made goes.
+  bool dropped =
+      eventually([&] { return !writer_error.empty() || (partitions().count("outbox_from_1000001") == 0 && written > 600); },
+                 std::chrono::seconds(90));
+  stop = true;
+  writer.join();
+  EXPECT_TRUE(dropped) << first.log() << second.log();
+  EXPECT_EQ(writer_error, "");
+  EXPECT_EQ(queue.collect(static_cast<size_t>(written.load())).size(), static_cast<size_t>(written.load()))
+      << first.log() << second.log();
+  EXPECT_EQ(first.log().find("retention failed"), std::string::npos) << first.log();
+  EXPECT_EQ(second.log().find("retention failed"), std::string::npos) << second.log();
+  EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM outbox WHERE position <= 1000500"), "0");
+}
