@@ -20,12 +20,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
-constexpr int kRetentionBatch = 1000;
-constexpr int kRetentionBatchesPerTick = 20;
-constexpr int kRetentionWindow = 4 * kRetentionBatch;
-
-std::string interval(milliseconds duration) { return std::to_string(duration.count()) + " milliseconds"; }
-
 std::string default_instance() {
   char host[256] = "localhost";
   gethostname(host, sizeof host - 1);
@@ -413,13 +407,7 @@ void Relay::run_retention() {
           log_->debug("{}: partition maintenance waited too long for a lock; again at the next tick", tables_[table].name);
         if (!layouts_[table].default_partition) continue;
       }
-      for (int round = 0; !tunables_.delete_on_publish && round < kRetentionBatchesPerTick; ++round) {
-        pqxx::work tx(*db_);
-        pqxx::result removed =
-            tx.exec_prepared(statement("retention", table), interval(tunables_.retention), kRetentionBatch, kRetentionWindow);
-        tx.commit();
-        if (removed.affected_rows() < kRetentionBatch) break;
-      }
+      if (!tunables_.delete_on_publish) delete_retained_rows(*db_, table, tunables_.retention);
     }
     side_task_works("retention");
   } catch (const std::exception& error) {

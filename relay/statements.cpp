@@ -64,6 +64,20 @@ void prepare_statements(pqxx::connection& connection, size_t index, const std::s
                          "json_build_object('relay', $1::text, 'at', clock_timestamp()))");
 }
 
+void delete_retained_rows(pqxx::connection& connection, size_t table, std::chrono::milliseconds retention) {
+  constexpr int kBatch = 1000;
+  constexpr int kBatchesPerTick = 20;
+  // The window bounds how far past the first old row a batch looks (see the statement above).
+  constexpr int kWindow = 4 * kBatch;
+  const std::string interval = std::to_string(retention.count()) + " milliseconds";
+  for (int round = 0; round < kBatchesPerTick; ++round) {
+    pqxx::work tx(connection);
+    pqxx::result removed = tx.exec_prepared(statement("retention", table), interval, kBatch, kWindow);
+    tx.commit();
+    if (removed.affected_rows() < kBatch) break;
+  }
+}
+
 void configure_session(pqxx::connection& connection) {
   pqxx::nontransaction tx(connection);
   // A mark lost in a crash only means the row is published again (at least once, same

@@ -2,6 +2,7 @@
 // The relay's SQL: the prepared statements of each outbox table, on the relay's primary session.
 // Each is prepared under its name and the table's index ("read_all_0", "mark_1"): call them
 // through statement().
+#include <chrono>
 #include <pqxx/pqxx>
 #include <string>
 
@@ -23,6 +24,10 @@ std::string statement(const char* kind, size_t table);
 // Prepares the statements of the table at `index` (`quoted`: its quoted, qualified name).
 void prepare_statements(pqxx::connection& connection, size_t index, const std::string& quoted,
                         const std::string& retention_target);
+
+// Runs the table's "retention" statement in batches of its own transaction, so that no lock is held
+// long, until a batch finds fewer rows than it may delete or a tick's share of batches is done.
+void delete_retained_rows(pqxx::connection& connection, size_t table, std::chrono::milliseconds retention);
 
 // Sets up the relay's session: marks need not wait for the WAL flush, and no statement waits long
 // for a lock.

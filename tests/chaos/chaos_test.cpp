@@ -301,7 +301,9 @@ class Audit {
     auto connection = broker_connection();
     declare_outbox_exchange(*connection);
     // On the cluster a quorum queue, so that it outlives the loss of any one node.
-    connection->declare_queue(kQueue, amqp::QueueOptions{.quorum = servers().broker_is_cluster});
+    amqp::QueueOptions options;
+    options.quorum = servers().broker_is_cluster;
+    connection->declare_queue(kQueue, options);
     connection->bind_queue(kQueue, "outbox", "parking.#");
     if (pack > 1) {
       declare_outbox_exchange(*connection, "outbox.packed");

@@ -45,7 +45,9 @@ void use_cluster_if_asked() {
     use_broker(nodes.broker_url, kQuorumQueues);
     return true;
   }();
-  if (on_cluster()) ASSERT_TRUE(started && await_cluster_whole()) << "the 3-node cluster is not whole";
+  if (on_cluster()) {
+    ASSERT_TRUE(started && await_cluster_whole()) << "the 3-node cluster is not whole";
+  }
 }
 
 const std::vector<std::string> kRelay = {"relay", "--set", "relay.heartbeat_interval=1s", "--set", "relay.poll_interval=200ms"};
@@ -85,11 +87,22 @@ void fresh_start(int partitions = 0) {
   ASSERT_EQ(migrate.exit_code, 0) << migrate;
 }
 
+// Replica "main" split into 4 partition queues, as migrate declares it from replicas.main.partitions.
+topology::ReplicaQueue main_replica_in_four(bool quorum = false, std::vector<std::string> binding_keys = {}) {
+  topology::ReplicaQueue replica;
+  replica.replica = "main";
+  replica.queue = "outbox.replica.main";
+  replica.quorum = quorum;
+  replica.binding_keys = std::move(binding_keys);
+  replica.partitions = 4;
+  return replica;
+}
+
 // What each partition queue and the dead letters hold, for a failure's message.
 std::string queue_depths() {
   std::string out;
   auto connection = broker_connection();
-  for (const std::string& queue : topology::queue_names(topology::ReplicaQueue{"main", "outbox.replica.main", false, {}, 4}))
+  for (const std::string& queue : topology::queue_names(main_replica_in_four()))
     out += queue + " " + std::to_string(connection->inspect_queue(queue).first) + " ready; ";
   return out + "dead letters " + std::to_string(connection->inspect_queue(topology::kDeadLetter).first);
 }
@@ -161,7 +174,7 @@ TEST(Partitions, TwoProcessesShareFourPartitionsAndAfterAKillNineTheOtherServesA
   // The first gives two partitions back, the second takes them: two each.
   EXPECT_TRUE(eventually([&] { return served_partitions(first_port) == 2 && served_partitions(second_port) == 2; }, 60s))
       << first.log() << second.log();
-  for (const std::string& queue : topology::queue_names(topology::ReplicaQueue{"main", "outbox.replica.main", false, {}, 4}))
+  for (const std::string& queue : topology::queue_names(main_replica_in_four()))
     EXPECT_EQ(broker_connection()->inspect_queue(queue).second, 1u) << queue << " has one consumer";
   int before_kill = load.written();
   ASSERT_TRUE(eventually([&] { return load.written() > before_kill + 200; }, 60s)) << "the load goes on";
@@ -190,7 +203,7 @@ TEST(Partitions, EveryEventOfAnAggregateGoesToOnePartitionQueue) {
   fresh_start();
   auto connection = broker_connection();
   const bool quorum = servers().broker_is_cluster;
-  topology::ReplicaQueue replica{"main", "outbox.replica.main", quorum, {"#"}, 4};
+  topology::ReplicaQueue replica = main_replica_in_four(quorum, {"#"});
   topology::declare_exchange(*connection, "outbox", quorum);
   topology::declare_replica(*connection, "outbox", replica, quorum);
   std::vector<amqp::OutgoingMessage> messages;
@@ -231,8 +244,7 @@ TEST(Partitions, AChangedPartitionCountIsRefusedWithExit78NamingTheOptionAndTheQ
   auto connection = broker_connection();
   const bool quorum = servers().broker_is_cluster;
   topology::declare_exchange(*connection, "outbox", quorum);
-  topology::declare_replica(*connection, "outbox", topology::ReplicaQueue{"main", "outbox.replica.main", quorum, {"#"}, 4},
-                            quorum);
+  topology::declare_replica(*connection, "outbox", main_replica_in_four(quorum, {"#"}), quorum);
   struct Case {
     int partitions;
     std::string found;
