@@ -305,14 +305,8 @@ TEST(Pack, APartitionedReplicaWithPackingIsRefusedWithExitCode78) {
 TEST(Pack, APackTheBrokerRefusesIsTakenApartAndOnlyTheEventItCannotTakeIsParked) {
   fresh_packed_start();
   // The broker takes at most 4 KB; the relay does not know (its own limit is the default 128 MiB).
-  auto set_broker_max = [](long long bytes) {
-    return std::system((servers().rabbitmqctl + " eval 'application:set_env(rabbit, max_message_size, " + std::to_string(bytes) +
-                        ").' >/dev/null")
-                           .c_str());
-  };
-  ASSERT_EQ(set_broker_max(4096), 0);
-  // Restored however the test ends: the other tests share the broker.
-  std::shared_ptr<void> restore(nullptr, [&set_broker_max](void*) { set_broker_max(134217728); });
+  BrokerMessageSizeLimit broker_limit(4096);
+  ASSERT_TRUE(broker_limit.applied());
   TestQueue packs("test.pack.refused", "refused.#", "outbox.packed");
   exec(servers().primary_url,
        "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "

@@ -107,6 +107,18 @@ std::string queue_depths() {
   return out + "dead letters " + std::to_string(connection->inspect_queue(topology::kDeadLetter).first);
 }
 
+// In order: every event was newer than its aggregate's stored version when it was applied (an event
+// applied after a newer one would be recorded as not effective, a stale no-op). Every event once,
+// and none failed (heartbeats aside: they are not recorded as events).
+void expect_every_event_applied_once_in_order() {
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT count(*) FROM outbox_applied_events WHERE NOT effective"), "0");
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT count(*) FROM outbox_failed_events"), "0");
+  EXPECT_EQ(
+      scalar(servers().replica_url, "SELECT count(*) FROM outbox_applied_events WHERE aggregate_type <> 'outbox.heartbeat'"),
+      scalar(servers().primary_url, "SELECT count(*) FROM outbox WHERE aggregate_type <> 'outbox.heartbeat'"))
+      << queue_depths();
+}
+
 std::vector<std::vector<std::string>> slots(const std::string& url) {
   return rows(url, "SELECT uuid::text, name, status, version::text FROM parking_slots ORDER BY uuid");
 }
@@ -188,15 +200,7 @@ TEST(Partitions, TwoProcessesShareFourPartitionsAndAfterAKillNineTheOtherServesA
   RunResult verify = run_outbox({"verify"});
   EXPECT_EQ(verify.exit_code, 0) << verify;
   EXPECT_NE(verify.out.find("verify: replica main equals the primary"), std::string::npos) << verify;
-  // In order: every event was newer than its aggregate's stored version when it was applied (an
-  // event applied after a newer one would be recorded as not effective, a stale no-op).
-  EXPECT_EQ(scalar(servers().replica_url, "SELECT count(*) FROM outbox_applied_events WHERE NOT effective"), "0");
-  // Every event once (heartbeats aside: they are not recorded as events).
-  EXPECT_EQ(scalar(servers().replica_url, "SELECT count(*) FROM outbox_failed_events"), "0");
-  EXPECT_EQ(
-      scalar(servers().replica_url, "SELECT count(*) FROM outbox_applied_events WHERE aggregate_type <> 'outbox.heartbeat'"),
-      scalar(servers().primary_url, "SELECT count(*) FROM outbox WHERE aggregate_type <> 'outbox.heartbeat'"))
-      << queue_depths();
+  expect_every_event_applied_once_in_order();
 }
 
 TEST(Partitions, EveryEventOfAnAggregateGoesToOnePartitionQueue) {
@@ -489,10 +493,5 @@ TEST(Partitions, KillingTheNodeThatLeadsAPartitionQueueLosesNothingAndKeepsOrder
   EXPECT_TRUE(eventually(replica_equals_primary, 180s)) << first.log() << second.log();
   RunResult verify = run_outbox({"verify"});
   EXPECT_EQ(verify.exit_code, 0) << verify;
-  EXPECT_EQ(scalar(servers().replica_url, "SELECT count(*) FROM outbox_applied_events WHERE NOT effective"), "0");
-  EXPECT_EQ(scalar(servers().replica_url, "SELECT count(*) FROM outbox_failed_events"), "0");
-  EXPECT_EQ(
-      scalar(servers().replica_url, "SELECT count(*) FROM outbox_applied_events WHERE aggregate_type <> 'outbox.heartbeat'"),
-      scalar(servers().primary_url, "SELECT count(*) FROM outbox WHERE aggregate_type <> 'outbox.heartbeat'"))
-      << queue_depths();
+  expect_every_event_applied_once_in_order();
 }

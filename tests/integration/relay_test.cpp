@@ -772,14 +772,8 @@ TEST(Relay, AMessageTheBrokerRefusesIsFoundInItsWindowParkedAfterMaxAttemptsAndR
   fresh_schema();
   TestQueue queue("test.refused", "refused.#");
   // The broker takes at most 4 KB; the relay does not know (its own limit is the default 128 MiB).
-  auto set_broker_max = [](long long bytes) {
-    return std::system((servers().rabbitmqctl + " eval 'application:set_env(rabbit, max_message_size, " + std::to_string(bytes) +
-                        ").' >/dev/null")
-                           .c_str());
-  };
-  ASSERT_EQ(set_broker_max(4096), 0);
-  // Restored however the test ends: the other tests share the broker.
-  std::shared_ptr<void> restore(nullptr, [&set_broker_max](void*) { set_broker_max(134217728); });
+  BrokerMessageSizeLimit broker_limit(4096);
+  ASSERT_TRUE(broker_limit.applied());
   insert_events("refused.before", 20, 5);
   insert_row("'refused'", 1, "'refused.big'", "json_build_object('blob', repeat('b', 10000))");
   insert_row("'refused'", 2, "'refused.after'");
@@ -798,7 +792,7 @@ TEST(Relay, AMessageTheBrokerRefusesIsFoundInItsWindowParkedAfterMaxAttemptsAndR
   // Each refusal was followed by a longer wait: the attempts count on, they do not restart at 1.
   std::string log = relay.log();
   EXPECT_NE(log.find("reconnect attempt 3 in"), std::string::npos) << log;
-  ASSERT_EQ(set_broker_max(134217728), 0);
+  ASSERT_TRUE(broker_limit.lift());
   // Once the broker takes it, retry publishes it and the row behind it.
   RunResult retried = run_outbox({"failed", "retry", "--all", "--relay"});
   ASSERT_EQ(retried.exit_code, 0) << retried;

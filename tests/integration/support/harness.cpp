@@ -661,4 +661,18 @@ void lint_metrics(const std::string& text) {
     metrics_lint_failure("tests/lint/metrics-lint finds the /metrics text broken or unclean", checked, text);
 }
 
+namespace {
+int set_broker_max_message_size(long long bytes) {
+  return std::system(
+      (servers().rabbitmqctl + " eval 'application:set_env(rabbit, max_message_size, " + std::to_string(bytes) + ").' >/dev/null")
+          .c_str());
+}
+}  // namespace
+
+BrokerMessageSizeLimit::BrokerMessageSizeLimit(long long bytes) : applied_(set_broker_max_message_size(bytes) == 0) {}
+
+bool BrokerMessageSizeLimit::lift() { return set_broker_max_message_size(134217728) == 0; }
+
+BrokerMessageSizeLimit::~BrokerMessageSizeLimit() { lift(); }
+
 }  // namespace outbox::testing

@@ -63,6 +63,23 @@ std::map<std::string, std::string> servers_exports();
 // Runs any program (a rabbitmqctl wrapper, say) in the servers dir with the test's environment.
 RunResult run_program(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 120s);
 
+// Lowers the test broker's max_message_size (RabbitMQ then refuses a larger message with 406) for
+// the object's life, and restores RabbitMQ's default (128 MiB) however the test ends: the other
+// tests share the broker.
+class BrokerMessageSizeLimit {
+ public:
+  explicit BrokerMessageSizeLimit(long long bytes);
+  ~BrokerMessageSizeLimit();
+  BrokerMessageSizeLimit(const BrokerMessageSizeLimit&) = delete;
+  BrokerMessageSizeLimit& operator=(const BrokerMessageSizeLimit&) = delete;
+  bool applied() const { return applied_; }
+  // Restores the default now (the destructor does it again, harmlessly); true when it worked.
+  bool lift();
+
+ private:
+  bool applied_;
+};
+
 struct RunResult {
   int exit_code = -1;  // the exit status; 128 + N when killed by signal N; -1 if it could not run
   std::string out;     // stdout
