@@ -49,7 +49,7 @@ Ownership::Step Ownership::rebalance(pqxx::transaction_base& tx, bool may_releas
   RebalanceLock rebalancing(tx);
   if (member_slot_ < 0) take_member_slot(tx);
   Step step;
-  step.members = tx.exec_params1(kCountMembers, kMemberLockClass)[0].as<int>();
+  step.members = tx.exec_params1(kCountMembers, kMemberLockClass, kPartitionCountLockClass, partitions_)[0].as<int>();
   pqxx::result others = tx.exec_params(kOtherPartitionCounts, kPartitionCountLockClass, kPartitionLockClass, partitions_);
   if (!others.empty()) {
     step.other_partitions = others[0][0].as<long long>();

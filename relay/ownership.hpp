@@ -27,7 +27,7 @@ class Ownership {
   explicit Ownership(int partitions = 0) : partitions_(partitions) {}
 
   struct Step {
-    int members = 0;          // live instances
+    int members = 0;          // live instances to share with (none with another relay.partitions)
     bool over_share = false;  // owned more than the fair share before this step
     // Another relay.partitions in force (its count and one of its instances' backend pid): this
     // instance owns nothing until it is gone.

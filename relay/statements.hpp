@@ -51,9 +51,14 @@ std::string int_array_literal(const Values& values) {
 inline constexpr const char* kTryLock = "SELECT pg_try_advisory_lock($1, $2)";
 inline constexpr const char* kUnlock = "SELECT pg_advisory_unlock($1, $2)";
 // The live relay instances: the granted member locks of this database.
+// The live instances to share the partitions with: those with another relay.partitions own
+// nothing while this count is in force, so they are not counted ($2: the count lock class, $3:
+// this instance's count).
 inline constexpr const char* kCountMembers =
-    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = $1::bigint::oid "
-    "AND objsubid = 2 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())";
+    "SELECT count(*) FROM pg_locks m WHERE m.locktype = 'advisory' AND m.granted AND m.classid = $1::bigint::oid "
+    "AND m.objsubid = 2 AND m.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND NOT EXISTS (SELECT 1 FROM pg_locks c WHERE c.pid = m.pid AND c.database = m.database AND c.locktype = 'advisory' "
+    "AND c.granted AND c.classid = $2::bigint::oid AND c.objsubid = 2 AND c.objid::bigint <> $3)";
 // relay.partitions agreement (relay/ownership.hpp): each instance holds a shared lock keyed by its
 // count, and partitions are taken only under the rebalance lock.
 inline constexpr const char* kLockShared = "SELECT pg_advisory_lock_shared($1, $2)";

@@ -65,6 +65,15 @@ const std::vector<amqp::IncomingMessage>& TestQueue::collect(size_t count, std::
                        [&](const amqp::IncomingMessage& message) { distinct.insert(message.message_id.value_or("")); }, deadline);
 }
 
+const std::vector<amqp::IncomingMessage>& TestQueue::collect_while_progressing(size_t count, std::chrono::milliseconds stall) {
+  size_t before = 0;
+  do {
+    before = messages_.size();
+    collect(count, stall);
+  } while (messages_.size() > before);
+  return messages_;
+}
+
 const std::vector<amqp::IncomingMessage>& TestQueue::collect_deliveries(size_t total, std::chrono::milliseconds deadline) {
   return collect_while([&] { return messages_.size() < total; }, [](const amqp::IncomingMessage&) {}, deadline);
 }
