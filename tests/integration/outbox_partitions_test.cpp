@@ -192,5 +192,11 @@ TEST(PartitionedOutbox, WritersKeepWritingWhileTwoRelaysCreateAndDropPartitionsA
       << first.log() << second.log();
   EXPECT_EQ(first.log().find("retention failed"), std::string::npos) << first.log();
   EXPECT_EQ(second.log().find("retention failed"), std::string::npos) << second.log();
-  EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM outbox WHERE position <= 1000500"), "0");
+  // What is left of the first range was cut off into a newer partition when the writer was slow
+  // (the open partition's oldest row older than half the retention), and waits for its own
+  // retention; the rows that went with the dropped partition were published first (the queue holds
+  // every event), and none left behind is unpublished.
+  EXPECT_TRUE(eventually([] {
+    return scalar(primary(), "SELECT count(*) FROM outbox WHERE position <= 1000500 AND published_at IS NULL") == "0";
+  })) << first.log() << second.log();
 }
