@@ -22,9 +22,11 @@ std::string int_array(const std::vector<int>& values) {
 // least as new as the event's, so the version guard already makes it a no-op. With $4
 // (replicate.record_event_ids) the conflict on outbox_applied_events tells duplicates (no row
 // inserted) from stale events (inserted, not effective); without it both count as stale.
-// The stored versions (the aggregate's and, on a versioned table, the row's) are read by correlated
-// subqueries, one index probe each per event: as a join, the planner (estimating the batch at
-// 10 rows) may hash the whole table.
+// The stored versions (the aggregate's and, on a versioned table, the row's) are checked by
+// correlated NOT EXISTS, one index probe each per event: as a join, the planner (estimating the
+// batch at 10 rows) may hash the whole table. Each probe is referenced once: a scalar subquery
+// named in a subselect and read twice in `ok` was copied into each reference when the planner
+// pulled the subselect up, so each event cost five probes instead of two.
 // The failed events of the batch's aggregates are probed only when the replica has any (one probe
 // per batch, a one-time filter of the plan): they are rare, and a probe per event costs 2 us.
 //
@@ -32,7 +34,7 @@ std::string int_array(const std::vector<int>& values) {
 // it is "from the future" (a forged message, a primary clock running ahead): the event applies,
 // but its time moves neither the applied position nor the heartbeat, and a time from the future
 // stored before this check existed is replaced.
-std::string guarded_events(const std::string& beatable, const std::string& row_version) {
+std::string guarded_events(const std::string& beatable, const std::string& row_is_older) {
   return "WITH clock AS (SELECT clock_timestamp() + $3::bigint * interval '1 millisecond' AS latest\n"
          "), input AS (\n"
          "  SELECT x.i - 1 AS i, x.id, x.at, x.ag, x.v, x.m, x.t, x.pos, x.p,\n"
@@ -51,10 +53,9 @@ std::string guarded_events(const std::string& beatable, const std::string& row_v
          "  WHERE e.i NOT IN (SELECT i FROM blocked)\n"
          "  ORDER BY e.id, e.i\n"
          "), guarded AS (\n"
-         "  SELECT g.*, (g.stored IS NULL OR g.v > g.stored) AND (g.row_version IS NULL OR g.v > g.row_version) AS ok\n"
-         "  FROM (SELECT f.*, (SELECT s.version FROM outbox_aggregate_versions s\n"
-         "                     WHERE s.aggregate_type = f.at AND s.aggregate_id = f.ag AND NOT (" +
-         beatable + ")) AS stored,\n         " + row_version + " AS row_version FROM fresh f) g\n" +
+         "  SELECT f.*, NOT EXISTS (SELECT 1 FROM outbox_aggregate_versions s WHERE s.aggregate_type = f.at\n"
+         "                          AND s.aggregate_id = f.ag AND s.version >= f.v AND NOT (" +
+         beatable + "))\n         AND " + row_is_older + " AS ok\n  FROM fresh f\n" +
          "), effective AS (SELECT * FROM guarded WHERE ok\n";
 }
 
@@ -78,17 +79,17 @@ std::string outside_range(const std::string& version) {
   return version + " NOT BETWEEN " + std::to_string(kMinAggregateVersion) + " AND " + std::to_string(kMaxAggregateVersion);
 }
 
-// The version of the row an event writes on a versioned table (NULL: no such row, another table,
-// or a version outside the range). The key is cast to its column's type (without a length, which
-// would cut it), so that the probe uses the key's index.
-std::string row_version(const std::vector<ReplicaTable>& tables) {
-  std::string version;
+// Whether the row an event writes is older than the event on a versioned table (true: no such
+// row, another table, or a version outside the range). The key is cast to its column's type
+// (without a length, which would cut it), so that the probe uses the key's index.
+std::string row_is_older(const std::vector<ReplicaTable>& tables) {
+  std::string older;
   for (size_t t = 0; t < tables.size(); ++t)
     if (tables[t].versioned)
-      version += " WHEN " + std::to_string(t) + " THEN (SELECT r." + kVersion + "::bigint FROM " + tables[t].quoted +
-                 " r\n           WHERE r." + pg::quote_identifier(tables[t].key) + " = " + key_text(tables[t], "f") +
-                 "::" + tables[t].key_type + " AND NOT (" + outside_range(std::string("r.") + kVersion) + "))";
-  return version.empty() ? "NULL::bigint" : "CASE f.t" + version + " END";
+      older += " WHEN " + std::to_string(t) + " THEN NOT EXISTS (SELECT 1 FROM " + tables[t].quoted + " r\n           WHERE r." +
+               pg::quote_identifier(tables[t].key) + " = " + key_text(tables[t], "f") + "::" + tables[t].key_type + " AND r." +
+               kVersion + " >= f.v AND NOT (" + outside_range(std::string("r.") + kVersion) + "))";
+  return older.empty() ? "true" : "CASE f.t" + older + " ELSE true END";
 }
 
 // The newest event per row: an aggregate may write several tables (an order and its lines) and
@@ -255,7 +256,7 @@ std::vector<ReplicaTable> tables_of(const std::vector<Mapping>& mappings, std::v
 
 std::string apply_statement(const std::vector<Mapping>& mappings, const std::vector<ReplicaTable>& tables, bool part) {
   std::string beatable = outside_range("s.version");
-  return guarded_events(beatable, row_version(tables)) + newest_versions(mappings, tables, beatable) + row_writes(tables) +
+  return guarded_events(beatable, row_is_older(tables)) + newest_versions(mappings, tables, beatable) + row_writes(tables) +
          applied_events() + (part ? "" : applied_position()) + heartbeat() + counts();
 }
 

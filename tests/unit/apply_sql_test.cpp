@@ -53,11 +53,11 @@ const char* kMainStatement = R"SQL(WITH clock AS (SELECT clock_timestamp() + $3:
   WHERE e.i NOT IN (SELECT i FROM blocked)
   ORDER BY e.id, e.i
 ), guarded AS (
-  SELECT g.*, (g.stored IS NULL OR g.v > g.stored) AND (g.row_version IS NULL OR g.v > g.row_version) AS ok
-  FROM (SELECT f.*, (SELECT s.version FROM outbox_aggregate_versions s
-                     WHERE s.aggregate_type = f.at AND s.aggregate_id = f.ag AND NOT (s.version NOT BETWEEN 1 AND 9007199254740991)) AS stored,
-         CASE f.t WHEN 0 THEN (SELECT r."version"::bigint FROM "public"."parking_slots" r
-           WHERE r."uuid" = coalesce(f.p->>'uuid', f.ag)::uuid AND NOT (r."version" NOT BETWEEN 1 AND 9007199254740991)) END AS row_version FROM fresh f) g
+  SELECT f.*, NOT EXISTS (SELECT 1 FROM outbox_aggregate_versions s WHERE s.aggregate_type = f.at
+                          AND s.aggregate_id = f.ag AND s.version >= f.v AND NOT (s.version NOT BETWEEN 1 AND 9007199254740991))
+         AND CASE f.t WHEN 0 THEN NOT EXISTS (SELECT 1 FROM "public"."parking_slots" r
+           WHERE r."uuid" = coalesce(f.p->>'uuid', f.ag)::uuid AND r."version" >= f.v AND NOT (r."version" NOT BETWEEN 1 AND 9007199254740991)) ELSE true END AS ok
+  FROM fresh f
 ), effective AS (SELECT * FROM guarded WHERE ok
 ), winners AS (SELECT DISTINCT ON (at, ag, t, k) * FROM (SELECT e.*, CASE e.t WHEN 0 THEN coalesce(e.p->>'uuid', e.ag) WHEN 1 THEN coalesce(e.p->>'line''s id', e.ag) END AS k FROM effective e) e ORDER BY at, ag, t, k, v DESC, i DESC
 ), newest AS (SELECT DISTINCT ON (at, ag) * FROM winners WHERE m = ANY('{1}'::int[]) OR t = ANY('{1}'::int[]) ORDER BY at, ag, v DESC, i DESC
