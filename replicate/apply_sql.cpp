@@ -28,7 +28,7 @@ std::string int_array(const std::vector<int>& values) {
 // named in a subselect and read twice in `ok` was copied into each reference when the planner
 // pulled the subselect up, so each event cost five probes instead of two.
 // The failed events of the batch's aggregates are probed only when the replica has any (one probe
-// per batch, a one-time filter of the plan): they are rare, and a probe per event costs 2 us.
+// per batch, a one-time filter of the plan): they are rare, and otherwise each event is probed.
 //
 // $3: replicate.max_clock_skew in milliseconds. A created_at later than the replica's clock plus
 // it is "from the future" (a forged message, a primary clock running ahead): the event applies,
@@ -245,7 +245,7 @@ std::vector<ReplicaTable> tables_of(const std::vector<Mapping>& mappings, std::v
       return table.quoted == quoted && table.key == mapping.key_column;
     });
     if (found == tables.end()) {
-      tables.push_back(ReplicaTable{mapping.table, quoted, mapping.key_column, {}, {}, {}});
+      tables.push_back(ReplicaTable{mapping.table, quoted, mapping.key_column, {}, {}, {}, false, ""});
       found = tables.end() - 1;
     }
     (mapping.operation == Operation::upsert ? found->upserts : found->deletes).push_back(static_cast<int>(m));
