@@ -215,11 +215,15 @@ Counts Applier::run(pqxx::transaction_base& tx, const std::vector<Item*>& items,
   Counts counts;
   if (items.empty() && !position_of) return counts;
   auto skew = static_cast<long long>(max_clock_skew_.count());
-  pqxx::row row = handlers_ ? tx.exec_prepared1(kApplyStatement, handler_batch_parameter(items, position_of), replica_,
-                                                ignore_blocked, skew, handler_procedures_)
-                            : tx.exec_prepared1(part ? kApplyPartStatement : kApplyStatement,
-                                                batch_parameter(items, position_of, table_of_mapping_), replica_, ignore_blocked,
-                                                skew, record_event_ids_);
+  pqxx::row row = [&] {
+    if (handlers_)
+      return tx.exec_prepared1(kApplyStatement, handler_batch_parameter(items, position_of), replica_, ignore_blocked, skew,
+                               handler_procedures_);
+    BatchColumns batch = batch_columns(items, position_of, table_of_mapping_);
+    return tx.exec_prepared1(part ? kApplyPartStatement : kApplyStatement, replica_, ignore_blocked, skew, record_event_ids_,
+                             batch.ids, batch.aggregate_types, batch.aggregate_ids, batch.versions, batch.mappings, batch.tables,
+                             batch.positions, batch.created_at, batch.payloads);
+  }();
   counts.applied = row[0].as<long long>();
   counts.stale = row[1].as<long long>();
   counts.duplicate = row[2].as<long long>();

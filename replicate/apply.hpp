@@ -6,8 +6,8 @@
 // One batch = one transaction:
 //   1. pg_advisory_xact_lock_shared(kApplyLockClass, hashtext(replica)): batches hold it shared,
 //      `outbox failed` commands exclusive, so a retry never races a batch over an aggregate.
-//   2. One statement (prepared at start) takes the whole batch as a single jsonb array and lets
-//      PostgreSQL expand it (jsonb_to_recordset, jsonb_populate_record):
+//   2. One statement (prepared at start) takes the whole batch as one array per column (the
+//      payloads a jsonb[]) and lets PostgreSQL expand it (unnest, jsonb_populate_record):
 //        - events of an aggregate that has failed events are left out and returned ("blocked");
 //        - a redelivered event is a no-op by the version guard alone (every event has a version);
 //        - the version guard: an event is effective only when its aggregate_version is newer than

@@ -35,10 +35,10 @@ struct ReplicaTable {
 // their columns; `table_of_mapping` gets each mapping's index into them.
 std::vector<ReplicaTable> tables_of(const std::vector<Mapping>& mappings, std::vector<int>& table_of_mapping);
 
-// The apply statement. $1: the batch (batch_parameter); $2: the replica name; $3: ignore the
-// aggregates' failed events; $4: replicate.max_clock_skew in milliseconds; $5:
-// replicate.record_event_ids (each event id into outbox_applied_events). `part`: a part on a
-// helper connection, which leaves the applied position to the main transaction.
+// The apply statement. $1: the replica name; $2: ignore the aggregates' failed events; $3:
+// replicate.max_clock_skew in milliseconds; $4: replicate.record_event_ids (each event id into
+// outbox_applied_events); $5 .. $13: the batch (batch_columns). `part`: a part on a helper
+// connection, which leaves the applied position to the main transaction.
 //
 // The version guard: an event is effective when its version is newer than its aggregate's in
 // outbox_aggregate_versions (if any) and, on a versioned table, than the row it writes (if
@@ -48,9 +48,15 @@ std::vector<ReplicaTable> tables_of(const std::vector<Mapping>& mappings, std::v
 // replica upgraded from the bookkeeping of every aggregate there) keep guarding.
 std::string apply_statement(const std::vector<Mapping>& mappings, const std::vector<ReplicaTable>& tables, bool part);
 
-// $1 of the apply statement: the items as a jsonb array, and `position_of`, if set, last as the
-// position entry (m = -2).
-std::string batch_parameter(const std::vector<Item*>& items, const Item* position_of, const std::vector<int>& table_of_mapping);
+// $5 .. $13 of the apply statement: the items column by column, each an array literal (uuid[],
+// text[], text[], bigint[], int[], int[], bigint[], bigint[], jsonb[]), and `position_of`, if set,
+// last as the position entry (m = -2).
+struct BatchColumns {
+  std::string ids, aggregate_types, aggregate_ids, versions, mappings, tables, positions, created_at, payloads;
+};
+BatchColumns batch_columns(const std::vector<Item*>& items, const Item* position_of, const std::vector<int>& table_of_mapping);
+// An element of a text array literal: quoted, with '"' and '\\' escaped.
+void append_array_text(std::string& out, std::string_view text);
 
 // JSON pieces shared with the rows that park events: a string (escaped), a number or null.
 void append_json_string(std::string& out, std::string_view text);

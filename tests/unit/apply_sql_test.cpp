@@ -36,27 +36,28 @@ Item item(amqp::IncomingMessage& message, Event event) {
 }
 
 // The statement for mappings(): read it as the SQL it is.
-const char* kMainStatement = R"SQL(WITH clock AS (SELECT clock_timestamp() + $4::bigint * interval '1 millisecond' AS latest
+const char* kMainStatement = R"SQL(WITH clock AS (SELECT clock_timestamp() + $3::bigint * interval '1 millisecond' AS latest
 ), input AS (
-  SELECT x.i, x.id, x.at, x.ag, x.v, x.m, x.t, x.pos, x.p,
+  SELECT x.i - 1 AS i, x.id, x.at, x.ag, x.v, x.m, x.t, x.pos, x.p,
          timestamptz 'epoch' + x.ts * interval '1 microsecond' AS ts,
          coalesce(timestamptz 'epoch' + x.ts * interval '1 microsecond' > (SELECT latest FROM clock), false) AS future
-  FROM jsonb_to_recordset($1::jsonb) AS x(i int, id uuid, at text, ag text, v bigint, m int, t int, pos bigint,
-                                         ts bigint, p jsonb)
+  FROM unnest($5::uuid[], $6::text[], $7::text[], $8::bigint[], $9::int[], $10::int[], $11::bigint[], $12::bigint[],
+              $13::jsonb[]) WITH ORDINALITY AS x(id, at, ag, v, m, t, pos, ts, p, i)
 ), events AS (SELECT * FROM input WHERE m >= 0
 ), blocked AS (
-  SELECT e.i FROM events e WHERE NOT $3::boolean AND EXISTS (SELECT 1 FROM outbox_failed_events f
-    WHERE f.replica = $2 AND f.aggregate_type = e.at AND f.aggregate_id = e.ag)
+  SELECT e.i FROM events e WHERE NOT $2::boolean AND EXISTS (SELECT 1 FROM outbox_failed_events WHERE replica = $1)
+    AND EXISTS (SELECT 1 FROM outbox_failed_events f WHERE f.replica = $1 AND f.aggregate_type = e.at
+                AND f.aggregate_id = e.ag)
 ), fresh AS (
   SELECT DISTINCT ON (e.id) e.* FROM events e
   WHERE e.i NOT IN (SELECT i FROM blocked)
   ORDER BY e.id, e.i
 ), guarded AS (
-  SELECT g.*, (g.stored IS NULL OR g.v > g.stored) AND (g.row_version IS NULL OR g.v > g.row_version) AS ok
-  FROM (SELECT f.*, (SELECT s.version FROM outbox_aggregate_versions s
-                     WHERE s.aggregate_type = f.at AND s.aggregate_id = f.ag AND NOT (s.version NOT BETWEEN 1 AND 9007199254740991)) AS stored,
-         CASE f.t WHEN 0 THEN (SELECT r."version"::bigint FROM "public"."parking_slots" r
-           WHERE r."uuid" = coalesce(f.p->>'uuid', f.ag)::uuid AND NOT (r."version" NOT BETWEEN 1 AND 9007199254740991)) END AS row_version FROM fresh f) g
+  SELECT f.*, NOT EXISTS (SELECT 1 FROM outbox_aggregate_versions s WHERE s.aggregate_type = f.at
+                          AND s.aggregate_id = f.ag AND s.version >= f.v AND NOT (s.version NOT BETWEEN 1 AND 9007199254740991))
+         AND CASE f.t WHEN 0 THEN NOT EXISTS (SELECT 1 FROM "public"."parking_slots" r
+           WHERE r."uuid" = coalesce(f.p->>'uuid', f.ag)::uuid AND r."version" >= f.v AND NOT (r."version" NOT BETWEEN 1 AND 9007199254740991)) ELSE true END AS ok
+  FROM fresh f
 ), effective AS (SELECT * FROM guarded WHERE ok
 ), winners AS (SELECT DISTINCT ON (at, ag, t, k) * FROM (SELECT e.*, CASE e.t WHEN 0 THEN coalesce(e.p->>'uuid', e.ag) WHEN 1 THEN coalesce(e.p->>'line''s id', e.ag) END AS k FROM effective e) e ORDER BY at, ag, t, k, v DESC, i DESC
 ), newest AS (SELECT DISTINCT ON (at, ag) * FROM winners WHERE m = ANY('{1}'::int[]) OR t = ANY('{1}'::int[]) ORDER BY at, ag, v DESC, i DESC
@@ -87,21 +88,21 @@ const char* kMainStatement = R"SQL(WITH clock AS (SELECT clock_timestamp() + $4:
 ), w_applied AS (
   INSERT INTO outbox_applied_events (event_id, aggregate_type, aggregate_id, aggregate_version,
     outbox_position, created_at, effective)
-  SELECT id, at, ag, v, pos, ts, ok FROM guarded WHERE $5::boolean
+  SELECT id, at, ag, v, pos, ts, ok FROM guarded WHERE $4::boolean
   ON CONFLICT (event_id) DO NOTHING
   RETURNING event_id
 ), w_position AS (
   INSERT INTO outbox_applied_position AS o (replica, last_event_id, last_position, last_created_at, applied_at)
-  SELECT $2, id, pos, ts, clock_timestamp() FROM input WHERE NOT future ORDER BY i DESC LIMIT 1
+  SELECT $1, id, pos, ts, clock_timestamp() FROM input WHERE NOT future ORDER BY i DESC LIMIT 1
   ON CONFLICT (replica) DO UPDATE SET last_event_id = EXCLUDED.last_event_id,
     last_position = EXCLUDED.last_position, last_created_at = EXCLUDED.last_created_at,
     applied_at = EXCLUDED.applied_at
-  WHERE o.last_created_at IS NULL OR (EXCLUDED.last_created_at IS NULL AND NOT $3::boolean)
+  WHERE o.last_created_at IS NULL OR (EXCLUDED.last_created_at IS NULL AND NOT $2::boolean)
     OR o.last_created_at <= EXCLUDED.last_created_at OR o.last_created_at > (SELECT latest FROM clock)
   RETURNING 1
 ), w_heartbeat AS (
   INSERT INTO outbox_heartbeat AS h (replica, relay, created_at, applied_at)
-  SELECT $2, p->>'relay', ts, clock_timestamp() FROM input WHERE m = -1 AND NOT future ORDER BY ts DESC LIMIT 1
+  SELECT $1, p->>'relay', ts, clock_timestamp() FROM input WHERE m = -1 AND NOT future ORDER BY ts DESC LIMIT 1
   ON CONFLICT (replica) DO UPDATE SET
     relay = CASE WHEN h.created_at < EXCLUDED.created_at OR h.created_at > (SELECT latest FROM clock)
                  THEN EXCLUDED.relay ELSE h.relay END,
@@ -111,8 +112,8 @@ const char* kMainStatement = R"SQL(WITH clock AS (SELECT clock_timestamp() + $4:
   RETURNING 1
 )
 SELECT (SELECT count(*) FROM effective),
-       greatest(0, CASE WHEN $5::boolean THEN (SELECT count(*) FROM w_applied) ELSE (SELECT count(*) FROM guarded) END - (SELECT count(*) FROM effective)),
-       (SELECT count(*) FROM events) - (SELECT count(*) FROM blocked) - CASE WHEN $5::boolean THEN (SELECT count(*) FROM w_applied) ELSE (SELECT count(*) FROM guarded) END,
+       greatest(0, CASE WHEN $4::boolean THEN (SELECT count(*) FROM w_applied) ELSE (SELECT count(*) FROM guarded) END - (SELECT count(*) FROM effective)),
+       (SELECT count(*) FROM events) - (SELECT count(*) FROM blocked) - CASE WHEN $4::boolean THEN (SELECT count(*) FROM w_applied) ELSE (SELECT count(*) FROM guarded) END,
        (SELECT count(*) FROM input WHERE m = -1),
        (SELECT coalesce(array_agg(i ORDER BY i), '{}')::text FROM blocked),
        (SELECT count(*) FROM input WHERE future AND m <> -2),
@@ -132,24 +133,29 @@ TEST(ApplySql, TheMappingsAreGroupedByTableAndKeyColumn) {
   EXPECT_EQ(table_of_mapping, (std::vector<int>{0, 0, 1}));
 }
 
-TEST(ApplySql, TheBatchParameterListsEachEventWithItsMappingTableAndPayloadAndThePositionEntryLast) {
+TEST(ApplySql, TheBatchColumnsListEachEventWithItsMappingTableAndPayloadAndThePositionEntryLast) {
   std::vector<int> table_of_mapping;
   tables(table_of_mapping);
   amqp::IncomingMessage create, heartbeat;
-  create.body = R"({"uuid":"5a1","name":"A \"1\""})";
+  create.body = R"({"uuid":"5a1","name":"A \"1\" \\"})";
   heartbeat.body = R"({"relay":"host:1"})";
   Item created = item(create, Event{"0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d", "parking.create", "parking_slot", "5a1", 7, 41,
                                     1700000000000000, 0, false});
-  Item beat = item(heartbeat, Event{"1c1e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d", "outbox.heartbeat", "outbox.heartbeat", "heartbeat\n",
-                                    9, std::nullopt, std::nullopt, -1, true});
+  Item beat = item(heartbeat, Event{"1c1e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d", "outbox.heartbeat", "outbox.heartbeat",
+                                    "heart \"beat\", {x}\\", 9, std::nullopt, std::nullopt, -1, true});
   std::vector<Item*> items{&created, &beat};
-  EXPECT_EQ(batch_parameter(items, &created, table_of_mapping),
-            R"([{"i":0,"id":"0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d","at":"parking_slot","ag":"5a1","v":7,"m":0,"t":0,)"
-            R"("pos":41,"ts":1700000000000000,"p":{"uuid":"5a1","name":"A \"1\""}},)"
-            R"({"i":1,"id":"1c1e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d","at":"outbox.heartbeat","ag":"heartbeat\n","v":9,)"
-            R"("m":-1,"t":-1,"pos":null,"ts":null,"p":{"relay":"host:1"}},)"
-            R"({"i":2,"id":"0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d","at":"parking_slot","ag":"5a1","v":7,"m":-2,"t":-1,)"
-            R"("pos":41,"ts":1700000000000000,"p":{}}])");
+  BatchColumns batch = batch_columns(items, &created, table_of_mapping);
+  EXPECT_EQ(batch.ids,
+            "{0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d,1c1e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d,0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d}");
+  EXPECT_EQ(batch.aggregate_types, R"({"parking_slot","outbox.heartbeat","parking_slot"})");
+  // Quotes, commas, braces and backslashes stay inside their element.
+  EXPECT_EQ(batch.aggregate_ids, R"({"5a1","heart \"beat\", {x}\\","5a1"})");
+  EXPECT_EQ(batch.versions, "{7,9,7}");
+  EXPECT_EQ(batch.mappings, "{0,-1,-2}");
+  EXPECT_EQ(batch.tables, "{0,-1,-1}");
+  EXPECT_EQ(batch.positions, "{41,NULL,41}");
+  EXPECT_EQ(batch.created_at, "{1700000000000000,NULL,1700000000000000}");
+  EXPECT_EQ(batch.payloads, R"({"{\"uuid\":\"5a1\",\"name\":\"A \\\"1\\\" \\\\\"}","{\"relay\":\"host:1\"}","{}"})");
 }
 
 TEST(ApplySql, AnEmptyBatchWithOnlyAPositionEntryIsAnArrayOfOne) {
@@ -158,9 +164,14 @@ TEST(ApplySql, AnEmptyBatchWithOnlyAPositionEntryIsAnArrayOfOne) {
   amqp::IncomingMessage message;
   Item last = item(message, Event{"0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d", "parking.create", "parking_slot", "5a1", 7,
                                   std::nullopt, std::nullopt, 0, false});
-  EXPECT_EQ(batch_parameter({}, &last, table_of_mapping),
-            R"([{"i":0,"id":"0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d","at":"parking_slot","ag":"5a1","v":7,"m":-2,"t":-1,)"
-            R"("pos":null,"ts":null,"p":{}}])");
+  BatchColumns batch = batch_columns({}, &last, table_of_mapping);
+  EXPECT_EQ(batch.ids, "{0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d}");
+  EXPECT_EQ(batch.aggregate_ids, R"({"5a1"})");
+  EXPECT_EQ(batch.mappings, "{-2}");
+  EXPECT_EQ(batch.tables, "{-1}");
+  EXPECT_EQ(batch.positions, "{NULL}");
+  EXPECT_EQ(batch.created_at, "{NULL}");
+  EXPECT_EQ(batch.payloads, R"({"{}"})");
 }
 
 TEST(ApplySql, TheStatementOfTheMainTransactionIsPinned) {
