@@ -198,5 +198,6 @@ TEST(PartitionedOutbox, WritersKeepWritingWhileTwoRelaysCreateAndDropPartitionsA
   // every event), and none left behind is unpublished.
   EXPECT_TRUE(eventually([] {
     return scalar(primary(), "SELECT count(*) FROM outbox WHERE position <= 1000500 AND published_at IS NULL") == "0";
-  })) << first.log() << second.log();
+  })) << first.log()
+      << second.log();
 }
