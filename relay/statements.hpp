@@ -50,10 +50,9 @@ std::string int_array_literal(const Values& values) {
 // Advisory lock statements of partition ownership (relay/ownership.hpp).
 inline constexpr const char* kTryLock = "SELECT pg_try_advisory_lock($1, $2)";
 inline constexpr const char* kUnlock = "SELECT pg_advisory_unlock($1, $2)";
-// The live relay instances: the granted member locks of this database.
-// The live instances to share the partitions with: those with another relay.partitions own
-// nothing while this count is in force, so they are not counted ($2: the count lock class, $3:
-// this instance's count).
+// The live relay instances to share the partitions with: the granted member locks of this
+// database, but not those of instances with another relay.partitions, which own nothing while this
+// count is in force ($2: the count lock class, $3: this instance's count).
 inline constexpr const char* kCountMembers =
     "SELECT count(*) FROM pg_locks m WHERE m.locktype = 'advisory' AND m.granted AND m.classid = $1::bigint::oid "
     "AND m.objsubid = 2 AND m.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
