@@ -130,8 +130,9 @@ void Applier::prepare() {
                               : apply_statement(mappings_, tables_, false);
   log_->trace("apply statement:\n{}", sql);
   connection_.prepare(kApplyStatement, sql);
-  connection_.prepare(kLockStatement, "SELECT pg_advisory_xact_lock($1, hashtext($2))");
-  connection_.prepare(kLockSharedStatement, "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))");
+  const std::string plan_settings = handlers_ ? "" : std::string(", ") + kApplyPlanSettings;
+  connection_.prepare(kLockStatement, "SELECT pg_advisory_xact_lock($1, hashtext($2))" + plan_settings);
+  connection_.prepare(kLockSharedStatement, "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))" + plan_settings);
   prepare_failed_statement(connection_);
   if (handlers_) helpers_.clear();  // consumers apply in one transaction (see above)
   if (!helpers_.empty()) {
@@ -139,7 +140,7 @@ void Applier::prepare() {
     for (pqxx::connection* helper : helpers_) {
       pqxx::nontransaction(*helper).exec(std::string("SET lock_timeout = '") + kPartLockTimeout + "'");
       helper->prepare(kApplyPartStatement, part_sql);
-      helper->prepare(kTryLockSharedStatement, "SELECT pg_try_advisory_xact_lock_shared($1, hashtext($2))");
+      helper->prepare(kTryLockSharedStatement, "SELECT pg_try_advisory_xact_lock_shared($1, hashtext($2))" + plan_settings);
       prepare_failed_statement(*helper);
     }
   }

@@ -28,7 +28,9 @@ std::string int_array(const std::vector<int>& values) {
 // named in a subselect and read twice in `ok` was copied into each reference when the planner
 // pulled the subselect up, so each event cost five probes instead of two.
 // The failed events of the batch's aggregates are probed only when the replica has any (one probe
-// per batch, a one-time filter of the plan): they are rare, and otherwise each event is probed.
+// per batch, a one-time filter of the plan): they are rare, and otherwise each event is probed,
+// by an EXISTS in the select list (OFFSET 0 keeps it there), so that it stays one index probe per
+// event in the generic plan too, where a semi join could scan every failed event for each event.
 //
 // $3: replicate.max_clock_skew in milliseconds. A created_at later than the replica's clock plus
 // it is "from the future" (a forged message, a primary clock running ahead): the event applies,
@@ -45,9 +47,10 @@ std::string guarded_events(const std::string& beatable, const std::string& row_i
          "              $13::jsonb[]) WITH ORDINALITY AS x(id, at, ag, v, m, t, pos, ts, p, i)\n"
          "), events AS (SELECT * FROM input WHERE m >= 0\n"
          "), blocked AS (\n"
-         "  SELECT e.i FROM events e WHERE NOT $2::boolean AND EXISTS (SELECT 1 FROM outbox_failed_events WHERE replica = $1)\n"
-         "    AND EXISTS (SELECT 1 FROM outbox_failed_events f WHERE f.replica = $1 AND f.aggregate_type = e.at\n"
-         "                AND f.aggregate_id = e.ag)\n"
+         "  SELECT b.i FROM (SELECT e.i, EXISTS (SELECT 1 FROM outbox_failed_events f WHERE f.replica = $1\n"
+         "                     AND f.aggregate_type = e.at AND f.aggregate_id = e.ag) AS behind\n"
+         "    FROM events e WHERE NOT $2::boolean AND EXISTS (SELECT 1 FROM outbox_failed_events WHERE replica = $1)\n"
+         "    OFFSET 0) b WHERE b.behind\n"
          "), fresh AS (\n"
          "  SELECT DISTINCT ON (e.id) e.* FROM events e\n"
          "  WHERE e.i NOT IN (SELECT i FROM blocked)\n"
@@ -143,15 +146,20 @@ std::string upsert_rows(const ReplicaTable& table, const std::string& n) {
          (updates.empty() ? "NOTHING" : "UPDATE SET " + updates + guard) + "\n  RETURNING 1\n";
 }
 
-// The key comes from the payload, else from the aggregate id.
+// The key comes from the payload, else from the aggregate id. The rows are found by `key = ANY` of
+// the batch's keys, not by a join alone: the generic plan (kApplyPlanSettings) is made once, maybe
+// while the table looked empty, and a join planned then scans the whole table for every batch.
 std::string delete_rows(const ReplicaTable& table, const std::string& n) {
   std::string key = pg::quote_identifier(table.key);
   std::string guard = table.versioned
                           ? " AND (t." + std::string(kVersion) + " < w.v OR " + outside_range(std::string("t.") + kVersion) + ")"
                           : "";
-  return "), w_delete_" + n + " AS (\n  DELETE FROM " + table.quoted + " t USING winners w\n  WHERE w.m = ANY(" +
-         int_array(table.deletes) + ") AND t." + key + " = (jsonb_populate_record(NULL::" + table.quoted +
-         ", jsonb_build_object(" + pg::quote_literal(table.key) + ", w.ag) || w.p))." + key + guard + "\n  RETURNING 1\n";
+  std::string doomed = "SELECT w.v, (jsonb_populate_record(NULL::" + table.quoted + ", jsonb_build_object(" +
+                       pg::quote_literal(table.key) + ", w.ag) || w.p))." + key + " AS k FROM winners w WHERE w.m = ANY(" +
+                       int_array(table.deletes) + ")";
+  return "), w_doomed_" + n + " AS (" + doomed + "\n), w_delete_" + n + " AS (\n  DELETE FROM " + table.quoted +
+         " t USING w_doomed_" + n + " w\n  WHERE t." + key + " = ANY(ARRAY(SELECT k FROM w_doomed_" + n + ")) AND t." + key +
+         " = w.k" + guard + "\n  RETURNING 1\n";
 }
 
 std::string row_writes(const std::vector<ReplicaTable>& tables) {

@@ -3,10 +3,13 @@
 // replicate.record_event_ids records them again, for tracing. (Events without a version are a
 // consumer's: its inbox stays their duplicate guard, Consume.AHandlerRunsOnceAndADuplicateDeliveryIsACountedNoOp.)
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "examples/parking/parking.hpp"
+#include "replicate/apply.hpp"
 #include "tests/integration/support/broker.hpp"
 #include "tests/integration/support/harness.hpp"
 
@@ -189,4 +192,71 @@ key_column = "uuid"
                    "SELECT version || ' ' || deleted FROM outbox_aggregate_versions WHERE aggregate_type = 'note'"),
             "2 false");
   EXPECT_EQ(count("outbox_failed_events"), "0");
+}
+
+namespace {
+
+amqp::IncomingMessage delivered(const amqp::OutgoingMessage& sent) {
+  amqp::IncomingMessage message;
+  message.exchange = sent.exchange;
+  message.routing_key = sent.routing_key;
+  message.body = sent.body;
+  message.message_id = sent.message_id;
+  message.type = sent.type;
+  for (const auto& [name, value] : sent.headers) message.headers[name] = value;
+  return message;
+}
+
+// Every node of `plan` that reads a table, with the table's name.
+void table_reads(const nlohmann::json& plan, std::vector<const nlohmann::json*>& reads) {
+  if (plan.contains("Relation Name") && plan.value("Node Type", "") != "ModifyTable") reads.push_back(&plan);
+  if (plan.contains("Plans"))
+    for (const auto& child : plan["Plans"]) table_reads(child, reads);
+}
+
+}  // namespace
+
+// The apply statement is planned once per connection (replicate/apply_sql.hpp, kApplyPlanSettings),
+// maybe while the replica's tables are empty. So that the plan stays right as they grow, it must
+// read each table by an index condition keyed by the batch, never scan a whole table or index.
+TEST(LeanApply, TheApplyRunsOnAGenericPlanThatReadsEveryTableByAnIndexConditionEvenWhenPlannedOnEmptyTables) {
+  fresh_schema();
+  pqxx::connection connection = connect(servers().replica_url);
+  pqxx::nontransaction(connection).exec("VACUUM ANALYZE parking_slots, outbox_aggregate_versions, outbox_failed_events");
+  outbox::replicate::Applier applier(connection, "main", "replica main", outbox::replicate::default_mappings(),
+                                     std::make_shared<spdlog::logger>("lean_apply_test"));
+  applier.prepare();
+  Scenario scenario;
+  for (const amqp::OutgoingMessage* sent : {&scenario.create, &scenario.update, &scenario.create_deleted, &scenario.remove}) {
+    amqp::IncomingMessage message = delivered(*sent);
+    outbox::replicate::Item item;
+    item.message = &message;
+    item.checked = outbox::replicate::check_message(message, applier.mappings());
+    ASSERT_EQ(item.checked.error, "");
+    applier.apply({&item});
+  }
+  scenario.expect_applied_once();
+
+  pqxx::row prepared =
+      pqxx::nontransaction(connection)
+          .exec1("SELECT name, generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH clock AS%'");
+  EXPECT_EQ(prepared[1].as<long long>(), 4) << "generic plans";
+  EXPECT_EQ(prepared[2].as<long long>(), 0) << "custom plans";
+
+  pqxx::work tx(connection);
+  tx.exec(std::string("SELECT ") + outbox::replicate::kApplyPlanSettings);
+  nlohmann::json plan =
+      nlohmann::json::parse(tx.exec1("EXPLAIN (FORMAT JSON) EXECUTE " + tx.quote_name(prepared[0].as<std::string>()) +
+                                     "('main', false, 60000, false, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')")[0]
+                                .as<std::string>());
+  std::vector<const nlohmann::json*> reads;
+  table_reads(plan[0]["Plan"], reads);
+  std::set<std::string> tables;
+  for (const nlohmann::json* read : reads) {
+    std::string table = read->value("Relation Name", ""), type = read->value("Node Type", "");
+    tables.insert(table);
+    EXPECT_TRUE(type == "Index Scan" || type == "Index Only Scan") << table << " is read by a " << type << ": " << read->dump();
+    EXPECT_TRUE(read->contains("Index Cond")) << table << " is read without an index condition: " << read->dump();
+  }
+  EXPECT_EQ(tables, (std::set<std::string>{"parking_slots", "outbox_aggregate_versions", "outbox_failed_events"}));
 }

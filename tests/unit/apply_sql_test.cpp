@@ -45,9 +45,10 @@ const char* kMainStatement = R"SQL(WITH clock AS (SELECT clock_timestamp() + $3:
               $13::jsonb[]) WITH ORDINALITY AS x(id, at, ag, v, m, t, pos, ts, p, i)
 ), events AS (SELECT * FROM input WHERE m >= 0
 ), blocked AS (
-  SELECT e.i FROM events e WHERE NOT $2::boolean AND EXISTS (SELECT 1 FROM outbox_failed_events WHERE replica = $1)
-    AND EXISTS (SELECT 1 FROM outbox_failed_events f WHERE f.replica = $1 AND f.aggregate_type = e.at
-                AND f.aggregate_id = e.ag)
+  SELECT b.i FROM (SELECT e.i, EXISTS (SELECT 1 FROM outbox_failed_events f WHERE f.replica = $1
+                     AND f.aggregate_type = e.at AND f.aggregate_id = e.ag) AS behind
+    FROM events e WHERE NOT $2::boolean AND EXISTS (SELECT 1 FROM outbox_failed_events WHERE replica = $1)
+    OFFSET 0) b WHERE b.behind
 ), fresh AS (
   SELECT DISTINCT ON (e.id) e.* FROM events e
   WHERE e.i NOT IN (SELECT i FROM blocked)
@@ -74,9 +75,10 @@ const char* kMainStatement = R"SQL(WITH clock AS (SELECT clock_timestamp() + $3:
   WHERE w.m = ANY('{0}'::int[])
   ON CONFLICT ("uuid") DO UPDATE SET "name" = EXCLUDED."name", "free" = EXCLUDED."free", "version" = EXCLUDED."version" WHERE t."version" < EXCLUDED."version" OR t."version" NOT BETWEEN 1 AND 9007199254740991
   RETURNING 1
+), w_doomed_0 AS (SELECT w.v, (jsonb_populate_record(NULL::"public"."parking_slots", jsonb_build_object('uuid', w.ag) || w.p))."uuid" AS k FROM winners w WHERE w.m = ANY('{1}'::int[])
 ), w_delete_0 AS (
-  DELETE FROM "public"."parking_slots" t USING winners w
-  WHERE w.m = ANY('{1}'::int[]) AND t."uuid" = (jsonb_populate_record(NULL::"public"."parking_slots", jsonb_build_object('uuid', w.ag) || w.p))."uuid" AND (t."version" < w.v OR t."version" NOT BETWEEN 1 AND 9007199254740991)
+  DELETE FROM "public"."parking_slots" t USING w_doomed_0 w
+  WHERE t."uuid" = ANY(ARRAY(SELECT k FROM w_doomed_0)) AND t."uuid" = w.k AND (t."version" < w.v OR t."version" NOT BETWEEN 1 AND 9007199254740991)
   RETURNING 1
 ), w_upsert_1 AS (
   INSERT INTO "order_lines" AS t ("line's id")
