@@ -8,6 +8,7 @@
 #include "core/pg.hpp"
 #include "core/url.hpp"
 #include "migrate/runner.hpp"
+#include "replicate/group_commit.hpp"
 #include "replicate/progress.hpp"
 
 namespace outbox::replicate {
@@ -248,13 +249,23 @@ void Replicator::schedule_batch(bool socket_drained) {
   if (pending_.empty()) return;
   // Latency (a saga's hop): when the worker is idle and the socket has nothing more, waiting for
   // batch_wait adds nothing to the batch. Under load the worker is busy, and batches still form
-  // behind it.
-  if (socket_drained && !in_flight_ && broker_ && !broker_->has_buffered_data()) batch_due_ = true;
+  // behind it, and after it while lingering (group commit).
+  bool lingering = Clock::now() < linger_until_;
+  if (socket_drained && !in_flight_ && broker_ && !broker_->has_buffered_data() && !lingering) batch_due_ = true;
   if (pending_.size() >= tunables_.batch_size || batch_due_ || stopping_) {
     apply_soon_->request();
   } else if (!batch_timer_->active()) {
     batch_timer_->start(tunables_.batch_wait);
   }
+}
+
+// The next batch may wait for more (replicate/group_commit.hpp); the timer takes it then.
+void Replicator::linger_after(Clock::duration took) {
+  Clock::duration wait = group_commit_wait(took, tunables_.batch_wait, !pending_.empty() && !stopping_);
+  linger_until_ = Clock::now() + wait;
+  if (wait <= Clock::duration::zero()) return;
+  batch_timer_->stop();
+  batch_timer_->start(std::chrono::ceil<milliseconds>(wait));
 }
 
 void Replicator::run_between_batches(std::chrono::milliseconds every, std::function<void(pqxx::connection&)> job) {
@@ -383,6 +394,7 @@ void Replicator::on_applied() {
     backoff_.reset();
   }
   record(batch->counts, Clock::now() - batch->started);
+  linger_after(Clock::now() - batch->started);
   // Committed. If the channel died meanwhile, the broker redelivers these messages and they are
   // no-ops (the version guard).
   if (same_channel) {

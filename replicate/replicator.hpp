@@ -4,7 +4,8 @@
 //
 // Flow: deliveries are checked (check_message) as they arrive and collect in `pending_` (at most
 // replicate.prefetch, the basic.qos window). A batch is taken when replicate.batch_size messages
-// are there or replicate.batch_wait has passed since the first one arrived. The Applier commits it
+// are there or replicate.batch_wait has passed since the first one arrived (at once when the
+// worker is idle and nothing more is arriving; under a stream, see linger_after). The Applier commits it
 // as one transaction; only then is the broker acked, once, with multiple = true up to the batch's
 // last delivery tag. A crash anywhere before the ack leads to a redelivery that the version guard
 // and outbox_applied_events turn into no-ops.
@@ -100,6 +101,8 @@ class Replicator {
   // coming that batch_wait could add to this batch, so it is taken now.
   void schedule_batch(bool socket_drained = false);
   void apply_pending();
+  // After a committed batch that took `took`: the next one may wait for more (group commit).
+  void linger_after(std::chrono::steady_clock::duration took);
   bool start_chore();
   void on_applied();
   void record(const Counts& counts, std::chrono::steady_clock::duration took);
@@ -184,6 +187,7 @@ class Replicator {
   std::unique_ptr<loop::Worker> worker_;  // declared after db_/applier_: destroyed (joined) first
   uint64_t broker_generation_ = 0;
   bool batch_due_ = false;
+  std::chrono::steady_clock::time_point linger_until_;  // see linger_after()
   std::function<void(pqxx::connection&)> chore_;
   std::unique_ptr<loop::Timer> chore_timer_;
   bool chore_due_ = false;

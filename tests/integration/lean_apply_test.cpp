@@ -194,6 +194,25 @@ key_column = "uuid"
   EXPECT_EQ(count("outbox_failed_events"), "0");
 }
 
+// Group commit (Replicator::linger_after): while events keep arriving during each batch, the next
+// batch waits for more, but only about as long as the last one took, never replicate.batch_wait:
+// here a minute (its longest), and a batch_size no stream fills: a longer wait would fail the test.
+TEST(LeanApply, UnderAStreamTheNextBatchWaitsForMoreOnlyAsLongAsTheLastOneTookNotForBatchWait) {
+  fresh_schema();
+  Daemon replicate(with_args(kReplicate, {"--set", "replicate.batch_wait=1m", "--set", "replicate.batch_size=10000"}));
+  std::string last;
+  for (int wave = 0; wave < 20; ++wave) {
+    std::vector<amqp::OutgoingMessage> events;
+    for (int i = 0; i < 200; ++i) {
+      last = random_uuid();
+      events.push_back(slot_event("parking.create", last, 1, "streamed"));
+    }
+    publish(events);
+  }
+  ASSERT_TRUE(applied_up_to(last)) << replicate.log();
+  EXPECT_EQ(count("parking_slots WHERE name = 'streamed'"), "4000");
+}
+
 namespace {
 
 amqp::IncomingMessage delivered(const amqp::OutgoingMessage& sent) {

@@ -10,6 +10,7 @@
 #include "migrate/topology.hpp"
 #include "replicate/apply.hpp"
 #include "replicate/event.hpp"
+#include "replicate/group_commit.hpp"
 #include "replicate/settings.hpp"
 #include "tests/unit/default_config.hpp"
 
@@ -358,4 +359,25 @@ TEST(ReplicateParts, EveryEventOfAnAggregateGoesToTheSamePartAndHeartbeatsToTheM
   EXPECT_EQ(part_of(event, 1), 0u);
   event.heartbeat = true;
   EXPECT_EQ(part_of(event, 4), 0u);
+}
+
+TEST(ReplicateGroupCommit, AfterABatchDuringWhichNothingArrivedTheNextIsNotHeldBack) {
+  EXPECT_EQ(replicate::group_commit_wait(std::chrono::milliseconds(5), std::chrono::milliseconds(20), false),
+            std::chrono::steady_clock::duration::zero());
+}
+
+TEST(ReplicateGroupCommit, UnderAStreamTheNextBatchWaitsAsLongAsTheLastOneTook) {
+  EXPECT_EQ(replicate::group_commit_wait(std::chrono::milliseconds(5), std::chrono::milliseconds(20), true),
+            std::chrono::milliseconds(5));
+  EXPECT_EQ(replicate::group_commit_wait(std::chrono::microseconds(700), std::chrono::seconds(60), true),
+            std::chrono::microseconds(700));
+}
+
+TEST(ReplicateGroupCommit, TheWaitEndsBeforeBatchWaitHasPassedSinceTheLastBatchBegan) {
+  EXPECT_EQ(replicate::group_commit_wait(std::chrono::milliseconds(15), std::chrono::milliseconds(20), true),
+            std::chrono::milliseconds(5));
+  EXPECT_EQ(replicate::group_commit_wait(std::chrono::milliseconds(30), std::chrono::milliseconds(20), true),
+            std::chrono::steady_clock::duration::zero());
+  EXPECT_EQ(replicate::group_commit_wait(std::chrono::milliseconds(5), std::chrono::milliseconds(0), true),
+            std::chrono::steady_clock::duration::zero());
 }
