@@ -5,7 +5,8 @@
 //                                                    waits until each QUEUE holds N
 //   replicate_bench upsert REPLICA_URL TABLE ROWS BATCH  the baseline of the apply: a plain batched
 //                                                    upsert of the rows of ROWS into TABLE, BATCH per
-//                                                    statement and transaction; prints seconds
+//                                                    statement and transaction; prints seconds and
+//                                                    its backend's CPU seconds (server on this host)
 //   replicate_bench plain BROKER_URL QUEUE N        the ceiling: a plain rabbitmq-c consumer (prefetch
 //                                                    1,000, one multiple ack per 500) drains N; prints msg/s
 //   replicate_bench write PRIMARY_URL RATE SECONDS  parking writes (70% create, 30% update), each in its
@@ -15,6 +16,7 @@
 //   replicate_bench wait-position REPLICA_URL POS  waits until the replica has committed position POS
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -27,6 +29,7 @@
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 #include <random>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -102,6 +105,18 @@ int fill(const std::string& url, long long count, const std::string& rows_file, 
   return 0;
 }
 
+// utime + stime of a process on this host, in seconds.
+double process_cpu_seconds(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string field;
+  long long ticks = 0;
+  for (int i = 3; fields >> field && i <= 15; ++i)
+    if (i >= 14) ticks += std::stoll(field);  // fields 14 and 15: utime, stime
+  return static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 // The same rows in the same batches as replicate gets them, upserted with nothing else: no version
 // guard, no bookkeeping. A batch may hold a create and an update of one slot, which one INSERT ...
 // ON CONFLICT cannot both apply, so the newest of each slot is taken, as the apply does too.
@@ -110,6 +125,7 @@ int upsert(const std::string& replica, const std::string& table, const std::stri
   std::vector<std::string> lines;
   for (std::string line; std::getline(rows, line);) lines.push_back(line);
   pqxx::connection connection(replica);
+  int backend = connection.backendpid();
   connection.prepare("upsert", "INSERT INTO " + table +
                                    " AS t (uuid, name, status, version)\n"
                                    "SELECT DISTINCT ON (r.uuid) r.uuid, r.name, r.status, r.version\n"
@@ -127,7 +143,7 @@ int upsert(const std::string& replica, const std::string& table, const std::stri
     tx.commit();
   }
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  std::printf("%.3f\n", seconds);
+  std::printf("%.3f %.3f\n", seconds, process_cpu_seconds(backend));
   return 0;
 }
 
