@@ -261,7 +261,7 @@ TEST(Relay, TwoInstancesShareTheWorkAndKeepPerAggregateOrderAndOneTakesOverWhenT
 TEST(Relay, ASecondInstanceGetsItsShareWhileTheFirstIsBusyWithABacklogAndOrderHolds) {
   fresh_schema();
   TestQueue queue("test.scaleout", "scaleout.#");
-  constexpr int kEvents = 100000;
+  constexpr int kEvents = 30000;
   insert_events("scaleout.evt", kEvents, 500);
   Daemon first(relay_args({"--instance", "first"}));
   ASSERT_TRUE(eventually([] { return unpublished() < kEvents; })) << first.log();
@@ -354,13 +354,13 @@ TEST(Relay, AKillBetweenConfirmAndCommitRepublishesEveryEventWithTheSameMessageI
 TEST(Relay, ARabbitMQRestartInTheMiddleOfADrainLosesNothing) {
   fresh_schema();
   TestQueue queue("test.restart", "restart.#");
-  insert_events("restart.evt", 30000, 500);
+  insert_events("restart.evt", 10000, 500);
   Daemon relay(relay_args());
-  ASSERT_TRUE(eventually([] { return unpublished() < 30000; })) << relay.log();
+  ASSERT_TRUE(eventually([] { return unpublished() < 10000; })) << relay.log();
   // Rows keep being committed through the outage, so the broker goes away mid-drain whatever the
   // relay's speed.
   std::atomic<bool> writing{true};
-  std::atomic<int> next{30001};
+  std::atomic<int> next{10001};
   std::thread writer([&] {
     while (writing) {
       insert_events("restart.evt", 100, 500, next);
