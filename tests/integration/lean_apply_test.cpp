@@ -12,6 +12,7 @@
 #include "replicate/apply.hpp"
 #include "tests/integration/support/broker.hpp"
 #include "tests/integration/support/harness.hpp"
+#include "tests/support/delivered.hpp"
 
 using namespace outbox::testing;
 namespace amqp = outbox::amqp;
@@ -215,18 +216,7 @@ TEST(LeanApply, UnderAStreamTheNextBatchWaitsForMoreOnlyAsLongAsTheLastOneTookNo
 
 namespace {
 
-amqp::IncomingMessage delivered(const amqp::OutgoingMessage& sent) {
-  amqp::IncomingMessage message;
-  message.exchange = sent.exchange;
-  message.routing_key = sent.routing_key;
-  message.body = sent.body;
-  message.message_id = sent.message_id;
-  message.type = sent.type;
-  for (const auto& [name, value] : sent.headers) message.headers[name] = value;
-  return message;
-}
-
-// Every node of `plan` that reads a table, with the table's name.
+// Every node of `plan` that reads a table (it has a "Relation Name"), but not the ModifyTable nodes.
 void table_reads(const nlohmann::json& plan, std::vector<const nlohmann::json*>& reads) {
   if (plan.contains("Relation Name") && plan.value("Node Type", "") != "ModifyTable") reads.push_back(&plan);
   if (plan.contains("Plans"))

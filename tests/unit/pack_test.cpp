@@ -12,9 +12,11 @@
 #include "migrate/topology.hpp"
 #include "relay/settings.hpp"
 #include "replicate/event.hpp"
+#include "tests/support/delivered.hpp"
 #include "tests/unit/default_config.hpp"
 
 using namespace outbox;
+using outbox::testing::delivered;
 using outbox::testing::parse_config;
 
 namespace {
@@ -33,20 +35,6 @@ amqp::OutgoingMessage event(const std::string& id, const std::string& aggregate_
                      {"created_at", 1764650000123456LL},
                      {"outbox_position", version + 100},
                      {"outbox_table", std::string("public.outbox")}};
-  return message;
-}
-
-amqp::IncomingMessage received(const amqp::OutgoingMessage& sent, uint64_t tag = 7) {
-  amqp::IncomingMessage message;
-  message.delivery_tag = tag;
-  message.exchange = sent.exchange;
-  message.routing_key = sent.routing_key;
-  message.body = sent.body;
-  message.message_id = sent.message_id;
-  message.type = sent.type;
-  message.content_type = sent.content_type;
-  message.app_id = "outbox";
-  for (const auto& [key, value] : sent.headers) message.headers[key] = value;
   return message;
 }
 
@@ -80,7 +68,7 @@ TEST(Pack, APackIsOneMessageWhoseElementsCarryEachEventsOwnPropertiesAndHeaders)
   EXPECT_EQ(body[1]["correlation_id"], "corr-1");
   EXPECT_FALSE(body[0].contains("correlation_id"));
 
-  std::vector<pack::Unpacked> events = pack::unpack(received(packed));
+  std::vector<pack::Unpacked> events = pack::unpack(delivered(packed));
   ASSERT_EQ(events.size(), 2u);
   for (const pack::Unpacked& unpacked : events) EXPECT_EQ(unpacked.problem, "");
   const amqp::IncomingMessage& first = events[0].message;
@@ -107,7 +95,7 @@ TEST(Pack, ControlCharactersAndNonAsciiTextSurviveThePackByteForByte) {
   amqp::OutgoingMessage one = event(kId1, std::string("line\nbreak\x01 and \xE2\x82\xAC"), 1, body);
   pack::Builder builder;
   builder.add(one);
-  std::vector<pack::Unpacked> events = pack::unpack(received(builder.take("outbox.packed")));
+  std::vector<pack::Unpacked> events = pack::unpack(delivered(builder.take("outbox.packed")));
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].message.body, body);
   EXPECT_EQ(std::get<std::string>(events[0].message.headers.at("aggregate_id")), "line\nbreak\x01 and \xE2\x82\xAC");
@@ -119,7 +107,7 @@ TEST(Pack, ABrokenElementIsNamedAloneAndTheOthersDecode) {
   amqp::OutgoingMessage packed = builder.take("outbox.packed");
   std::string good = packed.body.substr(1, packed.body.size() - 2);
   packed.body = "[" + good + R"(, 42, {"message_id": "x", "headers": {"aggregate_id": [1]}, "payload": "{}"}, )" + good + "]";
-  std::vector<pack::Unpacked> events = pack::unpack(received(packed));
+  std::vector<pack::Unpacked> events = pack::unpack(delivered(packed));
   ASSERT_EQ(events.size(), 4u);
   EXPECT_EQ(events[0].problem, "");
   EXPECT_EQ(events[1].problem, "pack element 1: not a JSON object");
@@ -132,7 +120,7 @@ TEST(Pack, APayloadThatIsNotJsonSpoilsOnlyItsOwnEvent) {
   pack::Builder builder;
   builder.add(event(kId1, "a1", 1, R"({"uuid": "a1"})"));
   builder.add(event(kId2, "a2", 1, R"({"uuid": )"));
-  std::vector<pack::Unpacked> events = pack::unpack(received(builder.take("outbox.packed")));
+  std::vector<pack::Unpacked> events = pack::unpack(delivered(builder.take("outbox.packed")));
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[1].problem, "");  // the element is fine: its body is checked as a single message's
   replicate::Checked checked = replicate::check_message(events[1].message, replicate::default_mappings());
@@ -144,20 +132,20 @@ TEST(Pack, APayloadThatIsNotJsonSpoilsOnlyItsOwnEvent) {
 TEST(Pack, ABodyThatIsNotAJsonArrayIsOnePoisonMessage) {
   amqp::OutgoingMessage sent = event(kId1, "a1", 1, "[{\"message_id\": ");
   sent.content_type = pack::kContentType;
-  std::vector<pack::Unpacked> events = pack::unpack(received(sent));
+  std::vector<pack::Unpacked> events = pack::unpack(delivered(sent));
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].problem, "malformed pack: its body is not JSON");
   sent.body = "{}";
-  EXPECT_EQ(pack::unpack(received(sent))[0].problem, "malformed pack: its body is not a JSON array");
+  EXPECT_EQ(pack::unpack(delivered(sent))[0].problem, "malformed pack: its body is not a JSON array");
   sent.body = "[]";
-  EXPECT_EQ(pack::unpack(received(sent))[0].problem, "malformed pack: it holds no event");
+  EXPECT_EQ(pack::unpack(delivered(sent))[0].problem, "malformed pack: it holds no event");
 }
 
 TEST(Pack, OnlyTheContentTypeMakesAMessageAPack) {
   amqp::OutgoingMessage sent = event(kId1, "a1", 1, "[]");
-  EXPECT_FALSE(pack::is_pack(received(sent)));
+  EXPECT_FALSE(pack::is_pack(delivered(sent)));
   sent.content_type = pack::kContentType;
-  EXPECT_TRUE(pack::is_pack(received(sent)));
+  EXPECT_TRUE(pack::is_pack(delivered(sent)));
 }
 
 TEST(Pack, PackingIsOffByDefaultAndThenEverythingIsPublishedAsBefore) {
