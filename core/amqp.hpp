@@ -140,6 +140,8 @@ class Connection {
   // Passive declare that tells whether the queue exists; the channel the broker closes on a
   // missing queue (404) is opened again, so the connection stays usable.
   bool queue_exists(const std::string& name);
+  // The same for an exchange (a passive declare does not compare its type).
+  bool exchange_exists(const std::string& name);
   void declare_queue(const std::string& name, const QueueOptions& options);
   void bind_queue(const std::string& queue, const std::string& exchange, const std::string& routing_key);
   // Passive declare: {messages ready, consumers}. Throws Error(data) when the queue does not exist.
@@ -150,6 +152,8 @@ class Connection {
   void delete_unused_empty_queue(const std::string& name);
   // Deletes the queue whatever it holds (the caller checked it: a quorum queue).
   void delete_queue(const std::string& name);
+  // Deletes the exchange and its bindings (tests). A missing exchange is no error.
+  void delete_exchange(const std::string& name);
   // Removes every ready message of the queue; returns how many (tests and benchmarks).
   uint32_t purge_queue(const std::string& name);
 
@@ -173,6 +177,9 @@ class Connection {
  private:
   Connection() = default;
   void check_reply(const std::string& what);
+  // check_reply() of a passive declare: false when the broker answered 404 (the channel it closed
+  // is opened again).
+  bool found(const std::string& what);
   std::optional<IncomingMessage> read_content(amqp_channel_t channel, IncomingMessage message);
 
   amqp_connection_state_t state_ = nullptr;
