@@ -140,7 +140,7 @@ void Builder::add(const amqp::OutgoingMessage& event) {
   ++count_;
 }
 
-amqp::OutgoingMessage Builder::take(const std::string& exchange) {
+amqp::OutgoingMessage Builder::take(const std::string& exchange, int partition) {
   amqp::OutgoingMessage message;
   message.exchange = exchange;
   message.routing_key = routing_key_;
@@ -149,8 +149,10 @@ amqp::OutgoingMessage Builder::take(const std::string& exchange) {
   message.message_id = "pack:" + first_id_;
   message.body = std::move(body_);
   message.body += ']';
-  message.headers = {
-      {kCountHeader, static_cast<long long>(count_)}, {"outbox_table", table_}, {"outbox_position", first_position_}};
+  message.headers = {{kCountHeader, static_cast<long long>(count_)},
+                     {kPartitionHeader, static_cast<long long>(partition)},
+                     {"outbox_table", table_},
+                     {"outbox_position", first_position_}};
   body_.clear();
   count_ = 0;
   return message;

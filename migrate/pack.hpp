@@ -8,9 +8,12 @@
 //   content_type  application/vnd.outbox.pack+json
 //   type          outbox.pack
 //   message_id    "pack:" and the first event's id
-//   headers       outbox_pack_count (the number of events), outbox_table, outbox_position (the
-//                 first event's position)
+//   headers       outbox_pack_count (the number of events), outbox_partition (the relay partition
+//                 of every event in it), outbox_table, outbox_position (the first event's position)
 //   routing key   the routing key of every event in it (a pack holds only events with one key)
+//   The relay builds a pack from the rows of one read, of one relay partition (relay.partitions,
+//   by aggregate_id), in position order: an aggregate's events never span two partitions, so a
+//   partitioned queue can be chosen by outbox_partition (migrate/topology.hpp).
 //   body          a JSON array, one element per event, in position order:
 //     {"message_id": "uuid", "type": "parking.create", "routing_key": "parking.create",
 //      "timestamp": 1764650000, "correlation_id": "...", "reply_to": "...",
@@ -32,6 +35,9 @@ namespace outbox::pack {
 inline constexpr const char* kContentType = "application/vnd.outbox.pack+json";
 inline constexpr const char* kType = "outbox.pack";
 inline constexpr const char* kCountHeader = "outbox_pack_count";
+// The relay partition of every event in the pack: what a partitioned queue's pack exchange hashes
+// (migrate/topology.hpp), since a pack of several aggregates has no one aggregate_id.
+inline constexpr const char* kPartitionHeader = "outbox_partition";
 // Bytes of JSON around one element besides its fields' values (keys, quotes, commas).
 inline constexpr size_t kElementOverhead = 160;
 
@@ -47,8 +53,8 @@ class Builder {
   const std::string& routing_key() const { return routing_key_; }
   // Adds an event (its element is built here); the first one names the pack.
   void add(const amqp::OutgoingMessage& event);
-  // The pack message for `exchange`; empties the builder.
-  amqp::OutgoingMessage take(const std::string& exchange);
+  // The pack message for `exchange`, its events all of relay partition `partition`; empties the builder.
+  amqp::OutgoingMessage take(const std::string& exchange, int partition);
 
  private:
   std::string body_;

@@ -1,6 +1,7 @@
 #include "migrate/topology.hpp"
 
 #include "core/error.hpp"
+#include "migrate/pack.hpp"
 
 namespace outbox::topology {
 
@@ -17,19 +18,13 @@ ReplicaQueue replica_queue(const config::Config& config, const std::string& repl
   else
     out.binding_keys = {"#"};
   if (config.values().count(prefix + "partitions")) out.partitions = static_cast<int>(config.integer(prefix + "partitions"));
-  out.pack_exchange = pack_exchange(config, out.partitions, "replicas." + replica);
+  out.pack_exchange = pack_exchange(config);
   if (!out.pack_exchange.empty()) out.pack = static_cast<int>(config.integer("relay.pack"));
   return out;
 }
 
-std::string pack_exchange(const config::Config& config, int partitions, const std::string& what) {
+std::string pack_exchange(const config::Config& config) {
   if (config.integer("relay.pack") <= 1) return "";
-  if (partitions > 1)
-    throw config_error("config: " + what + ".partitions = " + std::to_string(partitions) +
-                       " with relay.pack = " + std::to_string(config.integer("relay.pack")) +
-                       ": a pack holds several aggregates, and a partitioned queue is chosen by one aggregate_id; "
-                       "set relay.pack = 1 or " +
-                       what + ".partitions = 1");
   return config.text("relay.pack_exchange");
 }
 
@@ -44,7 +39,7 @@ ReplicaQueue consumer_queue(const config::Config& config, const std::string& ser
   if (config.values().count(prefix + "binding_keys")) out.binding_keys = config.list(prefix + "binding_keys");
   if (config.values().count(prefix + "partitions")) out.partitions = static_cast<int>(config.integer(prefix + "partitions"));
   out.consumer = true;
-  out.pack_exchange = pack_exchange(config, out.partitions, "services." + service);
+  out.pack_exchange = pack_exchange(config);
   if (!out.pack_exchange.empty()) out.pack = static_cast<int>(config.integer("relay.pack"));
   return out;
 }
@@ -52,6 +47,8 @@ ReplicaQueue consumer_queue(const config::Config& config, const std::string& ser
 std::string partition_queue_name(const std::string& queue, int partition) { return queue + ".p" + std::to_string(partition); }
 
 std::string hash_exchange_name(const std::string& queue) { return queue + ".hash"; }
+
+std::string pack_hash_exchange_name(const std::string& queue) { return queue + ".packhash"; }
 
 std::vector<std::string> queue_names(const ReplicaQueue& replica) {
   if (replica.partitions <= 1) return {replica.queue};
@@ -84,6 +81,22 @@ void check_partitioning(amqp::Connection& connection, const ReplicaQueue& replic
                        ": another partitioning would split the order of an aggregate's events" + procedure);
 }
 
+void check_pack_switch(amqp::Connection& connection, const ReplicaQueue& replica) {
+  if (replica.pack_exchange.empty() || replica.partitions <= 1) return;
+  if (connection.exchange_exists(pack_hash_exchange_name(replica.queue))) return;
+  unsigned long long queued = 0;
+  for (const std::string& queue : queue_names(replica))
+    if (connection.queue_exists(queue)) queued += connection.inspect_queue(queue).first;
+  if (queued == 0) return;
+  const std::string daemon = replica.consumer ? "consume" : "replicate";
+  throw config_error((replica.consumer ? "consumer " : "replica ") + replica.replica + ": relay.pack = " +
+                     std::to_string(replica.pack) + " turns packing on, but its partition queues hold " + std::to_string(queued) +
+                     " message(s) published unpacked: packs go to the queues by relay partition, so an aggregate's "
+                     "next events could land in another queue than these and be handled first; drain them (stop the "
+                     "relay, wait for " +
+                     daemon + "), then start " + daemon + " and the relay again");
+}
+
 void declare_exchange(amqp::Connection& connection, const std::string& exchange, bool quorum_queues) {
   connection.declare_exchange(kUnroutable, "fanout");
   connection.declare_queue(kUnroutable, amqp::QueueOptions{.quorum = quorum_queues});
@@ -99,6 +112,7 @@ void declare_replica(amqp::Connection& connection, const std::string& exchange, 
   options.quorum = replica.quorum;
   options.dead_letter_exchange = kDeadLetter;
   check_partitioning(connection, replica);
+  check_pack_switch(connection, replica);
   if (replica.partitions <= 1) {
     connection.declare_queue(replica.queue, options);
     for (const std::string& key : replica.binding_keys) connection.bind_queue(replica.queue, exchange, key);
@@ -111,10 +125,18 @@ void declare_replica(amqp::Connection& connection, const std::string& exchange, 
   std::string hash = hash_exchange_name(replica.queue);
   connection.declare_exchange(hash, "x-consistent-hash", "", "aggregate_id");
   for (const std::string& key : replica.binding_keys) connection.bind_exchange(hash, exchange, key);
+  std::string pack_hash;
+  if (!replica.pack_exchange.empty()) {
+    declare_exchange(connection, replica.pack_exchange, quorum_queues);
+    pack_hash = pack_hash_exchange_name(replica.queue);
+    connection.declare_exchange(pack_hash, "x-consistent-hash", "", pack::kPartitionHeader);
+    for (const std::string& key : replica.binding_keys) connection.bind_exchange(pack_hash, replica.pack_exchange, key);
+  }
   options.single_active_consumer = true;
   for (const std::string& queue : queue_names(replica)) {
     connection.declare_queue(queue, options);
     connection.bind_queue(queue, hash, "1");  // equal weights: each queue an equal share of the ring
+    if (!pack_hash.empty()) connection.bind_queue(queue, pack_hash, "1");
   }
 }
 
@@ -130,9 +152,16 @@ std::vector<std::string> describe(const std::string& exchange, const std::vector
     if (replica.partitions > 1) {
       std::string hash = hash_exchange_name(replica.queue);
       out.push_back("exchange " + hash + " (x-consistent-hash on header aggregate_id) bound to " + exchange + " with " + keys);
+      std::string bound_to = hash;
+      if (!replica.pack_exchange.empty()) {
+        std::string pack_hash = pack_hash_exchange_name(replica.queue);
+        out.push_back("exchange " + pack_hash + " (x-consistent-hash on header " + pack::kPartitionHeader + ") bound to " +
+                      replica.pack_exchange + " with " + keys);
+        bound_to += " and " + pack_hash;
+      }
       out.push_back("queues " + partition_queue_name(replica.queue, 0) + " .. " +
                     partition_queue_name(replica.queue, replica.partitions - 1) + " (" + type +
-                    ", single active consumer) bound to " + hash + " with weight 1");
+                    ", single active consumer) bound to " + bound_to + " with weight 1");
       continue;
     }
     std::string queue = "queue " + replica.queue + " (" + type + ")";

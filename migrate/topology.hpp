@@ -29,6 +29,18 @@
 // the relay published it (the relay sets the header on every message, heartbeats included). Why
 // single-active-consumer: the broker itself then never delivers one queue to two processes at once,
 // whatever our own sharing (replicate/partition_share.hpp) does wrong.
+// With packing on (relay.pack > 1), also:
+//   exchange outbox.replica.NAME.packhash  x-consistent-hash on the outbox_partition header, bound
+//            to relay.pack_exchange with each of the binding keys
+//   each partition queue bound to it with weight "1" too
+// Why another header: a pack holds several aggregates, so it has no one aggregate_id; but all its
+// events are of one relay partition (migrate/pack.hpp), and all of an aggregate's events are in
+// one relay partition, so every pack holding an aggregate's events lands in one queue, in the
+// order the relay published them. The spread is over relay.partitions keys (16 by default), not
+// over the aggregates: a larger relay.partitions spreads packs more evenly.
+// Why relay.pack must not change while partition queues hold events: an aggregate's events then
+// take the other hash exchange, and may land in another queue than its earlier events
+// (migrate/topology.cpp, check_pack_switch, refuses it while they hold messages).
 // Why a changed N is refused (check_partitioning): the ring of the hash exchange moves aggregates to
 // other queues when queues come or go, so events of one aggregate would sit in two queues, served
 // by two processes, and could apply out of order. The procedure is: stop writes or the relay, let
@@ -58,10 +70,8 @@ struct ReplicaQueue {
   int pack = 1;  // relay.pack when pack_exchange is set: up to this many events per message
 };
 
-// relay.pack_exchange when relay.pack > 1, else "". Throws Error(config) when `partitions` > 1 with
-// packing on: the hash exchange spreads by the aggregate_id header, which a pack of several
-// aggregates does not have (`what` names the replica or service).
-std::string pack_exchange(const config::Config& config, int partitions, const std::string& what);
+// relay.pack_exchange when relay.pack > 1, else "".
+std::string pack_exchange(const config::Config& config);
 
 std::string replica_queue_name(const std::string& replica);
 ReplicaQueue replica_queue(const config::Config& config, const std::string& replica);
@@ -76,12 +86,17 @@ ReplicaQueue consumer_queue(const config::Config& config, const std::string& ser
 std::string partition_queue_name(const std::string& queue, int partition);
 // "outbox.replica.main.hash": the consistent-hash exchange that spreads its events over the partitions.
 std::string hash_exchange_name(const std::string& queue);
+// "outbox.replica.main.packhash": the one that spreads packs over them, by relay partition.
+std::string pack_hash_exchange_name(const std::string& queue);
 // The queues the replica's events go to: its one queue, or its N partition queues.
 std::vector<std::string> queue_names(const ReplicaQueue& replica);
 
 // Throws Error(config) when the broker holds queues of another partitioning of the replica than
 // replica.partitions (see above: a change splits the order of aggregates).
 void check_partitioning(amqp::Connection& connection, const ReplicaQueue& replica);
+// Throws Error(config) when packing is on for a partitioned replica whose pack hash exchange does
+// not exist yet (packing turns on) while its partition queues hold messages (see above).
+void check_pack_switch(amqp::Connection& connection, const ReplicaQueue& replica);
 
 // The exchange events are published to, with its alternate exchange and queue (a quorum queue
 // when `quorum_queues`: broker.queue_type).

@@ -2,6 +2,7 @@
 // One outbox row as the message the relay publishes, and why the broker could never take it. The
 // relay checks each row with this before publishing it; `outbox failed retry --relay` checks a
 // parked row with it before releasing it.
+#include <iterator>
 #include <pqxx/pqxx>
 #include <string>
 
@@ -20,6 +21,10 @@ inline constexpr const char* kRowColumns =
 // kRowColumns in this order. A table in relay.tables may lack any of them (a user's own table):
 // then it reads as NULL.
 inline constexpr const char* kSagaColumns[] = {"correlation_id", "causation_id", "reply_to", "routing_key"};
+
+// The column after kRowColumns and the saga columns in the relay's reads: the row's relay
+// partition (relay/statements.cpp), by which packs are built.
+inline constexpr int kPartitionColumn = 8 + static_cast<int>(std::size(kSagaColumns));
 
 // kRowColumns and each saga column the table has (as text), NULL::text for one it lacks: a catalog
 // check of `quoted_table` (a missing table has none; its read then fails naming it).

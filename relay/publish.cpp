@@ -1,6 +1,7 @@
 // The relay's publishing path: reading rows, publishing them, the broker's answers (confirms,
 // refusals), and marking confirmed rows (see relay/relay.hpp and relay/confirm_window.hpp).
 #include <algorithm>
+#include <map>
 
 #include "core/failpoint.hpp"
 #include "core/pg.hpp"
@@ -37,7 +38,7 @@ pqxx::result Relay::read_rows(size_t table_index, int room) {
   const TableSpec& table = tables_[table_index];
   pqxx::nontransaction tx(*db_);
   std::string excluded = int_array_literal(window_.positions(table_index));
-  if (ownership_.owns_all()) return tx.exec_prepared(statement("read_all", table_index), table.name, excluded, room);
+  if (ownership_.owns_all()) return tx.exec_prepared(statement("read_all", table_index), table.name, excluded, room, partitions_);
   return tx.exec_prepared(statement("read_owned", table_index), table.name, excluded, room, partitions_,
                           ownership_.owned_array());
 }
@@ -64,8 +65,7 @@ size_t Relay::read_and_publish(size_t table_index) {
   metrics::Counter& published = *table_metrics_[table_index].published;
   size_t frame_max = broker_->frame_max();
   size_t most_pack_bytes = std::min(tunables_.max_message_size, kMostPackBytes);
-  pack::Builder pack;
-  std::vector<long long> packed;  // the positions in `pack`, not yet published
+  std::map<int, OpenPack> packs;  // by relay partition: the events read, not yet published
   for (const pqxx::row& row : rows) {
     // Waits behind a row parked below (held is empty unless this read parks one: no copies then).
     if (!held.empty() && held.count({row[2].c_str(), row[3].c_str()})) continue;
@@ -77,12 +77,17 @@ size_t Relay::read_and_publish(size_t table_index) {
       continue;
     }
     if (table.pack > 1) {
-      // Only rows read now, consecutive, with one routing key: no waiting to fill a pack.
-      if (!pack.empty() && (pack.count() >= static_cast<size_t>(table.pack) || pack.routing_key() != built.message.routing_key ||
-                            pack.bytes() + built.message.body.size() + pack::kElementOverhead > most_pack_bytes))
-        batch.last_tag = publish_pack(table_index, pack, packed);
-      pack.add(built.message);
-      packed.push_back(position);
+      // Only rows read now, of one partition, consecutive within it, with one routing key: no
+      // waiting to fill a pack. An aggregate's events are all in one partition, so in one pack
+      // or in packs published in their order.
+      int partition = row[kPartitionColumn].as<int>();
+      OpenPack& open = packs[partition];
+      if (!open.builder.empty() &&
+          (open.builder.count() >= static_cast<size_t>(table.pack) || open.builder.routing_key() != built.message.routing_key ||
+           open.builder.bytes() + built.message.body.size() + pack::kElementOverhead > most_pack_bytes))
+        batch.last_tag = publish_pack(table_index, partition, open);
+      open.builder.add(built.message);
+      open.positions.push_back(position);
     } else {
       try {
         batch.last_tag = broker_->publish(built.message);
@@ -97,7 +102,8 @@ size_t Relay::read_and_publish(size_t table_index) {
     batch.positions.push_back(position);
     published.add();
   }
-  if (!pack.empty()) batch.last_tag = publish_pack(table_index, pack, packed);
+  for (auto& [partition, open] : packs)
+    if (!open.builder.empty()) batch.last_tag = publish_pack(table_index, partition, open);
   size_t count = batch.positions.size();
   if (count > 0) {
     log_->debug("read {} rows in {}us, published {} in {}us", rows.size(),
@@ -112,8 +118,9 @@ size_t Relay::read_and_publish(size_t table_index) {
   return count;
 }
 
-uint64_t Relay::publish_pack(size_t table_index, pack::Builder& pack, std::vector<long long>& positions) {
-  amqp::OutgoingMessage message = pack.take(tables_[table_index].pack_exchange);
+uint64_t Relay::publish_pack(size_t table_index, int partition, OpenPack& open) {
+  amqp::OutgoingMessage message = open.builder.take(tables_[table_index].pack_exchange, partition);
+  std::vector<long long>& positions = open.positions;
   try {
     uint64_t tag = broker_->publish(message);
     positions.clear();

@@ -225,7 +225,7 @@ void Relay::open_database() {
                        layouts_[i].partitioned ? layouts_[i].default_partition.value_or("") : tables_[i].quoted);
     // Fails early, with the table's name, when the table is missing or lacks outbox columns.
     pqxx::nontransaction check(*connection);
-    check.exec_prepared(statement("read_all", i), tables_[i].name, "{}", 0);
+    check.exec_prepared(statement("read_all", i), tables_[i].name, "{}", 0, partitions_);
   }
   configure_session(*connection);
   heartbeat_partition_ = heartbeat_partition(*connection, partitions_);

@@ -72,8 +72,14 @@ class Relay {
   void drain();
   size_t read_and_publish(size_t table);
   pqxx::result read_rows(size_t table, int room);
-  // Publishes the pack of `positions` (rows of table `table`); returns its delivery tag.
-  uint64_t publish_pack(size_t table, pack::Builder& pack, std::vector<long long>& positions);
+  // A pack being built from one read: its events and their rows' positions.
+  struct OpenPack {
+    pack::Builder builder;
+    std::vector<long long> positions;
+  };
+  // Publishes `open` (rows of table `table`, of relay partition `partition`) and empties it;
+  // returns its delivery tag.
+  uint64_t publish_pack(size_t table, int partition, OpenPack& open);
   void on_broker_readable();
   void refused_by_broker(const std::string& reason);
   // Records that the broker cannot take the row at `position`: parks it at once when `park_after`

@@ -15,12 +15,14 @@ void prepare_reads(pqxx::connection& connection, size_t index, const std::string
     pqxx::read_transaction tx(connection);
     selected = row_columns(tx, table);
   }
-  // Rows of an aggregate with a parked row wait behind it (outbox_parked is normally empty).
-  std::string columns = "SELECT " + selected + " FROM " + table +
+  // Rows of an aggregate with a parked row wait behind it (outbox_parked is normally empty). The
+  // row's partition ($4 partitions) comes last (kPartitionColumn): packs are built per partition.
+  const std::string partition = "(hashtext(aggregate_id) & 2147483647) % $4";
+  std::string columns = "SELECT " + selected + ", " + partition + " FROM " + table +
                         " o WHERE published_at IS NULL AND NOT (position = ANY($2::bigint[])) AND " + parked_rows::not_held("$1");
   connection.prepare(statement("read_all", index), columns + " ORDER BY position LIMIT $3");
   connection.prepare(statement("read_owned", index),
-                     columns + " AND (hashtext(aggregate_id) & 2147483647) % $4 = ANY($5::int[]) ORDER BY position LIMIT $3");
+                     columns + " AND " + partition + " = ANY($5::int[]) ORDER BY position LIMIT $3");
 }
 
 void prepare_park(pqxx::connection& connection, size_t index, const std::string& table) {

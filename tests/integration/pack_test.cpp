@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <thread>
@@ -89,7 +90,7 @@ std::string slot_json(const std::string& uuid, const std::string& name, long lon
 amqp::OutgoingMessage packed(const std::vector<amqp::OutgoingMessage>& events, const std::string& exchange = "outbox") {
   pack::Builder builder;
   for (const amqp::OutgoingMessage& event : events) builder.add(event);
-  return builder.take(exchange);
+  return builder.take(exchange, 0);
 }
 
 std::vector<nlohmann::json> failed_list() {
@@ -170,10 +171,12 @@ TEST(Pack, TheRelayPacksWhatItHasReadAndAPlainExchangeConsumerNeverReceivesAPack
   ASSERT_TRUE(eventually([] { return replica_has_every_slot_at(40, 25); }, 60s)) << replicate.log();
   expect_each_event_once(1000);
 
-  // Fewer messages than events, each a pack of at most relay.pack events with one routing key,
-  // whose elements are the outbox's events in position order.
+  // Fewer messages than events, each a pack of at most relay.pack events with one routing key and
+  // of one relay partition, whose elements are that partition's events in position order; an
+  // aggregate's events all in packs of one partition.
   std::set<std::string> ids;
-  long long last_position = 0;
+  std::map<long long, long long> last_position;              // relay partition -> the last position seen
+  std::map<std::string, std::set<long long>> partitions_of;  // aggregate -> relay partitions of its packs
   size_t events = 0;
   const auto& messages = packs.collect_deliveries(20, 30s);
   ASSERT_TRUE(eventually([&] {
@@ -187,18 +190,23 @@ TEST(Pack, TheRelayPacksWhatItHasReadAndAPlainExchangeConsumerNeverReceivesAPack
     std::vector<pack::Unpacked> unpacked = pack::unpack(message);
     EXPECT_LE(unpacked.size(), 50u);
     EXPECT_EQ(header_number(message, pack::kCountHeader), static_cast<long long>(unpacked.size()));
+    long long partition = header_number(message, pack::kPartitionHeader);
+    EXPECT_TRUE(partition >= 0 && partition < 16) << partition;
     for (const pack::Unpacked& event : unpacked) {
       EXPECT_EQ(event.problem, "");
       EXPECT_EQ(event.message.routing_key, message.routing_key);
       long long position = header_number(event.message, "outbox_position");
-      EXPECT_GT(position, last_position);
-      last_position = position;
+      EXPECT_GT(position, last_position[partition]);
+      last_position[partition] = position;
+      partitions_of[header_text(event.message, "aggregate_id")].insert(partition);
       ids.insert(*event.message.message_id);
       ++events;
     }
   }
   EXPECT_EQ(events, 1000u);
   EXPECT_EQ(ids.size(), 1000u);
+  for (const auto& [aggregate, partitions] : partitions_of) EXPECT_EQ(partitions.size(), 1u) << aggregate;
+  EXPECT_GT(last_position.size(), 1u) << "40 aggregates fall in more than one relay partition";
   EXPECT_LT(packs.messages().size(), 1000u / 5) << "packs of about relay.pack events were expected from a backlog";
   EXPECT_EQ(TestQueue::depth("test.pack.plain"), 0u) << "the plain exchange received something while packing";
   EXPECT_TRUE(plain.messages().empty());
@@ -292,14 +300,6 @@ END $$;
   })) << consume.log();
   EXPECT_EQ(count(servers().primary_url, "(SELECT DISTINCT event_id FROM test_pack.seen) s"), "8");
   EXPECT_EQ(count(servers().primary_url, "test_pack.seen WHERE aggregate_id = 'b4'"), "0");
-}
-
-TEST(Pack, APartitionedReplicaWithPackingIsRefusedWithExitCode78) {
-  std::string config = write_file("pack-partitioned.toml", "[relay]\npack = 50\n\n[replicas.main]\nurl = \"" +
-                                                               servers().replica_url + "\"\npartitions = 4\n");
-  RunResult replicate = run_outbox({"replicate"}, {{"OUTBOX_CONFIG", config}});
-  EXPECT_EQ(replicate.exit_code, 78) << replicate;
-  EXPECT_NE(replicate.err.find("replicas.main.partitions = 4 with relay.pack = 50"), std::string::npos) << replicate;
 }
 
 TEST(Pack, APackTheBrokerRefusesIsTakenApartAndOnlyTheEventItCannotTakeIsParked) {

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "examples/parking/parking.hpp"
+#include "migrate/pack.hpp"
 #include "migrate/topology.hpp"
 #include "tests/integration/support/broker.hpp"
 #include "tests/integration/support/cluster.hpp"
@@ -24,6 +25,7 @@ using namespace outbox::testing;
 namespace amqp = outbox::amqp;
 namespace parking = outbox::parking;
 namespace topology = outbox::topology;
+namespace pack = outbox::pack;
 
 namespace {
 
@@ -72,6 +74,8 @@ void delete_replica_queues() {
   connection->delete_queue("outbox.replica.main");
   for (int partition = 0; partition < 16; ++partition)
     connection->delete_queue(topology::partition_queue_name("outbox.replica.main", partition));
+  // Packing turns on again for the tests that pack (topology::check_pack_switch).
+  connection->delete_exchange(topology::pack_hash_exchange_name("outbox.replica.main"));
 }
 
 // Empty databases and no queue of the replica "main", or its `partitions` queues declared by
@@ -241,6 +245,124 @@ TEST(Partitions, EveryEventOfAnAggregateGoesToOnePartitionQueue) {
   }
   ASSERT_EQ(queues_of.size(), 40u) << "every aggregate's events were read";
   for (const auto& [aggregate, partitions] : queues_of) EXPECT_EQ(partitions.size(), 1u) << aggregate;
+}
+
+// Packed messages (relay.pack > 1, migrate/pack.hpp) hold several aggregates, so they are spread
+// by their relay partition, the outbox_partition header: every aggregate is in one relay partition.
+TEST(Partitions, WithPackingEveryPackOfARelayPartitionGoesToOnePartitionQueueAndTheQueuesShareThem) {
+  fresh_start();
+  auto connection = broker_connection();
+  const bool quorum = servers().broker_is_cluster;
+  topology::ReplicaQueue replica = main_replica_in_four(quorum, {"#"});
+  replica.pack_exchange = "outbox.packed";
+  replica.pack = 50;
+  topology::declare_exchange(*connection, "outbox", quorum);
+  topology::declare_replica(*connection, "outbox", replica, quorum);
+  std::vector<amqp::OutgoingMessage> packs;
+  constexpr int kRelayPartitions = 16;
+  for (int round = 0; round < 3; ++round)
+    for (int partition = 0; partition < kRelayPartitions; ++partition) {
+      pack::Builder builder;
+      for (int version = 1; version <= 3; ++version)
+        builder.add(event_message("parking.update", "parking_slot", "slot-" + std::to_string(partition), version, "{}",
+                                  1700000000000000LL + version));
+      packs.push_back(builder.take("outbox.packed", partition));
+    }
+  publish_all(packs, "outbox.replica.main.p0");
+  std::map<long long, std::set<int>> queues_of;  // relay partition -> the partition queues its packs reached
+  std::string spread;
+  for (int partition = 0; partition < 4; ++partition) {
+    std::string queue = topology::partition_queue_name(replica.queue, partition);
+    auto reader = broker_connection();
+    reader->consume(queue, "partitions-test");
+    size_t taken = 0;
+    // Every pack is routed by the time publish_all returns; a queue's last ones may still be on
+    // their way to this reader: read until nothing came for a while.
+    size_t before = 0;
+    do {
+      before = taken;
+      take_deliveries(
+          *reader,
+          [&](const amqp::IncomingMessage& message) {
+            ++taken;
+            queues_of[std::get<long long>(message.headers.at(pack::kPartitionHeader))].insert(partition);
+          },
+          500ms);
+    } while (taken > before);
+    spread += queue + " " + std::to_string(taken) + "; ";
+  }
+  ASSERT_EQ(queues_of.size(), static_cast<size_t>(kRelayPartitions)) << "every pack was read: " << spread;
+  std::set<int> used;
+  for (const auto& [relay_partition, queues] : queues_of) {
+    EXPECT_EQ(queues.size(), 1u) << "relay partition " << relay_partition << ": " << spread;
+    used.insert(queues.begin(), queues.end());
+  }
+  // The broker's consistent hash spreads 16 keys, not the aggregates: unevenly, but over several queues.
+  EXPECT_GE(used.size(), 2u) << spread;
+}
+
+TEST(Partitions, WithPackingTwoProcessesServeFourPartitionQueuesAndEveryEventIsAppliedOnceInOrder) {
+  fresh_start();
+  const std::vector<std::string> packing = {"--set", "relay.pack=50"};
+  RunResult migrate = run_outbox(with_args({"migrate", "--set", "replicas.main.partitions=4"}, packing));
+  ASSERT_EQ(migrate.exit_code, 0) << migrate;
+  EXPECT_NE(migrate.out.find("outbox.replica.main.packhash (x-consistent-hash on header outbox_partition)"), std::string::npos)
+      << migrate;
+  TestQueue packs("test.partitions.packs", "#", "outbox.packed");
+  int first_port = free_port(), second_port = free_port();
+  Daemon first(with_args(partitioned_replicate(4, first_port), packing));
+  Daemon second(with_args(partitioned_replicate(4, second_port), packing));
+  EXPECT_TRUE(eventually([&] { return served_partitions(first_port) == 2 && served_partitions(second_port) == 2; }, 60s))
+      << first.log() << second.log();
+  // 40 slots created before the relay starts: its first reads pack several events of a partition.
+  Load load(40);
+  Daemon relay(with_args(kRelay, packing));
+  int started = load.written();
+  ASSERT_TRUE(eventually([&] { return load.written() > started + 400; }, 60s)) << "the load goes on";
+  load.stop();
+  EXPECT_TRUE(eventually(replica_equals_primary, 120s)) << first.log() << second.log() << relay.log();
+  expect_every_event_applied_once_in_order();
+  size_t events = static_cast<size_t>(std::stoll(scalar(servers().primary_url, "SELECT count(*) FROM outbox")));
+  size_t packed_events = 0, largest = 0;
+  // The relay stopped (its heartbeats too), the packs it published are read until none comes.
+  relay.signal(SIGTERM);
+  EXPECT_EQ(relay.wait_exit(60s), 0) << relay.log();
+  packs.collect_while_progressing(events, 2s);
+  for (const amqp::IncomingMessage& message : packs.messages()) {
+    ASSERT_EQ(message.content_type.value_or(""), pack::kContentType);
+    EXPECT_TRUE(message.headers.count(pack::kPartitionHeader)) << message.message_id.value_or("");
+    size_t count = pack::unpack(message).size();
+    packed_events += count;
+    largest = std::max(largest, count);
+  }
+  EXPECT_GE(packed_events, events) << "every event went in a pack";
+  EXPECT_GT(largest, 1u) << "some pack held several events";
+}
+
+TEST(Partitions, TurningPackingOnWhileThePartitionQueuesHoldUnpackedEventsIsRefusedWithExit78) {
+  fresh_start(4);
+  std::vector<amqp::OutgoingMessage> messages;
+  for (int aggregate = 0; aggregate < 8; ++aggregate)
+    messages.push_back(
+        event_message("parking.update", "parking_slot", "slot-" + std::to_string(aggregate), 1, "{}", 1700000000000001LL));
+  publish_all(messages, "outbox.replica.main.p0");
+  const std::vector<std::string> packing = {"--set", "replicas.main.partitions=4", "--set", "relay.pack=50"};
+  RunResult refused = run_outbox(with_args({"migrate"}, packing));
+  EXPECT_EQ(refused.exit_code, 78) << refused;
+  EXPECT_NE(refused.err.find("replica main: relay.pack = 50 turns packing on, but its partition queues hold 8 message(s) "
+                             "published unpacked"),
+            std::string::npos)
+      << refused;
+  Daemon replicate(with_args(partitioned_replicate(4), {"--set", "relay.pack=50"}));
+  EXPECT_EQ(replicate.wait_exit(60s), 78) << replicate.log();
+  EXPECT_NE(replicate.log().find("relay.pack = 50 turns packing on"), std::string::npos) << replicate.log();
+  EXPECT_FALSE(broker_connection()->exchange_exists(topology::pack_hash_exchange_name("outbox.replica.main")));
+  // Drained, packing turns on.
+  auto connection = broker_connection();
+  for (const std::string& queue : topology::queue_names(main_replica_in_four())) connection->purge_queue(queue);
+  RunResult migrated = run_outbox(with_args({"migrate"}, packing));
+  EXPECT_EQ(migrated.exit_code, 0) << migrated;
+  EXPECT_TRUE(connection->exchange_exists(topology::pack_hash_exchange_name("outbox.replica.main")));
 }
 
 TEST(Partitions, AChangedPartitionCountIsRefusedWithExit78NamingTheOptionAndTheQueues) {

@@ -50,7 +50,7 @@ TEST(Pack, APackIsOneMessageWhoseElementsCarryEachEventsOwnPropertiesAndHeaders)
   second.correlation_id = "corr-1";
   builder.add(second);
   EXPECT_EQ(builder.count(), 2u);
-  amqp::OutgoingMessage packed = builder.take("outbox.packed");
+  amqp::OutgoingMessage packed = builder.take("outbox.packed", 5);
   EXPECT_TRUE(builder.empty());
   EXPECT_EQ(packed.exchange, "outbox.packed");
   EXPECT_EQ(packed.content_type, pack::kContentType);
@@ -60,6 +60,9 @@ TEST(Pack, APackIsOneMessageWhoseElementsCarryEachEventsOwnPropertiesAndHeaders)
   ASSERT_FALSE(packed.headers.empty());
   EXPECT_EQ(packed.headers[0].first, pack::kCountHeader);
   EXPECT_EQ(std::get<long long>(packed.headers[0].second), 2);
+  ASSERT_GE(packed.headers.size(), 2u);
+  EXPECT_EQ(packed.headers[1].first, pack::kPartitionHeader);
+  EXPECT_EQ(std::get<long long>(packed.headers[1].second), 5);
 
   nlohmann::json body = nlohmann::json::parse(packed.body);  // any JSON parser reads it
   ASSERT_TRUE(body.is_array());
@@ -95,7 +98,7 @@ TEST(Pack, ControlCharactersAndNonAsciiTextSurviveThePackByteForByte) {
   amqp::OutgoingMessage one = event(kId1, std::string("line\nbreak\x01 and \xE2\x82\xAC"), 1, body);
   pack::Builder builder;
   builder.add(one);
-  std::vector<pack::Unpacked> events = pack::unpack(delivered(builder.take("outbox.packed")));
+  std::vector<pack::Unpacked> events = pack::unpack(delivered(builder.take("outbox.packed", 0)));
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].message.body, body);
   EXPECT_EQ(std::get<std::string>(events[0].message.headers.at("aggregate_id")), "line\nbreak\x01 and \xE2\x82\xAC");
@@ -104,7 +107,7 @@ TEST(Pack, ControlCharactersAndNonAsciiTextSurviveThePackByteForByte) {
 TEST(Pack, ABrokenElementIsNamedAloneAndTheOthersDecode) {
   pack::Builder builder;
   builder.add(event(kId1, "a1", 1, R"({"uuid": "a1"})"));
-  amqp::OutgoingMessage packed = builder.take("outbox.packed");
+  amqp::OutgoingMessage packed = builder.take("outbox.packed", 0);
   std::string good = packed.body.substr(1, packed.body.size() - 2);
   packed.body = "[" + good + R"(, 42, {"message_id": "x", "headers": {"aggregate_id": [1]}, "payload": "{}"}, )" + good + "]";
   std::vector<pack::Unpacked> events = pack::unpack(delivered(packed));
@@ -120,7 +123,7 @@ TEST(Pack, APayloadThatIsNotJsonSpoilsOnlyItsOwnEvent) {
   pack::Builder builder;
   builder.add(event(kId1, "a1", 1, R"({"uuid": "a1"})"));
   builder.add(event(kId2, "a2", 1, R"({"uuid": )"));
-  std::vector<pack::Unpacked> events = pack::unpack(delivered(builder.take("outbox.packed")));
+  std::vector<pack::Unpacked> events = pack::unpack(delivered(builder.take("outbox.packed", 0)));
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[1].problem, "");  // the element is fine: its body is checked as a single message's
   replicate::Checked checked = replicate::check_message(events[1].message, replicate::default_mappings());
@@ -190,19 +193,26 @@ exchange = "elsewhere"
   EXPECT_EQ(settings.tables[1].pack, 1);
 }
 
-TEST(Pack, APartitionedReplicaWithPackingIsAConfigurationError) {
+TEST(Pack, APartitionedReplicaWithPackingHasItsPacksSpreadByRelayPartitionOverTheSameQueues) {
   config::Config config = parse_config(R"(
 relay.pack = 50
 [replicas.eu]
 url = "postgresql://localhost/a"
+binding_keys = ["parking.*"]
 partitions = 4
 )");
-  try {
-    topology::replica_queue(config, "eu");
-    FAIL() << "accepted";
-  } catch (const Error& error) {
-    EXPECT_EQ(error.code(), ExitCode::config);
-    EXPECT_NE(std::string(error.what()).find("replicas.eu.partitions = 4 with relay.pack = 50"), std::string::npos)
-        << error.what();
-  }
+  topology::ReplicaQueue eu = topology::replica_queue(config, "eu");
+  EXPECT_EQ(eu.partitions, 4);
+  EXPECT_EQ(eu.pack_exchange, "outbox.packed");
+  EXPECT_EQ(topology::pack_hash_exchange_name(eu.queue), "outbox.replica.eu.packhash");
+  std::vector<std::string> lines = topology::describe("outbox", {eu});
+  ASSERT_GE(lines.size(), 3u);
+  EXPECT_EQ(lines[lines.size() - 3],
+            "exchange outbox.replica.eu.hash (x-consistent-hash on header aggregate_id) bound to outbox with parking.*");
+  EXPECT_EQ(lines[lines.size() - 2],
+            "exchange outbox.replica.eu.packhash (x-consistent-hash on header outbox_partition) bound to outbox.packed "
+            "with parking.*");
+  EXPECT_EQ(lines.back(),
+            "queues outbox.replica.eu.p0 .. outbox.replica.eu.p3 (classic, dead-letter exchange outbox.dead-letter, "
+            "single active consumer) bound to outbox.replica.eu.hash and outbox.replica.eu.packhash with weight 1");
 }
