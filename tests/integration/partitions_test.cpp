@@ -436,10 +436,14 @@ std::string fresh_steps_service(int partitions, const std::string& more_config =
 }
 
 // Publishes step.done events of `aggregates` aggregates, round by round (each round the next
-// version of every aggregate), as the services' relays would, until stopped.
+// version of every aggregate), as the services' relays would, until stopped. With `relay_partitions`
+// > 0 it publishes as a packing relay does (relay.pack > 1): each round, one pack per relay
+// partition (aggregate number modulo relay_partitions) to the pack exchange, named in its
+// outbox_partition header.
 class StepPublisher {
  public:
-  explicit StepPublisher(int aggregates) : aggregates_(aggregates) {
+  explicit StepPublisher(int aggregates, int relay_partitions = 0)
+      : aggregates_(aggregates), relay_partitions_(relay_partitions) {
     thread_ = std::thread([this] { run(); });
   }
   ~StepPublisher() { stop(); }
@@ -460,9 +464,18 @@ class StepPublisher {
       connection->enable_confirms();
       for (long long version = 1; !stop_; ++version) {
         std::set<uint64_t> unconfirmed;
-        for (int aggregate = 0; aggregate < aggregates_; ++aggregate)
-          unconfirmed.insert(connection->publish(event_message("step.done", "step", "step-" + std::to_string(aggregate), version,
-                                                               "{}", 1796187600000000LL + version)));
+        auto event = [&](int aggregate) {
+          return event_message("step.done", "step", "step-" + std::to_string(aggregate), version, "{}",
+                               1796187600000000LL + version);
+        };
+        if (relay_partitions_ == 0) {
+          for (int aggregate = 0; aggregate < aggregates_; ++aggregate) unconfirmed.insert(connection->publish(event(aggregate)));
+        }
+        for (int partition = 0; partition < relay_partitions_; ++partition) {
+          pack::Builder builder;
+          for (int aggregate = partition; aggregate < aggregates_; aggregate += relay_partitions_) builder.add(event(aggregate));
+          if (!builder.empty()) unconfirmed.insert(connection->publish(builder.take(kPackExchange, partition)));
+        }
         auto deadline = std::chrono::steady_clock::now() + 60s;
         while (!unconfirmed.empty()) {
           if (std::chrono::steady_clock::now() > deadline)
@@ -486,7 +499,9 @@ class StepPublisher {
       problem_ = error.what();
     }
   }
+  static constexpr const char* kPackExchange = "outbox.packed";  // relay.pack_exchange's default
   int aggregates_;
+  int relay_partitions_;
   std::atomic<bool> stop_{false};
   std::atomic<long long> published_{0};
   std::string problem_;
@@ -500,10 +515,10 @@ std::vector<std::string> partitioned_consume(int metrics_port) {
   return {"consume", "--set", "replicate.max_backoff=1s", "--set", "metrics.listen=127.0.0.1:" + std::to_string(metrics_port)};
 }
 
-}  // namespace
-
-TEST(Partitions, TwoConsumeProcessesShareFourPartitionsAndAfterAKillNineEveryEventIsHandledOnceInOrder) {
-  std::string config = fresh_steps_service(4);
+// Two consume processes share the 4 partition queues of `config`'s service "steps", one is killed
+// with SIGKILL under a steady load (StepPublisher(40, relay_partitions)), the other serves all four:
+// every event is handled once in effect, in its aggregate's order.
+void two_consumers_share_four_partitions_through_a_kill9(const std::string& config, int relay_partitions) {
   std::map<std::string, std::string> env = {{"OUTBOX_CONFIG", config}};
   int first_port = free_port(), second_port = free_port();
   Daemon first(partitioned_consume(first_port), env);
@@ -515,7 +530,7 @@ TEST(Partitions, TwoConsumeProcessesShareFourPartitionsAndAfterAKillNineEveryEve
     std::string queue = topology::partition_queue_name(kStepsQueue, partition);
     EXPECT_EQ(broker_connection()->inspect_queue(queue).second, 1u) << queue << " has one consumer";
   }
-  StepPublisher publisher(40);
+  StepPublisher publisher(40, relay_partitions);
   long long before_kill = handled();
   ASSERT_TRUE(eventually([&] { return handled() > before_kill + 400; }, 60s)) << "the consumers handle the load";
   second.kill9();
@@ -543,6 +558,20 @@ TEST(Partitions, TwoConsumeProcessesShareFourPartitionsAndAfterAKillNineEveryEve
   EXPECT_EQ(verify.exit_code, 0) << verify;
   EXPECT_NE(verify.out.find("ok       queue: the 4 partition queues of outbox.consumer.steps exist"), std::string::npos)
       << verify;
+}
+
+}  // namespace
+
+TEST(Partitions, TwoConsumeProcessesShareFourPartitionsAndAfterAKillNineEveryEventIsHandledOnceInOrder) {
+  two_consumers_share_four_partitions_through_a_kill9(fresh_steps_service(4), 0);
+}
+
+TEST(Partitions, WithPackingTwoConsumeProcessesShareFourPartitionsAndAfterAKillNineEveryEventIsHandledOnceInOrder) {
+  // relay.pack > 1: migrate declares the packhash exchange, which routes each pack by its relay
+  // partition, so an aggregate's packs all reach one partition queue.
+  std::string config = fresh_steps_service(4, "[relay]\npack = 50\n");
+  EXPECT_TRUE(broker_connection()->exchange_exists(kStepsQueue + ".packhash"));
+  two_consumers_share_four_partitions_through_a_kill9(config, 8);
 }
 
 TEST(Partitions, AChangedConsumerPartitionCountIsRefusedWithExit78NamingTheServicesOption) {
