@@ -2,7 +2,13 @@
 //   replicate_bench fill BROKER_URL N ROWS QUEUE...  publishes N parking events (70% create, 30% update)
 //                                                    with pipelined confirms into the outbox exchange,
 //                                                    writes each payload as a line of the file ROWS and
-//                                                    waits until each QUEUE holds N
+//                                                    waits until each QUEUE holds N; prints the slots
+//   replicate_bench fill --pack P BROKER_URL N ROWS QUEUE...  the same events as a packing relay
+//                                                    publishes them (relay.pack = P): packs of up to P
+//                                                    events of one relay partition (16, by aggregate)
+//                                                    to the exchange outbox.packed; QUEUEs (not a
+//                                                    replica's) are bound to that; waits until each
+//                                                    holds every pack; prints the slots and the packs
 //   replicate_bench upsert REPLICA_URL TABLE ROWS BATCH  the baseline of the apply: a plain batched
 //                                                    upsert of the rows of ROWS into TABLE, BATCH per
 //                                                    statement and transaction; prints seconds and
@@ -36,6 +42,7 @@
 #include "bench/broker.hpp"
 #include "core/amqp.hpp"
 #include "examples/parking/parking.hpp"
+#include "migrate/pack.hpp"
 
 namespace {
 
@@ -45,15 +52,23 @@ std::unique_ptr<outbox::amqp::Connection> open(const std::string& url) {
   return outbox::bench::open_broker(url, "replicate-bench");
 }
 
-int fill(const std::string& url, long long count, const std::string& rows_file, const std::vector<std::string>& queues) {
+// The relay's defaults: relay.pack_exchange and relay.partitions.
+constexpr const char* kPackExchange = "outbox.packed";
+constexpr size_t kRelayPartitions = 16;
+
+// pack = 1: one message per event to the exchange "outbox"; pack > 1: packs, as a packing relay.
+int fill(const std::string& url, long long count, size_t pack, const std::string& rows_file,
+         const std::vector<std::string>& queues) {
   auto connection = open(url);
   std::ofstream rows(rows_file);
+  // Both exchanges are declared by `outbox migrate` (the pack exchange when relay.pack > 1).
+  const std::string exchange = pack > 1 ? kPackExchange : "outbox";
   for (const std::string& queue : queues)
     // A replica's or a consumer's queue is declared by `outbox migrate` (with its dead-letter
     // exchange and its bindings); declaring it again without them would fail.
     if (queue.rfind("outbox.replica.", 0) != 0 && queue.rfind("outbox.consumer.", 0) != 0) {
       connection->declare_queue(queue, outbox::amqp::QueueOptions{});
-      connection->bind_queue(queue, "outbox", "#");
+      connection->bind_queue(queue, exchange, "#");
     }
   connection->enable_confirms();
   std::mt19937_64 random(42);
@@ -69,6 +84,11 @@ int fill(const std::string& url, long long count, const std::string& rows_file, 
           },
           std::chrono::milliseconds(100));
   };
+  auto publish = [&](const outbox::amqp::OutgoingMessage& message) {
+    uint64_t tag = connection->publish(message);
+    if (tag > confirmed + 2000) drain_confirms(tag - 1000);
+  };
+  std::vector<outbox::pack::Builder> builders(kRelayPartitions);
   for (long long i = 0; i < count; ++i) {
     bool create = slots.empty() || random() % 10 < 7;
     if (create) slots.emplace_back(outbox::parking::random_uuid(), 1);
@@ -95,13 +115,26 @@ int fill(const std::string& url, long long count, const std::string& rows_file, 
                        {"outbox_position", i + 1},
                        {"outbox_table", std::string("public.outbox")}};
     rows << message.body << "\n";
-    uint64_t tag = connection->publish(message);
-    if (tag > confirmed + 2000) drain_confirms(tag - 1000);
+    if (pack <= 1) {
+      publish(message);
+      continue;
+    }
+    // Every event of an aggregate in one relay partition, so its packs keep its order.
+    size_t partition = std::hash<std::string>{}(uuid) % kRelayPartitions;
+    outbox::pack::Builder& builder = builders[partition];
+    if (!builder.empty() && builder.routing_key() != message.routing_key) publish(builder.take(exchange, partition));
+    builder.add(message);
+    if (builder.count() == pack) publish(builder.take(exchange, partition));
   }
+  for (size_t partition = 0; partition < builders.size(); ++partition)
+    if (!builders[partition].empty()) publish(builders[partition].take(exchange, partition));
   drain_confirms(connection->published_count());
+  const long long messages = static_cast<long long>(connection->published_count());
   for (const std::string& queue : queues)
-    while (connection->inspect_queue(queue).first < count) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  std::cout << slots.size() << "\n";
+    while (connection->inspect_queue(queue).first < messages) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::cout << slots.size();
+  if (pack > 1) std::cout << " " << messages;
+  std::cout << "\n";
   return 0;
 }
 
@@ -277,8 +310,11 @@ int wait_position(const std::string& replica, long long position) {
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
+    if (args.size() >= 7 && args[0] == "fill" && args[1] == "--pack")
+      return fill(args[3], std::stoll(args[4]), std::stoul(args[2]), args[5],
+                  std::vector<std::string>(args.begin() + 6, args.end()));
     if (args.size() >= 5 && args[0] == "fill")
-      return fill(args[1], std::stoll(args[2]), args[3], std::vector<std::string>(args.begin() + 4, args.end()));
+      return fill(args[1], std::stoll(args[2]), 1, args[3], std::vector<std::string>(args.begin() + 4, args.end()));
     if (args.size() == 5 && args[0] == "upsert") return upsert(args[1], args[2], args[3], std::stoul(args[4]));
     if (args.size() == 4 && args[0] == "plain") return plain(args[1], args[2], std::stoll(args[3]));
     if (args.size() == 4 && args[0] == "write") return write(args[1], std::stoi(args[2]), std::stoi(args[3]));
