@@ -25,7 +25,7 @@
 namespace outbox::cmd {
 namespace {
 
-struct Options {
+struct FailedOptions {
   std::vector<std::string> replicas;
   std::vector<std::string> consumers;
   long long id = 0;
@@ -88,7 +88,7 @@ std::string waiting_text(long long waiting) {
 }
 
 // `failed ... --relay`: the outbox rows the relay parked on the primary.
-int run_relay_side(const config::Config& config, const Options& o, const Verb& verb) {
+int run_relay_side(const config::Config& config, const FailedOptions& o, const Verb& verb) {
   auto connection = pg::connect(config::primary_url(config), "primary", "outbox failed");
   try {
     relay::Settings settings = relay::settings_from_config(config);
@@ -178,7 +178,7 @@ void print_details(const Target& target, const replicate::FailedEvent& event) {
 }
 
 // The verb on one replica's failed events; returns its exit code (65 when a retried event failed again).
-int run_on_target(const config::Config& config, const Options& o, const Verb& verb, const Target& target) {
+int run_on_target(const config::Config& config, const FailedOptions& o, const Verb& verb, const Target& target) {
   std::string role = target.role();
   auto connection = pg::connect(target.url, role, "outbox failed");
   int exit_code = 0;
@@ -216,7 +216,7 @@ int run_on_target(const config::Config& config, const Options& o, const Verb& ve
 }
 
 // `failed ...` without --relay: the events replicate parked on the replicas.
-int run_replica_side(const config::Config& config, const Options& o, const Verb& verb) {
+int run_replica_side(const config::Config& config, const FailedOptions& o, const Verb& verb) {
   bool many = verb.list || (verb.retry && o.all);
   std::vector<std::string> names = without_repeats(o.replicas);
   if (names.empty()) names = many ? config.replica_names() : std::vector<std::string>{"main"};
@@ -232,7 +232,7 @@ int run_replica_side(const config::Config& config, const Options& o, const Verb&
 }
 
 // `failed ... --consumer NAME`: the events a consumer's handlers failed on, in the service database.
-int run_consumer_side(const config::Config& config, const Options& o, const Verb& verb) {
+int run_consumer_side(const config::Config& config, const FailedOptions& o, const Verb& verb) {
   bool many = verb.list || (verb.retry && o.all);
   std::vector<std::string> names = without_repeats(o.consumers);
   if (!many && names.size() > 1) throw usage_error("failed: give one --consumer for show, retry ID and discard");
@@ -250,7 +250,7 @@ int run_consumer_side(const config::Config& config, const Options& o, const Verb
 }  // namespace
 
 void add_failed_commands(Registry& registry) {
-  static Options o;
+  static FailedOptions o;
   CLI::App* failed = registry.add(
       "failed",
       "Inspect and redrive events that replicate parked (poison events), or with --relay the outbox rows the relay parked");

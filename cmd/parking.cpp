@@ -18,7 +18,7 @@
 namespace outbox::cmd {
 namespace {
 
-struct Options {
+struct ParkingOptions {
   std::string name, status, uuid, from = "replica", max_staleness;
   std::optional<std::string> new_name, new_status;
   bool json = false;
@@ -27,7 +27,7 @@ struct Options {
 }  // namespace
 
 void add_parking_commands(Registry& registry) {
-  static Options o;
+  static ParkingOptions o;
   auto primary = [&registry] { return parking::primary_source(load_config(registry.globals())); };
   auto from = [&registry] { return parking::resolve_source(load_config(registry.globals()), o.from); };
   const std::string from_help = "primary, replica (the replica named main; the default) or replica:NAME";

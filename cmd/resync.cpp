@@ -24,7 +24,7 @@
 namespace outbox::cmd {
 namespace {
 
-struct Options {
+struct ResyncOptions {
   std::string table = "parking_slots";
   std::string replica = "main";
   std::vector<std::string> uuids, keys;
@@ -62,7 +62,7 @@ std::string aggregate_type_in_outbox(pqxx::connection& primary, const std::strin
 
 // The table and its events, from replicate.mappings: the last upsert mapping of the table (any of
 // them writes the row alike; for parking_slots that is parking.update) and its delete mapping.
-resync::Table table_of(const config::Config& config, const Options& o, pqxx::connection& primary,
+resync::Table table_of(const config::Config& config, const ResyncOptions& o, pqxx::connection& primary,
                        const std::string& outbox_table) {
   resync::Table table;
   table.table = o.table;
@@ -131,7 +131,7 @@ int report(const resync::Table& table, const std::vector<resync::Outcome>& outco
 }
 
 // The keys of the rows of `table` that verify finds different on --replica.
-std::vector<std::string> drifted_keys(const config::Config& config, const Options& o, const resync::Table& table,
+std::vector<std::string> drifted_keys(const config::Config& config, const ResyncOptions& o, const resync::Table& table,
                                       const progress::Callback& progress) {
   verify::Setup setup = verify::set_up(config, o.replica, o.timeout, "outbox resync");
   std::vector<verify::TableSpec> tables;
@@ -144,7 +144,7 @@ std::vector<std::string> drifted_keys(const config::Config& config, const Option
   return keys;
 }
 
-int run(Registry& registry, const Options& o) {
+int run(Registry& registry, const ResyncOptions& o) {
   progress::Mode mode = progress::parse_mode(o.progress, "--progress");
   if (o.uuids.empty() && o.keys.empty() && !o.all)
     throw usage_error("resync: give --uuid UUID or --key KEY (repeatable), or --all");
@@ -185,7 +185,7 @@ int run(Registry& registry, const Options& o) {
 }  // namespace
 
 void add_resync_command(Registry& registry) {
-  static Options o;
+  static ResyncOptions o;
   CLI::App* app = registry.add("resync",
                                "Repair drift: emit fresh full-state events for the chosen rows of a mapped table (parking slots "
                                "by default) through the outbox");

@@ -23,7 +23,7 @@
 namespace outbox::cmd {
 namespace {
 
-struct Options {
+struct VerifyOptions {
   std::string replica = "main";
   bool json = false;
   std::string timeout = "60s";
@@ -34,7 +34,7 @@ struct Options {
   std::string progress = "auto";
 };
 
-int verify_service(const config::Config& config, const Options& o, CLI::App& app) {
+int verify_service(const config::Config& config, const VerifyOptions& o, CLI::App& app) {
   for (const char* option : {"--replica", "--timeout", "--table", "--key", "--chunk-rows", "--progress"})
     if (app.count(option) > 0) throw usage_error(std::string("verify: ") + option + " does not go with --service");
   verify::ServiceReport report = verify::verify_service(config, o.service);
@@ -48,7 +48,7 @@ int verify_service(const config::Config& config, const Options& o, CLI::App& app
 }  // namespace
 
 void add_verify_command(Registry& registry) {
-  static Options o;
+  static VerifyOptions o;
   CLI::App* app =
       registry.add("verify", "Compare the primary with a replica at a consistent point; exit 0 equal, 1 drift, 3 unreachable");
   app->add_option("--replica", o.replica, "Replica to compare (default: main)")->type_name("NAME");

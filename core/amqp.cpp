@@ -25,7 +25,7 @@ using wire::kChannel;
 constexpr const char* kContentType = "application/json";
 constexpr const char* kAppId = "outbox";
 
-std::string text(amqp_bytes_t value) { return std::string(static_cast<const char*>(value.bytes), value.len); }
+using wire::text;
 
 timeval to_timeval(Duration duration) {
   return timeval{static_cast<time_t>(duration.count() / 1000), static_cast<suseconds_t>((duration.count() % 1000) * 1000)};

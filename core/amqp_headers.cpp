@@ -5,11 +5,12 @@
 #include <map>
 
 #include "core/amqp.hpp"
+#include "core/amqp_wire.hpp"
 
 namespace outbox::amqp {
 namespace {
 
-std::string text(amqp_bytes_t value) { return std::string(static_cast<const char*>(value.bytes), value.len); }
+using wire::text;
 
 // A float as its shortest exact text, always with a point or an exponent: 12.0 must not read as the
 // integer 12 when a header that wants an integer is checked.

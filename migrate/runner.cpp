@@ -29,8 +29,6 @@ std::string one_line(std::string text) {
   return out;
 }
 
-std::string short_sum(const std::string& checksum) { return checksum.substr(0, 12); }
-
 // True when schema_migrations exists. One that another tool made (Rails, golang-migrate and dbmate
 // use the name too) is refused rather than written to.
 bool has_migrations_table(pqxx::transaction_base& tx) {

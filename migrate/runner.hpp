@@ -57,6 +57,8 @@ struct Migration {
 
 // Lowercase hex SHA-256.
 std::string sha256_hex(std::string_view data);
+// The first 12 hex digits of a checksum: how messages name one.
+inline std::string short_sum(const std::string& checksum) { return checksum.substr(0, 12); }
 
 // The files of one target, parsed and sorted by version. Throws Error(software) for a file not
 // named NNNN_name.sql or for two files with the same version (a build mistake, caught by a test).

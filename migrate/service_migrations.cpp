@@ -13,8 +13,6 @@
 namespace outbox::migrate {
 namespace {
 
-std::string short_sum(const std::string& checksum) { return checksum.substr(0, 12); }
-
 struct Recorded {
   std::string checksum;
   std::string applied_at;

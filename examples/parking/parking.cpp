@@ -15,7 +15,7 @@ namespace {
 
 constexpr const char* kColumns = "uuid::text, name, status, version";
 
-std::string quoted(std::string_view text) { return "\"" + log::json_escape(text) + "\""; }
+std::string json_quoted(std::string_view text) { return "\"" + log::json_escape(text) + "\""; }
 
 Slot slot_of(const pqxx::row& row) {
   return {row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(), row[3].as<long long>()};
@@ -76,7 +76,7 @@ void validate_name(std::string_view name) {
 
 void validate_status(std::string_view status) {
   if (status != "available" && status != "blocked" && status != "reserved")
-    throw data_error("invalid status " + quoted(status) + ": must be available, blocked or reserved");
+    throw data_error("invalid status " + json_quoted(status) + ": must be available, blocked or reserved");
 }
 
 std::string normalize_uuid(std::string_view uuid) {
@@ -94,7 +94,7 @@ std::string normalize_uuid(std::string_view uuid) {
     }
     out += c;
   }
-  if (!ok) throw data_error("invalid uuid " + quoted(uuid) + ": must look like 3f0c1d2e-4b5a-6978-8a9b-0c1d2e3f4a5b");
+  if (!ok) throw data_error("invalid uuid " + json_quoted(uuid) + ": must look like 3f0c1d2e-4b5a-6978-8a9b-0c1d2e3f4a5b");
   return out;
 }
 
@@ -115,7 +115,8 @@ std::string random_uuid() {
 }
 
 std::string json_line(const Slot& slot) {
-  return "{\"uuid\": " + quoted(slot.uuid) + ", \"name\": " + quoted(slot.name) + ", \"status\": " + quoted(slot.status) + "}";
+  return "{\"uuid\": " + json_quoted(slot.uuid) + ", \"name\": " + json_quoted(slot.name) +
+         ", \"status\": " + json_quoted(slot.status) + "}";
 }
 
 std::string details(const Slot& slot) {

@@ -7,6 +7,7 @@
 
 #include "tests/integration/support/broker.hpp"
 #include "tests/integration/support/harness.hpp"
+#include "tests/support/fragments.hpp"
 
 using namespace outbox::testing;
 namespace amqp = outbox::amqp;
@@ -44,14 +45,6 @@ std::string percent_encoded(const std::string& text) {
     }
   }
   return out;
-}
-
-// Every piece of four characters of the secret that the text contains: none may appear.
-std::vector<std::string> fragments_in(const std::string& text, const std::string& secret) {
-  std::vector<std::string> found;
-  for (size_t at = 0; at + 4 <= secret.size(); ++at)
-    if (text.find(secret.substr(at, 4)) != std::string::npos) found.push_back(secret.substr(at, 4));
-  return found;
 }
 
 // Whether the text holds a byte that a terminal acts on, other than the newlines that end lines.

@@ -11,9 +11,11 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/url.hpp"
+#include "tests/support/fragments.hpp"
 
 using namespace outbox;
 using namespace outbox::config;
+using outbox::testing::fragments_in;
 
 namespace {
 
@@ -61,14 +63,6 @@ class PasswordFile : public ::testing::Test {
 
   std::filesystem::path dir_;
 };
-
-// Every piece of four characters of the secret that the text contains: none may appear.
-std::vector<std::string> fragments_in(const std::string& text, const std::string& secret) {
-  std::vector<std::string> found;
-  for (size_t at = 0; at + 4 <= secret.size(); ++at)
-    if (text.find(secret.substr(at, 4)) != std::string::npos) found.push_back(secret.substr(at, 4));
-  return found;
-}
 
 }  // namespace
 

@@ -10,15 +10,15 @@
 using namespace outbox::relay;
 
 TEST(Partitions, AFairShareIsThePartitionsPerInstanceRoundedUp) {
-  EXPECT_EQ(fair_share(16, 1), 16);
-  EXPECT_EQ(fair_share(16, 3), 6);
-  EXPECT_EQ(fair_share(16, 4), 4);
-  EXPECT_EQ(fair_share(1, 5), 1);
+  EXPECT_EQ(outbox::relay::fair_share(16, 1), 16);
+  EXPECT_EQ(outbox::relay::fair_share(16, 3), 6);
+  EXPECT_EQ(outbox::relay::fair_share(16, 4), 4);
+  EXPECT_EQ(outbox::relay::fair_share(1, 5), 1);
 }
 
 TEST(Partitions, NoLiveInstanceCountsAsOneSoTheShareIsEverything) {
-  EXPECT_EQ(fair_share(16, 0), 16);
-  EXPECT_EQ(fair_share(16, -1), 16);
+  EXPECT_EQ(outbox::relay::fair_share(16, 0), 16);
+  EXPECT_EQ(outbox::relay::fair_share(16, -1), 16);
 }
 
 TEST(Partitions, EachInstanceReachesFirstForItsOwnStretchOfPartitions) {
@@ -56,10 +56,10 @@ TEST(Partitions, InstancesThatTakeTheirShareInTheirOrderCoverEveryPartitionOnce)
   for (int slot = 0; slot < members; ++slot) {
     std::set<int> owned;
     for (int partition : acquisition_order(partitions, slot, members, owned)) {
-      if (static_cast<int>(owned.size()) >= fair_share(partitions, members)) break;
+      if (static_cast<int>(owned.size()) >= outbox::relay::fair_share(partitions, members)) break;
       if (taken.insert(partition).second) owned.insert(partition);
     }
-    EXPECT_LE(static_cast<int>(owned.size()), fair_share(partitions, members));
+    EXPECT_LE(static_cast<int>(owned.size()), outbox::relay::fair_share(partitions, members));
   }
   EXPECT_EQ(static_cast<int>(taken.size()), partitions);
 }

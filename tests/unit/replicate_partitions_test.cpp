@@ -85,11 +85,11 @@ TEST(ReplicatePartitions, ZeroPartitionsIsRefusedNamingTheOption) {
 }
 
 TEST(ReplicatePartitions, EachProcessServesThePartitionsPerProcessRoundedUp) {
-  EXPECT_EQ(fair_share(4, 1), 4);
-  EXPECT_EQ(fair_share(4, 2), 2);
-  EXPECT_EQ(fair_share(4, 3), 2);
-  EXPECT_EQ(fair_share(4, 5), 1);
-  EXPECT_EQ(fair_share(4, 0), 4);  // no count yet: this process alone
+  EXPECT_EQ(outbox::replicate::fair_share(4, 1), 4);
+  EXPECT_EQ(outbox::replicate::fair_share(4, 2), 2);
+  EXPECT_EQ(outbox::replicate::fair_share(4, 3), 2);
+  EXPECT_EQ(outbox::replicate::fair_share(4, 5), 1);
+  EXPECT_EQ(outbox::replicate::fair_share(4, 0), 4);  // no count yet: this process alone
 }
 
 TEST(ReplicatePartitions, AProcessOverItsShareGivesBackItsHighestPartitionsOnly) {

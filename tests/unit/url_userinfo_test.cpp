@@ -7,8 +7,10 @@
 #include "core/config.hpp"
 #include "core/error.hpp"
 #include "core/url.hpp"
+#include "tests/support/fragments.hpp"
 
 using namespace outbox;
+using outbox::testing::fragments_in;
 
 namespace {
 
@@ -31,14 +33,6 @@ std::string config_error_of(const std::string& toml, const config::LoadOptions& 
     return error.what();
   }
   return "(no error)";
-}
-
-// Every piece of four or more characters of the secret that the text contains.
-std::vector<std::string> fragments_in(const std::string& text, const std::string& secret) {
-  std::vector<std::string> found;
-  for (size_t at = 0; at + 4 <= secret.size(); ++at)
-    if (text.find(secret.substr(at, 4)) != std::string::npos) found.push_back(secret.substr(at, 4));
-  return found;
 }
 
 }  // namespace
