@@ -1,5 +1,6 @@
 #pragma once
-// The integration test harness: every tests/integration/*_test.cpp binary links it.
+// The integration test harness: every integration binary links it (one binary per
+// tests/integration/*_test.cpp file, or per group of files named in tests/CMakeLists.txt).
 //
 // Linking it registers a GoogleTest environment that, once per binary, starts throwaway servers
 // (scripts/servers --dir <fresh temp dir> start: a primary and a replica PostgreSQL cluster and a
