@@ -75,6 +75,11 @@ Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, con
   if (consumer_) counter("outbox_replicate_unhandled_total");
   metrics_.histogram(metric_name("outbox_replicate_batch_seconds"), "Time to apply and commit one batch on a replica",
                      {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}, labels_);
+  // The lag's family (HELP and TYPE) is served from the start, like every other; its series only
+  // once the first tick has read a heartbeat (a scrape between the two saw no family at all).
+  lag::ReplicaStage unknown;
+  unknown.name = replica_;
+  lag::set_replica_gauges(metrics_, unknown, consumer_);
 
   apply_soon_ = std::make_unique<loop::Deferred>(loop_, [this] { apply_pending(); });
   worker_ = std::make_unique<loop::Worker>(loop_);
