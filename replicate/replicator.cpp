@@ -62,24 +62,17 @@ Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, con
   apply_connections_ = settings.apply_connections;
   apply_tunables(settings.tunables);
 
-  counter("outbox_replicate_applied_total");
-  counter("outbox_replicate_skipped_total", {{"reason", "stale"}});
-  counter("outbox_replicate_skipped_total", {{"reason", "duplicate"}});
-  counter("outbox_replicate_skipped_total", {{"reason", "broken_heartbeat"}});
-  counter("outbox_replicate_parked_total");
-  counter("outbox_replicate_waiting_total");
-  counter("outbox_replicate_heartbeats_total");
-  counter("outbox_replicate_reconnects_total");
-  counter("outbox_replicate_pruned_total");
-  counter("outbox_replicate_future_events_total");
+  for (const char* name : {"outbox_replicate_applied_total", "outbox_replicate_parked_total", "outbox_replicate_waiting_total",
+                           "outbox_replicate_heartbeats_total", "outbox_replicate_reconnects_total",
+                           "outbox_replicate_pruned_total", "outbox_replicate_future_events_total"})
+    counter(name);
+  for (const char* reason : {"stale", "duplicate", "broken_heartbeat"})
+    counter("outbox_replicate_skipped_total", {{"reason", reason}});
   if (consumer_) counter("outbox_replicate_unhandled_total");
   metrics_.histogram(metric_name("outbox_replicate_batch_seconds"), "Time to apply and commit one batch on a replica",
                      {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}, labels_);
-  // The lag's family (HELP and TYPE) is served from the start, like every other; its series only
-  // once the first tick has read a heartbeat (a scrape between the two saw no family at all).
-  lag::ReplicaStage unknown;
-  unknown.name = replica_;
-  lag::set_replica_gauges(metrics_, unknown, consumer_);
+  // The lag's family is served from the start (a scrape before the first tick missed it), its series once known.
+  lag::set_replica_gauges(metrics_, lag::ReplicaStage{.name = replica_}, consumer_);
 
   apply_soon_ = std::make_unique<loop::Deferred>(loop_, [this] { apply_pending(); });
   worker_ = std::make_unique<loop::Worker>(loop_);
