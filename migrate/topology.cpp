@@ -82,19 +82,32 @@ void check_partitioning(amqp::Connection& connection, const ReplicaQueue& replic
 }
 
 void check_pack_switch(amqp::Connection& connection, const ReplicaQueue& replica) {
-  if (replica.pack_exchange.empty() || replica.partitions <= 1) return;
-  if (connection.exchange_exists(pack_hash_exchange_name(replica.queue))) return;
+  if (replica.partitions <= 1) return;
+  // The pack hash exchange exists exactly while packing is on for these queues: it is the state.
+  const std::string pack_hash = pack_hash_exchange_name(replica.queue);
+  const bool packing = !replica.pack_exchange.empty();
+  if (packing == connection.exchange_exists(pack_hash)) return;
   unsigned long long queued = 0;
   for (const std::string& queue : queue_names(replica))
     if (connection.queue_exists(queue)) queued += connection.inspect_queue(queue).first;
-  if (queued == 0) return;
+  const std::string who = (replica.consumer ? "consumer " : "replica ") + replica.replica;
   const std::string daemon = replica.consumer ? "consume" : "replicate";
-  throw config_error((replica.consumer ? "consumer " : "replica ") + replica.replica + ": relay.pack = " +
-                     std::to_string(replica.pack) + " turns packing on, but its partition queues hold " + std::to_string(queued) +
-                     " message(s) published unpacked: packs go to the queues by relay partition, so an aggregate's "
-                     "next events could land in another queue than these and be handled first; drain them (stop the "
-                     "relay, wait for " +
-                     daemon + "), then start " + daemon + " and the relay again");
+  if (queued != 0 && packing)
+    throw config_error(who + ": relay.pack = " + std::to_string(replica.pack) +
+                       " turns packing on, but its partition queues hold " + std::to_string(queued) +
+                       " message(s) published unpacked: packs go to the queues by relay partition, so an aggregate's "
+                       "next events could land in another queue than these and be handled first; drain them (stop the "
+                       "relay, wait for " +
+                       daemon + "), then start " + daemon + " and the relay again");
+  if (queued != 0)
+    throw config_error(who + ": relay.pack = 1 turns packing off, but its partition queues hold " + std::to_string(queued) +
+                       " message(s) that may be packs, which went to the queues by relay partition: an aggregate's next "
+                       "events, published unpacked, could land in another queue than these and be handled first; drain "
+                       "them with packing still on (stop the relay, wait for " +
+                       daemon + "), then start " + daemon + " and the relay with relay.pack = 1");
+  // Packing is off and the queues are empty: without its hash exchange, the next start with
+  // packing on is a switch again (checked above).
+  if (!packing) connection.delete_exchange(pack_hash);
 }
 
 void declare_exchange(amqp::Connection& connection, const std::string& exchange, bool quorum_queues) {

@@ -40,7 +40,7 @@
 // over the aggregates: a larger relay.partitions spreads packs more evenly.
 // Why relay.pack must not change while partition queues hold events: an aggregate's events then
 // take the other hash exchange, and may land in another queue than its earlier events
-// (migrate/topology.cpp, check_pack_switch, refuses it while they hold messages).
+// (check_pack_switch refuses it, on or off, while they hold messages).
 // Why a changed N is refused (check_partitioning): the ring of the hash exchange moves aggregates to
 // other queues when queues come or go, so events of one aggregate would sit in two queues, served
 // by two processes, and could apply out of order. The procedure is: stop writes or the relay, let
@@ -94,8 +94,11 @@ std::vector<std::string> queue_names(const ReplicaQueue& replica);
 // Throws Error(config) when the broker holds queues of another partitioning of the replica than
 // replica.partitions (see above: a change splits the order of aggregates).
 void check_partitioning(amqp::Connection& connection, const ReplicaQueue& replica);
-// Throws Error(config) when packing is on for a partitioned replica whose pack hash exchange does
-// not exist yet (packing turns on) while its partition queues hold messages (see above).
+// For a partitioned replica, whose pack hash exchange exists exactly while packing is on: throws
+// Error(config) when packing turns on (relay.pack > 1, no pack hash exchange) or off (relay.pack =
+// 1, the exchange exists) while its partition queues hold messages (see above). Turning off with
+// empty queues deletes the exchange. A packing relay still running then sends its packs to
+// outbox.unroutable: stop the relay before the switch, either way.
 void check_pack_switch(amqp::Connection& connection, const ReplicaQueue& replica);
 
 // The exchange events are published to, with its alternate exchange and queue (a quorum queue

@@ -322,7 +322,9 @@ TEST(Partitions, WithPackingTwoProcessesServeFourPartitionQueuesAndEveryEventIsA
   load.stop();
   EXPECT_TRUE(eventually(replica_equals_primary, 120s)) << first.log() << second.log() << relay.log();
   expect_every_event_applied_once_in_order();
-  size_t events = static_cast<size_t>(std::stoll(scalar(servers().primary_url, "SELECT count(*) FROM outbox")));
+  // The relay's heartbeats are outbox rows too, published one by one to every replica, never packed.
+  size_t events = static_cast<size_t>(
+      std::stoll(scalar(servers().primary_url, "SELECT count(*) FROM outbox WHERE event_type <> 'outbox.heartbeat'")));
   size_t packed_events = 0, largest = 0;
   // The relay stopped (its heartbeats too), the packs it published are read until none comes.
   relay.signal(SIGTERM);
@@ -363,6 +365,48 @@ TEST(Partitions, TurningPackingOnWhileThePartitionQueuesHoldUnpackedEventsIsRefu
   RunResult migrated = run_outbox(with_args({"migrate"}, packing));
   EXPECT_EQ(migrated.exit_code, 0) << migrated;
   EXPECT_TRUE(connection->exchange_exists(topology::pack_hash_exchange_name("outbox.replica.main")));
+}
+
+TEST(Partitions, TurningPackingOffWhileThePartitionQueuesHoldPacksIsRefusedWithExit78) {
+  fresh_start();
+  const std::vector<std::string> packing = {"--set", "replicas.main.partitions=4", "--set", "relay.pack=50"};
+  const std::vector<std::string> unpacked = {"--set", "replicas.main.partitions=4"};
+  RunResult packed = run_outbox(with_args({"migrate"}, packing));
+  ASSERT_EQ(packed.exit_code, 0) << packed;
+  const std::string pack_hash = topology::pack_hash_exchange_name("outbox.replica.main");
+  ASSERT_TRUE(broker_connection()->exchange_exists(pack_hash));
+  // A packing relay's pack, routed to a partition queue by its relay partition.
+  pack::Builder builder;
+  for (int aggregate = 0; aggregate < 8; ++aggregate)
+    builder.add(
+        event_message("parking.update", "parking_slot", "slot-" + std::to_string(aggregate), 1, "{}", 1700000000000001LL));
+  publish_all({builder.take("outbox.packed", 3)}, topology::partition_queue_name("outbox.replica.main", 0));
+  ASSERT_TRUE(eventually([&] {
+    unsigned long long queued = 0;
+    for (const std::string& queue : topology::queue_names(main_replica_in_four()))
+      queued += broker_connection()->inspect_queue(queue).first;
+    return queued == 1;
+  })) << queue_depths();
+
+  RunResult refused = run_outbox(with_args({"migrate"}, unpacked));
+  EXPECT_EQ(refused.exit_code, 78) << refused;
+  EXPECT_NE(refused.err.find("replica main: relay.pack = 1 turns packing off, but its partition queues hold 1 message(s) "
+                             "that may be packs"),
+            std::string::npos)
+      << refused;
+  Daemon replicate(partitioned_replicate(4));
+  EXPECT_EQ(replicate.wait_exit(60s), 78) << replicate.log();
+  EXPECT_NE(replicate.log().find("relay.pack = 1 turns packing off"), std::string::npos) << replicate.log();
+  EXPECT_TRUE(broker_connection()->exchange_exists(pack_hash)) << "packing stays on while the queues hold packs";
+  // Drained, packing turns off: the pack hash exchange goes, and turning it on again is a switch again.
+  auto connection = broker_connection();
+  for (const std::string& queue : topology::queue_names(main_replica_in_four())) connection->purge_queue(queue);
+  RunResult migrated = run_outbox(with_args({"migrate"}, unpacked));
+  EXPECT_EQ(migrated.exit_code, 0) << migrated;
+  EXPECT_FALSE(connection->exchange_exists(pack_hash));
+  RunResult on_again = run_outbox(with_args({"migrate"}, packing));
+  EXPECT_EQ(on_again.exit_code, 0) << on_again;
+  EXPECT_TRUE(connection->exchange_exists(pack_hash));
 }
 
 TEST(Partitions, AChangedPartitionCountIsRefusedWithExit78NamingTheOptionAndTheQueues) {
