@@ -4,11 +4,6 @@
 
 namespace outbox::relay {
 
-int fair_share(int partitions, int members) {
-  members = std::max(members, 1);
-  return (partitions + members - 1) / members;
-}
-
 std::vector<int> acquisition_order(int partitions, int member_slot, int members, const std::set<int>& owned) {
   std::vector<int> order;
   int start = (std::max(member_slot, 0) * fair_share(partitions, members)) % std::max(partitions, 1);

@@ -5,6 +5,8 @@
 #include <set>
 #include <vector>
 
+#include "core/share.hpp"
+
 namespace outbox::relay {
 
 // Advisory lock key spaces (first key of pg_advisory_lock(int, int)).
@@ -14,7 +16,7 @@ inline constexpr int kPartitionCountLockClass = 0x6F627833;  // shared, one per 
 inline constexpr int kRebalanceLockClass = 0x6F627834;       // held while an instance takes partitions: (class, 0)
 
 // Each of `members` instances should own at most ceil(partitions / members) partitions.
-int fair_share(int partitions, int members);
+using outbox::fair_share;
 
 // The partitions to try to lock, in order: starting at this member's slot so that instances
 // reach for different partitions first, and skipping the ones already owned.

@@ -6,11 +6,6 @@
 
 namespace outbox::replicate {
 
-int fair_share(int partitions, int members) {
-  members = std::max(members, 1);
-  return (partitions + members - 1) / members;
-}
-
 bool gives_back(const std::set<int>& owned, int share, int partition) {
   if (!owned.count(partition)) return false;
   int over = static_cast<int>(owned.size()) - std::max(share, 0);

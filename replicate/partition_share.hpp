@@ -21,6 +21,8 @@
 #include <set>
 #include <string>
 
+#include "core/share.hpp"
+
 namespace outbox::replicate {
 
 // Session lock (hashtext('outbox replicate member ' || replica), slot) of each live process that
@@ -29,7 +31,7 @@ namespace outbox::replicate {
 inline constexpr int kMemberSlots = 1024;
 
 // Each of `members` processes serves at most ceil(partitions / members) partitions.
-int fair_share(int partitions, int members);
+using outbox::fair_share;
 // Whether a process that serves `owned` gives `partition` back: it is one of the highest ones
 // over `share`.
 bool gives_back(const std::set<int>& owned, int share, int partition);
