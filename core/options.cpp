@@ -97,7 +97,7 @@ constexpr std::array kOptions{
   Option{.key = "relay.retention", .type = Type::duration, .default_value = "24h", .min = 0, .max = 365 * kDay, .reloadable = true,
          .help = "How long published rows are kept before they are removed in small batches; 0 removes them at once. A partitioned outbox (migration 0004) drops a whole partition once every row in it is published and its newest row is older than this."},
   Option{.key = "relay.partition_size", .type = Type::integer, .default_value = "1000000", .min = 1, .max = 1000000000, .reloadable = true,
-         .help = "Positions per partition the relay creates ahead of the writers in a partitioned outbox (migration 0004); retention drops a partition whole. Choose it so that a partition fills in an hour or more: at 10M events a day, the default makes about ten."},
+         .help = "Positions per partition the relay creates ahead of the writers in a partitioned outbox (migration 0004); retention drops a partition whole. Choose it so that a partition fills in an hour or more: at 10M events a day, the default makes about ten. The migration's first partition of new rows (1,000,000 positions) is cut to it at the relay's first tick while it holds few rows."},
   max_backoff("relay.max_backoff"),
   Option{.key = "relay.shutdown_timeout", .type = Type::duration, .default_value = "30s", .min = 100, .max = kHour, .reloadable = true,
          .help = "On SIGTERM, how long to wait for the in-flight batch to be confirmed and committed."},

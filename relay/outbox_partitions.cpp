@@ -111,6 +111,38 @@ int create_ahead(pqxx::connection& connection, const Catalog& catalog, const std
   return created;
 }
 
+// Whether `partition` holds fewer than kMaxRowsToCut rows: a cut scans it under lock.
+bool holds_few_rows(pqxx::connection& connection, const RangePartition& partition) {
+  pqxx::read_transaction tx(connection);
+  return tx.exec_params1("SELECT count(*) < $1 FROM (SELECT FROM " + partition.quoted + " LIMIT $1) few", kMaxRowsToCut)[0]
+      .as<bool>();
+}
+
+bool oldest_row_older_than(pqxx::connection& connection, const RangePartition& partition, std::chrono::milliseconds age) {
+  pqxx::read_transaction tx(connection);
+  return tx
+      .exec_params1("SELECT coalesce((SELECT created_at < clock_timestamp() - $1::interval FROM " + partition.quoted +
+                        " ORDER BY position LIMIT 1), false)",
+                    interval(age))[0]
+      .as<bool>();
+}
+
+// Under the outbox's ACCESS EXCLUSIVE lock (taken by the caller, with the sequence read after it):
+// `partition` is attached again as [lower, cut), closed, and [cut, upper) is created. The CHECK
+// spares the ATTACH a second scan.
+void cut_at(pqxx::transaction_base& tx, const Catalog& catalog, const std::string& quoted, const RangePartition& partition,
+            long long cut, long long upper) {
+  bool from_min = partition.lower == std::numeric_limits<long long>::min();
+  std::string lower = from_min ? "MINVALUE" : std::to_string(partition.lower);
+  tx.exec("ALTER TABLE " + quoted + " DETACH PARTITION " + partition.quoted);
+  tx.exec("ALTER TABLE " + partition.quoted + " ADD CONSTRAINT outbox_partition_bound CHECK (position < " + std::to_string(cut) +
+          (from_min ? "" : " AND position >= " + lower) + ")");
+  tx.exec("ALTER TABLE " + quoted + " ATTACH PARTITION " + partition.quoted + " FOR VALUES FROM (" + lower + ") TO (" +
+          std::to_string(cut) + ")");
+  tx.exec("ALTER TABLE " + partition.quoted + " DROP CONSTRAINT outbox_partition_bound");
+  create_partition(tx, catalog, quoted, cut, upper);
+}
+
 // At a low rate the partition being written would stay open for months, and its rows would outlive
 // relay.retention. Once its oldest row is older than half of it (and it holds few rows, as it does
 // at such a rate), it is cut at the sequence, under a short ACCESS EXCLUSIVE lock on the outbox:
@@ -124,29 +156,39 @@ bool cut_open_partition(pqxx::connection& connection, const Catalog& catalog, co
   // every tick would only take the lock at every tick.
   if (retention.count() == 0 || open == catalog.ranges.end() || open->upper == std::numeric_limits<long long>::max())
     return false;
-  {
-    pqxx::read_transaction tx(connection);
-    if (!tx.exec_params1("SELECT coalesce((SELECT created_at < clock_timestamp() - $1::interval FROM " + open->quoted +
-                             " ORDER BY position LIMIT 1), false) AND (SELECT count(*) FROM (SELECT FROM " + open->quoted +
-                             " LIMIT $2) few) < $2",
-                         interval(retention / 2), kMaxRowsToCut)[0]
-             .as<bool>())
-      return false;
-  }
+  if (!oldest_row_older_than(connection, *open, retention / 2) || !holds_few_rows(connection, *open)) return false;
   pqxx::work tx(connection);
   begin_short(tx);
   tx.exec("LOCK TABLE ONLY " + quoted + " IN ACCESS EXCLUSIVE MODE");
   long long cut = last_position(tx, quoted) + 1;
   if (cut >= open->upper) return false;
-  bool from_min = open->lower == std::numeric_limits<long long>::min();
-  std::string lower = from_min ? "MINVALUE" : std::to_string(open->lower);
-  tx.exec("ALTER TABLE " + quoted + " DETACH PARTITION " + open->quoted);
-  tx.exec("ALTER TABLE " + open->quoted + " ADD CONSTRAINT outbox_partition_bound CHECK (position < " + std::to_string(cut) +
-          (from_min ? "" : " AND position >= " + lower) + ")");
-  tx.exec("ALTER TABLE " + quoted + " ATTACH PARTITION " + open->quoted + " FOR VALUES FROM (" + lower + ") TO (" +
-          std::to_string(cut) + ")");
-  tx.exec("ALTER TABLE " + open->quoted + " DROP CONSTRAINT outbox_partition_bound");
-  create_partition(tx, catalog, quoted, cut, open->upper);
+  cut_at(tx, catalog, quoted, *open, cut, open->upper);
+  tx.commit();
+  return true;
+}
+
+// Migration 0004 makes the first partition of new rows 1,000,000 positions long whatever
+// relay.partition_size says: its text is checksummed, so it cannot read the relay's settings.
+// While the writers are in the last partition, and it spans more than twice relay.partition_size
+// and holds few rows, it is cut to the size: at lower + size, or just past the sequence if the
+// writers are beyond that already. [cut, cut + size) is created in the same transaction, so the
+// writers never reach the default partition. This is the migration's partition when the relay
+// first starts after it; partitions the relay made ahead are never the last while writers are in
+// them, and keep their length.
+bool fit_open_partition(pqxx::connection& connection, const Catalog& catalog, const std::string& quoted, long long size) {
+  long long next = catalog.last_position + 1;
+  if (catalog.ranges.empty()) return false;
+  const RangePartition& last = catalog.ranges.back();
+  if (last.lower == std::numeric_limits<long long>::min() || last.upper == std::numeric_limits<long long>::max() ||
+      next < last.lower || next >= last.upper || last.upper - last.lower <= 2 * size)
+    return false;
+  if (!holds_few_rows(connection, last)) return false;
+  pqxx::work tx(connection);
+  begin_short(tx);
+  tx.exec("LOCK TABLE ONLY " + quoted + " IN ACCESS EXCLUSIVE MODE");
+  long long cut = std::max(last.lower + size, last_position(tx, quoted) + 1);
+  if (cut > last.upper - size) return false;
+  cut_at(tx, catalog, quoted, last, cut, cut + size);
   tx.commit();
   return true;
 }
@@ -246,7 +288,8 @@ MaintenanceResult maintain_outbox_partitions(pqxx::connection& connection, const
   }
   try {
     Catalog catalog = read_catalog(connection, quoted);
-    if (cut_open_partition(connection, catalog, quoted, retention)) {
+    if (fit_open_partition(connection, catalog, quoted, partition_size) ||
+        cut_open_partition(connection, catalog, quoted, retention)) {
       result.created = 1;
       catalog = read_catalog(connection, quoted);
     }

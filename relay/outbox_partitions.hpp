@@ -13,6 +13,10 @@
 //   relay fall behind anyway, the DEFAULT partition takes the rows: the write path never fails for a
 //   missing partition. A new partition starts past the highest row of the default partition, so the
 //   two never overlap; such rows are removed by the row-deleting retention, on that partition only.
+// - Fit: migration 0004 makes the first partition of new rows 1,000,000 positions long, as it
+//   cannot read the relay's settings. While the writers are in the last partition, it spans more
+//   than twice relay.partition_size and holds few rows, it is cut to the size (or just past the
+//   sequence) and the next partition is made in the same transaction.
 // - Cut: at a low rate the partition being written would stay open for months and its rows would
 //   outlive relay.retention. Once its oldest row is older than half of relay.retention (and it holds
 //   few rows), it is cut where the sequence is: closed below, a new partition above. Rows are so kept

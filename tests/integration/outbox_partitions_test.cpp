@@ -48,8 +48,13 @@ std::set<std::string> partitions() {
   return names;
 }
 
-// New rows start at 1,000,001, where the relay creates its partitions of relay.partition_size (the
-// migration's first partition of a million positions would otherwise hold every row of a test).
+// The partition's bound as PostgreSQL prints it: "FOR VALUES FROM ('1') TO ('101')".
+std::string partition_bounds(const std::string& name) {
+  return scalar(primary(), "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c WHERE c.relname = '" + name + "'");
+}
+
+// New rows start at 1,000,001, past the migration's first partition, in partitions of
+// relay.partition_size that the relay makes there and the tests know by their positions.
 void start_positions_past_the_first_partition() {
   exec(primary(), "SELECT setval(pg_get_serial_sequence('outbox', 'position'), 1000000)");
 }
@@ -100,6 +105,28 @@ TEST(PartitionedOutbox, MigrateConvertsAPopulatedOutboxKeepingEveryRowInOrderAnd
   std::set<std::string> received;
   for (const auto& message : messages) received.insert(message.message_id.value_or(""));
   EXPECT_EQ(received, published);
+}
+
+TEST(PartitionedOutbox, TheMigrationsMillionPositionPartitionIsCutToRelayPartitionSizeAtTheRelaysFirstTick) {
+  fresh_schema();
+  // The migration made [1, 1000001) for the new rows; 30 are written before the relay starts.
+  ASSERT_EQ(partition_bounds("outbox_from_1"), "FOR VALUES FROM ('1') TO ('1000001')");
+  insert_events("fit.evt", 30);
+  TestQueue queue("test.fit", "fit.#");
+  // relay.retention of an hour: no cut at the sequence for a low rate (half of it) in this test.
+  Daemon relay({"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms", "--set",
+                "relay.retention=1h", "--set", "relay.partition_size=100"});
+  ASSERT_TRUE(eventually([] { return partitions().count("outbox_from_201") == 1; }, std::chrono::seconds(60))) << relay.log();
+  EXPECT_EQ(partition_bounds("outbox_from_1"), "FOR VALUES FROM ('1') TO ('101')") << relay.log();
+  EXPECT_EQ(partition_bounds("outbox_from_101"), "FOR VALUES FROM ('101') TO ('201')") << relay.log();
+  insert_events("fit.evt", 170);
+  ASSERT_EQ(queue.collect(200).size(), 200u) << relay.log();
+  // Each row is in the partition its position names; none went to the default partition.
+  EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM outbox_from_1"), "100");
+  EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM outbox_from_101"), "100");
+  EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM outbox_default"), "0");
+  EXPECT_TRUE(eventually([] { return scalar(primary(), "SELECT count(*) FROM outbox WHERE published_at IS NULL") == "0"; }))
+      << relay.log();
 }
 
 TEST(PartitionedOutbox, RetentionDropsOnlyFullyPublishedPartitionsPastRetentionNeverOneWithAnUnpublishedOrParkedRow) {
