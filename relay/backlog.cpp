@@ -78,7 +78,7 @@ TableStage read_table(pqxx::transaction_base& tx, const std::string& table) {
 }
 
 OwnedStage read_owned_table(pqxx::transaction_base& tx, const std::string& table, int partitions,
-                            const std::string& owned_partitions) {
+                            const std::string& owned_partitions, long long count_limit) {
   OwnedStage stage;
   stage.table = table;
   std::string quoted = pg::quote_qualified(table);
@@ -86,11 +86,14 @@ OwnedStage read_owned_table(pqxx::transaction_base& tx, const std::string& table
   // The partition of a row is the relay's (relay/statements.cpp, read_owned).
   std::string owned = " AND (hashtext(o.aggregate_id) & 2147483647) % $2 = ANY($3::int[])";
   std::string held = has_parked ? " AND " + parked_rows::not_held("$1") : " AND $1::text IS NOT NULL";
-  pqxx::row backlog = tx.exec_params1("SELECT count(*), extract(epoch FROM clock_timestamp() - min(o.created_at))::float8 FROM " +
-                                          quoted + " o WHERE o.published_at IS NULL" + held + owned,
-                                      table, partitions, owned_partitions);
-  stage.unpublished = backlog[0].as<long long>();
-  stage.oldest_unpublished_age = pg::optional_field<double>(backlog[1]);
+  const std::string unpublished = " FROM " + quoted + " o WHERE o.published_at IS NULL" + held + owned;
+  stage.unpublished = tx.exec_params1("SELECT count(*) FROM (SELECT" + unpublished + " LIMIT $4) counted", table, partitions,
+                                      owned_partitions, count_limit)[0]
+                          .as<long long>();
+  pqxx::result first = tx.exec_params(
+      "SELECT extract(epoch FROM clock_timestamp() - o.created_at)::float8" + unpublished + " ORDER BY o.position LIMIT 1", table,
+      partitions, owned_partitions);
+  if (!first.empty()) stage.oldest_unpublished_age = pg::optional_field<double>(first[0][0]);
   if (has_parked)
     stage.parked = tx.exec_params1("SELECT count(*) FROM outbox_parked p JOIN " + quoted +
                                        " o ON o.position = p.position AND o.published_at IS NULL WHERE p.outbox_table = $1 "
@@ -104,7 +107,8 @@ OwnedStage read_owned_table(pqxx::transaction_base& tx, const std::string& table
 namespace {
 // The owned-backlog gauges, each with its help text, in the order of OwnedStage.
 constexpr std::pair<const char*, const char*> kOwnedGauges[] = {
-    {"outbox_relay_backlog_rows", "Unpublished rows in the partitions this relay owns (sum over relays)"},
+    {"outbox_relay_backlog_rows",
+     "Unpublished rows in the partitions this relay owns (sum over relays), counted up to relay.backlog_count_limit"},
     {"outbox_relay_oldest_unpublished_seconds",
      "Age of the oldest unpublished row in the partitions this relay owns (0 when none waits; max over relays)"},
     {"outbox_relay_parked_rows",

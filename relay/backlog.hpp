@@ -43,14 +43,17 @@ PrimaryStage read_primary(const config::Config& config, const std::string& servi
 // The part of a table's stage in the partitions one relay owns: what its /metrics export, so that a
 // sum over every relay's is the table's (each relay exporting the whole table counted it once per
 // relay). `owned_partitions` is an int array literal such as "{0,3}" of `partitions`.
+// The relay reads it on its event loop at every rebalance, so its cost is bounded: at most
+// `count_limit` rows are counted (relay.backlog_count_limit), and the age is the first unpublished
+// row's by position, found by the partial index of unpublished rows (not a min() over all of them).
 struct OwnedStage {
   std::string table;
-  long long unpublished = 0;                     // as TableStage: parked rows and rows held behind them apart
+  long long unpublished = 0;  // as TableStage: parked rows and rows held behind them apart; at most count_limit
   std::optional<double> oldest_unpublished_age;  // seconds; none when nothing is unpublished
   long long parked = 0;
 };
 OwnedStage read_owned_table(pqxx::transaction_base& tx, const std::string& table, int partitions,
-                            const std::string& owned_partitions);
+                            const std::string& owned_partitions, long long count_limit);
 
 // Gauges for /metrics, labelled {table, owner}: outbox_relay_backlog_rows,
 // outbox_relay_oldest_unpublished_seconds (0 when nothing waits) and outbox_relay_parked_rows.

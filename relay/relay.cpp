@@ -356,7 +356,9 @@ void Relay::rebalance() {
     // Gauges for /metrics: each table's backlog, its age and its parked rows, in the partitions this
     // relay owns, so that a sum over the relays counts each row once.
     for (const TableSpec& table : tables_)
-      lag::set_owned_gauges(metrics_, lag::read_owned_table(tx, table.name, partitions_, ownership_.owned_array()), instance_);
+      lag::set_owned_gauges(
+          metrics_, lag::read_owned_table(tx, table.name, partitions_, ownership_.owned_array(), tunables_.backlog_count_limit),
+          instance_);
     update_gauges();
     keep_heartbeat_with_its_partition();
     side_task_works("rebalancing partitions");

@@ -43,6 +43,7 @@ Tunables tunables_from_config(const config::Config& config) {
       .takeover_timeout = config.duration("relay.takeover_timeout"),
       .retention = retention,
       .partition_size = config.integer("relay.partition_size"),
+      .backlog_count_limit = config.integer("relay.backlog_count_limit"),
       .shutdown_timeout = config.duration("relay.shutdown_timeout"),
       .heartbeat_interval = config.duration("relay.heartbeat_interval"),
       .max_backoff = config.duration("relay.max_backoff"),
