@@ -76,3 +76,17 @@ server_pids() {
   echo "postgres-replica $(head -1 "$dir/replica/postmaster.pid" 2>/dev/null)"
   echo "rabbitmq $(cat "$dir/rabbitmq/server.pid" 2>/dev/null)"
 }
+# Each server's CPU over a span of a benchmark: server_cpu_mark at its start, server_cpu_since
+# [SUFFIX] at its end prints one line per server ("  rabbitmq         CPU   1.43 s" and SUFFIX).
+declare -A server_cpu_marked
+server_cpu_mark() {
+  local server pid
+  while read -r server pid; do server_cpu_marked[$server]=$(tree_cpu_seconds "$pid"); done < <(server_pids "$bench_dir")
+}
+server_cpu_since() {
+  local server pid
+  while read -r server pid; do
+    printf '  %-16s CPU %6s s%s\n' "$server" \
+      "$(python3 -c "print(f'{$(tree_cpu_seconds "$pid") - ${server_cpu_marked[$server]}:.2f}')")" "${1:-}"
+  done < <(server_pids "$bench_dir")
+}
