@@ -102,6 +102,20 @@ topology::ReplicaQueue main_replica_in_four(bool quorum = false, std::vector<std
   return replica;
 }
 
+// One parking.update of each of eight slots, as a relay publishes them unpacked.
+std::vector<amqp::OutgoingMessage> updates_of_eight_slots() {
+  std::vector<amqp::OutgoingMessage> messages;
+  for (int aggregate = 0; aggregate < 8; ++aggregate)
+    messages.push_back(
+        event_message("parking.update", "parking_slot", "slot-" + std::to_string(aggregate), 1, "{}", 1700000000000001LL));
+  return messages;
+}
+
+void purge_partition_queues() {
+  auto connection = broker_connection();
+  for (const std::string& queue : topology::queue_names(main_replica_in_four())) connection->purge_queue(queue);
+}
+
 // What each partition queue and the dead letters hold, for a failure's message.
 std::string queue_depths() {
   std::string out;
@@ -343,11 +357,7 @@ TEST(Partitions, WithPackingTwoProcessesServeFourPartitionQueuesAndEveryEventIsA
 
 TEST(Partitions, TurningPackingOnWhileThePartitionQueuesHoldUnpackedEventsIsRefusedWithExit78) {
   fresh_start(4);
-  std::vector<amqp::OutgoingMessage> messages;
-  for (int aggregate = 0; aggregate < 8; ++aggregate)
-    messages.push_back(
-        event_message("parking.update", "parking_slot", "slot-" + std::to_string(aggregate), 1, "{}", 1700000000000001LL));
-  publish_all(messages, "outbox.replica.main.p0");
+  publish_all(updates_of_eight_slots(), "outbox.replica.main.p0");
   const std::vector<std::string> packing = {"--set", "replicas.main.partitions=4", "--set", "relay.pack=50"};
   RunResult refused = run_outbox(with_args({"migrate"}, packing));
   EXPECT_EQ(refused.exit_code, 78) << refused;
@@ -360,8 +370,8 @@ TEST(Partitions, TurningPackingOnWhileThePartitionQueuesHoldUnpackedEventsIsRefu
   EXPECT_NE(replicate.log().find("relay.pack = 50 turns packing on"), std::string::npos) << replicate.log();
   EXPECT_FALSE(broker_connection()->exchange_exists(topology::pack_hash_exchange_name("outbox.replica.main")));
   // Drained, packing turns on.
+  purge_partition_queues();
   auto connection = broker_connection();
-  for (const std::string& queue : topology::queue_names(main_replica_in_four())) connection->purge_queue(queue);
   RunResult migrated = run_outbox(with_args({"migrate"}, packing));
   EXPECT_EQ(migrated.exit_code, 0) << migrated;
   EXPECT_TRUE(connection->exchange_exists(topology::pack_hash_exchange_name("outbox.replica.main")));
@@ -377,9 +387,7 @@ TEST(Partitions, TurningPackingOffWhileThePartitionQueuesHoldPacksIsRefusedWithE
   ASSERT_TRUE(broker_connection()->exchange_exists(pack_hash));
   // A packing relay's pack, routed to a partition queue by its relay partition.
   pack::Builder builder;
-  for (int aggregate = 0; aggregate < 8; ++aggregate)
-    builder.add(
-        event_message("parking.update", "parking_slot", "slot-" + std::to_string(aggregate), 1, "{}", 1700000000000001LL));
+  for (const amqp::OutgoingMessage& update : updates_of_eight_slots()) builder.add(update);
   publish_all({builder.take("outbox.packed", 3)}, topology::partition_queue_name("outbox.replica.main", 0));
   ASSERT_TRUE(eventually([&] {
     unsigned long long queued = 0;
@@ -399,8 +407,8 @@ TEST(Partitions, TurningPackingOffWhileThePartitionQueuesHoldPacksIsRefusedWithE
   EXPECT_NE(replicate.log().find("relay.pack = 1 turns packing off"), std::string::npos) << replicate.log();
   EXPECT_TRUE(broker_connection()->exchange_exists(pack_hash)) << "packing stays on while the queues hold packs";
   // Drained, packing turns off: the pack hash exchange goes, and turning it on again is a switch again.
+  purge_partition_queues();
   auto connection = broker_connection();
-  for (const std::string& queue : topology::queue_names(main_replica_in_four())) connection->purge_queue(queue);
   RunResult migrated = run_outbox(with_args({"migrate"}, unpacked));
   EXPECT_EQ(migrated.exit_code, 0) << migrated;
   EXPECT_FALSE(connection->exchange_exists(pack_hash));
