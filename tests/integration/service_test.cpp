@@ -25,12 +25,7 @@ std::string database_url(const std::string& name) {
 }
 
 // Drops and creates database `name` (empty) on the replica cluster.
-void fresh_database(const std::string& name) {
-  auto connection = connect(servers().replica_url);
-  pqxx::nontransaction tx(connection);
-  tx.exec("DROP DATABASE IF EXISTS " + tx.quote_name(name) + " WITH (FORCE)");
-  tx.exec("CREATE DATABASE " + tx.quote_name(name));
-}
+void fresh_database(const std::string& name) { testing::fresh_database("replica", name); }
 
 bool has_table(const std::string& url, const std::string& table) {
   return scalar(url, "SELECT to_regclass('" + table + "') IS NOT NULL") == "t";

@@ -564,8 +564,20 @@ std::string fresh_database(const std::string& cluster, const std::string& name) 
   const std::string& base = cluster == "primary" ? g_servers.primary_url : g_servers.replica_url;
   auto connection = connect(base);
   pqxx::nontransaction tx(connection);
-  // FORCE terminates the sessions a stopped daemon may have left behind.
-  tx.exec("DROP DATABASE IF EXISTS " + tx.quote_name(name) + " WITH (FORCE)");
+  // FORCE terminates the sessions a stopped daemon may have left behind. It refuses (42501) while
+  // one of them is still starting or ending (the server sees no role for it): that lasts moments,
+  // so the drop is tried again (see reset_databases).
+  std::string refused;
+  bool dropped = eventually([&] {
+    try {
+      tx.exec("DROP DATABASE IF EXISTS " + tx.quote_name(name) + " WITH (FORCE)");
+      return true;
+    } catch (const pqxx::insufficient_privilege& error) {
+      refused = error.what();
+      return false;
+    }
+  });
+  if (!dropped) throw std::runtime_error("fresh_database: cannot drop " + name + ": " + refused);
   tx.exec("CREATE DATABASE " + tx.quote_name(name));
   return base.substr(0, base.rfind('/') + 1) + name;
 }
