@@ -83,7 +83,14 @@ saga_reset() {
   for database in booking billing parking read; do
     local server_url="$OUTBOX_PRIMARY_URL"
     [ "$database" = read ] && server_url="$OUTBOX_REPLICA_URL"
-    psql -X -q -v ON_ERROR_STOP=1 "$server_url" -c "DROP DATABASE IF EXISTS saga_${style}_$database WITH (FORCE)"
+    # FORCE refuses while a session of a daemon just stopped is still ending (the server sees no
+    # role for it for a moment): tried again for a few seconds, then its error is shown.
+    local attempt error
+    for attempt in $(seq 20); do
+      error=$(psql -X -q -v ON_ERROR_STOP=1 "$server_url" -c "DROP DATABASE IF EXISTS saga_${style}_$database WITH (FORCE)" 2>&1 >/dev/null) && break
+      [ "$attempt" -lt 20 ] || { echo "$error" >&2; return 1; }
+      sleep 0.25
+    done
   done
   local queue
   [ -n "${OUTBOX_RABBITMQCTL:-}" ] || return 0
