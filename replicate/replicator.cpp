@@ -424,7 +424,8 @@ void Replicator::record(const Counts& counts, Clock::duration took) {
   counter("outbox_replicate_waiting_total").add(static_cast<uint64_t>(counts.waiting));
   counter("outbox_replicate_heartbeats_total").add(static_cast<uint64_t>(counts.heartbeats));
   counter("outbox_replicate_future_events_total").add(static_cast<uint64_t>(counts.future));
-  counter("outbox_replicate_unhandled_total").add(static_cast<uint64_t>(counts.unhandled));
+  // A consumer's only (an event type with no handler); registered with the others in the constructor.
+  if (consumer_) counter("outbox_replicate_unhandled_total").add(static_cast<uint64_t>(counts.unhandled));
   metrics_.histogram(metric_name("outbox_replicate_batch_seconds"), "", {}, labels_)
       .observe(std::chrono::duration<double>(took).count());
   if (counts.future) {

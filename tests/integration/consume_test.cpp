@@ -214,12 +214,14 @@ TEST(Consume, ARaisingHandlerIsParkedOthersGoOnAndRetryCompletesItAfterAFix) {
       << "a retry runs the handler path: the settings are set";
 }
 
-TEST(Consume, AnEventNoHandlerTakesIsRecordedInTheInboxAndAcked) {
+TEST(Consume, AnEventNoHandlerTakesIsRecordedInTheInboxAckedAndCounted) {
   std::string config = fresh_service();
-  Daemon consume(kConsume, {{"OUTBOX_CONFIG", config}});
+  int port = free_port();
+  Daemon consume(with_args(kConsume, {"--set", "metrics.listen=127.0.0.1:" + std::to_string(port)}), {{"OUTBOX_CONFIG", config}});
   ASSERT_TRUE(ready(consume)) << consume.log();
   publish({command("booking.cancelled", "b-1"), command("booking.cancelled", "b-2")});
   ASSERT_TRUE(eventually([] { return count("outbox_applied_events WHERE NOT effective") == "2"; }, 10s)) << consume.log();
+  EXPECT_TRUE(eventually([&] { return metric(port, "outbox_consume_unhandled_total", "service=\"booking\"") == 2; }, 10s));
   EXPECT_EQ(count("test_booking.seen"), "0");
   EXPECT_EQ(count("outbox_failed_events"), "0");
   EXPECT_TRUE(eventually([] { return TestQueue::depth("outbox.consumer.booking") == 0; }, 10s));

@@ -397,6 +397,9 @@ TEST(Operations, MetricsServeTheNamedCountersAndTheyMove) {
       30s))
       << relay << replicate;
   EXPECT_GE(sample(relay, "outbox_relay_published_total" + table), published + 3);
+  // Unhandled events are a consumer's (an event type with no handler): a replica has no handlers,
+  // so it has no such series, before or after its batches.
+  EXPECT_EQ(replicate.find("unhandled_total"), std::string::npos) << replicate;
   // The backlog gauges are the owner's: this relay's instance name is its host:pid.
   const std::string owned = "{table=\"public.outbox\",owner=\"";
   for (const char* name : {"outbox_relay_backlog_rows", "outbox_relay_oldest_unpublished_seconds", "outbox_relay_parked_rows"})
