@@ -100,7 +100,7 @@ constexpr std::array kOptions{
          .reloadable = true,
          .help = "The most unpublished rows the relay counts for outbox_relay_backlog_rows at each rebalance (every relay.takeover_timeout / 3); a larger backlog shows as this number. The count runs on the relay's event loop and costs the primary about 0.25 s per million rows, so an uncapped count of a backlog of tens of millions would stall publishing while the relay catches up."},
   Option{.key = "relay.partition_size", .type = Type::integer, .default_value = "1000000", .min = 1, .max = 1000000000, .reloadable = true,
-         .help = "Positions per partition the relay creates ahead of the writers in a partitioned outbox (migration 0004); retention drops a partition whole. Choose it so that a partition fills in an hour or more: at 10M events a day, the default makes about ten. The migration's first partition of new rows (1,000,000 positions) is cut to it at the relay's first tick while it holds few rows."},
+         .help = "Positions per partition the relay creates ahead of the writers in a partitioned outbox (migration 0004); retention drops a partition whole. Choose it so that a partition fills in an hour or more: at 10M events a day, the default makes about ten. The migration's first partition of new rows (1,000,000 positions) is cut to it at the relay's first tick while it spans more than twice this size and holds fewer than 100,000 rows."},
   max_backoff("relay.max_backoff"),
   Option{.key = "relay.shutdown_timeout", .type = Type::duration, .default_value = "30s", .min = 100, .max = kHour, .reloadable = true,
          .help = "On SIGTERM, how long to wait for the in-flight batch to be confirmed and committed."},
