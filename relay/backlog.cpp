@@ -86,13 +86,17 @@ OwnedStage read_owned_table(pqxx::transaction_base& tx, const std::string& table
   // The partition of a row is the relay's (relay/statements.cpp, read_owned).
   std::string owned = " AND (hashtext(o.aggregate_id) & 2147483647) % $2 = ANY($3::int[])";
   std::string held = has_parked ? " AND " + parked_rows::not_held("$1") : " AND $1::text IS NOT NULL";
-  const std::string unpublished = " FROM " + quoted + " o WHERE o.published_at IS NULL" + held + owned;
-  stage.unpublished = tx.exec_params1("SELECT count(*) FROM (SELECT" + unpublished + " LIMIT $4) counted", table, partitions,
-                                      owned_partitions, count_limit)[0]
-                          .as<long long>();
+  // The first count_limit unpublished rows by position, whoever owns them, and of those the ones
+  // this relay owns. The limit applies before the ownership filter, so that the scan is bounded
+  // whatever the relay owns: limited after it, a relay owning a few partitions (or none, as one
+  // held back by another relay.partitions) would walk the whole backlog to find count_limit rows.
+  const std::string first_rows =
+      " FROM (SELECT * FROM " + quoted + " WHERE published_at IS NULL ORDER BY position LIMIT $4) o WHERE true" + held + owned;
+  stage.unpublished =
+      tx.exec_params1("SELECT count(*)" + first_rows, table, partitions, owned_partitions, count_limit)[0].as<long long>();
   pqxx::result first = tx.exec_params(
-      "SELECT extract(epoch FROM clock_timestamp() - o.created_at)::float8" + unpublished + " ORDER BY o.position LIMIT 1", table,
-      partitions, owned_partitions);
+      "SELECT extract(epoch FROM clock_timestamp() - o.created_at)::float8" + first_rows + " ORDER BY o.position LIMIT 1", table,
+      partitions, owned_partitions, count_limit);
   if (!first.empty()) stage.oldest_unpublished_age = pg::optional_field<double>(first[0][0]);
   if (has_parked)
     stage.parked = tx.exec_params1("SELECT count(*) FROM outbox_parked p JOIN " + quoted +

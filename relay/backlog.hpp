@@ -43,12 +43,13 @@ PrimaryStage read_primary(const config::Config& config, const std::string& servi
 // The part of a table's stage in the partitions one relay owns: what its /metrics export, so that a
 // sum over every relay's is the table's (each relay exporting the whole table counted it once per
 // relay). `owned_partitions` is an int array literal such as "{0,3}" of `partitions`.
-// The relay reads it on its event loop at every rebalance, so its cost is bounded: at most
-// `count_limit` rows are counted (relay.backlog_count_limit), and the age is the first unpublished
-// row's by position, found by the partial index of unpublished rows (not a min() over all of them).
+// The relay reads it on its event loop at every rebalance, so its cost is bounded: only the first
+// `count_limit` unpublished rows by position are read (relay.backlog_count_limit), whatever this
+// relay owns, and of them the ones it owns are counted; the age is the first owned one's among
+// them (not a min() over the whole backlog), none when it owns none of them.
 struct OwnedStage {
   std::string table;
-  long long unpublished = 0;  // as TableStage: parked rows and rows held behind them apart; at most count_limit
+  long long unpublished = 0;  // as TableStage: parked rows and rows held behind them apart; of the first count_limit
   std::optional<double> oldest_unpublished_age;  // seconds; none when nothing is unpublished
   long long parked = 0;
 };

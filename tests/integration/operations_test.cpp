@@ -22,6 +22,7 @@
 
 #include "examples/parking/parking.hpp"
 #include "migrate/runner.hpp"
+#include "relay/backlog.hpp"
 #include "tests/integration/support/broker.hpp"
 #include "tests/integration/support/harness.hpp"
 
@@ -501,6 +502,34 @@ TEST(Operations, TheRelayCountsItsBacklogUpToRelayBacklogCountLimitAndStillRepor
       << metrics << relay.log();
   EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM outbox WHERE published_at IS NULL"), "40")
       << "the rows stayed unpublished, so the gauge was capped, not the backlog drained";
+}
+
+// The gauge's read is bounded whatever the relay owns: it reads the first backlog_count_limit
+// unpublished rows by position and counts its own among them. Limited after the ownership filter,
+// a relay owning few partitions (or none) walked the whole backlog at every rebalance.
+TEST(Operations, TheBacklogGaugeReadsOnlyTheFirstBacklogCountLimitUnpublishedRowsWhateverTheRelayOwns) {
+  fresh_schema();
+  // 25 rows of aggregates outside partition 0 of 16 (the relay's hashing), then 15 inside it.
+  for (const char* partition_zero : {"<>", "="})
+    exec(servers().primary_url,
+         "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+         "SELECT gen_random_uuid(), 'test', id, 1, 'test.created', '{}' FROM (SELECT 'agg-' || g AS id, g FROM "
+         "generate_series(1, 2000) g WHERE (hashtext('agg-' || g) & 2147483647) % 16 " +
+             std::string(partition_zero) + " 0 ORDER BY g LIMIT " + (std::string(partition_zero) == "=" ? "15" : "25") +
+             ") a ORDER BY g");
+  auto connection = connect(servers().primary_url);
+  pqxx::read_transaction tx(connection);
+  outbox::lag::OwnedStage zero = outbox::lag::read_owned_table(tx, "public.outbox", 16, "{0}", 25);
+  EXPECT_EQ(zero.unpublished, 0) << "partition 0's rows are not among the first 25";
+  EXPECT_FALSE(zero.oldest_unpublished_age);
+  outbox::lag::OwnedStage others =
+      outbox::lag::read_owned_table(tx, "public.outbox", 16, "{1,2,3,4,5,6,7,8,9,10,11,12,13,14,15}", 25);
+  EXPECT_EQ(others.unpublished, 25);
+  EXPECT_TRUE(others.oldest_unpublished_age);
+  outbox::lag::OwnedStage wider = outbox::lag::read_owned_table(tx, "public.outbox", 16, "{0}", 40);
+  EXPECT_EQ(wider.unpublished, 15);
+  EXPECT_TRUE(wider.oldest_unpublished_age);
+  EXPECT_EQ(outbox::lag::read_owned_table(tx, "public.outbox", 16, "{}", 40).unpublished, 0);
 }
 
 // A quoted identifier may hold a double quote, a backslash and a newline, and relay.tables takes
