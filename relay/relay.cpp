@@ -397,8 +397,11 @@ void Relay::keep_heartbeat_with_its_partition() {
 
 void Relay::run_retention() {
   if (!db_) return;
-  try {
-    for (size_t table = 0; table < tables_.size(); ++table) {
+  // Each table on its own: one table's failure (a name taken, a lock, a privilege) is named and
+  // tried again at the next tick, and leaves the other tables' maintenance to run.
+  for (size_t table = 0; table < tables_.size(); ++table) {
+    const std::string task = "retention of " + tables_[table].name;
+    try {
       if (layouts_[table].partitioned) {
         MaintenanceResult done =
             maintain_outbox_partitions(*db_, tables_[table].name, tables_[table].quoted, tunables_.partition_size,
@@ -407,14 +410,14 @@ void Relay::run_retention() {
           log_->info("{}: created {} and dropped {} partition(s)", tables_[table].name, done.created, done.dropped);
         if (done.lock_busy)
           log_->debug("{}: partition maintenance waited too long for a lock; again at the next tick", tables_[table].name);
-        if (!layouts_[table].default_partition) continue;
       }
-      if (!tunables_.delete_on_publish) delete_retained_rows(*db_, table, tunables_.retention);
+      if ((!layouts_[table].partitioned || layouts_[table].default_partition) && !tunables_.delete_on_publish)
+        delete_retained_rows(*db_, table, tunables_.retention);
+      side_task_works(task);
+    } catch (const std::exception& error) {
+      if (pg::is_connection_error(error)) return database_lost(error.what());
+      side_problem(task, error.what());
     }
-    side_task_works("retention");
-  } catch (const std::exception& error) {
-    if (pg::is_connection_error(error)) return database_lost(error.what());
-    side_problem("retention", error.what());
   }
 }
 
