@@ -240,15 +240,20 @@ int drop_old(pqxx::connection& connection, const Catalog& catalog, const std::st
 // The maintenance lock, held by one relay at a time, given back however the tick ends.
 class MaintenanceLock {
  public:
-  MaintenanceLock(pqxx::connection& connection, const std::string& quoted) : connection_(connection), quoted_(quoted) {
+  // The key is kept for the unlock: the table may be gone (dropped, renamed) by then.
+  MaintenanceLock(pqxx::connection& connection, const std::string& quoted) : connection_(connection) {
     pqxx::nontransaction tx(connection_);
-    held_ = tx.exec_params1("SELECT pg_try_advisory_lock($1, hashtext($2))", kOutboxPartitionLockClass, quoted_)[0].as<bool>();
+    pqxx::row row = tx.exec_params1(
+        "SELECT key, pg_try_advisory_lock($1, key) FROM (SELECT hashint8($2::regclass::oid::bigint) AS key) table_key",
+        kOutboxPartitionLockClass, quoted);
+    key_ = row[0].as<int>();
+    held_ = row[1].as<bool>();
   }
   ~MaintenanceLock() {
     if (!held_) return;
     try {
       pqxx::nontransaction tx(connection_);
-      tx.exec_params("SELECT pg_advisory_unlock($1, hashtext($2))", kOutboxPartitionLockClass, quoted_);
+      tx.exec_params("SELECT pg_advisory_unlock($1, $2)", kOutboxPartitionLockClass, key_);
     } catch (const std::exception&) {
       // The session is gone, and its lock with it.
     }
@@ -259,7 +264,7 @@ class MaintenanceLock {
 
  private:
   pqxx::connection& connection_;
-  std::string quoted_;
+  int key_ = 0;
   bool held_ = false;
 };
 

@@ -29,7 +29,9 @@
 //   kLockTimeout: writers wait for that at most, none fails, and a lock that is not had in time only
 //   means a retry at the next tick.
 // - Several relays: each tick runs under a session advisory lock taken with pg_try_advisory_lock, so
-//   one relay does the work and the others skip it.
+//   one relay does the work and the others skip it. The lock is keyed by the table's oid, not by
+//   its name as configured: relays that spell it differently ("outbox", "public.outbox") take the
+//   same lock.
 #include <chrono>
 #include <optional>
 #include <pqxx/pqxx>
@@ -37,7 +39,7 @@
 
 namespace outbox::relay {
 
-inline constexpr int kOutboxPartitionLockClass = 0x6F627835;  // (class, hashtext(table)): one maintenance at a time
+inline constexpr int kOutboxPartitionLockClass = 0x6F627835;  // (class, hashint8(table oid)): one maintenance at a time
 inline constexpr int kPartitionsAhead = 2;
 
 // What the catalog says of an outbox table: whether it is partitioned, and its DEFAULT partition.

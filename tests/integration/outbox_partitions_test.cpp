@@ -1,6 +1,8 @@
 // The partitioned outbox (migration 0004, relay/outbox_partitions.hpp) against real servers: the
 // conversion of a populated outbox, retention by dropping partitions, writers during the drops, two
 // relays maintaining at once.
+#include "relay/outbox_partitions.hpp"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -252,4 +254,26 @@ TEST(PartitionedOutbox, ATableWhoseMaintenanceFailsIsNamedAndTheOtherTablesReten
   EXPECT_TRUE(eventually([&] { return relay.log().find("retention of public.outbox failed, will retry") != std::string::npos; }))
       << relay.log();
   EXPECT_EQ(relay.log().find("retention of public.outbox_b failed"), std::string::npos) << relay.log();
+}
+
+// The maintenance lock is the table's, however a relay names it: a relay configured with
+// "outbox" skips the maintenance while another session holds the lock of public.outbox, and does
+// it once the lock is free. Keyed by the name as written, the two took different locks and both
+// changed the partitions at once.
+TEST(PartitionedOutbox, RelaysThatNameTheTableDifferentlyShareOneMaintenanceLock) {
+  fresh_schema();
+  auto holder = connect(primary());
+  pqxx::nontransaction(holder).exec_params("SELECT pg_advisory_lock($1, hashint8('public.outbox'::regclass::oid::bigint))",
+                                           outbox::relay::kOutboxPartitionLockClass);
+  std::string config = write_file("unqualified-table.toml", "[[relay.tables]]\nname = \"outbox\"\n");
+  Daemon relay({"relay", "--set", "log.level=debug", "--set", "relay.heartbeat_interval=0", "--set", "relay.retention=1h",
+                "--set", "relay.partition_size=100"},
+               {{"OUTBOX_CONFIG", config}});
+  EXPECT_TRUE(eventually([&] { return relay.log().find("outbox: partition maintenance skipped") != std::string::npos; }))
+      << relay.log();
+  EXPECT_EQ(partition_bounds("outbox_from_1"), "FOR VALUES FROM ('1') TO ('1000001')") << relay.log();
+  pqxx::nontransaction(holder).exec("SELECT pg_advisory_unlock_all()");
+  EXPECT_TRUE(eventually([] { return partition_bounds("outbox_from_1") == "FOR VALUES FROM ('1') TO ('101')"; },
+                         std::chrono::seconds(60)))
+      << relay.log();
 }
