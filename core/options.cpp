@@ -95,7 +95,7 @@ constexpr std::array kOptions{
   Option{.key = "relay.on_publish", .type = Type::enumeration, .default_value = "mark", .allowed = "mark|delete", .reloadable = true,
          .help = "What to do with a confirmed row: mark it published (kept for relay.retention) or delete it."},
   Option{.key = "relay.retention", .type = Type::duration, .default_value = "24h", .min = 0, .max = 365 * kDay, .reloadable = true,
-         .help = "How long published rows are kept before they are removed in small batches; 0 removes them at once. A partitioned outbox (migration 0004) drops a whole partition once every row in it is published and its newest row is older than this."},
+         .help = "How long published rows are kept before they are removed in small batches; 0 removes them at once. A partitioned outbox (migration 0004) drops a whole partition once every row in it was published longer ago than this and its newest row is older than this."},
   Option{.key = "relay.backlog_count_limit", .type = Type::integer, .default_value = "1000000", .min = 1, .max = 1000000000,
          .reloadable = true,
          .help = "The most unpublished rows the relay reads for outbox_relay_backlog_rows at each rebalance (every relay.takeover_timeout / 3): the first this many by position, whichever relay owns them, of which it counts its own; a larger backlog shows as at most this number. The read runs on the relay's event loop and costs the primary about 0.25 s per million rows, so an unbounded count of a backlog of tens of millions would stall publishing while the relay catches up."},

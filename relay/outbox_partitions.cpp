@@ -206,6 +206,19 @@ bool droppable(pqxx::transaction_base& tx, const RangePartition& partition, cons
       .as<bool>();
 }
 
+// Whether every row of the partition was published more than relay.retention ago. The newest row
+// by position is not enough: a row released from outbox_parked by `outbox failed retry` is published
+// long after the rows around it, and is kept for relay.retention as they are. This reads the whole
+// partition (no index names published_at), so it runs once the cheap checks pass and outside the
+// lock: under it, no row can be published anew, as none is unpublished or parked.
+bool none_published_lately(pqxx::transaction_base& tx, const RangePartition& partition, std::chrono::milliseconds retention) {
+  return tx
+      .exec_params1(
+          "SELECT NOT EXISTS (SELECT 1 FROM " + partition.quoted + " WHERE published_at >= clock_timestamp() - $1::interval)",
+          interval(retention))[0]
+      .as<bool>();
+}
+
 // Locks the outbox (ONLY: its partitions are not locked with it, autovacuum on them is not waited
 // for) and the partition, checks again (a row may have been written since), detaches and drops it.
 bool drop_partition(pqxx::connection& connection, const RangePartition& partition, const std::string& name,
@@ -230,7 +243,7 @@ int drop_old(pqxx::connection& connection, const Catalog& catalog, const std::st
     bool candidate = false;
     {
       pqxx::read_transaction tx(connection);
-      candidate = droppable(tx, partition, name, retention);
+      candidate = droppable(tx, partition, name, retention) && none_published_lately(tx, partition, retention);
     }
     if (candidate && drop_partition(connection, partition, name, quoted, retention)) ++dropped;
   }

@@ -277,3 +277,35 @@ TEST(PartitionedOutbox, RelaysThatNameTheTableDifferentlyShareOneMaintenanceLock
                          std::chrono::seconds(60)))
       << relay.log();
 }
+
+// A row published long after the rows around it (a parked row released by `outbox failed retry`)
+// is kept for relay.retention as they are: its partition stays while the next one, published as
+// long ago everywhere, is dropped. Judged by the newest row by position, both were dropped.
+TEST(PartitionedOutbox, APartitionWithARowPublishedLatelyIsKeptWhileAnOlderOneIsDropped) {
+  fresh_schema();
+  start_positions_past_the_first_partition();
+  TestQueue queue("test.late", "late.#");
+  Daemon relay({"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms", "--set",
+                "relay.retention=1h", "--set", "relay.partition_size=100"});
+  auto partition_made = [&](const std::string& name) {
+    return eventually([&] { return partitions().count(name) == 1; }, std::chrono::seconds(60));
+  };
+  // Rows in outbox_from_1000001 and outbox_from_1000101, and a few past them to close both.
+  ASSERT_TRUE(partition_made("outbox_from_1000101")) << relay.log();
+  insert_events("late.evt", 100);
+  ASSERT_TRUE(partition_made("outbox_from_1000201")) << relay.log();
+  insert_events("late.evt", 100);
+  ASSERT_TRUE(partition_made("outbox_from_1000301")) << relay.log();
+  insert_events("late.evt", 3);
+  ASSERT_EQ(queue.collect(203).size(), 203u) << relay.log();
+  ASSERT_TRUE(eventually([] { return scalar(primary(), "SELECT count(*) FROM outbox WHERE published_at IS NULL") == "0"; }))
+      << relay.log();
+  // Written three hours ago and published two hours ago, but for one row of the first partition
+  // published just now.
+  exec(primary(),
+       "UPDATE outbox SET created_at = now() - interval '3 hours', published_at = now() - interval '2 hours' "
+       "WHERE position < 1000201; UPDATE outbox SET published_at = now() WHERE position = 1000050");
+  EXPECT_TRUE(eventually([] { return partitions().count("outbox_from_1000101") == 0; }, std::chrono::seconds(60))) << relay.log();
+  EXPECT_EQ(partitions().count("outbox_from_1000001"), 1u) << relay.log();
+  EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM outbox WHERE position < 1000101"), "100");
+}
