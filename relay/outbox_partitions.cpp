@@ -30,6 +30,7 @@ struct Catalog {
   std::optional<std::string> default_partition;
   long long last_position = 0;       // the sequence's last value, or the highest row
   long long highest_in_default = 0;  // 0 when the default partition is empty or missing
+  bool default_holds_rows = false;
 };
 
 // The last position taken: the sequence's (rows of transactions still open included), else the highest row.
@@ -65,9 +66,11 @@ Catalog read_catalog(pqxx::connection& connection, const std::string& quoted) {
       catalog.ranges.push_back({row[0].as<std::string>(), row[2].as<long long>(), row[3].as<long long>()});
   }
   catalog.last_position = last_position(tx, quoted);
-  if (catalog.default_partition)
-    catalog.highest_in_default =
-        tx.exec1("SELECT coalesce(max(position), 0) FROM " + *catalog.default_partition)[0].as<long long>();
+  if (catalog.default_partition) {
+    pqxx::row highest = tx.exec1("SELECT max(position) FROM " + *catalog.default_partition);
+    catalog.default_holds_rows = !highest[0].is_null();
+    catalog.highest_in_default = catalog.default_holds_rows ? highest[0].as<long long>() : 0;
+  }
   return catalog;
 }
 
@@ -306,8 +309,9 @@ MaintenanceResult maintain_outbox_partitions(pqxx::connection& connection, const
   }
   try {
     Catalog catalog = read_catalog(connection, quoted);
-    if (fit_open_partition(connection, catalog, quoted, partition_size) ||
-        cut_open_partition(connection, catalog, quoted, retention)) {
+    result.cut_deferred = catalog.default_holds_rows;
+    if (!result.cut_deferred && (fit_open_partition(connection, catalog, quoted, partition_size) ||
+                                 cut_open_partition(connection, catalog, quoted, retention))) {
       result.created = 1;
       catalog = read_catalog(connection, quoted);
     }

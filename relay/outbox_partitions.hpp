@@ -13,6 +13,9 @@
 //   relay fall behind anyway, the DEFAULT partition takes the rows: the write path never fails for a
 //   missing partition. A new partition starts past the highest row of the default partition, so the
 //   two never overlap; such rows are removed by the row-deleting retention, on that partition only.
+// - Fit and cut (below) are skipped while the default partition holds rows: their ATTACH scans it
+//   under the outbox's ACCESS EXCLUSIVE lock, so writers would wait for the scan. Retention empties
+//   it in time, and both resume.
 // - Fit: migration 0004 makes the first partition of new rows 1,000,000 positions long, as it
 //   cannot read the relay's settings. While the writers are in the last partition, it spans more
 //   than twice relay.partition_size and holds few rows, it is cut to the size (or just past the
@@ -56,6 +59,9 @@ struct MaintenanceResult {
   int created = 0;
   int dropped = 0;
   bool lock_busy = false;  // a step gave up waiting for a lock; tried again at the next tick
+  // The default partition holds rows, so no partition was cut: a cut's ATTACH scans the default
+  // partition under the outbox's ACCESS EXCLUSIVE lock, which writers wait for.
+  bool cut_deferred = false;
 };
 
 // One tick of maintenance of the partitioned outbox `quoted` (configured as `name`, the key of its

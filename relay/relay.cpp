@@ -411,6 +411,9 @@ void Relay::run_retention() {
         if (done.lock_busy)
           log_->debug("{}: partition maintenance waited too long for a lock; again at the next tick", tables_[table].name);
         if (done.skipped) log_->debug("{}: partition maintenance skipped: another relay holds its lock", tables_[table].name);
+        if (done.cut_deferred)
+          log_->debug("{}: no partition is cut while the default partition holds rows (retention empties it)",
+                      tables_[table].name);
       }
       if ((!layouts_[table].partitioned || layouts_[table].default_partition) && !tunables_.delete_on_publish)
         delete_retained_rows(*db_, table, tunables_.retention);

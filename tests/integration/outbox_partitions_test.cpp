@@ -309,3 +309,28 @@ TEST(PartitionedOutbox, APartitionWithARowPublishedLatelyIsKeptWhileAnOlderOneIs
   EXPECT_EQ(partitions().count("outbox_from_1000001"), 1u) << relay.log();
   EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM outbox WHERE position < 1000101"), "100");
 }
+
+// While the default partition holds rows, no partition is cut: the cut's ATTACH would scan the
+// default partition under the outbox's ACCESS EXCLUSIVE lock, and the writers would wait for it.
+// Once retention has emptied it, the cut is made.
+TEST(PartitionedOutbox, NoPartitionIsCutWhileTheDefaultPartitionHoldsRowsAndTheCutFollowsOnceItIsEmpty) {
+  fresh_schema();
+  insert_events("spill.evt", 30);
+  // A row no partition covers (as written while the relay was behind), published long ago.
+  exec(primary(),
+       "INSERT INTO outbox (position, event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, "
+       "created_at, published_at) OVERRIDING SYSTEM VALUE VALUES (5000000, gen_random_uuid(), 'test', 'spilled', 1, "
+       "'spill.evt', '{}', now() - interval '3 hours', now() - interval '2 hours')");
+  ASSERT_EQ(scalar(primary(), "SELECT count(*) FROM outbox_default"), "1");
+  Daemon relay({"relay", "--set", "log.level=debug", "--set", "relay.heartbeat_interval=0", "--set", "relay.retention=1h",
+                "--set", "relay.partition_size=100"});
+  EXPECT_TRUE(eventually([&] {
+    return relay.log().find("public.outbox: no partition is cut while the default partition holds rows") != std::string::npos;
+  })) << relay.log();
+  EXPECT_EQ(partition_bounds("outbox_from_1"), "FOR VALUES FROM ('1') TO ('1000001')") << relay.log();
+  // Retention (an hour) removes the spilled row; the next tick fits the first partition to 100.
+  EXPECT_TRUE(eventually([] { return partition_bounds("outbox_from_1") == "FOR VALUES FROM ('1') TO ('101')"; },
+                         std::chrono::seconds(60)))
+      << relay.log();
+  EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM outbox_default"), "0");
+}
