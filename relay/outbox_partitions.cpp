@@ -80,9 +80,14 @@ Catalog read_catalog(pqxx::connection& connection, const std::string& quoted) {
 void create_partition(pqxx::transaction_base& tx, const Catalog& catalog, const std::string& quoted, long long lower,
                       long long upper) {
   std::string from = std::to_string(lower), to = std::to_string(upper);
-  // A name PostgreSQL keeps whole (63 bytes): the table's name, cut, and the lower bound.
-  std::string partition = tx.exec_params1("SELECT format('%I.%I', $1::text, left($2::text, 40) || '_from_' || $3::text)",
-                                          catalog.schema, catalog.relname, from)[0]
+  // A name PostgreSQL keeps whole (63 bytes): the table's name and the lower bound. A name longer
+  // than 36 bytes is replaced by the table's oid: cut by characters, a name of multibyte
+  // characters could pass 63 bytes and lose its bound (every partition one name), and two tables
+  // sharing a prefix would share their partitions' names.
+  std::string partition = tx.exec_params1(
+                                "SELECT format('%I.%I', $1::text, CASE WHEN octet_length($2::text) <= 36 THEN $2::text "
+                                "ELSE 'outbox_' || $4::regclass::oid END || '_from_' || $3::text)",
+                                catalog.schema, catalog.relname, from, quoted)[0]
                               .as<std::string>();
   tx.exec("CREATE TABLE " + partition + " (LIKE " + quoted + " INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)");
   tx.exec("ALTER TABLE " + partition + " ADD UNIQUE (event_id)");

@@ -334,3 +334,33 @@ TEST(PartitionedOutbox, NoPartitionIsCutWhileTheDefaultPartitionHoldsRowsAndTheC
       << relay.log();
   EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM outbox_default"), "0");
 }
+
+// A table whose name is long in bytes (multibyte characters) still gets one partition per range:
+// its partitions are named by its oid. Cut at 40 characters, the name passed PostgreSQL's 63
+// bytes and lost its bound, so every partition after the first had the first one's name.
+TEST(PartitionedOutbox, ATableWithALongMultibyteNameGetsAPartitionPerRange) {
+  fresh_schema();
+  std::string name = "ereignisse_";
+  for (int i = 0; i < 35; ++i) name += "ü";
+  const std::string quoted = "public.\"" + name + "\"";
+  exec(primary(), "CREATE TABLE " + quoted +
+                      " (LIKE outbox INCLUDING ALL) PARTITION BY RANGE (position);"
+                      "CREATE TABLE long_name_first PARTITION OF " +
+                      quoted + " FOR VALUES FROM (1) TO (101);CREATE TABLE long_name_default PARTITION OF " + quoted +
+                      " DEFAULT");
+  std::string config = write_file("long-name.toml", "[[relay.tables]]\nname = \"public." + name + "\"\n");
+  Daemon relay(
+      {"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.retention=1h", "--set", "relay.partition_size=100"},
+      {{"OUTBOX_CONFIG", config}});
+  const std::string partitions_of_table = "SELECT count(*) FROM pg_inherits WHERE inhparent = '" + quoted + "'::regclass";
+  // The first, the default and one ahead; with 150 rows written, two more ahead.
+  ASSERT_TRUE(eventually([&] { return scalar(primary(), partitions_of_table) == "3"; }, std::chrono::seconds(60))) << relay.log();
+  exec(primary(), "INSERT INTO " + quoted +
+                      " (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+                      "SELECT gen_random_uuid(), 'test', 'long', g, 'long.evt', '{}' FROM generate_series(1, 150) g");
+  EXPECT_TRUE(eventually([&] { return scalar(primary(), partitions_of_table) == "5"; }, std::chrono::seconds(60)))
+      << scalar(primary(), partitions_of_table) << "\n"
+      << relay.log();
+  EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM long_name_default"), "0");
+  EXPECT_EQ(relay.log().find("failed, will retry"), std::string::npos) << relay.log();
+}
