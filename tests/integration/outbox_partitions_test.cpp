@@ -50,6 +50,11 @@ std::set<std::string> partitions() {
   return names;
 }
 
+// Whether the partition `name` of public.outbox exists within a minute (the relay's ticks are 10 s apart).
+bool partition_made(const std::string& name) {
+  return eventually([&] { return partitions().count(name) == 1; }, std::chrono::seconds(60));
+}
+
 // The partition's bound as PostgreSQL prints it: "FOR VALUES FROM ('1') TO ('101')".
 std::string partition_bounds(const std::string& name) {
   return scalar(primary(), "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_class c WHERE c.relname = '" + name + "'");
@@ -142,9 +147,6 @@ TEST(PartitionedOutbox, RetentionDropsOnlyFullyPublishedPartitionsPastRetentionN
   //   outbox_from_1000101  a later row of its aggregate, waiting behind it unpublished, and 99 more;
   //   outbox_from_1000201  100 published rows, the one to be dropped; a few rows after it close it.
   Daemon relay(fast_retention());
-  auto partition_made = [&](const std::string& name) {
-    return eventually([&] { return partitions().count(name) == 1; }, std::chrono::seconds(60));
-  };
   ASSERT_TRUE(partition_made("outbox_from_1000101")) << relay.log();
   auto insert_held = [](int version, const std::string& event_type) {
     exec(primary(),
@@ -287,9 +289,6 @@ TEST(PartitionedOutbox, APartitionWithARowPublishedLatelyIsKeptWhileAnOlderOneIs
   TestQueue queue("test.late", "late.#");
   Daemon relay({"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms", "--set",
                 "relay.retention=1h", "--set", "relay.partition_size=100"});
-  auto partition_made = [&](const std::string& name) {
-    return eventually([&] { return partitions().count(name) == 1; }, std::chrono::seconds(60));
-  };
   // Rows in outbox_from_1000001 and outbox_from_1000101, and a few past them to close both.
   ASSERT_TRUE(partition_made("outbox_from_1000101")) << relay.log();
   insert_events("late.evt", 100);
