@@ -223,7 +223,7 @@ Counts Applier::run(pqxx::transaction_base& tx, const std::vector<Item*>& items,
     BatchColumns batch = batch_columns(items, position_of, table_of_mapping_);
     return tx.exec_prepared1(part ? kApplyPartStatement : kApplyStatement, replica_, ignore_blocked, skew, record_event_ids_,
                              batch.ids, batch.aggregate_types, batch.aggregate_ids, batch.versions, batch.mappings, batch.tables,
-                             batch.positions, batch.created_at, batch.payloads);
+                             batch.positions, batch.created_at, batch.payloads, batch.newest);
   }();
   counts.applied = row[0].as<long long>();
   counts.stale = row[1].as<long long>();

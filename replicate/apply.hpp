@@ -7,13 +7,16 @@
 //   1. pg_advisory_xact_lock_shared(kApplyLockClass, hashtext(replica)): batches hold it shared,
 //      `outbox failed` commands exclusive, so a retry never races a batch over an aggregate.
 //   2. One statement (prepared at start) takes the whole batch as one array per column (the
-//      payloads a jsonb[]) and lets PostgreSQL expand it (unnest, jsonb_populate_record):
+//      payloads one JSON array) and lets PostgreSQL expand it (unnest, jsonb_populate_record):
 //        - events of an aggregate that has failed events are left out and returned ("blocked");
 //        - a redelivered event is a no-op by the version guard alone (every event has a version);
 //        - the version guard: an event is effective only when its aggregate_version is newer than
 //          outbox_aggregate_versions has and, on a table with a version column, than the row it
-//          writes has; for each row (table and payload key) the newest effective event of the
-//          batch writes it (upsert from the payload, or delete). A versioned row keeps its version
+//          writes has; for each row (table and payload key) the newest event of the batch writes
+//          it, if effective (upsert from the payload, or delete). The daemon marks the newest of
+//          each row and the event ids repeated in the batch (newest_of_rows), and the upsert of a
+//          versioned table checks the row's version only in its own guard, so the replica sorts
+//          nothing and probes each row once. A versioned row keeps its version
 //          itself (the upsert writes the event's); outbox_aggregate_versions gets, per aggregate,
 //          the newest delete (a tombstone version, so a late older create stays a no-op) or write
 //          of a table without a version column;

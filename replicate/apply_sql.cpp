@@ -1,6 +1,8 @@
 #include "replicate/apply_sql.hpp"
 
 #include <algorithm>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "core/aggregate_version.hpp"
 #include "core/log.hpp"
@@ -15,18 +17,42 @@ std::string int_array(const std::vector<int>& values) {
   return out + "}'::int[]";
 }
 
-// $1: the replica name; $2: ignore the aggregates' failed events; $5 .. $13: the batch, one array
-// per column (batch_columns), unnested together: typed arrays read in about half the time of one
-// jsonb array of objects, whose input sorts the keys of every object.
+// The mappings whose winners (the newest event of their row in the batch, batch_columns' $14)
+// are written without being checked first: upserts of a versioned table, where the write's own
+// guard (the row's version, under its lock) decides, and the number written is the number
+// effective. Every other event is checked: the superseded (for the counts), deletes, and writes
+// of tables without a version column.
+std::vector<int> guarded_writes(const std::vector<ReplicaTable>& tables) {
+  std::vector<int> mappings;
+  for (const ReplicaTable& table : tables)
+    if (table.versioned) mappings.insert(mappings.end(), table.upserts.begin(), table.upserts.end());
+  std::sort(mappings.begin(), mappings.end());
+  return mappings;
+}
+
+// Whether an event's aggregate version stored in outbox_aggregate_versions (a tombstone, or a
+// write of a table without a version column) is older, as for every event: one index probe.
+std::string aggregate_is_older(const std::string& event, const std::string& beatable) {
+  return "NOT EXISTS (SELECT 1 FROM outbox_aggregate_versions s WHERE s.aggregate_type = " + event +
+         ".at\n                          AND s.aggregate_id = " + event + ".ag AND s.version >= " + event + ".v AND NOT (" +
+         beatable + "))";
+}
+
+// $1: the replica name; $2: ignore the aggregates' failed events; $5 .. $14: the batch, one array
+// per column (batch_columns), read together; the payloads ($13) as one JSON array, which is read
+// once, where a jsonb[] literal was read twice (the array, then each element).
+// $14 (w) is the daemon's: 1 for the newest event of its row in the batch (by aggregate, table
+// and key, as the payload spells the key), 0 for one superseded, -1 for an event id that came
+// before in the batch (a duplicate). Sorting the batch here for that cost the replica more than
+// anything but the writes.
 // Event ids seen before are not looked up first: an applied event id implies a stored version at
 // least as new as the event's, so the version guard already makes it a no-op. With $4
 // (replicate.record_event_ids) the conflict on outbox_applied_events tells duplicates (no row
 // inserted) from stale events (inserted, not effective); without it both count as stale.
 // The stored versions (the aggregate's and, on a versioned table, the row's) are checked by
-// correlated NOT EXISTS, one index probe each per event: as a join, the planner (estimating the
-// batch at 10 rows) may hash the whole table. Each probe is referenced once: a scalar subquery
-// named in a subselect and read twice in `ok` was copied into each reference when the planner
-// pulled the subselect up, so each event cost five probes instead of two.
+// correlated NOT EXISTS, one index probe each per checked event: as a join, the planner
+// (estimating the batch at 10 rows) may hash the whole table. The winners of guarded_writes are
+// not checked (unless $4 records whether they were effective): their write's own guard decides.
 // The failed events of the batch's aggregates are probed only when the replica has any (one probe
 // per batch, a one-time filter of the plan): they are rare, and otherwise each event is probed,
 // by an EXISTS in the select list (OFFSET 0 keeps it there), so that it stays one index probe per
@@ -36,42 +62,38 @@ std::string int_array(const std::vector<int>& values) {
 // it is "from the future" (a forged message, a primary clock running ahead): the event applies,
 // but its time moves neither the applied position nor the heartbeat, and a time from the future
 // stored before this check existed is replaced.
-std::string guarded_events(const std::string& beatable, const std::string& row_is_older) {
+std::string checked_events(const std::string& beatable, const std::string& row_is_older, const std::string& guarded) {
   return "WITH clock AS (SELECT clock_timestamp() + $3::bigint * interval '1 millisecond' AS latest\n"
          "), input AS (\n"
-         "  SELECT x.i - 1 AS i, x.id, x.at, x.ag, x.v, x.m, x.t, x.pos, x.p,\n"
+         "  SELECT x.i - 1 AS i, x.id, x.at, x.ag, x.v, x.m, x.t, x.pos, x.p, x.w,\n"
          "         timestamptz 'epoch' + x.ts * interval '1 microsecond' AS ts,\n"
          "         coalesce(timestamptz 'epoch' + x.ts * interval '1 microsecond' > (SELECT latest FROM clock), false) AS "
          "future\n"
-         "  FROM unnest($5::uuid[], $6::text[], $7::text[], $8::bigint[], $9::int[], $10::int[], $11::bigint[], $12::bigint[],\n"
-         "              $13::jsonb[]) WITH ORDINALITY AS x(id, at, ag, v, m, t, pos, ts, p, i)\n"
-         "), events AS (SELECT * FROM input WHERE m >= 0\n"
+         "  FROM ROWS FROM (unnest($5::uuid[], $6::text[], $7::text[], $8::bigint[], $9::int[], $10::int[], $11::bigint[],\n"
+         "                        $12::bigint[]), jsonb_array_elements($13::jsonb), unnest($14::int[]))\n"
+         "       WITH ORDINALITY AS x(id, at, ag, v, m, t, pos, ts, p, w, i)\n"
          "), blocked AS (\n"
-         "  SELECT b.i FROM (SELECT e.i, EXISTS (SELECT 1 FROM outbox_failed_events f WHERE f.replica = $1\n"
+         "  SELECT b.i, b.w FROM (SELECT e.i, e.w, EXISTS (SELECT 1 FROM outbox_failed_events f WHERE f.replica = $1\n"
          "                     AND f.aggregate_type = e.at AND f.aggregate_id = e.ag) AS behind\n"
-         "    FROM events e WHERE NOT $2::boolean AND EXISTS (SELECT 1 FROM outbox_failed_events WHERE replica = $1)\n"
+         "    FROM input e WHERE e.m >= 0 AND NOT $2::boolean AND EXISTS (SELECT 1 FROM outbox_failed_events WHERE replica = "
+         "$1)\n"
          "    OFFSET 0) b WHERE b.behind\n"
-         "), fresh AS (\n"
-         "  SELECT DISTINCT ON (e.id) e.* FROM events e\n"
-         "  WHERE e.i NOT IN (SELECT i FROM blocked)\n"
-         "  ORDER BY e.id, e.i\n"
-         "), guarded AS (\n"
-         "  SELECT f.*, NOT EXISTS (SELECT 1 FROM outbox_aggregate_versions s WHERE s.aggregate_type = f.at\n"
-         "                          AND s.aggregate_id = f.ag AND s.version >= f.v AND NOT (" +
-         beatable + "))\n         AND " + row_is_older + " AS ok\n  FROM fresh f\n" +
-         "), effective AS (SELECT * FROM guarded WHERE ok\n";
+         "), checked AS (\n"
+         "  SELECT c.*, c.newer AND " +
+         row_is_older + " AS ok\n  FROM (SELECT e.*, " + aggregate_is_older("e", beatable) +
+         " AS newer\n"
+         "        FROM input e WHERE e.m >= 0 AND e.w >= 0 AND ($4::boolean OR NOT (e.w = 1 AND e.m = ANY(" +
+         guarded +
+         ")))\n"
+         "          AND e.i NOT IN (SELECT i FROM blocked) OFFSET 0) c\n"
+         "), winners AS NOT MATERIALIZED (SELECT * FROM checked WHERE w = 1 AND ok AND NOT m = ANY(" +
+         guarded + ")\n";
 }
 
 // The key of the row an event writes, per table: the key column from the payload, else the
 // aggregate id.
 std::string key_text(const ReplicaTable& table, const std::string& event) {
   return "coalesce(" + event + ".p->>" + pg::quote_literal(table.key) + ", " + event + ".ag)";
-}
-
-std::string row_key(const std::vector<ReplicaTable>& tables) {
-  std::string key = "CASE e.t";
-  for (size_t t = 0; t < tables.size(); ++t) key += " WHEN " + std::to_string(t) + " THEN " + key_text(tables[t], "e");
-  return key + " END";
 }
 
 constexpr const char* kVersion = "\"version\"";
@@ -82,22 +104,21 @@ std::string outside_range(const std::string& version) {
   return version + " NOT BETWEEN " + std::to_string(kMinAggregateVersion) + " AND " + std::to_string(kMaxAggregateVersion);
 }
 
-// Whether the row an event writes is older than the event on a versioned table (true: no such
-// row, another table, or a version outside the range). The key is cast to its column's type
+// Whether the row a checked event writes is older than the event on a versioned table (true: no
+// such row, another table, or a version outside the range). The key is cast to its column's type
 // (without a length, which would cut it), so that the probe uses the key's index.
 std::string row_is_older(const std::vector<ReplicaTable>& tables) {
   std::string older;
   for (size_t t = 0; t < tables.size(); ++t)
     if (tables[t].versioned)
       older += " WHEN " + std::to_string(t) + " THEN NOT EXISTS (SELECT 1 FROM " + tables[t].quoted + " r\n           WHERE r." +
-               pg::quote_identifier(tables[t].key) + " = " + key_text(tables[t], "f") + "::" + tables[t].key_type + " AND r." +
-               kVersion + " >= f.v AND NOT (" + outside_range(std::string("r.") + kVersion) + "))";
-  return older.empty() ? "true" : "CASE f.t" + older + " ELSE true END";
+               pg::quote_identifier(tables[t].key) + " = " + key_text(tables[t], "c") + "::" + tables[t].key_type + " AND r." +
+               kVersion + " >= c.v AND NOT (" + outside_range(std::string("r.") + kVersion) + "))";
+  return older.empty() ? "true" : "CASE c.t" + older + " ELSE true END";
 }
 
-// The newest event per row: an aggregate may write several tables (an order and its lines) and
-// several rows of one (each line by its own key); k is the row's key as the write finds it. The
-// newest per aggregate of those that need it sets its version (a delete keeps a tombstone version).
+// The newest checked winner per aggregate of those that need it sets its version (a delete keeps a
+// tombstone version). Winners of an aggregate's several rows (an order and its lines) compete here.
 std::string newest_versions(const std::vector<Mapping>& mappings, const std::vector<ReplicaTable>& tables,
                             const std::string& beatable) {
   std::vector<int> deletes, unversioned;
@@ -109,9 +130,7 @@ std::string newest_versions(const std::vector<Mapping>& mappings, const std::vec
   std::string needed = unversioned.size() == tables.size()
                            ? ""
                            : "WHERE m = ANY(" + int_array(deletes) + ") OR t = ANY(" + int_array(unversioned) + ") ";
-  return "), winners AS (SELECT DISTINCT ON (at, ag, t, k) * FROM (SELECT e.*, " + row_key(tables) +
-         " AS k FROM effective e) e ORDER BY at, ag, t, k, v DESC, i DESC\n" +
-         "), newest AS (SELECT DISTINCT ON (at, ag) * FROM winners " + needed +
+  return "), newest AS (SELECT DISTINCT ON (at, ag) * FROM winners " + needed +
          "ORDER BY at, ag, v DESC, i DESC\n"
          "), w_versions AS (\n"
          "  INSERT INTO outbox_aggregate_versions AS s (aggregate_type, aggregate_id, version, deleted, updated_at)\n"
@@ -125,7 +144,7 @@ std::string newest_versions(const std::vector<Mapping>& mappings, const std::vec
          "  RETURNING 1\n";
 }
 
-std::string upsert_rows(const ReplicaTable& table, const std::string& n) {
+std::string upsert_rows(const ReplicaTable& table, const std::string& n, const std::string& beatable) {
   std::string key = pg::quote_identifier(table.key);
   std::string columns, values, updates;
   for (const std::string& column : table.columns) {
@@ -135,15 +154,25 @@ std::string upsert_rows(const ReplicaTable& table, const std::string& n) {
     values += (values.empty() ? "" : ", ") + (table.versioned && quoted == kVersion ? "w.v" : "r." + quoted);
     if (column != table.key) updates += (updates.empty() ? "" : ", ") + quoted + " = EXCLUDED." + quoted;
   }
-  // The guard again in the row: the events are effective already, but under a row lock (a
-  // forged key of another part's aggregate) the newest row decides.
+  // The guard in the row, under its lock: for a versioned table the only check of the row's
+  // version (guarded_writes); and a forged key of another part's aggregate cannot go back.
   std::string guard = table.versioned ? " WHERE t." + std::string(kVersion) + " < EXCLUDED." + kVersion + " OR " +
                                             outside_range(std::string("t.") + kVersion)
                                       : "";
-  return "), w_upsert_" + n + " AS (\n  INSERT INTO " + table.quoted + " AS t (" + columns + ")\n  SELECT " + values +
-         " FROM winners w\n  CROSS JOIN LATERAL jsonb_populate_record(NULL::" + table.quoted + ", w.p) r\n" +
-         "  WHERE w.m = ANY(" + int_array(table.upserts) + ")\n  ON CONFLICT (" + key + ") DO " +
-         (updates.empty() ? "NOTHING" : "UPDATE SET " + updates + guard) + "\n  RETURNING 1\n";
+  // A versioned table's winners come unchecked (guarded_writes): blocked aggregates and newer
+  // aggregate versions (a tombstone) are left out here, and the row's version in the guard. The
+  // probe stays in a select list (OFFSET 0): as a WHERE clause, NOT EXISTS became an anti join
+  // that read all of outbox_aggregate_versions.
+  std::string source = table.versioned ? " FROM (SELECT e.*, " + aggregate_is_older("e", beatable) +
+                                             " AS newer\n        FROM input e WHERE e.w = 1 AND e.m = ANY(" +
+                                             int_array(table.upserts) + ") AND e.i NOT IN (SELECT i FROM blocked) OFFSET 0) w\n" +
+                                             "  CROSS JOIN LATERAL jsonb_populate_record(NULL::" + table.quoted +
+                                             ", w.p) r\n  WHERE w.newer\n"
+                                       : " FROM winners w\n  CROSS JOIN LATERAL jsonb_populate_record(NULL::" + table.quoted +
+                                             ", w.p) r\n  WHERE w.m = ANY(" + int_array(table.upserts) + ")\n";
+  return "), w_upsert_" + n + " AS (\n  INSERT INTO " + table.quoted + " AS t (" + columns + ")\n  SELECT " + values + source +
+         "  ON CONFLICT (" + key + ") DO " + (updates.empty() ? "NOTHING" : "UPDATE SET " + updates + guard) +
+         "\n  RETURNING 1\n";
 }
 
 // The key comes from the payload, else from the aggregate id. The rows are found by `key = ANY` of
@@ -162,10 +191,10 @@ std::string delete_rows(const ReplicaTable& table, const std::string& n) {
          " = w.k" + guard + "\n  RETURNING 1\n";
 }
 
-std::string row_writes(const std::vector<ReplicaTable>& tables) {
+std::string row_writes(const std::vector<ReplicaTable>& tables, const std::string& beatable) {
   std::string sql;
   for (size_t t = 0; t < tables.size(); ++t) {
-    if (!tables[t].upserts.empty()) sql += upsert_rows(tables[t], std::to_string(t));
+    if (!tables[t].upserts.empty()) sql += upsert_rows(tables[t], std::to_string(t), beatable);
     if (!tables[t].deletes.empty()) sql += delete_rows(tables[t], std::to_string(t));
   }
   return sql;
@@ -175,7 +204,7 @@ std::string applied_events() {
   return "), w_applied AS (\n"
          "  INSERT INTO outbox_applied_events (event_id, aggregate_type, aggregate_id, aggregate_version,\n"
          "    outbox_position, created_at, effective)\n"
-         "  SELECT id, at, ag, v, pos, ts, ok FROM guarded WHERE $4::boolean\n"
+         "  SELECT id, at, ag, v, pos, ts, ok FROM checked WHERE $4::boolean\n"
          "  ON CONFLICT (event_id) DO NOTHING\n"
          "  RETURNING event_id\n";
 }
@@ -213,24 +242,32 @@ std::string heartbeat() {
 }
 
 // The counts of replicate/apply.cpp's Counts, and the events left out (blocked) for the caller to
-// record as waiting. Without recorded event ids ($4 false), every distinct event id of the batch that was not blocked
-// counts as recorded: a redelivery is then counted as stale, not as a duplicate.
-std::string counts() {
-  const std::string recorded =
-      "CASE WHEN $4::boolean THEN (SELECT count(*) FROM w_applied) ELSE (SELECT count(*) FROM guarded) END";
-  return "SELECT (SELECT count(*) FROM effective),\n"
-         "       greatest(0, " +
-         recorded +
-         " - (SELECT count(*) FROM effective)),\n"
-         "       (SELECT count(*) FROM events) - (SELECT count(*) FROM blocked) - " +
-         recorded +
-         ",\n"
-         "       (SELECT count(*) FROM input WHERE m = -1),\n"
-         "       (SELECT coalesce(array_agg(i ORDER BY i), '{}')::text FROM blocked),\n"
+// record as waiting. Effective: the checked events found effective, and the rows that
+// guarded_writes wrote. Without recorded event ids ($4 false), every event of the batch that was
+// neither blocked nor a duplicate in it counts as recorded: a redelivery is then counted as
+// stale, not as a duplicate.
+std::string counts(const std::vector<ReplicaTable>& tables, const std::string& guarded) {
+  std::string effective = "(SELECT count(*) FROM checked WHERE ok AND NOT (w = 1 AND m = ANY(" + guarded + ")))";
+  for (size_t t = 0; t < tables.size(); ++t)
+    if (tables[t].versioned && !tables[t].upserts.empty())
+      effective += " + (SELECT count(*) FROM w_upsert_" + std::to_string(t) + ")";
+  return "SELECT n.effective, greatest(0, n.recorded - n.effective), n.events - n.blocked - n.recorded, n.heartbeats,\n"
+         "       n.blocked_list, n.future, n.ahead\n"
+         "FROM (SELECT " +
+         effective +
+         " AS effective,\n"
+         "             CASE WHEN $4::boolean THEN (SELECT count(*) FROM w_applied)\n"
+         "                  ELSE c.fresh - (SELECT count(*) FROM blocked WHERE w >= 0) END AS recorded,\n"
+         "             (SELECT count(*) FROM blocked) AS blocked,\n"
+         "             (SELECT coalesce(array_agg(i ORDER BY i), '{}')::text FROM blocked) AS blocked_list, c.*\n"
          // The position entry (m = -2) repeats an event of the batch: not counted twice.
-         "       (SELECT count(*) FROM input WHERE future AND m <> -2),\n"
-         "       (SELECT coalesce(extract(epoch FROM max(ts) - clock_timestamp()), 0)::float8 FROM input WHERE future AND m "
-         "<> -2)";
+         "      FROM (SELECT count(*) FILTER (WHERE m >= 0) AS events, count(*) FILTER (WHERE m >= 0 AND w >= 0) AS fresh,\n"
+         "                   count(*) FILTER (WHERE m = -1) AS heartbeats, count(*) FILTER (WHERE future AND m <> -2) AS "
+         "future,\n"
+         "                   coalesce(extract(epoch FROM max(ts) FILTER (WHERE future AND m <> -2) - clock_timestamp()), "
+         "0)::float8\n"
+         "                     AS ahead\n"
+         "            FROM input) c) n";
 }
 
 }  // namespace
@@ -264,8 +301,10 @@ std::vector<ReplicaTable> tables_of(const std::vector<Mapping>& mappings, std::v
 
 std::string apply_statement(const std::vector<Mapping>& mappings, const std::vector<ReplicaTable>& tables, bool part) {
   std::string beatable = outside_range("s.version");
-  return guarded_events(beatable, row_is_older(tables)) + newest_versions(mappings, tables, beatable) + row_writes(tables) +
-         applied_events() + (part ? "" : applied_position()) + heartbeat() + counts();
+  std::string guarded = int_array(guarded_writes(tables));
+  return checked_events(beatable, row_is_older(tables), guarded) + newest_versions(mappings, tables, beatable) +
+         row_writes(tables, beatable) + applied_events() + (part ? "" : applied_position()) + heartbeat() +
+         counts(tables, guarded);
 }
 
 void append_array_text(std::string& out, std::string_view text) {
@@ -277,12 +316,43 @@ void append_array_text(std::string& out, std::string_view text) {
   out += '"';
 }
 
+std::vector<int> newest_of_rows(const std::vector<Item*>& items, const std::vector<int>& table_of_mapping) {
+  std::vector<int> w(items.size(), 0);
+  std::unordered_set<std::string_view> ids;
+  std::unordered_map<std::string, size_t> newest;  // row -> index of its newest event so far
+  for (size_t i = 0; i < items.size(); ++i) {
+    const Event& event = *items[i]->checked.event;
+    if (event.heartbeat || event.mapping < 0) continue;
+    if (!ids.insert(event.event_id).second) {
+      w[i] = -1;
+      continue;
+    }
+    // The row: aggregate, table and key, each length-prefixed so that no text runs into the next.
+    // A key that is an object or array (the write fails on it) is a row of its own.
+    std::string key = event.row_key ? *event.row_key : "s" + event.aggregate_id;
+    if (key == "x") key += std::to_string(i);
+    std::string row = std::to_string(event.aggregate_type.size()) + ':' + event.aggregate_type +
+                      std::to_string(event.aggregate_id.size()) + ':' + event.aggregate_id +
+                      std::to_string(table_of_mapping[static_cast<size_t>(event.mapping)]) + ':' + key;
+    auto [found, added] = newest.try_emplace(std::move(row), i);
+    if (added) {
+      w[i] = 1;
+    } else if (event.version >= items[found->second]->checked.event->version) {
+      w[found->second] = 0;
+      w[i] = 1;
+      found->second = i;
+    }
+  }
+  return w;
+}
+
 BatchColumns batch_columns(const std::vector<Item*>& items, const Item* position_of, const std::vector<int>& table_of_mapping) {
   BatchColumns columns;
   columns.payloads.reserve((items.size() + 1) * 160);
+  std::vector<int> w = newest_of_rows(items, table_of_mapping);
   // The position entry (m = -2) is last, so the statement moves the position to it; nothing else
   // reads it.
-  auto append = [&](bool first, const Item& item, bool position_only) {
+  auto append = [&](bool first, const Item& item, bool position_only, int newest) {
     const Event& event = *item.checked.event;
     const char* comma = first ? "" : ",";
     int mapping = position_only ? -2 : event.heartbeat ? -1 : event.mapping;
@@ -297,14 +367,17 @@ BatchColumns batch_columns(const std::vector<Item*>& items, const Item* position
     columns.tables += comma + std::to_string(table);
     columns.positions += comma + (event.position ? std::to_string(*event.position) : "NULL");
     columns.created_at += comma + (event.created_at_us ? std::to_string(*event.created_at_us) : "NULL");
+    columns.newest += comma + std::to_string(newest);
+    // The body is one JSON object (replicate/event.hpp), as it came.
     columns.payloads += comma;
-    append_array_text(columns.payloads, position_only ? "{}" : item.message->body);
+    columns.payloads += position_only ? std::string_view("{}") : std::string_view(item.message->body);
   };
-  for (size_t i = 0; i < items.size(); ++i) append(i == 0, *items[i], false);
-  if (position_of) append(items.empty(), *position_of, true);
+  for (size_t i = 0; i < items.size(); ++i) append(i == 0, *items[i], false, w[i]);
+  if (position_of) append(items.empty(), *position_of, true, 0);
   for (std::string* column : {&columns.ids, &columns.aggregate_types, &columns.aggregate_ids, &columns.versions,
-                              &columns.mappings, &columns.tables, &columns.positions, &columns.created_at, &columns.payloads})
+                              &columns.mappings, &columns.tables, &columns.positions, &columns.created_at, &columns.newest})
     *column = "{" + *column + "}";
+  columns.payloads = "[" + columns.payloads + "]";
   return columns;
 }
 

@@ -37,7 +37,7 @@ std::vector<ReplicaTable> tables_of(const std::vector<Mapping>& mappings, std::v
 
 // The apply statement. $1: the replica name; $2: ignore the aggregates' failed events; $3:
 // replicate.max_clock_skew in milliseconds; $4: replicate.record_event_ids (each event id into
-// outbox_applied_events); $5 .. $13: the batch (batch_columns). `part`: a part on a helper
+// outbox_applied_events); $5 .. $14: the batch (batch_columns). `part`: a part on a helper
 // connection, which leaves the applied position to the main transaction.
 //
 // The version guard: an event is effective when its version is newer than its aggregate's in
@@ -58,13 +58,19 @@ std::string apply_statement(const std::vector<Mapping>& mappings, const std::vec
 inline constexpr const char* kApplyPlanSettings =
     "set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_seqscan', 'off', true)";
 
-// $5 .. $13 of the apply statement: the items column by column, each an array literal (uuid[],
-// text[], text[], bigint[], int[], int[], bigint[], bigint[], jsonb[]), and `position_of`, if set,
-// last as the position entry (m = -2).
+// $5 .. $14 of the apply statement: the items column by column, each an array literal (uuid[],
+// text[], text[], bigint[], int[], int[], bigint[], bigint[]), the payloads as one JSON array, and
+// newest_of_rows; `position_of`, if set, last as the position entry (m = -2).
 struct BatchColumns {
-  std::string ids, aggregate_types, aggregate_ids, versions, mappings, tables, positions, created_at, payloads;
+  std::string ids, aggregate_types, aggregate_ids, versions, mappings, tables, positions, created_at, payloads, newest;
 };
 BatchColumns batch_columns(const std::vector<Item*>& items, const Item* position_of, const std::vector<int>& table_of_mapping);
+// Per item: 1 for the newest event of its row in the batch (by aggregate, table and key as
+// Event::row_key has it; the later of equal versions), 0 for one it supersedes, -1 for an event
+// id that came before in the batch; 0 for heartbeats. The statement writes only the newest, so
+// one INSERT ... ON CONFLICT never meets a row twice, unless the payloads spell one key in two
+// ways ("1" and 1), and then the batch fails and its events are applied one by one.
+std::vector<int> newest_of_rows(const std::vector<Item*>& items, const std::vector<int>& table_of_mapping);
 // An element of a text array literal: quoted, with '"' and '\\' escaped.
 void append_array_text(std::string& out, std::string_view text);
 

@@ -66,11 +66,61 @@ std::string lowercase(std::string text) {
   return text;
 }
 
-// Whether the body is one JSON object (whitespace around it allowed), without building a DOM.
-std::string json_object_problem(std::string_view body) {
+// Reads a body without building a DOM, and keeps the value of one top-level member (the mapping's
+// key column) as grouping text: "s" and the string, "n" and the number as written, "b" and
+// true/false, "x" for an object or array; nothing for null or no such member. Like jsonb, the
+// last of repeated members counts. Two values the apply statement reads as the same key
+// (`p->>key`) may get different texts here ("1" and 1), but never the other way round.
+class KeyMemberReader : public nlohmann::json_sax<json> {
+ public:
+  explicit KeyMemberReader(std::string_view wanted) : wanted_(wanted) {}
+  std::optional<std::string> value;
+
+  bool null() override { return scalar(std::nullopt); }
+  bool boolean(bool val) override { return scalar(val ? "btrue" : "bfalse"); }
+  bool number_integer(number_integer_t val) override { return scalar("n" + std::to_string(val)); }
+  bool number_unsigned(number_unsigned_t val) override { return scalar("n" + std::to_string(val)); }
+  bool number_float(number_float_t, const string_t& text) override { return scalar("n" + text); }
+  bool string(string_t& val) override { return scalar("s" + val); }
+  bool binary(binary_t&) override { return scalar("x"); }
+  bool start_object(std::size_t) override { return open(); }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override { return open(); }
+  bool end_array() override { return close(); }
+  bool key(string_t& name) override {
+    capturing_ = depth_ == 1 && !wanted_.empty() && name == wanted_;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
+
+ private:
+  bool scalar(std::optional<std::string> text) {
+    if (depth_ == 1 && capturing_) value = std::move(text);
+    capturing_ = false;
+    return true;
+  }
+  bool open() {
+    if (depth_ == 1 && capturing_) value = "x";
+    capturing_ = false;
+    ++depth_;
+    return true;
+  }
+  bool close() {
+    --depth_;
+    return true;
+  }
+  std::string_view wanted_;
+  int depth_ = 0;
+  bool capturing_ = false;
+};
+
+// Whether the body is one JSON object (whitespace around it allowed); `key_column`'s value into
+// `key` (see KeyMemberReader).
+std::string json_object_problem(std::string_view body, std::string_view key_column, std::optional<std::string>& key) {
   size_t start = body.find_first_not_of(" \t\r\n");
   if (start == std::string_view::npos) return "empty body, expected a JSON object";
-  if (!json::accept(body.begin(), body.end())) {
+  KeyMemberReader reader(key_column);
+  if (!json::sax_parse(body.begin(), body.end(), &reader)) {
     try {
       json parsed = json::parse(body.begin(), body.end());
       (void)parsed;
@@ -81,6 +131,7 @@ std::string json_object_problem(std::string_view body) {
     return "malformed JSON body";
   }
   if (body[start] != '{') return "body is JSON but not an object";
+  key = std::move(reader.value);
   return "";
 }
 
@@ -206,12 +257,16 @@ Checked check_message(const amqp::IncomingMessage& message, const std::vector<Ma
   } catch (const std::exception& error) {
     return fail(error.what());
   }
-  if (std::string problem = json_object_problem(message.body); !problem.empty()) return fail(problem);
+  int mapping = heartbeat ? -1 : find_mapping(mappings, type);
+  std::string_view key_column = mapping >= 0 && !mappings[static_cast<size_t>(mapping)].is_handler()
+                                    ? std::string_view(mappings[static_cast<size_t>(mapping)].key_column)
+                                    : std::string_view();
+  if (std::string problem = json_object_problem(message.body, key_column, event.row_key); !problem.empty()) return fail(problem);
   if (heartbeat) {
     if (!event.created_at_us) return fail("heartbeat without header created_at");
     event.heartbeat = true;
   } else {
-    event.mapping = find_mapping(mappings, type);
+    event.mapping = mapping;
     if (event.mapping < 0 && are_handlers(mappings))
       event.unhandled = true;  // a consumer hears more than it handles: not poison
     else if (event.mapping < 0)

@@ -64,6 +64,9 @@ struct Event {
   int mapping = -1;  // into the mappings; -1 for a heartbeat or an unhandled event
   bool heartbeat = false;
   bool unhandled = false;  // a consumer's event whose type no handler takes: recorded in the inbox, acked
+  // The value of the mapping's key column in the body, as grouping text (replicate/event.cpp,
+  // KeyMemberReader): the apply writes only the newest event of each row in a batch.
+  std::optional<std::string> row_key;
 };
 
 // A message checked: either an event, or the reason it is poison. When a poison message still

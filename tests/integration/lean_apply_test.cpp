@@ -254,10 +254,10 @@ TEST(LeanApply, TheApplyRunsOnAGenericPlanThatReadsEveryTableByAnIndexConditionE
 
   pqxx::work tx(connection);
   tx.exec(std::string("SELECT ") + outbox::replicate::kApplyPlanSettings);
-  nlohmann::json plan =
-      nlohmann::json::parse(tx.exec1("EXPLAIN (FORMAT JSON) EXECUTE " + tx.quote_name(prepared[0].as<std::string>()) +
-                                     "('main', false, 60000, false, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')")[0]
-                                .as<std::string>());
+  nlohmann::json plan = nlohmann::json::parse(
+      tx.exec1("EXPLAIN (FORMAT JSON) EXECUTE " + tx.quote_name(prepared[0].as<std::string>()) +
+               "('main', false, 60000, false, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '[]', '{}')")[0]
+          .as<std::string>());
   std::vector<const nlohmann::json*> reads;
   table_reads(plan[0]["Plan"], reads);
   std::set<std::string> tables;
@@ -268,4 +268,69 @@ TEST(LeanApply, TheApplyRunsOnAGenericPlanThatReadsEveryTableByAnIndexConditionE
     EXPECT_TRUE(read->contains("Index Cond")) << table << " is read without an index condition: " << read->dump();
   }
   EXPECT_EQ(tables, (std::set<std::string>{"parking_slots", "outbox_aggregate_versions", "outbox_failed_events"}));
+}
+
+// One batch through the applier, as replicate hands it over (the daemon's batching aside).
+outbox::replicate::Counts apply_batch(outbox::replicate::Applier& applier, const std::vector<amqp::OutgoingMessage>& sent) {
+  std::vector<amqp::IncomingMessage> messages;
+  for (const amqp::OutgoingMessage& message : sent) messages.push_back(delivered(message));
+  std::vector<outbox::replicate::Item> items(messages.size());
+  std::vector<outbox::replicate::Item*> batch;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    items[i].message = &messages[i];
+    items[i].checked = outbox::replicate::check_message(messages[i], applier.mappings());
+    EXPECT_EQ(items[i].checked.error, "");
+    batch.push_back(&items[i]);
+  }
+  return applier.apply(batch);
+}
+
+// The statement writes only the newest event of each row in a batch (replicate/apply_sql.hpp,
+// newest_of_rows) and lets the write's own guard decide for it; each other event is checked by
+// its own version, so the counts are those of events applied one at a time.
+TEST(LeanApply, OneBatchWritesTheNewestEventOfEachRowAndCountsEveryEventByItsOwnVersion) {
+  fresh_schema();
+  pqxx::connection connection = connect(servers().replica_url);
+  outbox::replicate::Applier applier(connection, "main", "replica main", outbox::replicate::default_mappings(),
+                                     std::make_shared<spdlog::logger>("lean_apply_test"));
+  applier.prepare();
+  std::string fresh = random_uuid(), ahead = random_uuid(), stale = random_uuid();
+  exec(servers().replica_url, "INSERT INTO parking_slots VALUES ('" + ahead + "', 'stored', 'available', 3), ('" + stale +
+                                  "', 'stored', 'available', 9)");
+  amqp::OutgoingMessage repeated = slot_event("parking.update", fresh, 2, "second");
+  outbox::replicate::Counts counts = apply_batch(
+      applier, {slot_event("parking.create", fresh, 1, "first"), repeated, slot_event("parking.update", ahead, 2, "older"),
+                slot_event("parking.update", ahead, 5, "newer"), slot_event("parking.update", ahead, 4, "between"),
+                slot_event("parking.update", stale, 8, "stale"), repeated});
+  EXPECT_EQ(rows(servers().replica_url, "SELECT uuid::text, name, version::text FROM parking_slots ORDER BY version"),
+            (std::vector<std::vector<std::string>>{{fresh, "second", "2"}, {ahead, "newer", "5"}, {stale, "stored", "9"}}));
+  // fresh 1 and 2, ahead 5 and 4 (3 is stored); ahead 2 and stale 8 are older than their rows.
+  EXPECT_EQ(counts.applied, 4);
+  EXPECT_EQ(counts.stale, 2);
+  EXPECT_EQ(counts.duplicate, 1);
+  EXPECT_EQ(count("outbox_failed_events"), "0");
+}
+
+// A key the payloads spell in two ways (a uuid in capitals and in small letters) is two rows to
+// the daemon and one to the table: the batch meets the row twice and fails, and its events are
+// then applied one by one, so the newest still wins and nothing is parked.
+TEST(LeanApply, AKeySpelledTwoWaysInOneBatchIsStillAppliedNewestLast) {
+  fresh_schema();
+  pqxx::connection connection = connect(servers().replica_url);
+  outbox::replicate::Applier applier(connection, "main", "replica main", outbox::replicate::default_mappings(),
+                                     std::make_shared<spdlog::logger>("lean_apply_test"));
+  applier.prepare();
+  std::string slot = random_uuid(), capitals = slot;
+  for (char& c : capitals) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  auto spelled = [&](const std::string& key, long long version, const std::string& name) {
+    return event_message("parking.update", "parking_slot", slot, version,
+                         nlohmann::json{{"uuid", key}, {"name", name}, {"status", "available"}, {"version", version}}.dump(),
+                         1700000000000000LL + version);
+  };
+  outbox::replicate::Counts counts = apply_batch(applier, {spelled(slot, 1, "small"), spelled(capitals, 2, "capitals")});
+  EXPECT_EQ(rows(servers().replica_url, "SELECT name, version::text FROM parking_slots"),
+            (std::vector<std::vector<std::string>>{{"capitals", "2"}}));
+  EXPECT_EQ(counts.applied, 2);
+  EXPECT_EQ(counts.parked, 0);
+  EXPECT_EQ(count("outbox_failed_events"), "0");
 }

@@ -52,6 +52,27 @@ TEST(ReplicateMessage, AValidRelayMessageBecomesAnEventWithItsMappingAndLowercas
   EXPECT_FALSE(checked.event->heartbeat);
 }
 
+// The key column's value, read with the body's check (newest_of_rows groups by it), as jsonb
+// reads it: the last of repeated members, and only at the top level.
+TEST(ReplicateMessage, TheKeyColumnsValueIsReadFromTheBodyAsJsonbReadsIt) {
+  auto key_of = [](const std::string& body) {
+    amqp::IncomingMessage message = valid_message();
+    message.body = body;
+    Checked checked = check_message(message, kParking);
+    EXPECT_TRUE(checked.event) << checked.error;
+    return checked.event ? checked.event->row_key : std::optional<std::string>("(poison)");
+  };
+  EXPECT_EQ(key_of(R"({"name": "A", "uuid": "k-1"})"), "sk-1");
+  EXPECT_EQ(key_of(R"({"uuid": "k-1", "nested": {"uuid": "k-2"}, "uuid": "k-3"})"), "sk-3");
+  EXPECT_EQ(key_of(R"({"nested": {"uuid": "k-2"}, "list": [{"uuid": "k-4"}]})"), std::nullopt);
+  EXPECT_EQ(key_of(R"({"uuid": "a\u0062"})"), "sab");
+  EXPECT_EQ(key_of(R"({"uuid": 42})"), "n42");
+  EXPECT_EQ(key_of(R"({"uuid": 4.20})"), "n4.20");
+  EXPECT_EQ(key_of(R"({"uuid": null})"), std::nullopt);
+  EXPECT_EQ(key_of(R"({"uuid": {"a": 1}})"), "x");
+  EXPECT_EQ(key_of(R"({"uuid": [1], "name": "B"})"), "x");
+}
+
 TEST(ReplicateMessage, TheRoutingKeyStandsInForAMissingTypeAndAVersionMayBeADecimalString) {
   amqp::IncomingMessage message = valid_message();
   message.type.reset();
