@@ -76,13 +76,27 @@ class KeyMemberReader : public nlohmann::json_sax<json> {
   explicit KeyMemberReader(std::string_view wanted) : wanted_(wanted) {}
   std::optional<std::string> value;
 
-  bool null() override { return scalar(std::nullopt); }
-  bool boolean(bool val) override { return scalar(val ? "btrue" : "bfalse"); }
-  bool number_integer(number_integer_t val) override { return scalar("n" + std::to_string(val)); }
-  bool number_unsigned(number_unsigned_t val) override { return scalar("n" + std::to_string(val)); }
-  bool number_float(number_float_t, const string_t& text) override { return scalar("n" + text); }
-  bool string(string_t& val) override { return scalar("s" + val); }
-  bool binary(binary_t&) override { return scalar("x"); }
+  bool null() override {
+    return scalar([] { return std::optional<std::string>(); });
+  }
+  bool boolean(bool val) override {
+    return scalar([&] { return std::string(val ? "btrue" : "bfalse"); });
+  }
+  bool number_integer(number_integer_t val) override {
+    return scalar([&] { return "n" + std::to_string(val); });
+  }
+  bool number_unsigned(number_unsigned_t val) override {
+    return scalar([&] { return "n" + std::to_string(val); });
+  }
+  bool number_float(number_float_t, const string_t& text) override {
+    return scalar([&] { return "n" + text; });
+  }
+  bool string(string_t& val) override {
+    return scalar([&] { return "s" + val; });
+  }
+  bool binary(binary_t&) override {
+    return scalar([] { return std::string("x"); });
+  }
   bool start_object(std::size_t) override { return open(); }
   bool end_object() override { return close(); }
   bool start_array(std::size_t) override { return open(); }
@@ -94,8 +108,10 @@ class KeyMemberReader : public nlohmann::json_sax<json> {
   bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception&) override { return false; }
 
  private:
-  bool scalar(std::optional<std::string> text) {
-    if (depth_ == 1 && capturing_) value = std::move(text);
+  // The text is made only for the member kept: every other value costs nothing more than the check.
+  template <typename Text>
+  bool scalar(Text text) {
+    if (depth_ == 1 && capturing_) value = text();
     capturing_ = false;
     return true;
   }
