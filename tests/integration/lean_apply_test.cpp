@@ -270,6 +270,14 @@ TEST(LeanApply, TheApplyRunsOnAGenericPlanThatReadsEveryTableByAnIndexConditionE
   EXPECT_EQ(tables, (std::set<std::string>{"parking_slots", "outbox_aggregate_versions", "outbox_failed_events"}));
 }
 
+// The parking mappings' applier on its own connection to the replica, prepared.
+struct ParkingApplier {
+  pqxx::connection connection = connect(servers().replica_url);
+  outbox::replicate::Applier applier{connection, "main", "replica main", outbox::replicate::default_mappings(),
+                                     std::make_shared<spdlog::logger>("lean_apply_test")};
+  ParkingApplier() { applier.prepare(); }
+};
+
 // One batch through the applier, as replicate hands it over (the daemon's batching aside).
 outbox::replicate::Counts apply_batch(outbox::replicate::Applier& applier, const std::vector<amqp::OutgoingMessage>& sent) {
   std::vector<amqp::IncomingMessage> messages;
@@ -290,10 +298,8 @@ outbox::replicate::Counts apply_batch(outbox::replicate::Applier& applier, const
 // its own version, so the counts are those of events applied one at a time.
 TEST(LeanApply, OneBatchWritesTheNewestEventOfEachRowAndCountsEveryEventByItsOwnVersion) {
   fresh_schema();
-  pqxx::connection connection = connect(servers().replica_url);
-  outbox::replicate::Applier applier(connection, "main", "replica main", outbox::replicate::default_mappings(),
-                                     std::make_shared<spdlog::logger>("lean_apply_test"));
-  applier.prepare();
+  ParkingApplier parking;
+  outbox::replicate::Applier& applier = parking.applier;
   std::string fresh = random_uuid(), ahead = random_uuid(), stale = random_uuid();
   exec(servers().replica_url, "INSERT INTO parking_slots VALUES ('" + ahead + "', 'stored', 'available', 3), ('" + stale +
                                   "', 'stored', 'available', 9)");
@@ -316,10 +322,8 @@ TEST(LeanApply, OneBatchWritesTheNewestEventOfEachRowAndCountsEveryEventByItsOwn
 // then applied one by one, so the newest still wins and nothing is parked.
 TEST(LeanApply, AKeySpelledTwoWaysInOneBatchIsStillAppliedNewestLast) {
   fresh_schema();
-  pqxx::connection connection = connect(servers().replica_url);
-  outbox::replicate::Applier applier(connection, "main", "replica main", outbox::replicate::default_mappings(),
-                                     std::make_shared<spdlog::logger>("lean_apply_test"));
-  applier.prepare();
+  ParkingApplier parking;
+  outbox::replicate::Applier& applier = parking.applier;
   std::string slot = random_uuid(), capitals = slot;
   for (char& c : capitals) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   auto spelled = [&](const std::string& key, long long version, const std::string& name) {
