@@ -222,8 +222,11 @@ Counts Applier::run(pqxx::transaction_base& tx, const std::vector<Item*>& items,
                                handler_procedures_);
     BatchColumns batch = batch_columns(items, position_of, table_of_mapping_);
     return tx.exec_prepared1(part ? kApplyPartStatement : kApplyStatement, replica_, ignore_blocked, skew, record_event_ids_,
-                             batch.ids, batch.aggregate_types, batch.aggregate_ids, batch.versions, batch.mappings, batch.tables,
-                             batch.positions, batch.created_at, batch.payloads, batch.newest);
+                             pqxx::binarystring(batch.ids), pqxx::binarystring(batch.aggregate_types),
+                             pqxx::binarystring(batch.aggregate_ids), pqxx::binarystring(batch.versions),
+                             pqxx::binarystring(batch.mappings), pqxx::binarystring(batch.tables),
+                             pqxx::binarystring(batch.positions), pqxx::binarystring(batch.created_at), batch.payloads,
+                             pqxx::binarystring(batch.newest));
   }();
   counts.applied = row[0].as<long long>();
   counts.stale = row[1].as<long long>();

@@ -7,6 +7,7 @@
 #include "core/aggregate_version.hpp"
 #include "core/log.hpp"
 #include "core/pg.hpp"
+#include "core/pg_array.hpp"
 
 namespace outbox::replicate {
 namespace {
@@ -307,15 +308,6 @@ std::string apply_statement(const std::vector<Mapping>& mappings, const std::vec
          counts(tables, guarded);
 }
 
-void append_array_text(std::string& out, std::string_view text) {
-  out += '"';
-  for (char c : text) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  out += '"';
-}
-
 std::vector<int> newest_of_rows(const std::vector<Item*>& items, const std::vector<int>& table_of_mapping) {
   std::vector<int> w(items.size(), 0);
   std::unordered_set<std::string_view> ids;
@@ -347,37 +339,49 @@ std::vector<int> newest_of_rows(const std::vector<Item*>& items, const std::vect
 }
 
 BatchColumns batch_columns(const std::vector<Item*>& items, const Item* position_of, const std::vector<int>& table_of_mapping) {
+  using Element = pg::BinaryArray::Element;
+  pg::BinaryArray ids(Element::uuid), aggregate_types(Element::text), aggregate_ids(Element::text), versions(Element::int8),
+      mappings(Element::int4), tables(Element::int4), positions(Element::int8), created_at(Element::int8), newest(Element::int4);
+  auto add_optional = [](pg::BinaryArray& array, const std::optional<long long>& value) {
+    if (value)
+      array.add_int8(*value);
+    else
+      array.add_null();
+  };
   BatchColumns columns;
   columns.payloads.reserve((items.size() + 1) * 160);
+  columns.payloads += '[';
   std::vector<int> w = newest_of_rows(items, table_of_mapping);
   // The position entry (m = -2) is last, so the statement moves the position to it; nothing else
   // reads it.
-  auto append = [&](bool first, const Item& item, bool position_only, int newest) {
+  auto append = [&](bool first, const Item& item, bool position_only, int newest_of_row) {
     const Event& event = *item.checked.event;
-    const char* comma = first ? "" : ",";
     int mapping = position_only ? -2 : event.heartbeat ? -1 : event.mapping;
-    int table = mapping >= 0 ? table_of_mapping[static_cast<size_t>(mapping)] : -1;
-    columns.ids += comma + event.event_id;
-    columns.aggregate_types += comma;
-    append_array_text(columns.aggregate_types, event.aggregate_type);
-    columns.aggregate_ids += comma;
-    append_array_text(columns.aggregate_ids, event.aggregate_id);
-    columns.versions += comma + std::to_string(event.version);
-    columns.mappings += comma + std::to_string(mapping);
-    columns.tables += comma + std::to_string(table);
-    columns.positions += comma + (event.position ? std::to_string(*event.position) : "NULL");
-    columns.created_at += comma + (event.created_at_us ? std::to_string(*event.created_at_us) : "NULL");
-    columns.newest += comma + std::to_string(newest);
+    ids.add_uuid(event.event_id);
+    aggregate_types.add_text(event.aggregate_type);
+    aggregate_ids.add_text(event.aggregate_id);
+    versions.add_int8(event.version);
+    mappings.add_int4(mapping);
+    tables.add_int4(mapping >= 0 ? table_of_mapping[static_cast<size_t>(mapping)] : -1);
+    add_optional(positions, event.position);
+    add_optional(created_at, event.created_at_us);
+    newest.add_int4(newest_of_row);
     // The body is one JSON object (replicate/event.hpp), as it came.
-    columns.payloads += comma;
+    if (!first) columns.payloads += ',';
     columns.payloads += position_only ? std::string_view("{}") : std::string_view(item.message->body);
   };
   for (size_t i = 0; i < items.size(); ++i) append(i == 0, *items[i], false, w[i]);
   if (position_of) append(items.empty(), *position_of, true, 0);
-  for (std::string* column : {&columns.ids, &columns.aggregate_types, &columns.aggregate_ids, &columns.versions,
-                              &columns.mappings, &columns.tables, &columns.positions, &columns.created_at, &columns.newest})
-    *column = "{" + *column + "}";
-  columns.payloads = "[" + columns.payloads + "]";
+  columns.payloads += ']';
+  columns.ids = ids.bytes();
+  columns.aggregate_types = aggregate_types.bytes();
+  columns.aggregate_ids = aggregate_ids.bytes();
+  columns.versions = versions.bytes();
+  columns.mappings = mappings.bytes();
+  columns.tables = tables.bytes();
+  columns.positions = positions.bytes();
+  columns.created_at = created_at.bytes();
+  columns.newest = newest.bytes();
   return columns;
 }
 

@@ -58,11 +58,13 @@ std::string apply_statement(const std::vector<Mapping>& mappings, const std::vec
 inline constexpr const char* kApplyPlanSettings =
     "set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_seqscan', 'off', true)";
 
-// $5 .. $14 of the apply statement: the items column by column, each an array literal (uuid[],
-// text[], text[], bigint[], int[], int[], bigint[], bigint[]), the payloads as one JSON array, and
-// newest_of_rows; `position_of`, if set, last as the position entry (m = -2).
+// $5 .. $14 of the apply statement: the items column by column, each a binary array
+// (pg::BinaryArray: uuid[], text[], text[], bigint[], int[], int[], bigint[], bigint[], and
+// newest_of_rows as int[]), sent as binary parameters, and the payloads as one JSON array (text);
+// `position_of`, if set, last as the position entry (m = -2).
 struct BatchColumns {
-  std::string ids, aggregate_types, aggregate_ids, versions, mappings, tables, positions, created_at, payloads, newest;
+  std::string ids, aggregate_types, aggregate_ids, versions, mappings, tables, positions, created_at, newest;
+  std::string payloads;
 };
 BatchColumns batch_columns(const std::vector<Item*>& items, const Item* position_of, const std::vector<int>& table_of_mapping);
 // Per item: 1 for the newest event of its row in the batch (by aggregate, table and key as
@@ -71,8 +73,6 @@ BatchColumns batch_columns(const std::vector<Item*>& items, const Item* position
 // one INSERT ... ON CONFLICT never meets a row twice, unless the payloads spell one key in two
 // ways ("1" and 1), and then the batch fails and its events are applied one by one.
 std::vector<int> newest_of_rows(const std::vector<Item*>& items, const std::vector<int>& table_of_mapping);
-// An element of a text array literal: quoted, with '"' and '\\' escaped.
-void append_array_text(std::string& out, std::string_view text);
 
 // JSON pieces shared with the rows that park events: a string (escaped), a number or null.
 void append_json_string(std::string& out, std::string_view text);

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "core/pg_array.hpp"
 #include "examples/parking/parking.hpp"
 #include "replicate/apply.hpp"
 #include "tests/integration/support/broker.hpp"
@@ -268,6 +269,39 @@ TEST(LeanApply, TheApplyRunsOnAGenericPlanThatReadsEveryTableByAnIndexConditionE
     EXPECT_TRUE(read->contains("Index Cond")) << table << " is read without an index condition: " << read->dump();
   }
   EXPECT_EQ(tables, (std::set<std::string>{"parking_slots", "outbox_aggregate_versions", "outbox_failed_events"}));
+}
+
+// The batch's columns go to the server as binary arrays (core/pg_array.hpp): the server reads
+// each one as the array it stands for, the NULLs and every byte of a text included.
+TEST(LeanApply, TheServerReadsTheBinaryArraysOfABatchAsTheValuesTheyWereBuiltFrom) {
+  using outbox::pg::BinaryArray;
+  BinaryArray ids(BinaryArray::Element::uuid), texts(BinaryArray::Element::text), big(BinaryArray::Element::int8),
+      small(BinaryArray::Element::int4), empty(BinaryArray::Element::int8);
+  ids.add_uuid("0B0E6F8E-8a4e-4c1e-9d51-3a4b8e1f2c3d");
+  ids.add_null();
+  texts.add_text("a\"b\\c,{}");
+  texts.add_text("");
+  texts.add_text("Zürich\t");
+  big.add_int8(-9223372036854775807LL - 1);
+  big.add_null();
+  big.add_int8(9223372036854775807LL);
+  small.add_int4(-2);
+  small.add_int4(2147483647);
+  pqxx::connection connection = connect(servers().replica_url);
+  pqxx::nontransaction tx(connection);
+  pqxx::row read = tx.exec_params1(
+      "SELECT $1::uuid[]::text, $2::text[] = ARRAY[E'a\"b\\\\c,{}', '', E'Z\\u00fcrich\\t'], $3::bigint[]::text, "
+      "$4::int[]::text, "
+      "cardinality($5::bigint[])",
+      pqxx::binarystring(ids.bytes()), pqxx::binarystring(texts.bytes()), pqxx::binarystring(big.bytes()),
+      pqxx::binarystring(small.bytes()), pqxx::binarystring(empty.bytes()));
+  EXPECT_EQ(read[0].as<std::string>(), "{0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d,NULL}");
+  EXPECT_TRUE(read[1].as<bool>());
+  EXPECT_EQ(read[2].as<std::string>(), "{-9223372036854775808,NULL,9223372036854775807}");
+  EXPECT_EQ(read[3].as<std::string>(), "{-2,2147483647}");
+  EXPECT_EQ(read[4].as<int>(), 0);
+  // An array of another element type than the statement's is refused, not misread.
+  EXPECT_THROW(tx.exec_params1("SELECT $1::bigint[]", pqxx::binarystring(small.bytes())), pqxx::sql_error);
 }
 
 // The parking mappings' applier on its own connection to the replica, prepared.

@@ -4,8 +4,11 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/binary_array.hpp"
+
 using namespace outbox;
 using namespace outbox::replicate;
+using outbox::testing::binary_array_text;
 
 namespace {
 
@@ -150,19 +153,19 @@ TEST(ApplySql, TheBatchColumnsListEachEventWithItsMappingTableAndPayloadAndThePo
                                     "heart \"beat\", {x}\\", 9, std::nullopt, std::nullopt, -1, true});
   std::vector<Item*> items{&created, &beat};
   BatchColumns batch = batch_columns(items, &created, table_of_mapping);
-  EXPECT_EQ(batch.ids,
+  EXPECT_EQ(binary_array_text(batch.ids),
             "{0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d,1c1e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d,0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d}");
-  EXPECT_EQ(batch.aggregate_types, R"({"parking_slot","outbox.heartbeat","parking_slot"})");
+  EXPECT_EQ(binary_array_text(batch.aggregate_types), R"({"parking_slot","outbox.heartbeat","parking_slot"})");
   // Quotes, commas, braces and backslashes stay inside their element.
-  EXPECT_EQ(batch.aggregate_ids, R"({"5a1","heart \"beat\", {x}\\","5a1"})");
-  EXPECT_EQ(batch.versions, "{7,9,7}");
-  EXPECT_EQ(batch.mappings, "{0,-1,-2}");
-  EXPECT_EQ(batch.tables, "{0,-1,-1}");
-  EXPECT_EQ(batch.positions, "{41,NULL,41}");
-  EXPECT_EQ(batch.created_at, "{1700000000000000,NULL,1700000000000000}");
+  EXPECT_EQ(binary_array_text(batch.aggregate_ids), R"({"5a1","heart \"beat\", {x}\\","5a1"})");
+  EXPECT_EQ(binary_array_text(batch.versions), "{7,9,7}");
+  EXPECT_EQ(binary_array_text(batch.mappings), "{0,-1,-2}");
+  EXPECT_EQ(binary_array_text(batch.tables), "{0,-1,-1}");
+  EXPECT_EQ(binary_array_text(batch.positions), "{41,NULL,41}");
+  EXPECT_EQ(binary_array_text(batch.created_at), "{1700000000000000,NULL,1700000000000000}");
   // The bodies as they came, as one JSON array.
   EXPECT_EQ(batch.payloads, R"([{"uuid":"5a1","name":"A \"1\" \\"},{"relay":"host:1"},{}])");
-  EXPECT_EQ(batch.newest, "{1,0,0}");
+  EXPECT_EQ(binary_array_text(batch.newest), "{1,0,0}");
 }
 
 TEST(ApplySql, AnEmptyBatchWithOnlyAPositionEntryIsAnArrayOfOne) {
@@ -172,14 +175,14 @@ TEST(ApplySql, AnEmptyBatchWithOnlyAPositionEntryIsAnArrayOfOne) {
   Item last = item(message, Event{"0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d", "parking.create", "parking_slot", "5a1", 7,
                                   std::nullopt, std::nullopt, 0, false});
   BatchColumns batch = batch_columns({}, &last, table_of_mapping);
-  EXPECT_EQ(batch.ids, "{0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d}");
-  EXPECT_EQ(batch.aggregate_ids, R"({"5a1"})");
-  EXPECT_EQ(batch.mappings, "{-2}");
-  EXPECT_EQ(batch.tables, "{-1}");
-  EXPECT_EQ(batch.positions, "{NULL}");
-  EXPECT_EQ(batch.created_at, "{NULL}");
+  EXPECT_EQ(binary_array_text(batch.ids), "{0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d}");
+  EXPECT_EQ(binary_array_text(batch.aggregate_ids), R"({"5a1"})");
+  EXPECT_EQ(binary_array_text(batch.mappings), "{-2}");
+  EXPECT_EQ(binary_array_text(batch.tables), "{-1}");
+  EXPECT_EQ(binary_array_text(batch.positions), "{NULL}");
+  EXPECT_EQ(binary_array_text(batch.created_at), "{NULL}");
   EXPECT_EQ(batch.payloads, "[{}]");
-  EXPECT_EQ(batch.newest, "{0}");
+  EXPECT_EQ(binary_array_text(batch.newest), "{0}");
 }
 
 // An event of the batch as newest_of_rows sees it: mapping 0 (parking slots) or 2 (order lines).

@@ -1,0 +1,98 @@
+#include "core/pg_array.hpp"
+
+#include <limits>
+#include <stdexcept>
+
+namespace outbox::pg {
+
+namespace {
+
+void append_big_endian(std::string& out, std::uint64_t value, int bytes) {
+  for (int shift = (bytes - 1) * 8; shift >= 0; shift -= 8) out += static_cast<char>((value >> shift) & 0xff);
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+}  // namespace
+
+BinaryArray::BinaryArray(Element element) : element_(element) {}
+
+void BinaryArray::expect(Element element) const {
+  if (element != element_) throw std::logic_error("BinaryArray: an element of another type than the array's");
+}
+
+void BinaryArray::append_int32(std::int32_t value) { append_big_endian(elements_, static_cast<std::uint32_t>(value), 4); }
+
+void BinaryArray::add_int8(std::int64_t value) {
+  expect(Element::int8);
+  append_int32(8);
+  append_big_endian(elements_, static_cast<std::uint64_t>(value), 8);
+  ++count_;
+}
+
+void BinaryArray::add_int4(std::int32_t value) {
+  expect(Element::int4);
+  append_int32(4);
+  append_int32(value);
+  ++count_;
+}
+
+void BinaryArray::add_text(std::string_view text) {
+  expect(Element::text);
+  if (text.size() > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
+    throw std::invalid_argument("BinaryArray: a text longer than an array element can be");
+  append_int32(static_cast<std::int32_t>(text.size()));
+  elements_ += text;
+  ++count_;
+}
+
+void BinaryArray::add_uuid(std::string_view text) {
+  expect(Element::uuid);
+  std::string bytes;
+  bytes.reserve(16);
+  int high = -1;
+  for (char c : text) {
+    if (c == '-') continue;
+    int digit = hex_value(c);
+    if (digit < 0 || bytes.size() == 16) throw std::invalid_argument("BinaryArray: not a uuid: " + std::string(text));
+    if (high < 0) {
+      high = digit;
+    } else {
+      bytes += static_cast<char>(high << 4 | digit);
+      high = -1;
+    }
+  }
+  if (bytes.size() != 16 || high >= 0) throw std::invalid_argument("BinaryArray: not a uuid: " + std::string(text));
+  append_int32(16);
+  elements_ += bytes;
+  ++count_;
+}
+
+void BinaryArray::add_null() {
+  append_int32(-1);
+  has_null_ = true;
+  ++count_;
+}
+
+std::string BinaryArray::bytes() const {
+  if (count_ > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
+    throw std::invalid_argument("BinaryArray: more elements than an array can hold");
+  std::string out;
+  out.reserve(20 + elements_.size());
+  // An empty array has no dimensions (array_send writes it so, array_recv reads it so).
+  append_big_endian(out, count_ == 0 ? 0 : 1, 4);
+  append_big_endian(out, has_null_ ? 1 : 0, 4);
+  append_big_endian(out, static_cast<std::uint32_t>(element_), 4);
+  if (count_ == 0) return out;
+  append_big_endian(out, count_, 4);
+  append_big_endian(out, 1, 4);
+  out += elements_;
+  return out;
+}
+
+}  // namespace outbox::pg
