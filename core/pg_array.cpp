@@ -7,8 +7,11 @@ namespace outbox::pg {
 
 namespace {
 
+// Appends the low `bytes` bytes of `value`, most significant first, in one append.
 void append_big_endian(std::string& out, std::uint64_t value, int bytes) {
-  for (int shift = (bytes - 1) * 8; shift >= 0; shift -= 8) out += static_cast<char>((value >> shift) & 0xff);
+  char buffer[8];
+  for (int i = bytes - 1; i >= 0; --i, value >>= 8) buffer[i] = static_cast<char>(value & 0xff);
+  out.append(buffer, static_cast<std::size_t>(bytes));
 }
 
 int hex_value(char c) {
@@ -21,6 +24,8 @@ int hex_value(char c) {
 }  // namespace
 
 BinaryArray::BinaryArray(Element element) : element_(element) {}
+
+void BinaryArray::reserve(std::size_t element_bytes) { elements_.reserve(element_bytes); }
 
 void BinaryArray::expect(Element element) const {
   if (element != element_) throw std::logic_error("BinaryArray: an element of another type than the array's");

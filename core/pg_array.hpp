@@ -20,6 +20,8 @@ class BinaryArray {
   enum class Element : std::uint32_t { int8 = 20, int4 = 23, text = 25, uuid = 2950, jsonb = 3802 };
 
   explicit BinaryArray(Element element);
+  // Room for this many bytes of elements (each element is 4 bytes of length and its data).
+  void reserve(std::size_t element_bytes);
 
   // Each adder checks that it matches the array's element type (std::logic_error otherwise).
   void add_int8(std::int64_t value);

@@ -308,10 +308,40 @@ std::string apply_statement(const std::vector<Mapping>& mappings, const std::vec
          counts(tables, guarded);
 }
 
+namespace {
+
+// The row an event writes, as newest_of_rows tells rows apart: its aggregate, its table, and its
+// key as Event::row_key has it (a JSON kind tag, then the value), or "s" and the aggregate id when
+// the payload has no key. A key that is an object or array ("x": the write fails on it) is a row
+// of its own: `own` is then the event's index. Views into the batch's events, which outlive it.
+struct RowOfEvent {
+  std::string_view aggregate_type, aggregate_id;
+  int table;
+  char kind;
+  std::string_view key;
+  size_t own;
+  bool operator==(const RowOfEvent&) const = default;
+};
+
+struct RowOfEventHash {
+  size_t operator()(const RowOfEvent& row) const {
+    std::hash<std::string_view> text;
+    size_t hash = text(row.aggregate_type);
+    for (size_t part :
+         {text(row.aggregate_id), text(row.key), static_cast<size_t>(row.table), static_cast<size_t>(row.kind), row.own})
+      hash ^= part + 0x9e3779b97f4a7c15ULL + (hash << 6) + (hash >> 2);
+    return hash;
+  }
+};
+
+}  // namespace
+
 std::vector<int> newest_of_rows(const std::vector<Item*>& items, const std::vector<int>& table_of_mapping) {
   std::vector<int> w(items.size(), 0);
   std::unordered_set<std::string_view> ids;
-  std::unordered_map<std::string, size_t> newest;  // row -> index of its newest event so far
+  std::unordered_map<RowOfEvent, size_t, RowOfEventHash> newest;  // row -> index of its newest event so far
+  ids.reserve(items.size());
+  newest.reserve(items.size());
   for (size_t i = 0; i < items.size(); ++i) {
     const Event& event = *items[i]->checked.event;
     if (event.heartbeat || event.mapping < 0) continue;
@@ -319,14 +349,15 @@ std::vector<int> newest_of_rows(const std::vector<Item*>& items, const std::vect
       w[i] = -1;
       continue;
     }
-    // The row: aggregate, table and key, each length-prefixed so that no text runs into the next.
-    // A key that is an object or array (the write fails on it) is a row of its own.
-    std::string key = event.row_key ? *event.row_key : "s" + event.aggregate_id;
-    if (key == "x") key += std::to_string(i);
-    std::string row = std::to_string(event.aggregate_type.size()) + ':' + event.aggregate_type +
-                      std::to_string(event.aggregate_id.size()) + ':' + event.aggregate_id +
-                      std::to_string(table_of_mapping[static_cast<size_t>(event.mapping)]) + ':' + key;
-    auto [found, added] = newest.try_emplace(std::move(row), i);
+    RowOfEvent row{event.aggregate_type, event.aggregate_id, table_of_mapping[static_cast<size_t>(event.mapping)], 's',
+                   event.aggregate_id,   std::string::npos};
+    if (event.row_key) {
+      std::string_view tagged = *event.row_key;
+      row.kind = tagged.empty() ? '\0' : tagged.front();
+      row.key = tagged.empty() ? tagged : tagged.substr(1);
+      if (tagged == "x") row.own = i;
+    }
+    auto [found, added] = newest.try_emplace(row, i);
     if (added) {
       w[i] = 1;
     } else if (event.version >= items[found->second]->checked.event->version) {
@@ -343,6 +374,13 @@ BatchColumns batch_columns(const std::vector<Item*>& items, const Item* position
   pg::BinaryArray ids(Element::uuid), aggregate_types(Element::text), aggregate_ids(Element::text), versions(Element::int8),
       mappings(Element::int4), tables(Element::int4), positions(Element::int8), created_at(Element::int8),
       payloads(Element::jsonb), newest(Element::int4);
+  size_t count = items.size() + 1, payload_bytes = 0;
+  for (const Item* item : items) payload_bytes += item->message->body.size();
+  for (pg::BinaryArray* array : {&ids, &versions, &positions, &created_at}) array->reserve(count * 20);
+  for (pg::BinaryArray* array : {&mappings, &tables, &newest}) array->reserve(count * 8);
+  aggregate_types.reserve(count * 32);
+  aggregate_ids.reserve(count * 48);
+  payloads.reserve(payload_bytes + count * 8);
   auto add_optional = [](pg::BinaryArray& array, const std::optional<long long>& value) {
     if (value)
       array.add_int8(*value);
