@@ -78,16 +78,6 @@ void BinaryArray::add_uuid(std::string_view text) {
   ++count_;
 }
 
-void BinaryArray::add_jsonb(std::string_view json) {
-  expect(Element::jsonb);
-  if (json.size() >= static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()))
-    throw std::invalid_argument("BinaryArray: a JSON text longer than an array element can be");
-  append_int32(static_cast<std::int32_t>(json.size() + 1));
-  elements_ += '\x01';  // jsonb's binary format version
-  elements_ += json;
-  ++count_;
-}
-
 void BinaryArray::add_null() {
   append_int32(-1);
   has_null_ = true;

@@ -17,7 +17,7 @@ namespace outbox::pg {
 class BinaryArray {
  public:
   // The element types' OIDs, fixed in PostgreSQL's catalog (pg_type.dat).
-  enum class Element : std::uint32_t { int8 = 20, int4 = 23, text = 25, uuid = 2950, jsonb = 3802 };
+  enum class Element : std::uint32_t { int8 = 20, int4 = 23, text = 25, uuid = 2950 };
 
   explicit BinaryArray(Element element);
   // Room for this many bytes of elements (each element is 4 bytes of length and its data).
@@ -30,9 +30,6 @@ class BinaryArray {
   // A uuid in its text form, with or without dashes, in either case; anything else throws
   // std::invalid_argument.
   void add_uuid(std::string_view text);
-  // A JSON text, as jsonb's binary format has it: a version byte (1), then the text. The server
-  // parses it as it would parse the text form, element by element.
-  void add_jsonb(std::string_view json);
   void add_null();
 
   // The whole array: header (dimensions, null flag, element type, length, lower bound 1), then

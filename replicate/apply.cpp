@@ -225,8 +225,8 @@ Counts Applier::run(pqxx::transaction_base& tx, const std::vector<Item*>& items,
                              pqxx::binarystring(batch.ids), pqxx::binarystring(batch.aggregate_types),
                              pqxx::binarystring(batch.aggregate_ids), pqxx::binarystring(batch.versions),
                              pqxx::binarystring(batch.mappings), pqxx::binarystring(batch.tables),
-                             pqxx::binarystring(batch.positions), pqxx::binarystring(batch.created_at),
-                             pqxx::binarystring(batch.payloads), pqxx::binarystring(batch.newest));
+                             pqxx::binarystring(batch.positions), pqxx::binarystring(batch.created_at), batch.payloads,
+                             pqxx::binarystring(batch.newest));
   }();
   counts.applied = row[0].as<long long>();
   counts.stale = row[1].as<long long>();

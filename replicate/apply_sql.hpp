@@ -59,11 +59,12 @@ inline constexpr const char* kApplyPlanSettings =
     "set_config('plan_cache_mode', 'force_generic_plan', true), set_config('enable_seqscan', 'off', true)";
 
 // $5 .. $14 of the apply statement: the items column by column, each a binary array
-// (pg::BinaryArray: uuid[], text[], text[], bigint[], int[], int[], bigint[], bigint[], jsonb[]
-// and newest_of_rows as int[]), sent as binary parameters; `position_of`, if set, last as the
-// position entry (m = -2).
+// (pg::BinaryArray: uuid[], text[], text[], bigint[], int[], int[], bigint[], bigint[], and
+// newest_of_rows as int[]), sent as binary parameters, and the payloads as one JSON array (text);
+// `position_of`, if set, last as the position entry (m = -2).
 struct BatchColumns {
-  std::string ids, aggregate_types, aggregate_ids, versions, mappings, tables, positions, created_at, payloads, newest;
+  std::string ids, aggregate_types, aggregate_ids, versions, mappings, tables, positions, created_at, newest;
+  std::string payloads;
 };
 BatchColumns batch_columns(const std::vector<Item*>& items, const Item* position_of, const std::vector<int>& table_of_mapping);
 // Per item: 1 for the newest event of its row in the batch (by aggregate, table and key as

@@ -257,7 +257,7 @@ TEST(LeanApply, TheApplyRunsOnAGenericPlanThatReadsEveryTableByAnIndexConditionE
   tx.exec(std::string("SELECT ") + outbox::replicate::kApplyPlanSettings);
   nlohmann::json plan = nlohmann::json::parse(
       tx.exec1("EXPLAIN (FORMAT JSON) EXECUTE " + tx.quote_name(prepared[0].as<std::string>()) +
-               "('main', false, 60000, false, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')")[0]
+               "('main', false, 60000, false, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '[]', '{}')")[0]
           .as<std::string>());
   std::vector<const nlohmann::json*> reads;
   table_reads(plan[0]["Plan"], reads);
@@ -276,7 +276,7 @@ TEST(LeanApply, TheApplyRunsOnAGenericPlanThatReadsEveryTableByAnIndexConditionE
 TEST(LeanApply, TheServerReadsTheBinaryArraysOfABatchAsTheValuesTheyWereBuiltFrom) {
   using outbox::pg::BinaryArray;
   BinaryArray ids(BinaryArray::Element::uuid), texts(BinaryArray::Element::text), big(BinaryArray::Element::int8),
-      small(BinaryArray::Element::int4), empty(BinaryArray::Element::int8), payloads(BinaryArray::Element::jsonb);
+      small(BinaryArray::Element::int4), empty(BinaryArray::Element::int8);
   ids.add_uuid("0B0E6F8E-8a4e-4c1e-9d51-3a4b8e1f2c3d");
   ids.add_null();
   texts.add_text("a\"b\\c,{}");
@@ -287,23 +287,19 @@ TEST(LeanApply, TheServerReadsTheBinaryArraysOfABatchAsTheValuesTheyWereBuiltFro
   big.add_int8(9223372036854775807LL);
   small.add_int4(-2);
   small.add_int4(2147483647);
-  payloads.add_jsonb(R"({"uuid": "5a1", "name": "Z\u00fcrich \"1\"", "n": [1, 2.50]})");
-  payloads.add_jsonb("{}");
   pqxx::connection connection = connect(servers().replica_url);
   pqxx::nontransaction tx(connection);
   pqxx::row read = tx.exec_params1(
       "SELECT $1::uuid[]::text, $2::text[] = ARRAY[E'a\"b\\\\c,{}', '', E'Z\\u00fcrich\\t'], $3::bigint[]::text, "
       "$4::int[]::text, "
-      "cardinality($5::bigint[]), $6::jsonb[] = ARRAY['{\"n\": [1, 2.5], \"name\": \"Z\u00fcrich \\\"1\\\"\", \"uuid\": "
-      "\"5a1\"}', '{}']::jsonb[]",
+      "cardinality($5::bigint[])",
       pqxx::binarystring(ids.bytes()), pqxx::binarystring(texts.bytes()), pqxx::binarystring(big.bytes()),
-      pqxx::binarystring(small.bytes()), pqxx::binarystring(empty.bytes()), pqxx::binarystring(payloads.bytes()));
+      pqxx::binarystring(small.bytes()), pqxx::binarystring(empty.bytes()));
   EXPECT_EQ(read[0].as<std::string>(), "{0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d,NULL}");
   EXPECT_TRUE(read[1].as<bool>());
   EXPECT_EQ(read[2].as<std::string>(), "{-9223372036854775808,NULL,9223372036854775807}");
   EXPECT_EQ(read[3].as<std::string>(), "{-2,2147483647}");
   EXPECT_EQ(read[4].as<int>(), 0);
-  EXPECT_TRUE(read[5].as<bool>());
   // An array of another element type than the statement's is refused, not misread.
   EXPECT_THROW(tx.exec_params1("SELECT $1::bigint[]", pqxx::binarystring(small.bytes())), pqxx::sql_error);
 }

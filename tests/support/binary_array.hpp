@@ -1,8 +1,8 @@
 #pragma once
 // Reads a binary array (pg::BinaryArray, PostgreSQL's array_send format) back as the text that
 // PostgreSQL prints for it ("{1,NULL,-3}", text elements quoted), so that tests can state the
-// arrays of the apply's batch plainly; a jsonb element shows as its JSON text, unquoted. A reader of its own, written from the
-// format, not from BinaryArray: the integration test (lean_apply_test) checks that the server reads the same.
+// arrays of the apply's batch plainly. A reader of its own, written from the format, not from
+// BinaryArray: the integration test (lean_apply_test) checks that the server reads the same.
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -54,10 +54,6 @@ inline std::string binary_array_text(std::string_view bytes) {
         out += c;
       }
       out += '"';
-      at += data.size();
-    } else if (element == 3802) {
-      if (data.empty() || data[0] != 1) throw std::runtime_error("binary array: a jsonb element without its version byte 1");
-      out += data.substr(1);
       at += data.size();
     } else {
       throw std::runtime_error("binary array: element type " + std::to_string(element));

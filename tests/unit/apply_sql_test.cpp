@@ -44,8 +44,9 @@ const char* kMainStatement = R"SQL(WITH clock AS (SELECT clock_timestamp() + $3:
   SELECT x.i - 1 AS i, x.id, x.at, x.ag, x.v, x.m, x.t, x.pos, x.p, x.w,
          timestamptz 'epoch' + x.ts * interval '1 microsecond' AS ts,
          coalesce(timestamptz 'epoch' + x.ts * interval '1 microsecond' > (SELECT latest FROM clock), false) AS future
-  FROM unnest($5::uuid[], $6::text[], $7::text[], $8::bigint[], $9::int[], $10::int[], $11::bigint[],
-              $12::bigint[], $13::jsonb[], $14::int[]) WITH ORDINALITY AS x(id, at, ag, v, m, t, pos, ts, p, w, i)
+  FROM ROWS FROM (unnest($5::uuid[], $6::text[], $7::text[], $8::bigint[], $9::int[], $10::int[], $11::bigint[],
+                        $12::bigint[]), jsonb_array_elements($13::jsonb), unnest($14::int[]))
+       WITH ORDINALITY AS x(id, at, ag, v, m, t, pos, ts, p, w, i)
 ), blocked AS (
   SELECT b.i, b.w FROM (SELECT e.i, e.w, EXISTS (SELECT 1 FROM outbox_failed_events f WHERE f.replica = $1
                      AND f.aggregate_type = e.at AND f.aggregate_id = e.ag) AS behind
@@ -162,8 +163,8 @@ TEST(ApplySql, TheBatchColumnsListEachEventWithItsMappingTableAndPayloadAndThePo
   EXPECT_EQ(binary_array_text(batch.tables), "{0,-1,-1}");
   EXPECT_EQ(binary_array_text(batch.positions), "{41,NULL,41}");
   EXPECT_EQ(binary_array_text(batch.created_at), "{1700000000000000,NULL,1700000000000000}");
-  // The bodies as they came, one jsonb each.
-  EXPECT_EQ(binary_array_text(batch.payloads), R"({{"uuid":"5a1","name":"A \"1\" \\"},{"relay":"host:1"},{}})");
+  // The bodies as they came, as one JSON array.
+  EXPECT_EQ(batch.payloads, R"([{"uuid":"5a1","name":"A \"1\" \\"},{"relay":"host:1"},{}])");
   EXPECT_EQ(binary_array_text(batch.newest), "{1,0,0}");
 }
 
@@ -180,7 +181,7 @@ TEST(ApplySql, AnEmptyBatchWithOnlyAPositionEntryIsAnArrayOfOne) {
   EXPECT_EQ(binary_array_text(batch.tables), "{-1}");
   EXPECT_EQ(binary_array_text(batch.positions), "{NULL}");
   EXPECT_EQ(binary_array_text(batch.created_at), "{NULL}");
-  EXPECT_EQ(binary_array_text(batch.payloads), "{{}}");
+  EXPECT_EQ(batch.payloads, "[{}]");
   EXPECT_EQ(binary_array_text(batch.newest), "{0}");
 }
 

@@ -71,15 +71,6 @@ TEST(BinaryArray, AUuidIsItsSixteenBytesInEitherCaseWithOrWithoutDashes) {
   EXPECT_EQ(binary_array_text(all), "{0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d,0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d}");
 }
 
-TEST(BinaryArray, AJsonbElementIsTheVersionByteOneThenTheJsonText) {
-  BinaryArray array(Element::jsonb);
-  array.add_jsonb(R"({"a":[1]})");
-  std::string all = array.bytes();
-  EXPECT_EQ(all.substr(8, 4), bytes({0, 0, 0x0e, 0xda}));  // 3802
-  EXPECT_EQ(all.substr(20), bytes({0, 0, 0, 10, 1}) + R"({"a":[1]})");
-  EXPECT_EQ(binary_array_text(all), R"({{"a":[1]}})");
-}
-
 TEST(BinaryArray, ATextThatIsNotAUuidIsRefusedAndTheArrayIsUnchanged) {
   BinaryArray array(Element::uuid);
   for (const char* bad : {"", "0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3", "0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d0",
