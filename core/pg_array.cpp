@@ -58,23 +58,23 @@ void BinaryArray::add_text(std::string_view text) {
 
 void BinaryArray::add_uuid(std::string_view text) {
   expect(Element::uuid);
-  std::string bytes;
-  bytes.reserve(16);
+  char bytes[16];
+  std::size_t filled = 0;
   int high = -1;
   for (char c : text) {
     if (c == '-') continue;
     int digit = hex_value(c);
-    if (digit < 0 || bytes.size() == 16) throw std::invalid_argument("BinaryArray: not a uuid: " + std::string(text));
+    if (digit < 0 || filled == sizeof bytes) throw std::invalid_argument("BinaryArray: not a uuid: " + std::string(text));
     if (high < 0) {
       high = digit;
     } else {
-      bytes += static_cast<char>(high << 4 | digit);
+      bytes[filled++] = static_cast<char>(high << 4 | digit);
       high = -1;
     }
   }
-  if (bytes.size() != 16 || high >= 0) throw std::invalid_argument("BinaryArray: not a uuid: " + std::string(text));
+  if (filled != sizeof bytes || high >= 0) throw std::invalid_argument("BinaryArray: not a uuid: " + std::string(text));
   append_int32(16);
-  elements_ += bytes;
+  elements_.append(bytes, sizeof bytes);
   ++count_;
 }
 
