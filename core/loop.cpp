@@ -43,10 +43,22 @@ Poll::Poll(Loop& loop, int fd, std::function<void()> on_readable) {
   box_->handle.data = box_.get();
   if (int rc = uv_poll_init(loop.get(), &box_->handle, fd); rc != 0)
     throw Error(ExitCode::software, std::string("libuv poll: ") + uv_strerror(rc));
+  start();
+}
+
+void Poll::start() {
   uv_poll_start(&box_->handle, UV_READABLE, [](uv_poll_t* handle, int, int) {
     auto* box = static_cast<HandleBox<uv_poll_t>*>(handle->data);
     if (box->callback) box->callback();
   });
+  watching_ = true;
+}
+
+void Poll::watch(bool on) {
+  if (on == watching_) return;
+  if (on) return start();
+  uv_poll_stop(&box_->handle);
+  watching_ = false;
 }
 
 Signal::Signal(Loop& loop, int signal_number, std::function<void()> callback) {

@@ -66,6 +66,14 @@ class Timer : public HandleOwner<uv_timer_t> {
 class Poll : public HandleOwner<uv_poll_t> {
  public:
   Poll(Loop& loop, int fd, std::function<void()> on_readable);
+  // Whether readability wakes the loop (on from the start). An owner that will read anyway at a
+  // known time turns it off meanwhile; the kernel keeps what arrives.
+  void watch(bool on);
+  bool watching() const { return watching_; }
+
+ private:
+  void start();
+  bool watching_ = false;
 };
 
 class Signal : public HandleOwner<uv_signal_t> {

@@ -92,6 +92,10 @@ class Replicator {
   void database_lost(const std::string& reason);
   void broker_lost(const std::string& reason);
   void on_broker_readable();
+  // Takes in what the broker sent; false when the broker was lost (broker_lost has run).
+  bool read_broker();
+  // Whether the broker socket's readability wakes the loop: not while a read is due anyway.
+  void watch_broker();
   // A delivery: checked as one event, or unpacked (migrate/pack.hpp) into one per element.
   void receive(amqp::IncomingMessage message);
   // `problem`: why its pack element is broken ("" when it is not); `ends_delivery`: the last event
