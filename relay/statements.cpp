@@ -17,9 +17,16 @@ void prepare_reads(pqxx::connection& connection, size_t index, const std::string
   }
   // Rows of an aggregate with a parked row wait behind it (outbox_parked is normally empty). The
   // row's partition ($4 partitions) comes last (kPartitionColumn): packs are built per partition.
+  // The positions in flight ($2, up to relay.max_unconfirmed) are an anti-join with their unnest,
+  // not NOT (position = ANY($2)): for that, the planner estimated each element's selectivity, 21 ms
+  // for 6,000 positions against an execution of 4 ms, and a generic plan searched the array
+  // linearly for each row (61 ms). The anti-join plans in 0.6 ms and runs in 2 ms (bench/README,
+  // "The relay's read").
   const std::string partition = "(hashtext(aggregate_id) & 2147483647) % $4";
   std::string columns = "SELECT " + selected + ", " + partition + " FROM " + table +
-                        " o WHERE published_at IS NULL AND NOT (position = ANY($2::bigint[])) AND " + parked_rows::not_held("$1");
+                        " o WHERE published_at IS NULL AND NOT EXISTS (SELECT FROM unnest($2::bigint[]) AS in_flight(position) "
+                        "WHERE in_flight.position = o.position) AND " +
+                        parked_rows::not_held("$1");
   connection.prepare(statement("read_all", index), columns + " ORDER BY position LIMIT $3");
   connection.prepare(statement("read_owned", index),
                      columns + " AND " + partition + " = ANY($5::int[]) ORDER BY position LIMIT $3");
