@@ -75,7 +75,7 @@ constexpr std::array kOptions{
          .help = "LISTEN channel; the outbox trigger created by outbox migrate notifies outbox_events. Empty: no LISTEN, the relay "
          "polls every relay.poll_interval (for a primary behind a transaction-pooling pgbouncer, where LISTEN does not work)."},
   Option{.key = "relay.batch_size", .type = Type::integer, .default_value = "500", .min = 1, .max = 10000, .reloadable = true,
-         .help = "Rows read per batch."},
+         .help = "Rows read per batch. With relay.pack above 1, a read takes relay.pack rows for each relay partition this relay owns when that is more (at most 10000), since a pack holds rows of one read."},
   Option{.key = "relay.max_unconfirmed", .type = Type::integer, .default_value = "6000", .min = 1, .max = 100000, .reloadable = true,
          .help = "Window of published but not yet confirmed messages; the relay reads ahead while confirms are pending."},
   Option{.key = "relay.confirm_timeout", .type = Type::duration, .default_value = "10s", .min = 100, .max = 10 * 60 * kSecond, .reloadable = true,

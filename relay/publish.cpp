@@ -24,6 +24,8 @@ constexpr int kPreconditionFailed = 406;
 // The largest pack body the relay builds (a larger event goes alone): replicate holds up to
 // replicate.prefetch / relay.pack packs in memory.
 constexpr size_t kMostPackBytes = 256 * 1024;
+// The most rows one read takes when packing (relay.batch_size's upper limit).
+constexpr long long kMostRowsPerRead = 10000;
 
 // A value for a log line: at most 80 bytes of it, and its size when cut (an aggregate id can be
 // 300 KB).
@@ -33,6 +35,16 @@ std::string excerpt(const std::string& value) {
 }
 
 }  // namespace
+
+int Relay::rows_per_read(const TableSpec& table) const {
+  // A pack holds rows of one read only, so a read of relay.batch_size rows spread over 16
+  // partitions made packs of about 31 events where relay.pack allowed 100: three times the
+  // messages, each with the broker's cost per message. A read takes enough for a full pack in
+  // each owned partition (up to relay.batch_size's own limit); a quiet outbox returns fewer.
+  if (table.pack <= 1) return tunables_.batch_size;
+  long long full_packs = static_cast<long long>(table.pack) * static_cast<long long>(ownership_.owned().size());
+  return static_cast<int>(std::clamp<long long>(full_packs, tunables_.batch_size, kMostRowsPerRead));
+}
 
 pqxx::result Relay::read_rows(size_t table_index, int room) {
   const TableSpec& table = tables_[table_index];
@@ -48,7 +60,7 @@ size_t Relay::read_and_publish(size_t table_index) {
   size_t unconfirmed = window_.unconfirmed();
   // While suspects are isolated, one message at a time is in flight, so a refusal names its row.
   int room = isolating() ? (unconfirmed == 0 ? 1 : 0)
-                         : std::min(tunables_.batch_size, tunables_.max_unconfirmed - static_cast<int>(unconfirmed));
+                         : std::min(rows_per_read(table), tunables_.max_unconfirmed - static_cast<int>(unconfirmed));
   if (room <= 0) return 0;
   auto read_started = Clock::now();
   pqxx::result rows = read_rows(table_index, room);

@@ -299,7 +299,7 @@ void Relay::drain() {
       progress = false;
       for (size_t table = 0; table < tables_.size() && static_cast<int>(window_.unconfirmed()) < tunables_.max_unconfirmed;
            ++table)
-        if (read_and_publish(table) == static_cast<size_t>(tunables_.batch_size)) progress = true;
+        if (read_and_publish(table) >= static_cast<size_t>(tunables_.batch_size)) progress = true;
     }
     side_task_works("reading the outbox");
   } catch (const pqxx::sql_error& error) {

@@ -72,6 +72,8 @@ class Relay {
   void drain();
   size_t read_and_publish(size_t table);
   pqxx::result read_rows(size_t table, int room);
+  // Rows one read may take from `table`: relay.batch_size, or more to fill its packs.
+  int rows_per_read(const TableSpec& table) const;
   // A pack being built from one read: its events and their rows' positions.
   struct OpenPack {
     pack::Builder builder;
