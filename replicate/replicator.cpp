@@ -231,37 +231,6 @@ void Replicator::start() {
   lifecycle_->connect();
 }
 
-void Replicator::on_broker_readable() {
-  if (!read_broker()) return;
-  schedule_batch(true);
-  watch_broker();
-}
-
-bool Replicator::read_broker() {
-  if (!broker_) return false;
-  try {
-    broker_->poll([this](amqp::Event& event) {
-      if (event.kind != amqp::Event::Kind::delivery || !event.message) return;
-      // While shutting down, new deliveries stay unacked: the broker gives them to the next run.
-      if (stopping_) return;
-      receive(std::move(*event.message));
-    });
-  } catch (const Error& error) {
-    broker_lost(error.what());
-    return false;
-  }
-  return true;
-}
-
-// While a batch is applied, or the next one lingers for more (group commit), a read is due when
-// that ends (on_applied, the batch timer). Waking for each message meanwhile costs the loop a
-// wakeup, a recv and an empty poll per message, 16,000 times a second under a stream, and takes
-// that CPU from the broker on a small machine. What arrives meanwhile waits in the socket (the
-// broker stops at the prefetch); the tick still reads every second (heartbeats).
-void Replicator::watch_broker() {
-  if (broker_poll_) broker_poll_->watch(!in_flight_ && Clock::now() >= linger_until_);
-}
-
 void Replicator::schedule_batch(bool socket_drained) {
   if (pending_.empty()) return;
   // Latency (a saga's hop): when the worker is idle and the socket has nothing more, waiting for
