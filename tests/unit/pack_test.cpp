@@ -119,6 +119,21 @@ TEST(Pack, ABrokenElementIsNamedAloneAndTheOthersDecode) {
   EXPECT_EQ(events[3].message.delivery_tag, 7u);
 }
 
+TEST(Pack, AnIntegerHeaderBeyondSixtyFourBitsIsNamedAsAProblemInsteadOfWrappingAround) {
+  pack::Builder builder;
+  builder.add(event(kId1, "a1", 1, R"({"uuid": "a1"})"));
+  amqp::OutgoingMessage packed = builder.take("outbox.packed", 0);
+  std::string element = packed.body.substr(1, packed.body.size() - 2);
+  std::string beyond = element;
+  beyond.replace(beyond.find("\"aggregate_version\":1"), 21, "\"aggregate_version\":18446744073709551615");
+  packed.body = "[" + beyond + "," + element + "]";
+  std::vector<pack::Unpacked> events = pack::unpack(delivered(packed));
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].problem, "pack element 0: header aggregate_version is neither a text nor an integer");
+  EXPECT_EQ(events[1].problem, "");
+  EXPECT_EQ(std::get<long long>(events[1].message.headers.at("aggregate_version")), 1);
+}
+
 TEST(Pack, APayloadThatIsNotJsonSpoilsOnlyItsOwnEvent) {
   pack::Builder builder;
   builder.add(event(kId1, "a1", 1, R"({"uuid": "a1"})"));
