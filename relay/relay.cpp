@@ -67,6 +67,7 @@ Relay::Relay(daemon::Runtime& runtime, Settings settings)
   confirm_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { check_confirm_timeout(); });
   rebalance_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { rebalance(); });
   retention_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { run_retention(); });
+  vacuum_ = make_mark_vacuum();
   heartbeat_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { write_heartbeat(); });
   shutdown_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] {
     log_->warn("shutdown timeout ({}s) reached with {} messages unconfirmed; they will be published again by the next run",
@@ -137,6 +138,7 @@ Relay::~Relay() {
 void Relay::apply_tunables(const Tunables& tunables) {
   tunables_ = tunables;
   backoff_.set_cap(tunables.max_backoff);
+  if (vacuum_) vacuum_->set_interval(tunables.vacuum_interval);
 }
 
 void Relay::start() {
@@ -147,6 +149,7 @@ void Relay::start() {
       log_->info("{}: up to {} events per message, packed, to exchange {}", table.name, table.pack, table.pack_exchange);
   poll_timer_->start(tunables_.poll_interval, tunables_.poll_interval);
   retention_timer_->start(milliseconds(1000), milliseconds(10000));
+  vacuum_->set_interval(tunables_.vacuum_interval);
   lifecycle_->connect();
 }
 
@@ -392,36 +395,6 @@ void Relay::keep_heartbeat_with_its_partition() {
     if (!heartbeat_timer_->active()) heartbeat_timer_->start(milliseconds(0), tunables_.heartbeat_interval);
   } else {
     heartbeat_timer_->stop();
-  }
-}
-
-void Relay::run_retention() {
-  if (!db_) return;
-  // Each table on its own: one table's failure (a name taken, a lock, a privilege) is named and
-  // tried again at the next tick, and leaves the other tables' maintenance to run.
-  for (size_t table = 0; table < tables_.size(); ++table) {
-    const std::string task = "retention of " + tables_[table].name;
-    try {
-      if (layouts_[table].partitioned) {
-        MaintenanceResult done =
-            maintain_outbox_partitions(*db_, tables_[table].name, tables_[table].quoted, tunables_.partition_size,
-                                       tunables_.delete_on_publish ? milliseconds(0) : tunables_.retention);
-        if (done.created || done.dropped)
-          log_->info("{}: created {} and dropped {} partition(s)", tables_[table].name, done.created, done.dropped);
-        if (done.lock_busy)
-          log_->debug("{}: partition maintenance waited too long for a lock; again at the next tick", tables_[table].name);
-        if (done.skipped) log_->debug("{}: partition maintenance skipped: another relay holds its lock", tables_[table].name);
-        if (done.cut_deferred)
-          log_->debug("{}: no partition is cut while the default partition holds rows (retention empties it)",
-                      tables_[table].name);
-      }
-      if ((!layouts_[table].partitioned || layouts_[table].default_partition) && !tunables_.delete_on_publish)
-        delete_retained_rows(*db_, table, tunables_.retention);
-      side_task_works(task);
-    } catch (const std::exception& error) {
-      if (pg::is_connection_error(error)) return database_lost(error.what());
-      side_problem(task, error.what());
-    }
   }
 }
 

@@ -38,6 +38,7 @@
 #include "core/metrics.hpp"
 #include "migrate/pack.hpp"
 #include "relay/confirm_window.hpp"
+#include "relay/mark_vacuum.hpp"
 #include "relay/outbox_partitions.hpp"
 #include "relay/ownership.hpp"
 #include "relay/settings.hpp"
@@ -94,6 +95,8 @@ class Relay {
   void report_partition_disagreement(const Ownership::Step& step);
   void keep_heartbeat_with_its_partition();
   void run_retention();
+  std::unique_ptr<MarkVacuum> make_mark_vacuum();
+  void vacuumed(const VacuumRound& round);
   void write_heartbeat();
   void shutdown_requested();
   void maybe_finish_shutdown();
@@ -142,6 +145,8 @@ class Relay {
   Backoff backoff_;
   std::unique_ptr<ConnectionLifecycle> lifecycle_;
   std::map<std::string, std::string> side_problems_;  // failing side task -> why, logged once
+  std::unique_ptr<MarkVacuum> vacuum_;
+  std::set<std::string> not_owned_warned_;  // partitions the relay's role cannot vacuum, said once each
   std::optional<Error> fatal_error_;
   bool releasing_ = false;          // over its fair share with rows in flight: reads pause until they are confirmed
   long long other_partitions_ = 0;  // another relay.partitions in force (Ownership::Step), 0 when none

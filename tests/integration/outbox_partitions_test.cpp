@@ -363,3 +363,28 @@ TEST(PartitionedOutbox, ATableWithALongMultibyteNameGetsAPartitionPerRange) {
   EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM long_name_default"), "0");
   EXPECT_EQ(relay.log().find("failed, will retry"), std::string::npos) << relay.log();
 }
+
+// Each mark leaves a dead row version (no mark is a HOT update), and autovacuum comes at most once
+// per autovacuum_naptime: the relay vacuums the partitions that hold them (relay/mark_vacuum.hpp).
+// Autovacuum is off for every partition here, so only the relay can have vacuumed them.
+TEST(PartitionedOutbox, TheRelayVacuumsTheDeadRowVersionsItsMarksLeaveInThePartitionBeingWritten) {
+  fresh_schema();
+  for (const std::string& partition : partitions())
+    exec(primary(), "ALTER TABLE " + partition + " SET (autovacuum_enabled = false)");
+  insert_events("vacuum.evt", 12000);
+  TestQueue queue("test.vacuum", "vacuum.#");
+  Daemon relay({"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms", "--set",
+                "relay.vacuum_interval=1s", "--set", "log.level=debug"});
+  ASSERT_TRUE(eventually([] { return scalar(primary(), "SELECT count(*) FROM outbox WHERE published_at IS NULL") == "0"; },
+                         std::chrono::seconds(60)))
+      << relay.log();
+  const std::string leaves =
+      "FROM pg_stat_user_tables WHERE relid IN (SELECT relid FROM pg_partition_tree('outbox') WHERE isleaf)";
+  EXPECT_TRUE(
+      eventually([&] { return scalar(primary(), "SELECT sum(vacuum_count) > 0 AND sum(n_dead_tup) < 10000 " + leaves) == "t"; },
+                 std::chrono::seconds(60)))
+      << scalar(primary(), "SELECT sum(vacuum_count) || ' vacuums, ' || sum(n_dead_tup) || ' dead tuples' " + leaves) << "\n"
+      << relay.log();
+  EXPECT_NE(relay.log().find("vacuumed 1 outbox partition(s)"), std::string::npos) << relay.log();
+  EXPECT_EQ(scalar(primary(), "SELECT sum(autovacuum_count) " + leaves), "0");
+}
