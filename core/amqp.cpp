@@ -213,6 +213,7 @@ size_t content_header_size(const OutgoingMessage& message) {
   size_t size = 2 + 2 + 8 + 2;
   // content_type
   size += 1 + (message.content_type.empty() ? std::string_view(kContentType).size() : message.content_type.size());
+  if (!message.content_encoding.empty()) size += 1 + message.content_encoding.size();
   size += 1;                              // delivery_mode
   size += 1 + message.message_id.size();  // message_id
   size += 1 + message.type.size();        // type
@@ -265,6 +266,10 @@ uint64_t Connection::publish(const OutgoingMessage& message) {
   props._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG |
                  AMQP_BASIC_TYPE_FLAG | AMQP_BASIC_TIMESTAMP_FLAG | AMQP_BASIC_APP_ID_FLAG | AMQP_BASIC_HEADERS_FLAG;
   props.content_type = message.content_type.empty() ? amqp_cstring_bytes(kContentType) : bytes(message.content_type);
+  if (!message.content_encoding.empty()) {
+    props._flags |= AMQP_BASIC_CONTENT_ENCODING_FLAG;
+    props.content_encoding = bytes(message.content_encoding);
+  }
   props.delivery_mode = AMQP_DELIVERY_PERSISTENT;
   props.message_id = bytes(message.message_id);
   props.type = bytes(message.type);

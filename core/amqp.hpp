@@ -50,6 +50,8 @@ struct OutgoingMessage {
   std::string correlation_id, reply_to;
   // "" is application/json (one event); a pack says its own (migrate/pack.hpp).
   std::string content_type;
+  // Sent only when not empty: "zstd" for a compressed pack (migrate/pack.hpp).
+  std::string content_encoding;
   long long timestamp_seconds = 0;
   std::vector<std::pair<std::string, HeaderValue>> headers;
 };
@@ -88,7 +90,7 @@ struct IncomingMessage {
   uint64_t delivery_tag = 0;
   bool redelivered = false;
   std::string exchange, routing_key, body;
-  std::optional<std::string> message_id, type, content_type, app_id, correlation_id, reply_to;
+  std::optional<std::string> message_id, type, content_type, content_encoding, app_id, correlation_id, reply_to;
   std::optional<long long> timestamp_seconds;
   std::map<std::string, HeaderValue> headers;
 };

@@ -80,6 +80,7 @@ void copy_properties(const amqp_basic_properties_t& props, IncomingMessage& mess
   if (props._flags & AMQP_BASIC_MESSAGE_ID_FLAG) message.message_id = text(props.message_id);
   if (props._flags & AMQP_BASIC_TYPE_FLAG) message.type = text(props.type);
   if (props._flags & AMQP_BASIC_CONTENT_TYPE_FLAG) message.content_type = text(props.content_type);
+  if (props._flags & AMQP_BASIC_CONTENT_ENCODING_FLAG) message.content_encoding = text(props.content_encoding);
   if (props._flags & AMQP_BASIC_APP_ID_FLAG) message.app_id = text(props.app_id);
   if (props._flags & AMQP_BASIC_CORRELATION_ID_FLAG) message.correlation_id = text(props.correlation_id);
   if (props._flags & AMQP_BASIC_REPLY_TO_FLAG) message.reply_to = text(props.reply_to);

@@ -60,9 +60,11 @@ VacuumRound MarkVacuum::round() {
       // The statistics lag by up to a second (each backend sends its counts at most once a
       // second), which only moves a partition to the next round.
       pqxx::result partitions = tx.exec_params(
-          "SELECT format('%I.%I', s.schemaname, s.relname), s.n_dead_tup, pg_has_role(c.relowner, 'USAGE') "
+          "SELECT format('%I.%I', s.schemaname, s.relname), s.n_dead_tup, pg_has_role(c.relowner, 'USAGE') OR "
+          "pg_has_role(d.datdba, 'USAGE') "
           "FROM pg_partition_tree($1::regclass) t JOIN pg_stat_user_tables s ON s.relid = t.relid "
-          "JOIN pg_class c ON c.oid = t.relid WHERE t.isleaf AND s.n_dead_tup >= $2 ORDER BY s.n_dead_tup DESC",
+          "JOIN pg_class c ON c.oid = t.relid JOIN pg_database d ON d.datname = current_database() WHERE t.isleaf AND "
+          "s.n_dead_tup >= $2 ORDER BY s.n_dead_tup DESC",
           table, kMinDeadTuples);
       for (const pqxx::row& partition : partitions) {
         std::string name = partition[0].as<std::string>();

@@ -20,8 +20,8 @@
 // - One relay vacuums a table: the one whose vacuum connection holds the session advisory lock
 //   (kMarkVacuumLockClass, the table's oid). Another relay's round skips it, and takes over when
 //   that session ends.
-// - VACUUM needs the table's owner. A role that does not own a partition leaves it to autovacuum,
-//   and the relay says so once.
+// - VACUUM needs the table's owner (or the database's). A role that owns neither leaves the
+//   partition to autovacuum, and the relay says so once.
 #include <chrono>
 #include <functional>
 #include <map>

@@ -131,7 +131,8 @@ size_t Relay::read_and_publish(size_t table_index) {
 }
 
 uint64_t Relay::publish_pack(size_t table_index, int partition, OpenPack& open) {
-  amqp::OutgoingMessage message = open.builder.take(tables_[table_index].pack_exchange, partition);
+  const TableSpec& table = tables_[table_index];
+  amqp::OutgoingMessage message = open.builder.take(table.pack_exchange, partition, table.pack_compression);
   std::vector<long long>& positions = open.positions;
   try {
     uint64_t tag = broker_->publish(message);

@@ -71,6 +71,7 @@ Settings settings_from_config(const config::Config& config, const std::string& s
     if (pack > 1 && table.exchange == settings.broker.exchange) {
       table.pack = pack;
       table.pack_exchange = config.text("relay.pack_exchange");
+      if (config.text("relay.pack_compression") == "zstd") table.pack_compression = pack::Compression::zstd;
     }
   settings.tunables = tunables_from_config(config);
   return settings;

@@ -9,6 +9,7 @@
 
 #include "core/amqp.hpp"
 #include "core/config.hpp"
+#include "migrate/pack.hpp"
 
 namespace outbox::relay {
 
@@ -21,6 +22,7 @@ struct TableSpec {
   // migrate/pack.hpp); 1 for every other table, published one event per message as always.
   int pack = 1;
   std::string pack_exchange;
+  pack::Compression pack_compression = pack::Compression::none;  // relay.pack_compression
 };
 
 // The options SIGHUP may change.

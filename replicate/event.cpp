@@ -326,6 +326,7 @@ std::string properties_json(const amqp::IncomingMessage& message) {
   put("message_id", message.message_id);
   put("type", message.type);
   put("content_type", message.content_type);
+  put("content_encoding", message.content_encoding);
   put("app_id", message.app_id);
   put("correlation_id", message.correlation_id);
   put("reply_to", message.reply_to);
@@ -358,6 +359,7 @@ amqp::IncomingMessage message_from_stored(const std::string& properties, std::st
   message.message_id = get("message_id");
   message.type = get("type");
   message.content_type = get("content_type");
+  message.content_encoding = get("content_encoding");
   message.app_id = get("app_id");
   message.correlation_id = get("correlation_id");
   message.reply_to = get("reply_to");

@@ -221,6 +221,34 @@ TEST(Pack, TheRelayPacksWhatItHasReadAndAPlainExchangeConsumerNeverReceivesAPack
   EXPECT_EQ(TestQueue::depth("test.pack.plain"), 0u);
 }
 
+// relay.pack_compression = zstd: every pack on the wire is one zstd frame (content_encoding zstd)
+// that decodes to the events, and replicate applies them as it applies any pack.
+TEST(Pack, CompressedPacksSayContentEncodingZstdAndReplicateAppliesEachOfTheirEventsOnce) {
+  fresh_packed_start();
+  std::map<std::string, std::string> env = {
+      {"OUTBOX_CONFIG", write_file("pack-zstd.toml", "[relay]\npack = 50\npack_compression = \"zstd\"\n")}};
+  TestQueue packs("test.pack.zstd", "#", "outbox.packed");
+  write_slot_events(40, 25);  // 1,000 events
+  Daemon replicate(kReplicate, env);
+  Daemon relay(kRelay, env);
+  ASSERT_TRUE(eventually([] { return unpublished() == 0; }, 60s)) << relay.log();
+  ASSERT_TRUE(eventually([] { return replica_has_every_slot_at(40, 25); }, 60s)) << replicate.log();
+  expect_each_event_once(1000);
+  size_t events = 0;
+  ASSERT_TRUE(eventually([&] {
+    packs.collect_deliveries(packs.messages().size() + 1, 200ms);
+    events = 0;
+    for (const auto& message : packs.messages()) events += pack::unpack(message).size();
+    return events >= 1000;
+  })) << relay.log();
+  EXPECT_EQ(events, 1000u);
+  for (const amqp::IncomingMessage& message : packs.messages()) {
+    EXPECT_EQ(message.content_encoding.value_or("(none)"), "zstd");
+    EXPECT_EQ(message.body.substr(0, 4), std::string("\x28\xB5\x2F\xFD"));  // the zstd frame's magic number
+    for (const pack::Unpacked& event : pack::unpack(message)) EXPECT_EQ(event.problem, "");
+  }
+}
+
 TEST(Pack, AKillNineOfTheRelayMidPackLosesNothingAndAppliesNothingTwice) {
   fresh_packed_start();
   write_slot_events(50, 40);  // 2,000 events

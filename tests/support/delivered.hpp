@@ -18,6 +18,7 @@ inline amqp::IncomingMessage delivered(const amqp::OutgoingMessage& sent, uint64
   message.message_id = sent.message_id;
   message.type = sent.type;
   message.content_type = sent.content_type;
+  if (!sent.content_encoding.empty()) message.content_encoding = sent.content_encoding;
   message.app_id = "outbox";
   for (const auto& [name, value] : sent.headers) message.headers[name] = value;
   return message;

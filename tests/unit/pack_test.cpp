@@ -159,6 +159,71 @@ TEST(Pack, ABodyThatIsNotAJsonArrayIsOnePoisonMessage) {
   EXPECT_EQ(pack::unpack(delivered(sent))[0].problem, "malformed pack: it holds no event");
 }
 
+TEST(Pack, ACompressedPackIsOneZstdFrameThatDecodesToTheSameEvents) {
+  pack::Builder plain_builder, zstd_builder;
+  for (int i = 1; i <= 100; ++i) {
+    std::string id = "6f1c2a4e-0000-4000-8000-" + std::string(12 - std::to_string(i).size(), '0') + std::to_string(i);
+    amqp::OutgoingMessage one =
+        event(id, "slot-" + std::to_string(i), i, R"({"name": "Parking slot level 2 north wing", "status": "available"})");
+    plain_builder.add(one);
+    zstd_builder.add(one);
+  }
+  amqp::OutgoingMessage plain = plain_builder.take("outbox.packed", 3);
+  amqp::OutgoingMessage compressed = zstd_builder.take("outbox.packed", 3, pack::Compression::zstd);
+  EXPECT_EQ(plain.content_encoding, "");
+  EXPECT_EQ(compressed.content_encoding, "zstd");
+  EXPECT_EQ(compressed.content_type, pack::kContentType);
+  EXPECT_EQ(compressed.headers, plain.headers);
+  EXPECT_LT(compressed.body.size() * 4, plain.body.size()) << compressed.body.size() << " of " << plain.body.size();
+  EXPECT_EQ(compressed.body.substr(0, 4), std::string("\x28\xB5\x2F\xFD"));  // the zstd frame's magic number
+
+  std::vector<pack::Unpacked> from_plain = pack::unpack(delivered(plain));
+  std::vector<pack::Unpacked> from_zstd = pack::unpack(delivered(compressed));
+  ASSERT_EQ(from_zstd.size(), 100u);
+  ASSERT_EQ(from_plain.size(), 100u);
+  for (size_t i = 0; i < from_zstd.size(); ++i) {
+    EXPECT_EQ(from_zstd[i].problem, "");
+    EXPECT_EQ(from_zstd[i].message.message_id, from_plain[i].message.message_id);
+    EXPECT_EQ(from_zstd[i].message.headers, from_plain[i].message.headers);
+    EXPECT_EQ(from_zstd[i].message.body, from_plain[i].message.body);
+  }
+}
+
+TEST(Pack, ACompressedPackThatDoesNotDecompressOrAnotherEncodingIsOnePoisonMessage) {
+  pack::Builder builder;
+  builder.add(event(kId1, "a1", 1, R"({"uuid": "a1"})"));
+  amqp::OutgoingMessage compressed = builder.take("outbox.packed", 0, pack::Compression::zstd);
+  amqp::OutgoingMessage cut = compressed;
+  cut.body.resize(cut.body.size() - 3);
+  std::vector<pack::Unpacked> events = pack::unpack(delivered(cut));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].problem.rfind("malformed pack: its zstd body does not decompress", 0), 0u) << events[0].problem;
+  EXPECT_EQ(events[0].message.delivery_tag, 7u);
+
+  amqp::OutgoingMessage not_zstd = compressed;
+  not_zstd.body = "[not a frame]";
+  EXPECT_EQ(pack::unpack(delivered(not_zstd))[0].problem, "malformed pack: its body is not a zstd frame");
+
+  amqp::OutgoingMessage gzip = compressed;
+  gzip.content_encoding = "gzip";
+  EXPECT_EQ(pack::unpack(delivered(gzip))[0].problem, "malformed pack: its content encoding is \"gzip\", not zstd");
+}
+
+TEST(Pack, AZstdFrameThatClaimsMoreThanAMessageMayHoldIsRefusedBeforeAnythingIsAllocated) {
+  // A frame header for 1 TiB of content (single segment, 8-byte size), and nothing behind it.
+  std::string header = "\x28\xB5\x2F\xFD";
+  header += static_cast<char>(0xE0);  // frame header descriptor: 8-byte content size, single segment
+  unsigned long long size = 1ULL << 40;
+  for (int i = 0; i < 8; ++i) header += static_cast<char>((size >> (8 * i)) & 0xFF);
+  amqp::OutgoingMessage sent = event(kId1, "a1", 1, header);
+  sent.content_type = pack::kContentType;
+  sent.content_encoding = "zstd";
+  std::vector<pack::Unpacked> events = pack::unpack(delivered(sent));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].problem.rfind("malformed pack: its zstd frame does not say its size, or says more than", 0), 0u)
+      << events[0].problem;
+}
+
 TEST(Pack, OnlyTheContentTypeMakesAMessageAPack) {
   amqp::OutgoingMessage sent = event(kId1, "a1", 1, "[]");
   EXPECT_FALSE(pack::is_pack(delivered(sent)));
