@@ -1,6 +1,7 @@
 """Prints bench/peers/run's table from the step outputs it kept in RESULTS.
 
-usage: table.py RESULTS EVENTS PEER_EVENTS RATE PACK KNOWS_PACK
+usage: table.py RESULTS EVENTS PEER_EVENTS RATE PACK KNOWS_PACK [COMPRESSION]
+COMPRESSION: relay.pack_compression of the packed bulk and end-to-end steps (default none).
 A figure that a step did not print shows as "-", and its target as "not measured".
 """
 import os
@@ -8,6 +9,8 @@ import re
 import sys
 
 results, events, peer_events, rate, pack, knows_pack = sys.argv[1:7]
+compression = sys.argv[7] if len(sys.argv) > 7 else "none"
+packed = f"relay.pack={pack}" + (f", {compression}" if compression != "none" else "")
 
 
 def log(name, suffix=".log"):
@@ -78,12 +81,12 @@ rows += [
     (f"replicate apply, {int(events):,} events", show(apply_rate, " ev/s"), show(consumer, " msg/s (consumer)"), ""),
     (f"bulk {int(events):,}: committed -> applied", show(bulk_seconds, " s", 2), "",
      f"Londiste 3: {show(londiste_bulk, ' s', 2)}"),
-] + ([(f"bulk, relay.pack={pack}", show(bulk_packed_seconds, " s", 2), "", "")] if knows_pack == "yes" else []) + [
+] + ([(f"bulk, {packed}", show(bulk_packed_seconds, " s", 2), "", "")] if knows_pack == "yes" else []) + [
     (f"end to end p99 at {int(rate):,} writes/s", show(e2e_p99, " ms", 1), "", f"Londiste 3: {show(londiste_p99, ' ms')}"),
     ("  writes/s the writers delivered", show(e2e_delivered, "/s"), "", f"pgbench: {show(londiste_delivered, '/s')}"),
 ]
 if knows_pack == "yes":
-    rows.append((f"end to end p99, relay.pack={pack}", show(e2e_packed_p99, " ms", 1), "", ""))
+    rows.append((f"end to end p99, {packed}", show(e2e_packed_p99, " ms", 1), "", ""))
 peak = {name: max((v for v in values if v is not None), default=None) for name, values in rss.items()}
 rows.append(("peak RSS relay / replicate", f"{show(peak['relay'], ' MB', 1)} / {show(peak['replicate'], ' MB', 1)}",
              "", ""))
