@@ -56,6 +56,8 @@ void Relay::vacuumed(const VacuumRound& round) {
           "{} holds the marks' dead row versions, but the relay's role does not own it and cannot VACUUM it: they are "
           "left to autovacuum (relay.vacuum_interval)",
           partition);
+  for (const std::string& table : round.skipped) log_->debug("{}: vacuum skipped: another relay vacuums it", table);
+  metrics_.counter("outbox_relay_vacuums_total", "").add(static_cast<uint64_t>(round.vacuumed));
   if (round.vacuumed)
     log_->debug("vacuumed {} outbox partition(s) holding {} dead row versions", round.vacuumed, round.dead_before);
 }

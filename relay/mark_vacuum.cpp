@@ -53,8 +53,10 @@ VacuumRound MarkVacuum::round() {
       if (!locked_.count(table)) {
         if (!tx.exec_params1("SELECT pg_try_advisory_lock($1, hashint8($2::regclass::oid::bigint))", kMarkVacuumLockClass,
                              table)[0]
-                 .as<bool>())
-          continue;  // another relay vacuums this table
+                 .as<bool>()) {
+          result.skipped.push_back(table);  // another relay vacuums this table
+          continue;
+        }
         locked_.insert(table);
       }
       // The statistics lag by up to a second (each backend sends its counts at most once a

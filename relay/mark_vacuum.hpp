@@ -45,6 +45,7 @@ struct VacuumRound {
   int vacuumed = 0;                    // partitions vacuumed
   long long dead_before = 0;           // their dead tuples before (pg_stat_user_tables)
   std::vector<std::string> not_owned;  // partitions with dead tuples that this role cannot vacuum
+  std::vector<std::string> skipped;    // tables another relay vacuums (it holds their lock)
   std::optional<std::string> problem;  // why the round failed (tried again at the next)
 };
 

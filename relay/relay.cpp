@@ -124,6 +124,7 @@ void Relay::register_metrics() {
   metrics_.counter("outbox_relay_nacked_total", "Messages the broker refused (nack); they are published again");
   metrics_.counter("outbox_relay_returned_total", "Messages returned as unroutable by the broker");
   metrics_.counter("outbox_relay_reconnects_total", "Reconnections to the database or the broker");
+  metrics_.counter("outbox_relay_vacuums_total", "Outbox partitions VACUUMed for the marks' dead row versions");
   update_gauges();
 }
 

@@ -358,12 +358,13 @@ TEST(Operations, MetricsServeTheNamedCountersAndTheyMove) {
   const std::string table = "{table=\"public.outbox\"}";
   std::string relay = http_get(relay_port, "/metrics").body;
   std::string replicate = http_get(replicate_port, "/metrics").body;
-  for (std::string name : {"outbox_relay_published_total" + table, "outbox_relay_confirmed_total" + table,
-                           "outbox_relay_parked_total" + table, "outbox_relay_batch_seconds_count" + table,
-                           std::string("outbox_relay_nacked_total"), std::string("outbox_relay_returned_total"),
-                           std::string("outbox_relay_reconnects_total"), std::string("outbox_relay_connected{peer=\"database\"}"),
-                           std::string("outbox_relay_connected{peer=\"broker\"}"), std::string("outbox_relay_partitions_owned"),
-                           std::string("outbox_relay_unconfirmed_messages"), std::string("outbox_build_info{version=\"0.1.0\"}")})
+  for (std::string name :
+       {"outbox_relay_published_total" + table, "outbox_relay_confirmed_total" + table, "outbox_relay_parked_total" + table,
+        "outbox_relay_batch_seconds_count" + table, std::string("outbox_relay_nacked_total"),
+        std::string("outbox_relay_returned_total"), std::string("outbox_relay_reconnects_total"),
+        std::string("outbox_relay_vacuums_total"), std::string("outbox_relay_connected{peer=\"database\"}"),
+        std::string("outbox_relay_connected{peer=\"broker\"}"), std::string("outbox_relay_partitions_owned"),
+        std::string("outbox_relay_unconfirmed_messages"), std::string("outbox_build_info{version=\"0.1.0\"}")})
     EXPECT_GE(sample(relay, name), 0) << name << " missing:\n" << relay;
   for (const char* name :
        {"outbox_replicate_applied_total{replica=\"main\"}", "outbox_replicate_skipped_total{replica=\"main\",reason=\"stale\"}",

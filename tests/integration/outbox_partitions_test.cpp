@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "migrate/runner.hpp"
+#include "relay/mark_vacuum.hpp"
 #include "tests/integration/support/broker.hpp"
 #include "tests/integration/support/harness.hpp"
 
@@ -387,4 +388,40 @@ TEST(PartitionedOutbox, TheRelayVacuumsTheDeadRowVersionsItsMarksLeaveInTheParti
       << relay.log();
   EXPECT_NE(relay.log().find("vacuumed 1 outbox partition(s)"), std::string::npos) << relay.log();
   EXPECT_EQ(scalar(primary(), "SELECT sum(autovacuum_count) " + leaves), "0");
+}
+
+// One relay vacuums a table: the one holding its vacuum lock. Here a session holds it, as a
+// second relay's vacuum connection would: the relay skips its rounds until the lock is free.
+TEST(PartitionedOutbox, ARelayLeavesTheVacuumToTheSessionHoldingTheTablesVacuumLockAndTakesItOverOnceFree) {
+  fresh_schema();
+  for (const std::string& partition : partitions())
+    exec(primary(), "ALTER TABLE " + partition + " SET (autovacuum_enabled = false)");
+  auto holder = connect(primary());
+  pqxx::nontransaction(holder).exec_params("SELECT pg_advisory_lock($1, hashint8('public.outbox'::regclass::oid::bigint))",
+                                           outbox::relay::kMarkVacuumLockClass);
+  insert_events("vacuum.evt", 12000);
+  TestQueue queue("test.vacuum", "vacuum.#");
+  Daemon relay({"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms", "--set",
+                "relay.vacuum_interval=1s", "--set", "log.level=debug"});
+  ASSERT_TRUE(eventually([] { return scalar(primary(), "SELECT count(*) FROM outbox WHERE published_at IS NULL") == "0"; },
+                         std::chrono::seconds(60)))
+      << relay.log();
+  const std::string leaves =
+      "FROM pg_stat_user_tables WHERE relid IN (SELECT relid FROM pg_partition_tree('outbox') WHERE isleaf)";
+  // The marks' dead tuples are counted, and two rounds more were skipped since.
+  ASSERT_TRUE(eventually([&] { return scalar(primary(), "SELECT sum(n_dead_tup) >= 10000 " + leaves) == "t"; })) << relay.log();
+  auto skips = [&] {
+    size_t count = 0;
+    for (size_t at = relay.log().find("vacuum skipped"); at != std::string::npos; at = relay.log().find("vacuum skipped", at + 1))
+      ++count;
+    return count;
+  };
+  size_t before = skips();
+  ASSERT_TRUE(eventually([&] { return skips() >= before + 2; })) << relay.log();
+  EXPECT_EQ(scalar(primary(), "SELECT sum(vacuum_count) " + leaves), "0") << relay.log();
+
+  pqxx::nontransaction(holder).exec("SELECT pg_advisory_unlock_all()");
+  EXPECT_TRUE(
+      eventually([&] { return scalar(primary(), "SELECT sum(vacuum_count) > 0 " + leaves) == "t"; }, std::chrono::seconds(60)))
+      << relay.log();
 }
