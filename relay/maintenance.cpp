@@ -53,8 +53,8 @@ void Relay::vacuumed(const VacuumRound& round) {
   for (const std::string& partition : round.not_owned)
     if (not_owned_warned_.insert(partition).second)
       log_->warn(
-          "{} holds the marks' dead row versions, but the relay's role does not own it and cannot VACUUM it: they are "
-          "left to autovacuum (relay.vacuum_interval)",
+          "{} holds the marks' dead row versions, but the relay's role owns neither it nor the database and cannot "
+          "VACUUM it: they are left to autovacuum (relay.vacuum_interval)",
           partition);
   for (const std::string& table : round.skipped) log_->debug("{}: vacuum skipped: another relay vacuums it", table);
   metrics_.counter("outbox_relay_vacuums_total", "").add(static_cast<uint64_t>(round.vacuumed));

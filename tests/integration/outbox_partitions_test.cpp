@@ -365,51 +365,68 @@ TEST(PartitionedOutbox, ATableWithALongMultibyteNameGetsAPartitionPerRange) {
   EXPECT_EQ(relay.log().find("failed, will retry"), std::string::npos) << relay.log();
 }
 
-// Each mark leaves a dead row version (no mark is a HOT update), and autovacuum comes at most once
-// per autovacuum_naptime: the relay vacuums the partitions that hold them (relay/mark_vacuum.hpp).
-// Autovacuum is off for every partition here, so only the relay can have vacuumed them.
-TEST(PartitionedOutbox, TheRelayVacuumsTheDeadRowVersionsItsMarksLeaveInThePartitionBeingWritten) {
-  fresh_schema();
+namespace {
+
+// The leaf partitions' statistics: "SELECT ... " + kLeafStatistics.
+const std::string kLeafStatistics =
+    "FROM pg_stat_user_tables WHERE relid IN (SELECT relid FROM pg_partition_tree('outbox') WHERE isleaf)";
+const std::vector<std::string> kVacuumingRelay = {"relay",
+                                                  "--set",
+                                                  "relay.heartbeat_interval=0",
+                                                  "--set",
+                                                  "relay.poll_interval=200ms",
+                                                  "--set",
+                                                  "relay.vacuum_interval=1s",
+                                                  "--set",
+                                                  "log.level=debug"};
+
+// Autovacuum off for every partition, so that only the relay can vacuum them; then 12,000 events,
+// whose marks leave as many dead row versions.
+void write_events_that_only_the_relay_vacuums() {
   for (const std::string& partition : partitions())
     exec(primary(), "ALTER TABLE " + partition + " SET (autovacuum_enabled = false)");
   insert_events("vacuum.evt", 12000);
+}
+
+bool every_row_marked() {
+  return eventually([] { return scalar(primary(), "SELECT count(*) FROM outbox WHERE published_at IS NULL") == "0"; },
+                    std::chrono::seconds(60));
+}
+
+}  // namespace
+
+// Each mark leaves a dead row version (no mark is a HOT update), and autovacuum comes at most once
+// per autovacuum_naptime: the relay vacuums the partitions that hold them (relay/mark_vacuum.hpp).
+TEST(PartitionedOutbox, TheRelayVacuumsTheDeadRowVersionsItsMarksLeaveInThePartitionBeingWritten) {
+  fresh_schema();
+  write_events_that_only_the_relay_vacuums();
   TestQueue queue("test.vacuum", "vacuum.#");
-  Daemon relay({"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms", "--set",
-                "relay.vacuum_interval=1s", "--set", "log.level=debug"});
-  ASSERT_TRUE(eventually([] { return scalar(primary(), "SELECT count(*) FROM outbox WHERE published_at IS NULL") == "0"; },
-                         std::chrono::seconds(60)))
-      << relay.log();
-  const std::string leaves =
-      "FROM pg_stat_user_tables WHERE relid IN (SELECT relid FROM pg_partition_tree('outbox') WHERE isleaf)";
-  EXPECT_TRUE(
-      eventually([&] { return scalar(primary(), "SELECT sum(vacuum_count) > 0 AND sum(n_dead_tup) < 10000 " + leaves) == "t"; },
-                 std::chrono::seconds(60)))
-      << scalar(primary(), "SELECT sum(vacuum_count) || ' vacuums, ' || sum(n_dead_tup) || ' dead tuples' " + leaves) << "\n"
+  Daemon relay(kVacuumingRelay);
+  ASSERT_TRUE(every_row_marked()) << relay.log();
+  EXPECT_TRUE(eventually(
+      [&] { return scalar(primary(), "SELECT sum(vacuum_count) > 0 AND sum(n_dead_tup) < 10000 " + kLeafStatistics) == "t"; },
+      std::chrono::seconds(60)))
+      << scalar(primary(), "SELECT sum(vacuum_count) || ' vacuums, ' || sum(n_dead_tup) || ' dead tuples' " + kLeafStatistics)
+      << "\n"
       << relay.log();
   EXPECT_NE(relay.log().find("vacuumed 1 outbox partition(s)"), std::string::npos) << relay.log();
-  EXPECT_EQ(scalar(primary(), "SELECT sum(autovacuum_count) " + leaves), "0");
+  EXPECT_EQ(scalar(primary(), "SELECT sum(autovacuum_count) " + kLeafStatistics), "0");
 }
 
 // One relay vacuums a table: the one holding its vacuum lock. Here a session holds it, as a
 // second relay's vacuum connection would: the relay skips its rounds until the lock is free.
 TEST(PartitionedOutbox, ARelayLeavesTheVacuumToTheSessionHoldingTheTablesVacuumLockAndTakesItOverOnceFree) {
   fresh_schema();
-  for (const std::string& partition : partitions())
-    exec(primary(), "ALTER TABLE " + partition + " SET (autovacuum_enabled = false)");
+  write_events_that_only_the_relay_vacuums();
   auto holder = connect(primary());
   pqxx::nontransaction(holder).exec_params("SELECT pg_advisory_lock($1, hashint8('public.outbox'::regclass::oid::bigint))",
                                            outbox::relay::kMarkVacuumLockClass);
-  insert_events("vacuum.evt", 12000);
   TestQueue queue("test.vacuum", "vacuum.#");
-  Daemon relay({"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms", "--set",
-                "relay.vacuum_interval=1s", "--set", "log.level=debug"});
-  ASSERT_TRUE(eventually([] { return scalar(primary(), "SELECT count(*) FROM outbox WHERE published_at IS NULL") == "0"; },
-                         std::chrono::seconds(60)))
-      << relay.log();
-  const std::string leaves =
-      "FROM pg_stat_user_tables WHERE relid IN (SELECT relid FROM pg_partition_tree('outbox') WHERE isleaf)";
+  Daemon relay(kVacuumingRelay);
+  ASSERT_TRUE(every_row_marked()) << relay.log();
   // The marks' dead tuples are counted, and two rounds more were skipped since.
-  ASSERT_TRUE(eventually([&] { return scalar(primary(), "SELECT sum(n_dead_tup) >= 10000 " + leaves) == "t"; })) << relay.log();
+  ASSERT_TRUE(eventually([&] { return scalar(primary(), "SELECT sum(n_dead_tup) >= 10000 " + kLeafStatistics) == "t"; }))
+      << relay.log();
   auto skips = [&] {
     size_t count = 0;
     for (size_t at = relay.log().find("vacuum skipped"); at != std::string::npos; at = relay.log().find("vacuum skipped", at + 1))
@@ -418,10 +435,10 @@ TEST(PartitionedOutbox, ARelayLeavesTheVacuumToTheSessionHoldingTheTablesVacuumL
   };
   size_t before = skips();
   ASSERT_TRUE(eventually([&] { return skips() >= before + 2; })) << relay.log();
-  EXPECT_EQ(scalar(primary(), "SELECT sum(vacuum_count) " + leaves), "0") << relay.log();
+  EXPECT_EQ(scalar(primary(), "SELECT sum(vacuum_count) " + kLeafStatistics), "0") << relay.log();
 
   pqxx::nontransaction(holder).exec("SELECT pg_advisory_unlock_all()");
-  EXPECT_TRUE(
-      eventually([&] { return scalar(primary(), "SELECT sum(vacuum_count) > 0 " + leaves) == "t"; }, std::chrono::seconds(60)))
+  EXPECT_TRUE(eventually([&] { return scalar(primary(), "SELECT sum(vacuum_count) > 0 " + kLeafStatistics) == "t"; },
+                         std::chrono::seconds(60)))
       << relay.log();
 }
