@@ -24,7 +24,6 @@
 //   partition to autovacuum, and the relay says so once.
 #include <chrono>
 #include <functional>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
