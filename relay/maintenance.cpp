@@ -56,6 +56,8 @@ void Relay::vacuumed(const VacuumRound& round) {
           "{} holds the marks' dead row versions, but the relay's role owns neither it nor the database and cannot "
           "VACUUM it: they are left to autovacuum (relay.vacuum_interval)",
           partition);
+    else
+      log_->debug("{}: vacuum left to autovacuum: not owned", partition);
   for (const std::string& table : round.skipped) log_->debug("{}: vacuum skipped: another relay vacuums it", table);
   metrics_.counter("outbox_relay_vacuums_total", "").add(static_cast<uint64_t>(round.vacuumed));
   if (round.vacuumed)

@@ -413,6 +413,41 @@ TEST(PartitionedOutbox, TheRelayVacuumsTheDeadRowVersionsItsMarksLeaveInTheParti
   EXPECT_EQ(scalar(primary(), "SELECT sum(autovacuum_count) " + kLeafStatistics), "0");
 }
 
+// A relay whose role owns neither the partitions nor the database cannot VACUUM them: it says so
+// once per partition and leaves them to autovacuum, and it still relays. outbox_guest (made by
+// scripts/servers) owns nothing; it is granted only what relaying needs.
+TEST(PartitionedOutbox, ARelayWhoseRoleOwnsNeitherThePartitionNorTheDatabaseWarnsOnceAndLeavesItsDeadRowVersionsToAutovacuum) {
+  fresh_schema();
+  ASSERT_EQ(scalar(primary(), "SELECT count(*) FROM pg_roles WHERE rolname = 'outbox_guest'"), "1")
+      << "the role outbox_guest is missing: restart the test servers with this tree's scripts/servers";
+  exec(primary(), "GRANT USAGE ON SCHEMA public TO outbox_guest");
+  exec(primary(), "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO outbox_guest");
+  exec(primary(), "GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO outbox_guest");
+  write_events_that_only_the_relay_vacuums();
+  const std::string owner_prefix = "postgresql://outbox:";
+  std::string guest_url = primary();
+  ASSERT_EQ(guest_url.rfind(owner_prefix, 0), 0u) << guest_url;
+  guest_url.replace(0, owner_prefix.size(), "postgresql://outbox_guest:");
+  TestQueue queue("test.vacuum", "vacuum.#");
+  Daemon relay(kVacuumingRelay, {{"OUTBOX_PRIMARY_URL", guest_url}});
+  ASSERT_TRUE(every_row_marked()) << relay.log();
+  const std::string warning = "but the relay's role owns neither it nor the database and cannot VACUUM it";
+  ASSERT_TRUE(eventually([&] { return relay.log().find(warning) != std::string::npos; }, std::chrono::seconds(60)))
+      << relay.log();
+  // Two rounds more find the partition again, and only the first said so at warning level.
+  auto count = [&](const std::string& line) {
+    size_t found = 0;
+    for (size_t at = relay.log().find(line); at != std::string::npos; at = relay.log().find(line, at + 1)) ++found;
+    return found;
+  };
+  ASSERT_TRUE(eventually([&] { return count("vacuum left to autovacuum: not owned") >= 2; }, std::chrono::seconds(60)))
+      << relay.log();
+  auto warnings = [&] { return count(warning); };
+  EXPECT_EQ(warnings(), 1u) << relay.log();
+  EXPECT_EQ(scalar(primary(), "SELECT sum(vacuum_count) " + kLeafStatistics), "0") << relay.log();
+  EXPECT_EQ(relay.log().find("vacuumed "), std::string::npos) << relay.log();
+}
+
 // One relay vacuums a table: the one holding its vacuum lock. Here a session holds it, as a
 // second relay's vacuum connection would: the relay skips its rounds until the lock is free.
 TEST(PartitionedOutbox, ARelayLeavesTheVacuumToTheSessionHoldingTheTablesVacuumLockAndTakesItOverOnceFree) {
