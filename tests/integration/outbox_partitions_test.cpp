@@ -388,6 +388,12 @@ void write_events_that_only_the_relay_vacuums() {
   insert_events("vacuum.evt", 12000);
 }
 
+size_t occurrences(const std::string& log, const std::string& line) {
+  size_t found = 0;
+  for (size_t at = log.find(line); at != std::string::npos; at = log.find(line, at + 1)) ++found;
+  return found;
+}
+
 bool every_row_marked() {
   return eventually([] { return scalar(primary(), "SELECT count(*) FROM outbox WHERE published_at IS NULL") == "0"; },
                     std::chrono::seconds(60));
@@ -435,11 +441,7 @@ TEST(PartitionedOutbox, ARelayWhoseRoleOwnsNeitherThePartitionNorTheDatabaseWarn
   ASSERT_TRUE(eventually([&] { return relay.log().find(warning) != std::string::npos; }, std::chrono::seconds(60)))
       << relay.log();
   // Two rounds more find the partition again, and only the first said so at warning level.
-  auto count = [&](const std::string& line) {
-    size_t found = 0;
-    for (size_t at = relay.log().find(line); at != std::string::npos; at = relay.log().find(line, at + 1)) ++found;
-    return found;
-  };
+  auto count = [&](const std::string& line) { return occurrences(relay.log(), line); };
   ASSERT_TRUE(eventually([&] { return count("vacuum left to autovacuum: not owned") >= 2; }, std::chrono::seconds(60)))
       << relay.log();
   auto warnings = [&] { return count(warning); };
@@ -462,12 +464,7 @@ TEST(PartitionedOutbox, ARelayLeavesTheVacuumToTheSessionHoldingTheTablesVacuumL
   // The marks' dead tuples are counted, and two rounds more were skipped since.
   ASSERT_TRUE(eventually([&] { return scalar(primary(), "SELECT sum(n_dead_tup) >= 10000 " + kLeafStatistics) == "t"; }))
       << relay.log();
-  auto skips = [&] {
-    size_t count = 0;
-    for (size_t at = relay.log().find("vacuum skipped"); at != std::string::npos; at = relay.log().find("vacuum skipped", at + 1))
-      ++count;
-    return count;
-  };
+  auto skips = [&] { return occurrences(relay.log(), "vacuum skipped"); };
   size_t before = skips();
   ASSERT_TRUE(eventually([&] { return skips() >= before + 2; })) << relay.log();
   EXPECT_EQ(scalar(primary(), "SELECT sum(vacuum_count) " + kLeafStatistics), "0") << relay.log();
