@@ -22,12 +22,7 @@ const std::vector<std::string> kReplicate = {"replicate", "--set", "replicate.ma
 const std::vector<std::string> kDebugLog = {"--set", "log.level=debug"};
 
 // Lines logged at a level ("<timestamp>Z error ...").
-size_t lines_at(const std::string& log, const std::string& level) {
-  std::string marker = "Z " + level + " ";
-  size_t count = 0;
-  for (size_t at = log.find(marker); at != std::string::npos; at = log.find(marker, at + 1)) ++count;
-  return count;
-}
+size_t lines_at(const std::string& log, const std::string& level) { return occurrences(log, "Z " + level + " "); }
 
 void fresh_start(bool migrate = true) {
   reset_databases();

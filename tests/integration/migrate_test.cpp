@@ -261,14 +261,12 @@ TEST_F(Migrate, TwoConcurrentRunsWaitForEachOtherAndApplyEachMigrationOnce) {
   for (std::thread& thread : threads) thread.join();
   ASSERT_TRUE(all_waiting);
 
-  int applied_lines = 0;
+  size_t applied_lines = 0;
   for (const RunResult& result : results) {
     EXPECT_EQ(result.exit_code, 0) << result;
-    for (size_t at = result.out.find("primary: applied "); at != std::string::npos;
-         at = result.out.find("primary: applied ", at + 1))
-      ++applied_lines;
+    applied_lines += occurrences(result.out, "primary: applied ");
   }
-  EXPECT_EQ(applied_lines, migrate::latest_version(Target::primary));
+  EXPECT_EQ(applied_lines, static_cast<size_t>(migrate::latest_version(Target::primary)));
   EXPECT_EQ(scalar(servers().primary_url, "SELECT count(*) FROM schema_migrations"),
             std::to_string(migrate::migrations(Target::primary).size()));
 }

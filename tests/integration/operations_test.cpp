@@ -779,13 +779,7 @@ TEST(Operations, ReplicateOnAnOlderSchemaWaitsNotReadyAndGoesOnByItselfAfterMigr
   RunResult created = run_outbox({"create_parking_slot", "--name", "waited"});
   ASSERT_EQ(created.exit_code, 0) << created;
   // Several attempts, still one warning: it is logged once per change, each retry at debug.
-  EXPECT_TRUE(eventually([&] {
-    std::string log = replicate.log();
-    size_t attempts = 0;
-    for (size_t at = log.find("reconnect attempt"); at != std::string::npos; at = log.find("reconnect attempt", at + 1))
-      ++attempts;
-    return attempts >= 3;
-  })) << replicate.log();
+  EXPECT_TRUE(eventually([&] { return occurrences(replicate.log(), "reconnect attempt") >= 3; })) << replicate.log();
   EXPECT_TRUE(replicate.running()) << replicate.log();
   std::string log = replicate.log();
   std::string warning =

@@ -471,6 +471,12 @@ std::vector<std::string> with_args(std::vector<std::string> args, const std::vec
   return args;
 }
 
+size_t occurrences(const std::string& text, const std::string& part) {
+  size_t found = 0;
+  for (size_t at = text.find(part); at != std::string::npos; at = text.find(part, at + 1)) ++found;
+  return found;
+}
+
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds deadline) {
   auto until = Clock::now() + deadline;
   auto pause = 10ms;

@@ -139,6 +139,9 @@ class Daemon {
 // `args` followed by `extra`: a daemon's or command's arguments with a few more options.
 std::vector<std::string> with_args(std::vector<std::string> args, const std::vector<std::string>& extra);
 
+// How many times `part` occurs in `text` (overlaps counted): lines of a daemon's log, say.
+size_t occurrences(const std::string& text, const std::string& part);
+
 // Polls `condition` (every 10..200 ms) until it returns true or `deadline` passes; returns whether
 // it became true. Exceptions from the condition count as false. Use it instead of sleeps.
 bool eventually(const std::function<bool()>& condition, std::chrono::milliseconds deadline = 30s);
