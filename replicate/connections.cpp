@@ -221,8 +221,14 @@ bool Replicator::read_broker() {
 // wakeup, a recv and an empty poll per message, 16,000 times a second under a stream, and takes
 // that CPU from the broker on a small machine. What arrives meanwhile waits in the socket (the
 // broker stops at the prefetch); the tick still reads every second (heartbeats).
+// Packs are the exception: a wakeup brings up to relay.pack events, and unpacking them (zstd,
+// JSON) costs more than applying them costs the daemon. So while a batch is applied, the next one
+// is read and checked, until it is whole; else the replica would wait for that work after every
+// commit, and the two would run one after the other instead of side by side.
 void Replicator::watch_broker() {
-  if (broker_poll_) broker_poll_->watch(!in_flight_ && std::chrono::steady_clock::now() >= linger_until_);
+  if (!broker_poll_) return;
+  bool reading_next_batch = queue_.pack > 1 && in_flight_ && pending_.size() < tunables_.batch_size;
+  broker_poll_->watch(reading_next_batch || (!in_flight_ && std::chrono::steady_clock::now() >= linger_until_));
 }
 
 void Replicator::database_lost(const std::string& reason) {

@@ -398,9 +398,12 @@ void Replicator::on_applied() {
     if (!pending_.empty()) apply_soon_->request();
     return finish_if_drained();
   }
+  // A whole batch that was read while this one was applied (packs, see watch_broker) goes to the
+  // worker first: reading the socket now would keep the replica waiting for that work.
+  if (pending_.size() >= tunables_.batch_size) apply_pending();
   // What arrived meanwhile (unwatched: watch_broker), before linger_after asks whether anything did.
   if (broker_ && !read_broker()) return;
-  linger_after(took);
+  if (!in_flight_) linger_after(took);
   schedule_batch(broker_ != nullptr);
   watch_broker();
 }
