@@ -356,13 +356,17 @@ void Relay::rebalance() {
     if (owned != before)
       log_->info("owning {} of {} partitions ({} live instance(s)): {}", owned.size(), partitions_, step.members,
                  ownership_.owned_array());
-    if (!owned.empty() && before.empty()) drain_soon_->request();
+    bool first_partitions = !owned.empty() && before.empty();
+    if (first_partitions) drain_soon_->request();
     // Gauges for /metrics: each table's backlog, its age and its parked rows, in the partitions this
-    // relay owns, so that a sum over the relays counts each row once.
-    for (const TableSpec& table : tables_)
-      lag::set_owned_gauges(
-          metrics_, lag::read_owned_table(tx, table.name, partitions_, ownership_.owned_array(), tunables_.backlog_count_limit),
-          instance_);
+    // relay owns, so that a sum over the relays counts each row once. Not in the round that took
+    // the first partitions: counting a large backlog (up to backlog_count_limit rows, tens of
+    // milliseconds per 100,000) would hold back the first read; the next round counts.
+    if (!first_partitions)
+      for (const TableSpec& table : tables_)
+        lag::set_owned_gauges(
+            metrics_, lag::read_owned_table(tx, table.name, partitions_, ownership_.owned_array(), tunables_.backlog_count_limit),
+            instance_);
     update_gauges();
     keep_heartbeat_with_its_partition();
     side_task_works("rebalancing partitions");
