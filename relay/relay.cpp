@@ -334,6 +334,9 @@ void Relay::drain() {
 
 void Relay::rebalance() {
   if (!db_) return;
+  // The first read of newly owned partitions is out by then (drain_soon_ runs first).
+  constexpr milliseconds kCountAfterFirstRead{50};
+  bool backlog_counted = true;
   try {
     pqxx::nontransaction tx(*db_);
     if (!broker_) {
@@ -361,8 +364,10 @@ void Relay::rebalance() {
     // Gauges for /metrics: each table's backlog, its age and its parked rows, in the partitions this
     // relay owns, so that a sum over the relays counts each row once. Not in the round that took
     // the first partitions: counting a large backlog (up to backlog_count_limit rows, tens of
-    // milliseconds per 100,000) would hold back the first read; the next round counts.
-    if (!first_partitions)
+    // milliseconds per 100,000) would hold back the first read; the next round, right after that
+    // read, counts.
+    backlog_counted = !first_partitions;
+    if (backlog_counted)
       for (const TableSpec& table : tables_)
         lag::set_owned_gauges(
             metrics_, lag::read_owned_table(tx, table.name, partitions_, ownership_.owned_array(), tunables_.backlog_count_limit),
@@ -376,7 +381,7 @@ void Relay::rebalance() {
   }
   // A dead instance's partitions are free as soon as its session ends; look often enough to take
   // them over within relay.takeover_timeout.
-  rebalance_timer_->start(tunables_.takeover_timeout / 3);
+  rebalance_timer_->start(backlog_counted ? tunables_.takeover_timeout / 3 : kCountAfterFirstRead);
 }
 
 // Said once when it starts and once when it ends, not at every rebalance.
