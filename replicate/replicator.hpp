@@ -10,10 +10,11 @@
 // last delivery tag. A crash anywhere before the ack leads to a redelivery that the version guard
 // and outbox_applied_events turn into no-ops.
 //
-// The transaction runs on a worker thread (one batch at a time per replica, so order is kept)
-// while the loop goes on reading deliveries into `pending_`: the next batch is ready when the
-// current one commits. Only the loop thread touches the broker connection; only the batch in
-// flight touches the replica connection.
+// The transaction runs on a worker thread (one batch at a time per replica, so order is kept).
+// Meanwhile single-event deliveries wait in the socket and are read when it commits; packs are read
+// and checked by the loop until the next batch is whole, so that it is ready when the current one
+// commits (watch_broker says why). Only the loop thread touches the broker connection; only the
+// batch in flight touches the replica connection.
 //
 // Outages: replica down -> the batch goes back to the front of `pending_` unacked, the replica is reconnected with
 // backoff, and the same batch is applied. Broker down -> `pending_` is dropped (the broker

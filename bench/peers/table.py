@@ -40,13 +40,15 @@ apply_rate = number(r"replicate:\s+([\d,.]+) events/s", apply_log)
 consumer = number(r"ceiling:\s+([\d,.]+) msg/s", apply_log)
 bulk_seconds = number(r"outbox:\s+([\d.]+) s", bulk)
 bulk_packed_seconds = number(r"outbox:\s+([\d.]+) s", bulk_packed)
+bulk_deleting = log("bulk-packed-delete")
+bulk_deleting_seconds = number(r"outbox:\s+([\d.]+) s", bulk_deleting)
 e2e_p99 = number(r"p99 ([\d.]+) ms", e2e)
 e2e_packed_p99 = number(r"p99 ([\d.]+) ms", e2e_packed)
 rss = {
     "relay": [number(r"relay:.*peak RSS ([\d.]+) MB", text) for text in (drain, e2e, e2e_packed)]
-    + [number(r"packed:.*peak RSS ([\d.]+) MB", drain)] + [number(r"relay ([\d.]+) MB", text) for text in (bulk, bulk_packed)],
+    + [number(r"packed:.*peak RSS ([\d.]+) MB", drain)] + [number(r"relay ([\d.]+) MB", text) for text in (bulk, bulk_packed, bulk_deleting)],
     "replicate": [number(r"replicate:.*peak RSS ([\d.]+) MB", text) for text in (apply_log, e2e, e2e_packed)]
-    + [number(r"replicate ([\d.]+) MB", text) for text in (bulk, bulk_packed)],
+    + [number(r"replicate ([\d.]+) MB", text) for text in (bulk, bulk_packed, bulk_deleting)],
 }
 # What the writers delivered: on a busy machine they fall behind the rate asked for.
 e2e_writes = re.search(r"(\d+) writes in ([\d.]+) s", e2e)
@@ -81,7 +83,8 @@ rows += [
     (f"replicate apply, {int(events):,} events", show(apply_rate, " ev/s"), show(consumer, " msg/s (consumer)"), ""),
     (f"bulk {int(events):,}: committed -> applied", show(bulk_seconds, " s", 2), "",
      f"Londiste 3: {show(londiste_bulk, ' s', 2)}"),
-] + ([(f"bulk, {packed}", show(bulk_packed_seconds, " s", 2), "", "")] if knows_pack == "yes" else []) + [
+] + ([(f"bulk, {packed}", show(bulk_packed_seconds, " s", 2), "", ""),
+       ("  the same, relay.on_publish=delete", show(bulk_deleting_seconds, " s", 2), "", "")] if knows_pack == "yes" else []) + [
     (f"end to end p99 at {int(rate):,} writes/s", show(e2e_p99, " ms", 1), "", f"Londiste 3: {show(londiste_p99, ' ms')}"),
     ("  writes/s the writers delivered", show(e2e_delivered, "/s"), "", f"pgbench: {show(londiste_delivered, '/s')}"),
 ]
@@ -111,6 +114,8 @@ print("  bulk, outbox time / Londiste time:      "
 if knows_pack == "yes":
     print("  bulk packed, outbox time / Londiste:    "
           + verdict(ratio(bulk_packed_seconds, londiste_bulk), "<= 0.5", lambda v: v <= 0.5))
+    print("  the same, on_publish=delete / Londiste: "
+          + verdict(ratio(bulk_deleting_seconds, londiste_bulk), "<= 0.5", lambda v: v <= 0.5))
 print("  end to end p99 <= 50 ms:                "
       + ("not measured" if e2e_p99 is None else f"{e2e_p99:.1f} ms ({'met' if e2e_p99 <= 50 else 'NOT met'})")
       + ("" if e2e_packed_p99 is None else f"; packed {e2e_packed_p99:.1f} ms ({'met' if e2e_packed_p99 <= 50 else 'NOT met'})"))
