@@ -325,6 +325,25 @@ void Replicator::apply_pending() {
       [this] { on_applied(); });
 }
 
+void Replicator::on_chore_done(const InFlight& chore) {
+  if (chore.error) {
+    try {
+      std::rethrow_exception(chore.error);
+    } catch (const std::exception& error) {
+      if (classify(error) == Failure::connection) return database_lost(error.what());
+      log_->warn("{}: the work between batches failed: {}", role_, one_line(error.what()));
+    }
+  }
+  if (stopping_) {
+    if (!pending_.empty()) apply_soon_->request();  // what was received when the stop began
+    return finish_if_drained();
+  }
+  if (broker_)
+    on_broker_readable();
+  else
+    schedule_batch();
+}
+
 void Replicator::on_applied() {
   std::unique_ptr<InFlight> batch = std::move(in_flight_);
   Clock::duration took = Clock::now() - batch->started;
@@ -335,25 +354,7 @@ void Replicator::on_applied() {
     if (!batch->chore && !batch->error) record(batch->counts, Clock::now() - batch->started);
     return finish_give_back();
   }
-  if (batch->chore) {
-    if (batch->error) {
-      try {
-        std::rethrow_exception(batch->error);
-      } catch (const std::exception& error) {
-        if (classify(error) == Failure::connection) return database_lost(error.what());
-        log_->warn("{}: the work between batches failed: {}", role_, one_line(error.what()));
-      }
-    }
-    if (stopping_) {
-      if (!pending_.empty()) apply_soon_->request();  // what was received when the stop began
-      return finish_if_drained();
-    }
-    if (broker_)
-      on_broker_readable();
-    else
-      schedule_batch();
-    return;
-  }
+  if (batch->chore) return on_chore_done(*batch);
   bool same_channel = broker_ && batch->broker_generation == broker_generation_;
   if (batch->error) {
     // Not applied: the messages are still unacked on their channel, so they go back to the front

@@ -110,6 +110,9 @@ class Replicator {
   void linger_after(std::chrono::steady_clock::duration took);
   bool start_chore();
   void on_applied();
+  struct InFlight;
+  // The between-batches job (run_between_batches) has finished on the worker.
+  void on_chore_done(const InFlight& chore);
   void record(const Counts& counts, std::chrono::steady_clock::duration took);
   void finish_if_drained();
   void update_lag_gauge();
