@@ -232,10 +232,14 @@ bool Relay::mark_confirmed(const ConfirmWindow::Confirmed& confirmed) {
   try {
     failpoint("relay.after_confirm");
     pqxx::work tx(*db_);
-    for (size_t table = 0; table < tables_.size(); ++table)
-      if (!confirmed.positions[table].empty())
-        tx.exec_prepared(statement(tunables_.delete_on_publish ? "delete" : "mark", table),
-                         int_array_literal(confirmed.positions[table]));
+    tx.exec(kGenericPlan);
+    for (size_t table = 0; table < tables_.size(); ++table) {
+      const std::vector<long long>& positions = confirmed.positions[table];
+      if (positions.empty()) continue;
+      auto [least, greatest] = std::minmax_element(positions.begin(), positions.end());
+      tx.exec_prepared(statement(tunables_.delete_on_publish ? "delete" : "mark", table), int_array_literal(positions), *least,
+                       *greatest);
+    }
     tx.commit();
     side_task_works("marking published rows");
     return true;

@@ -234,6 +234,43 @@ TEST(PartitionedOutbox, WritersKeepWritingWhileTwoRelaysCreateAndDropPartitionsA
       << second.log();
 }
 
+namespace {
+
+// A backlog over three partitions of 100 positions and the DEFAULT partition, published by one
+// relay: its marks (or deletes) name positions of every partition in one statement, whose plan
+// is made once (relay/statements.hpp, kGenericPlan) and skips, when it starts, the partitions
+// outside the statement's least and greatest position. Every row is published exactly once.
+void publish_a_backlog_over_several_partitions(const std::string& on_publish) {
+  fresh_schema();
+  start_positions_past_the_first_partition();
+  for (int from : {1000001, 1000101, 1000201})
+    exec(primary(), "CREATE TABLE outbox_test_" + std::to_string(from) + " PARTITION OF outbox FOR VALUES FROM (" +
+                        std::to_string(from) + ") TO (" + std::to_string(from + 100) + ")");
+  insert_events("spread.evt", 450);
+  ASSERT_EQ(scalar(primary(), "SELECT count(DISTINCT tableoid) FROM outbox"), "4");
+  TestQueue queue("test.spread", "spread.#");
+  Daemon relay({"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms", "--set",
+                "relay.retention=1h", "--set", "relay.on_publish=" + on_publish});
+  ASSERT_EQ(queue.collect(450).size(), 450u) << relay.log();
+  const std::string left =
+      on_publish == "delete" ? "SELECT count(*) FROM outbox" : "SELECT count(*) FROM outbox WHERE published_at IS NULL";
+  EXPECT_TRUE(eventually([&] { return scalar(primary(), left) == "0"; })) << relay.log();
+  relay.signal(SIGTERM);
+  EXPECT_EQ(relay.wait_exit(std::chrono::seconds(20)), 0) << relay.log();
+  // Nothing is published again: each row's mark (or delete) found it, in whichever partition.
+  EXPECT_EQ(queue.collect_deliveries(451, std::chrono::seconds(2)).size(), 450u) << relay.log();
+}
+
+}  // namespace
+
+TEST(PartitionedOutbox, MarksThatNamePositionsOfSeveralPartitionsMarkEveryRowOnce) {
+  publish_a_backlog_over_several_partitions("mark");
+}
+
+TEST(PartitionedOutbox, DeletesThatNamePositionsOfSeveralPartitionsDeleteEveryRowOnce) {
+  publish_a_backlog_over_several_partitions("delete");
+}
+
 // Each table's maintenance on its own: a table whose maintenance fails at every tick (here the
 // name of the partition the relay must create is taken by another table) is named in the log, and
 // the next table's retention still runs. Before, the first failure ended the tick for every table.
