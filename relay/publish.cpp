@@ -232,14 +232,7 @@ bool Relay::mark_confirmed(const ConfirmWindow::Confirmed& confirmed) {
   try {
     failpoint("relay.after_confirm");
     pqxx::work tx(*db_);
-    tx.exec(kGenericPlan);
-    for (size_t table = 0; table < tables_.size(); ++table) {
-      const std::vector<long long>& positions = confirmed.positions[table];
-      if (positions.empty()) continue;
-      auto [least, greatest] = std::minmax_element(positions.begin(), positions.end());
-      tx.exec_prepared(statement(tunables_.delete_on_publish ? "delete" : "mark", table), int_array_literal(positions), *least,
-                       *greatest);
-    }
+    mark_published(tx, confirmed.positions, tunables_.delete_on_publish);
     tx.commit();
     side_task_works("marking published rows");
     return true;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <pqxx/pqxx>
 #include <string>
+#include <vector>
 
 namespace outbox::relay {
 
@@ -29,13 +30,9 @@ void prepare_statements(pqxx::connection& connection, size_t index, const std::s
 // long, until a batch finds fewer rows than it may delete or a tick's share of batches is done.
 void delete_retained_rows(pqxx::connection& connection, size_t table, std::chrono::milliseconds retention);
 
-// Run first in the transaction of a mark or a delete. Their plans are made once and kept (a generic
-// plan): a custom plan is made again for each statement, and for thousands of positions making it
-// took longer than running it (the planner estimates each element of the array, and prunes the
-// partitions for each): 7 ms of planning against 5 ms of running for 4,000 deletes (bench/README,
-// "The relay's marks"). Without a sequential scan: the plan may be made while the partition being
-// written is still empty, and is kept while it fills.
-inline constexpr const char* kGenericPlan = "SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off";
+// Marks (or deletes, `delete_rows`) the published rows of each table (`positions`, by table index)
+// in the caller's transaction, with plans made once and kept (see statements.cpp).
+void mark_published(pqxx::transaction_base& tx, const std::vector<std::vector<long long>>& positions, bool delete_rows);
 
 // Sets up the relay's session: marks need not wait for the WAL flush, and no statement waits long
 // for a lock.

@@ -238,7 +238,7 @@ namespace {
 
 // A backlog over three partitions of 100 positions and the DEFAULT partition, published by one
 // relay: its marks (or deletes) name positions of every partition in one statement, whose plan
-// is made once (relay/statements.hpp, kGenericPlan) and skips, when it starts, the partitions
+// is made once (relay/statements.hpp, mark_published) and skips, when it starts, the partitions
 // outside the statement's least and greatest position. Every row is published exactly once.
 void publish_a_backlog_over_several_partitions(const std::string& on_publish) {
   fresh_schema();
