@@ -47,9 +47,7 @@ EOF
   replica_db=$(londiste_connstr "$REPLICA_PORT" londiste_replica)
   londiste -q "$londiste_dir/primary.ini" create-root primary "$primary_db"
   londiste -q "$londiste_dir/replica.ini" create-leaf replica "$replica_db" --provider="$primary_db"
-  pgqd -d "$londiste_dir/pgqd-primary.ini"
-  pgqd -d "$londiste_dir/pgqd-replica.ini"
-  londiste -d "$londiste_dir/primary.ini" worker
+  londiste_start_daemons
   londiste -d "$londiste_dir/replica.ini" worker
   londiste -q "$londiste_dir/primary.ini" add-table public.parking_slots
   londiste -q "$londiste_dir/replica.ini" add-table public.parking_slots
@@ -89,11 +87,27 @@ sys.exit("londiste: the last row did not reach the replica in 10 minutes")
 PY
 }
 
+# Londiste's daemons: both pgqd and the root's worker (the replica's worker is started by each step).
+londiste_start_daemons() {
+  pgqd -d "$londiste_dir/pgqd-primary.ini"
+  pgqd -d "$londiste_dir/pgqd-replica.ini"
+  londiste -d "$londiste_dir/primary.ini" worker
+}
+londiste_stop_daemons() {
+  local daemon
+  for daemon in replica primary pgqd-primary pgqd-replica; do londiste_stop "$daemon"; done
+}
+
 # The same rows as bench/bulk, committed 1,000 per transaction while the replica's worker is
 # stopped (pgqd keeps ticking); then the worker starts and the clock runs until the last row is on
-# the replica: the same "committed backlog -> applied" as bench/bulk times for outbox.
+# the replica: the same "committed backlog -> applied" as bench/bulk times for outbox. A later
+# round starts from empty tables, as each bench/bulk does: both sides are emptied directly with
+# session_replication_role = replica, so that Londiste's triggers neither queue the TRUNCATE on
+# the primary nor refuse it on the replica (every event of the round before has been applied).
 londiste_bulk() {
   londiste_stop replica
+  lsql "$PRIMARY_PORT" londiste_primary "SET session_replication_role = replica; TRUNCATE parking_slots"
+  lsql "$REPLICA_PORT" londiste_replica "SET session_replication_role = replica; TRUNCATE parking_slots"
   lsql "$PRIMARY_PORT" londiste_primary "
     DO \$\$
     BEGIN
@@ -154,11 +168,10 @@ EOF
   echo "londiste_p99_ms $2" >>"$results/figures"
 }
 
-londiste_run() {
-  londiste_setup
-  londiste_bulk
+# After the bulk rounds (londiste_setup, then londiste_bulk once per round, its daemons stopped
+# between rounds with londiste_stop_daemons): the end-to-end step, then everything is stopped.
+londiste_finish() {
   londiste_end_to_end
-  local daemon
-  for daemon in replica primary pgqd-primary pgqd-replica; do londiste_stop "$daemon"; done
+  londiste_stop_daemons
   cp "$londiste_dir"/*.log "$londiste_dir/pgbench.out" "$results/"
 }

@@ -1,15 +1,19 @@
 """Prints bench/peers/run's table from the step outputs it kept in RESULTS.
 
-usage: table.py RESULTS EVENTS PEER_EVENTS RATE PACK KNOWS_PACK [COMPRESSION]
+usage: table.py RESULTS EVENTS PEER_EVENTS RATE PACK KNOWS_PACK [COMPRESSION [ROUNDS]]
 COMPRESSION: relay.pack_compression of the packed bulk and end-to-end steps (default none).
+ROUNDS: how many times the packed bulks and Londiste's bulk took turns (default 1; the results of
+a run from before the rounds, with bulk-packed.log and one londiste_bulk_seconds, read as one).
 A figure that a step did not print shows as "-", and its target as "not measured".
 """
 import os
 import re
+import statistics
 import sys
 
 results, events, peer_events, rate, pack, knows_pack = sys.argv[1:7]
 compression = sys.argv[7] if len(sys.argv) > 7 else "none"
+rounds = int(sys.argv[8]) if len(sys.argv) > 8 else 1
 packed = f"relay.pack={pack}" + (f", {compression}" if compression != "none" else "")
 
 
@@ -24,11 +28,13 @@ def number(pattern, text):
     return float(found.group(1).replace(",", "")) if found else None
 
 
-figures = {}
+figures, londiste_bulks = {}, []
 if os.path.exists(os.path.join(results, "figures")):
     for line in open(os.path.join(results, "figures")):
         key, value = line.split()
         figures[key] = float(value)
+        if key == "londiste_bulk_seconds":  # one line per round, in order
+            londiste_bulks.append(float(value))
 
 drain, apply_log = log("relay-drain"), log("replicate-apply")
 bulk, bulk_packed, e2e, e2e_packed = log("bulk"), log("bulk-packed"), log("end-to-end"), log("end-to-end-packed")
@@ -39,22 +45,60 @@ packed_rate = number(r"packed:.*?([\d,.]+) events/s", drain)
 apply_rate = number(r"replicate:\s+([\d,.]+) events/s", apply_log)
 consumer = number(r"ceiling:\s+([\d,.]+) msg/s", apply_log)
 bulk_seconds = number(r"outbox:\s+([\d.]+) s", bulk)
-bulk_packed_seconds = number(r"outbox:\s+([\d.]+) s", bulk_packed)
-bulk_deleting = log("bulk-packed-delete")
-bulk_deleting_seconds = number(r"outbox:\s+([\d.]+) s", bulk_deleting)
+
+
+def round_log(name, round):
+    """A round's step output; round 1 of a run from before the rounds has no number."""
+    return log(f"{name}-{round}") or (log(name) if round == 1 else "")
+
+
+# Per round: outbox's packed bulk with marks and with deletes (or, without packing, the plain bulk:
+# round 1's is the bulk step), and Londiste's bulk right after them.
+bulk_rounds = []
+for round in range(1, rounds + 1):
+    if knows_pack == "yes":
+        marks, deletes = (number(r"outbox:\s+([\d.]+) s", round_log(name, round)) for name in ("bulk-packed", "bulk-packed-delete"))
+    else:
+        marks, deletes = number(r"outbox:\s+([\d.]+) s", bulk if round == 1 else log(f"bulk-{round}")), None
+    londiste = londiste_bulks[round - 1] if round <= len(londiste_bulks) else None
+    bulk_rounds.append((marks, deletes, londiste))
+
+
+def median_of(column):
+    values = [r[column] for r in bulk_rounds if r[column] is not None]
+    return statistics.median(values) if values else None
+
+
+bulk_packed_seconds, bulk_deleting_seconds = median_of(0), median_of(1)
+bulk_deleting = "\n".join(round_log("bulk-packed-delete", round) for round in range(1, rounds + 1))
+bulk_packed = "\n".join(round_log("bulk-packed", round) for round in range(1, rounds + 1))
+
+
+def median_ratio(column):
+    """The median over the rounds of outbox's time in `column` over Londiste's, and the ratios."""
+    ratios = [r[column] / r[2] for r in bulk_rounds if r[column] is not None and r[2]]
+    return (statistics.median(ratios) if ratios else None), ratios
+
+
 e2e_p99 = number(r"p99 ([\d.]+) ms", e2e)
 e2e_packed_p99 = number(r"p99 ([\d.]+) ms", e2e_packed)
+
+
+def every_number(pattern, texts):
+    return [float(found) for text in texts for found in re.findall(pattern, text)]
+
+
 rss = {
-    "relay": [number(r"relay:.*peak RSS ([\d.]+) MB", text) for text in (drain, e2e, e2e_packed)]
-    + [number(r"packed:.*peak RSS ([\d.]+) MB", drain)] + [number(r"relay ([\d.]+) MB", text) for text in (bulk, bulk_packed, bulk_deleting)],
-    "replicate": [number(r"replicate:.*peak RSS ([\d.]+) MB", text) for text in (apply_log, e2e, e2e_packed)]
-    + [number(r"replicate ([\d.]+) MB", text) for text in (bulk, bulk_packed, bulk_deleting)],
+    "relay": every_number(r"relay:.*peak RSS ([\d.]+) MB", (drain, e2e, e2e_packed))
+    + every_number(r"packed:.*peak RSS ([\d.]+) MB", (drain,)) + every_number(r"relay ([\d.]+) MB", (bulk, bulk_packed, bulk_deleting)),
+    "replicate": every_number(r"replicate:.*peak RSS ([\d.]+) MB", (apply_log, e2e, e2e_packed))
+    + every_number(r"replicate ([\d.]+) MB", (bulk, bulk_packed, bulk_deleting)),
 }
 # What the writers delivered: on a busy machine they fall behind the rate asked for.
 e2e_writes = re.search(r"(\d+) writes in ([\d.]+) s", e2e)
 e2e_delivered = int(e2e_writes.group(1)) / float(e2e_writes.group(2)) if e2e_writes else None
 londiste_delivered = number(r"tps = ([\d.]+)", log("pgbench", ".out"))
-londiste_bulk = figures.get("londiste_bulk_seconds")
+londiste_bulk = statistics.median(londiste_bulks) if londiste_bulks else None
 londiste_p99 = figures.get("londiste_p99_ms")
 pgto_rate = figures.get("pgto_drain_rate")
 
@@ -82,8 +126,8 @@ if knows_pack == "yes":
 rows += [
     (f"replicate apply, {int(events):,} events", show(apply_rate, " ev/s"), show(consumer, " msg/s (consumer)"), ""),
     (f"bulk {int(events):,}: committed -> applied", show(bulk_seconds, " s", 2), "",
-     f"Londiste 3: {show(londiste_bulk, ' s', 2)}"),
-] + ([(f"bulk, {packed}", show(bulk_packed_seconds, " s", 2), "", ""),
+     f"Londiste 3: {show(londiste_bulk, ' s', 2)}" + (f" (median of {len(londiste_bulks)})" if len(londiste_bulks) > 1 else "")),
+] + ([(f"bulk, {packed}" + (f" (median of {rounds})" if rounds > 1 else ""), show(bulk_packed_seconds, " s", 2), "", ""),
        ("  the same, relay.on_publish=delete", show(bulk_deleting_seconds, " s", 2), "", "")] if knows_pack == "yes" else []) + [
     (f"end to end p99 at {int(rate):,} writes/s", show(e2e_p99, " ms", 1), "", f"Londiste 3: {show(londiste_p99, ' ms')}"),
     ("  writes/s the writers delivered", show(e2e_delivered, "/s"), "", f"pgbench: {show(londiste_delivered, '/s')}"),
@@ -109,13 +153,23 @@ if knows_pack == "yes":
 else:
     print("  packed drain / unpacked drain:          relay.pack is not in this outbox: not measured")
 print("  replicate apply / consumer ceiling:     " + verdict(ratio(apply_rate, consumer), ">= 0.8", lambda v: v >= 0.8))
-print("  bulk, outbox time / Londiste time:      "
-      + verdict(ratio(bulk_seconds, londiste_bulk), "<= 0.5", lambda v: v <= 0.5))
+
+
+def rounds_verdict(column):
+    """The median of the rounds' ratios against the target, and each round's ratio."""
+    median, ratios = median_ratio(column)
+    each = "" if len(ratios) < 2 else ", rounds: " + " ".join(f"{r:.2f}" for r in ratios)
+    return verdict(median, "<= 0.5", lambda v: v <= 0.5) + each
+
+
 if knows_pack == "yes":
-    print("  bulk packed, outbox time / Londiste:    "
-          + verdict(ratio(bulk_packed_seconds, londiste_bulk), "<= 0.5", lambda v: v <= 0.5))
-    print("  the same, on_publish=delete / Londiste: "
-          + verdict(ratio(bulk_deleting_seconds, londiste_bulk), "<= 0.5", lambda v: v <= 0.5))
+    print("  bulk, outbox time / Londiste time:      "
+          + verdict(ratio(bulk_seconds, londiste_bulks[0] if londiste_bulks else None), "<= 0.5", lambda v: v <= 0.5)
+          + " (round 1's Londiste)")
+    print("  bulk packed, outbox time / Londiste:    " + rounds_verdict(0))
+    print("  the same, on_publish=delete / Londiste: " + rounds_verdict(1))
+else:
+    print("  bulk, outbox time / Londiste time:      " + rounds_verdict(0))
 print("  end to end p99 <= 50 ms:                "
       + ("not measured" if e2e_p99 is None else f"{e2e_p99:.1f} ms ({'met' if e2e_p99 <= 50 else 'NOT met'})")
       + ("" if e2e_packed_p99 is None else f"; packed {e2e_packed_p99:.1f} ms ({'met' if e2e_packed_p99 <= 50 else 'NOT met'})"))
