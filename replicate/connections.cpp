@@ -145,7 +145,7 @@ void Replicator::stand_by() {
   // daemon that holds the lock (after losing its session, this one may still consume).
   if (broker_) {
     drop_broker();
-    pending_.clear();
+    drop_received();
     batch_due_ = false;
     batch_timer_->stop();
   }
@@ -160,7 +160,7 @@ void Replicator::give_back_partition() {
   // Unacked deliveries go back to the queue at once; the next holder subscribes only once it holds
   // the serve lock, which ends after the batch in flight committed (finish_give_back).
   drop_broker();
-  pending_.clear();
+  drop_received();
   batch_due_ = false;
   batch_timer_->stop();
   if (!in_flight_) finish_give_back();
@@ -239,9 +239,12 @@ void Replicator::database_lost(const std::string& reason) {
 
 void Replicator::broker_lost(const std::string& reason) {
   size_t unacked = pending_.size() + (in_flight_ ? in_flight_->received.size() : 0);
-  lifecycle_->lost(kBroker, reason, "; " + std::to_string(unacked) + " unacked event(s) will be redelivered");
+  lifecycle_->lost(kBroker, reason,
+                   "; " + std::to_string(unacked) + " unacked event(s)" +
+                       (packed_.empty() ? "" : " and " + std::to_string(packed_.size()) + " unacked pack(s)") +
+                       " will be redelivered");
   // Delivery tags belong to the channel that just died; the broker redelivers these messages.
-  pending_.clear();
+  drop_received();
   batch_due_ = false;
   batch_timer_->stop();
   if (stopping_) return finish_if_drained();
@@ -264,9 +267,30 @@ void Replicator::cancel_in_flight() {
 }
 
 void Replicator::receive(amqp::IncomingMessage message) {
+  if (!packed_.empty() || (pending_.size() >= tunables_.batch_size && !stopping_ && pack::is_pack(message))) {
+    packed_.push_back(std::move(message));
+    return;
+  }
+  check_in(std::move(message));
+}
+
+void Replicator::check_in(amqp::IncomingMessage message) {
   if (!pack::is_pack(message)) return receive_one(std::move(message), "", true);
   std::vector<pack::Unpacked> events = pack::unpack(message);
   for (size_t i = 0; i < events.size(); ++i) receive_one(std::move(events[i].message), events[i].problem, i + 1 == events.size());
+}
+
+void Replicator::unpack_waiting() {
+  while (!packed_.empty() && (pending_.size() < tunables_.batch_size || stopping_)) {
+    amqp::IncomingMessage message = std::move(packed_.front());
+    packed_.pop_front();
+    check_in(std::move(message));
+  }
+}
+
+void Replicator::drop_received() {
+  pending_.clear();
+  packed_.clear();
 }
 
 void Replicator::receive_one(amqp::IncomingMessage message, const std::string& problem, bool ends_delivery) {

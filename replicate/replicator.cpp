@@ -56,9 +56,7 @@ Replicator::Replicator(daemon::Runtime& runtime, metrics::Registry& metrics, con
   broker_settings_ = settings.broker;
   queue_ = replica.queue;
   mappings_ = consumer_ ? replica.handlers : settings.mappings;
-  // basic.qos counts messages: with packs, a message holds up to queue_.pack events, and what is
-  // prefetched sits in memory.
-  prefetch_ = std::max(1, settings.prefetch / queue_.pack);
+  prefetch_ = replicate_window(settings.prefetch, queue_.pack);
   apply_connections_ = settings.apply_connections;
   apply_tunables(settings.tunables);
 
@@ -102,54 +100,6 @@ Replicator::~Replicator() {
   applier_.reset();
   helper_dbs_.clear();
   db_.reset();
-}
-
-metrics::Counter& Replicator::counter(const std::string& name, const metrics::Labels& extra_labels) {
-  static const std::map<std::string, std::string> help = {
-      {"outbox_replicate_applied_total", "Events applied to a replica (the row changed)"},
-      {"outbox_replicate_skipped_total",
-       "Events that were no-ops: stale (version not newer) or duplicate (event id seen before)"},
-      {"outbox_replicate_parked_total", "Poison events parked in outbox_failed_events"},
-      {"outbox_replicate_waiting_total", "Events recorded as waiting behind a parked event of their aggregate"},
-      {"outbox_replicate_heartbeats_total", "Relay heartbeats applied"},
-      {"outbox_replicate_reconnects_total", "Reconnections to the replica database or the broker"},
-      {"outbox_replicate_pruned_total", "Applied event ids removed from outbox_applied_events after replicate.applied_retention"},
-      {"outbox_replicate_future_events_total",
-       "Events and heartbeats created further ahead of the replica's clock than replicate.max_clock_skew: applied, but "
-       "their time moves neither the applied position nor lag"},
-      {"outbox_replicate_unhandled_total",
-       "Events no handler takes: recorded in the inbox as not effective and acked (logged once per event type)"},
-  };
-  metrics::Labels labels = labels_;
-  labels.insert(labels.end(), extra_labels.begin(), extra_labels.end());
-  return metrics_.counter(metric_name(name), help.at(name), labels);
-}
-
-metrics::Gauge& Replicator::gauge(const std::string& name, const std::string& help, const metrics::Labels& extra_labels) {
-  metrics::Labels labels = labels_;
-  labels.insert(labels.end(), extra_labels.begin(), extra_labels.end());
-  return metrics_.gauge(metric_name(name), help, labels);
-}
-
-metrics::Gauge& Replicator::parked_gauge() {
-  return gauge("outbox_replicate_parked_events", "Events parked now in outbox_failed_events (outbox failed list)");
-}
-
-// What the replicator holds now. The parked events are counted with the lag, on the replica.
-void Replicator::update_gauges() {
-  gauge("outbox_replicate_connected", "1 while connected to this peer (database: the replica or the service's database)",
-        {{"peer", "database"}})
-      .set(db_ ? 1 : 0);
-  gauge("outbox_replicate_connected", "", {{"peer", "broker"}}).set(broker_ ? 1 : 0);
-  gauge("outbox_replicate_unacked_messages", "Messages received and not yet acked: waiting for their batch or being applied")
-      .set(static_cast<double>(pending_.size() + (in_flight_ ? in_flight_->received.size() : 0)));
-}
-
-// A consumer's metrics are replicate's under the outbox_consume_ prefix, labelled service="NAME".
-std::string Replicator::metric_name(const std::string& name) const {
-  static const std::string kReplicatePrefix = "outbox_replicate_";
-  if (!consumer_ || name.rfind(kReplicatePrefix, 0) != 0) return name;
-  return "outbox_consume_" + name.substr(kReplicatePrefix.size());
 }
 
 void Replicator::apply_tunables(const Tunables& tunables) {
@@ -232,6 +182,7 @@ void Replicator::start() {
 }
 
 void Replicator::schedule_batch(bool socket_drained) {
+  unpack_waiting();
   if (pending_.empty()) return;
   // Latency (a saga's hop): when the worker is idle and the socket has nothing more, waiting for
   // batch_wait adds nothing to the batch. Under load the worker is busy, and batches still form
@@ -290,6 +241,7 @@ bool Replicator::start_chore() {
 
 void Replicator::apply_pending() {
   if (start_chore()) return;
+  unpack_waiting();
   if (in_flight_ || !db_ || !broker_ || pending_.empty() || lifecycle_->retry_scheduled()) return;
   if (pending_.size() < tunables_.batch_size && !batch_due_ && !stopping_) return;
   size_t count = std::min(tunables_.batch_size, pending_.size());
@@ -323,6 +275,7 @@ void Replicator::apply_pending() {
         }
       },
       [this] { on_applied(); });
+  unpack_waiting();  // the next batch, while the worker applies this one
 }
 
 void Replicator::on_chore_done(const InFlight& chore) {
@@ -409,53 +362,12 @@ void Replicator::on_applied() {
   watch_broker();
 }
 
-void Replicator::record(const Counts& counts, Clock::duration took) {
-  last_progress_ = Clock::now();
-  counter("outbox_replicate_applied_total").add(static_cast<uint64_t>(counts.applied));
-  counter("outbox_replicate_skipped_total", {{"reason", "stale"}}).add(static_cast<uint64_t>(counts.stale));
-  counter("outbox_replicate_skipped_total", {{"reason", "duplicate"}}).add(static_cast<uint64_t>(counts.duplicate));
-  counter("outbox_replicate_skipped_total", {{"reason", "broken_heartbeat"}}).add(static_cast<uint64_t>(counts.skipped));
-  counter("outbox_replicate_parked_total").add(static_cast<uint64_t>(counts.parked));
-  counter("outbox_replicate_waiting_total").add(static_cast<uint64_t>(counts.waiting));
-  counter("outbox_replicate_heartbeats_total").add(static_cast<uint64_t>(counts.heartbeats));
-  counter("outbox_replicate_future_events_total").add(static_cast<uint64_t>(counts.future));
-  // A consumer's only (an event type with no handler); registered with the others in the constructor.
-  if (consumer_) counter("outbox_replicate_unhandled_total").add(static_cast<uint64_t>(counts.unhandled));
-  metrics_.histogram(metric_name("outbox_replicate_batch_seconds"), "", {}, labels_)
-      .observe(std::chrono::duration<double>(took).count());
-  if (counts.future) {
-    future_unlogged_ += counts.future;
-    future_unlogged_ahead_ = std::max(future_unlogged_ahead_, counts.future_ahead_seconds);
-    log_future_events();
-  }
-  if (counts.waiting)
-    log_->warn("{} event(s) wait behind parked events of their aggregate (see 'outbox failed list {} {}')", counts.waiting,
-               consumer_ ? "--consumer" : "--replica", replica_);
-  log_->debug("batch: {} applied, {} stale, {} duplicate, {} parked, {} waiting, {} heartbeat(s) in {:.1f} ms{}", counts.applied,
-              counts.stale, counts.duplicate, counts.parked, counts.waiting, counts.heartbeats,
-              std::chrono::duration<double, std::milli>(took).count(),
-              counts.parts ? fmt::format(" in {} parts", counts.parts) : std::string());
-}
-
-// One line at most once a minute, with what came since the last one; the tick writes what a
-// quiet minute left over.
-void Replicator::log_future_events() {
-  if (!future_unlogged_ || Clock::now() < next_future_log_) return;
-  log_->warn(
-      "{} event(s) or heartbeat(s) created up to {} ahead of the replica's clock, more than replicate.max_clock_skew {}: "
-      "applied, but their time moves neither the applied position nor lag (a forged message, or a primary clock running "
-      "ahead?)",
-      future_unlogged_, format_seconds(future_unlogged_ahead_), format_duration(tunables_.max_clock_skew));
-  future_unlogged_ = 0;
-  future_unlogged_ahead_ = 0;
-  next_future_log_ = Clock::now() + std::chrono::minutes(1);
-}
-
 void Replicator::begin_shutdown() {
   if (stopping_) return;
   // Take in what the broker has already sent, so the in-flight events are applied, not redelivered.
   on_broker_readable();
   stopping_ = true;
+  unpack_waiting();
   log_->info("draining: {} received event(s) to apply", pending_.size());
   if (!pending_.empty()) apply_soon_->request();
   finish_if_drained();
@@ -464,7 +376,7 @@ void Replicator::begin_shutdown() {
 void Replicator::finish_if_drained() {
   if (!stopping_ || drained_) return;
   if (in_flight_) return;  // on_applied comes back here
-  if (!pending_.empty() && broker_) return;
+  if ((!pending_.empty() || !packed_.empty()) && broker_) return;
   drained_ = true;
   lifecycle_->stop_retrying();
   tick_timer_->stop();
@@ -486,7 +398,8 @@ std::string Replicator::status_line() const {
                              : "waiting for the broker";
   auto& self = const_cast<Replicator&>(*this);
   size_t received = pending_.size() + (in_flight_ ? in_flight_->received.size() : 0);
-  return replica_ + ": " + state + ", " + std::to_string(received) + " received, " +
+  return replica_ + ": " + state + ", " + std::to_string(received) + " received" +
+         (packed_.empty() ? "" : " (and " + std::to_string(packed_.size()) + " pack(s) not yet unpacked)") + ", " +
          std::to_string(self.counter("outbox_replicate_applied_total").value()) + " applied, " +
          std::to_string(self.counter("outbox_replicate_parked_total").value()) + " parked";
 }

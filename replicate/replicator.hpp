@@ -3,8 +3,9 @@
 // broker connection (consuming the durable queue outbox.replica.NAME) and replica connection.
 //
 // Flow: deliveries are checked (check_message) as they arrive and collect in `pending_` (at most
-// replicate.prefetch, the basic.qos window). A batch is taken when replicate.batch_size messages
-// are there or replicate.batch_wait has passed since the first one arrived (at once when the
+// the basic.qos window, replicate_window()). Packs are unpacked only as far as the next batch
+// needs: the rest wait compressed in `packed_` (see unpack_waiting). A batch is taken when
+// replicate.batch_size events are there or replicate.batch_wait has passed since the first one arrived (at once when the
 // worker is idle and nothing more is arriving; under a stream, see linger_after). The Applier commits it
 // as one transaction; only then is the broker acked, once, with multiple = true up to the batch's
 // last delivery tag. A crash anywhere before the ack leads to a redelivery that the version guard
@@ -97,8 +98,16 @@ class Replicator {
   bool read_broker();
   // Whether the broker socket's readability wakes the loop: not while a read is due anyway.
   void watch_broker();
-  // A delivery: checked as one event, or unpacked (migrate/pack.hpp) into one per element.
+  // A delivery: checked as one event, or unpacked (migrate/pack.hpp) into one per element; or,
+  // while the next batch is whole already, kept packed in `packed_`.
   void receive(amqp::IncomingMessage message);
+  // Checks a delivery now: one event, or each event of a pack.
+  void check_in(amqp::IncomingMessage message);
+  // Unpacks and checks what waits in `packed_`, in delivery order, until the next batch is whole
+  // (everything while stopping, which applies what was received).
+  void unpack_waiting();
+  // Forgets every delivery not in flight: the broker gives them again (their channel is gone).
+  void drop_received();
   // `problem`: why its pack element is broken ("" when it is not); `ends_delivery`: the last event
   // of its delivery (a batch never ends inside a pack, whose one ack covers it whole).
   void receive_one(amqp::IncomingMessage message, const std::string& problem, bool ends_delivery);
@@ -181,6 +190,10 @@ class Replicator {
     bool ends_delivery = true;  // false inside a pack, before its last event
   };
   std::deque<std::unique_ptr<Received>> pending_;
+  // Deliveries behind `pending_` while it holds a whole batch: packs, and anything after one, in
+  // delivery order. A pack waits here compressed (a few KB for 100 events), so the events held in
+  // memory stay about batch_size + relay.pack whatever the window of packs (replicate_window).
+  std::deque<amqp::IncomingMessage> packed_;
   // The batch being applied on the worker thread, taken off the front of `pending_`.
   struct InFlight {
     std::vector<std::unique_ptr<Received>> received;

@@ -2,6 +2,7 @@
 // The replicate daemon's settings, built and validated once from a configuration by
 // settings_from_config: at start, on SIGHUP (a reload keeps the running settings when the build
 // throws) and by `outbox config check`. Nothing else in replicate reads an option by its key.
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -43,6 +44,18 @@ struct ReplicaSettings {
   int partition = -1;
   std::shared_ptr<PartitionShare> share;
 };
+
+// The basic.qos window, in messages, of a queue whose messages hold up to `pack` events:
+// replicate.prefetch with single events; with packs, prefetch / pack of them, but at least
+// kLeastPackWindow (never more than prefetch). Under a trickle a pack holds one event or a few, and
+// a window of a few packs would hold deliveries back behind each ack (with packs of 500 and a
+// window of 10, the end-to-end p99 was 63-91 ms against about 50). Memory does not follow the
+// window: packs beyond the next batch wait compressed (Replicator::unpack_waiting).
+inline constexpr int kLeastPackWindow = 50;
+inline int replicate_window(int prefetch, int pack) {
+  if (pack <= 1) return prefetch;
+  return std::min(prefetch, std::max(prefetch / pack, kLeastPackWindow));
+}
 
 struct Settings {
   std::vector<ReplicaSettings> replicas;  // the replicas this daemon serves

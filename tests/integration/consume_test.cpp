@@ -80,16 +80,6 @@ void publish(const std::vector<amqp::OutgoingMessage>& messages) { publish_all(m
 
 std::string count(const std::string& sql) { return scalar(servers().primary_url, "SELECT count(*) FROM " + sql); }
 
-// The value of the first sample of `name` whose labels contain `label`, or -1.
-double metric(int port, const std::string& name, const std::string& label) {
-  Http answer = http_get(port, "/metrics");
-  std::istringstream lines(answer.body);
-  for (std::string line; std::getline(lines, line);)
-    if (line.rfind(name + "{", 0) == 0 && line.find(label) != std::string::npos)
-      return std::stod(line.substr(line.rfind(' ') + 1));
-  return -1;
-}
-
 }  // namespace
 
 TEST(Consume, AHandlerRunsOnceAndADuplicateDeliveryIsACountedNoOp) {

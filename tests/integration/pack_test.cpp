@@ -10,6 +10,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
 #include <set>
 #include <thread>
 
@@ -247,6 +248,50 @@ TEST(Pack, CompressedPacksSayContentEncodingZstdAndReplicateAppliesEachOfTheirEv
     EXPECT_EQ(message.body.substr(0, 4), std::string("\x28\xB5\x2F\xFD"));  // the zstd frame's magic number
     for (const pack::Unpacked& event : pack::unpack(message)) EXPECT_EQ(event.problem, "");
   }
+}
+
+// relay.pack = 500 and replicate.prefetch = 5,000: a window of 10 packs would hold a trickle's
+// small packs back behind each ack, so it is 50 (replicate_window). Memory does not follow it:
+// while a batch is applied, packs are unpacked only until the next batch is whole.
+TEST(Pack, TheWindowHoldsFiftyPacksButOnlyTheNextBatchIsUnpackedWhileOneIsApplied) {
+  fresh_packed_start();
+  int port = free_port();
+  Daemon replicate(with_args(kReplicate, {"--set", "replicate.batch_size=100", "--set", "replicate.prefetch=5000", "--set",
+                                          "metrics.listen=127.0.0.1:" + std::to_string(port)}),
+                   packed_env(500));
+  std::string first = random_uuid();
+  publish_all({packed({slot_event(first, 1, slot_json(first, "v1", 1))})}, "outbox.replica.main");
+  ASSERT_TRUE(eventually([&] { return count(servers().replica_url, "parking_slots") == "1"; })) << replicate.log();
+
+  // The next batch waits for this lock: it stays in flight while the broker fills the window.
+  pqxx::connection blocker(servers().replica_url);
+  pqxx::work hold(blocker);
+  hold.exec("LOCK TABLE parking_slots IN ACCESS EXCLUSIVE MODE");
+  std::vector<amqp::OutgoingMessage> packs;
+  for (int pack = 0; pack < 60; ++pack) {
+    std::vector<amqp::OutgoingMessage> events;
+    for (int event = 0; event < 20; ++event) {
+      std::string uuid = random_uuid();
+      events.push_back(slot_event(uuid, 1, slot_json(uuid, "v1", 1)));
+    }
+    packs.push_back(packed(events));
+  }
+  publish_all(packs, "outbox.replica.main");
+  const std::string label = "replica=\"main\"";
+  ASSERT_TRUE(eventually([&] {
+    return broker_connection()->inspect_queue("outbox.replica.main").first == 10 &&
+           metric(port, "outbox_replicate_unacked_messages", label) == 50;
+  })) << "ready "
+      << broker_connection()->inspect_queue("outbox.replica.main").first << ", unacked "
+      << metric(port, "outbox_replicate_unacked_messages", label) << "\n"
+      << replicate.log();
+  // The batch in flight (100 events, 5 packs) and the next one (another 5): not 50 packs' 1,000.
+  EXPECT_LE(metric(port, "outbox_replicate_unpacked_events", label), 2 * 100 + 20);
+
+  hold.abort();
+  ASSERT_TRUE(eventually([&] { return count(servers().replica_url, "parking_slots") == "1201"; })) << replicate.log();
+  expect_each_event_once(1201);
+  EXPECT_TRUE(eventually([] { return broker_connection()->inspect_queue("outbox.replica.main").first == 0; }));
 }
 
 TEST(Pack, AKillNineOfTheRelayMidPackLosesNothingAndAppliesNothingTwice) {

@@ -189,3 +189,13 @@ TEST(Settings, AMissingReplicaIsNamedTheSameWayEverywhere) {
                "no replica named 'main' is configured (set replicas.main.url or OUTBOX_REPLICA_URL)");
   EXPECT_THROW(replicate::settings_from_config(config, {"main", "eu"}), Error);
 }
+
+TEST(Settings, AWindowOfPacksIsPrefetchOverPackButNeverFewerThanFiftyPacksNorMoreThanPrefetch) {
+  EXPECT_EQ(replicate::replicate_window(5000, 1), 5000);   // single events: replicate.prefetch itself
+  EXPECT_EQ(replicate::replicate_window(5000, 100), 50);   // the quotient
+  EXPECT_EQ(replicate::replicate_window(5000, 20), 250);   // the quotient, above the least
+  EXPECT_EQ(replicate::replicate_window(5000, 500), 50);   // a quotient of 10 packs: raised to 50
+  EXPECT_EQ(replicate::replicate_window(5000, 1000), 50);  // and of 5
+  EXPECT_EQ(replicate::replicate_window(20, 500), 20);     // never more than replicate.prefetch
+  EXPECT_EQ(replicate::replicate_window(1, 1), 1);
+}

@@ -672,6 +672,15 @@ Http http_get(int port, const std::string& path) {
   return http;
 }
 
+double metric(int port, const std::string& name, const std::string& label) {
+  Http answer = http_get(port, "/metrics");
+  std::istringstream lines(answer.body);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind(name + "{", 0) == 0 && line.find(label) != std::string::npos)
+      return std::stod(line.substr(line.rfind(' ') + 1));
+  return -1;
+}
+
 Http await_health(int port, const std::string& text, std::chrono::milliseconds deadline) {
   Http health;
   eventually(

@@ -163,6 +163,8 @@ Http http_exchange(int port, const std::string& request);
 // GET `path`. Every test reads /metrics through here: each answer with status 200 also goes
 // through lint_metrics, so every scrape a test makes checks the text format too.
 Http http_get(int port, const std::string& path);
+// The value of the first sample of `name` on port's /metrics whose labels contain `label`, or -1.
+double metric(int port, const std::string& name, const std::string& label);
 // Polls GET /healthz until its body contains `text` (or `deadline` passes); returns the last
 // answer, for the caller's checks of its status and body.
 Http await_health(int port, const std::string& text, std::chrono::milliseconds deadline = 30s);
