@@ -5,11 +5,11 @@
 // Flow: deliveries are checked (check_message) as they arrive and collect in `pending_` (at most
 // the basic.qos window, replicate_window()). Packs are unpacked only as far as the next batch
 // needs: the rest wait compressed in `packed_` (see unpack_waiting). A batch is taken when
-// replicate.batch_size events are there or replicate.batch_wait has passed since the first one arrived (at once when the
-// worker is idle and nothing more is arriving; under a stream, see linger_after). The Applier commits it
-// as one transaction; only then is the broker acked, once, with multiple = true up to the batch's
-// last delivery tag. A crash anywhere before the ack leads to a redelivery that the version guard
-// and outbox_applied_events turn into no-ops.
+// replicate.batch_size events are there or replicate.batch_wait has passed since the first one
+// arrived (at once when the worker is idle and nothing more is arriving; under a stream, see
+// linger_after). The Applier commits it as one transaction; only then is the broker acked, once,
+// with multiple = true up to the batch's last delivery tag. A crash anywhere before the ack leads
+// to a redelivery that the version guard and outbox_applied_events turn into no-ops.
 //
 // The transaction runs on a worker thread (one batch at a time per replica, so order is kept).
 // Meanwhile single-event deliveries wait in the socket and are read when it commits; packs are read
@@ -17,10 +17,10 @@
 // commits (watch_broker says why). Only the loop thread touches the broker connection; only the
 // batch in flight touches the replica connection.
 //
-// Outages: replica down -> the batch goes back to the front of `pending_` unacked, the replica is reconnected with
-// backoff, and the same batch is applied. Broker down -> `pending_` is dropped (the broker
-// redelivers every unacked message), the broker is reconnected (the next cluster node first) and
-// consumption resumes. Each state change is logged once.
+// Outages: replica down -> the batch goes back to the front of `pending_` unacked, the replica is
+// reconnected with backoff, and the same batch is applied. Broker down -> `pending_` and `packed_`
+// are dropped (the broker redelivers every unacked message), the broker is reconnected (the next
+// cluster node first) and consumption resumes. Each state change is logged once.
 #include <chrono>
 #include <deque>
 #include <exception>
