@@ -77,7 +77,7 @@ constexpr std::array kOptions{
   Option{.key = "relay.batch_size", .type = Type::integer, .default_value = "500", .min = 1, .max = 10000, .reloadable = true,
          .help = "Rows read per batch. With relay.pack above 1, a read takes relay.pack rows for each relay partition this relay owns when that is more (at most 10000), since a pack holds rows of one read."},
   Option{.key = "relay.max_unconfirmed", .type = Type::integer, .default_value = "6000", .min = 1, .max = 100000, .reloadable = true,
-         .help = "Window of published but not yet confirmed messages; the relay reads ahead while confirms are pending."},
+         .help = "Window of published but not yet confirmed events (outbox rows, whether each is its own message or in a pack); the relay reads ahead while confirms are pending, and marks a row only after its confirm."},
   Option{.key = "relay.confirm_timeout", .type = Type::duration, .default_value = "10s", .min = 100, .max = 10 * 60 * kSecond, .reloadable = true,
          .help = "How long the broker may go without confirming anything while messages wait for their publisher confirms; then the connection is reset and the unconfirmed rows are published again. Counted from the last confirm (or the batch's publication, if later), so a broker that confirms slowly but steadily never times out."},
   Option{.key = "relay.max_message_size", .type = Type::integer, .default_value = "134217728", .min = 1, .max = 536870912, .reloadable = true,
