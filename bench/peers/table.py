@@ -97,6 +97,8 @@ rss = {
 # What the writers delivered: on a busy machine they fall behind the rate asked for.
 e2e_writes = re.search(r"(\d+) writes in ([\d.]+) s", e2e)
 e2e_delivered = int(e2e_writes.group(1)) / float(e2e_writes.group(2)) if e2e_writes else None
+# How busy the machine was during those writes (bench/end-to-end; older logs do not say).
+e2e_busy = number(r"during the writes: (\d+)% of", e2e)
 londiste_delivered = number(r"tps = ([\d.]+)", log("pgbench", ".out"))
 londiste_bulk = statistics.median(londiste_bulks) if londiste_bulks else None
 londiste_p99 = figures.get("londiste_p99_ms")
@@ -131,6 +133,7 @@ rows += [
        ("  the same, relay.on_publish=delete", show(bulk_deleting_seconds, " s", 2), "", "")] if knows_pack == "yes" else []) + [
     (f"end to end p99 at {int(rate):,} writes/s", show(e2e_p99, " ms", 1), "", f"Londiste 3: {show(londiste_p99, ' ms')}"),
     ("  writes/s the writers delivered", show(e2e_delivered, "/s"), "", f"pgbench: {show(londiste_delivered, '/s')}"),
+    ("  the machine busy during the writes", show(e2e_busy, "%"), "", ""),
 ]
 if knows_pack == "yes":
     rows.append((f"end to end p99, {packed}", show(e2e_packed_p99, " ms", 1), "", ""))
