@@ -22,6 +22,9 @@ Timer::Timer(Loop& loop, std::function<void()> callback) {
 }
 
 void Timer::start(std::chrono::milliseconds delay, std::chrono::milliseconds repeat) {
+  // libuv counts the delay from the loop's cached time, taken when the iteration began; a callback
+  // that blocked for a while would see the timer fire that much too soon (tests/unit/loop_timer_test).
+  uv_update_time(box_->handle.loop);
   uv_timer_start(
       &box_->handle,
       [](uv_timer_t* handle) {

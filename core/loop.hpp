@@ -55,8 +55,8 @@ class HandleOwner {
 class Timer : public HandleOwner<uv_timer_t> {
  public:
   Timer(Loop& loop, std::function<void()> callback);
-  // Runs the callback once after `delay`, or every `repeat` when it is non-zero. Restarting
-  // replaces the previous schedule.
+  // Runs the callback once after `delay` from now (not from the start of the loop's iteration), or
+  // every `repeat` when it is non-zero. Restarting replaces the previous schedule.
   void start(std::chrono::milliseconds delay, std::chrono::milliseconds repeat = std::chrono::milliseconds(0));
   void stop();
   bool active() const;
