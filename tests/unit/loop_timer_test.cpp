@@ -42,7 +42,7 @@ TEST(LoopTimer, StartedAfterALongCallbackWaitsItsWholeDelayFromTheStart) {
   close(fds[0]);
   close(fds[1]);
   // A lower bound only: a slow machine fires it later, never sooner.
-  EXPECT_GE(fired - started, milliseconds(100)) << "the timer fired "
-                                                 << std::chrono::duration_cast<milliseconds>(fired - started).count()
-                                                 << " ms after it was started, not 100";
+  EXPECT_GE(fired - started, milliseconds(100))
+      << "the timer fired " << std::chrono::duration_cast<milliseconds>(fired - started).count()
+      << " ms after it was started, not 100";
 }
