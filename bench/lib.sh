@@ -69,14 +69,14 @@ print(f"{cpu(int(sys.argv[1])) / hz:.2f}")
 PY
 }
 # The whole machine's busy share over a span: machine_cpu_mark at its start (prints a mark),
-# machine_busy_since MARK at its end prints "95% of 2 cores". Busy is everything but idle and iowait.
-machine_cpu_mark() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat; }
-machine_busy_since() {
-  local busy0 total0
-  read -r busy0 total0 <<<"$1"
-  awk -v busy0="$busy0" -v total0="$total0" -v cores="$(nproc)" \
-    '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 + $9; total = busy + $5 + $6
-               printf "%.0f%% of %d cores", 100 * (busy - busy0) / (total - total0), cores }' /proc/stat
+# machine_busy_percent MARK at its end prints the percentage, e.g. "95". Busy is user, nice,
+# system, irq and softirq time, against those and idle and iowait.
+machine_cpu_mark() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $5 + $6 }' /proc/stat; }
+machine_busy_percent() {
+  local busy0 idle0
+  read -r busy0 idle0 <<<"$1"
+  awk -v busy0="$busy0" -v idle0="$idle0" \
+    '/^cpu / { busy = $2 + $3 + $4 + $7 + $8 - busy0; idle = $5 + $6 - idle0; printf "%.0f", 100 * busy / (busy + idle) }' /proc/stat
 }
 # The servers' root processes in a scripts/servers directory: the primary's and the replica's
 # postmasters and the RabbitMQ node.
