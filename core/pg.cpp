@@ -1,6 +1,8 @@
 #include "core/pg.hpp"
 
 #include <algorithm>
+#include <cstdio>
+#include <functional>
 #include <vector>
 
 #include "core/error.hpp"
@@ -96,6 +98,13 @@ std::string quote_qualified(std::string_view name) {
   size_t dot = name.find('.');
   if (dot == std::string_view::npos) return quote_identifier(name);
   return quote_identifier(name.substr(0, dot)) + "." + quote_identifier(name.substr(dot + 1));
+}
+
+std::string cached_statement_name(const std::string& sql) {
+  // Two texts of one hash would be an "inconsistent redefinition" in libpqxx, not a wrong statement.
+  char name[32];
+  std::snprintf(name, sizeof name, "outbox_%016zx", std::hash<std::string>{}(sql));
+  return name;
 }
 
 std::string array_literal(const std::vector<std::string>& values) {

@@ -51,7 +51,7 @@ std::string insert_event(pqxx::transaction_base& tx, const OutboxEvent& event, s
   }
   std::vector<const char*> params;
   for (size_t i = 0; i < storage.size(); ++i) params.push_back(is_null[i] ? nullptr : storage[i].c_str());
-  pqxx::result result = tx.exec_params(sql, pqxx::prepare::make_dynamic_params(params));
+  pqxx::result result = pg::exec_cached(tx, sql, pqxx::prepare::make_dynamic_params(params));
   return result.at(0).at(0).as<std::string>();
 }
 

@@ -8,6 +8,7 @@
 #include "core/escape.hpp"
 #include "core/failpoint.hpp"
 #include "core/log.hpp"
+#include "core/pg.hpp"
 #include "core/utf8.hpp"
 
 namespace outbox::parking {
@@ -129,10 +130,12 @@ std::string details(const Slot& slot) {
 Slot create(pqxx::transaction_base& tx, std::string_view name, std::string_view status, std::string_view outbox_table) {
   validate_name(name);
   validate_status(status);
-  Slot slot = slot_of(tx.exec_params1(std::string("INSERT INTO parking_slots (uuid, name, status, version) "
+  Slot slot = slot_of(pg::exec_cached(tx,
+                                      std::string("INSERT INTO parking_slots (uuid, name, status, version) "
                                                   "VALUES (gen_random_uuid(), $1, $2, 1) RETURNING ") +
                                           kColumns,
-                                      std::string(name), std::string(status)));
+                                      std::string(name), std::string(status))
+                          .at(0));
   write_event(tx, slot, "parking.create", row_payload(slot), outbox_table);
   return slot;
 }
@@ -145,10 +148,11 @@ Slot update(pqxx::transaction_base& tx, std::string_view uuid, const std::option
   if (!name && !status) throw usage_error("update_parking_slot: give --name or --status (or both)");
   // UPDATE locks the row; a concurrent update waits and then sees the new version.
   pqxx::result result =
-      tx.exec_params(std::string("UPDATE parking_slots SET name = coalesce($2, name), status = coalesce($3, status), "
-                                 "version = version + 1 WHERE uuid = $1::uuid RETURNING ") +
-                         kColumns,
-                     key, name ? name->c_str() : nullptr, status ? status->c_str() : nullptr);
+      pg::exec_cached(tx,
+                      std::string("UPDATE parking_slots SET name = coalesce($2, name), status = coalesce($3, status), "
+                                  "version = version + 1 WHERE uuid = $1::uuid RETURNING ") +
+                          kColumns,
+                      key, name ? name->c_str() : nullptr, status ? status->c_str() : nullptr);
   if (result.empty()) throw data_error("parking slot " + key + " not found");
   Slot slot = slot_of(result[0]);
   write_event(tx, slot, "parking.update", row_payload(slot), outbox_table);

@@ -1,5 +1,7 @@
 // The parking-slot commands against the real servers: output formats, events in the same
 // transaction, rejected input, rollback, concurrent updates, and names that must round-trip.
+#include "examples/parking/parking.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -358,6 +360,37 @@ TEST_F(Parking, ConcurrentUpdatesOfOneSlotGiveStrictlyIncreasingVersionsAndOneEv
   }
   EXPECT_EQ(event_names.size(), static_cast<size_t>(kTotal)) << "one event per change";
   EXPECT_EQ(scalar(servers().primary_url, "SELECT name FROM parking_slots"), all.back().payload["name"].get<std::string>());
+}
+
+// An application writes over one connection again and again: its statements are parsed and
+// planned once per connection, not on every write (pg::exec_cached).
+TEST_F(Parking, WritesOnOneConnectionPrepareEachStatementOnceAndRunItAgainAfterwards) {
+  auto connection = connect(servers().primary_url);
+  std::vector<std::string> uuids;
+  for (int i = 0; i < 3; ++i) {
+    pqxx::work tx(connection);
+    uuids.push_back(parking::create(tx, "Prepared " + std::to_string(i)).uuid);
+    tx.commit();
+  }
+  for (const char* status : {"reserved", "available"}) {
+    pqxx::work tx(connection);
+    parking::update(tx, uuids[0], std::nullopt, std::string(status));
+    tx.commit();
+  }
+  pqxx::work tx(connection);
+  // One statement per text (the slot's INSERT, its UPDATE, the event's INSERT, whose payload has
+  // the same shape for both), each run as often as it was called.
+  auto prepared = tx.exec(
+      "SELECT split_part(statement, ' ', 1) || ' ' || split_part(statement, ' ', 2) || ' ' || "
+      "split_part(statement, ' ', 3), generic_plans + custom_plans FROM pg_prepared_statements ORDER BY 1");
+  ASSERT_EQ(prepared.size(), 3u);
+  EXPECT_EQ(prepared[0][0].as<std::string>(), "INSERT INTO \"public\".\"outbox\"");
+  EXPECT_EQ(prepared[0][1].as<int>(), 5);
+  EXPECT_EQ(prepared[1][0].as<std::string>(), "INSERT INTO parking_slots");
+  EXPECT_EQ(prepared[1][1].as<int>(), 3);
+  EXPECT_EQ(prepared[2][0].as<std::string>(), "UPDATE parking_slots SET");
+  EXPECT_EQ(prepared[2][1].as<int>(), 2);
+  EXPECT_EQ(count(servers().primary_url, "outbox"), "5");
 }
 
 TEST_F(Parking, UnicodeAndSqlMetacharactersInNamesRoundTripExactly) {
