@@ -59,9 +59,9 @@ std::string cached_statement_name(const std::string& sql);
 
 // Runs `sql` as a statement prepared once per connection, for statements that a connection runs
 // over and over (an application's event inserts). At 1,000 writes/s, parsing and planning the
-// parking example's two INSERTs on every call cost the primary about a third of each write's CPU
-// (bench/README). libpqxx keeps the definition per connection and prepares it on the server at its
-// first use (and again after a reconnect); defining it again with the same text costs a lookup.
+// parking example's statements on every call cost the primary a fifth to a third of each write's
+// CPU (bench/README). libpqxx keeps the definition per connection and prepares it on the server at
+// its first use; defining it again with the same text costs a lookup.
 // Named statements need a session: behind a transaction-pooling pgbouncer older than 1.21 (without
 // max_prepared_statements), use tx.exec_params instead.
 template <typename... Args>
