@@ -61,10 +61,10 @@ Unpacked unpack_element(simdjson::dom::element element, size_t index, const amqp
   message.routing_key = pack.routing_key;
   message.app_id = pack.app_id;
   message.content_type = "application/json";
-  std::string where = "pack element " + std::to_string(index) + ": ";
+  auto where = [index] { return "pack element " + std::to_string(index) + ": "; };
   simdjson::dom::object object;
   if (element.get_object().get(object) != simdjson::SUCCESS) {
-    out.problem = where + "not a JSON object";
+    out.problem = where() + "not a JSON object";
     return out;
   }
   std::string problem;
@@ -95,7 +95,7 @@ Unpacked unpack_element(simdjson::dom::element element, size_t index, const amqp
     message.body = std::move(*payload);
   else if (problem.empty())
     problem = "no payload";
-  if (!problem.empty()) out.problem = where + problem;
+  if (!problem.empty()) out.problem = where() + problem;
   return out;
 }
 
@@ -106,19 +106,33 @@ struct DecompressionContextFree {
   void operator()(ZSTD_DCtx* context) const { ZSTD_freeDCtx(context); }
 };
 
-// Level 1: the fastest of the standard levels. On packs of parking events it makes 40 KB into
-// about 5 KB at a few hundred MB/s; a higher level saves little more and costs the relay more.
-std::string compress(const std::string& body) {
-  thread_local std::unique_ptr<ZSTD_CCtx, CompressionContextFree> context(ZSTD_createCCtx());
-  std::string out(ZSTD_compressBound(body.size()), '\0');
-  size_t size = ZSTD_compressCCtx(context.get(), out.data(), out.size(), body.data(), body.size(), 1);
-  if (ZSTD_isError(size)) throw std::runtime_error(std::string("zstd: ") + ZSTD_getErrorName(size));
-  out.resize(size);
-  return out;
+// A buffer kept by its thread for `needed` bytes: it grows as needed, and one that a rare large
+// pack made big is let go once a usual one comes again, so that it does not hold the memory.
+void fit_buffer(std::string& buffer, size_t needed) {
+  constexpr size_t kMostKeptBytes = 4 << 20;
+  if (buffer.capacity() > kMostKeptBytes && needed <= kMostKeptBytes) std::string().swap(buffer);
+  if (buffer.capacity() < needed) buffer.reserve(needed);
 }
 
-// The JSON of a pack's body, or why there is none.
-std::optional<std::string> decompress(const std::string& body, std::string& problem) {
+// Level 1: the fastest of the standard levels. On packs of parking events it makes 40 KB into
+// about 5 KB at a few hundred MB/s; a higher level saves little more and costs the relay more.
+// The frame is written into a buffer kept by the thread: a new one of compressBound bytes for every
+// pack was zero-filled and faulted in page by page, only to be cut down to a tenth of its size.
+std::string compress(const std::string& body) {
+  thread_local std::unique_ptr<ZSTD_CCtx, CompressionContextFree> context(ZSTD_createCCtx());
+  thread_local std::string frame;
+  size_t bound = ZSTD_compressBound(body.size());
+  fit_buffer(frame, bound);
+  if (frame.size() < bound) frame.resize(bound);
+  size_t size = ZSTD_compressCCtx(context.get(), frame.data(), bound, body.data(), body.size(), 1);
+  if (ZSTD_isError(size)) throw std::runtime_error(std::string("zstd: ") + ZSTD_getErrorName(size));
+  return frame.substr(0, size);
+}
+
+// The JSON of a pack's body, or why there is none. It is written into a buffer kept by the thread
+// (valid until the next call), with simdjson's padding behind it, so that the parser reads it
+// where it is: a new string per pack was zero-filled, faulted in, then copied by the parser.
+std::optional<std::string_view> decompress(const std::string& body, std::string& problem) {
   unsigned long long size = ZSTD_getFrameContentSize(body.data(), body.size());
   if (size == ZSTD_CONTENTSIZE_ERROR) {
     problem = "malformed pack: its body is not a zstd frame";
@@ -130,26 +144,29 @@ std::optional<std::string> decompress(const std::string& body, std::string& prob
     return std::nullopt;
   }
   thread_local std::unique_ptr<ZSTD_DCtx, DecompressionContextFree> context(ZSTD_createDCtx());
-  std::string out(size, '\0');
-  size_t got = ZSTD_decompressDCtx(context.get(), out.data(), out.size(), body.data(), body.size());
+  thread_local std::string out;
+  fit_buffer(out, size + simdjson::SIMDJSON_PADDING);
+  if (out.size() < size) out.resize(size);
+  size_t got = ZSTD_decompressDCtx(context.get(), out.data(), size, body.data(), body.size());
   if (ZSTD_isError(got) || got != size) {
     problem = std::string("malformed pack: its zstd body does not decompress: ") +
               (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "shorter than its frame says");
     return std::nullopt;
   }
-  return out;
+  return std::string_view(out.data(), size);
 }
 
 }  // namespace
 
-std::string element_json(const amqp::OutgoingMessage& event) {
-  std::string out;
-  out.reserve(event.body.size() + event.body.size() / 8 + kElementOverhead + 64 * event.headers.size());
+namespace {
+
+void append_element(std::string& out, const amqp::OutgoingMessage& event) {
   out += "{\"message_id\":";
   append_string(out, event.message_id);
   append_field(out, "type", event.type);
   append_field(out, "routing_key", event.routing_key);
-  out += ",\"timestamp\":" + std::to_string(event.timestamp_seconds);
+  out += ",\"timestamp\":";
+  out += std::to_string(event.timestamp_seconds);
   if (!event.correlation_id.empty()) append_field(out, "correlation_id", event.correlation_id);
   if (!event.reply_to.empty()) append_field(out, "reply_to", event.reply_to);
   out += ",\"headers\":{";
@@ -167,6 +184,14 @@ std::string element_json(const amqp::OutgoingMessage& event) {
   out += '}';
   append_field(out, "payload", event.body);
   out += '}';
+}
+
+}  // namespace
+
+std::string element_json(const amqp::OutgoingMessage& event) {
+  std::string out;
+  out.reserve(event.body.size() + event.body.size() / 8 + kElementOverhead + 64 * event.headers.size());
+  append_element(out, event);
   return out;
 }
 
@@ -184,8 +209,16 @@ void Builder::add(const amqp::OutgoingMessage& event) {
   } else {
     body_ += ',';
   }
-  body_ += element_json(event);
+  // Written in place: the body keeps its capacity from one pack to the next (take), so a builder
+  // that lives across reads neither grows nor touches fresh pages again. Growing a new body by
+  // appending made page faults and copies 40% of the relay's CPU in a packed drain.
+  append_element(body_, event);
   ++count_;
+}
+
+void Builder::clear() {
+  body_.clear();
+  count_ = 0;
 }
 
 amqp::OutgoingMessage Builder::take(const std::string& exchange, int partition, Compression compression) {
@@ -218,7 +251,7 @@ std::vector<Unpacked> unpack(const amqp::IncomingMessage& pack) {
   // its DOM's allocations were a third of replicate's CPU in a packed drain (bench/README, "Packs
   // read by simdjson"). The parser keeps its buffers from one pack to the next.
   thread_local simdjson::dom::parser parser;
-  std::optional<std::string> decompressed;
+  std::optional<std::string_view> decompressed;
   if (pack.content_encoding) {
     std::string problem;
     if (*pack.content_encoding != kZstdEncoding)
@@ -228,8 +261,9 @@ std::vector<Unpacked> unpack(const amqp::IncomingMessage& pack) {
     if (!problem.empty()) return {Unpacked{pack, problem}};
   }
   simdjson::dom::element root;
-  if (parser.parse(decompressed ? *decompressed : pack.body).get(root) != simdjson::SUCCESS)
-    return {Unpacked{pack, "malformed pack: its body is not JSON"}};
+  // The decompressed buffer has the padding behind it (decompress): read in place.
+  auto parsed = decompressed ? parser.parse(decompressed->data(), decompressed->size(), false) : parser.parse(pack.body);
+  if (parsed.get(root) != simdjson::SUCCESS) return {Unpacked{pack, "malformed pack: its body is not JSON"}};
   simdjson::dom::array elements;
   if (root.get_array().get(elements) != simdjson::SUCCESS)
     return {Unpacked{pack, "malformed pack: its body is not a JSON array"}};

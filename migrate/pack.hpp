@@ -66,6 +66,8 @@ class Builder {
   // The pack message for `exchange`, its events all of relay partition `partition`, its body
   // compressed or not; empties the builder.
   amqp::OutgoingMessage take(const std::string& exchange, int partition, Compression compression = Compression::none);
+  // Drops a pack begun but not taken (a read that failed halfway); the body keeps its capacity.
+  void clear();
 
  private:
   std::string body_;

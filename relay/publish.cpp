@@ -77,7 +77,11 @@ size_t Relay::read_and_publish(size_t table_index) {
   metrics::Counter& published = *table_metrics_[table_index].published;
   size_t frame_max = broker_->frame_max();
   size_t most_pack_bytes = std::min(tunables_.max_message_size, kMostPackBytes);
-  std::map<int, OpenPack> packs;  // by relay partition: the events read, not yet published
+  // Whatever a failed read left in them is not this read's.
+  for (auto& [partition, open] : open_packs_) {
+    open.builder.clear();
+    open.positions.clear();
+  }
   for (const pqxx::row& row : rows) {
     // Waits behind a row parked below (held is empty unless this read parks one: no copies then).
     if (!held.empty() && held.count({row[2].c_str(), row[3].c_str()})) continue;
@@ -93,7 +97,7 @@ size_t Relay::read_and_publish(size_t table_index) {
       // waiting to fill a pack. An aggregate's events are all in one partition, so in one pack
       // or in packs published in their order.
       int partition = row[kPartitionColumn].as<int>();
-      OpenPack& open = packs[partition];
+      OpenPack& open = open_packs_[partition];
       if (!open.builder.empty() &&
           (open.builder.count() >= static_cast<size_t>(table.pack) || open.builder.routing_key() != built.message.routing_key ||
            open.builder.bytes() + built.message.body.size() + pack::kElementOverhead > most_pack_bytes))
@@ -114,7 +118,7 @@ size_t Relay::read_and_publish(size_t table_index) {
     batch.positions.push_back(position);
     published.add();
   }
-  for (auto& [partition, open] : packs)
+  for (auto& [partition, open] : open_packs_)
     if (!open.builder.empty()) batch.last_tag = publish_pack(table_index, partition, open);
   size_t count = batch.positions.size();
   if (count > 0) {

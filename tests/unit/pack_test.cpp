@@ -189,6 +189,43 @@ TEST(Pack, ACompressedPackIsOneZstdFrameThatDecodesToTheSameEvents) {
   }
 }
 
+TEST(Pack, ABuilderKeptFromOnePackToTheNextStartsEachPackEmpty) {
+  // The relay keeps its builders across reads (relay/publish.cpp): what a taken pack, or a pack
+  // begun by a read that failed halfway (cleared), held must never reach the next one.
+  pack::Builder builder;
+  for (int i = 1; i <= 50; ++i) builder.add(event(kId1, "slot-" + std::to_string(i), i, R"({"n": 1})"));
+  builder.take("outbox.packed", 0, pack::Compression::zstd);
+  builder.add(event(kId1, "begun", 1, R"({"n": 2})"));
+  builder.clear();
+  EXPECT_TRUE(builder.empty());
+  builder.add(event(kId2, "after", 7, R"({"n": 3})"));
+  std::vector<pack::Unpacked> events = pack::unpack(delivered(builder.take("outbox.packed", 0, pack::Compression::zstd)));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].problem, "");
+  EXPECT_EQ(events[0].message.message_id, kId2);
+  EXPECT_EQ(std::get<std::string>(events[0].message.headers.at("aggregate_id")), "after");
+  EXPECT_EQ(events[0].message.body, R"({"n": 3})");
+}
+
+TEST(Pack, ASmallCompressedPackAfterALargeOneDecodesToItsOwnEventsOnly) {
+  // Compression and decompression reuse one buffer per thread: the large pack's bytes beyond the
+  // small one's end must not be read as part of it.
+  pack::Builder builder;
+  std::string long_text(200000, 'x');
+  builder.add(event(kId1, "large", 1, R"({"text": ")" + long_text + R"("})"));
+  builder.add(event(kId2, "large-too", 2, R"({"n": 2})"));
+  amqp::OutgoingMessage large = builder.take("outbox.packed", 0, pack::Compression::zstd);
+  builder.add(event(kId2, "small", 3, R"({"n": 3})"));
+  amqp::OutgoingMessage small = builder.take("outbox.packed", 0, pack::Compression::zstd);
+  ASSERT_EQ(pack::unpack(delivered(large)).size(), 2u);
+  std::vector<pack::Unpacked> events = pack::unpack(delivered(small));
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].problem, "");
+  EXPECT_EQ(std::get<std::string>(events[0].message.headers.at("aggregate_id")), "small");
+  EXPECT_EQ(events[0].message.body, R"({"n": 3})");
+  EXPECT_EQ(pack::unpack(delivered(large))[0].message.body, R"({"text": ")" + long_text + R"("})");
+}
+
 TEST(Pack, ACompressedPackThatDoesNotDecompressOrAnotherEncodingIsOnePoisonMessage) {
   pack::Builder builder;
   builder.add(event(kId1, "a1", 1, R"({"uuid": "a1"})"));
