@@ -71,6 +71,36 @@ TEST(ReplicateMessage, TheKeyColumnsValueIsReadFromTheBodyAsJsonbReadsIt) {
   EXPECT_EQ(key_of(R"({"uuid": null})"), std::nullopt);
   EXPECT_EQ(key_of(R"({"uuid": {"a": 1}})"), "x");
   EXPECT_EQ(key_of(R"({"uuid": [1], "name": "B"})"), "x");
+  EXPECT_EQ(key_of(R"({"uuid": true})"), "btrue");
+  EXPECT_EQ(key_of(R"({"uuid": -7})"), "n-7");
+  EXPECT_EQ(key_of(R"({"uuid": 18446744073709551615})"), "n18446744073709551615");
+  EXPECT_EQ(key_of(R"({"uuid": "k-1", "uuid": null})"), std::nullopt);
+}
+
+// simdjson reads most bodies (replicate/event.cpp, fast_key_member); what it refuses, or a key that
+// is a fraction, is read by nlohmann's SAX reader as before: both must give the same answers.
+TEST(ReplicateMessage, BodiesThatTheFastReaderLeavesToTheOtherOneAreJudgedAsBefore) {
+  auto check = [](const std::string& body) {
+    amqp::IncomingMessage message = valid_message();
+    message.body = body;
+    return check_message(message, kParking);
+  };
+  // A number beyond 64 bits elsewhere in the body: valid JSON (jsonb takes it).
+  Checked big = check(R"({"uuid": "k-1", "count": 123456789012345678901234567890})");
+  ASSERT_TRUE(big.event) << big.error;
+  EXPECT_EQ(big.event->row_key, "sk-1");
+  // A fraction as the key keeps its text as written ("1.50" and "1.5" are two texts for jsonb).
+  Checked fraction = check(R"({"uuid": 1.50})");
+  ASSERT_TRUE(fraction.event) << fraction.error;
+  EXPECT_EQ(fraction.event->row_key, "n1.50");
+  Checked deep = check("{\"uuid\": \"k-2\", \"deep\": " + std::string(2000, '[') + std::string(2000, ']') + "}");
+  ASSERT_TRUE(deep.event) << deep.error;
+  EXPECT_EQ(deep.event->row_key, "sk-2");
+  // What neither takes is poison, with nlohmann's reason.
+  EXPECT_NE(check(R"({"uuid": "\ud800"})").error.find("malformed JSON body"), std::string::npos);
+  EXPECT_NE(check("{\"uuid\": \"a\xff\"}").error.find("malformed JSON body"), std::string::npos);
+  EXPECT_NE(check(R"({"uuid": 1} {})").error.find("malformed JSON body"), std::string::npos);
+  EXPECT_EQ(check(R"("just text")").error, "body is JSON but not an object");
 }
 
 TEST(ReplicateMessage, TheRoutingKeyStandsInForAMissingTypeAndAVersionMayBeADecimalString) {
