@@ -1,10 +1,11 @@
 #include "replicate/event.hpp"
 
+#include <simdjson.h>
+
 #include <cctype>
 #include <charconv>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <simdjson.h>
 
 #include "core/aggregate_version.hpp"
 #include "core/error.hpp"
