@@ -132,9 +132,10 @@ class KeyMemberReader : public nlohmann::json_sax<json> {
   bool capturing_ = false;
 };
 
-// Bodies up to this size are read by simdjson first (fast_key_member); its parser keeps a buffer
-// as large as the largest document it read, so larger ones go to the SAX reader alone.
-constexpr size_t kMostFastBodyBytes = 1 << 20;
+// Bodies up to this size are read by simdjson first (fast_key_member). Its parser keeps buffers
+// a few times as large as the largest document it read, for the daemon's life: larger bodies (rare
+// for events) go to the SAX reader alone, so that one does not add megabytes to replicate's RSS.
+constexpr size_t kMostFastBodyBytes = 64 << 10;
 
 // What KeyMemberReader finds, read with simdjson, whose parser keeps its buffers from one body to
 // the next: nlohmann's lexer, which makes a string of every key and value, was half of the

@@ -96,6 +96,10 @@ TEST(ReplicateMessage, BodiesThatTheFastReaderLeavesToTheOtherOneAreJudgedAsBefo
   Checked deep = check("{\"uuid\": \"k-2\", \"deep\": " + std::string(2000, '[') + std::string(2000, ']') + "}");
   ASSERT_TRUE(deep.event) << deep.error;
   EXPECT_EQ(deep.event->row_key, "sk-2");
+  // A body over 64 KB goes to the SAX reader alone (the fast reader's buffers stay small).
+  Checked large = check(R"({"uuid": "k-3", "text": ")" + std::string(70000, 'x') + R"("})");
+  ASSERT_TRUE(large.event) << large.error;
+  EXPECT_EQ(large.event->row_key, "sk-3");
   // What neither takes is poison, with nlohmann's reason.
   EXPECT_NE(check(R"({"uuid": "\ud800"})").error.find("malformed JSON body"), std::string::npos);
   EXPECT_NE(check("{\"uuid\": \"a\xff\"}").error.find("malformed JSON body"), std::string::npos);
