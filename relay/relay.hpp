@@ -153,8 +153,8 @@ class Relay {
   // Rows in flight when the broker refused one of them (per table): published one at a time until
   // each is confirmed or parked. Empty in normal operation.
   std::vector<std::set<long long>> suspects_;
-  // The packs of the read in progress, by relay partition; empty between reads. Kept across reads
-  // so that each builder's body keeps its capacity (pack::Builder::add).
+  // The packs of the read in progress, by relay partition; each one is empty between reads. Kept
+  // across reads so that each builder's body keeps its capacity (pack::Builder::add).
   std::map<int, OpenPack> open_packs_;
   bool announced_ready_ = false;
   bool waiting_for_migrate_ = false;  // the database's schema is older than this binary needs
