@@ -4,6 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <tuple>
+
 #include "tests/support/binary_array.hpp"
 
 using namespace outbox;
@@ -229,6 +235,53 @@ TEST(ApplySql, KeysOfDifferentJsonKindsAndObjectKeysAreNeverTakenForOneRow) {
   std::vector<Item*> items;
   for (Item& event : batch) items.push_back(&event);
   EXPECT_EQ(newest_of_rows(items, table_of_mapping), (std::vector<int>{1, 1, 1, 1, 1}));
+}
+
+// newest_of_rows keeps its tables in open addressing (replicate/apply_sql.cpp): a large batch with
+// many collisions, repeated ids and rows met many times gives what a map of rows gives.
+TEST(ApplySql, ALargeBatchGetsTheSameNewestOfEachRowAsAMapOfRowsWouldGive) {
+  std::vector<int> table_of_mapping;
+  tables(table_of_mapping);
+  amqp::IncomingMessage message;
+  std::vector<Item> batch;
+  unsigned state = 12345;
+  auto next = [&state](unsigned below) {
+    state = state * 1103515245u + 12345u;
+    return (state >> 8) % below;
+  };
+  for (int i = 0; i < 3000; ++i) {
+    // Every seventh event repeats an earlier event id; rows: 400 aggregates, two tables, some keys.
+    int id = i % 7 == 6 ? static_cast<int>(next(static_cast<unsigned>(i))) : i;
+    std::string aggregate = "agg-" + std::to_string(next(400));
+    int mapping = next(3) == 0 ? 2 : 0;
+    std::optional<std::string> key;
+    if (next(4) != 0) key = "s" + (mapping == 2 ? "line " + std::to_string(next(3)) : aggregate);
+    batch.push_back(row_event(message, "id-" + std::to_string(id), aggregate, 1 + next(20), mapping, key));
+  }
+  std::vector<Item*> items;
+  for (Item& event : batch) items.push_back(&event);
+
+  std::vector<int> expected(items.size(), 0);
+  std::set<std::string> ids;
+  std::map<std::tuple<std::string, int, std::string>, size_t> newest;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const Event& event = *items[i]->checked.event;
+    if (!ids.insert(event.event_id).second) {
+      expected[i] = -1;
+      continue;
+    }
+    std::tuple<std::string, int, std::string> row{event.aggregate_id, table_of_mapping[static_cast<size_t>(event.mapping)],
+                                                  event.row_key.value_or("s" + event.aggregate_id)};
+    auto [found, added] = newest.try_emplace(row, i);
+    if (added) {
+      expected[i] = 1;
+    } else if (event.version >= items[found->second]->checked.event->version) {
+      expected[found->second] = 0;
+      expected[i] = 1;
+      found->second = i;
+    }
+  }
+  EXPECT_EQ(newest_of_rows(items, table_of_mapping), expected);
 }
 
 TEST(ApplySql, TheStatementOfTheMainTransactionIsPinned) {
