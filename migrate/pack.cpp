@@ -156,10 +156,7 @@ std::optional<std::string_view> decompress(const std::string& body, std::string&
   return std::string_view(out.data(), size);
 }
 
-}  // namespace
-
-namespace {
-
+// One event's message (as the relay would publish it alone) as a pack element, appended to `out`.
 void append_element(std::string& out, const amqp::OutgoingMessage& event) {
   out += "{\"message_id\":";
   append_string(out, event.message_id);
@@ -187,13 +184,6 @@ void append_element(std::string& out, const amqp::OutgoingMessage& event) {
 }
 
 }  // namespace
-
-std::string element_json(const amqp::OutgoingMessage& event) {
-  std::string out;
-  out.reserve(event.body.size() + event.body.size() / 8 + kElementOverhead + 64 * event.headers.size());
-  append_element(out, event);
-  return out;
-}
 
 void Builder::add(const amqp::OutgoingMessage& event) {
   if (count_ == 0) {

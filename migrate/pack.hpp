@@ -51,9 +51,6 @@ inline constexpr const char* kPartitionHeader = "outbox_partition";
 // Bytes of JSON around one element besides its fields' values (keys, quotes, commas).
 inline constexpr size_t kElementOverhead = 160;
 
-// One event's message (as the relay would publish it alone) as a pack element.
-std::string element_json(const amqp::OutgoingMessage& event);
-
 // Collects consecutive events with one routing key into one pack message.
 class Builder {
  public:
