@@ -6,10 +6,10 @@
 
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -39,6 +39,40 @@ using HeaderValue = std::variant<std::string, long long>;
 // (a float always with a point, "true", "(an array of 2 values)"; "" for void), so that a check
 // that wants an integer or a text can name what it got instead of an empty string.
 HeaderValue header_value(const amqp_field_value_t& value);
+
+// A received message's headers by name, in name order. A sorted vector, not a std::map: a message
+// has a handful of headers (six from the relay), and replicate holds up to replicate.prefetch
+// messages (5,000) at once. A map took one allocation per header, which were a quarter of the
+// allocations per message and about 300 of its 2,000 bytes. Iterators are read-only (a key changed
+// in place would break the order); operator[] and insert_or_assign write.
+class Headers {
+ public:
+  using value_type = std::pair<std::string, HeaderValue>;
+  using const_iterator = std::vector<value_type>::const_iterator;
+
+  Headers() = default;
+  // Any order; of two entries with one name the later one stays, as when each is assigned in turn.
+  Headers(std::vector<value_type> entries);
+  Headers(std::initializer_list<value_type> entries) : Headers(std::vector<value_type>(entries)) {}
+
+  const_iterator begin() const { return entries_.begin(); }
+  const_iterator end() const { return entries_.end(); }
+  size_t size() const { return entries_.size(); }
+  bool empty() const { return entries_.empty(); }
+  const_iterator find(std::string_view name) const;
+  size_t count(std::string_view name) const { return find(name) == end() ? 0 : 1; }
+  // Throws std::out_of_range when there is no such header, as std::map::at.
+  const HeaderValue& at(std::string_view name) const;
+  // The header's value, added as "" when there is none.
+  HeaderValue& operator[](std::string_view name);
+  void insert_or_assign(std::string name, HeaderValue value);
+  size_t erase(std::string_view name);
+  bool operator==(const Headers&) const = default;
+
+ private:
+  std::vector<value_type>::iterator lower_bound(std::string_view name);
+  std::vector<value_type> entries_;
+};
 
 struct OutgoingMessage {
   std::string exchange;
@@ -92,7 +126,7 @@ struct IncomingMessage {
   std::string exchange, routing_key, body;
   std::optional<std::string> message_id, type, content_type, content_encoding, app_id, correlation_id, reply_to;
   std::optional<long long> timestamp_seconds;
-  std::map<std::string, HeaderValue> headers;
+  Headers headers;
 };
 
 // Copies the properties (message id, type, headers...) that are set into `message`.

@@ -1,8 +1,10 @@
 // Received message properties and header values, turned into the plain types of core/amqp.hpp.
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 #include <limits>
 #include <map>
+#include <stdexcept>
 
 #include "core/amqp.hpp"
 #include "core/amqp_wire.hpp"
@@ -76,6 +78,56 @@ HeaderValue header_value(const amqp_field_value_t& value) {
   }
 }
 
+Headers::Headers(std::vector<value_type> entries) : entries_(std::move(entries)) {
+  // Stable: of equal names the later entry stays last, and is the one kept.
+  std::stable_sort(entries_.begin(), entries_.end(), [](const value_type& a, const value_type& b) { return a.first < b.first; });
+  auto kept = entries_.begin();
+  for (auto entry = entries_.begin(); entry != entries_.end(); ++entry) {
+    if (std::next(entry) != entries_.end() && std::next(entry)->first == entry->first) continue;
+    if (kept != entry) *kept = std::move(*entry);
+    ++kept;
+  }
+  entries_.erase(kept, entries_.end());
+}
+
+std::vector<Headers::value_type>::iterator Headers::lower_bound(std::string_view name) {
+  return std::lower_bound(entries_.begin(), entries_.end(), name,
+                          [](const value_type& entry, std::string_view wanted) { return entry.first < wanted; });
+}
+
+Headers::const_iterator Headers::find(std::string_view name) const {
+  auto found = std::lower_bound(entries_.begin(), entries_.end(), name,
+                                [](const value_type& entry, std::string_view wanted) { return entry.first < wanted; });
+  return found != entries_.end() && found->first == name ? found : entries_.end();
+}
+
+const HeaderValue& Headers::at(std::string_view name) const {
+  auto found = find(name);
+  if (found == end()) throw std::out_of_range("no header " + std::string(name));
+  return found->second;
+}
+
+HeaderValue& Headers::operator[](std::string_view name) {
+  auto found = lower_bound(name);
+  if (found == entries_.end() || found->first != name) found = entries_.emplace(found, std::string(name), std::string());
+  return found->second;
+}
+
+void Headers::insert_or_assign(std::string name, HeaderValue value) {
+  auto found = lower_bound(name);
+  if (found != entries_.end() && found->first == name)
+    found->second = std::move(value);
+  else
+    entries_.emplace(found, std::move(name), std::move(value));
+}
+
+size_t Headers::erase(std::string_view name) {
+  auto found = lower_bound(name);
+  if (found == entries_.end() || found->first != name) return 0;
+  entries_.erase(found);
+  return 1;
+}
+
 void copy_properties(const amqp_basic_properties_t& props, IncomingMessage& message) {
   if (props._flags & AMQP_BASIC_MESSAGE_ID_FLAG) message.message_id = text(props.message_id);
   if (props._flags & AMQP_BASIC_TYPE_FLAG) message.type = text(props.type);
@@ -85,9 +137,14 @@ void copy_properties(const amqp_basic_properties_t& props, IncomingMessage& mess
   if (props._flags & AMQP_BASIC_CORRELATION_ID_FLAG) message.correlation_id = text(props.correlation_id);
   if (props._flags & AMQP_BASIC_REPLY_TO_FLAG) message.reply_to = text(props.reply_to);
   if (props._flags & AMQP_BASIC_TIMESTAMP_FLAG) message.timestamp_seconds = static_cast<long long>(props.timestamp);
-  if (props._flags & AMQP_BASIC_HEADERS_FLAG)
+  if (props._flags & AMQP_BASIC_HEADERS_FLAG) {
+    // Gathered, then sorted once: a forged message may carry thousands of headers.
+    std::vector<Headers::value_type> headers;
+    headers.reserve(static_cast<size_t>(props.headers.num_entries));
     for (int i = 0; i < props.headers.num_entries; ++i)
-      message.headers[text(props.headers.entries[i].key)] = header_value(props.headers.entries[i].value);
+      headers.emplace_back(text(props.headers.entries[i].key), header_value(props.headers.entries[i].value));
+    message.headers = Headers(std::move(headers));
+  }
 }
 
 }  // namespace outbox::amqp

@@ -77,17 +77,21 @@ Unpacked unpack_element(simdjson::dom::element element, size_t index, const amqp
   if (object.at_key("timestamp").get_int64().get(timestamp) == simdjson::SUCCESS) message.timestamp_seconds = timestamp;
   simdjson::dom::object headers;
   if (object.at_key("headers").get_object().get(headers) == simdjson::SUCCESS) {
+    // Gathered, then sorted once (amqp::Headers): a forged element may hold thousands.
+    std::vector<amqp::Headers::value_type> entries;
+    entries.reserve(headers.size());
     for (simdjson::dom::key_value_pair header : headers) {
       int64_t number = 0;
       std::string_view text;
       // An integer beyond int64 is not taken as one: it would wrap.
       if (header.value.get_int64().get(number) == simdjson::SUCCESS)
-        message.headers.insert_or_assign(std::string(header.key), static_cast<long long>(number));
+        entries.emplace_back(std::string(header.key), static_cast<long long>(number));
       else if (header.value.get_string().get(text) == simdjson::SUCCESS)
-        message.headers.insert_or_assign(std::string(header.key), std::string(text));
+        entries.emplace_back(std::string(header.key), std::string(text));
       else if (problem.empty())
         problem = "header " + std::string(header.key) + " is neither a text nor an integer";
     }
+    message.headers = amqp::Headers(std::move(entries));
   } else if (problem.empty()) {
     problem = "no headers object";
   }
