@@ -6,10 +6,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -52,7 +54,7 @@ class Headers {
 
   Headers() = default;
   // Any order; of two entries with one name the later one stays, as when each is assigned in turn.
-  Headers(std::vector<value_type> entries);
+  explicit Headers(std::vector<value_type> entries);
   Headers(std::initializer_list<value_type> entries) : Headers(std::vector<value_type>(entries)) {}
 
   const_iterator begin() const { return entries_.begin(); }
