@@ -151,9 +151,11 @@ double process_cpu_seconds(int pid) {
   return static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
-// The same rows in the same batches as replicate gets them, upserted with nothing else: no version
-// guard, no bookkeeping. A batch may hold a create and an update of one slot, which one INSERT ...
-// ON CONFLICT cannot both apply, so the newest of each slot is taken, as the apply does too.
+// The same rows in the same order as replicate gets them, in batches of replicate.batch_size,
+// upserted with nothing else: no version guard, no bookkeeping. (Replicate's own batches are often
+// smaller, cut by group commit; bench/replicate-apply prints their mean beside this.) A batch may
+// hold a create and an update of one slot, which one INSERT ... ON CONFLICT cannot both apply, so
+// the newest of each slot is taken, as the apply does too.
 int upsert(const std::string& replica, const std::string& table, const std::string& rows_file, size_t batch_size) {
   std::ifstream rows(rows_file);
   std::vector<std::string> lines;
