@@ -5,6 +5,7 @@
 #include <limits>
 #include <map>
 #include <stdexcept>
+#include <utility>
 
 #include "core/amqp.hpp"
 #include "core/amqp_wire.hpp"
@@ -79,8 +80,17 @@ HeaderValue header_value(const amqp_field_value_t& value) {
 }
 
 Headers::Headers(std::vector<value_type> entries) : entries_(std::move(entries)) {
-  // Stable: of equal names the later entry stays last, and is the one kept.
-  std::stable_sort(entries_.begin(), entries_.end(), [](const value_type& a, const value_type& b) { return a.first < b.first; });
+  // Stable: of equal names the later entry stays last, and is the one kept. A message has a handful
+  // of headers, nearly in order: an insertion sort, in place. std::stable_sort allocates a buffer
+  // at every call; it is left to the rare message with many headers.
+  constexpr size_t kMostSortedInPlace = 32;
+  if (entries_.size() <= kMostSortedInPlace) {
+    for (size_t i = 1; i < entries_.size(); ++i)
+      for (size_t j = i; j > 0 && entries_[j].first < entries_[j - 1].first; --j) std::swap(entries_[j], entries_[j - 1]);
+  } else {
+    std::stable_sort(entries_.begin(), entries_.end(),
+                     [](const value_type& a, const value_type& b) { return a.first < b.first; });
+  }
   auto kept = entries_.begin();
   for (auto entry = entries_.begin(); entry != entries_.end(); ++entry) {
     if (std::next(entry) != entries_.end() && std::next(entry)->first == entry->first) continue;
@@ -90,14 +100,16 @@ Headers::Headers(std::vector<value_type> entries) : entries_(std::move(entries))
   entries_.erase(kept, entries_.end());
 }
 
+namespace {
+bool name_before(const Headers::value_type& entry, std::string_view name) { return entry.first < name; }
+}  // namespace
+
 std::vector<Headers::value_type>::iterator Headers::lower_bound(std::string_view name) {
-  return std::lower_bound(entries_.begin(), entries_.end(), name,
-                          [](const value_type& entry, std::string_view wanted) { return entry.first < wanted; });
+  return std::lower_bound(entries_.begin(), entries_.end(), name, name_before);
 }
 
 Headers::const_iterator Headers::find(std::string_view name) const {
-  auto found = std::lower_bound(entries_.begin(), entries_.end(), name,
-                                [](const value_type& entry, std::string_view wanted) { return entry.first < wanted; });
+  auto found = std::lower_bound(entries_.begin(), entries_.end(), name, name_before);
   return found != entries_.end() && found->first == name ? found : entries_.end();
 }
 

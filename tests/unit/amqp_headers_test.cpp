@@ -52,6 +52,27 @@ TEST(AmqpHeaders, OfTwoHeadersWithOneNameTheLaterIsKeptAsWhenEachIsAssignedInTur
   EXPECT_EQ(entries_of(headers), (std::vector<amqp::Headers::value_type>{{"a", std::string("second")}, {"b", 3LL}}));
 }
 
+TEST(AmqpHeaders, ManyHeadersWithRepeatedNamesKeepTheLastOfEachNameAsAMapAssignedInTurnDoes) {
+  // Past the few that are sorted in place: 200 entries over 50 names, in a scrambled order.
+  std::vector<amqp::Headers::value_type> entries;
+  std::map<std::string, amqp::HeaderValue> model;
+  for (long long i = 0; i < 200; ++i) {
+    std::string name = "h" + std::to_string((i * 37) % 50);
+    entries.emplace_back(name, i);
+    model[name] = i;
+  }
+  EXPECT_EQ(entries_of(amqp::Headers(entries)), entries_of(model));
+  // And within them: 20 entries over 7 names.
+  entries.clear();
+  model.clear();
+  for (long long i = 0; i < 20; ++i) {
+    std::string name = "h" + std::to_string((i * 37) % 7);
+    entries.emplace_back(name, i);
+    model[name] = i;
+  }
+  EXPECT_EQ(entries_of(amqp::Headers(entries)), entries_of(model));
+}
+
 TEST(AmqpHeaders, ReceivedPropertiesKeepTheLastOfARepeatedNameAndListTheRestInOrder) {
   std::vector<amqp_table_entry_t> entries{number_entry("aggregate_version", 3), text_entry("aggregate_id", "a-1"),
                                           number_entry("aggregate_version", 4), text_entry("aggregate_type", "slot")};
