@@ -16,7 +16,13 @@ bench_setup() {
     bench_dir=$OUTBOX_BENCH_SERVERS
   else
     bench_dir=$(mktemp -d /tmp/outbox-bench.XXXXXX)
-    "$repo/scripts/servers" --dir "$bench_dir" start >/dev/null 2>&1
+    # The teardown first: servers that did start are stopped when another did not.
+    trap bench_teardown EXIT
+    local started
+    if ! started=$("$repo/scripts/servers" --dir "$bench_dir" start 2>&1); then
+      echo "bench: the servers did not start: $started" >&2
+      exit 69
+    fi
   fi
   trap bench_teardown EXIT
   eval "$("$repo/scripts/servers" --dir "$bench_dir" env)"
