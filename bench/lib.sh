@@ -15,14 +15,7 @@ bench_setup() {
     # resets their databases and queues between steps and stops them at the end.
     bench_dir=$OUTBOX_BENCH_SERVERS
   else
-    bench_dir=$(mktemp -d /tmp/outbox-bench.XXXXXX)
-    # The teardown first: servers that did start are stopped when another did not.
-    trap bench_teardown EXIT
-    local started
-    if ! started=$("$repo/scripts/servers" --dir "$bench_dir" start 2>&1); then
-      echo "bench: the servers did not start: $started" >&2
-      exit 69
-    fi
+    bench_start_servers
   fi
   trap bench_teardown EXIT
   eval "$("$repo/scripts/servers" --dir "$bench_dir" env)"
@@ -31,6 +24,18 @@ bench_setup() {
   export OUTBOX_CONFIG=${OUTBOX_BENCH_CONFIG:-/dev/null}
   outbox=$build/outbox
   "$outbox" migrate >/dev/null
+}
+
+# Throwaway servers in a new $bench_dir, stopped and removed at exit. The teardown is set first:
+# the servers that did start are stopped when another did not, and scripts/servers says why.
+bench_start_servers() {
+  bench_dir=$(mktemp -d /tmp/outbox-bench.XXXXXX)
+  trap bench_teardown EXIT
+  local output
+  if ! output=$("$repo/scripts/servers" --dir "$bench_dir" start 2>&1); then
+    echo "bench: the servers did not start: $output" >&2
+    exit 69
+  fi
 }
 
 bench_teardown() {

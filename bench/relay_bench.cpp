@@ -143,6 +143,10 @@ struct SoakStep {
   // at the step's end anything between its trough and its peak, so the step's mean and peak are
   // what say whether they accumulate.
   double dead_mean = 0, dead_peak = 0;
+  // The sizes sampled the same way: retention drops a whole partition at a time, so the size
+  // also has a sawtooth (a partition's worth, about a tenth of the outbox here), and the reading
+  // at the step's end falls anywhere on it.
+  double table_mean = 0, index_mean = 0;
 };
 
 SoakStep read_outbox_stats(pqxx::connection& connection) {
@@ -189,14 +193,16 @@ int soak(const std::string& primary, const std::string& broker, long total, long
   std::vector<double> latencies_ms;
   auto step_start = Clock::now(), deadline = Clock::now() + std::chrono::hours(6);
   auto next_sample = Clock::now();
-  double dead_sum = 0, dead_peak = 0;
-  long dead_samples = 0;
+  double dead_sum = 0, dead_peak = 0, table_sum = 0, index_sum = 0;
+  long samples = 0;
   while (received < total && Clock::now() < deadline) {
     if (Clock::now() >= next_sample) {
-      double dead = read_outbox_stats(stats).dead;
-      dead_sum += dead;
-      dead_peak = std::max(dead_peak, dead);
-      ++dead_samples;
+      SoakStep sample = read_outbox_stats(stats);
+      dead_sum += sample.dead;
+      dead_peak = std::max(dead_peak, sample.dead);
+      table_sum += sample.table_mb;
+      index_sum += sample.index_mb;
+      ++samples;
       next_sample += std::chrono::seconds(1);
     }
     uint64_t last = 0;
@@ -208,20 +214,22 @@ int soak(const std::string& primary, const std::string& broker, long total, long
           if (++received % every != 0) return;
           SoakStep step = read_outbox_stats(stats);
           step.drain = every / std::chrono::duration<double>(Clock::now() - step_start).count();
-          step.dead_mean = dead_samples ? dead_sum / dead_samples : step.dead;
+          step.dead_mean = samples ? dead_sum / samples : step.dead;
           step.dead_peak = std::max(dead_peak, step.dead);
-          dead_sum = dead_peak = 0;
-          dead_samples = 0;
+          step.table_mean = samples ? table_sum / samples : step.table_mb;
+          step.index_mean = samples ? index_sum / samples : step.index_mb;
+          dead_sum = dead_peak = table_sum = index_sum = 0;
+          samples = 0;
           std::sort(latencies_ms.begin(), latencies_ms.end());
           step.p99 = latencies_ms[static_cast<size_t>(0.99 * (latencies_ms.size() - 1))];
           latencies_ms.clear();
           step_start = Clock::now();
           steps.push_back(step);
           std::printf(
-              "%ld: table %.1f MB, indexes %.1f MB, dead tuples %.0f (step mean %.0f, peak %.0f), drain %.0f events/s, "
-              "p99 %.1f ms (HOT updates %.0f%%)\n",
-              received.load(), step.table_mb, step.index_mb, step.dead, step.dead_mean, step.dead_peak, step.drain, step.p99,
-              step.hot_percent);
+              "%ld: table %.1f MB (step mean %.1f), indexes %.1f MB (step mean %.1f), dead tuples %.0f (step mean %.0f, "
+              "peak %.0f), drain %.0f events/s, p99 %.1f ms (HOT updates %.0f%%)\n",
+              received.load(), step.table_mb, step.table_mean, step.index_mb, step.index_mean, step.dead, step.dead_mean,
+              step.dead_peak, step.drain, step.p99, step.hot_percent);
           std::fflush(stdout);
         },
         std::chrono::milliseconds(100));
@@ -237,10 +245,11 @@ int soak(const std::string& primary, const std::string& broker, long total, long
     return 100 * worst;
   };
   std::printf(
-      "drift against the first step (max over the steps): table %.0f%%, indexes %.0f%%, dead tuples %.0f%% (step mean "
-      "%.0f%%, step peak %.0f%%), drain %.0f%%, p99 %.0f%%\n",
-      drift(&SoakStep::table_mb), drift(&SoakStep::index_mb), drift(&SoakStep::dead), drift(&SoakStep::dead_mean),
-      drift(&SoakStep::dead_peak), drift(&SoakStep::drain), drift(&SoakStep::p99));
+      "drift against the first step (max over the steps): table %.0f%% (step mean %.0f%%), indexes %.0f%% (step mean "
+      "%.0f%%), dead tuples %.0f%% (step mean %.0f%%, step peak %.0f%%), drain %.0f%%, p99 %.0f%%\n",
+      drift(&SoakStep::table_mb), drift(&SoakStep::table_mean), drift(&SoakStep::index_mb), drift(&SoakStep::index_mean),
+      drift(&SoakStep::dead), drift(&SoakStep::dead_mean), drift(&SoakStep::dead_peak), drift(&SoakStep::drain),
+      drift(&SoakStep::p99));
   return received == total ? 0 : 1;
 }
 
