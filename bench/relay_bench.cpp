@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <pqxx/pqxx>
 #include <string>
 #include <thread>
@@ -143,11 +144,15 @@ struct SoakStep {
   // at the step's end anything between its trough and its peak, so the step's mean and peak are
   // what say whether they accumulate.
   double dead_mean = 0, dead_peak = 0;
-  // The sizes sampled the same way: retention drops a whole partition at a time, so the size
-  // also has a sawtooth (a partition's worth, about a tenth of the outbox here), and the reading
-  // at the step's end falls anywhere on it.
+  // The sizes sampled the same way, averaged over the step's last kSizeWindow: retention drops a
+  // whole partition at a time and the relay vacuums every 10 s, so the size has a sawtooth (a
+  // partition's worth, about a tenth of the outbox with bench/soak's defaults, every 6 s or so),
+  // and the reading at the step's end falls anywhere on it. Not over the whole step: the first
+  // one starts from an empty outbox, which fills for a retention (60 s) before it is steady.
   double table_mean = 0, index_mean = 0;
 };
+
+constexpr auto kSizeWindow = std::chrono::seconds(30);
 
 SoakStep read_outbox_stats(pqxx::connection& connection) {
   pqxx::nontransaction tx(connection);
@@ -193,16 +198,21 @@ int soak(const std::string& primary, const std::string& broker, long total, long
   std::vector<double> latencies_ms;
   auto step_start = Clock::now(), deadline = Clock::now() + std::chrono::hours(6);
   auto next_sample = Clock::now();
-  double dead_sum = 0, dead_peak = 0, table_sum = 0, index_sum = 0;
-  long samples = 0;
+  double dead_sum = 0, dead_peak = 0;
+  long dead_samples = 0;
+  struct SizeSample {
+    Clock::time_point at;
+    double table_mb, index_mb;
+  };
+  std::deque<SizeSample> recent_sizes;
   while (received < total && Clock::now() < deadline) {
     if (Clock::now() >= next_sample) {
       SoakStep sample = read_outbox_stats(stats);
       dead_sum += sample.dead;
       dead_peak = std::max(dead_peak, sample.dead);
-      table_sum += sample.table_mb;
-      index_sum += sample.index_mb;
-      ++samples;
+      ++dead_samples;
+      recent_sizes.push_back({Clock::now(), sample.table_mb, sample.index_mb});
+      while (recent_sizes.front().at < Clock::now() - kSizeWindow) recent_sizes.pop_front();
       next_sample += std::chrono::seconds(1);
     }
     uint64_t last = 0;
@@ -214,19 +224,22 @@ int soak(const std::string& primary, const std::string& broker, long total, long
           if (++received % every != 0) return;
           SoakStep step = read_outbox_stats(stats);
           step.drain = every / std::chrono::duration<double>(Clock::now() - step_start).count();
-          step.dead_mean = samples ? dead_sum / samples : step.dead;
+          step.dead_mean = dead_samples ? dead_sum / dead_samples : step.dead;
           step.dead_peak = std::max(dead_peak, step.dead);
-          step.table_mean = samples ? table_sum / samples : step.table_mb;
-          step.index_mean = samples ? index_sum / samples : step.index_mb;
-          dead_sum = dead_peak = table_sum = index_sum = 0;
-          samples = 0;
+          dead_sum = dead_peak = 0;
+          dead_samples = 0;
+          recent_sizes.push_back({Clock::now(), step.table_mb, step.index_mb});
+          for (const SizeSample& size : recent_sizes) {
+            step.table_mean += size.table_mb / recent_sizes.size();
+            step.index_mean += size.index_mb / recent_sizes.size();
+          }
           std::sort(latencies_ms.begin(), latencies_ms.end());
           step.p99 = latencies_ms[static_cast<size_t>(0.99 * (latencies_ms.size() - 1))];
           latencies_ms.clear();
           step_start = Clock::now();
           steps.push_back(step);
           std::printf(
-              "%ld: table %.1f MB (step mean %.1f), indexes %.1f MB (step mean %.1f), dead tuples %.0f (step mean %.0f, "
+              "%ld: table %.1f MB (last 30 s %.1f), indexes %.1f MB (last 30 s %.1f), dead tuples %.0f (step mean %.0f, "
               "peak %.0f), drain %.0f events/s, p99 %.1f ms (HOT updates %.0f%%)\n",
               received.load(), step.table_mb, step.table_mean, step.index_mb, step.index_mean, step.dead, step.dead_mean,
               step.dead_peak, step.drain, step.p99, step.hot_percent);
@@ -245,7 +258,7 @@ int soak(const std::string& primary, const std::string& broker, long total, long
     return 100 * worst;
   };
   std::printf(
-      "drift against the first step (max over the steps): table %.0f%% (step mean %.0f%%), indexes %.0f%% (step mean "
+      "drift against the first step (max over the steps): table %.0f%% (last 30 s %.0f%%), indexes %.0f%% (last 30 s "
       "%.0f%%), dead tuples %.0f%% (step mean %.0f%%, step peak %.0f%%), drain %.0f%%, p99 %.0f%%\n",
       drift(&SoakStep::table_mb), drift(&SoakStep::table_mean), drift(&SoakStep::index_mb), drift(&SoakStep::index_mean),
       drift(&SoakStep::dead), drift(&SoakStep::dead_mean), drift(&SoakStep::dead_peak), drift(&SoakStep::drain),
