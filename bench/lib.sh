@@ -31,9 +31,14 @@ bench_setup() {
 bench_start_servers() {
   bench_dir=$(mktemp -d /tmp/outbox-bench.XXXXXX)
   trap bench_teardown EXIT
+  bench_servers start
+}
+
+# scripts/servers ARGS... on $bench_dir; when it fails, its reason and exit 69.
+bench_servers() {
   local output
-  if ! output=$("$repo/scripts/servers" --dir "$bench_dir" start 2>&1); then
-    echo "bench: the servers did not start: $output" >&2
+  if ! output=$("$repo/scripts/servers" --dir "$bench_dir" "$@" 2>&1); then
+    echo "bench: scripts/servers $* failed: $output" >&2
     exit 69
   fi
 }
