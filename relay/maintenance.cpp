@@ -3,7 +3,7 @@
 #include "relay/statements.hpp"
 
 // The relay's upkeep of its outbox tables beside publishing: retention (partitions dropped and
-// made, or rows deleted) every 10 s on the relay's session, and the vacuum of the marks' dead row
+// made, or rows deleted) every relay.maintenance_interval on the relay's session, and the vacuum of the marks' dead row
 // versions (relay/mark_vacuum.hpp) off the loop.
 namespace outbox::relay {
 

@@ -81,8 +81,12 @@ Relay::Relay(daemon::Runtime& runtime, Settings settings)
     // The whole of the relay's settings is built: a reload refuses what a start would refuse.
     return [this, tunables = settings_from_config(fresh, service_).tunables] {
       milliseconds heartbeat_before = tunables_.heartbeat_interval;
+      milliseconds maintenance_before = tunables_.maintenance_interval;
       apply_tunables(tunables);
       poll_timer_->start(tunables_.poll_interval, tunables_.poll_interval);
+      // A new period counts from now: the next tick comes one new interval after the reload.
+      if (tunables_.maintenance_interval != maintenance_before)
+        retention_timer_->start(tunables_.maintenance_interval, tunables_.maintenance_interval);
       // A running heartbeat keeps its period until restarted; a stopped one is started by rebalance().
       if (tunables_.heartbeat_interval != heartbeat_before && heartbeat_timer_->active()) {
         if (tunables_.heartbeat_interval.count() > 0)
@@ -90,9 +94,9 @@ Relay::Relay(daemon::Runtime& runtime, Settings settings)
         else
           heartbeat_timer_->stop();
       }
-      log_->info("reloaded: batch_size={} poll_interval={}ms confirm_timeout={}ms on_publish={}", tunables_.batch_size,
-                 tunables_.poll_interval.count(), tunables_.confirm_timeout.count(),
-                 tunables_.delete_on_publish ? "delete" : "mark");
+      log_->info("reloaded: batch_size={} poll_interval={}ms confirm_timeout={}ms maintenance_interval={}ms on_publish={}",
+                 tunables_.batch_size, tunables_.poll_interval.count(), tunables_.confirm_timeout.count(),
+                 tunables_.maintenance_interval.count(), tunables_.delete_on_publish ? "delete" : "mark");
     };
   };
   hooks.status_line = [this] { return status_line(); };
@@ -149,7 +153,8 @@ void Relay::start() {
     if (table.pack > 1)
       log_->info("{}: up to {} events per message, packed, to exchange {}", table.name, table.pack, table.pack_exchange);
   poll_timer_->start(tunables_.poll_interval, tunables_.poll_interval);
-  retention_timer_->start(milliseconds(1000), milliseconds(10000));
+  // The first tick soon after the start (the migration's first partition is cut there).
+  retention_timer_->start(milliseconds(1000), tunables_.maintenance_interval);
   vacuum_->set_interval(tunables_.vacuum_interval);
   lifecycle_->connect();
 }

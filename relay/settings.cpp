@@ -44,6 +44,7 @@ Tunables tunables_from_config(const config::Config& config) {
       .retention = retention,
       .partition_size = config.integer("relay.partition_size"),
       .backlog_count_limit = config.integer("relay.backlog_count_limit"),
+      .maintenance_interval = config.duration("relay.maintenance_interval"),
       .vacuum_interval = config.duration("relay.vacuum_interval"),
       .shutdown_timeout = config.duration("relay.shutdown_timeout"),
       .heartbeat_interval = config.duration("relay.heartbeat_interval"),

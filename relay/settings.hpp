@@ -33,9 +33,10 @@ struct Tunables {
   std::chrono::milliseconds confirm_timeout{10000};
   std::chrono::milliseconds takeover_timeout{10000};
   std::chrono::milliseconds retention{0};
-  long long partition_size = 1000000;                // positions per partition of a partitioned outbox
-  long long backlog_count_limit = 1000000;           // rows counted at most for outbox_relay_backlog_rows
-  std::chrono::milliseconds vacuum_interval{10000};  // 0: the marks' dead tuples are left to autovacuum
+  long long partition_size = 1000000;                     // positions per partition of a partitioned outbox
+  long long backlog_count_limit = 1000000;                // rows counted at most for outbox_relay_backlog_rows
+  std::chrono::milliseconds maintenance_interval{10000};  // retention: partitions made, cut, dropped; rows deleted
+  std::chrono::milliseconds vacuum_interval{10000};       // 0: the marks' dead tuples are left to autovacuum
   std::chrono::milliseconds shutdown_timeout{30000};
   std::chrono::milliseconds heartbeat_interval{10000};
   std::chrono::milliseconds max_backoff{30000};

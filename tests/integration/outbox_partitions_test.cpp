@@ -19,7 +19,8 @@ using namespace outbox::testing;
 
 namespace {
 
-// A relay with relay.retention=1s and partitions of `size` positions.
+// A relay with relay.retention=1s, a maintenance tick every second and partitions of `size`
+// positions.
 std::vector<std::string> fast_retention(int size = 100) {
   return {"relay",
           "--set",
@@ -28,6 +29,8 @@ std::vector<std::string> fast_retention(int size = 100) {
           "relay.poll_interval=200ms",
           "--set",
           "relay.retention=1s",
+          "--set",
+          "relay.maintenance_interval=1s",
           "--set",
           "relay.partition_size=" + std::to_string(size)};
 }
@@ -51,7 +54,8 @@ std::set<std::string> partitions() {
   return names;
 }
 
-// Whether the partition `name` of public.outbox exists within a minute (the relay's ticks are 10 s apart).
+// Whether the partition `name` of public.outbox exists within a minute (the relay's maintenance
+// ticks are relay.maintenance_interval apart, 10 s by default).
 bool partition_made(const std::string& name) {
   return eventually([&] { return partitions().count(name) == 1; }, std::chrono::seconds(60));
 }
@@ -187,6 +191,32 @@ TEST(PartitionedOutbox, RetentionDropsOnlyFullyPublishedPartitionsPastRetentionN
   EXPECT_FALSE(partitions().count("outbox_from_1000001")) << relay.log();
 }
 
+TEST(PartitionedOutbox, ASighupChangesHowOftenTheRelayLooksAfterItsPartitions) {
+  fresh_schema();
+  start_positions_past_the_first_partition();
+  TestQueue queue("test.tick", "tick.#");
+  auto settings = [](const std::string& interval) {
+    return "[relay]\nmaintenance_interval = \"" + interval +
+           "\"\nretention = \"1s\"\npartition_size = 100\nheartbeat_interval = \"0s\"\npoll_interval = \"200ms\"\n";
+  };
+  std::string config = write_file("maintenance.toml", settings("1h"));
+  Daemon relay({"relay"}, {{"OUTBOX_CONFIG", config}});
+  // The first tick comes a second after the start, whatever the interval: it makes two partitions
+  // ahead of the sequence.
+  ASSERT_TRUE(partition_made("outbox_from_1000101")) << relay.log();
+  insert_events("tick.evt", 100);  // outbox_from_1000001, full
+  insert_events("tick.evt", 5);    // the sequence is past it
+  ASSERT_EQ(queue.collect(105).size(), 105u) << relay.log();
+  ASSERT_TRUE(eventually([] { return scalar(primary(), "SELECT count(*) FROM outbox WHERE published_at IS NULL") == "0"; }))
+      << relay.log();
+  write_file("maintenance.toml", settings("1s"));
+  relay.signal(SIGHUP);
+  ASSERT_TRUE(eventually([&] { return relay.log().find("maintenance_interval=1000ms") != std::string::npos; })) << relay.log();
+  // Published and past its retention: the next tick drops it, and with an hourly tick that would
+  // be an hour away.
+  EXPECT_TRUE(eventually([] { return partitions().count("outbox_from_1000001") == 0; }, std::chrono::seconds(60))) << relay.log();
+}
+
 TEST(PartitionedOutbox, WritersKeepWritingWhileTwoRelaysCreateAndDropPartitionsAndEveryEventIsPublished) {
   fresh_schema();
   start_positions_past_the_first_partition();
@@ -307,7 +337,7 @@ TEST(PartitionedOutbox, RelaysThatNameTheTableDifferentlyShareOneMaintenanceLock
                                            outbox::relay::kOutboxPartitionLockClass);
   std::string config = write_file("unqualified-table.toml", "[[relay.tables]]\nname = \"outbox\"\n");
   Daemon relay({"relay", "--set", "log.level=debug", "--set", "relay.heartbeat_interval=0", "--set", "relay.retention=1h",
-                "--set", "relay.partition_size=100"},
+                "--set", "relay.partition_size=100", "--set", "relay.maintenance_interval=1s"},
                {{"OUTBOX_CONFIG", config}});
   EXPECT_TRUE(eventually([&] { return relay.log().find("outbox: partition maintenance skipped") != std::string::npos; }))
       << relay.log();
@@ -326,7 +356,7 @@ TEST(PartitionedOutbox, APartitionWithARowPublishedLatelyIsKeptWhileAnOlderOneIs
   start_positions_past_the_first_partition();
   TestQueue queue("test.late", "late.#");
   Daemon relay({"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.poll_interval=200ms", "--set",
-                "relay.retention=1h", "--set", "relay.partition_size=100"});
+                "relay.retention=1h", "--set", "relay.partition_size=100", "--set", "relay.maintenance_interval=1s"});
   // Rows in outbox_from_1000001 and outbox_from_1000101, and a few past them to close both.
   ASSERT_TRUE(partition_made("outbox_from_1000101")) << relay.log();
   insert_events("late.evt", 100);
@@ -386,9 +416,9 @@ TEST(PartitionedOutbox, ATableWithALongMultibyteNameGetsAPartitionPerRange) {
                       quoted + " FOR VALUES FROM (1) TO (101);CREATE TABLE long_name_default PARTITION OF " + quoted +
                       " DEFAULT");
   std::string config = write_file("long-name.toml", "[[relay.tables]]\nname = \"public." + name + "\"\n");
-  Daemon relay(
-      {"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.retention=1h", "--set", "relay.partition_size=100"},
-      {{"OUTBOX_CONFIG", config}});
+  Daemon relay({"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.retention=1h", "--set",
+                "relay.partition_size=100", "--set", "relay.maintenance_interval=1s"},
+               {{"OUTBOX_CONFIG", config}});
   const std::string partitions_of_table = "SELECT count(*) FROM pg_inherits WHERE inhparent = '" + quoted + "'::regclass";
   // The first, the default and one ahead; with 150 rows written, two more ahead.
   ASSERT_TRUE(eventually([&] { return scalar(primary(), partitions_of_table) == "3"; }, std::chrono::seconds(60))) << relay.log();

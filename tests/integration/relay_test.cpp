@@ -477,7 +477,7 @@ TEST(Relay, DeleteModeRemovesConfirmedRowsAndRetentionRemovesOldPublishedRows) {
     EXPECT_TRUE(eventually([] { return scalar(servers().primary_url, "SELECT count(*) FROM outbox") == "0"; })) << relay.log();
   }
   insert_events("delete.evt", 100, 10, 1000);
-  Daemon relay(relay_args({"--set", "relay.retention=1s"}));
+  Daemon relay(relay_args({"--set", "relay.retention=1s", "--set", "relay.maintenance_interval=1s"}));
   ASSERT_EQ(queue.collect(200).size(), 200u) << relay.log();
   EXPECT_TRUE(
       eventually([] { return scalar(servers().primary_url, "SELECT count(*) FROM outbox") == "0"; }, std::chrono::seconds(30)))

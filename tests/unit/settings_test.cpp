@@ -135,6 +135,7 @@ TEST(Settings, EveryBuilderRunsOverTheDefaults) {
   EXPECT_EQ(relay.tables.front().exchange, "outbox");
   EXPECT_EQ(relay.tunables.batch_size, 500);
   EXPECT_EQ(relay.tunables.max_unconfirmed, 6000);
+  EXPECT_EQ(relay.tunables.maintenance_interval, std::chrono::seconds(10));
   replicate::Settings replicate = replicate::settings_from_config(config);
   ASSERT_EQ(replicate.replicas.size(), 1u);
   EXPECT_EQ(replicate.replicas.front().name, "main");
@@ -167,6 +168,7 @@ TEST(Settings, EveryBuilderRunsOverAConfigThatSetsEveryOption) {
   EXPECT_EQ(relay.tables.front().name, "app.outbox");
   EXPECT_EQ(relay.tables.front().exchange, "x") << "the table's own exchange";
   EXPECT_EQ(relay.tunables.batch_size, 10000);
+  EXPECT_EQ(relay.tunables.maintenance_interval, std::chrono::hours(1));
   EXPECT_TRUE(relay.tunables.delete_on_publish);
   replicate::Settings replicate = replicate::settings_from_config(config);
   ASSERT_EQ(replicate.replicas.size(), 1u);
