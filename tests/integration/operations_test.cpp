@@ -188,10 +188,11 @@ TEST(Operations, CheckIsUnknownAndNamesTheDatabaseThatCannotBeReached) {
 TEST(Operations, CheckIsUnknownAndNamesTheBrokerWhenTheBrokerIsDown) {
   fresh_schema();
   set_heartbeat("0.5 seconds", "0.2 seconds");
-  ASSERT_TRUE(stop_server("rabbitmq"));
-  RunResult check = run_outbox({"check"});
-  RunResult lag = run_outbox({"lag"});
-  ASSERT_TRUE(start_server("rabbitmq"));
+  // A broker that is down is a port nobody listens on: check and lag meet what they meet with the
+  // test's broker stopped, without a restart of it (tens of seconds on a busy machine).
+  const std::map<std::string, std::string> down = {{"OUTBOX_BROKER_URL", "amqp://outbox:outbox@127.0.0.1:1/"}};
+  RunResult check = run_outbox({"check"}, down);
+  RunResult lag = run_outbox({"lag"}, down);
   EXPECT_EQ(check.exit_code, 3) << check;
   EXPECT_NE(check.out.find("OUTBOX UNKNOWN - broker unreachable: "), std::string::npos) << check;
   EXPECT_EQ(check.out.find("database"), std::string::npos) << "only the broker is down: " << check;
