@@ -365,7 +365,7 @@ TEST(Relay, ARabbitMQRestartInTheMiddleOfADrainLosesNothing) {
     while (writing) {
       insert_events("restart.evt", 100, 500, next);
       next += 100;
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
     }
   });
   bool stopped = stop_server("rabbitmq");
