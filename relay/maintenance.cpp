@@ -3,8 +3,8 @@
 #include "relay/statements.hpp"
 
 // The relay's upkeep of its outbox tables beside publishing: retention (partitions dropped and
-// made, or rows deleted) every relay.maintenance_interval on the relay's session, and the vacuum of the marks' dead row
-// versions (relay/mark_vacuum.hpp) off the loop.
+// made, or rows deleted) every relay.maintenance_interval on the relay's session, and the vacuum
+// of the marks' dead row versions (relay/mark_vacuum.hpp) off the loop.
 namespace outbox::relay {
 
 using std::chrono::milliseconds;
