@@ -123,6 +123,12 @@ void Runtime::on_terminate() {
 }
 
 void Runtime::on_reload() {
+  // Draining after SIGTERM, the daemon has stopped its timers and told systemd STOPPING=1: a reload
+  // now would restart what the shutdown stopped and announce READY=1 again.
+  if (shutdown_requested_) {
+    spdlog::warn("{}: SIGHUP ignored: shutting down", name_);
+    return;
+  }
   spdlog::info("{}: reload begin", name_);
   notify_reloading();
   try {

@@ -95,3 +95,36 @@ TEST(Reload, ACommitThatThrowsRestoresTheRunningConfig) {
   EXPECT_TRUE(committed);
   EXPECT_EQ(daemon.runtime.config().integer("relay.batch_size"), 7);
 }
+
+// A daemon drains its in-flight work after SIGTERM (the relay waits for its confirms): a SIGHUP
+// then must not restart what the shutdown stopped (the relay's timers) nor announce READY again.
+TEST(Reload, ASighupAfterTheShutdownBeganIsIgnored) {
+  Daemon daemon("[relay]\nbatch_size = 7\n");
+  bool draining = false;
+  daemon::Hooks hooks;
+  hooks.on_shutdown_request = [&] { draining = true; };  // and the daemon stops later, once drained
+  hooks.prepare_reload = [&](const config::Config& fresh) -> std::function<void()> {
+    ++daemon.prepared;
+    return [&daemon, next = relay::tunables_from_config(fresh)] { daemon.tunables = next; };
+  };
+  daemon.runtime.set_hooks(std::move(hooks));
+  write_config("[relay]\nbatch_size = 9\n");
+  // SIGTERM, then SIGHUP once the shutdown began. A signal raised here is handled in the loop's
+  // next I/O phase, which comes before a timer due 100 ms later: then the loop stops.
+  loop::Timer stop(daemon.runtime.loop(), [&] { daemon.runtime.stop(); });
+  loop::Timer hangup(daemon.runtime.loop(), [&] {
+    ASSERT_TRUE(draining);
+    std::raise(SIGHUP);
+    stop.start(std::chrono::milliseconds(100));
+  });
+  loop::Timer terminate(daemon.runtime.loop(), [&] {
+    std::raise(SIGTERM);
+    hangup.start(std::chrono::milliseconds(100));
+  });
+  terminate.start(std::chrono::milliseconds(0));
+  daemon.runtime.run();
+  EXPECT_TRUE(draining);
+  EXPECT_EQ(daemon.prepared, 0);
+  EXPECT_EQ(daemon.tunables.batch_size, 7);
+  EXPECT_EQ(daemon.runtime.config().integer("relay.batch_size"), 7);
+}
