@@ -40,6 +40,14 @@ void Timer::stop() {
 
 bool Timer::active() const { return box_ && uv_is_active(reinterpret_cast<const uv_handle_t*>(&box_->handle)); }
 
+std::chrono::milliseconds Timer::due_in() const {
+  // libuv keeps a stopped timer's last due time.
+  if (!active()) return std::chrono::milliseconds(0);
+  // Counted from the loop's cached time, as start() counts from a fresh one.
+  uv_update_time(box_->handle.loop);
+  return std::chrono::milliseconds(uv_timer_get_due_in(&box_->handle));
+}
+
 Poll::Poll(Loop& loop, int fd, std::function<void()> on_readable) {
   box_ = std::make_unique<HandleBox<uv_poll_t>>();
   box_->callback = std::move(on_readable);

@@ -60,6 +60,8 @@ class Timer : public HandleOwner<uv_timer_t> {
   void start(std::chrono::milliseconds delay, std::chrono::milliseconds repeat = std::chrono::milliseconds(0));
   void stop();
   bool active() const;
+  // How long until the next run (0 when it is due or the timer is stopped).
+  std::chrono::milliseconds due_in() const;
 };
 
 // Watches a socket (libpq's or rabbitmq-c's) for readability.

@@ -10,7 +10,10 @@ namespace outbox::relay {
 using std::chrono::milliseconds;
 
 void Relay::run_retention() {
-  if (!db_) return;
+  if (!db_) {
+    log_->debug("maintenance: the primary is not connected; the next tick comes within a second of connecting");
+    return;
+  }
   // Each table on its own: one table's failure (a name taken, a lock, a privilege) is named and
   // tried again at the next tick, and leaves the other tables' maintenance to run.
   for (size_t table = 0; table < tables_.size(); ++table) {

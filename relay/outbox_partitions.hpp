@@ -23,7 +23,8 @@
 // - Cut: at a low rate the partition being written would stay open for months and its rows would
 //   outlive relay.retention. Once its oldest row is older than half of relay.retention (and it holds
 //   few rows), it is cut where the sequence is: closed below, a new partition above. Rows are so kept
-//   between relay.retention and about 1.5 times it.
+//   between relay.retention and about 1.5 times it, plus up to two relay.maintenance_interval
+//   (the cut and the drop each wait for a tick).
 // - Drop: a partition is dropped when its range is closed (the sequence is past it), no row in it is
 //   unpublished, no row of it is in outbox_parked, its newest row was written more than
 //   relay.retention ago and every row published more than that ago (a parked row retried late is

@@ -21,7 +21,7 @@ namespace {
 
 // A relay with relay.retention=1s, a maintenance tick every second and partitions of `size`
 // positions.
-std::vector<std::string> fast_retention(int size = 100) {
+std::vector<std::string> fast_retention(int size = 100, const std::string& maintenance_interval = "1s") {
   return {"relay",
           "--set",
           "relay.heartbeat_interval=0",
@@ -30,19 +30,22 @@ std::vector<std::string> fast_retention(int size = 100) {
           "--set",
           "relay.retention=1s",
           "--set",
-          "relay.maintenance_interval=1s",
+          "relay.maintenance_interval=" + maintenance_interval,
           "--set",
           "relay.partition_size=" + std::to_string(size)};
 }
 
 std::string primary() { return servers().primary_url; }
 
+std::string insert_events_sql(const std::string& event_type, int count, const std::string& aggregate_prefix = "agg-") {
+  return "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+         "SELECT gen_random_uuid(), 'test', '" +
+         aggregate_prefix + "' || (g % 7), g, '" + event_type + "', json_build_object('n', g) FROM generate_series(1, " +
+         std::to_string(count) + ") g";
+}
+
 void insert_events(const std::string& event_type, int count, const std::string& aggregate_prefix = "agg-") {
-  exec(primary(),
-       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
-       "SELECT gen_random_uuid(), 'test', '" +
-           aggregate_prefix + "' || (g % 7), g, '" + event_type + "', json_build_object('n', g) FROM generate_series(1, " +
-           std::to_string(count) + ") g");
+  exec(primary(), insert_events_sql(event_type, count, aggregate_prefix));
 }
 
 std::set<std::string> partitions() {
@@ -153,17 +156,18 @@ TEST(PartitionedOutbox, RetentionDropsOnlyFullyPublishedPartitionsPastRetentionN
   //   outbox_from_1000201  100 published rows, the one to be dropped; a few rows after it close it.
   Daemon relay(fast_retention());
   ASSERT_TRUE(partition_made("outbox_from_1000101")) << relay.log();
-  auto insert_held = [](int version, const std::string& event_type) {
+  // The row of aggregate "held" and the 99 others in one transaction: a tick between them, once
+  // the first is half the retention old, would cut the partition right after it (at a low rate
+  // the partition being written is cut at the sequence).
+  auto insert_held_and_99 = [](int version, const std::string& event_type) {
     exec(primary(),
          "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
          "VALUES (gen_random_uuid(), 'test', 'held', " +
-             std::to_string(version) + ", '" + event_type + "', '{}')");
+             std::to_string(version) + ", '" + event_type + "', '{}');" + insert_events_sql("retain.evt", 99));
   };
-  insert_held(1, "retain." + std::string(300, 'x'));
-  insert_events("retain.evt", 99);
+  insert_held_and_99(1, "retain." + std::string(300, 'x'));
   ASSERT_TRUE(partition_made("outbox_from_1000201")) << relay.log();
-  insert_held(2, "retain.evt");
-  insert_events("retain.evt", 99);
+  insert_held_and_99(2, "retain.evt");
   ASSERT_TRUE(partition_made("outbox_from_1000301")) << relay.log();
   insert_events("retain.evt", 100);
   ASSERT_TRUE(partition_made("outbox_from_1000401")) << relay.log();
@@ -217,13 +221,31 @@ TEST(PartitionedOutbox, ASighupChangesHowOftenTheRelayLooksAfterItsPartitions) {
   EXPECT_TRUE(eventually([] { return partitions().count("outbox_from_1000001") == 0; }, std::chrono::seconds(60))) << relay.log();
 }
 
+// The relay's first tick comes 1 s after its start. A relay started before `outbox migrate` (or
+// while the primary is down) finds nothing to look after then; once connected, its next tick
+// comes within a second, not a whole relay.maintenance_interval later.
+TEST(PartitionedOutbox, ARelayStartedBeforeTheMigrationLooksAfterItsPartitionsOnceConnected) {
+  reset_databases();
+  Daemon relay({"relay", "--set", "log.level=debug", "--set", "relay.heartbeat_interval=0", "--set", "relay.max_backoff=1s",
+                "--set", "relay.maintenance_interval=1h", "--set", "relay.retention=1h", "--set", "relay.partition_size=100"});
+  ASSERT_TRUE(eventually([&] { return relay.log().find("maintenance: the primary is not connected") != std::string::npos; }))
+      << relay.log();
+  ASSERT_TRUE(migrate_all());
+  // The migration's partition of a million positions is cut to 100, and the next one made.
+  EXPECT_TRUE(partition_made("outbox_from_101")) << "an hourly tick would not have come yet\n" << relay.log();
+  EXPECT_EQ(partition_bounds("outbox_from_1"), "FOR VALUES FROM ('1') TO ('101')") << relay.log();
+}
+
 TEST(PartitionedOutbox, WritersKeepWritingWhileTwoRelaysCreateAndDropPartitionsAndEveryEventIsPublished) {
   fresh_schema();
   start_positions_past_the_first_partition();
   TestQueue queue("test.writers", "writers.#");
   // Partitions of 500 positions: at about 50 events/s the two kept ahead last longer than a tick.
-  Daemon first(fast_retention(500));
-  Daemon second(fast_retention(500));
+  // Ticks 10 s apart (the default): at this low rate each tick cuts the partition being written,
+  // under a lock the relays' reads wait for, and the test wants none of them to wait past its
+  // lock_timeout; one cut a second would make that ten times likelier than it is in production.
+  Daemon first(fast_retention(500, "10s"));
+  Daemon second(fast_retention(500, "10s"));
   ASSERT_TRUE(eventually([] { return partitions().count("outbox_from_1000501") == 1; })) << first.log() << second.log();
   std::atomic<bool> stop{false};
   std::atomic<int> written{0};

@@ -48,3 +48,16 @@ TEST(LoopTimer, StartedAfterALongCallbackWaitsItsWholeDelayFromTheStart) {
       << "the timer fired " << std::chrono::duration_cast<milliseconds>(fired - started).count()
       << " ms after it was started, not 100";
 }
+
+// The relay keeps a due tick when a reload or a reconnection restarts its maintenance timer
+// (relay/relay.cpp): it needs how long the timer still has to run.
+TEST(LoopTimer, DueInIsTheTimeLeftBeforeTheNextRunAndZeroOnceStopped) {
+  Loop loop;
+  Timer timer(loop, [] {});
+  EXPECT_EQ(timer.due_in(), milliseconds(0)) << "never started";
+  timer.start(milliseconds(60000), milliseconds(60000));
+  EXPECT_GT(timer.due_in(), milliseconds(50000));
+  EXPECT_LE(timer.due_in(), milliseconds(60000));
+  timer.stop();
+  EXPECT_EQ(timer.due_in(), milliseconds(0));
+}
