@@ -1,5 +1,7 @@
 #include "core/loop.hpp"
 
+#include <algorithm>
+
 #include "core/error.hpp"
 
 namespace outbox::loop {
@@ -46,6 +48,10 @@ std::chrono::milliseconds Timer::due_in() const {
   // Counted from the loop's cached time, as start() counts from a fresh one.
   uv_update_time(box_->handle.loop);
   return std::chrono::milliseconds(uv_timer_get_due_in(&box_->handle));
+}
+
+void Timer::start_within(std::chrono::milliseconds most, std::chrono::milliseconds repeat) {
+  start(active() ? std::min(due_in(), most) : most, repeat);
 }
 
 Poll::Poll(Loop& loop, int fd, std::function<void()> on_readable) {

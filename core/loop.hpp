@@ -62,6 +62,9 @@ class Timer : public HandleOwner<uv_timer_t> {
   bool active() const;
   // How long until the next run (0 when it is due or the timer is stopped).
   std::chrono::milliseconds due_in() const;
+  // start(), keeping a run that was due sooner: the next run comes after `most` at the latest, and
+  // no later than it would have come (a restart never puts a due run off).
+  void start_within(std::chrono::milliseconds most, std::chrono::milliseconds repeat);
 };
 
 // Watches a socket (libpq's or rabbitmq-c's) for readability.

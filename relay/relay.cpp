@@ -86,9 +86,8 @@ Relay::Relay(daemon::Runtime& runtime, Settings settings)
       poll_timer_->start(tunables_.poll_interval, tunables_.poll_interval);
       // A new period: the next tick comes one new interval after the reload, or sooner when it was
       // due sooner (a reload must not put off a tick, say the first one after the start).
-      if (tunables_.maintenance_interval != maintenance_before && retention_timer_->active())
-        retention_timer_->start(std::min(retention_timer_->due_in(), tunables_.maintenance_interval),
-                                tunables_.maintenance_interval);
+      if (tunables_.maintenance_interval != maintenance_before)
+        retention_timer_->start_within(tunables_.maintenance_interval, tunables_.maintenance_interval);
       // A running heartbeat keeps its period until restarted; a stopped one is started by rebalance().
       if (tunables_.heartbeat_interval != heartbeat_before && heartbeat_timer_->active()) {
         if (tunables_.heartbeat_interval.count() > 0)
@@ -214,8 +213,7 @@ void Relay::on_connected() {
   }
   // A tick that came while the primary was away (or before `outbox migrate` ran) did nothing: the
   // next one comes within a second, not a relay.maintenance_interval later.
-  if (!runtime_.stopping() && retention_timer_->active())
-    retention_timer_->start(std::min(retention_timer_->due_in(), milliseconds(1000)), tunables_.maintenance_interval);
+  if (!runtime_.stopping()) retention_timer_->start_within(milliseconds(1000), tunables_.maintenance_interval);
   rebalance();
   drain_soon_->request();
 }

@@ -61,3 +61,14 @@ TEST(LoopTimer, DueInIsTheTimeLeftBeforeTheNextRunAndZeroOnceStopped) {
   timer.stop();
   EXPECT_EQ(timer.due_in(), milliseconds(0));
 }
+
+TEST(LoopTimer, StartWithinNeverPutsOffARunThatWasDueSooner) {
+  Loop loop;
+  Timer timer(loop, [] {});
+  timer.start_within(milliseconds(60000), milliseconds(60000));
+  EXPECT_GT(timer.due_in(), milliseconds(50000)) << "a stopped timer runs after `most`";
+  timer.start_within(milliseconds(3600000), milliseconds(3600000));
+  EXPECT_LE(timer.due_in(), milliseconds(60000)) << "the run due within a minute stays";
+  timer.start_within(milliseconds(1000), milliseconds(3600000));
+  EXPECT_LE(timer.due_in(), milliseconds(1000)) << "and a sooner one comes sooner";
+}
