@@ -20,6 +20,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+// How soon the maintenance ticks once the relay can work (after its start, after a connection),
+// whatever relay.maintenance_interval: the migration's first partition is cut at that tick, and
+// one that came while the primary was away did nothing.
+constexpr milliseconds kFirstMaintenanceTick{1000};
+
 std::string default_instance() {
   char host[256] = "localhost";
   gethostname(host, sizeof host - 1);
@@ -154,8 +159,7 @@ void Relay::start() {
     if (table.pack > 1)
       log_->info("{}: up to {} events per message, packed, to exchange {}", table.name, table.pack, table.pack_exchange);
   poll_timer_->start(tunables_.poll_interval, tunables_.poll_interval);
-  // The first tick soon after the start (the migration's first partition is cut there).
-  retention_timer_->start(milliseconds(1000), tunables_.maintenance_interval);
+  retention_timer_->start(kFirstMaintenanceTick, tunables_.maintenance_interval);
   vacuum_->set_interval(tunables_.vacuum_interval);
   lifecycle_->connect();
 }
@@ -212,8 +216,8 @@ void Relay::on_connected() {
     daemon::notify_ready();
   }
   // A tick that came while the primary was away (or before `outbox migrate` ran) did nothing: the
-  // next one comes within a second, not a relay.maintenance_interval later.
-  if (!runtime_.stopping()) retention_timer_->start_within(milliseconds(1000), tunables_.maintenance_interval);
+  // next one comes within kFirstMaintenanceTick, not a relay.maintenance_interval later.
+  if (!runtime_.stopping()) retention_timer_->start_within(kFirstMaintenanceTick, tunables_.maintenance_interval);
   rebalance();
   drain_soon_->request();
 }
