@@ -1,44 +1,41 @@
-#include "core/pg.hpp"
 #include "relay/relay.hpp"
-#include "relay/statements.hpp"
 
-// The relay's upkeep of its outbox tables beside publishing: retention (partitions dropped and
-// made, or rows deleted) every relay.maintenance_interval on the relay's session, and the vacuum
-// of the marks' dead row versions (relay/mark_vacuum.hpp) off the loop.
+// The relay's upkeep of its outbox tables beside publishing, both off the loop: retention
+// (partitions dropped and made, or rows deleted) every relay.maintenance_interval
+// (relay/retention_worker.hpp), and the vacuum of the marks' dead row versions
+// (relay/mark_vacuum.hpp).
 namespace outbox::relay {
-
-using std::chrono::milliseconds;
 
 void Relay::run_retention() {
   if (!db_) {
     log_->debug("maintenance: the primary is not connected; the next tick comes within a second of connecting");
     return;
   }
-  // Each table on its own: one table's failure (a name taken, a lock, a privilege) is named and
-  // tried again at the next tick, and leaves the other tables' maintenance to run.
-  for (size_t table = 0; table < tables_.size(); ++table) {
-    const std::string task = "retention of " + tables_[table].name;
-    try {
-      if (layouts_[table].partitioned) {
-        MaintenanceResult done =
-            maintain_outbox_partitions(*db_, tables_[table].name, tables_[table].quoted, tunables_.partition_size,
-                                       tunables_.delete_on_publish ? milliseconds(0) : tunables_.retention);
-        if (done.created || done.dropped)
-          log_->info("{}: created {} and dropped {} partition(s)", tables_[table].name, done.created, done.dropped);
-        if (done.lock_busy)
-          log_->debug("{}: partition maintenance waited too long for a lock; again at the next tick", tables_[table].name);
-        if (done.skipped) log_->debug("{}: partition maintenance skipped: another relay holds its lock", tables_[table].name);
-        if (done.cut_deferred)
-          log_->debug("{}: no partition is cut while the default partition holds rows (retention empties it)",
-                      tables_[table].name);
-      }
-      if ((!layouts_[table].partitioned || layouts_[table].default_partition) && !tunables_.delete_on_publish)
-        delete_retained_rows(*db_, table, tunables_.retention);
-      side_task_works(task);
-    } catch (const std::exception& error) {
-      if (pg::is_connection_error(error)) return database_lost(error.what());
-      side_problem(task, error.what());
+  RetentionJob job{.partition_size = tunables_.partition_size,
+                   .retention = tunables_.retention,
+                   .delete_on_publish = tunables_.delete_on_publish};
+  for (size_t table = 0; table < tables_.size(); ++table)
+    job.tables.push_back(RetentionTask{tables_[table].name, tables_[table].quoted, layouts_[table]});
+  if (!retention_worker_->start(std::move(job))) log_->debug("maintenance: the last tick still runs; this one is skipped");
+}
+
+void Relay::retained(const std::vector<RetentionOutcome>& outcomes) {
+  for (const RetentionOutcome& outcome : outcomes) {
+    const std::string task = "retention of " + outcome.name;
+    if (outcome.problem) {
+      side_problem(task, *outcome.problem);
+      continue;
     }
+    if (const std::optional<MaintenanceResult>& done = outcome.partitions) {
+      if (done->created || done->dropped)
+        log_->info("{}: created {} and dropped {} partition(s)", outcome.name, done->created, done->dropped);
+      if (done->lock_busy)
+        log_->debug("{}: partition maintenance waited too long for a lock; again at the next tick", outcome.name);
+      if (done->skipped) log_->debug("{}: partition maintenance skipped: another relay holds its lock", outcome.name);
+      if (done->cut_deferred)
+        log_->debug("{}: no partition is cut while the default partition holds rows (retention empties it)", outcome.name);
+    }
+    side_task_works(task);
   }
 }
 

@@ -66,7 +66,8 @@ struct MaintenanceResult {
 };
 
 // One tick of maintenance of the partitioned outbox `quoted` (configured as `name`, the key of its
-// rows in outbox_parked). Runs on the relay's session outside any transaction. `retention` is 0
+// rows in outbox_parked). Runs outside any transaction, on the retention's own session
+// (relay/retention_worker.hpp), whose session advisory lock it takes for the tick. `retention` is 0
 // with relay.on_publish = delete: a partition goes once nothing in it waits, and none is cut.
 MaintenanceResult maintain_outbox_partitions(pqxx::connection& connection, const std::string& name, const std::string& quoted,
                                              long long partition_size, std::chrono::milliseconds retention);

@@ -73,6 +73,8 @@ Relay::Relay(daemon::Runtime& runtime, Settings settings)
   rebalance_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { rebalance(); });
   retention_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { run_retention(); });
   vacuum_ = make_mark_vacuum();
+  retention_worker_ = std::make_unique<RetentionWorker>(runtime_.loop(), primary_url_, database_role_,
+                                                        [this](std::vector<RetentionOutcome> outcomes) { retained(outcomes); });
   heartbeat_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] { write_heartbeat(); });
   shutdown_timer_ = std::make_unique<loop::Timer>(runtime_.loop(), [this] {
     log_->warn("shutdown timeout ({}s) reached with {} messages unconfirmed; they will be published again by the next run",
@@ -238,8 +240,7 @@ void Relay::open_database() {
     // A partitioned outbox (migration 0004) loses its old rows by dropping partitions; rows are
     // deleted only in its default partition. Any other table keeps the row-deleting retention.
     layouts_.push_back(read_outbox_layout(*connection, tables_[i].quoted));
-    prepare_statements(*connection, i, tables_[i].quoted,
-                       layouts_[i].partitioned ? layouts_[i].default_partition.value_or("") : tables_[i].quoted);
+    prepare_statements(*connection, i, tables_[i].quoted);
     // Fails early, with the table's name, when the table is missing or lacks outbox columns.
     pqxx::nontransaction check(*connection);
     check.exec_prepared(statement("read_all", i), tables_[i].name, "{}", 0, partitions_);

@@ -41,6 +41,7 @@
 #include "relay/mark_vacuum.hpp"
 #include "relay/outbox_partitions.hpp"
 #include "relay/ownership.hpp"
+#include "relay/retention_worker.hpp"
 #include "relay/settings.hpp"
 
 namespace outbox::relay {
@@ -95,6 +96,7 @@ class Relay {
   void report_partition_disagreement(const Ownership::Step& step);
   void keep_heartbeat_with_its_partition();
   void run_retention();
+  void retained(const std::vector<RetentionOutcome>& outcomes);
   std::unique_ptr<MarkVacuum> make_mark_vacuum();
   void vacuumed(const VacuumRound& round);
   void write_heartbeat();
@@ -146,6 +148,7 @@ class Relay {
   std::unique_ptr<ConnectionLifecycle> lifecycle_;
   std::map<std::string, std::string> side_problems_;  // failing side task -> why, logged once
   std::unique_ptr<MarkVacuum> vacuum_;
+  std::unique_ptr<RetentionWorker> retention_worker_;
   std::set<std::string> not_owned_warned_;  // partitions the relay's role cannot vacuum, said once each
   std::optional<Error> fatal_error_;
   bool releasing_ = false;          // over its fair share with rows in flight: reads pause until they are confirmed

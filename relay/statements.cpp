@@ -50,8 +50,7 @@ void prepare_park(pqxx::connection& connection, size_t index, const std::string&
 
 }  // namespace
 
-void prepare_statements(pqxx::connection& connection, size_t index, const std::string& table,
-                        const std::string& retention_target) {
+void prepare_statements(pqxx::connection& connection, size_t index, const std::string& table) {
   prepare_reads(connection, index, table);
   // $2 and $3, the least and the greatest of the positions, let a generic plan (mark_published) skip
   // the partitions that hold none of them when it starts, as a custom plan does when it is made.
@@ -60,15 +59,6 @@ void prepare_statements(pqxx::connection& connection, size_t index, const std::s
                      "UPDATE " + table + " SET published_at = clock_timestamp()" + marked + " AND published_at IS NULL");
   connection.prepare(statement("delete", index), "DELETE FROM " + table + marked);
   prepare_park(connection, index, table);
-  // Only positions within $3 of the oldest are looked at (a range of the primary key): a walk
-  // that went on until $2 old rows were found would read the whole retention window, a day of
-  // rows, at every tick once retention keeps up.
-  if (!retention_target.empty())
-    connection.prepare(statement("retention", index),
-                       "DELETE FROM " + retention_target + " WHERE position IN (SELECT position FROM " + retention_target +
-                           " WHERE position < (SELECT min(position) FROM " + retention_target +
-                           " WHERE published_at IS NOT NULL) + $3 AND published_at < clock_timestamp() - $1::interval "
-                           "ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED)");
   connection.prepare(statement("heartbeat", index),
                      "INSERT INTO " + table +
                          " (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
@@ -92,15 +82,22 @@ void mark_published(pqxx::transaction_base& tx, const std::vector<std::vector<lo
   }
 }
 
-void delete_retained_rows(pqxx::connection& connection, size_t table, std::chrono::milliseconds retention) {
+void delete_retained_rows(pqxx::connection& connection, const std::string& target, std::chrono::milliseconds retention) {
   constexpr int kBatch = 1000;
   constexpr int kBatchesPerTick = 20;
-  // The window bounds how far past the first old row a batch looks (see the statement above).
+  // The window bounds how far past the first old row a batch looks: a walk that went on until
+  // kBatch old rows were found would read the whole retention window, a day of rows, at every tick
+  // once retention keeps up. Only positions within it of the oldest published row are looked at
+  // (a range of the primary key).
   constexpr int kWindow = 4 * kBatch;
+  const std::string sql = "DELETE FROM " + target + " WHERE position IN (SELECT position FROM " + target +
+                          " WHERE position < (SELECT min(position) FROM " + target +
+                          " WHERE published_at IS NOT NULL) + $3 AND published_at < clock_timestamp() - $1::interval "
+                          "ORDER BY position LIMIT $2 FOR UPDATE SKIP LOCKED)";
   const std::string interval = std::to_string(retention.count()) + " milliseconds";
   for (int round = 0; round < kBatchesPerTick; ++round) {
     pqxx::work tx(connection);
-    pqxx::result removed = tx.exec_prepared(statement("retention", table), interval, kBatch, kWindow);
+    pqxx::result removed = tx.exec_params(sql, interval, kBatch, kWindow);
     tx.commit();
     if (removed.affected_rows() < kBatch) break;
   }
@@ -111,9 +108,10 @@ void configure_session(pqxx::connection& connection) {
   // A mark lost in a crash only means the row is published again (at least once, same
   // message_id), so marks need not wait for the WAL flush; this halves the drain time.
   tx.exec("SET synchronous_commit = off");
-  // Every statement runs on the event loop: a table lock held elsewhere (a migration, a manual
-  // LOCK) must not freeze signals, confirms and the watchdog. A statement that gives up is
-  // retried at the next poll.
+  // The relay's statements run on the event loop: a table lock held elsewhere (a migration, a
+  // manual LOCK) must not freeze signals, confirms and the watchdog. A statement that gives up is
+  // retried at the next poll. The retention's session (relay/retention_worker.hpp) is set up the
+  // same way, so that a shutdown never waits long for its tick.
   tx.exec("SET lock_timeout = '1s'");
 }
 

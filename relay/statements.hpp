@@ -16,26 +16,25 @@ namespace outbox::relay {
 //   mark        ($1 positions, $2 the least of them, $3 the greatest): sets published_at.
 //   delete      (the same): deletes published rows (relay.on_publish = delete).
 //   park        ($1 table name, $2 position, $3 error, $4 attempts to park after): records a refusal.
-//   retention   ($1 interval, $2 limit, $3 window): deletes old published rows of the retention
-//               target: the table, or the DEFAULT partition of a partitioned one (whose other
-//               partitions are dropped whole, relay/outbox_partitions.hpp); not prepared when "".
 //   heartbeat   ($1 instance): inserts a heartbeat event.
 std::string statement(const char* kind, size_t table);
 
 // Prepares the statements of the table at `index` (`quoted`: its quoted, qualified name).
-void prepare_statements(pqxx::connection& connection, size_t index, const std::string& quoted,
-                        const std::string& retention_target);
+void prepare_statements(pqxx::connection& connection, size_t index, const std::string& quoted);
 
-// Runs the table's "retention" statement in batches of its own transaction, so that no lock is held
-// long, until a batch finds fewer rows than it may delete or a tick's share of batches is done.
-void delete_retained_rows(pqxx::connection& connection, size_t table, std::chrono::milliseconds retention);
+// Deletes the rows of `target` (quoted, qualified: an outbox table, or the DEFAULT partition of a
+// partitioned one, whose other partitions are dropped whole, relay/outbox_partitions.hpp) published
+// more than `retention` ago, in batches of their own transaction, so that no lock is held long,
+// until a batch finds fewer rows than it may delete or a tick's share of batches is done. Runs on
+// the retention's own session (relay/retention_worker.hpp).
+void delete_retained_rows(pqxx::connection& connection, const std::string& target, std::chrono::milliseconds retention);
 
 // Marks (or deletes, `delete_rows`) the published rows of each table (`positions`, by table index)
 // in the caller's transaction, with plans made once and kept (see statements.cpp).
 void mark_published(pqxx::transaction_base& tx, const std::vector<std::vector<long long>>& positions, bool delete_rows);
 
-// Sets up the relay's session: marks need not wait for the WAL flush, and no statement waits long
-// for a lock.
+// Sets up a relay session (the relay's, the retention's): marks and retention deletes need not
+// wait for the WAL flush, and no statement waits long for a lock.
 void configure_session(pqxx::connection& connection);
 
 // Which partition the heartbeat aggregate hashes to.

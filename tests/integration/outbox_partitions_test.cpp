@@ -236,6 +236,26 @@ TEST(PartitionedOutbox, ARelayStartedBeforeTheMigrationLooksAfterItsPartitionsOn
   EXPECT_EQ(partition_bounds("outbox_from_1"), "FOR VALUES FROM ('1') TO ('101')") << relay.log();
 }
 
+// A maintenance tick reads partitions whole and changes the catalog: 100-300 ms when it drops
+// partitions at the soak's rate, and longer behind a lock. It runs on a connection and a thread of
+// its own (relay/retention_worker.hpp): here a tick held for a minute by a failpoint, and the relay
+// publishes meanwhile. On the relay's session, the tick stopped its event loop: nothing was
+// published, and no later tick came to be skipped, until the tick ended.
+TEST(PartitionedOutbox, TheRelayPublishesWhileItsMaintenanceTickIsStillRunning) {
+  fresh_schema();
+  TestQueue queue("test.slowtick", "slowtick.#");
+  Daemon relay(with_args(fast_retention(), {"--set", "log.level=debug"}), {{"OUTBOX_FAILPOINTS", "relay.retention=sleep:60000"}});
+  // The first tick comes a second after the start and sleeps; the next ones find it running.
+  ASSERT_TRUE(eventually([&] { return relay.log().find("maintenance: the last tick still runs") != std::string::npos; }))
+      << relay.log();
+  insert_events("slowtick.evt", 50);
+  EXPECT_EQ(queue.collect(50).size(), 50u) << relay.log();
+  EXPECT_TRUE(eventually([] { return scalar(primary(), "SELECT count(*) FROM outbox WHERE published_at IS NULL") == "0"; }))
+      << relay.log();
+  EXPECT_EQ(relay.log().find(" and dropped "), std::string::npos) << "the held tick ended early\n" << relay.log();
+  relay.kill9();  // not a minute's wait for the held tick at the end
+}
+
 TEST(PartitionedOutbox, WritersKeepWritingWhileTwoRelaysCreateAndDropPartitionsAndEveryEventIsPublished) {
   fresh_schema();
   start_positions_past_the_first_partition();
