@@ -9,6 +9,7 @@ namespace {
 
 // How long a maintenance statement may wait for a lock: writers queued behind it wait no longer.
 constexpr const char* kLockTimeout = "200ms";
+constexpr long long kNeverAnalyze = 2147483647;  // autovacuum_analyze_threshold's maximum
 // At most this many partitions are created (and dropped) per tick: a relay started after a long
 // outage catches up over a few ticks instead of holding its session for long.
 constexpr int kMaxChangesPerTick = 4;
@@ -77,6 +78,14 @@ Catalog read_catalog(pqxx::connection& connection, const std::string& quoted) {
 // Creates the partition [lower, upper) as a table of its own, then attaches it: ATTACH takes
 // SHARE UPDATE EXCLUSIVE on the outbox (writers go on), where CREATE TABLE ... PARTITION OF would
 // take ACCESS EXCLUSIVE. The CHECK spares ATTACH a scan; the default partition is scanned (empty).
+// Autovacuum never ANALYZEs it (an analyze threshold no partition reaches; it still VACUUMs it).
+// Nothing the relay or the tools read needs its column statistics: rows are found by position,
+// through the partial index of unpublished rows, and the relay's VACUUM keeps the row and page
+// counts current. But autovacuum analyzes a table once its changes pass a tenth of its rows
+// (each row is two: the insert and the mark), so a partition being filled was analyzed again
+// every one to few minutes, each time reading up to 30,000 of its pages; and at the soak's rate each
+// autovacuum round analyzed the eight partitions filled since the last, 0.4 s each, a burst that
+// took the pipeline's headroom (bench/README, "Autovacuum's analyze of the outbox").
 void create_partition(pqxx::transaction_base& tx, const Catalog& catalog, const std::string& quoted, long long lower,
                       long long upper) {
   std::string from = std::to_string(lower), to = std::to_string(upper);
@@ -89,7 +98,9 @@ void create_partition(pqxx::transaction_base& tx, const Catalog& catalog, const 
                                 "ELSE 'outbox_' || $4::regclass::oid END || '_from_' || $3::text)",
                                 catalog.schema, catalog.relname, from, quoted)[0]
                               .as<std::string>();
-  tx.exec("CREATE TABLE " + partition + " (LIKE " + quoted + " INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE)");
+  tx.exec("CREATE TABLE " + partition + " (LIKE " + quoted +
+          " INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE) WITH (autovacuum_analyze_threshold = " +
+          std::to_string(kNeverAnalyze) + ")");
   tx.exec("ALTER TABLE " + partition + " ADD UNIQUE (event_id)");
   tx.exec("ALTER TABLE " + partition + " ADD CONSTRAINT outbox_partition_bound CHECK (position >= " + from + " AND position < " +
           to + ")");

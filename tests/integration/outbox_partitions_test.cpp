@@ -236,6 +236,22 @@ TEST(PartitionedOutbox, ARelayStartedBeforeTheMigrationLooksAfterItsPartitionsOn
   EXPECT_EQ(partition_bounds("outbox_from_1"), "FOR VALUES FROM ('1') TO ('101')") << relay.log();
 }
 
+// The partitions the relay makes are vacuumed by autovacuum but never analyzed: an analyze
+// threshold no table reaches (relay/outbox_partitions.cpp, kNeverAnalyze). The migration's own
+// partitions keep the server's defaults.
+TEST(PartitionedOutbox, ThePartitionsTheRelayMakesAreNeverAnalyzedByAutovacuum) {
+  fresh_schema();
+  start_positions_past_the_first_partition();
+  Daemon relay(fast_retention());
+  ASSERT_TRUE(partition_made("outbox_from_1000101")) << relay.log();
+  auto options = [](const std::string& partition) {
+    return scalar(primary(),
+                  "SELECT coalesce(array_to_string(reloptions, ','), '') FROM pg_class WHERE relname = '" + partition + "'");
+  };
+  EXPECT_EQ(options("outbox_from_1000101"), "autovacuum_analyze_threshold=2147483647");
+  EXPECT_EQ(options("outbox_default"), "");
+}
+
 // A maintenance tick reads partitions whole and changes the catalog: 100-300 ms when it drops
 // partitions at the soak's rate, and longer behind a lock. It runs on a connection and a thread of
 // its own (relay/retention_worker.hpp): here a tick held for a minute by a failpoint, and the relay
