@@ -8,12 +8,17 @@
 //   relay_bench latency PRIMARY_URL BROKER_URL RATE SECONDS
 //                                                     inserts RATE events/s for SECONDS and prints the
 //                                                     commit-to-queue latency p50, p99 and max
-//   relay_bench soak PRIMARY_URL BROKER_URL EVENTS EVERY
-//                                                     writes EVENTS events as fast as the relay drains
-//                                                     them and reports every EVERY events the outbox's
-//                                                     size, dead tuples, drain rate and latency p99
+//   relay_bench soak PRIMARY_URL BROKER_URL EVENTS EVERY [PACE RELAY_PID]
+//                                                     writes EVENTS events and reports every EVERY
+//                                                     events the outbox's size, dead tuples, drain
+//                                                     rate, latency p99 and the relay's CPU per event.
+//                                                     PACE: max (as fast as the relay drains, the
+//                                                     default), auto[:FRACTION] (300,000 events at
+//                                                     max first, then FRACTION, default 0.8, of
+//                                                     their drain; bench/soak gives 0.7) or events/s
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -22,8 +27,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <deque>
 #include <pqxx/pqxx>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -150,6 +157,9 @@ struct SoakStep {
   // and the reading at the step's end falls anywhere on it. Not over the whole step: the first
   // one starts from an empty outbox, which fills for a retention (60 s) before it is steady.
   double table_mean = 0, index_mean = 0;
+  // The relay's own CPU per event over the step, and the events written but not yet received at
+  // its end: at a fixed rate these say whether the relay works harder or falls behind.
+  double relay_cpu_us = 0, backlog = 0;
 };
 
 constexpr auto kSizeWindow = std::chrono::seconds(30);
@@ -164,29 +174,92 @@ SoakStep read_outbox_stats(pqxx::connection& connection) {
   return SoakStep{row[0].as<double>(), row[1].as<double>(), row[2].as<double>(), 0, 0, row[3].as<double>()};
 }
 
-int soak(const std::string& primary, const std::string& broker, long total, long every) {
+// A process's CPU seconds (user and system) from /proc, or 0 if it is gone.
+double process_cpu_seconds(long pid) {
+  std::FILE* file = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!file) return 0;
+  char buffer[1024] = {};
+  size_t read = std::fread(buffer, 1, sizeof buffer - 1, file);
+  std::fclose(file);
+  // The fields after the command's closing parenthesis: state is the 3rd field, utime the 14th.
+  const char* after = std::strrchr(buffer, ')');
+  if (!after || read == 0) return 0;
+  unsigned long utime = 0, stime = 0;
+  if (std::sscanf(after + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2) return 0;
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// How the soak's writer paces itself. Saturated (rate 0): as fast as the relay drains, with at
+// most kBacklog events between the outbox and the queue. Fixed: `rate` events/s on a schedule
+// (open loop: a relay that falls behind shows as a growing backlog and p99, up to kMaxBacklog).
+// Calibrated: first `calibration` events saturated, then `fraction` of the drain they measured.
+struct SoakPace {
+  double rate = 0;
+  long calibration = 0;
+  double fraction = 0;
+};
+
+SoakPace parse_pace(const std::string& text) {
+  if (text == "max") return {};
+  if (text.rfind("auto", 0) == 0) {
+    // auto or auto:FRACTION
+    double fraction = text.size() > 5 && text[4] == ':' ? std::stod(text.substr(5)) : 0.8;
+    if (fraction <= 0 || fraction > 1) throw std::invalid_argument("the fraction of auto must be in (0, 1]: " + text);
+    return {0, 300000, fraction};
+  }
+  double rate = std::stod(text);
+  if (rate <= 0) throw std::invalid_argument("the rate must be max, auto[:FRACTION] or events/s above 0: " + text);
+  return {rate, 0, 0};
+}
+
+int soak(const std::string& primary, const std::string& broker, long total, long every, const SoakPace& pace, long relay_pid) {
   auto consumer = open(broker);
   declare_outbox_exchange(*consumer);
   consumer->declare_queue("bench.soak", outbox::amqp::QueueOptions{});
   consumer->bind_queue("bench.soak", "outbox", "bench.soak");
   consumer->set_prefetch(5000);
   consumer->consume("bench.soak", "bench");
-  // The writer keeps at most kBacklog events between the outbox and the queue: it writes as fast
-  // as the relay drains, the highest rate the pipeline sustains, and the backlog stays bounded.
-  constexpr long kBacklog = 10000, kBatch = 100;
+  constexpr long kBacklog = 10000, kMaxBacklog = 200000, kBatch = 100;
+  const long calibration = pace.calibration, all = calibration + total;
   std::atomic<long> written{0}, received{0};
+  // Events/s for the writer once it is paced (0: saturated). With calibration, set by the reader.
+  std::atomic<double> rate{pace.rate};
+  std::atomic<bool> capped{false};
   std::thread writer([&] {
     pqxx::connection connection(primary);
     connection.prepare("insert",
                        "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
                        "SELECT gen_random_uuid(), 'bench', 'agg-' || (g % 1000), g, 'bench.soak', json_build_object('i', g, "
                        "'pad', repeat('x', 100)) FROM generate_series($1::bigint, $2::bigint) g");
-    while (written < total) {
-      if (written - received > kBacklog) {
+    auto paced_from = Clock::now();
+    long paced_first = 0;
+    while (written < all) {
+      bool calibrating = written < calibration || (calibration > 0 && rate.load() == 0);
+      if (calibrating && written >= calibration) {  // calibrated: wait for the reader's rate
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        paced_from = Clock::now();
+        paced_first = written;
         continue;
       }
-      long first = written + 1, last = std::min<long>(written + kBatch, total);
+      double per_second = rate.load();
+      if (per_second == 0 || calibrating) {
+        if (written - received > kBacklog) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          continue;
+        }
+      } else {
+        double due = paced_first + per_second * std::chrono::duration<double>(Clock::now() - paced_from).count();
+        if (written >= due) {
+          std::this_thread::sleep_for(std::chrono::microseconds(500));
+          continue;
+        }
+        if (written - received > kMaxBacklog) {  // the relay did not keep up: bounded, and said
+          capped = true;
+          std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          continue;
+        }
+      }
+      long first = written + 1, last = std::min<long>(written + kBatch, calibrating ? calibration : all);
       pqxx::work tx(connection);
       tx.exec_prepared("insert", first, last);
       tx.commit();
@@ -198,14 +271,27 @@ int soak(const std::string& primary, const std::string& broker, long total, long
   std::vector<double> latencies_ms;
   auto step_start = Clock::now(), deadline = Clock::now() + std::chrono::hours(6);
   auto next_sample = Clock::now();
-  double dead_sum = 0, dead_peak = 0;
+  double dead_sum = 0, dead_peak = 0, relay_cpu_at_step = process_cpu_seconds(relay_pid);
   long dead_samples = 0;
+  // SOAK_TRACE=1: a line every second (the backlog, the slowest event received in that second).
+  const bool trace = std::getenv("SOAK_TRACE") != nullptr;
+  double slowest_this_second = 0;
   struct SizeSample {
     Clock::time_point at;
     double table_mb, index_mb;
   };
   std::deque<SizeSample> recent_sizes;
-  while (received < total && Clock::now() < deadline) {
+  // The calibration's drain is timed from its fifth to its last event: the first ones include the
+  // relay's wakeup and an empty queue.
+  Clock::time_point calibration_from;
+  auto start_step = [&] {
+    dead_sum = dead_peak = 0;
+    dead_samples = 0;
+    latencies_ms.clear();
+    step_start = Clock::now();
+    relay_cpu_at_step = process_cpu_seconds(relay_pid);
+  };
+  while (received < all && Clock::now() < deadline) {
     if (Clock::now() >= next_sample) {
       SoakStep sample = read_outbox_stats(stats);
       dead_sum += sample.dead;
@@ -214,20 +300,44 @@ int soak(const std::string& primary, const std::string& broker, long total, long
       recent_sizes.push_back({Clock::now(), sample.table_mb, sample.index_mb});
       while (recent_sizes.front().at < Clock::now() - kSizeWindow) recent_sizes.pop_front();
       next_sample += std::chrono::seconds(1);
+      if (trace) {
+        // The wall clock, to lay beside the servers' and the relay's logs.
+        long long now = now_us();
+        std::time_t seconds = static_cast<std::time_t>(now / 1000000);
+        std::tm utc{};
+        gmtime_r(&seconds, &utc);
+        std::printf("trace %02d:%02d:%02d.%03lld backlog %ld slowest %.0f ms dead %.0f table %.1f MB\n", utc.tm_hour, utc.tm_min,
+                    utc.tm_sec, now / 1000 % 1000, written - received, slowest_this_second, sample.dead, sample.table_mb);
+        slowest_this_second = 0;
+      }
     }
     uint64_t last = 0;
     consumer->poll(
         [&](outbox::amqp::Event& event) {
           if (event.kind != outbox::amqp::Event::Kind::delivery) return;
-          latencies_ms.push_back((now_us() - std::get<long long>(event.message->headers.at("created_at"))) / 1000.0);
           last = event.delivery_tag;
-          if (++received % every != 0) return;
+          long count = ++received;
+          if (count <= calibration) {
+            if (count == calibration / 5) calibration_from = Clock::now();
+            if (count < calibration) return;
+            double drain =
+                (calibration - calibration / 5) / std::chrono::duration<double>(Clock::now() - calibration_from).count();
+            rate = pace.fraction * drain;
+            std::printf("calibration: %ld events saturated drained at %.0f events/s; writing at %.0f events/s (%.0f%%)\n",
+                        calibration, drain, rate.load(), 100 * pace.fraction);
+            std::fflush(stdout);
+            start_step();
+            return;
+          }
+          latencies_ms.push_back((now_us() - std::get<long long>(event.message->headers.at("created_at"))) / 1000.0);
+          slowest_this_second = std::max(slowest_this_second, latencies_ms.back());
+          if ((count - calibration) % every != 0) return;
           SoakStep step = read_outbox_stats(stats);
           step.drain = every / std::chrono::duration<double>(Clock::now() - step_start).count();
           step.dead_mean = dead_samples ? dead_sum / dead_samples : step.dead;
           step.dead_peak = std::max(dead_peak, step.dead);
-          dead_sum = dead_peak = 0;
-          dead_samples = 0;
+          step.relay_cpu_us = relay_pid ? (process_cpu_seconds(relay_pid) - relay_cpu_at_step) / every * 1e6 : 0;
+          step.backlog = written - count;
           recent_sizes.push_back({Clock::now(), step.table_mb, step.index_mb});
           for (const SizeSample& size : recent_sizes) {
             step.table_mean += size.table_mb / recent_sizes.size();
@@ -235,21 +345,21 @@ int soak(const std::string& primary, const std::string& broker, long total, long
           }
           std::sort(latencies_ms.begin(), latencies_ms.end());
           step.p99 = latencies_ms[static_cast<size_t>(0.99 * (latencies_ms.size() - 1))];
-          latencies_ms.clear();
-          step_start = Clock::now();
           steps.push_back(step);
+          start_step();
           std::printf(
               "%ld: table %.1f MB (last 30 s %.1f), indexes %.1f MB (last 30 s %.1f), dead tuples %.0f (step mean %.0f, "
-              "peak %.0f), drain %.0f events/s, p99 %.1f ms (HOT updates %.0f%%)\n",
-              received.load(), step.table_mb, step.table_mean, step.index_mb, step.index_mean, step.dead, step.dead_mean,
-              step.dead_peak, step.drain, step.p99, step.hot_percent);
+              "peak %.0f), drain %.0f events/s, p99 %.1f ms, relay CPU %.1f us/event, backlog %.0f (HOT updates %.0f%%)\n",
+              count - calibration, step.table_mb, step.table_mean, step.index_mb, step.index_mean, step.dead, step.dead_mean,
+              step.dead_peak, step.drain, step.p99, step.relay_cpu_us, step.backlog, step.hot_percent);
           std::fflush(stdout);
         },
         std::chrono::milliseconds(100));
     if (last) consumer->ack(last, true);
   }
   writer.join();
-  if (steps.size() < 2) return received == total ? 0 : 1;
+  if (capped) std::printf("the relay fell behind the rate: the writer waited at a backlog of %ld events\n", kMaxBacklog);
+  if (steps.size() < 2) return received == all ? 0 : 1;
   // Drift: the largest distance of any later step from the first, as a share of the first.
   auto drift = [&](double SoakStep::*field) {
     double worst = 0;
@@ -259,11 +369,11 @@ int soak(const std::string& primary, const std::string& broker, long total, long
   };
   std::printf(
       "drift against the first step (max over the steps): table %.0f%% (last 30 s %.0f%%), indexes %.0f%% (last 30 s "
-      "%.0f%%), dead tuples %.0f%% (step mean %.0f%%, step peak %.0f%%), drain %.0f%%, p99 %.0f%%\n",
+      "%.0f%%), dead tuples %.0f%% (step mean %.0f%%, step peak %.0f%%), drain %.0f%%, p99 %.0f%%, relay CPU %.0f%%\n",
       drift(&SoakStep::table_mb), drift(&SoakStep::table_mean), drift(&SoakStep::index_mb), drift(&SoakStep::index_mean),
       drift(&SoakStep::dead), drift(&SoakStep::dead_mean), drift(&SoakStep::dead_peak), drift(&SoakStep::drain),
-      drift(&SoakStep::p99));
-  return received == total ? 0 : 1;
+      drift(&SoakStep::p99), drift(&SoakStep::relay_cpu_us));
+  return received == all && !capped ? 0 : 1;
 }
 
 }  // namespace
@@ -309,7 +419,9 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
-    if (args.size() == 5 && args[0] == "soak") return soak(args[1], args[2], std::stol(args[3]), std::stol(args[4]));
+    if ((args.size() == 5 || args.size() == 7) && args[0] == "soak")
+      return soak(args[1], args[2], std::stol(args[3]), std::stol(args[4]), parse_pace(args.size() == 7 ? args[5] : "max"),
+                  args.size() == 7 ? std::stol(args[6]) : 0);
     if (args.size() == 5 && args[0] == "latency") return latency(args[1], args[2], std::stoi(args[3]), std::stoi(args[4]));
   } catch (const std::exception& error) {
     std::fprintf(stderr, "relay_bench: %s\n", error.what());
@@ -318,6 +430,6 @@ int main(int argc, char** argv) {
   std::fprintf(stderr,
                "usage: relay_bench ceiling BROKER_URL QUEUE COUNT SIZE | queue BROKER_URL QUEUE BINDING_KEY [EXCHANGE] | depth "
                "BROKER_URL QUEUE | wait-marked PRIMARY_URL | wait-depth BROKER_URL QUEUE COUNT | latency PRIMARY_URL BROKER_URL "
-               "RATE SECONDS | soak PRIMARY_URL BROKER_URL EVENTS EVERY\n");
+               "RATE SECONDS | soak PRIMARY_URL BROKER_URL EVENTS EVERY [PACE RELAY_PID]\n");
   return 64;
 }
