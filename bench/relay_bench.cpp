@@ -8,14 +8,16 @@
 //   relay_bench latency PRIMARY_URL BROKER_URL RATE SECONDS
 //                                                     inserts RATE events/s for SECONDS and prints the
 //                                                     commit-to-queue latency p50, p99 and max
-//   relay_bench soak PRIMARY_URL BROKER_URL EVENTS EVERY [PACE RELAY_PID]
+//   relay_bench soak PRIMARY_URL BROKER_URL EVENTS EVERY [PACE RELAY_PID WARMUP_S]
 //                                                     writes EVENTS events and reports every EVERY
 //                                                     events the outbox's size, dead tuples, drain
 //                                                     rate, latency p99 and the relay's CPU per event.
 //                                                     PACE: max (as fast as the relay drains, the
 //                                                     default), auto[:FRACTION] (300,000 events at
 //                                                     max first, then FRACTION, default 0.8, of
-//                                                     their drain; bench/soak gives 0.7) or events/s
+//                                                     their drain) or events/s;
+//                                                     at a set rate the first WARMUP_S seconds are
+//                                                     not reported
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
 #include <unistd.h>
@@ -29,6 +31,7 @@
 #include <cstring>
 #include <ctime>
 #include <deque>
+#include <limits>
 #include <pqxx/pqxx>
 #include <stdexcept>
 #include <string>
@@ -212,7 +215,11 @@ SoakPace parse_pace(const std::string& text) {
   return {rate, 0, 0};
 }
 
-int soak(const std::string& primary, const std::string& broker, long total, long every, const SoakPace& pace, long relay_pid) {
+// `warmup`: at a set rate (after the calibration, if any), the events of the first `warmup` are
+// written and drained but not reported: the steps start with the outbox as full as it stays (a
+// retention's worth of rows) and the calibration's rows gone.
+int soak(const std::string& primary, const std::string& broker, long total, long every, const SoakPace& pace, long relay_pid,
+         std::chrono::seconds warmup) {
   auto consumer = open(broker);
   declare_outbox_exchange(*consumer);
   consumer->declare_queue("bench.soak", outbox::amqp::QueueOptions{});
@@ -220,7 +227,13 @@ int soak(const std::string& primary, const std::string& broker, long total, long
   consumer->set_prefetch(5000);
   consumer->consume("bench.soak", "bench");
   constexpr long kBacklog = 10000, kMaxBacklog = 200000, kBatch = 100;
-  const long calibration = pace.calibration, all = calibration + total;
+  const long calibration = pace.calibration;
+  const bool paced = pace.rate > 0 || pace.fraction > 0;
+  bool warming = paced && warmup.count() > 0;
+  // How many events in all: unknown until the warm-up ends.
+  std::atomic<long> goal{warming ? std::numeric_limits<long>::max() : calibration + total};
+  long counted_from = calibration;  // the events before the first step (reader thread)
+  Clock::time_point warm_until = Clock::now() + warmup;
   std::atomic<long> written{0}, received{0};
   // Events/s for the writer once it is paced (0: saturated). With calibration, set by the reader.
   std::atomic<double> rate{pace.rate};
@@ -233,7 +246,7 @@ int soak(const std::string& primary, const std::string& broker, long total, long
                        "'pad', repeat('x', 100)) FROM generate_series($1::bigint, $2::bigint) g");
     auto paced_from = Clock::now();
     long paced_first = 0;
-    while (written < all) {
+    while (written < goal) {
       bool calibrating = written < calibration || (calibration > 0 && rate.load() == 0);
       if (calibrating && written >= calibration) {  // calibrated: wait for the reader's rate
         std::this_thread::sleep_for(std::chrono::milliseconds(2));
@@ -259,7 +272,7 @@ int soak(const std::string& primary, const std::string& broker, long total, long
           continue;
         }
       }
-      long first = written + 1, last = std::min<long>(written + kBatch, calibrating ? calibration : all);
+      long first = written + 1, last = std::min<long>(written + kBatch, calibrating ? calibration : goal.load());
       pqxx::work tx(connection);
       tx.exec_prepared("insert", first, last);
       tx.commit();
@@ -291,7 +304,7 @@ int soak(const std::string& primary, const std::string& broker, long total, long
     step_start = Clock::now();
     relay_cpu_at_step = process_cpu_seconds(relay_pid);
   };
-  while (received < all && Clock::now() < deadline) {
+  while (received < goal && Clock::now() < deadline) {
     if (Clock::now() >= next_sample) {
       SoakStep sample = read_outbox_stats(stats);
       dead_sum += sample.dead;
@@ -326,12 +339,23 @@ int soak(const std::string& primary, const std::string& broker, long total, long
             std::printf("calibration: %ld events saturated drained at %.0f events/s; writing at %.0f events/s (%.0f%%)\n",
                         calibration, drain, rate.load(), 100 * pace.fraction);
             std::fflush(stdout);
+            warm_until = Clock::now() + warmup;
             start_step();
             return;
           }
+          if (warming) {
+            if (Clock::now() < warm_until) return;
+            warming = false;
+            counted_from = count - 1;
+            goal = counted_from + total;
+            std::printf("warm-up: %ld events over %lld s at the set rate, not reported\n", counted_from - calibration,
+                        static_cast<long long>(warmup.count()));
+            std::fflush(stdout);
+            start_step();
+          }
           latencies_ms.push_back((now_us() - std::get<long long>(event.message->headers.at("created_at"))) / 1000.0);
           slowest_this_second = std::max(slowest_this_second, latencies_ms.back());
-          if ((count - calibration) % every != 0) return;
+          if ((count - counted_from) % every != 0) return;
           SoakStep step = read_outbox_stats(stats);
           step.drain = every / std::chrono::duration<double>(Clock::now() - step_start).count();
           step.dead_mean = dead_samples ? dead_sum / dead_samples : step.dead;
@@ -350,7 +374,7 @@ int soak(const std::string& primary, const std::string& broker, long total, long
           std::printf(
               "%ld: table %.1f MB (last 30 s %.1f), indexes %.1f MB (last 30 s %.1f), dead tuples %.0f (step mean %.0f, "
               "peak %.0f), drain %.0f events/s, p99 %.1f ms, relay CPU %.1f us/event, backlog %.0f (HOT updates %.0f%%)\n",
-              count - calibration, step.table_mb, step.table_mean, step.index_mb, step.index_mean, step.dead, step.dead_mean,
+              count - counted_from, step.table_mb, step.table_mean, step.index_mb, step.index_mean, step.dead, step.dead_mean,
               step.dead_peak, step.drain, step.p99, step.relay_cpu_us, step.backlog, step.hot_percent);
           std::fflush(stdout);
         },
@@ -359,7 +383,7 @@ int soak(const std::string& primary, const std::string& broker, long total, long
   }
   writer.join();
   if (capped) std::printf("the relay fell behind the rate: the writer waited at a backlog of %ld events\n", kMaxBacklog);
-  if (steps.size() < 2) return received == all ? 0 : 1;
+  if (steps.size() < 2) return received == goal ? 0 : 1;
   // Drift: the largest distance of any later step from the first, as a share of the first.
   auto drift = [&](double SoakStep::*field) {
     double worst = 0;
@@ -373,7 +397,7 @@ int soak(const std::string& primary, const std::string& broker, long total, long
       drift(&SoakStep::table_mb), drift(&SoakStep::table_mean), drift(&SoakStep::index_mb), drift(&SoakStep::index_mean),
       drift(&SoakStep::dead), drift(&SoakStep::dead_mean), drift(&SoakStep::dead_peak), drift(&SoakStep::drain),
       drift(&SoakStep::p99), drift(&SoakStep::relay_cpu_us));
-  return received == all && !capped ? 0 : 1;
+  return received == goal && !capped ? 0 : 1;
 }
 
 }  // namespace
@@ -419,9 +443,9 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
-    if ((args.size() == 5 || args.size() == 7) && args[0] == "soak")
-      return soak(args[1], args[2], std::stol(args[3]), std::stol(args[4]), parse_pace(args.size() == 7 ? args[5] : "max"),
-                  args.size() == 7 ? std::stol(args[6]) : 0);
+    if ((args.size() == 5 || args.size() == 8) && args[0] == "soak")
+      return soak(args[1], args[2], std::stol(args[3]), std::stol(args[4]), parse_pace(args.size() == 8 ? args[5] : "max"),
+                  args.size() == 8 ? std::stol(args[6]) : 0, std::chrono::seconds(args.size() == 8 ? std::stol(args[7]) : 0));
     if (args.size() == 5 && args[0] == "latency") return latency(args[1], args[2], std::stoi(args[3]), std::stoi(args[4]));
   } catch (const std::exception& error) {
     std::fprintf(stderr, "relay_bench: %s\n", error.what());
@@ -430,6 +454,6 @@ int main(int argc, char** argv) {
   std::fprintf(stderr,
                "usage: relay_bench ceiling BROKER_URL QUEUE COUNT SIZE | queue BROKER_URL QUEUE BINDING_KEY [EXCHANGE] | depth "
                "BROKER_URL QUEUE | wait-marked PRIMARY_URL | wait-depth BROKER_URL QUEUE COUNT | latency PRIMARY_URL BROKER_URL "
-               "RATE SECONDS | soak PRIMARY_URL BROKER_URL EVENTS EVERY [PACE RELAY_PID]\n");
+               "RATE SECONDS | soak PRIMARY_URL BROKER_URL EVENTS EVERY [PACE RELAY_PID WARMUP_S]\n");
   return 64;
 }
