@@ -9,9 +9,11 @@
 //
 // - Ahead: while fewer than kPartitionsAhead partitions of relay.partition_size positions lie past
 //   the position sequence, one more is created. It is made as a table of its own and then attached
-//   (ATTACH takes SHARE UPDATE EXCLUSIVE on the outbox, which writers do not wait for). Should the
-//   relay fall behind anyway, the DEFAULT partition takes the rows: the write path never fails for a
-//   missing partition. A new partition starts past the highest row of the default partition, so the
+//   under SHARE ROW EXCLUSIVE on the outbox: the inserts in flight end first, the next ones wait
+//   for the ATTACH (a few milliseconds with an empty default partition), and none routes a row by
+//   the list of partitions from before it (which failed the insert). The relay's reads go on.
+//   Should the relay fall behind anyway, the DEFAULT partition takes the rows: the write path never
+//   fails for a missing partition. A new partition starts past the highest row of the default partition, so the
 //   two never overlap; such rows are removed by the row-deleting retention, on that partition only.
 // - Fit and cut (below) are skipped while the default partition holds rows: their ATTACH scans it
 //   under the outbox's ACCESS EXCLUSIVE lock, so writers would wait for the scan. Retention empties

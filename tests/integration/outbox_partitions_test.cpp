@@ -236,6 +236,30 @@ TEST(PartitionedOutbox, ARelayStartedBeforeTheMigrationLooksAfterItsPartitionsOn
   EXPECT_EQ(partition_bounds("outbox_from_1"), "FOR VALUES FROM ('1') TO ('101')") << relay.log();
 }
 
+// An INSERT routes its rows by the partitions it saw when it started. One that started before an
+// ATTACH and sent a row of the new range to the default partition (the writers past the partitions
+// ahead) failed once the ATTACH was done: "violates partition constraint" (bench/soak). So a
+// partition is attached under a lock that waits for the inserts in flight: while a writer's
+// transaction is open the tick gives up after its lock timeout, and attaches once it commits.
+// Before, the ATTACH went ahead beside the open insert.
+TEST(PartitionedOutbox, APartitionIsAttachedOnlyOnceTheInsertsInFlightHaveEnded) {
+  fresh_schema();
+  start_positions_past_the_first_partition();
+  Daemon relay(with_args(fast_retention(), {"--set", "relay.retention=1h", "--set", "log.level=debug"}));
+  ASSERT_TRUE(partition_made("outbox_from_1000101")) << relay.log();
+  auto writer = connect(primary());
+  pqxx::work insert(writer);
+  insert.exec(insert_events_sql("inflight.evt", 1));  // position 1,000,001, not committed
+  // The sequence past the partitions ahead: the next tick wants [1000201, 1000301).
+  exec(primary(), "SELECT setval(pg_get_serial_sequence('outbox', 'position'), 1000150)");
+  ASSERT_TRUE(eventually([&] {
+    return relay.log().find("partition maintenance waited too long for a lock") != std::string::npos;
+  })) << relay.log();
+  EXPECT_EQ(partitions().count("outbox_from_1000201"), 0u) << relay.log();
+  insert.commit();
+  EXPECT_TRUE(partition_made("outbox_from_1000201")) << relay.log();
+}
+
 // The partitions the relay makes are vacuumed by autovacuum but never analyzed: an analyze
 // threshold no table reaches (relay/outbox_partitions.cpp, kNeverAnalyze). The migration's own
 // partitions keep the server's defaults.
