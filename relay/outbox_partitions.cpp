@@ -87,7 +87,7 @@ Catalog read_catalog(pqxx::connection& connection, const std::string& quoted) {
 // (each row is two: the insert and the mark), so a partition being filled was analyzed again
 // every one to few minutes, each time reading up to 30,000 of its pages; and at the soak's rate each
 // autovacuum round analyzed the eight partitions filled since the last, 0.4 s each, a burst that
-// took the pipeline's headroom (bench/README, "Autovacuum's analyze of the outbox").
+// took the pipeline's headroom (bench/README, "A soak at a fixed rate").
 void create_partition(pqxx::transaction_base& tx, const Catalog& catalog, const std::string& quoted, long long lower,
                       long long upper) {
   std::string from = std::to_string(lower), to = std::to_string(upper);

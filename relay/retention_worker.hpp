@@ -7,11 +7,12 @@
 // (delete_retained_rows). A tick that drops partitions reads each one whole and changes the catalog
 // several times: 100-300 ms at the soak's rate. On the relay's own session that was as long a stall
 // of the event loop, with no read, publish, confirm or mark meanwhile, and it showed as the
-// commit-to-queue p99 of the steps that held a drop (bench/README, "The maintenance off the loop").
+// commit-to-queue p99 of the steps that held a drop (bench/README, "A soak at a fixed rate").
 // So the tick runs here, on a loop::Worker with a connection of its own, as the marks' vacuum does:
-// - Publishing never waits for it. Its locks are the ones it always took (a drop holds the outbox's
-//   ACCESS EXCLUSIVE lock for the drop alone, after waiting at most 200 ms for it), and the relay's
-//   session waits for those as the writers do.
+// - Publishing never waits for its reads. Its locks on the outbox are held for one step each,
+//   after waiting at most 200 ms for them: ACCESS EXCLUSIVE for a drop or a cut, SHARE ROW
+//   EXCLUSIVE for an attach (relay/outbox_partitions.hpp). The relay's session waits for those as
+//   the writers do (its marks for both, its reads for the first).
 // - One tick at a time: a tick that comes while the last one still runs is skipped.
 // - The connection is opened at the first tick and again after a failure; its statements wait at
 //   most 1 s for a lock (a migration holding the outbox), so that a shutdown never waits long.
