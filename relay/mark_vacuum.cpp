@@ -1,13 +1,10 @@
 #include "relay/mark_vacuum.hpp"
 
-#include "core/pg.hpp"
-
 namespace outbox::relay {
 
 MarkVacuum::MarkVacuum(loop::Loop& loop, std::string url, std::string role, std::vector<std::string> quoted_tables,
                        std::function<void(const VacuumRound&)> done)
-    : url_(std::move(url)),
-      role_(std::move(role)),
+    : session_(std::move(url), std::move(role), "outbox-relay-vacuum"),
       tables_(std::move(quoted_tables)),
       done_(std::move(done)),
       worker_(loop),
@@ -15,14 +12,8 @@ MarkVacuum::MarkVacuum(loop::Loop& loop, std::string url, std::string role, std:
 
 MarkVacuum::~MarkVacuum() {
   timer_.stop();
-  std::lock_guard lock(connection_mutex_);
-  if (connection_ && worker_.busy()) {
-    try {
-      connection_->cancel_query();
-    } catch (const std::exception&) {
-      // The VACUUM then runs to its end, which the worker's destructor waits for.
-    }
-  }
+  // The VACUUM then ends at once, or runs to its end, which the worker's destructor waits for.
+  if (worker_.busy()) session_.cancel();
 }
 
 void MarkVacuum::set_interval(std::chrono::milliseconds interval) {
@@ -40,13 +31,7 @@ void MarkVacuum::start_round() {
 VacuumRound MarkVacuum::round() {
   VacuumRound result;
   try {
-    if (!connection_) {
-      auto opened = pg::connect(url_, role_, "outbox-relay-vacuum");
-      std::lock_guard lock(connection_mutex_);
-      connection_ = std::move(opened);
-      locked_.clear();
-    }
-    pqxx::connection& connection = *connection_;
+    pqxx::connection& connection = session_.get();
     for (const std::string& table : tables_) {
       pqxx::nontransaction tx(connection);
       if (tx.exec_params1("SELECT relkind <> 'p' FROM pg_class WHERE oid = $1::regclass", table)[0].as<bool>()) continue;
@@ -82,8 +67,7 @@ VacuumRound MarkVacuum::round() {
   } catch (const std::exception& error) {
     result.problem = error.what();
     // A new session at the next round: this one may be broken, and its advisory locks go with it.
-    std::lock_guard lock(connection_mutex_);
-    connection_.reset();
+    session_.reset();
     locked_.clear();
   }
   return result;

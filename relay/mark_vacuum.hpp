@@ -25,7 +25,6 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <pqxx/pqxx>
 #include <set>
@@ -33,6 +32,7 @@
 #include <vector>
 
 #include "core/loop.hpp"
+#include "relay/side_session.hpp"
 
 namespace outbox::relay {
 
@@ -66,13 +66,10 @@ class MarkVacuum {
   // On the worker thread.
   VacuumRound round();
 
-  std::string url_, role_;
+  SideSession session_;
   std::vector<std::string> tables_;
   std::function<void(const VacuumRound&)> done_;
-  // The worker thread's; the loop thread only cancels its query, under the mutex.
-  std::mutex connection_mutex_;
-  std::unique_ptr<pqxx::connection> connection_;
-  std::set<std::string> locked_;  // tables whose advisory lock the connection holds
+  std::set<std::string> locked_;  // tables whose advisory lock the session holds
   VacuumRound result_;
   loop::Worker worker_;
   loop::Timer timer_;

@@ -8,33 +8,19 @@ namespace outbox::relay {
 
 RetentionWorker::RetentionWorker(loop::Loop& loop, std::string url, std::string role,
                                  std::function<void(std::vector<RetentionOutcome>)> done)
-    : url_(std::move(url)), role_(std::move(role)), done_(std::move(done)), worker_(loop) {}
+    : session_(std::move(url), std::move(role), "outbox-relay-maintenance", configure_session),
+      done_(std::move(done)),
+      worker_(loop) {}
 
 RetentionWorker::~RetentionWorker() {
-  std::lock_guard lock(connection_mutex_);
-  if (connection_ && worker_.busy()) {
-    try {
-      connection_->cancel_query();
-    } catch (const std::exception&) {
-      // The statement then runs to its end (at most a lock timeout), which the worker waits for.
-    }
-  }
+  // The statement then ends at once (or at most at its lock timeout), and the worker is joined.
+  if (worker_.busy()) session_.cancel();
 }
 
 bool RetentionWorker::start(RetentionJob job) {
   if (worker_.busy()) return false;
   worker_.run([this, job = std::move(job)] { outcomes_ = tick(job); }, [this] { done_(std::move(outcomes_)); });
   return true;
-}
-
-pqxx::connection& RetentionWorker::connection() {
-  if (!connection_) {
-    auto opened = pg::connect(url_, role_, "outbox-relay-maintenance");
-    configure_session(*opened);
-    std::lock_guard lock(connection_mutex_);
-    connection_ = std::move(opened);
-  }
-  return *connection_;
 }
 
 std::vector<RetentionOutcome> RetentionWorker::tick(const RetentionJob& job) {
@@ -46,7 +32,7 @@ std::vector<RetentionOutcome> RetentionWorker::tick(const RetentionJob& job) {
     outcome.name = table.name;
     try {
       failpoint("relay.retention");
-      pqxx::connection& session = connection();
+      pqxx::connection& session = session_.get();
       if (table.layout.partitioned)
         outcome.partitions = maintain_outbox_partitions(session, table.name, table.quoted, job.partition_size,
                                                         job.delete_on_publish ? std::chrono::milliseconds(0) : job.retention);
@@ -57,9 +43,7 @@ std::vector<RetentionOutcome> RetentionWorker::tick(const RetentionJob& job) {
     } catch (const std::exception& error) {
       outcome.problem = error.what();
       if (pg::is_connection_error(error)) {
-        // A new session at the next tick; the tables after this one wait for it.
-        std::lock_guard lock(connection_mutex_);
-        connection_.reset();
+        session_.reset();  // a new session at the next tick; the tables after this one wait for it
         break;
       }
     }

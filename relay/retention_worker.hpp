@@ -21,7 +21,6 @@
 #include <chrono>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <pqxx/pqxx>
 #include <string>
@@ -29,6 +28,7 @@
 
 #include "core/loop.hpp"
 #include "relay/outbox_partitions.hpp"
+#include "relay/side_session.hpp"
 
 namespace outbox::relay {
 
@@ -68,13 +68,9 @@ class RetentionWorker {
  private:
   // On the worker thread.
   std::vector<RetentionOutcome> tick(const RetentionJob& job);
-  pqxx::connection& connection();
 
-  std::string url_, role_;
+  SideSession session_;
   std::function<void(std::vector<RetentionOutcome>)> done_;
-  // The worker thread's; the loop thread only cancels its statement, under the mutex.
-  std::mutex connection_mutex_;
-  std::unique_ptr<pqxx::connection> connection_;
   std::vector<RetentionOutcome> outcomes_;
   loop::Worker worker_;
 };
