@@ -75,11 +75,18 @@ Catalog read_catalog(pqxx::connection& connection, const std::string& quoted) {
   return catalog;
 }
 
-// Creates the partition [lower, upper) as a table of its own, then attaches it. The caller holds
-// a lock on the outbox that writers wait for (create_ahead: SHARE ROW EXCLUSIVE; a cut: ACCESS
-// EXCLUSIVE), for the short time of the ATTACH; CREATE TABLE ... PARTITION OF would take ACCESS
-// EXCLUSIVE, which the relay's reads wait for too. The CHECK spares ATTACH a scan; the default
-// partition is scanned (empty, unless the writers outran the partitions ahead).
+// Creates the partition [lower, upper) as a table of its own, then attaches it, under SHARE ROW
+// EXCLUSIVE on the outbox (a cut holds ACCESS EXCLUSIVE already). ATTACH alone takes SHARE UPDATE
+// EXCLUSIVE, which writers do not wait for. But an INSERT routes its rows by the list of
+// partitions it read when it started: one that started before the ATTACH and sent a row of the
+// new range to the default partition (the writers past the partitions ahead) then waited for the
+// default partition's lock, which ATTACH holds for its scan, and failed once it had it: "new row
+// for relation outbox_default violates partition constraint" (bench/soak at 9,700 events/s,
+// partitions of 50,000 and a 10 s tick). A lock that conflicts with the writers' ROW EXCLUSIVE
+// makes the ATTACH wait for the inserts in flight and the next ones wait for it, and read the new
+// list; the relay's reads go on (CREATE TABLE ... PARTITION OF would take ACCESS EXCLUSIVE, which
+// they wait for too). The CHECK spares ATTACH a scan; the default partition is scanned (empty,
+// unless the writers outran the partitions ahead).
 // Autovacuum never ANALYZEs it (an analyze threshold no partition reaches; it still VACUUMs it).
 // Nothing the relay or the tools read needs its column statistics: rows are found by position,
 // through the partial index of unpublished rows, and the relay's VACUUM keeps the row and page
@@ -90,6 +97,7 @@ Catalog read_catalog(pqxx::connection& connection, const std::string& quoted) {
 // took the pipeline's headroom (bench/README, "A soak at a fixed rate").
 void create_partition(pqxx::transaction_base& tx, const Catalog& catalog, const std::string& quoted, long long lower,
                       long long upper) {
+  tx.exec("LOCK TABLE ONLY " + quoted + " IN SHARE ROW EXCLUSIVE MODE");
   std::string from = std::to_string(lower), to = std::to_string(upper);
   // A name PostgreSQL keeps whole (63 bytes): the table's name and the lower bound. A name longer
   // than 36 bytes is replaced by the table's oid: cut by characters, a name of multibyte
@@ -124,15 +132,6 @@ int create_ahead(pqxx::connection& connection, const Catalog& catalog, const std
     if (catalog.last_position >= top) lower = std::max(lower, catalog.last_position + size);
     pqxx::work tx(connection);
     begin_short(tx);
-    // ATTACH alone takes SHARE UPDATE EXCLUSIVE on the outbox, which writers do not wait for. But an
-    // INSERT routes its rows by the list of partitions it read when it started: one that started
-    // before the ATTACH and sends a row of the new range to the default partition (the writers
-    // past the partitions ahead) then waits for the default partition's lock, which ATTACH holds
-    // for its scan, and fails once it has it: "new row for relation outbox_default violates
-    // partition constraint" (bench/soak at 9,700 events/s, partitions of 50,000 and a 10 s tick).
-    // A lock that conflicts with the writers' ROW EXCLUSIVE makes the ATTACH wait for the
-    // inserts in flight and the next ones wait for it, and read the new list.
-    tx.exec("LOCK TABLE ONLY " + quoted + " IN SHARE ROW EXCLUSIVE MODE");
     create_partition(tx, catalog, quoted, lower, lower + size);
     tx.commit();
     top = lower + size;
