@@ -20,7 +20,6 @@
 //                                                     not reported
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -39,6 +38,7 @@
 #include <vector>
 
 #include "bench/broker.hpp"
+#include "bench/process.hpp"
 #include "core/amqp.hpp"
 #include "migrate/topology.hpp"
 
@@ -177,21 +177,6 @@ SoakStep read_outbox_stats(pqxx::connection& connection) {
   return SoakStep{row[0].as<double>(), row[1].as<double>(), row[2].as<double>(), 0, 0, row[3].as<double>()};
 }
 
-// A process's CPU seconds (user and system) from /proc, or 0 if it is gone.
-double process_cpu_seconds(long pid) {
-  std::FILE* file = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
-  if (!file) return 0;
-  char buffer[1024] = {};
-  size_t read = std::fread(buffer, 1, sizeof buffer - 1, file);
-  std::fclose(file);
-  // The fields after the command's closing parenthesis: state is the 3rd field, utime the 14th.
-  const char* after = std::strrchr(buffer, ')');
-  if (!after || read == 0) return 0;
-  unsigned long utime = 0, stime = 0;
-  if (std::sscanf(after + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2) return 0;
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 // How the soak's writer paces itself. Saturated (rate 0): as fast as the relay drains, with at
 // most kBacklog events between the outbox and the queue. Fixed: `rate` events/s on a schedule
 // (open loop: a relay that falls behind shows as a growing backlog and p99, up to kMaxBacklog).
@@ -284,7 +269,7 @@ int soak(const std::string& primary, const std::string& broker, long total, long
   std::vector<double> latencies_ms;
   auto step_start = Clock::now(), deadline = Clock::now() + std::chrono::hours(6);
   auto next_sample = Clock::now();
-  double dead_sum = 0, dead_peak = 0, relay_cpu_at_step = process_cpu_seconds(relay_pid);
+  double dead_sum = 0, dead_peak = 0, relay_cpu_at_step = outbox::bench::process_cpu_seconds(relay_pid);
   long dead_samples = 0;
   // SOAK_TRACE=1: a line every second (the backlog, the slowest event received in that second).
   const bool trace = std::getenv("SOAK_TRACE") != nullptr;
@@ -302,7 +287,7 @@ int soak(const std::string& primary, const std::string& broker, long total, long
     dead_samples = 0;
     latencies_ms.clear();
     step_start = Clock::now();
-    relay_cpu_at_step = process_cpu_seconds(relay_pid);
+    relay_cpu_at_step = outbox::bench::process_cpu_seconds(relay_pid);
   };
   while (received < goal && Clock::now() < deadline) {
     if (Clock::now() >= next_sample) {
@@ -360,7 +345,7 @@ int soak(const std::string& primary, const std::string& broker, long total, long
           step.drain = every / std::chrono::duration<double>(Clock::now() - step_start).count();
           step.dead_mean = dead_samples ? dead_sum / dead_samples : step.dead;
           step.dead_peak = std::max(dead_peak, step.dead);
-          step.relay_cpu_us = relay_pid ? (process_cpu_seconds(relay_pid) - relay_cpu_at_step) / every * 1e6 : 0;
+          step.relay_cpu_us = relay_pid ? (outbox::bench::process_cpu_seconds(relay_pid) - relay_cpu_at_step) / every * 1e6 : 0;
           step.backlog = written - count;
           recent_sizes.push_back({Clock::now(), step.table_mb, step.index_mb});
           for (const SizeSample& size : recent_sizes) {

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "bench/broker.hpp"
+#include "bench/process.hpp"
 #include "core/amqp.hpp"
 #include "examples/parking/parking.hpp"
 #include "migrate/pack.hpp"
@@ -140,18 +141,6 @@ int fill(const std::string& url, long long count, size_t pack, const std::string
   return 0;
 }
 
-// utime + stime of a process on this host, in seconds.
-double process_cpu_seconds(int pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-  std::istringstream fields(text.substr(text.rfind(')') + 2));
-  std::string field;
-  long long ticks = 0;
-  for (int i = 3; fields >> field && i <= 15; ++i)
-    if (i >= 14) ticks += std::stoll(field);  // fields 14 and 15: utime, stime
-  return static_cast<double>(ticks) / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
 // The same rows in the same order as replicate gets them, in batches of replicate.batch_size,
 // upserted with nothing else: no version guard, no bookkeeping. (Replicate's own batches are often
 // smaller, cut by group commit; bench/replicate-apply prints their mean beside this.) A batch may
@@ -180,7 +169,7 @@ int upsert(const std::string& replica, const std::string& table, const std::stri
     tx.commit();
   }
   double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  std::printf("%.3f %.3f\n", seconds, process_cpu_seconds(backend));
+  std::printf("%.3f %.3f\n", seconds, outbox::bench::process_cpu_seconds(backend));
   return 0;
 }
 
