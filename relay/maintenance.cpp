@@ -13,6 +13,7 @@ void Relay::run_retention() {
   }
   RetentionJob job{.partition_size = tunables_.partition_size,
                    .retention = tunables_.retention,
+                   .interval = tunables_.maintenance_interval,
                    .delete_on_publish = tunables_.delete_on_publish};
   for (size_t table = 0; table < tables_.size(); ++table)
     job.tables.push_back(RetentionTask{tables_[table].name, tables_[table].quoted, layouts_[table]});
@@ -34,9 +35,29 @@ void Relay::retained(const std::vector<RetentionOutcome>& outcomes) {
       if (done->skipped) log_->debug("{}: partition maintenance skipped: another relay holds its lock", outcome.name);
       if (done->cut_deferred)
         log_->debug("{}: no partition is cut while the default partition holds rows (retention empties it)", outcome.name);
+      if (done->surveyed) watch_partitions(outcome.name, *done);
     }
     side_task_works(task);
   }
+}
+
+// Says once, when it changes, how many partitions the pace keeps ahead, and whether the default
+// partition holds rows: rows no partition covered when they were written, most often because the
+// writers passed the partitions ahead.
+void Relay::watch_partitions(const std::string& table, const MaintenanceResult& done) {
+  PartitionWatch& watch = partition_watch_[table];
+  if (done.partitions_ahead != watch.partitions_ahead)
+    log_->info(
+        "{}: {} partitions of {} positions are now kept ahead of the writers (their fastest tick of late: {:.0f} positions/s, "
+        "ticks {} ms apart)",
+        table, done.partitions_ahead, tunables_.partition_size, done.peak_rate, tunables_.maintenance_interval.count());
+  if (done.cut_deferred && !watch.default_holds_rows)
+    log_->warn(
+        "{}: the default partition holds rows (up to position {}) that no partition covered when they were written; they "
+        "stay there until relay.retention removes them, and no partition is cut meanwhile",
+        table, done.highest_in_default);
+  if (!done.cut_deferred && watch.default_holds_rows) log_->info("{}: the default partition is empty again", table);
+  watch = {done.partitions_ahead, done.cut_deferred};
 }
 
 std::unique_ptr<MarkVacuum> Relay::make_mark_vacuum() {

@@ -10,8 +10,9 @@ namespace {
 // How long a maintenance statement may wait for a lock: writers queued behind it wait no longer.
 constexpr const char* kLockTimeout = "200ms";
 constexpr long long kNeverAnalyze = 2147483647;  // autovacuum_analyze_threshold's maximum
-// At most this many partitions are created (and dropped) per tick: a relay started after a long
-// outage catches up over a few ticks instead of holding its session for long.
+// At most this many partitions are dropped per tick (and created, unless the pace asks for more
+// ahead): a relay started after a long outage catches up over a few ticks instead of holding its
+// session for long.
 constexpr int kMaxChangesPerTick = 4;
 // The most rows a partition may hold to be cut (cut_open_partition): the cut scans it under lock.
 constexpr long long kMaxRowsToCut = 100000;
@@ -120,11 +121,11 @@ void create_partition(pqxx::transaction_base& tx, const Catalog& catalog, const 
 
 void begin_short(pqxx::transaction_base& tx) { tx.exec(std::string("SET LOCAL lock_timeout = '") + kLockTimeout + "'"); }
 
-int create_ahead(pqxx::connection& connection, const Catalog& catalog, const std::string& quoted, long long size) {
+int create_ahead(pqxx::connection& connection, const Catalog& catalog, const std::string& quoted, long long size, int ahead) {
   long long top = catalog.ranges.empty() ? catalog.last_position + 1 : catalog.ranges.back().upper;
   if (top == std::numeric_limits<long long>::max()) return 0;  // a MAXVALUE partition takes every new row
   int created = 0;
-  while (created < kMaxChangesPerTick && top <= catalog.last_position + kPartitionsAhead * size) {
+  while (created < std::max(kMaxChangesPerTick, ahead) && top <= catalog.last_position + ahead * size) {
     // Rows already in the default partition stay there: a new range must not cover them. While
     // the writers are past every partition (their rows go to the default partition now), the new
     // one starts a partition's length past them, out of reach of the rows written meanwhile.
@@ -326,7 +327,8 @@ OutboxLayout read_outbox_layout(pqxx::connection& connection, const std::string&
 }
 
 MaintenanceResult maintain_outbox_partitions(pqxx::connection& connection, const std::string& name, const std::string& quoted,
-                                             long long partition_size, std::chrono::milliseconds retention) {
+                                             long long partition_size, std::chrono::milliseconds retention, PartitionPace& pace,
+                                             std::chrono::milliseconds interval) {
   MaintenanceResult result;
   MaintenanceLock lock(connection, quoted);
   if (!lock.held()) {
@@ -335,13 +337,18 @@ MaintenanceResult maintain_outbox_partitions(pqxx::connection& connection, const
   }
   try {
     Catalog catalog = read_catalog(connection, quoted);
+    pace.observe(catalog.last_position, PartitionPace::Clock::now());
+    result.partitions_ahead = pace.partitions_ahead(partition_size, interval);
+    result.peak_rate = pace.peak_rate();
+    result.surveyed = true;
     result.cut_deferred = catalog.default_holds_rows;
+    result.highest_in_default = catalog.highest_in_default;
     if (!result.cut_deferred && (fit_open_partition(connection, catalog, quoted, partition_size) ||
                                  cut_open_partition(connection, catalog, quoted, retention))) {
       result.created = 1;
       catalog = read_catalog(connection, quoted);
     }
-    result.created += create_ahead(connection, catalog, quoted, partition_size);
+    result.created += create_ahead(connection, catalog, quoted, partition_size, result.partitions_ahead);
     result.dropped = drop_old(connection, catalog, name, quoted, retention);
   } catch (const pqxx::sql_error& error) {
     // 55P03 lock_not_available: a lock not had within kLockTimeout (a long transaction on the

@@ -7,8 +7,9 @@
 // worse. On a partitioned outbox the relay instead drops a whole partition once nothing in it is
 // needed any more, and creates the next partitions before the writers reach them:
 //
-// - Ahead: while fewer than kPartitionsAhead partitions of relay.partition_size positions lie past
-//   the position sequence, one more is created. It is made as a table of its own and then attached
+// - Ahead: while fewer partitions of relay.partition_size positions lie past the position sequence
+//   than its pace asks for (relay/partition_pace.hpp: two, or enough for two ticks at the fastest
+//   rate of the recent ticks), one more is created. It is made as a table of its own and then attached
 //   under SHARE ROW EXCLUSIVE on the outbox: the inserts in flight end first, the next ones wait
 //   for the ATTACH (a few milliseconds with an empty default partition), and none routes a row by
 //   the list of partitions from before it (which failed the insert). The relay's reads go on.
@@ -44,10 +45,11 @@
 #include <pqxx/pqxx>
 #include <string>
 
+#include "relay/partition_pace.hpp"
+
 namespace outbox::relay {
 
 inline constexpr int kOutboxPartitionLockClass = 0x6F627835;  // (class, hashint8(table oid)): one maintenance at a time
-inline constexpr int kPartitionsAhead = 2;
 
 // What the catalog says of an outbox table: whether it is partitioned, and its DEFAULT partition.
 struct OutboxLayout {
@@ -65,13 +67,19 @@ struct MaintenanceResult {
   // The default partition holds rows, so no partition was cut: a cut's ATTACH scans the default
   // partition under the outbox's ACCESS EXCLUSIVE lock, which writers wait for.
   bool cut_deferred = false;
+  bool surveyed = false;                    // the catalog was read: cut_deferred and the fields below are this tick's
+  long long highest_in_default = 0;         // the default partition's highest position, when it holds rows
+  int partitions_ahead = kPartitionsAhead;  // what the pace asked for at this tick
+  double peak_rate = 0;                     // the pace's fastest advance, positions per second
 };
 
 // One tick of maintenance of the partitioned outbox `quoted` (configured as `name`, the key of its
 // rows in outbox_parked). Runs outside any transaction, on the retention's own session
 // (relay/retention_worker.hpp), whose session advisory lock it takes for the tick. `retention` is 0
 // with relay.on_publish = delete: a partition goes once nothing in it waits, and none is cut.
+// `pace` is the table's, kept by the caller from tick to tick, which are `interval` apart.
 MaintenanceResult maintain_outbox_partitions(pqxx::connection& connection, const std::string& name, const std::string& quoted,
-                                             long long partition_size, std::chrono::milliseconds retention);
+                                             long long partition_size, std::chrono::milliseconds retention, PartitionPace& pace,
+                                             std::chrono::milliseconds interval);
 
 }  // namespace outbox::relay

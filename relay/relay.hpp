@@ -97,6 +97,7 @@ class Relay {
   void keep_heartbeat_with_its_partition();
   void run_retention();
   void retained(const std::vector<RetentionOutcome>& outcomes);
+  void watch_partitions(const std::string& table, const MaintenanceResult& done);
   std::unique_ptr<MarkVacuum> make_mark_vacuum();
   void vacuumed(const VacuumRound& round);
   void write_heartbeat();
@@ -149,6 +150,12 @@ class Relay {
   std::map<std::string, std::string> side_problems_;  // failing side task -> why, logged once
   std::unique_ptr<MarkVacuum> vacuum_;
   std::unique_ptr<RetentionWorker> retention_worker_;
+  // Per outbox table, what its partition maintenance said last, so that each change is logged once.
+  struct PartitionWatch {
+    int partitions_ahead = kPartitionsAhead;
+    bool default_holds_rows = false;
+  };
+  std::map<std::string, PartitionWatch> partition_watch_;
   std::set<std::string> not_owned_warned_;  // partitions the relay's role cannot vacuum, said once each
   std::optional<Error> fatal_error_;
   bool releasing_ = false;          // over its fair share with rows in flight: reads pause until they are confirmed

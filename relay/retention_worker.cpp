@@ -35,7 +35,8 @@ std::vector<RetentionOutcome> RetentionWorker::tick(const RetentionJob& job) {
       pqxx::connection& session = session_.get();
       if (table.layout.partitioned)
         outcome.partitions = maintain_outbox_partitions(session, table.name, table.quoted, job.partition_size,
-                                                        job.delete_on_publish ? std::chrono::milliseconds(0) : job.retention);
+                                                        job.delete_on_publish ? std::chrono::milliseconds(0) : job.retention,
+                                                        paces_[table.quoted], job.interval);
       // A partitioned outbox loses its old rows by dropping partitions; rows are deleted only in
       // its default partition. Any other table keeps the row-deleting retention.
       if (!job.delete_on_publish && (!table.layout.partitioned || table.layout.default_partition))

@@ -20,6 +20,7 @@
 //   connection, held only for the tick.
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <pqxx/pqxx>
@@ -44,7 +45,8 @@ struct RetentionJob {
   std::vector<RetentionTask> tables;
   long long partition_size = 0;
   std::chrono::milliseconds retention{0};
-  bool delete_on_publish = false;  // relay.on_publish = delete: nothing is kept, no rows to delete later
+  std::chrono::milliseconds interval{0};  // relay.maintenance_interval: how far apart the ticks are
+  bool delete_on_publish = false;         // relay.on_publish = delete: nothing is kept, no rows to delete later
 };
 
 // What the tick did for one table, reported on the loop thread.
@@ -72,6 +74,7 @@ class RetentionWorker {
   SideSession session_;
   std::function<void(std::vector<RetentionOutcome>)> done_;
   std::vector<RetentionOutcome> outcomes_;
+  std::map<std::string, PartitionPace> paces_;  // by quoted table name; used on the worker thread only
   loop::Worker worker_;
 };
 

@@ -260,6 +260,31 @@ TEST(PartitionedOutbox, APartitionIsAttachedOnlyOnceTheInsertsInFlightHaveEnded)
   EXPECT_TRUE(partition_made("outbox_from_1000201")) << relay.log();
 }
 
+// Partitions of 100 positions and a tick a second: two partitions ahead last while the writers take
+// fewer than 100 positions a second. Here they take 1,000 between two ticks (the sequence set
+// forward, as a burst of writes would), and the relay keeps enough partitions ahead for two ticks
+// at that rate (relay/partition_pace.hpp), so that the rows written next find their partition. With
+// two partitions ahead, the partitions stopped 200 positions past the sequence, and the next rows
+// went to the default partition.
+TEST(PartitionedOutbox, TheRelayKeepsMorePartitionsAheadOnceTheWritersOutpaceTwoOfThemPerTick) {
+  fresh_schema();
+  start_positions_past_the_first_partition();
+  Daemon relay(with_args(fast_retention(), {"--set", "relay.retention=1h"}));
+  ASSERT_TRUE(partition_made("outbox_from_1000101")) << relay.log();
+  exec(primary(), "SELECT setval(pg_get_serial_sequence('outbox', 'position'), 1001000)");
+  // Over the next ticks (the rate seen, at least 1,000 positions in up to 5 s, holds for 30 ticks):
+  // at least 500 positions ahead, five partitions from 1,001,100 (the first a partition past the
+  // sequence, which had passed every partition).
+  ASSERT_TRUE(partition_made("outbox_from_1001500")) << relay.log();
+  EXPECT_TRUE(eventually([&] {
+    return relay.log().find("partitions of 100 positions are now kept ahead of the writers") != std::string::npos;
+  })) << relay.log();
+  exec(primary(), "SELECT setval(pg_get_serial_sequence('outbox', 'position'), 1001099)");
+  insert_events("burst.evt", 500);  // positions 1,001,100 to 1,001,599
+  EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM outbox_default"), "0") << relay.log();
+  EXPECT_EQ(relay.log().find("the default partition holds rows (up to"), std::string::npos) << relay.log();
+}
+
 // The partitions the relay makes are vacuumed by autovacuum but never analyzed: an analyze
 // threshold no table reaches (relay/outbox_partitions.cpp, kNeverAnalyze). The migration's own
 // partitions keep the server's defaults.
@@ -477,11 +502,21 @@ TEST(PartitionedOutbox, NoPartitionIsCutWhileTheDefaultPartitionHoldsRowsAndTheC
     return relay.log().find("public.outbox: no partition is cut while the default partition holds rows") != std::string::npos;
   })) << relay.log();
   EXPECT_EQ(partition_bounds("outbox_from_1"), "FOR VALUES FROM ('1') TO ('1000001')") << relay.log();
+  EXPECT_TRUE(eventually([&] {
+    return relay.log().find("public.outbox: the default partition holds rows (up to position 5000000)") != std::string::npos;
+  })) << relay.log();
   // Retention (an hour) removes the spilled row; the next tick fits the first partition to 100.
   EXPECT_TRUE(eventually([] { return partition_bounds("outbox_from_1") == "FOR VALUES FROM ('1') TO ('101')"; },
                          std::chrono::seconds(60)))
       << relay.log();
   EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM outbox_default"), "0");
+  EXPECT_TRUE(eventually([&] {
+    return relay.log().find("public.outbox: the default partition is empty again") != std::string::npos;
+  })) << relay.log();
+  // Said once, not at every tick while the rows stayed.
+  const std::string log = relay.log();
+  const std::string warning = "the default partition holds rows (up to";
+  EXPECT_EQ(log.find(warning, log.find(warning) + 1), std::string::npos) << log;
 }
 
 // A table whose name is long in bytes (multibyte characters) still gets one partition per range:
