@@ -35,7 +35,7 @@ void Relay::retained(const std::vector<RetentionOutcome>& outcomes) {
       if (done->skipped) log_->debug("{}: partition maintenance skipped: another relay holds its lock", outcome.name);
       if (done->cut_deferred)
         log_->debug("{}: no partition is cut while the default partition holds rows (retention empties it)", outcome.name);
-      if (done->surveyed) watch_partitions(outcome.name, *done);
+      watch_partitions(outcome.name, *done);
     }
     side_task_works(task);
   }
@@ -45,6 +45,23 @@ void Relay::retained(const std::vector<RetentionOutcome>& outcomes) {
 // partition holds rows: rows no partition covered when they were written, most often because the
 // writers passed the partitions ahead.
 void Relay::watch_partitions(const std::string& table, const MaintenanceResult& done) {
+  auto& ahead_gauge = metrics_.gauge("outbox_relay_partitions_ahead",
+                                     "Partitions of the outbox kept ahead of the writers at this relay's last maintenance of it",
+                                     {{"table", table}});
+  auto& default_gauge = metrics_.gauge(
+      "outbox_relay_default_partition_in_use",
+      "1 while the outbox's default partition holds rows (no partition covered them when written), at this relay's last "
+      "maintenance of it",
+      {{"table", table}});
+  if (!done.surveyed) {
+    // Another relay looked after the table at this tick (or a lock was not had in time): this
+    // relay's last figures would go stale, so they are left out; the relay that did it has them.
+    ahead_gauge.clear();
+    default_gauge.clear();
+    return;
+  }
+  ahead_gauge.set(done.partitions_ahead);
+  default_gauge.set(done.cut_deferred ? 1 : 0);
   PartitionWatch& watch = partition_watch_[table];
   if (done.partitions_ahead != watch.partitions_ahead)
     log_->info(

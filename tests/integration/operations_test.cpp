@@ -395,6 +395,11 @@ TEST(Operations, MetricsServeTheNamedCountersAndTheyMove) {
   EXPECT_EQ(sample(relay, "outbox_relay_connected{peer=\"broker\"}"), 1) << relay;
   EXPECT_EQ(sample(relay, "outbox_relay_partitions_owned"), 16) << "the only relay owns every partition:\n" << relay;
   EXPECT_NE(relay.find("# TYPE outbox_relay_batch_seconds histogram"), std::string::npos);
+  // The partitioned outbox's gauges, from the relay's first maintenance tick (a second after its start).
+  EXPECT_TRUE(eventually([&] {
+    return sample(http_get(relay_port, "/metrics").body, "outbox_relay_partitions_ahead" + table) == 2;
+  })) << http_get(relay_port, "/metrics").body;
+  EXPECT_EQ(sample(http_get(relay_port, "/metrics").body, "outbox_relay_default_partition_in_use" + table), 0);
 
   double published = sample(relay, "outbox_relay_published_total" + table);
   double applied = sample(replicate, "outbox_replicate_applied_total{replica=\"main\"}");

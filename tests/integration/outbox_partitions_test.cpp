@@ -496,8 +496,13 @@ TEST(PartitionedOutbox, NoPartitionIsCutWhileTheDefaultPartitionHoldsRowsAndTheC
        "created_at, published_at) OVERRIDING SYSTEM VALUE VALUES (5000000, gen_random_uuid(), 'test', 'spilled', 1, "
        "'spill.evt', '{}', now() - interval '3 hours', now() - interval '2 hours')");
   ASSERT_EQ(scalar(primary(), "SELECT count(*) FROM outbox_default"), "1");
+  const int metrics_port = free_port();
+  const std::string in_use = "outbox_relay_default_partition_in_use{table=\"public.outbox\"} ";
+  auto gauge_reads = [&](const std::string& value) {
+    return http_get(metrics_port, "/metrics").body.find(in_use + value + "\n") != std::string::npos;
+  };
   Daemon relay({"relay", "--set", "log.level=debug", "--set", "relay.heartbeat_interval=0", "--set", "relay.retention=1h",
-                "--set", "relay.partition_size=100"});
+                "--set", "relay.partition_size=100", "--set", "metrics.listen=127.0.0.1:" + std::to_string(metrics_port)});
   EXPECT_TRUE(eventually([&] {
     return relay.log().find("public.outbox: no partition is cut while the default partition holds rows") != std::string::npos;
   })) << relay.log();
@@ -505,6 +510,7 @@ TEST(PartitionedOutbox, NoPartitionIsCutWhileTheDefaultPartitionHoldsRowsAndTheC
   EXPECT_TRUE(eventually([&] {
     return relay.log().find("public.outbox: the default partition holds rows (up to position 5000000)") != std::string::npos;
   })) << relay.log();
+  EXPECT_TRUE(eventually([&] { return gauge_reads("1"); })) << http_get(metrics_port, "/metrics").body;
   // Retention (an hour) removes the spilled row; the next tick fits the first partition to 100.
   EXPECT_TRUE(eventually([] { return partition_bounds("outbox_from_1") == "FOR VALUES FROM ('1') TO ('101')"; },
                          std::chrono::seconds(60)))
@@ -513,6 +519,7 @@ TEST(PartitionedOutbox, NoPartitionIsCutWhileTheDefaultPartitionHoldsRowsAndTheC
   EXPECT_TRUE(eventually([&] {
     return relay.log().find("public.outbox: the default partition is empty again") != std::string::npos;
   })) << relay.log();
+  EXPECT_TRUE(eventually([&] { return gauge_reads("0"); })) << http_get(metrics_port, "/metrics").body;
   // Said once, not at every tick while the rows stayed.
   const std::string log = relay.log();
   const std::string warning = "the default partition holds rows (up to";
