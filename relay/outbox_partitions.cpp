@@ -173,19 +173,43 @@ void cut_at(pqxx::transaction_base& tx, const Catalog& catalog, const std::strin
   create_partition(tx, catalog, quoted, cut, upper);
 }
 
+// The partition the sequence is in: the one being written. None when the writers are past every partition.
+const RangePartition* open_partition(const Catalog& catalog) {
+  auto open = std::find_if(catalog.ranges.begin(), catalog.ranges.end(), [&](const RangePartition& range) {
+    return range.lower <= catalog.last_position && catalog.last_position < range.upper;
+  });
+  return open == catalog.ranges.end() ? nullptr : &*open;
+}
+
+// A pace that has seen no tick yet (the relay's first, after a start or a restart) would keep two
+// partitions ahead until its second tick, a relay.maintenance_interval later, which at a high rate
+// is longer than they last. So it starts from the partition being written: its first row, how
+// many positions behind the sequence and how long ago it was written (by the server's clock, as
+// the sequence), once that is at least kMinSeedAge (a partition just begun gives no rate).
+void seed_pace(pqxx::connection& connection, const Catalog& catalog, PartitionPace& pace, PartitionPace::Clock::time_point now) {
+  constexpr double kMinSeedAge = 1.0;  // seconds
+  const RangePartition* open = open_partition(catalog);
+  if (!open) return;
+  pqxx::read_transaction tx(connection);
+  pqxx::result first = tx.exec("SELECT position, extract(epoch FROM clock_timestamp() - created_at)::float8 FROM " +
+                               open->quoted + " ORDER BY position LIMIT 1");
+  if (first.empty() || first[0][1].is_null()) return;
+  double age = first[0][1].as<double>();
+  if (age < kMinSeedAge) return;
+  pace.observe(first[0][0].as<long long>(),
+               now - std::chrono::duration_cast<PartitionPace::Clock::duration>(std::chrono::duration<double>(age)));
+}
+
 // At a low rate the partition being written would stay open for months, and its rows would outlive
 // relay.retention. Once its oldest row is older than half of it (and it holds few rows, as it does
 // at such a rate), it is cut at the sequence, under a short ACCESS EXCLUSIVE lock on the outbox:
 // [lower, last + 1) is attached again, now closed, and a new partition takes [last + 1, upper).
 bool cut_open_partition(pqxx::connection& connection, const Catalog& catalog, const std::string& quoted,
                         std::chrono::milliseconds retention) {
-  auto open = std::find_if(catalog.ranges.begin(), catalog.ranges.end(), [&](const RangePartition& range) {
-    return range.lower <= catalog.last_position && catalog.last_position < range.upper;
-  });
+  const RangePartition* open = open_partition(catalog);
   // No retention (relay.on_publish = delete): the rows go as they are confirmed, and a cut at
   // every tick would only take the lock at every tick.
-  if (retention.count() == 0 || open == catalog.ranges.end() || open->upper == std::numeric_limits<long long>::max())
-    return false;
+  if (retention.count() == 0 || !open || open->upper == std::numeric_limits<long long>::max()) return false;
   if (!oldest_row_older_than(connection, *open, retention / 2) || !holds_few_rows(connection, *open)) return false;
   pqxx::work tx(connection);
   begin_short(tx);
@@ -337,7 +361,9 @@ MaintenanceResult maintain_outbox_partitions(pqxx::connection& connection, const
   }
   try {
     Catalog catalog = read_catalog(connection, quoted);
-    pace.observe(catalog.last_position, PartitionPace::Clock::now());
+    const PartitionPace::Clock::time_point now = PartitionPace::Clock::now();
+    if (!pace.seen()) seed_pace(connection, catalog, pace, now);
+    pace.observe(catalog.last_position, now);
     result.partitions_ahead = pace.partitions_ahead(partition_size, interval);
     result.peak_rate = pace.peak_rate();
     result.surveyed = true;

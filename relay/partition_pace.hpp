@@ -12,7 +12,8 @@
 // next, and keeps enough partitions ahead for two intervals at the fastest rate of its recent ticks
 // (a tick may be skipped while the last one still runs, so the next one may come two intervals
 // later), plus one partition, and never fewer than kPartitionsAhead. Pure arithmetic; the tick
-// feeds it the sequence it reads.
+// feeds it the sequence it reads, and at the first tick the first row of the partition being
+// written.
 #include <chrono>
 #include <deque>
 #include <optional>
@@ -33,6 +34,9 @@ class PartitionPace {
   // The sequence's last value read at a tick. A sequence that went back (reset by hand) counts as
   // no advance.
   void observe(long long last_position, Clock::time_point at);
+  // Whether a reading was observed: the relay's maintenance seeds a new pace from the partition
+  // being written (relay/outbox_partitions.cpp).
+  bool seen() const { return last_.has_value(); }
   // The fastest advance of the recent ticks, in positions per second (0 before a second tick).
   double peak_rate() const;
   // How many partitions of `partition_size` to keep past the sequence for ticks `interval` apart.

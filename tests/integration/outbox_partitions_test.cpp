@@ -285,6 +285,22 @@ TEST(PartitionedOutbox, TheRelayKeepsMorePartitionsAheadOnceTheWritersOutpaceTwo
   EXPECT_EQ(relay.log().find("the default partition holds rows (up to"), std::string::npos) << relay.log();
 }
 
+// A relay started while the writers take positions fast keeps enough partitions ahead from its
+// first tick: its pace starts from the partition being written (its first row, 5,000 positions
+// behind the sequence and written two seconds ago, a few seconds before the tick: 500-1,700
+// positions/s). Without that it kept two ahead until its second tick, which at that rate is
+// longer than they last; here, with no writes after the start, it kept two for good.
+TEST(PartitionedOutbox, ARelayStartedWhileTheWritersAreFastKeepsEnoughPartitionsAheadFromItsFirstTick) {
+  fresh_schema();
+  exec(primary(),
+       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, created_at) "
+       "VALUES (gen_random_uuid(), 'test', 'first', 1, 'seed.evt', '{}', now() - interval '2 seconds')");
+  exec(primary(), "SELECT setval(pg_get_serial_sequence('outbox', 'position'), 5001)");
+  Daemon relay(with_args(fast_retention(), {"--set", "relay.retention=1h"}));
+  // The first tick cuts the migration's partition at 5,002 and keeps at least 900 positions ahead.
+  EXPECT_TRUE(partition_made("outbox_from_5802")) << relay.log();
+}
+
 // The partitions the relay makes are vacuumed by autovacuum but never analyzed: an analyze
 // threshold no table reaches (relay/outbox_partitions.cpp, kNeverAnalyze). The migration's own
 // partitions keep the server's defaults.
