@@ -25,6 +25,7 @@ void Relay::retained(const std::vector<RetentionOutcome>& outcomes) {
     const std::string task = "retention of " + outcome.name;
     if (outcome.problem) {
       side_problem(task, *outcome.problem);
+      clear_partition_gauges(outcome.name);
       continue;
     }
     if (const std::optional<MaintenanceResult>& done = outcome.partitions) {
@@ -41,33 +42,43 @@ void Relay::retained(const std::vector<RetentionOutcome>& outcomes) {
   }
 }
 
-// Says once, when it changes, how many partitions the pace keeps ahead, and whether the default
-// partition holds rows: rows no partition covered when they were written, most often because the
-// writers passed the partitions ahead.
+namespace {
+
+metrics::Gauge& partitions_ahead_gauge(metrics::Registry& registry, const std::string& table) {
+  return registry.gauge("outbox_relay_partitions_ahead",
+                        "Partitions of the outbox the relay aims to keep ahead of the writers, at this relay's last maintenance "
+                        "of it",
+                        {{"table", table}});
+}
+
+metrics::Gauge& default_partition_gauge(metrics::Registry& registry, const std::string& table) {
+  return registry.gauge("outbox_relay_default_partition_in_use",
+                        "1 while the outbox's default partition holds rows (no partition covered them when written), at this "
+                        "relay's last maintenance of it",
+                        {{"table", table}});
+}
+
+}  // namespace
+
+// Left out while this relay's figures of the table are not current: another relay did the last
+// tick, the tick failed, or the primary is lost. A stale 1 would keep the alert firing through
+// max() after the relay that did the work saw the default partition empty.
+void Relay::clear_partition_gauges(const std::string& table) {
+  partitions_ahead_gauge(metrics_, table).clear();
+  default_partition_gauge(metrics_, table).clear();
+}
+
+// Says once, when it changes, how many partitions the pace asks for ahead, and whether the
+// default partition holds rows: rows no partition covered when they were written, most often
+// because the writers passed the partitions ahead. The gauges say the same at every tick.
 void Relay::watch_partitions(const std::string& table, const MaintenanceResult& done) {
-  auto& ahead_gauge = metrics_.gauge("outbox_relay_partitions_ahead",
-                                     "Partitions of the outbox kept ahead of the writers at this relay's last maintenance of it",
-                                     {{"table", table}});
-  auto& default_gauge = metrics_.gauge(
-      "outbox_relay_default_partition_in_use",
-      "1 while the outbox's default partition holds rows (no partition covered them when written), at this relay's last "
-      "maintenance of it",
-      {{"table", table}});
-  if (!done.surveyed) {
-    // Another relay looked after the table at this tick (or a lock was not had in time): this
-    // relay's last figures would go stale, so they are left out; the relay that did it has them.
-    ahead_gauge.clear();
-    default_gauge.clear();
-    return;
-  }
-  ahead_gauge.set(done.partitions_ahead);
-  default_gauge.set(done.cut_deferred ? 1 : 0);
+  if (!done.surveyed) return clear_partition_gauges(table);
+  partitions_ahead_gauge(metrics_, table).set(done.partitions_ahead);
+  default_partition_gauge(metrics_, table).set(done.cut_deferred ? 1 : 0);
   PartitionWatch& watch = partition_watch_[table];
   if (done.partitions_ahead != watch.partitions_ahead)
-    log_->info(
-        "{}: {} partitions of {} positions are now kept ahead of the writers (their fastest tick of late: {:.0f} positions/s, "
-        "ticks {} ms apart)",
-        table, done.partitions_ahead, tunables_.partition_size, done.peak_rate, tunables_.maintenance_interval.count());
+    log_->info("{}: the pace now asks for {} partitions ahead of the writers (their fastest tick of late: {:.0f} positions/s)",
+               table, done.partitions_ahead, done.peak_rate);
   if (done.cut_deferred && !watch.default_holds_rows)
     log_->warn(
         "{}: the default partition holds rows (up to position {}) that no partition covered when they were written; they "

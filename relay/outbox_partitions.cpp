@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <limits>
+#include <optional>
+#include <utility>
 #include <vector>
 
 namespace outbox::relay {
@@ -125,7 +127,10 @@ int create_ahead(pqxx::connection& connection, const Catalog& catalog, const std
   long long top = catalog.ranges.empty() ? catalog.last_position + 1 : catalog.ranges.back().upper;
   if (top == std::numeric_limits<long long>::max()) return 0;  // a MAXVALUE partition takes every new row
   int created = 0;
-  while (created < std::max(kMaxChangesPerTick, ahead) && top <= catalog.last_position + ahead * size) {
+  // While the default partition holds rows, each attach scans it under a lock the writers wait
+  // for: no more of those per tick than before the pace.
+  const int most = catalog.default_holds_rows ? kMaxChangesPerTick : std::max(kMaxChangesPerTick, ahead);
+  while (created < most && top <= catalog.last_position + ahead * size) {
     // Rows already in the default partition stay there: a new range must not cover them. While
     // the writers are past every partition (their rows go to the default partition now), the new
     // one starts a partition's length past them, out of reach of the rows written meanwhile.
@@ -185,19 +190,28 @@ const RangePartition* open_partition(const Catalog& catalog) {
 // partitions ahead until its second tick, a relay.maintenance_interval later, which at a high rate
 // is longer than they last. So it starts from the partition being written: its first row, how
 // many positions behind the sequence and how long ago it was written (by the server's clock, as
-// the sequence), once that is at least kMinSeedAge (a partition just begun gives no rate).
+// the sequence). Only an age between a second (a partition just begun gives no rate) and a
+// month is taken (created_at is the writers': an infinite or a placeholder date gives none). Best
+// effort: a statement that fails leaves the pace to learn from the next ticks, and the tick goes on.
 void seed_pace(pqxx::connection& connection, const Catalog& catalog, PartitionPace& pace, PartitionPace::Clock::time_point now) {
-  constexpr double kMinSeedAge = 1.0;  // seconds
   const RangePartition* open = open_partition(catalog);
   if (!open) return;
-  pqxx::read_transaction tx(connection);
-  pqxx::result first = tx.exec("SELECT position, extract(epoch FROM clock_timestamp() - created_at)::float8 FROM " +
-                               open->quoted + " ORDER BY position LIMIT 1");
-  if (first.empty() || first[0][1].is_null()) return;
-  double age = first[0][1].as<double>();
-  if (age < kMinSeedAge) return;
-  pace.observe(first[0][0].as<long long>(),
-               now - std::chrono::duration_cast<PartitionPace::Clock::duration>(std::chrono::duration<double>(age)));
+  std::optional<std::pair<long long, double>> first;
+  try {
+    pqxx::read_transaction tx(connection);
+    pqxx::result row = tx.exec(
+        "SELECT position, extract(epoch FROM clock_timestamp() - created_at)::float8 FROM (SELECT position, created_at FROM " +
+        open->quoted +
+        " ORDER BY position LIMIT 1) f WHERE isfinite(created_at) AND created_at BETWEEN clock_timestamp() - interval '30 "
+        "days' AND clock_timestamp() - interval '1 second'");
+    if (!row.empty()) first.emplace(row[0][0].as<long long>(), row[0][1].as<double>());
+  } catch (const pqxx::sql_error& error) {
+    if (error.sqlstate() == "57014") throw;  // cancelled at the shutdown: the tick ends here
+    return;                                  // a lock, a privilege, a column changed by hand: the next ticks measure the pace
+  }
+  if (!first) return;
+  pace.observe(first->first,
+               now - std::chrono::duration_cast<PartitionPace::Clock::duration>(std::chrono::duration<double>(first->second)));
 }
 
 // At a low rate the partition being written would stay open for months, and its rows would outlive

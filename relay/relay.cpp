@@ -284,7 +284,10 @@ void Relay::database_lost(const std::string& reason) {
                    ", " + std::to_string(window_.unconfirmed()) + " unconfirmed message(s) will be published again");
   // The advisory locks died with the session: another instance may own these partitions now.
   ownership_.forget();
-  for (const TableSpec& table : tables_) lag::clear_owned_gauges(metrics_, table.name, instance_);
+  for (const TableSpec& table : tables_) {
+    lag::clear_owned_gauges(metrics_, table.name, instance_);
+    clear_partition_gauges(table.name);
+  }
   forget_in_flight_and_reconnect();
 }
 

@@ -98,6 +98,7 @@ class Relay {
   void run_retention();
   void retained(const std::vector<RetentionOutcome>& outcomes);
   void watch_partitions(const std::string& table, const MaintenanceResult& done);
+  void clear_partition_gauges(const std::string& table);
   std::unique_ptr<MarkVacuum> make_mark_vacuum();
   void vacuumed(const VacuumRound& round);
   void write_heartbeat();
