@@ -39,6 +39,11 @@ PrimaryStage read_primary(const config::Config& config, const std::string& servi
   return stage;
 }
 
+// A row's created_at for its age: the writers' own, and an infinite one ('infinity', '-infinity')
+// has none. Subtracted from now, it failed the statement ("cannot subtract infinite timestamps"),
+// and `outbox lag` called the primary unreachable; its age now reads as unknown (NULL).
+constexpr const char* kFiniteCreatedAt = "CASE WHEN isfinite(o.created_at) THEN o.created_at END";
+
 TableStage read_table(pqxx::transaction_base& tx, const std::string& table) {
   TableStage stage;
   stage.table = table;
@@ -50,9 +55,9 @@ TableStage read_table(pqxx::transaction_base& tx, const std::string& table) {
   // Both use the outbox's indexes: the partial index of unpublished rows, and the primary key
   // walked backwards from the newest position (unpublished rows are few and at the end).
   pqxx::row backlog =
-      tx.exec_params1("SELECT count(*), extract(epoch FROM clock_timestamp() - (SELECT created_at FROM " + quoted +
-                          " o WHERE published_at IS NULL" + held + " ORDER BY position LIMIT 1))::float8 FROM " + quoted +
-                          " o WHERE published_at IS NULL" + held,
+      tx.exec_params1("SELECT count(*), extract(epoch FROM clock_timestamp() - (SELECT " + std::string(kFiniteCreatedAt) +
+                          " FROM " + quoted + " o WHERE published_at IS NULL" + held +
+                          " ORDER BY position LIMIT 1))::float8 FROM " + quoted + " o WHERE published_at IS NULL" + held,
                       table);
   stage.unpublished = backlog[0].as<long long>();
   stage.oldest_unpublished_age = pg::optional_field<double>(backlog[1]);
@@ -94,9 +99,9 @@ OwnedStage read_owned_table(pqxx::transaction_base& tx, const std::string& table
       " FROM (SELECT * FROM " + quoted + " WHERE published_at IS NULL ORDER BY position LIMIT $4) o WHERE true" + held + owned;
   stage.unpublished =
       tx.exec_params1("SELECT count(*)" + first_rows, table, partitions, owned_partitions, count_limit)[0].as<long long>();
-  pqxx::result first = tx.exec_params(
-      "SELECT extract(epoch FROM clock_timestamp() - o.created_at)::float8" + first_rows + " ORDER BY o.position LIMIT 1", table,
-      partitions, owned_partitions, count_limit);
+  pqxx::result first = tx.exec_params("SELECT extract(epoch FROM clock_timestamp() - " + std::string(kFiniteCreatedAt) +
+                                          ")::float8" + first_rows + " ORDER BY o.position LIMIT 1",
+                                      table, partitions, owned_partitions, count_limit);
   if (!first.empty()) stage.oldest_unpublished_age = pg::optional_field<double>(first[0][0]);
   if (has_parked)
     stage.parked = tx.exec_params1("SELECT count(*) FROM outbox_parked p JOIN " + quoted +

@@ -36,6 +36,10 @@ RowMessage message_from_row(const pqxx::row& row, const TableSpec& table, size_t
   message.type = row[5].c_str();
   message.body.assign(row[6].c_str(), row[6].size());
   long long created_us = row[7].as<long long>();
+  if (created_us == kUncarriedCreatedAt) {
+    result.problem = "created_at is not a time a message can carry (infinity, -infinity or past the year 294000)";
+    return result;
+  }
   message.exchange = table.exchange;
   message.routing_key = table.routing_key.empty() ? message.type : table.routing_key;
   message.timestamp_seconds = created_us / 1000000;

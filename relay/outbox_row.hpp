@@ -3,6 +3,7 @@
 // relay checks each row with this before publishing it; `outbox failed retry --relay` checks a
 // parked row with it before releasing it.
 #include <iterator>
+#include <limits>
 #include <pqxx/pqxx>
 #include <string>
 
@@ -13,9 +14,15 @@ namespace outbox::relay {
 struct TableSpec;
 
 // The columns every read of the outbox selects, in the order message_from_row() expects.
+// created_at is the writers' own: 'infinity', '-infinity' and the last millennia of timestamptz
+// have no microseconds since 1970 in a bigint, and the conversion failed the whole read, at every
+// poll ("cannot convert infinity to bigint"). Such a time reads as kUncarriedCreatedAt, and its
+// row is parked with the reason (message_from_row).
+inline constexpr long long kUncarriedCreatedAt = std::numeric_limits<long long>::min();
 inline constexpr const char* kRowColumns =
     "position, event_id::text, aggregate_type, aggregate_id, aggregate_version, event_type, payload::text, "
-    "(extract(epoch FROM created_at) * 1000000)::bigint";
+    "CASE WHEN created_at > '-infinity' AND created_at < '294000-01-01 00:00:00+00' "
+    "THEN (extract(epoch FROM created_at) * 1000000)::bigint WHEN created_at IS NOT NULL THEN '-9223372036854775808'::bigint END";
 
 // The optional columns of a saga's outbox (migrate/sql/primary/0003, service/1001), after
 // kRowColumns in this order. A table in relay.tables may lack any of them (a user's own table):
@@ -39,7 +46,7 @@ struct RowMessage {
 // Builds the message of a row read with kRowColumns (and optionally the saga columns: then
 // correlation_id and reply_to become the AMQP properties, causation_id a header, and routing_key,
 // when not NULL, the routing key instead of the table's or the type). A NULL column of
-// kRowColumns, a version outside core/aggregate_version.hpp's range, or a message over an AMQP
+// kRowColumns, a created_at no message can carry, a version outside core/aggregate_version.hpp's range, or a message over an AMQP
 // limit (amqp::unpublishable_reason) is a problem. Throws pqxx::conversion_error only for a NULL
 // position.
 RowMessage message_from_row(const pqxx::row& row, const TableSpec& table, size_t frame_max, size_t max_message_size);

@@ -623,6 +623,39 @@ TEST(Relay, ARowWithANullColumnInALooseTableIsParkedAndTheOthersArePublished) {
   exec(servers().primary_url, "DROP TABLE loose_outbox");
 }
 
+// created_at is the writers' own, and timestamptz takes 'infinity' and '-infinity'. Such a row has
+// no time for the message's timestamp and created_at header: it is parked with the reason, and the
+// rows after it go on. Before, the read's conversion of created_at to microseconds failed ("cannot
+// convert infinity to bigint") for the whole read, at every poll: no row of the outbox was
+// published again. And `outbox lag` called the primary unreachable ("cannot subtract infinite
+// timestamps"): it now counts such a row, with its age unknown.
+TEST(Relay, ARowCreatedAtInfinityIsParkedAndTheOthersArePublished) {
+  fresh_schema();
+  TestQueue queue("test.infinite", "infinite.#");
+  exec(servers().primary_url,
+       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, created_at) "
+       "VALUES (gen_random_uuid(), 'test', 'a', 1, 'infinite.evt', '{}', 'infinity'), "
+       "(gen_random_uuid(), 'test', 'b', 1, 'infinite.evt', '{}', '-infinity'), "
+       "(gen_random_uuid(), 'test', 'c', 1, 'infinite.evt', '{}', DEFAULT)");
+  // Before the relay parks them, `outbox lag` counts them (their age is unknown).
+  RunResult lag = run_outbox({"lag", "--json"});
+  ASSERT_EQ(lag.exit_code, 0) << lag;
+  const nlohmann::json table = nlohmann::json::parse(lag.out)["outbox"]["tables"][0];
+  EXPECT_EQ(table["unpublished"], 3) << lag;
+  EXPECT_TRUE(table["oldest_unpublished_age_seconds"].is_null()) << lag;
+  Daemon relay(relay_args());
+  ASSERT_EQ(queue.collect(1).size(), 1u) << relay.log();
+  EXPECT_EQ(header_text(queue.messages()[0], "aggregate_id"), "c");
+  EXPECT_TRUE(eventually([] {
+    return scalar(servers().primary_url,
+                  "SELECT string_agg(aggregate_id || ': ' || error, '; ' ORDER BY position) FROM "
+                  "outbox_parked") ==
+           "a: created_at is not a time a message can carry (infinity, -infinity or past the year 294000); b: created_at "
+           "is not a time a message can carry (infinity, -infinity or past the year 294000)";
+  })) << relay.log();
+  EXPECT_TRUE(relay.running());
+}
+
 namespace {
 
 // The relay's view of its parked rows: `outbox failed list --relay` as JSON objects.
