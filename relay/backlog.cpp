@@ -6,6 +6,7 @@
 #include "core/pg.hpp"
 #include "core/settings.hpp"
 #include "relay/parked_rows.hpp"
+#include "relay/partitions.hpp"
 #include "relay/settings.hpp"
 
 namespace outbox::lag {
@@ -89,7 +90,7 @@ OwnedStage read_owned_table(pqxx::transaction_base& tx, const std::string& table
   std::string quoted = pg::quote_qualified(table);
   bool has_parked = tx.exec1(parked_rows::kExistsSql)[0].as<bool>();
   // The partition of a row is the relay's (relay/statements.cpp, read_owned).
-  std::string owned = " AND (hashtext(o.aggregate_id) & 2147483647) % $2 = ANY($3::int[])";
+  std::string owned = " AND " + relay::row_partition_sql("o.aggregate_id", "$2") + " = ANY($3::int[])";
   std::string held = has_parked ? " AND " + parked_rows::not_held("$1") : " AND $1::text IS NOT NULL";
   // The first count_limit unpublished rows by position, whoever owns them, and of those the ones
   // this relay owns. The limit applies before the ownership filter, so that the scan is bounded
@@ -106,8 +107,8 @@ OwnedStage read_owned_table(pqxx::transaction_base& tx, const std::string& table
   if (has_parked)
     stage.parked = tx.exec_params1("SELECT count(*) FROM outbox_parked p JOIN " + quoted +
                                        " o ON o.position = p.position AND o.published_at IS NULL WHERE p.outbox_table = $1 "
-                                       "AND p.parked_at IS NOT NULL AND (hashtext(p.aggregate_id) & 2147483647) % $2 = "
-                                       "ANY($3::int[])",
+                                       "AND p.parked_at IS NOT NULL AND " +
+                                       relay::row_partition_sql("p.aggregate_id", "$2") + " = ANY($3::int[])",
                                    table, partitions, owned_partitions)[0]
                        .as<long long>();
   return stage;

@@ -4,6 +4,7 @@
 
 #include "relay/outbox_row.hpp"
 #include "relay/parked_rows.hpp"
+#include "relay/partitions.hpp"
 
 namespace outbox::relay {
 
@@ -24,7 +25,7 @@ void prepare_reads(pqxx::connection& connection, size_t index, const std::string
   // for 6,000 positions against an execution of 4 ms, and a generic plan searched the array
   // linearly for each row (61 ms). The anti-join plans in 0.6 ms and runs in 2 ms (bench/README,
   // "The relay's read").
-  const std::string partition = "(hashtext(aggregate_id) & 2147483647) % $4";
+  const std::string partition = row_partition_sql("aggregate_id", "$4");
   std::string columns = "SELECT " + selected + ", " + partition + " FROM " + table +
                         " o WHERE published_at IS NULL AND NOT EXISTS (SELECT FROM unnest($2::bigint[]) AS in_flight(position) "
                         "WHERE in_flight.position = o.position) AND " +

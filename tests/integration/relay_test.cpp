@@ -623,6 +623,39 @@ TEST(Relay, ARowWithANullColumnInALooseTableIsParkedAndTheOthersArePublished) {
   exec(servers().primary_url, "DROP TABLE loose_outbox");
 }
 
+// A row of a loose table with no aggregate id has no relay partition ((hashtext(NULL) & ...) is
+// NULL). A relay that owns every partition reads the whole table and parks it; but with two
+// relays, each reading only its own partitions, neither read it: it stayed unpublished for good,
+// neither published nor parked. It now counts as partition 0's, whose owner parks it.
+TEST(Relay, ARowWithoutAnAggregateIdIsParkedWhenTwoRelaysShareThePartitions) {
+  fresh_schema();
+  TestQueue queue("test.loose", "loose.#");
+  exec(servers().primary_url,
+       "CREATE TABLE loose_outbox (LIKE outbox INCLUDING ALL); ALTER TABLE loose_outbox ALTER aggregate_id DROP NOT NULL");
+  std::string config = write_file("loose-shared.toml", "[[relay.tables]]\nname = \"public.loose_outbox\"\n");
+  Daemon first(relay_args({"--instance", "first"}), {{"OUTBOX_CONFIG", config}});
+  Daemon second(relay_args({"--instance", "second"}), {{"OUTBOX_CONFIG", config}});
+  ASSERT_TRUE(eventually([&] {
+    return first.log().find("owning 8 of 16") != std::string::npos && second.log().find("owning 8 of 16") != std::string::npos;
+  })) << first.log()
+      << second.log();
+  exec(servers().primary_url,
+       "INSERT INTO loose_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
+       "VALUES (gen_random_uuid(), 'test', NULL, 1, 'loose.evt', '{}'), (gen_random_uuid(), 'test', 'b', 1, 'loose.evt', '{}')");
+  ASSERT_EQ(queue.collect(1).size(), 1u) << first.log() << second.log();
+  EXPECT_EQ(header_text(queue.messages()[0], "aggregate_id"), "b");
+  EXPECT_TRUE(eventually([] {
+    return scalar(servers().primary_url, "SELECT error FROM outbox_parked WHERE outbox_table = 'public.loose_outbox'") ==
+           "aggregate_id is NULL";
+  })) << first.log()
+      << second.log();
+  first.signal(SIGTERM);
+  second.signal(SIGTERM);
+  first.wait_exit();
+  second.wait_exit();
+  exec(servers().primary_url, "DROP TABLE loose_outbox");
+}
+
 // created_at is the writers' own, and timestamptz takes 'infinity' and '-infinity'. Such a row has
 // no time for the message's timestamp and created_at header: it is parked with the reason, and the
 // rows after it go on. Before, the read's conversion of created_at to microseconds failed ("cannot
