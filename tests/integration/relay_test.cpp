@@ -597,22 +597,42 @@ TEST(Relay, ALockHeldOnTheOutboxTableDoesNotFreezeTheRelayAndPublishingResumesAf
   EXPECT_EQ(relay.wait_exit(20s), 0) << relay.log();
 }
 
+namespace {
+
+// A [[relay.tables]] table like the outbox whose `nullable_column` allows NULL (a user's own
+// table); returns the config file that names it. The test drops it at its end.
+std::string make_loose_table(const std::string& nullable_column) {
+  exec(servers().primary_url, "CREATE TABLE loose_outbox (LIKE outbox INCLUDING ALL); ALTER TABLE loose_outbox ALTER " +
+                                  nullable_column + " DROP NOT NULL");
+  return write_file("loose.toml", "[[relay.tables]]\nname = \"public.loose_outbox\"\n");
+}
+
+// Two rows into the loose table: one with the given aggregate id and version (SQL literals), then
+// a good one of aggregate "b".
+void insert_loose_rows(const std::string& first_aggregate_id, const std::string& first_version) {
+  exec(servers().primary_url,
+       "INSERT INTO loose_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, "
+       "payload) VALUES (gen_random_uuid(), 'test', " +
+           first_aggregate_id + ", " + first_version +
+           ", 'loose.evt', '{}'), (gen_random_uuid(), 'test', 'b', 1, 'loose.evt', '{}')");
+}
+
+// Whether the relay parked the loose table's row with `error`.
+bool loose_row_parked_with(const std::string& error) {
+  return scalar(servers().primary_url, "SELECT error FROM outbox_parked WHERE outbox_table = 'public.loose_outbox'") == error;
+}
+
+}  // namespace
+
 TEST(Relay, ARowWithANullColumnInALooseTableIsParkedAndTheOthersArePublished) {
   fresh_schema();
   TestQueue queue("test.loose", "loose.#");
-  exec(
-      servers().primary_url,
-      "CREATE TABLE loose_outbox (LIKE outbox INCLUDING ALL); ALTER TABLE loose_outbox ALTER aggregate_version DROP NOT NULL; "
-      "INSERT INTO loose_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
-      "VALUES (gen_random_uuid(), 'test', 'a', NULL, 'loose.evt', '{}'), (gen_random_uuid(), 'test', 'b', 1, 'loose.evt', '{}')");
-  std::string config = write_file("loose.toml", "[[relay.tables]]\nname = \"public.loose_outbox\"\n");
+  std::string config = make_loose_table("aggregate_version");
+  insert_loose_rows("'a'", "NULL");
   Daemon relay(relay_args(), {{"OUTBOX_CONFIG", config}});
   ASSERT_EQ(queue.collect(1).size(), 1u) << relay.log();
   EXPECT_EQ(header_text(queue.messages()[0], "aggregate_id"), "b");
-  EXPECT_TRUE(eventually([] {
-    return scalar(servers().primary_url, "SELECT error FROM outbox_parked WHERE outbox_table = 'public.loose_outbox'") ==
-           "aggregate_version is NULL";
-  })) << relay.log();
+  EXPECT_TRUE(eventually([] { return loose_row_parked_with("aggregate_version is NULL"); })) << relay.log();
   // The broker's confirm reaches the queue before the relay marks the row published: poll for it.
   EXPECT_TRUE(eventually([] {
     return scalar(servers().primary_url, "SELECT count(*) FROM loose_outbox WHERE published_at IS NULL") == "1";
@@ -626,29 +646,21 @@ TEST(Relay, ARowWithANullColumnInALooseTableIsParkedAndTheOthersArePublished) {
 // A row of a loose table with no aggregate id has no relay partition ((hashtext(NULL) & ...) is
 // NULL). A relay that owns every partition reads the whole table and parks it; but with two
 // relays, each reading only its own partitions, neither read it: it stayed unpublished for good,
-// neither published nor parked. It now counts as partition 0's, whose owner parks it.
+// neither published nor parked. It now belongs to the empty id's partition, whose owner parks it.
 TEST(Relay, ARowWithoutAnAggregateIdIsParkedWhenTwoRelaysShareThePartitions) {
   fresh_schema();
   TestQueue queue("test.loose", "loose.#");
-  exec(servers().primary_url,
-       "CREATE TABLE loose_outbox (LIKE outbox INCLUDING ALL); ALTER TABLE loose_outbox ALTER aggregate_id DROP NOT NULL");
-  std::string config = write_file("loose-shared.toml", "[[relay.tables]]\nname = \"public.loose_outbox\"\n");
+  std::string config = make_loose_table("aggregate_id");
   Daemon first(relay_args({"--instance", "first"}), {{"OUTBOX_CONFIG", config}});
   Daemon second(relay_args({"--instance", "second"}), {{"OUTBOX_CONFIG", config}});
   ASSERT_TRUE(eventually([&] {
     return first.log().find("owning 8 of 16") != std::string::npos && second.log().find("owning 8 of 16") != std::string::npos;
   })) << first.log()
       << second.log();
-  exec(servers().primary_url,
-       "INSERT INTO loose_outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) "
-       "VALUES (gen_random_uuid(), 'test', NULL, 1, 'loose.evt', '{}'), (gen_random_uuid(), 'test', 'b', 1, 'loose.evt', '{}')");
+  insert_loose_rows("NULL", "1");
   ASSERT_EQ(queue.collect(1).size(), 1u) << first.log() << second.log();
   EXPECT_EQ(header_text(queue.messages()[0], "aggregate_id"), "b");
-  EXPECT_TRUE(eventually([] {
-    return scalar(servers().primary_url, "SELECT error FROM outbox_parked WHERE outbox_table = 'public.loose_outbox'") ==
-           "aggregate_id is NULL";
-  })) << first.log()
-      << second.log();
+  EXPECT_TRUE(eventually([] { return loose_row_parked_with("aggregate_id is NULL"); })) << first.log() << second.log();
   first.signal(SIGTERM);
   second.signal(SIGTERM);
   first.wait_exit();
