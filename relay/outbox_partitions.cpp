@@ -261,14 +261,18 @@ bool fit_open_partition(pqxx::connection& connection, const Catalog& catalog, co
   return true;
 }
 
-// Whether nothing in the partition is needed any more (see the header).
+// Whether nothing in the partition is needed any more (see the header). Its age is read from
+// published_at, the relay's stamp by the server's clock, never from created_at: that is the
+// writers' own, and one row dated ahead (a writer's clock, a placeholder date) kept its partition
+// for good when the newest row's created_at had to be older than relay.retention. A row is written
+// before it is published, so "published more than relay.retention ago" implies "written".
 bool droppable(pqxx::transaction_base& tx, const RangePartition& partition, const std::string& name,
                std::chrono::milliseconds retention) {
   return tx
       .exec_params1("SELECT NOT EXISTS (SELECT 1 FROM " + partition.quoted +
                         " WHERE published_at IS NULL) AND NOT EXISTS (SELECT 1 FROM outbox_parked WHERE outbox_table = $1 "
-                        "AND position >= $2 AND position < $3) AND coalesce((SELECT created_at < clock_timestamp() - "
-                        "$4::interval AND coalesce(published_at < clock_timestamp() - $4::interval, true) FROM " +
+                        "AND position >= $2 AND position < $3) AND coalesce((SELECT published_at < clock_timestamp() - "
+                        "$4::interval FROM " +
                         partition.quoted + " ORDER BY position DESC LIMIT 1), true)",
                     name, partition.lower, partition.upper, interval(retention))[0]
       .as<bool>();

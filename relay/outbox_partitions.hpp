@@ -29,9 +29,10 @@
 //   between relay.retention and about 1.5 times it, plus up to two relay.maintenance_interval
 //   (the cut and the drop each wait for a tick).
 // - Drop: a partition is dropped when its range is closed (the sequence is past it), no row in it is
-//   unpublished, no row of it is in outbox_parked, its newest row was written more than
-//   relay.retention ago and every row published more than that ago (a parked row retried late is
-//   kept as long as the others; with relay.on_publish = delete: at once, as it is then empty). DETACH
+//   unpublished, no row of it is in outbox_parked, and every row was published more than
+//   relay.retention ago (by the server's clock: created_at, the writers' own, is not trusted; a
+//   parked row retried late is kept as long as the others; with relay.on_publish = delete: at
+//   once, as it is then empty). DETACH
 //   CONCURRENTLY is not allowed beside a DEFAULT partition, so the partition is first locked, checked
 //   again under the lock, then detached and dropped in one short transaction whose locks wait at most
 //   kLockTimeout: writers wait for that at most, none fails, and a lock that is not had in time only

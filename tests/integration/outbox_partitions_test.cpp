@@ -149,7 +149,7 @@ TEST(PartitionedOutbox, RetentionDropsOnlyFullyPublishedPartitionsPastRetentionN
   start_positions_past_the_first_partition();
   TestQueue queue("test.retain", "retain.#");
   // relay.retention=1s and partitions of 100 positions. Rows are written once their partitions
-  // exist (two are kept ahead of the sequence), so that each lands where the test says:
+  // exist (two at least are kept ahead of the sequence), so that each lands where the test says:
   //   outbox_from_1000001  a row the broker can never take (an event type over AMQP's 255 bytes),
   //                        parked, and 99 published rows;
   //   outbox_from_1000101  a later row of its aggregate, waiting behind it unpublished, and 99 more;
@@ -193,6 +193,24 @@ TEST(PartitionedOutbox, RetentionDropsOnlyFullyPublishedPartitionsPastRetentionN
   EXPECT_TRUE(eventually([] { return partitions().count("outbox_from_1000101") == 0; }, std::chrono::seconds(60)))
       << relay.log() << run_outbox({"failed", "list", "--relay"});
   EXPECT_FALSE(partitions().count("outbox_from_1000001")) << relay.log();
+}
+
+// created_at is the writers' own. A row dated a year ahead (a writer's clock, a placeholder), the
+// newest of its partition, kept the partition for good: a partition was dropped only once its
+// newest row's created_at was older than relay.retention. Its age is now read from published_at.
+TEST(PartitionedOutbox, APartitionWhoseNewestRowIsDatedAYearAheadIsDroppedOnceEveryRowWasPublishedPastRetention) {
+  fresh_schema();
+  start_positions_past_the_first_partition();
+  TestQueue queue("test.ahead", "ahead.#");
+  Daemon relay(fast_retention());
+  ASSERT_TRUE(partition_made("outbox_from_1000101")) << relay.log();
+  // Positions 1,000,001 to 1,000,100: 99 rows, then the one dated ahead.
+  exec(primary(), insert_events_sql("ahead.evt", 99) +
+                      ";INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, "
+                      "created_at) VALUES (gen_random_uuid(), 'test', 'ahead', 1, 'ahead.evt', '{}', now() + interval '1 year')");
+  insert_events("ahead.evt", 5);  // the next partition: the sequence is past the first
+  ASSERT_EQ(queue.collect(105).size(), 105u) << relay.log();
+  EXPECT_TRUE(eventually([] { return partitions().count("outbox_from_1000001") == 0; }, std::chrono::seconds(60))) << relay.log();
 }
 
 TEST(PartitionedOutbox, ASighupChangesHowOftenTheRelayLooksAfterItsPartitions) {
