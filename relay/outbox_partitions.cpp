@@ -153,11 +153,15 @@ bool holds_few_rows(pqxx::connection& connection, const RangePartition& partitio
       .as<bool>();
 }
 
+// The age of the partition's first row: since it was published, by the server's clock, as the drop
+// reads it. created_at is the writers' own: a first row dated ahead kept the partition open until
+// it filled, and a writer whose rows are dated behind would have had one cut at every tick. Only a
+// row not published yet is aged by it.
 bool oldest_row_older_than(pqxx::connection& connection, const RangePartition& partition, std::chrono::milliseconds age) {
   pqxx::read_transaction tx(connection);
   return tx
-      .exec_params1("SELECT coalesce((SELECT created_at < clock_timestamp() - $1::interval FROM " + partition.quoted +
-                        " ORDER BY position LIMIT 1), false)",
+      .exec_params1("SELECT coalesce((SELECT coalesce(published_at, created_at) < clock_timestamp() - $1::interval FROM " +
+                        partition.quoted + " ORDER BY position LIMIT 1), false)",
                     interval(age))[0]
       .as<bool>();
 }
@@ -215,9 +219,10 @@ void seed_pace(pqxx::connection& connection, const Catalog& catalog, PartitionPa
 }
 
 // At a low rate the partition being written would stay open for months, and its rows would outlive
-// relay.retention. Once its oldest row is older than half of it (and it holds few rows, as it does
-// at such a rate), it is cut at the sequence, under a short ACCESS EXCLUSIVE lock on the outbox:
-// [lower, last + 1) is attached again, now closed, and a new partition takes [last + 1, upper).
+// relay.retention. Once its first row was published more than half of it ago (and it holds few
+// rows, as it does at such a rate), it is cut at the sequence, under a short ACCESS EXCLUSIVE lock
+// on the outbox: [lower, last + 1) is attached again, now closed, and a new partition takes
+// [last + 1, upper).
 bool cut_open_partition(pqxx::connection& connection, const Catalog& catalog, const std::string& quoted,
                         std::chrono::milliseconds retention) {
   const RangePartition* open = open_partition(catalog);

@@ -24,10 +24,10 @@
 //   than twice relay.partition_size and holds few rows, it is cut to the size (or just past the
 //   sequence) and the next partition is made in the same transaction.
 // - Cut: at a low rate the partition being written would stay open for months and its rows would
-//   outlive relay.retention. Once its oldest row is older than half of relay.retention (and it holds
-//   few rows), it is cut where the sequence is: closed below, a new partition above. Rows are so kept
-//   between relay.retention and about 1.5 times it, plus up to two relay.maintenance_interval
-//   (the cut and the drop each wait for a tick).
+//   outlive relay.retention. Once its first row was published more than half of relay.retention
+//   ago (and it holds few rows), it is cut where the sequence is: closed below, a new partition
+//   above. Rows are so kept between relay.retention and about 1.5 times it, plus up to two
+//   relay.maintenance_interval (the cut and the drop each wait for a tick).
 // - Drop: a partition is dropped when its range is closed (the sequence is past it), no row in it is
 //   unpublished, no row of it is in outbox_parked, and every row was published more than
 //   relay.retention ago (by the server's clock: created_at, the writers' own, is not trusted; a

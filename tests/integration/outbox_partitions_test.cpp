@@ -213,6 +213,26 @@ TEST(PartitionedOutbox, APartitionWhoseNewestRowIsDatedAYearAheadIsDroppedOnceEv
   EXPECT_TRUE(eventually([] { return partitions().count("outbox_from_1000001") == 0; }, std::chrono::seconds(60))) << relay.log();
 }
 
+// At a low rate the partition being written is cut at the sequence once its first row is older
+// than half of relay.retention. That age was the row's created_at, the writers' own: a first row
+// dated a year ahead kept the partition open until it filled, and its rows outlived the retention
+// meanwhile. It is now read from published_at, as the drop reads it.
+TEST(PartitionedOutbox, AtALowRateThePartitionBeingWrittenIsCutEvenWhenItsFirstRowIsDatedAYearAhead) {
+  fresh_schema();
+  start_positions_past_the_first_partition();
+  TestQueue queue("test.cut", "cut.#");
+  Daemon relay(fast_retention());
+  ASSERT_TRUE(partition_made("outbox_from_1000101")) << relay.log();
+  // Positions 1,000,001 (dated ahead) to 1,000,003; the cut makes [1000004, 1000101).
+  exec(primary(),
+       "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload, created_at) "
+       "VALUES (gen_random_uuid(), 'test', 'ahead', 1, 'cut.evt', '{}', now() + interval '1 year');" +
+           insert_events_sql("cut.evt", 2));
+  ASSERT_EQ(queue.collect(3).size(), 3u) << relay.log();
+  EXPECT_TRUE(partition_made("outbox_from_1000004")) << relay.log();
+  EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM outbox_default"), "0");
+}
+
 TEST(PartitionedOutbox, ASighupChangesHowOftenTheRelayLooksAfterItsPartitions) {
   fresh_schema();
   start_positions_past_the_first_partition();
