@@ -114,7 +114,8 @@ void create_partition(pqxx::transaction_base& tx, const Catalog& catalog, const 
   tx.exec("CREATE TABLE " + partition + " (LIKE " + quoted +
           " INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE) WITH (autovacuum_analyze_threshold = " +
           std::to_string(kNeverAnalyze) + ")");
-  tx.exec("ALTER TABLE " + partition + " ADD UNIQUE (event_id)");
+  // Unique among the unpublished rows only: a mark then adds no entry to it (migration 0005).
+  tx.exec("CREATE UNIQUE INDEX ON " + partition + " (event_id) WHERE published_at IS NULL");
   tx.exec("ALTER TABLE " + partition + " ADD CONSTRAINT outbox_partition_bound CHECK (position >= " + from + " AND position < " +
           to + ")");
   tx.exec("ALTER TABLE " + quoted + " ATTACH PARTITION " + partition + " FOR VALUES FROM (" + from + ") TO (" + to + ")");

@@ -74,6 +74,27 @@ void start_positions_past_the_first_partition() {
   exec(primary(), "SELECT setval(pg_get_serial_sequence('outbox', 'position'), 1000000)");
 }
 
+// The definition of the partition's unique index on event_id, as pg_indexes shows it ("" if none).
+std::string event_id_index(const std::string& partition) {
+  return scalar(primary(), "SELECT coalesce(string_agg(indexdef, '; '), '') FROM pg_indexes WHERE tablename = '" + partition +
+                               "' AND indexdef LIKE 'CREATE UNIQUE INDEX %(event_id)%'");
+}
+
+constexpr const char* kWhileUnpublished = "USING btree (event_id) WHERE (published_at IS NULL)";
+
+// Inserts a row of event id `id` into the outbox; whether it was taken (false: refused as a
+// duplicate key).
+bool insert_event_id(const std::string& id) {
+  try {
+    exec(primary(),
+         "INSERT INTO outbox (event_id, aggregate_type, aggregate_id, aggregate_version, event_type, payload) VALUES ('" + id +
+             "', 'test', 'again', 1, 'again.evt', '{}')");
+    return true;
+  } catch (const pqxx::unique_violation&) {
+    return false;
+  }
+}
+
 }  // namespace
 
 TEST(PartitionedOutbox, MigrateConvertsAPopulatedOutboxKeepingEveryRowInOrderAndTheRelayPublishesEachPendingRowOnce) {
@@ -120,6 +141,45 @@ TEST(PartitionedOutbox, MigrateConvertsAPopulatedOutboxKeepingEveryRowInOrderAnd
   std::set<std::string> received;
   for (const auto& message : messages) received.insert(message.message_id.value_or(""));
   EXPECT_EQ(received, published);
+}
+
+// Migration 0005: event_id is unique among the unpublished rows of a partition (a mark then adds
+// no entry to that index, which was half of its cost). It converts the partitions that hold no row
+// and leaves a partition with rows its full UNIQUE (event_id), rather than scan it under a lock.
+TEST(PartitionedOutbox, MigrationMakesEventIdUniqueAmongTheUnpublishedRowsOfEachEmptyPartitionAndLeavesOneWithRowsAsItWas) {
+  reset_databases();
+  primary_at_version(4);
+  insert_events("unique.evt", 10);  // into outbox_from_1, the migration's partition for new rows
+  ASSERT_EQ(scalar(primary(), "SELECT count(*) FROM outbox_from_1"), "10");
+  ASSERT_TRUE(migrate_all());
+  EXPECT_NE(event_id_index("outbox_from_0").find(kWhileUnpublished), std::string::npos) << event_id_index("outbox_from_0");
+  EXPECT_NE(event_id_index("outbox_default").find(kWhileUnpublished), std::string::npos) << event_id_index("outbox_default");
+  EXPECT_EQ(event_id_index("outbox_from_1"),
+            "CREATE UNIQUE INDEX outbox_from_1_event_id_key ON public.outbox_from_1 USING btree (event_id)");
+  // The partition with rows still refuses an id of a published row.
+  exec(primary(), "UPDATE outbox SET published_at = now()");
+  EXPECT_FALSE(insert_event_id(scalar(primary(), "SELECT event_id FROM outbox ORDER BY position LIMIT 1")));
+}
+
+// In a partition the relay made: an event id is refused while a row with it waits to be published,
+// and taken again once that row was published (what the partial index gives up; across partitions
+// uniqueness rests on random UUIDs anyway).
+TEST(PartitionedOutbox, AnEventIdIsRefusedWhileARowWithItWaitsToBePublishedAndTakenOnceThatRowWasPublished) {
+  fresh_schema();
+  start_positions_past_the_first_partition();
+  {
+    Daemon relay(
+        {"relay", "--set", "relay.heartbeat_interval=0", "--set", "relay.retention=1h", "--set", "relay.partition_size=100"});
+    ASSERT_TRUE(partition_made("outbox_from_1000101")) << relay.log();
+  }
+  EXPECT_NE(event_id_index("outbox_from_1000001").find(kWhileUnpublished), std::string::npos)
+      << event_id_index("outbox_from_1000001");
+  const std::string id = "7d1f3a52-8b0e-4c61-9f3e-2a5b6c7d8e9f";
+  ASSERT_TRUE(insert_event_id(id));
+  EXPECT_FALSE(insert_event_id(id)) << "the first row waits to be published";
+  exec(primary(), "UPDATE outbox SET published_at = now() WHERE event_id = '" + id + "'");
+  EXPECT_TRUE(insert_event_id(id)) << "the first row was published";
+  EXPECT_EQ(scalar(primary(), "SELECT count(*) FROM outbox_from_1000001 WHERE event_id = '" + id + "'"), "2");
 }
 
 TEST(PartitionedOutbox, TheMigrationsMillionPositionPartitionIsCutToRelayPartitionSizeAtTheRelaysFirstTick) {
