@@ -190,6 +190,11 @@ void Applier::prepare_handlers(pqxx::transaction_base& tx) {
   handler_procedures_ += ']';
 }
 
+// An event recorded before is not recorded again, nor is a second copy of it in the same call: a
+// batch may hold an event and its redelivery (the relay publishes again what it had no confirm
+// for), and both, blocked behind a parked event of their aggregate, were recorded as waiting, as
+// each was checked only against the rows there before the statement. A message without an id
+// cannot be told from another and is always recorded.
 void Applier::prepare_failed_statement(pqxx::connection& connection) {
   connection.prepare(
       kFailedStatement,
@@ -202,8 +207,9 @@ void Applier::prepare_failed_statement(pqxx::connection& connection) {
       "FROM jsonb_to_recordset($2::jsonb) AS x(o int, event_id text, aggregate_type text, aggregate_id text, "
       "aggregate_version bigint, event_type text, routing_key text, properties jsonb, body text, error text, "
       "attempts int, state text) "
-      "WHERE x.event_id IS NULL OR NOT EXISTS (SELECT 1 FROM outbox_failed_events f WHERE f.replica = $1 "
-      "AND f.event_id = x.event_id) "
+      "WHERE x.event_id IS NULL OR (NOT EXISTS (SELECT 1 FROM outbox_failed_events f WHERE f.replica = $1 "
+      "AND f.event_id = x.event_id) AND x.o = (SELECT min(y.o) FROM jsonb_to_recordset($2::jsonb) AS y(o int, event_id text) "
+      "WHERE y.event_id = x.event_id)) "
       "ORDER BY x.o RETURNING state");
 }
 
