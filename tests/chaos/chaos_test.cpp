@@ -310,6 +310,11 @@ class Audit {
       connection->bind_queue(kQueue, "outbox.packed", "parking.#");
     }
   }
+  // A failed assertion leaves the test early: the reader still running then made std::thread's
+  // destructor abort the whole binary, and the report of the failure was cut short.
+  ~Audit() { stop(); }
+  Audit(const Audit&) = delete;
+  Audit& operator=(const Audit&) = delete;
   void start() {
     thread_ = std::thread([this] { run(); });
   }
