@@ -118,7 +118,8 @@ void configure_session(pqxx::connection& connection) {
 
 int heartbeat_partition(pqxx::connection& connection, int partitions) {
   pqxx::nontransaction tx(connection);
-  return tx.exec_params1("SELECT (hashtext('heartbeat') & 2147483647) % $1", partitions)[0].as<int>();
+  // The heartbeat row's aggregate id, through the same expression as the reads route its row by.
+  return tx.exec_params1("SELECT " + row_partition_sql("'heartbeat'", "$1"), partitions)[0].as<int>();
 }
 
 }  // namespace outbox::relay
