@@ -18,6 +18,7 @@ namespace outbox::replicate {
 namespace {
 
 constexpr const char* kApplyStatement = "replicate_apply";
+constexpr const char* kApplyTypedStatement = "replicate_apply_typed";
 constexpr const char* kApplyPartStatement = "replicate_apply_part";
 constexpr const char* kFailedStatement = "replicate_record_failed";
 constexpr const char* kLockStatement = "replicate_lock";
@@ -71,6 +72,7 @@ Counts& Counts::operator+=(const Counts& other) {
   heartbeats += other.heartbeats;
   skipped += other.skipped;
   parts += other.parts;
+  typed += other.typed;
   unhandled += other.unhandled;
   future += other.future;
   future_ahead_seconds = std::max(future_ahead_seconds, other.future_ahead_seconds);
@@ -130,6 +132,8 @@ void Applier::prepare() {
                               : apply_statement(mappings_, tables_, false);
   log_->trace("apply statement:\n{}", sql);
   connection_.prepare(kApplyStatement, sql);
+  typed_ = !handlers_ && typed_apply_possible(tables_);
+  if (typed_) connection_.prepare(kApplyTypedStatement, apply_statement(mappings_, tables_, false, true));
   const std::string plan_settings = handlers_ ? "" : std::string(", ") + kApplyPlanSettings;
   connection_.prepare(kLockStatement, "SELECT pg_advisory_xact_lock($1, hashtext($2))" + plan_settings);
   connection_.prepare(kLockSharedStatement, "SELECT pg_advisory_xact_lock_shared($1, hashtext($2))" + plan_settings);
@@ -151,16 +155,21 @@ void Applier::prepare_tables(pqxx::transaction_base& tx) {
   for (ReplicaTable& table : tables_) {
     std::string what = role_ + ": replicate.mappings table " + table.name;
     // The type without its length: a cast to varchar(n) would cut a longer key instead of refusing it.
+    // Typed (ReplicaTable::typed): a base, enum or range type that is not an array, json or jsonb.
     pqxx::result columns = tx.exec_params(
-        "SELECT a.attname, format_type(a.atttypid, NULL), a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype) "
-        "FROM pg_attribute a WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 "
+        "SELECT a.attname, format_type(a.atttypid, NULL), a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype), "
+        "t.typtype IN ('b', 'e', 'r', 'm') AND t.typcategory <> 'A' AND a.atttypid NOT IN ('json'::regtype, 'jsonb'::regtype) "
+        "FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 "
         "AND NOT a.attisdropped AND a.attgenerated = '' AND a.attidentity <> 'a' ORDER BY a.attnum",
         table.quoted);
     if (columns.empty()) throw config_error(what + " does not exist (run 'outbox migrate', or fix the mapping)");
+    table.typed = true;
     for (const auto& row : columns) {
       table.columns.push_back(row[0].as<std::string>());
+      table.column_types.push_back(row[1].as<std::string>());
       if (table.columns.back() == table.key) table.key_type = row[1].as<std::string>();
       if (table.columns.back() == "version" && row[2].as<bool>()) table.versioned = true;
+      table.typed = table.typed && row[3].as<bool>();
     }
     if (table.key_type.empty()) throw config_error(what + " has no column \"" + table.key + "\" (replicate.mappings.key_column)");
     if (!table.upserts.empty()) {
@@ -226,6 +235,18 @@ Counts Applier::run(pqxx::transaction_base& tx, const std::vector<Item*>& items,
     if (handlers_)
       return tx.exec_prepared1(kApplyStatement, handler_batch_parameter(items, position_of), replica_, ignore_blocked, skew,
                                handler_procedures_);
+    std::optional<BatchColumns> typed;
+    if (typed_ && !part) typed = typed_batch_columns(items, position_of, table_of_mapping_, tables_);
+    if (typed) {
+      counts.typed = 1;
+      std::vector<pqxx::binarystring> columns(typed->typed.begin(), typed->typed.end());
+      return tx.exec_prepared1(kApplyTypedStatement, replica_, ignore_blocked, skew, record_event_ids_,
+                               pqxx::binarystring(typed->ids), pqxx::binarystring(typed->aggregate_types),
+                               pqxx::binarystring(typed->aggregate_ids), pqxx::binarystring(typed->versions),
+                               pqxx::binarystring(typed->mappings), pqxx::binarystring(typed->tables),
+                               pqxx::binarystring(typed->positions), pqxx::binarystring(typed->created_at), typed->payloads,
+                               pqxx::binarystring(typed->newest), pqxx::prepare::make_dynamic_params(columns));
+    }
     BatchColumns batch = batch_columns(items, position_of, table_of_mapping_);
     return tx.exec_prepared1(part ? kApplyPartStatement : kApplyStatement, replica_, ignore_blocked, skew, record_event_ids_,
                              pqxx::binarystring(batch.ids), pqxx::binarystring(batch.aggregate_types),

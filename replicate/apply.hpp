@@ -7,7 +7,11 @@
 //   1. pg_advisory_xact_lock_shared(kApplyLockClass, hashtext(replica)): batches hold it shared,
 //      `outbox failed` commands exclusive, so a retry never races a batch over an aggregate.
 //   2. One statement (prepared at start) takes the whole batch as one array per column (the
-//      payloads one JSON array) and lets PostgreSQL expand it (unnest, jsonb_populate_record):
+//      payloads one JSON array) and lets PostgreSQL expand it (unnest, jsonb_populate_record).
+//      Where every upserted table has plain column types (ReplicaTable::typed), a second statement
+//      takes the upserts' columns as text arrays instead of their payloads, which replicate reads
+//      (column_texts) when it can read them exactly as jsonb_populate_record would; a batch with a
+//      payload it cannot takes the first:
 //        - events of an aggregate that has failed events are left out and returned ("blocked");
 //        - a redelivered event is a no-op by the version guard alone (every event has a version);
 //        - the version guard: an event is effective only when its aggregate_version is newer than
@@ -83,6 +87,7 @@ struct Counts {
   long long heartbeats = 0;         // relay heartbeats applied
   long long skipped = 0;            // broken heartbeats, acked and dropped
   long long parts = 0;              // transactions that applied the batch in parts (0: one transaction)
+  long long typed = 0;              // statements that took the upserts as columns (typed_batch_columns), not as jsonb
   long long unhandled = 0;          // a consumer's events that no handler takes (in the inbox, not effective)
   long long future = 0;             // events and heartbeats created after the replica's clock + max_clock_skew
   double future_ahead_seconds = 0;  // how far ahead the furthest of them was
@@ -171,6 +176,7 @@ class Applier {
   void stop_if_cancelled() const;
   std::vector<int> table_of_mapping_;  // index into tables_ per mapping
   bool handlers_ = false;              // a consumer: the handler path
+  bool typed_ = false;                 // the typed statement is prepared (typed_apply_possible)
   std::string handler_procedures_;     // $5 of outbox_handle_batch: a JSON array of regprocedure texts
   int max_attempts_ = 3;
   std::chrono::milliseconds max_clock_skew_{std::chrono::minutes(1)};  // the default of replicate.max_clock_skew

@@ -5,7 +5,6 @@
 #include "core/aggregate_version.hpp"
 #include "core/log.hpp"
 #include "core/pg.hpp"
-#include "core/pg_array.hpp"
 
 namespace outbox::replicate {
 namespace {
@@ -59,20 +58,57 @@ std::string aggregate_is_older(const std::string& event, const std::string& beat
 // by an EXISTS in the select list (OFFSET 0 keeps it there), so that it stays one index probe per
 // event in the generic plan too, where a semi join could scan every failed event for each event.
 //
+// A typed statement (typed_apply_possible) gets each upserted table's columns as text arrays after
+// $14 ($15 on, table by table, column by column; batch_columns fills them, from column_texts), and
+// the payloads of those upserts as null: reading them as jsonb cost the replica about 2.5 us per
+// event of its 13-14 (bench/README, "A lead for the replica's CPU"). In the statement each is the
+// input's column c<table>_<column>, cast from text to the column's type as jsonb_populate_record
+// casts a JSON scalar.
+std::string typed_column(size_t table, size_t column) { return "c" + std::to_string(table) + "_" + std::to_string(column); }
+
+struct TypedInput {
+  std::string selected, read, names;  // for the input CTE: its columns, ROWS FROM's function, x's column names
+};
+
+TypedInput typed_input(const std::vector<ReplicaTable>& tables, bool typed) {
+  TypedInput input;
+  if (!typed) return input;
+  int parameter = 15;
+  std::string arrays;
+  for (size_t t = 0; t < tables.size(); ++t) {
+    if (!tables[t].typed_upserts()) continue;
+    for (size_t c = 0; c < tables[t].columns.size(); ++c) {
+      std::string name = typed_column(t, c);
+      input.selected += ", x." + name;
+      input.names += ", " + name;
+      arrays += (arrays.empty() ? "" : ", ") + std::string("$") + std::to_string(parameter++) + "::text[]";
+    }
+  }
+  if (!arrays.empty()) input.read = ", unnest(" + arrays + ")";
+  return input;
+}
+
 // $3: replicate.max_clock_skew in milliseconds. A created_at later than the replica's clock plus
 // it is "from the future" (a forged message, a primary clock running ahead): the event applies,
 // but its time moves neither the applied position nor the heartbeat, and a time from the future
 // stored before this check existed is replaced.
-std::string checked_events(const std::string& beatable, const std::string& row_is_older, const std::string& guarded) {
+std::string checked_events(const std::string& beatable, const std::string& row_is_older, const std::string& guarded,
+                           const TypedInput& typed) {
   return "WITH clock AS (SELECT clock_timestamp() + $3::bigint * interval '1 millisecond' AS latest\n"
          "), input AS (\n"
-         "  SELECT x.i - 1 AS i, x.id, x.at, x.ag, x.v, x.m, x.t, x.pos, x.p, x.w,\n"
+         "  SELECT x.i - 1 AS i, x.id, x.at, x.ag, x.v, x.m, x.t, x.pos, x.p, x.w" +
+         typed.selected +
+         ",\n"
          "         timestamptz 'epoch' + x.ts * interval '1 microsecond' AS ts,\n"
          "         coalesce(timestamptz 'epoch' + x.ts * interval '1 microsecond' > (SELECT latest FROM clock), false) AS "
          "future\n"
          "  FROM ROWS FROM (unnest($5::uuid[], $6::text[], $7::text[], $8::bigint[], $9::int[], $10::int[], $11::bigint[],\n"
-         "                        $12::bigint[]), jsonb_array_elements($13::jsonb), unnest($14::int[]))\n"
-         "       WITH ORDINALITY AS x(id, at, ag, v, m, t, pos, ts, p, w, i)\n"
+         "                        $12::bigint[]), jsonb_array_elements($13::jsonb), unnest($14::int[])" +
+         typed.read +
+         ")\n"
+         "       WITH ORDINALITY AS x(id, at, ag, v, m, t, pos, ts, p, w" +
+         typed.names +
+         ", i)\n"
          "), blocked AS (\n"
          "  SELECT b.i, b.w FROM (SELECT e.i, e.w, EXISTS (SELECT 1 FROM outbox_failed_events f WHERE f.replica = $1\n"
          "                     AND f.aggregate_type = e.at AND f.aggregate_id = e.ag) AS behind\n"
@@ -92,9 +128,14 @@ std::string checked_events(const std::string& beatable, const std::string& row_i
 }
 
 // The key of the row an event writes, per table: the key column from the payload, else the
-// aggregate id.
-std::string key_text(const ReplicaTable& table, const std::string& event) {
-  return "coalesce(" + event + ".p->>" + pg::quote_literal(table.key) + ", " + event + ".ag)";
+// aggregate id. In a typed statement an upsert's key is its typed column, and its payload null.
+std::string key_text(const ReplicaTable& table, size_t t, const std::string& event, bool typed) {
+  std::string typed_key;
+  if (typed && table.typed_upserts()) {
+    size_t key = static_cast<size_t>(std::find(table.columns.begin(), table.columns.end(), table.key) - table.columns.begin());
+    typed_key = event + "." + typed_column(t, key) + ", ";
+  }
+  return "coalesce(" + typed_key + event + ".p->>" + pg::quote_literal(table.key) + ", " + event + ".ag)";
 }
 
 constexpr const char* kVersion = "\"version\"";
@@ -108,13 +149,13 @@ std::string outside_range(const std::string& version) {
 // Whether the row a checked event writes is older than the event on a versioned table (true: no
 // such row, another table, or a version outside the range). The key is cast to its column's type
 // (without a length, which would cut it), so that the probe uses the key's index.
-std::string row_is_older(const std::vector<ReplicaTable>& tables) {
+std::string row_is_older(const std::vector<ReplicaTable>& tables, bool typed) {
   std::string older;
   for (size_t t = 0; t < tables.size(); ++t)
     if (tables[t].versioned)
       older += " WHEN " + std::to_string(t) + " THEN NOT EXISTS (SELECT 1 FROM " + tables[t].quoted + " r\n           WHERE r." +
-               pg::quote_identifier(tables[t].key) + " = " + key_text(tables[t], "c") + "::" + tables[t].key_type + " AND r." +
-               kVersion + " >= c.v AND NOT (" + outside_range(std::string("r.") + kVersion) + "))";
+               pg::quote_identifier(tables[t].key) + " = " + key_text(tables[t], t, "c", typed) + "::" + tables[t].key_type +
+               " AND r." + kVersion + " >= c.v AND NOT (" + outside_range(std::string("r.") + kVersion) + "))";
   return older.empty() ? "true" : "CASE c.t" + older + " ELSE true END";
 }
 
@@ -145,14 +186,21 @@ std::string newest_versions(const std::vector<Mapping>& mappings, const std::vec
          "  RETURNING 1\n";
 }
 
-std::string upsert_rows(const ReplicaTable& table, const std::string& n, const std::string& beatable) {
+// `typed`: the row's values come from the input's typed columns (typed_input), cast from text to
+// each column's type without its length or precision, so that the insert's own assignment checks
+// them (a varchar(10) refuses a longer value, as jsonb_populate_record does, where a cast would cut it).
+std::string upsert_rows(const ReplicaTable& table, size_t t, const std::string& beatable, bool typed) {
+  typed = typed && table.typed_upserts();
+  std::string n = std::to_string(t);
   std::string key = pg::quote_identifier(table.key);
   std::string columns, values, updates;
-  for (const std::string& column : table.columns) {
+  for (size_t c = 0; c < table.columns.size(); ++c) {
+    const std::string& column = table.columns[c];
     std::string quoted = pg::quote_identifier(column);
     columns += (columns.empty() ? "" : ", ") + quoted;
+    std::string value = typed ? "CAST(w." + typed_column(t, c) + " AS " + table.column_types[c] + ")" : "r." + quoted;
     // A versioned row holds the version of the event that wrote it, whatever the payload says.
-    values += (values.empty() ? "" : ", ") + (table.versioned && quoted == kVersion ? "w.v" : "r." + quoted);
+    values += (values.empty() ? "" : ", ") + (table.versioned && quoted == kVersion ? "w.v" : value);
     if (column != table.key) updates += (updates.empty() ? "" : ", ") + quoted + " = EXCLUDED." + quoted;
   }
   // The guard in the row, under its lock: for a versioned table the only check of the row's
@@ -164,13 +212,12 @@ std::string upsert_rows(const ReplicaTable& table, const std::string& n, const s
   // aggregate versions (a tombstone) are left out here, and the row's version in the guard. The
   // probe stays in a select list (OFFSET 0): as a WHERE clause, NOT EXISTS became an anti join
   // that read all of outbox_aggregate_versions.
-  std::string source = table.versioned ? " FROM (SELECT e.*, " + aggregate_is_older("e", beatable) +
-                                             " AS newer\n        FROM input e WHERE e.w = 1 AND e.m = ANY(" +
-                                             int_array(table.upserts) + ") AND e.i NOT IN (SELECT i FROM blocked) OFFSET 0) w\n" +
-                                             "  CROSS JOIN LATERAL jsonb_populate_record(NULL::" + table.quoted +
-                                             ", w.p) r\n  WHERE w.newer\n"
-                                       : " FROM winners w\n  CROSS JOIN LATERAL jsonb_populate_record(NULL::" + table.quoted +
-                                             ", w.p) r\n  WHERE w.m = ANY(" + int_array(table.upserts) + ")\n";
+  std::string record = typed ? "" : "  CROSS JOIN LATERAL jsonb_populate_record(NULL::" + table.quoted + ", w.p) r\n";
+  std::string source = table.versioned
+                           ? " FROM (SELECT e.*, " + aggregate_is_older("e", beatable) +
+                                 " AS newer\n        FROM input e WHERE e.w = 1 AND e.m = ANY(" + int_array(table.upserts) +
+                                 ") AND e.i NOT IN (SELECT i FROM blocked) OFFSET 0) w\n" + record + "  WHERE w.newer\n"
+                           : " FROM winners w\n" + record + "  WHERE w.m = ANY(" + int_array(table.upserts) + ")\n";
   return "), w_upsert_" + n + " AS (\n  INSERT INTO " + table.quoted + " AS t (" + columns + ")\n  SELECT " + values + source +
          "  ON CONFLICT (" + key + ") DO " + (updates.empty() ? "NOTHING" : "UPDATE SET " + updates + guard) +
          "\n  RETURNING 1\n";
@@ -192,10 +239,10 @@ std::string delete_rows(const ReplicaTable& table, const std::string& n) {
          " = w.k" + guard + "\n  RETURNING 1\n";
 }
 
-std::string row_writes(const std::vector<ReplicaTable>& tables, const std::string& beatable) {
+std::string row_writes(const std::vector<ReplicaTable>& tables, const std::string& beatable, bool typed) {
   std::string sql;
   for (size_t t = 0; t < tables.size(); ++t) {
-    if (!tables[t].upserts.empty()) sql += upsert_rows(tables[t], std::to_string(t), beatable);
+    if (!tables[t].upserts.empty()) sql += upsert_rows(tables[t], t, beatable, typed);
     if (!tables[t].deletes.empty()) sql += delete_rows(tables[t], std::to_string(t));
   }
   return sql;
@@ -291,7 +338,7 @@ std::vector<ReplicaTable> tables_of(const std::vector<Mapping>& mappings, std::v
       return table.quoted == quoted && table.key == mapping.key_column;
     });
     if (found == tables.end()) {
-      tables.push_back(ReplicaTable{mapping.table, quoted, mapping.key_column, {}, {}, {}, false, ""});
+      tables.push_back(ReplicaTable{mapping.table, quoted, mapping.key_column, {}, {}, {}, false, "", {}, false});
       found = tables.end() - 1;
     }
     (mapping.operation == Operation::upsert ? found->upserts : found->deletes).push_back(static_cast<int>(m));
@@ -300,149 +347,24 @@ std::vector<ReplicaTable> tables_of(const std::vector<Mapping>& mappings, std::v
   return tables;
 }
 
-std::string apply_statement(const std::vector<Mapping>& mappings, const std::vector<ReplicaTable>& tables, bool part) {
+bool typed_apply_possible(const std::vector<ReplicaTable>& tables) {
+  bool any = false;
+  for (const ReplicaTable& table : tables) {
+    if (table.upserts.empty()) continue;
+    if (!table.typed) return false;
+    any = true;
+  }
+  return any;
+}
+
+std::string apply_statement(const std::vector<Mapping>& mappings, const std::vector<ReplicaTable>& tables, bool part,
+                            bool typed) {
+  typed = typed && typed_apply_possible(tables);
   std::string beatable = outside_range("s.version");
   std::string guarded = int_array(guarded_writes(tables));
-  return checked_events(beatable, row_is_older(tables), guarded) + newest_versions(mappings, tables, beatable) +
-         row_writes(tables, beatable) + applied_events() + (part ? "" : applied_position()) + heartbeat() +
-         counts(tables, guarded);
-}
-
-namespace {
-
-// The row an event writes, as newest_of_rows tells rows apart: its aggregate, its table, and its
-// key as Event::row_key has it (a JSON kind tag, then the value), or "s" and the aggregate id when
-// the payload has no key. A key that is an object or array ("x": the write fails on it) is a row
-// of its own: `own` is then the event's index. Views into the batch's events, which outlive it.
-struct RowOfEvent {
-  std::string_view aggregate_type, aggregate_id;
-  int table;
-  char kind;
-  std::string_view key;
-  size_t own;
-  bool operator==(const RowOfEvent&) const = default;
-};
-
-struct RowOfEventHash {
-  size_t operator()(const RowOfEvent& row) const {
-    std::hash<std::string_view> text;
-    size_t hash = text(row.aggregate_type);
-    for (size_t part :
-         {text(row.aggregate_id), text(row.key), static_cast<size_t>(row.table), static_cast<size_t>(row.kind), row.own})
-      hash ^= part + 0x9e3779b97f4a7c15ULL + (hash << 6) + (hash >> 2);
-    return hash;
-  }
-};
-
-// The slot of an open-addressing table (linear probing; at least twice as many slots as entries,
-// so there is always an empty one, -1) that holds the entry `same` recognizes, or the empty one
-// where it goes.
-template <typename Same>
-int& slot_of(std::vector<int>& slots, size_t hash, Same same) {
-  size_t mask = slots.size() - 1;
-  for (size_t at = hash & mask;; at = (at + 1) & mask)
-    if (slots[at] < 0 || same(slots[at])) return slots[at];
-}
-
-size_t slots_for(size_t entries) {
-  size_t slots = 16;
-  while (slots < 2 * entries) slots <<= 1;
-  return slots;
-}
-
-}  // namespace
-
-// Two tables of item indexes, not node-based sets and maps: the worker builds this while the
-// replica waits for the batch, and a node per event was a third of that time.
-std::vector<int> newest_of_rows(const std::vector<Item*>& items, const std::vector<int>& table_of_mapping) {
-  std::vector<int> w(items.size(), 0);
-  std::vector<int> ids(slots_for(items.size()), -1);
-  std::vector<int> newest(slots_for(items.size()), -1);  // row -> index of its newest event so far
-  std::vector<RowOfEvent> row_of(items.size());
-  std::hash<std::string_view> text;
-  auto event_of = [&items](int i) -> const Event& { return *items[static_cast<size_t>(i)]->checked.event; };
-  for (size_t i = 0; i < items.size(); ++i) {
-    const Event& event = *items[i]->checked.event;
-    if (event.heartbeat || event.mapping < 0) continue;
-    int& id = slot_of(ids, text(event.event_id), [&](int j) { return event_of(j).event_id == event.event_id; });
-    if (id >= 0) {
-      w[i] = -1;
-      continue;
-    }
-    id = static_cast<int>(i);
-    RowOfEvent& row = row_of[i];
-    row = RowOfEvent{event.aggregate_type, event.aggregate_id, table_of_mapping[static_cast<size_t>(event.mapping)], 's',
-                     event.aggregate_id,   std::string::npos};
-    if (event.row_key) {
-      std::string_view tagged = *event.row_key;
-      row.kind = tagged.empty() ? '\0' : tagged.front();
-      row.key = tagged.empty() ? tagged : tagged.substr(1);
-      if (tagged == "x") row.own = i;
-    }
-    int& found = slot_of(newest, RowOfEventHash{}(row), [&](int j) { return row_of[static_cast<size_t>(j)] == row; });
-    if (found < 0) {
-      w[i] = 1;
-      found = static_cast<int>(i);
-    } else if (event.version >= event_of(found).version) {
-      w[static_cast<size_t>(found)] = 0;
-      w[i] = 1;
-      found = static_cast<int>(i);
-    }
-  }
-  return w;
-}
-
-BatchColumns batch_columns(const std::vector<Item*>& items, const Item* position_of, const std::vector<int>& table_of_mapping) {
-  using Element = pg::BinaryArray::Element;
-  pg::BinaryArray ids(Element::uuid), aggregate_types(Element::text), aggregate_ids(Element::text), versions(Element::int8),
-      mappings(Element::int4), tables(Element::int4), positions(Element::int8), created_at(Element::int8), newest(Element::int4);
-  size_t count = items.size() + 1, payload_bytes = 2;
-  for (const Item* item : items) payload_bytes += item->message->body.size() + 1;
-  for (pg::BinaryArray* array : {&ids, &versions, &positions, &created_at}) array->reserve(count * 20);
-  for (pg::BinaryArray* array : {&mappings, &tables, &newest}) array->reserve(count * 8);
-  aggregate_types.reserve(count * 32);
-  aggregate_ids.reserve(count * 48);
-  auto add_optional = [](pg::BinaryArray& array, const std::optional<long long>& value) {
-    if (value)
-      array.add_int8(*value);
-    else
-      array.add_null();
-  };
-  BatchColumns columns;
-  columns.payloads.reserve(payload_bytes + 2);
-  columns.payloads += '[';
-  std::vector<int> w = newest_of_rows(items, table_of_mapping);
-  // The position entry (m = -2) is last, so the statement moves the position to it; nothing else
-  // reads it.
-  auto append = [&](bool first, const Item& item, bool position_only, int newest_of_row) {
-    const Event& event = *item.checked.event;
-    int mapping = position_only ? -2 : event.heartbeat ? -1 : event.mapping;
-    ids.add_uuid(event.event_id);
-    aggregate_types.add_text(event.aggregate_type);
-    aggregate_ids.add_text(event.aggregate_id);
-    versions.add_int8(event.version);
-    mappings.add_int4(mapping);
-    tables.add_int4(mapping >= 0 ? table_of_mapping[static_cast<size_t>(mapping)] : -1);
-    add_optional(positions, event.position);
-    add_optional(created_at, event.created_at_us);
-    newest.add_int4(newest_of_row);
-    // The body is one JSON object (replicate/event.hpp), as it came.
-    if (!first) columns.payloads += ',';
-    columns.payloads += position_only ? std::string_view("{}") : std::string_view(item.message->body);
-  };
-  for (size_t i = 0; i < items.size(); ++i) append(i == 0, *items[i], false, w[i]);
-  if (position_of) append(items.empty(), *position_of, true, 0);
-  columns.payloads += ']';
-  columns.ids = ids.bytes();
-  columns.aggregate_types = aggregate_types.bytes();
-  columns.aggregate_ids = aggregate_ids.bytes();
-  columns.versions = versions.bytes();
-  columns.mappings = mappings.bytes();
-  columns.tables = tables.bytes();
-  columns.positions = positions.bytes();
-  columns.created_at = created_at.bytes();
-  columns.newest = newest.bytes();
-  return columns;
+  return checked_events(beatable, row_is_older(tables, typed), guarded, typed_input(tables, typed)) +
+         newest_versions(mappings, tables, beatable) + row_writes(tables, beatable, typed) + applied_events() +
+         (part ? "" : applied_position()) + heartbeat() + counts(tables, guarded);
 }
 
 }  // namespace outbox::replicate

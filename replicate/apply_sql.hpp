@@ -28,7 +28,13 @@ struct ReplicaTable {
   // does): the version guard reads and writes it there, and outbox_aggregate_versions only keeps
   // the tombstones of deletes (see apply_statement).
   bool versioned = false;
-  std::string key_type;  // the key column's type, as format_type() names it ("uuid")
+  std::string key_type;                   // the key column's type, as format_type() names it ("uuid")
+  std::vector<std::string> column_types;  // each column's type, as format_type() names it without a modifier
+  // Every column's type takes a JSON scalar's text through its input function alone (no json,
+  // jsonb, array, composite or domain): the typed statement can write its rows (column_texts).
+  bool typed = false;
+  // The typed statement takes this table's columns as text arrays.
+  bool typed_upserts() const { return typed && !upserts.empty(); }
 };
 
 // The tables the mappings write (one per table and key column, in the mappings' order), without
@@ -46,7 +52,12 @@ std::vector<ReplicaTable> tables_of(const std::vector<Mapping>& mappings, std::v
 // delete (the tombstone, so that an older upsert redelivered later does not bring the row back)
 // and for an upsert of a table without a version column. Versions it holds from before (a
 // replica upgraded from the bookkeeping of every aggregate there) keep guarding.
-std::string apply_statement(const std::vector<Mapping>& mappings, const std::vector<ReplicaTable>& tables, bool part);
+// `typed`: the typed statement, which takes each upserted table's columns as text arrays after $14
+// (BatchColumns::typed) instead of the upserts' payloads; only when typed_apply_possible.
+std::string apply_statement(const std::vector<Mapping>& mappings, const std::vector<ReplicaTable>& tables, bool part,
+                            bool typed = false);
+// Whether every table that the mappings upsert is ReplicaTable::typed.
+bool typed_apply_possible(const std::vector<ReplicaTable>& tables);
 
 // What every apply transaction of table mappings sets first (with its advisory lock): the apply
 // statement runs on a generic plan. Its custom plan cost the replica about 1.5 ms per batch, and
@@ -65,8 +76,15 @@ inline constexpr const char* kApplyPlanSettings =
 struct BatchColumns {
   std::string ids, aggregate_types, aggregate_ids, versions, mappings, tables, positions, created_at, newest;
   std::string payloads;
+  std::vector<std::string> typed;  // the typed statement's text arrays ($15 on), table by table, column by column
 };
 BatchColumns batch_columns(const std::vector<Item*>& items, const Item* position_of, const std::vector<int>& table_of_mapping);
+// The typed statement's parameters: the upserts' columns read by column_texts, and their payloads
+// null. Nullopt when a body cannot be read so (the batch then takes batch_columns and the JSON
+// statement, which reads every body as jsonb).
+std::optional<BatchColumns> typed_batch_columns(const std::vector<Item*>& items, const Item* position_of,
+                                                const std::vector<int>& table_of_mapping,
+                                                const std::vector<ReplicaTable>& tables);
 // Per item: 1 for the newest event of its row in the batch (by aggregate, table and key as
 // Event::row_key has it; the later of equal versions), 0 for one it supersedes, -1 for an event
 // id that came before in the batch; 0 for heartbeats. The statement writes only the newest, so

@@ -2,6 +2,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <limits>
@@ -207,6 +208,50 @@ std::string json_object_problem(std::string_view body, std::string_view key_colu
 }
 
 }  // namespace
+
+std::optional<std::vector<std::optional<std::string>>> column_texts(std::string_view body,
+                                                                    const std::vector<std::string>& columns) {
+  // jsonb refuses the escapes of U+0000 and of lone surrogates, which simdjson may read: a body with
+  // any Unicode escape keeps jsonb's reading.
+  if (body.size() > kMostFastBodyBytes || body.find("\\u") != std::string_view::npos) return std::nullopt;
+  thread_local simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(body.data(), body.size()).get(root) != simdjson::SUCCESS) return std::nullopt;
+  simdjson::dom::object object;
+  if (root.get_object().get(object) != simdjson::SUCCESS) return std::nullopt;
+  std::vector<std::optional<std::string>> texts(columns.size());
+  for (simdjson::dom::key_value_pair member : object) {
+    auto column = std::find(columns.begin(), columns.end(), member.key);
+    if (column == columns.end()) continue;
+    std::optional<std::string>& text = texts[static_cast<size_t>(column - columns.begin())];  // the last repeat counts
+    simdjson::dom::element value = member.value;
+    switch (value.type()) {
+      case simdjson::dom::element_type::STRING: {
+        std::string_view string = value.get_string().value_unsafe();
+        if (string.find('\0') != std::string_view::npos) return std::nullopt;
+        text = std::string(string);
+        break;
+      }
+      case simdjson::dom::element_type::INT64:
+        text = std::to_string(value.get_int64().value_unsafe());
+        break;
+      case simdjson::dom::element_type::UINT64:
+        text = std::to_string(value.get_uint64().value_unsafe());
+        break;
+      case simdjson::dom::element_type::BOOL:
+        text = value.get_bool().value_unsafe() ? "true" : "false";
+        break;
+      case simdjson::dom::element_type::NULL_VALUE:
+        text.reset();
+        break;
+      case simdjson::dom::element_type::DOUBLE:  // numeric_out may spell it otherwise (1e3 is 1000)
+      case simdjson::dom::element_type::OBJECT:
+      case simdjson::dom::element_type::ARRAY:
+        return std::nullopt;
+    }
+  }
+  return texts;
+}
 
 std::vector<Mapping> default_mappings() {
   return {{"parking.create", "parking_slots", Operation::upsert, "uuid", ""},

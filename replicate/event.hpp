@@ -82,6 +82,15 @@ struct Checked {
 
 Checked check_message(const amqp::IncomingMessage& message, const std::vector<Mapping>& mappings);
 
+// Each column's value in a JSON object body as jsonb_populate_record gives it to the column type's
+// input function: a string unescaped, an integer in digits, true or false, NULL for null or a
+// missing member (the last of repeated members counts). Nullopt where this reading could differ
+// from jsonb's, and the apply must read the body as jsonb: a fraction or exponent (numeric_out
+// writes 1e3 as 1000), an object or array, a Unicode escape (jsonb refuses U+0000 and lone
+// surrogates), a body simdjson refuses or that is not an object, or one over 64 KiB.
+std::optional<std::vector<std::optional<std::string>>> column_texts(std::string_view body,
+                                                                    const std::vector<std::string>& columns);
+
 // The message's properties and headers as one JSON object (stored with a parked event), and back.
 std::string properties_json(const amqp::IncomingMessage& message);
 amqp::IncomingMessage message_from_stored(const std::string& properties_json, std::string body);

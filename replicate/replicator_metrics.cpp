@@ -89,10 +89,11 @@ void Replicator::record(const Counts& counts, Clock::duration took) {
   if (counts.waiting)
     log_->warn("{} event(s) wait behind parked events of their aggregate (see 'outbox failed list {} {}')", counts.waiting,
                consumer_ ? "--consumer" : "--replica", replica_);
-  log_->debug("batch: {} applied, {} stale, {} duplicate, {} parked, {} waiting, {} heartbeat(s) in {:.1f} ms{}", counts.applied,
-              counts.stale, counts.duplicate, counts.parked, counts.waiting, counts.heartbeats,
+  log_->debug("batch: {} applied, {} stale, {} duplicate, {} parked, {} waiting, {} heartbeat(s) in {:.1f} ms{}{}",
+              counts.applied, counts.stale, counts.duplicate, counts.parked, counts.waiting, counts.heartbeats,
               std::chrono::duration<double, std::milli>(took).count(),
-              counts.parts ? fmt::format(" in {} parts", counts.parts) : std::string());
+              counts.parts ? fmt::format(" in {} parts", counts.parts) : std::string(),
+              counts.typed ? ", payloads read as columns" : "");
 }
 
 // One line at most once a minute, with what came since the last one; the tick writes what a

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <iostream>
 #include <limits>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -251,6 +252,70 @@ key_column = "line_id"
             (std::vector<std::vector<std::string>>{{"ann", "12"}}));
   expect_drained();
   exec(servers().replica_url, "DROP SCHEMA shop CASCADE");
+}
+
+// Replicate reads an upsert's payload as columns when every member a column takes is a plain
+// string, integer, boolean or null, and leaves it to the replica's jsonb otherwise (column_texts,
+// typed_batch_columns). Either way the row must be what jsonb_populate_record makes of the payload,
+// and a value the column refuses parks its event alone.
+TEST(Replicate, AnUpsertWritesWhatJsonbPopulateRecordMakesOfItsPayloadWhetherReplicateOrTheReplicaReadsIt) {
+  fresh_start();
+  exec(servers().replica_url,
+       "DROP SCHEMA IF EXISTS kinds CASCADE; CREATE SCHEMA kinds; CREATE TYPE kinds.mood AS ENUM ('calm', 'busy'); "
+       "CREATE TABLE kinds.things (id text PRIMARY KEY, label varchar(8), amount numeric(6,2), n bigint, flag boolean, "
+       "at timestamptz, code uuid, mood kinds.mood, note text, version bigint NOT NULL)");
+  std::string config = write_file("kinds.toml", R"([[replicate.mappings]]
+event_type = "thing.set"
+table = "kinds.things"
+key_column = "id"
+)");
+  std::map<std::string, std::string> payloads = {
+      // Read as columns: strings (into any type), integers, booleans, nulls, a missing member, a
+      // repeated one, and a member no column takes (whatever it holds).
+      {"a", R"({"id": "a", "label": "short", "amount": "12.345", "n": 42, "flag": true, "at": "2026-12-05 10:00:00.5+01",
+               "code": "6F1C0E2A-8A4E-4C1E-9D51-3A4B8E1F2C3D", "mood": "busy", "note": "é \"q\" \\ tab\t.", "version": 1})"},
+      {"b", R"({"id": "b", "n": -7, "flag": false, "note": null, "extra": {"x": [1.5, 2e3]}, "version": 1})"},
+      {"c", R"({"id": "c", "n": 9007199254740993, "note": 123, "label": true, "amount": 10, "version": 1})"},
+      {"f", R"({"id": "f", "note": "first", "note": "last", "version": 1})"},
+      {"i", R"({"id": "i", "label": "too long for eight", "version": 1})"},
+      // Read by the replica: a fraction, an object in a text column, a Unicode escape.
+      {"d", R"({"id": "d", "amount": 1.5, "n": 1e2, "version": 1})"},
+      {"e", R"({"id": "e", "note": {"nested": [1, 2]}, "version": 1})"},
+      {"h", R"({"id": "h", "note": "caf\u00e9", "version": 1})"},
+      {"g", R"({"id": "g", "label": "also far too long", "amount": 0.5, "version": 1})"},
+  };
+  auto messages = [&](std::initializer_list<const char*> ids) {
+    std::vector<amqp::OutgoingMessage> out;
+    for (const char* id : ids) out.push_back(event_message("thing.set", "thing", id, 1, payloads.at(id), 1700000000000000LL));
+    return out;
+  };
+  publish(messages({"a", "b", "c", "f", "i"}));
+  Daemon replicate(with_args(kReplicate, {"--set", "replicate.batch_size=100", "--set", "replicate.batch_wait=300ms", "--set",
+                                          "log.level=debug"}),
+                   {{"OUTBOX_CONFIG", config}});
+  ASSERT_TRUE(eventually([] { return count(servers().replica_url, "kinds.things") == "4"; })) << replicate.log();
+  ASSERT_TRUE(eventually([] { return count(servers().replica_url, "outbox_failed_events WHERE state = 'parked'") == "1"; }))
+      << replicate.log();
+  EXPECT_NE(replicate.log().find("payloads read as columns"), std::string::npos) << replicate.log();
+  publish(messages({"d", "e", "h", "g"}));
+  ASSERT_TRUE(eventually([] { return count(servers().replica_url, "kinds.things") == "7"; })) << replicate.log();
+  ASSERT_TRUE(eventually([] { return count(servers().replica_url, "outbox_failed_events WHERE state = 'parked'") == "2"; }))
+      << replicate.log();
+  const std::string fields = "id, label, amount, n, flag, at, code, mood, note";
+  for (const char* id : {"a", "b", "c", "f", "d", "e", "h"}) {
+    SCOPED_TRACE(id);
+    std::string expected = scalar(servers().replica_url, "SELECT row(" + fields +
+                                                             ")::text FROM jsonb_populate_record(NULL::kinds.things, "
+                                                             "$payload$" +
+                                                             payloads.at(id) + "$payload$::jsonb)");
+    EXPECT_EQ(scalar(servers().replica_url, "SELECT row(" + fields + ")::text FROM kinds.things WHERE id = '" + id + "'"),
+              expected);
+  }
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT note FROM kinds.things WHERE id = 'h'"), "café");
+  EXPECT_EQ(rows(servers().replica_url, "SELECT aggregate_id FROM outbox_failed_events ORDER BY aggregate_id"),
+            (std::vector<std::vector<std::string>>{{"g"}, {"i"}}));
+  expect_drained();
+  exec(servers().replica_url, "DROP SCHEMA kinds CASCADE");
 }
 
 TEST(Replicate, TheSameEventsDeliveredTwiceLeaveTheReplicaEqualToThePrimary) {

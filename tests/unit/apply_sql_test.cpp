@@ -300,3 +300,73 @@ TEST(ApplySql, AHelpersPartLeavesTheAppliedPositionToTheMainTransaction) {
   ASSERT_NE(to, std::string::npos);
   EXPECT_EQ(part, main.substr(0, from) + main.substr(to));
 }
+
+namespace {
+
+// tables() with each column's type, so that the typed statement is possible.
+std::vector<ReplicaTable> typed_tables(std::vector<int>& table_of_mapping) {
+  std::vector<ReplicaTable> typed = tables(table_of_mapping);
+  typed[0].column_types = {"uuid", "text", "boolean", "bigint"};
+  typed[0].typed = true;
+  typed[1].column_types = {"text"};
+  typed[1].typed = true;
+  return typed;
+}
+
+}  // namespace
+
+TEST(ApplySql, TheTypedStatementTakesEachUpsertedColumnAsTextAndCastsItToTheColumnsType) {
+  std::vector<int> table_of_mapping;
+  std::vector<ReplicaTable> typed = typed_tables(table_of_mapping);
+  ASSERT_TRUE(typed_apply_possible(typed));
+  std::string sql = apply_statement(mappings(), typed, false, true);
+  for (const char* piece :
+       {"x.p, x.w, x.c0_0, x.c0_1, x.c0_2, x.c0_3, x.c1_0,",
+        "unnest($14::int[]), unnest($15::text[], $16::text[], $17::text[], $18::text[], $19::text[]))",
+        "AS x(id, at, ag, v, m, t, pos, ts, p, w, c0_0, c0_1, c0_2, c0_3, c1_0, i)",
+        "WHERE r.\"uuid\" = coalesce(c.c0_0, c.p->>'uuid', c.ag)::uuid",
+        "SELECT CAST(w.c0_0 AS uuid), CAST(w.c0_1 AS text), CAST(w.c0_2 AS boolean), w.v FROM (SELECT e.*",
+        "SELECT CAST(w.c1_0 AS text) FROM winners w\n  WHERE w.m = ANY('{2}'::int[])",
+        // A delete reads its key from its payload, which the typed statement still gets.
+        "(jsonb_populate_record(NULL::\"public\".\"parking_slots\", jsonb_build_object('uuid', w.ag) || w.p))"}) {
+    SCOPED_TRACE(piece);
+    EXPECT_NE(sql.find(piece), std::string::npos) << sql;
+  }
+  EXPECT_EQ(sql.find("CROSS JOIN LATERAL jsonb_populate_record"), std::string::npos) << sql;
+  // Without a table's column types, there is only the statement that reads the payloads as jsonb.
+  typed[1].typed = false;
+  EXPECT_FALSE(typed_apply_possible(typed));
+  EXPECT_EQ(apply_statement(mappings(), typed, false, true), kMainStatement);
+}
+
+TEST(ApplySql, TheTypedBatchSendsEachUpsertsColumnsAndLeavesItsPayloadOutOrIsRefusedForABodyJsonbMustRead) {
+  std::vector<int> table_of_mapping;
+  std::vector<ReplicaTable> typed = typed_tables(table_of_mapping);
+  amqp::IncomingMessage create, heartbeat, remove;
+  create.body = R"({"uuid":"5a1","name":"A \"1\"","free":true,"version":7,"extra":[1.5]})";
+  heartbeat.body = R"({"relay":"host:1"})";
+  remove.body = R"({"uuid":"5a2"})";
+  Item created = item(create, Event{"0b0e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d", "parking.create", "parking_slot", "5a1", 7, 41,
+                                    1700000000000000, 0, false});
+  Item beat = item(heartbeat, Event{"1c1e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d", "outbox.heartbeat", "outbox.heartbeat", "h", 9,
+                                    std::nullopt, std::nullopt, -1, true});
+  Item removed = item(remove, Event{"2c1e6f8e-8a4e-4c1e-9d51-3a4b8e1f2c3d", "parking.delete", "parking_slot", "5a2", 3, 42,
+                                    1700000000000001, 1, false});
+  std::vector<Item*> items{&created, &beat, &removed};
+  std::optional<BatchColumns> batch = typed_batch_columns(items, &removed, table_of_mapping, typed);
+  ASSERT_TRUE(batch);
+  EXPECT_EQ(batch->payloads, R"([null,{"relay":"host:1"},{"uuid":"5a2"},{}])");
+  ASSERT_EQ(batch->typed.size(), 5u);
+  EXPECT_EQ(binary_array_text(batch->typed[0]), R"({"5a1",NULL,NULL,NULL})");
+  EXPECT_EQ(binary_array_text(batch->typed[1]), R"({"A \"1\"",NULL,NULL,NULL})");
+  EXPECT_EQ(binary_array_text(batch->typed[2]), R"({"true",NULL,NULL,NULL})");
+  EXPECT_EQ(binary_array_text(batch->typed[3]), R"({"7",NULL,NULL,NULL})");
+  EXPECT_EQ(binary_array_text(batch->typed[4]), "{NULL,NULL,NULL,NULL}");
+  // Everything else is what batch_columns sends.
+  BatchColumns plain = batch_columns(items, &removed, table_of_mapping);
+  EXPECT_EQ(batch->ids, plain.ids);
+  EXPECT_EQ(batch->newest, plain.newest);
+  // One upsert whose body jsonb must read (a fraction in a column) sends the batch to that statement.
+  create.body = R"({"uuid":"5a1","name":"A","free":true,"version":7.0})";
+  EXPECT_FALSE(typed_batch_columns(items, &removed, table_of_mapping, typed));
+}

@@ -107,6 +107,43 @@ TEST(ReplicateMessage, BodiesThatTheFastReaderLeavesToTheOtherOneAreJudgedAsBefo
   EXPECT_EQ(check(R"("just text")").error, "body is JSON but not an object");
 }
 
+TEST(ReplicateColumns, StringsIntegersBooleansAndNullsAreReadAsJsonbPopulateRecordGivesThemToTheColumns) {
+  std::vector<std::string> columns = {"id", "name", "n", "big", "flag", "gone", "missing", "note"};
+  auto texts = column_texts(
+      R"({"id": "a1", "name": "caf\u00e9", "n": -42, "big": 18446744073709551615, "flag": false, "gone": null,
+          "other": {"x": [1.5]}, "note": "tab\t \"q\" é"})",
+      columns);
+  EXPECT_FALSE(texts) << "a Unicode escape is left to jsonb";
+  texts = column_texts(
+      R"({"id": "a1", "name": "café", "n": -42, "big": 18446744073709551615, "flag": false, "gone": null,
+          "other": {"x": [1.5]}, "note": "tab\t \"q\" é"})",
+      columns);
+  ASSERT_TRUE(texts);
+  std::vector<std::optional<std::string>> expected = {"a1",    "café",       "-42",        "18446744073709551615",
+                                                      "false", std::nullopt, std::nullopt, "tab\t \"q\" é"};
+  EXPECT_EQ(*texts, expected);
+}
+
+TEST(ReplicateColumns, TheLastOfRepeatedMembersCountsAsInJsonb) {
+  auto texts = column_texts(R"({"note": "first", "note": null, "note": "last", "id": 1, "id": null})", {"id", "note"});
+  ASSERT_TRUE(texts);
+  EXPECT_EQ(*texts, (std::vector<std::optional<std::string>>{std::nullopt, "last"}));
+}
+
+TEST(ReplicateColumns, WhatJsonbCouldReadOtherwiseIsLeftToIt) {
+  std::vector<std::string> columns = {"id", "v"};
+  for (const char* body : {R"({"id": "a", "v": 1.5})", R"({"id": "a", "v": 1e3})", R"({"id": "a", "v": -0.0})",
+                           R"({"id": "a", "v": {"x": 1}})", R"({"id": "a", "v": [1]})", R"({"id": "a\u0000"})",
+                           R"({"id": "a", "v": 123456789012345678901234567890})", R"([{"id": "a"}])", R"({"id": "a")"}) {
+    SCOPED_TRACE(body);
+    EXPECT_FALSE(column_texts(body, columns));
+  }
+  EXPECT_FALSE(column_texts(std::string("{\"id\": \"a\0b\"}", 13), columns)) << "a NUL byte in a string";
+  // A fraction, an object or an array in a member that is no column changes nothing.
+  EXPECT_TRUE(column_texts(R"({"id": "a", "other": [1.5, {"y": 2e3}]})", columns));
+  EXPECT_FALSE(column_texts(std::string(70 << 10, ' ') + R"({"id": "a"})", columns)) << "a body over 64 KiB";
+}
+
 TEST(ReplicateMessage, TheRoutingKeyStandsInForAMissingTypeAndAVersionMayBeADecimalString) {
   amqp::IncomingMessage message = valid_message();
   message.type.reset();
