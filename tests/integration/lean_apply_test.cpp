@@ -246,29 +246,48 @@ TEST(LeanApply, TheApplyRunsOnAGenericPlanThatReadsEveryTableByAnIndexConditionE
     applier.apply({&item});
   }
   scenario.expect_applied_once();
+  // A payload with a Unicode escape goes to the statement that reads it as jsonb.
+  amqp::OutgoingMessage escaped =
+      event_message("parking.update", "parking_slot", scenario.slot, 3,
+                    "{\"uuid\": \"" + scenario.slot + "\", \"name\": \"th\\u0069rd\", \"status\": \"available\", \"version\": 3}",
+                    1700000000000003LL);
+  amqp::IncomingMessage escaped_message = delivered(escaped);
+  outbox::replicate::Item escaped_item{&escaped_message, outbox::replicate::check_message(escaped_message, applier.mappings())};
+  applier.apply({&escaped_item});
+  EXPECT_EQ(scalar(servers().replica_url, "SELECT name FROM parking_slots WHERE uuid = '" + scenario.slot + "'"), "third");
 
-  pqxx::row prepared =
-      pqxx::nontransaction(connection)
-          .exec1("SELECT name, generic_plans, custom_plans FROM pg_prepared_statements WHERE statement LIKE 'WITH clock AS%'");
-  EXPECT_EQ(prepared[1].as<long long>(), 4) << "generic plans";
-  EXPECT_EQ(prepared[2].as<long long>(), 0) << "custom plans";
-
-  pqxx::work tx(connection);
-  tx.exec(std::string("SELECT ") + outbox::replicate::kApplyPlanSettings);
-  nlohmann::json plan = nlohmann::json::parse(
-      tx.exec1("EXPLAIN (FORMAT JSON) EXECUTE " + tx.quote_name(prepared[0].as<std::string>()) +
-               "('main', false, 60000, false, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '[]', '{}')")[0]
-          .as<std::string>());
-  std::vector<const nlohmann::json*> reads;
-  table_reads(plan[0]["Plan"], reads);
-  std::set<std::string> tables;
-  for (const nlohmann::json* read : reads) {
-    std::string table = read->value("Relation Name", ""), type = read->value("Node Type", "");
-    tables.insert(table);
-    EXPECT_TRUE(type == "Index Scan" || type == "Index Only Scan") << table << " is read by a " << type << ": " << read->dump();
-    EXPECT_TRUE(read->contains("Index Cond")) << table << " is read without an index condition: " << read->dump();
+  // Two statements: the one that reads the payloads as jsonb, which took the last batch, and the
+  // typed one, which took the four before (strings and integers) and has a text array per column more.
+  pqxx::result prepared = pqxx::nontransaction(connection)
+                              .exec(
+                                  "SELECT name, generic_plans, custom_plans, cardinality(parameter_types) "
+                                  "FROM pg_prepared_statements WHERE statement LIKE 'WITH clock AS%' ORDER BY name");
+  ASSERT_EQ(prepared.size(), 2u);
+  EXPECT_EQ(prepared[0][0].as<std::string>(), "replicate_apply");
+  EXPECT_EQ(prepared[0][1].as<long long>(), 1) << "generic plans of the jsonb statement";
+  EXPECT_EQ(prepared[1][0].as<std::string>(), "replicate_apply_typed");
+  EXPECT_EQ(prepared[1][1].as<long long>(), 4) << "generic plans of the typed statement";
+  for (const auto& statement : prepared) {
+    std::string name = statement[0].as<std::string>();
+    SCOPED_TRACE(name);
+    EXPECT_EQ(statement[2].as<long long>(), 0) << "custom plans";
+    pqxx::work tx(connection);
+    tx.exec(std::string("SELECT ") + outbox::replicate::kApplyPlanSettings);
+    std::string arguments = "'main', false, 60000, false, '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '[]', '{}'";
+    for (int extra = 14; extra < statement[3].as<int>(); ++extra) arguments += ", '{}'";
+    nlohmann::json plan = nlohmann::json::parse(
+        tx.exec1("EXPLAIN (FORMAT JSON) EXECUTE " + tx.quote_name(name) + "(" + arguments + ")")[0].as<std::string>());
+    std::vector<const nlohmann::json*> reads;
+    table_reads(plan[0]["Plan"], reads);
+    std::set<std::string> tables;
+    for (const nlohmann::json* read : reads) {
+      std::string table = read->value("Relation Name", ""), type = read->value("Node Type", "");
+      tables.insert(table);
+      EXPECT_TRUE(type == "Index Scan" || type == "Index Only Scan") << table << " is read by a " << type << ": " << read->dump();
+      EXPECT_TRUE(read->contains("Index Cond")) << table << " is read without an index condition: " << read->dump();
+    }
+    EXPECT_EQ(tables, (std::set<std::string>{"parking_slots", "outbox_aggregate_versions", "outbox_failed_events"}));
   }
-  EXPECT_EQ(tables, (std::set<std::string>{"parking_slots", "outbox_aggregate_versions", "outbox_failed_events"}));
 }
 
 // The batch's columns go to the server as binary arrays (core/pg_array.hpp): the server reads
