@@ -138,6 +138,36 @@ class KeyMemberReader : public nlohmann::json_sax<json> {
 // for events) go to the SAX reader alone, so that one does not add megabytes to replicate's RSS.
 constexpr size_t kMostFastBodyBytes = 64 << 10;
 
+// A member's value as simdjson reads it, for both readers below: its JSON kind ('s' string, 'n'
+// integer, 'b' boolean, '0' null, 'x' object or array, 'f' a number with a fraction or an exponent)
+// and, for a string, an integer or a boolean, the text jsonb gives a column (an integer's digits,
+// as numeric_out writes them; true or false).
+struct Scalar {
+  char kind;
+  std::string text;
+};
+
+Scalar scalar_of(simdjson::dom::element value) {
+  switch (value.type()) {
+    case simdjson::dom::element_type::STRING:
+      return {'s', std::string(value.get_string().value_unsafe())};
+    case simdjson::dom::element_type::INT64:
+      return {'n', std::to_string(value.get_int64().value_unsafe())};
+    case simdjson::dom::element_type::UINT64:
+      return {'n', std::to_string(value.get_uint64().value_unsafe())};
+    case simdjson::dom::element_type::BOOL:
+      return {'b', value.get_bool().value_unsafe() ? "true" : "false"};
+    case simdjson::dom::element_type::NULL_VALUE:
+      return {'0', ""};
+    case simdjson::dom::element_type::OBJECT:
+    case simdjson::dom::element_type::ARRAY:
+      return {'x', ""};
+    case simdjson::dom::element_type::DOUBLE:
+      break;
+  }
+  return {'f', ""};
+}
+
 // What KeyMemberReader finds, read with simdjson, whose parser keeps its buffers from one body to
 // the next: nlohmann's lexer, which makes a string of every key and value, was half of the
 // check's time when replicate unpacks packs. Answers only where the two readers agree: a body that
@@ -155,30 +185,12 @@ std::optional<std::string> fast_key_member(std::string_view body, std::string_vi
   if (!key_column.empty()) {
     for (simdjson::dom::key_value_pair member : object) {
       if (member.key != key_column) continue;  // the last of repeated members counts, as in jsonb
-      simdjson::dom::element value = member.value;
-      switch (value.type()) {
-        case simdjson::dom::element_type::STRING:
-          found = "s" + std::string(value.get_string().value_unsafe());
-          break;
-        case simdjson::dom::element_type::INT64:
-          found = "n" + std::to_string(value.get_int64().value_unsafe());
-          break;
-        case simdjson::dom::element_type::UINT64:
-          found = "n" + std::to_string(value.get_uint64().value_unsafe());
-          break;
-        case simdjson::dom::element_type::BOOL:
-          found = value.get_bool().value_unsafe() ? "btrue" : "bfalse";
-          break;
-        case simdjson::dom::element_type::NULL_VALUE:
-          found.reset();
-          break;
-        case simdjson::dom::element_type::OBJECT:
-        case simdjson::dom::element_type::ARRAY:
-          found = "x";
-          break;
-        case simdjson::dom::element_type::DOUBLE:
-          return std::nullopt;
-      }
+      Scalar value = scalar_of(member.value);
+      if (value.kind == 'f') return std::nullopt;
+      if (value.kind == '0')
+        found.reset();
+      else
+        found = value.kind + value.text;  // "x" for an object or array
     }
   }
   key = std::move(found);
@@ -224,31 +236,13 @@ std::optional<std::vector<std::optional<std::string>>> column_texts(std::string_
     auto column = std::find(columns.begin(), columns.end(), member.key);
     if (column == columns.end()) continue;
     std::optional<std::string>& text = texts[static_cast<size_t>(column - columns.begin())];  // the last repeat counts
-    simdjson::dom::element value = member.value;
-    switch (value.type()) {
-      case simdjson::dom::element_type::STRING: {
-        std::string_view string = value.get_string().value_unsafe();
-        if (string.find('\0') != std::string_view::npos) return std::nullopt;
-        text = std::string(string);
-        break;
-      }
-      case simdjson::dom::element_type::INT64:
-        text = std::to_string(value.get_int64().value_unsafe());
-        break;
-      case simdjson::dom::element_type::UINT64:
-        text = std::to_string(value.get_uint64().value_unsafe());
-        break;
-      case simdjson::dom::element_type::BOOL:
-        text = value.get_bool().value_unsafe() ? "true" : "false";
-        break;
-      case simdjson::dom::element_type::NULL_VALUE:
-        text.reset();
-        break;
-      case simdjson::dom::element_type::DOUBLE:  // numeric_out may spell it otherwise (1e3 is 1000)
-      case simdjson::dom::element_type::OBJECT:
-      case simdjson::dom::element_type::ARRAY:
-        return std::nullopt;
-    }
+    Scalar value = scalar_of(member.value);
+    // numeric_out may spell a fraction otherwise (1e3 is 1000); jsonb refuses a NUL in a string.
+    if (value.kind == 'f' || value.kind == 'x' || value.text.find('\0') != std::string::npos) return std::nullopt;
+    if (value.kind == '0')
+      text.reset();
+    else
+      text = std::move(value.text);
   }
   return texts;
 }
