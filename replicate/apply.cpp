@@ -237,23 +237,17 @@ Counts Applier::run(pqxx::transaction_base& tx, const std::vector<Item*>& items,
                                handler_procedures_);
     std::optional<BatchColumns> typed;
     if (typed_ && !part) typed = typed_batch_columns(items, position_of, table_of_mapping_, tables_);
-    if (typed) {
-      counts.typed = 1;
-      std::vector<pqxx::binarystring> columns(typed->typed.begin(), typed->typed.end());
-      return tx.exec_prepared1(kApplyTypedStatement, replica_, ignore_blocked, skew, record_event_ids_,
-                               pqxx::binarystring(typed->ids), pqxx::binarystring(typed->aggregate_types),
-                               pqxx::binarystring(typed->aggregate_ids), pqxx::binarystring(typed->versions),
-                               pqxx::binarystring(typed->mappings), pqxx::binarystring(typed->tables),
-                               pqxx::binarystring(typed->positions), pqxx::binarystring(typed->created_at), typed->payloads,
-                               pqxx::binarystring(typed->newest), pqxx::prepare::make_dynamic_params(columns));
-    }
-    BatchColumns batch = batch_columns(items, position_of, table_of_mapping_);
-    return tx.exec_prepared1(part ? kApplyPartStatement : kApplyStatement, replica_, ignore_blocked, skew, record_event_ids_,
-                             pqxx::binarystring(batch.ids), pqxx::binarystring(batch.aggregate_types),
-                             pqxx::binarystring(batch.aggregate_ids), pqxx::binarystring(batch.versions),
-                             pqxx::binarystring(batch.mappings), pqxx::binarystring(batch.tables),
-                             pqxx::binarystring(batch.positions), pqxx::binarystring(batch.created_at), batch.payloads,
-                             pqxx::binarystring(batch.newest));
+    counts.typed = typed ? 1 : 0;
+    const char* statement = typed ? kApplyTypedStatement : part ? kApplyPartStatement : kApplyStatement;
+    BatchColumns batch = typed ? std::move(*typed) : batch_columns(items, position_of, table_of_mapping_);
+    // The typed statement's text arrays follow $14; the others have none (batch.typed is empty).
+    std::vector<pqxx::binarystring> columns(batch.typed.begin(), batch.typed.end());
+    return tx.exec_prepared1(statement, replica_, ignore_blocked, skew, record_event_ids_, pqxx::binarystring(batch.ids),
+                             pqxx::binarystring(batch.aggregate_types), pqxx::binarystring(batch.aggregate_ids),
+                             pqxx::binarystring(batch.versions), pqxx::binarystring(batch.mappings),
+                             pqxx::binarystring(batch.tables), pqxx::binarystring(batch.positions),
+                             pqxx::binarystring(batch.created_at), batch.payloads, pqxx::binarystring(batch.newest),
+                             pqxx::prepare::make_dynamic_params(columns));
   }();
   counts.applied = row[0].as<long long>();
   counts.stale = row[1].as<long long>();
