@@ -129,27 +129,35 @@ def ratio(a, b):
 def verdict(value, target, passes):
     if value is None:
         return f"{target}: not measured"
-    return f"{value:.2f} ({target}: {'met' if passes(value) else 'NOT met'})"
+    digits = 2
+    while digits < 5 and passes(float(f"{value:.{digits}f}")) != passes(value):
+        digits += 1  # 0.8496 does not meet 0.85: it is not shown as 0.85
+    shown = f"{value:.{digits}f}"
+    return f"{shown} ({target}: {'met' if passes(value) else 'NOT met'})"
 
 
 def rounds_ratio(numerators, denominators, target, passes):
-    """The median of the rounds' ratios against the target, and each round's ratio."""
+    """The median of the rounds' ratios against the target, and each round's ratio ("-" for a
+    round that printed no figure)."""
     ratios = [ratio(a, b) for a, b in zip(numerators, denominators)]
-    ratios = [r for r in ratios if r is not None]
-    each = "" if len(ratios) < 2 else ", rounds: " + " ".join(f"{r:.2f}" for r in ratios)
+    each = "" if len(ratios) < 2 else ", rounds: " + " ".join("-" if r is None else f"{r:.2f}" for r in ratios)
     return verdict(median(ratios), target, passes) + each
 
 
-of_rounds = f" (median of {len(drains)})" if len(drains) > 1 else ""
+def of_rounds(values):
+    """ " (median of N)" when N > 1 rounds printed the figure."""
+    known = sum(v is not None for v in values)
+    return f" (median of {known})" if known > 1 else ""
+
+
 rows = [
-    (f"relay drain, {int(events):,} rows{of_rounds}", show(relay_rate, " ev/s"), show(publisher, " msg/s (publisher)"),
+    (f"relay drain, {int(events):,} rows{of_rounds(relay_rates)}", show(relay_rate, " ev/s"), show(publisher, " msg/s (publisher)"),
      f"pg-transactional-outbox: {show(pgto_rate, ' msg/s')} ({int(peer_events):,} msgs)"),
 ]
 if knows_pack == "yes":
-    rows.append((f"relay drain, relay.pack={pack}{of_rounds}", show(packed_rate, " ev/s"), "", ""))
+    rows.append((f"relay drain, relay.pack={pack}{of_rounds(packed_rates)}", show(packed_rate, " ev/s"), "", ""))
 rows += [
-    (f"replicate apply, {int(events):,} events" + (f" (median of {len(applies)})" if len(applies) > 1 else ""),
-     show(apply_rate, " ev/s"), show(consumer, " msg/s (consumer)"), ""),
+    (f"replicate apply, {int(events):,} events{of_rounds(apply_rates)}", show(apply_rate, " ev/s"), show(consumer, " msg/s (consumer)"), ""),
     (f"bulk {int(events):,}: committed -> applied", show(bulk_seconds, " s", 2), "",
      f"Londiste 3: {show(londiste_bulk, ' s', 2)}" + (f" (median of {len(londiste_bulks)})" if len(londiste_bulks) > 1 else "")),
 ] + ([(f"bulk, {packed}" + (f" (median of {rounds})" if rounds > 1 else ""), show(bulk_packed_seconds, " s", 2), "", ""),
@@ -182,9 +190,9 @@ print("  replicate apply / consumer ceiling:     " + rounds_ratio(apply_rates, c
 
 def rounds_verdict(column):
     """The median of the rounds' ratios against the target, and each round's ratio."""
-    median, ratios = median_ratio(column)
+    middle, ratios = median_ratio(column)
     each = "" if len(ratios) < 2 else ", rounds: " + " ".join(f"{r:.2f}" for r in ratios)
-    return verdict(median, "<= 0.5", lambda v: v <= 0.5) + each
+    return verdict(middle, "<= 0.5", lambda v: v <= 0.5) + each
 
 
 if knows_pack == "yes":
