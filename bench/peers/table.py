@@ -107,7 +107,7 @@ e2e_delivered = int(e2e_writes.group(1)) / float(e2e_writes.group(2)) if e2e_wri
 # How busy the machine was during those writes (bench/end-to-end; older logs do not say).
 e2e_busy = number(r"during the writes: (\d+)% of", e2e)
 londiste_delivered = number(r"tps = ([\d.]+)", log("pgbench", ".out"))
-londiste_bulk = statistics.median(londiste_bulks) if londiste_bulks else None
+londiste_bulk = median(londiste_bulks)
 londiste_p99 = figures.get("londiste_p99_ms")
 pgto_rate = figures.get("pgto_drain_rate")
 
